@@ -1,0 +1,56 @@
+"""The broker's ASGI app, composed in one place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from broker import http, openapi
+from broker.context import Context, open_context
+from broker.errors import Problem
+from broker.handlers import HANDLERS
+from broker.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> Starlette:
+    """An app serving `ctx`, or one that opens its own context from `settings` on start-up."""
+    openapi_doc = json.dumps(openapi.document(), separators=(",", ":")).encode()
+
+    async def jwks(request: Request) -> Response:
+        keyring = request.app.state.ctx.keyring
+        keyring.refresh()
+        return http.json_response(200, keyring.jwks(), {"Cache-Control": "public, max-age=300"})
+
+    async def openapi_json(request: Request) -> Response:
+        return http.json_response(200, openapi_doc)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = ctx is None
+        app.state.ctx = open_context(settings or Settings.load()) if own else ctx
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.ctx.store.close()
+
+    routes = [http.bind(endpoint, handler) for endpoint, handler in HANDLERS.items()]
+    routes += [
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Problem: http.on_problem, HTTPException: http.on_http_exception, Exception: http.on_error},
+    )
+    if ctx is not None:
+        app.state.ctx = ctx
+    return app

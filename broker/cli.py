@@ -1,0 +1,261 @@
+"""`pair-broker`: serve, and administer users and signing keys on the data dir directly."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from broker import accounts
+from broker.context import Context, open_context, timestamp
+from broker.errors import Problem
+from broker.settings import Settings, SettingsError
+from pair.files import write_private
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="pair-broker",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="The pair broker: accounts, Space tokens, and the relay between teammates and containers.",
+)
+users_app = typer.Typer(no_args_is_help=True, help="Create, list and remove users, and reset auth keys.")
+keys_app = typer.Typer(no_args_is_help=True, help="Token signing keys.")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Where the database and signing keys live. [env: PAIR_BROKER_DATA_DIR]", show_default=False
+    ),
+]
+
+
+class CliError(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings.load(**overrides)
+    except SettingsError as exc:
+        raise CliError(str(exc), "See docs/operations.md for every setting.") from exc
+
+
+def _with_context(data_dir: Path | None, work: Callable[[Context], Awaitable[T]]) -> T:
+    ctx = open_context(_settings(data_dir=data_dir))
+
+    async def run() -> T:
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.store.close()
+
+    try:
+        return asyncio.run(run())
+    except Problem as exc:
+        raise CliError(exc.message, exc.detail) from exc
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on. [env: PAIR_BROKER_HOST; default 127.0.0.1]", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port; 0 picks a free one. [env: PAIR_BROKER_PORT; default 8000]", show_default=False),
+    ] = None,
+    data_dir: DataDir = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="URL containers reach this broker at, written into tokens. [env: PAIR_BROKER_PUBLIC_URL; default http://HOST:PORT]",
+            show_default=False,
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (costs ~1/3 of throughput).")
+    ] = False,
+) -> None:
+    """Run the broker (SQLite in the data dir; a signing key and first admin are made on first start)."""
+    import uvicorn
+
+    from broker.app import create_app
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, public_url=public_url)
+    sock = _listen(settings.host, settings.port)
+    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    ctx = open_context(settings)
+    asyncio.run(_first_admin(ctx))
+
+    config = uvicorn.Config(
+        create_app(ctx=ctx),
+        log_level=settings.log_level,
+        access_log=access_log,
+        lifespan="on",
+        loop="auto",
+        http="auto",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(
+                    f"pair broker listening on http://{_display(settings.host)}:{settings.port}"
+                    f" (public URL {settings.url}, data in {settings.data_dir})",
+                    flush=True,
+                )
+
+    Server(config).run(sockets=[sock])
+    asyncio.run(ctx.store.close())
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CliError(
+            f"Cannot listen on {host}:{port}: {exc.strerror}.",
+            "Pick another --port (or PAIR_BROKER_PORT), or stop what is using it.",
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _display(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def _first_admin(ctx: Context) -> None:
+    """On an empty database, create the first admin and write their auth key to a 0600 file."""
+    if await ctx.store.users():
+        return
+    user, key = await accounts.create_user(ctx, ctx.settings.admin_email, is_admin=True, actor="first-start")
+    key_file = ctx.settings.data_dir / "admin.key"
+    write_private(key_file, key + "\n")
+    print(
+        f"Created the first admin, {user.email}; their auth key is in {key_file} (mode 0600).\n"
+        f"Log in with:  pair login {user.email} --key-file {key_file} --url {ctx.settings.url}",
+        flush=True,
+    )
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def _emit_key(email: str, key: str, key_file: Path | None) -> None:
+    if key_file is None:
+        print(key)
+        print(
+            f"That is {email}'s auth key; it is shown once. Log in with: pair login {email} --key-file FILE",
+            file=sys.stderr,
+        )
+        return
+    if not key_file.parent.is_dir():
+        raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
+    write_private(key_file, key + "\n")
+    print(f"Wrote {email}'s auth key to {key_file} (mode 0600).")
+
+
+KeyFile = Annotated[
+    Path | None, typer.Option("--key-file", help="Write the auth key to this 0600 file instead of printing it.")
+]
+
+
+@users_app.command("add")
+def users_add(
+    email: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    key_file: KeyFile = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user and their auth key (shown once)."""
+    if key_file is not None and not key_file.parent.is_dir():
+        raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
+    user, key = _with_context(data_dir, lambda ctx: accounts.create_user(ctx, email, is_admin=admin))
+    _emit_key(user.email, key, key_file)
+
+
+@users_app.command("list")
+def users_list(data_dir: DataDir = None) -> None:
+    """List users."""
+    users = _with_context(data_dir, lambda ctx: ctx.store.users())
+    print(f"{'EMAIL':<40} {'ROLE':<6} CREATED")
+    for u in users:
+        print(f"{u.email:<40} {'admin' if u.is_admin else 'user':<6} {timestamp(u.created_at):%Y-%m-%d %H:%M}")
+
+
+@users_app.command("remove")
+def users_remove(email: str, data_dir: DataDir = None) -> None:
+    """Remove a user; the Spaces they own are deleted."""
+    user = _with_context(data_dir, lambda ctx: accounts.remove_user(ctx, email))
+    print(f"Removed {user.email}.")
+
+
+@users_app.command("reset-key")
+def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = None) -> None:
+    """Replace a user's auth key; their sessions end."""
+    if key_file is not None and not key_file.parent.is_dir():
+        raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
+    user, key = _with_context(data_dir, lambda ctx: accounts.reset_key(ctx, email))
+    _emit_key(user.email, key, key_file)
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+@keys_app.command("rotate")
+def keys_rotate(data_dir: DataDir = None) -> None:
+    """Add a new signing key. Tokens signed by older keys keep verifying until they expire."""
+    ctx = open_context(_settings(data_dir=data_dir))
+    key = ctx.keyring.rotate()
+    asyncio.run(ctx.store.close())
+    print(f"New signing key {key.kid}; {len(ctx.keyring.keys)} key(s) published in the JWKS.")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List signing keys, newest (the one that signs) first."""
+    ctx = open_context(_settings(data_dir=data_dir))
+    asyncio.run(ctx.store.close())
+    for i, key in enumerate(ctx.keyring.keys):
+        print(f"{key.kid}  {timestamp(key.created_at):%Y-%m-%d %H:%M}  {'signing' if i == 0 else 'verifying'}")
+
+
+def main() -> None:
+    os.umask(0o077)  # the database, its WAL and every key file: readable by the broker's user only
+    try:
+        app()
+    except CliError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,86 @@
+"""Every broker setting, read in one place: a command-line flag, else its environment variable,
+else the default. docs/operations.md lists them (a test keeps the two in step)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pair-broker"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"env": "PAIR_BROKER_HOST"})
+    port: int = field(default=8000, metadata={"env": "PAIR_BROKER_PORT"})
+    data_dir: Path = field(default_factory=_default_data_dir, metadata={"env": "PAIR_BROKER_DATA_DIR"})
+    # The URL containers use to reach the broker; written into every token as `iss`.
+    public_url: str = field(default="", metadata={"env": "PAIR_BROKER_PUBLIC_URL"})
+    token_ttl: int = field(default=3600, metadata={"env": "PAIR_BROKER_TOKEN_TTL"})
+    max_token_ttl: int = field(default=86400, metadata={"env": "PAIR_BROKER_MAX_TOKEN_TTL"})
+    session_ttl: int = field(default=30 * 86400, metadata={"env": "PAIR_BROKER_SESSION_TTL"})
+    # Email of the admin created on first start when the database has no users.
+    admin_email: str = field(default="admin@example.com", metadata={"env": "PAIR_BROKER_ADMIN_EMAIL"})
+    log_level: str = field(default="info", metadata={"env": "PAIR_BROKER_LOG_LEVEL"})
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "broker.db"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "signing-keys"
+
+    @property
+    def url(self) -> str:
+        return (self.public_url or f"http://{_url_host(self.host)}:{self.port}").rstrip("/")
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Flags (non-None overrides) win over the environment, which wins over defaults."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if overrides.get(f.name) is not None:
+                values[f.name] = overrides[f.name]
+            elif f.metadata.get("env") in os.environ:
+                values[f.name] = os.environ[f.metadata["env"]]
+        for f in fields(cls):
+            if f.name in values:
+                values[f.name] = _convert(f.name, f.type, values[f.name])
+        settings = cls(**values)
+        if settings.token_ttl > settings.max_token_ttl:
+            raise SettingsError("PAIR_BROKER_TOKEN_TTL is above PAIR_BROKER_MAX_TOKEN_TTL.")
+        return settings
+
+    @classmethod
+    def env_vars(cls) -> dict[str, str]:
+        return {f.metadata["env"]: f.name for f in fields(cls)}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _convert(name: str, type_name: Any, value: Any) -> Any:
+    if type_name in ("int", int):
+        try:
+            number = int(value)
+        except ValueError as exc:
+            raise SettingsError(f"The setting {name} must be a whole number, not {value!r}.") from exc
+        if number < 0:
+            raise SettingsError(f"The setting {name} must not be negative.")
+        return number
+    if type_name in ("Path", Path):
+        return Path(value).expanduser()
+    return str(value)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not a URL anyone can use
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,201 @@
+"""Ed25519 signing keys for Space tokens, their JWKS, and token verification.
+
+Keys live in the data dir, one 0600 JSON file each. The newest signs; every key stays published
+until no token it signed can still be valid, so rotation never breaks an unexpired token.
+`pair-broker keys rotate` may run while the broker serves: the keyring reloads when the
+directory changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from pair.api.models import SpaceTokenClaims
+from pair.api.tokens import AUDIENCE
+from pair.files import write_private
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    created_at: int
+    private: Ed25519PrivateKey
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    def jwk(self) -> dict[str, str]:
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": _b64(_raw_public(self.public)),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+
+class TokenInvalid(Exception):
+    """Why a token was refused, as a code the caller maps to a message."""
+
+    def __init__(self, code: str, claims: dict[str, Any] | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.claims = claims or {}
+
+
+class Keyring:
+    def __init__(self, directory: Path, *, retain_seconds: int) -> None:
+        self.directory = directory
+        self.retain_seconds = retain_seconds
+        self._keys: list[SigningKey] = []
+        self._stamp: tuple[int, int] | None = None
+        self._jwks: bytes = b""
+
+    # -- loading and rotation ---------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the keys, creating the first one on first start."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not any(self.directory.glob("*.json")):
+            self.rotate()
+        self._reload()
+
+    def _reload(self) -> None:
+        keys = []
+        for path in self.directory.glob("*.json"):
+            data = json.loads(path.read_text())
+            private = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
+            assert isinstance(private, Ed25519PrivateKey)
+            keys.append(SigningKey(data["kid"], int(data["created_at"]), private))
+        self._keys = sorted(keys, key=lambda k: (k.created_at, k.kid), reverse=True)
+        self._jwks = json.dumps({"keys": [k.jwk() for k in self._keys]}, separators=(",", ":")).encode()
+        self._stamp = self._dir_stamp()
+
+    def _dir_stamp(self) -> tuple[int, int]:
+        st = os.stat(self.directory)
+        return st.st_mtime_ns, st.st_ino
+
+    def refresh(self) -> None:
+        """Pick up keys another process added (one stat; cheap enough for every request)."""
+        if self._dir_stamp() != self._stamp:
+            self._reload()
+
+    def rotate(self, now: int | None = None) -> SigningKey:
+        """Add a new signing key; drop keys retired long enough that nothing they signed is valid."""
+        now = int(time.time()) if now is None else now
+        private = Ed25519PrivateKey.generate()
+        kid = _thumbprint(private.public_key())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        body = json.dumps({"kid": kid, "created_at": now, "private_key": pem}).encode()
+        write_private(self.directory / f"{now:012d}-{kid}.json", body)
+        self._prune(now)
+        self._reload()
+        return self._keys[0]
+
+    def _prune(self, now: int) -> None:
+        # A key is retired when its successor is created; it can have signed tokens until then.
+        files = sorted(self.directory.glob("*.json"), reverse=True)
+        successor_created: int | None = None
+        for path in files:
+            created = int(path.name.split("-", 1)[0])
+            if successor_created is not None and now - successor_created > self.retain_seconds:
+                path.unlink()
+            successor_created = created
+
+    @property
+    def keys(self) -> list[SigningKey]:
+        return list(self._keys)
+
+    @property
+    def active(self) -> SigningKey:
+        return self._keys[0]
+
+    def jwks(self) -> bytes:
+        return self._jwks
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def sign(self, claims: SpaceTokenClaims) -> str:
+        key = self.active
+        payload = {f: getattr(claims, f) for f in claims.__struct_fields__}
+        return jwt.encode(payload, key.private, algorithm="EdDSA", headers={"kid": key.kid})
+
+    def verify(self, token: str, *, issuer: str, now: int, leeway: int = 30) -> SpaceTokenClaims:
+        """Check signature, audience, issuer and times; raise TokenInvalid with the reason."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise TokenInvalid("malformed") from exc
+        if header.get("alg") != "EdDSA":
+            raise TokenInvalid("malformed")
+        key = next((k for k in self._keys if k.kid == header.get("kid")), None)
+        if key is None:
+            raise TokenInvalid("unknown_key")
+        try:
+            # Times are checked below, after the signature, so an expired token can still be named.
+            claims = jwt.decode(
+                token,
+                key.public,
+                algorithms=["EdDSA"],
+                audience=AUDIENCE,
+                issuer=issuer,
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require": ["iss", "aud", "sub", "iat", "exp", "jti"],
+                },
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise TokenInvalid("bad_signature") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise TokenInvalid("wrong_audience") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise TokenInvalid("wrong_issuer", _unverified(token)) from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalid("malformed") from exc
+        if int(claims.get("nbf", claims["iat"])) > now + leeway or int(claims["iat"]) > now + leeway:
+            raise TokenInvalid("not_yet_valid", claims)
+        if int(claims["exp"]) <= now - leeway:
+            raise TokenInvalid("expired", claims)
+        claims.setdefault("nbf", claims["iat"])
+        return SpaceTokenClaims(**{f: claims[f] for f in SpaceTokenClaims.__struct_fields__})
+
+
+def _raw_public(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _thumbprint(public: Ed25519PublicKey) -> str:
+    """RFC 7638 JWK thumbprint: a key id anyone can recompute from the JWKS."""
+    canonical = json.dumps(
+        {"crv": "Ed25519", "kty": "OKP", "x": _b64(_raw_public(public))}, separators=(",", ":"), sort_keys=True
+    )
+    return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def _unverified(token: str) -> dict[str, Any]:
+    try:
+        return dict(jwt.decode(token, options={"verify_signature": False}))
+    except jwt.InvalidTokenError:
+        return {}

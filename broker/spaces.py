@@ -1,0 +1,277 @@
+"""Spaces: authorize (create + token), sharing, deletion, and the container's bootstrap.
+
+The CLI's handlers, the admin commands and (later) the web page all go through these
+functions, so a rule holds everywhere or nowhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import msgspec
+
+from broker import credentials, names
+from broker.accounts import normalize_email
+from broker.context import Context, timestamp
+from broker.errors import Problem, invalid, not_found
+from broker.signing import TokenInvalid
+from broker.store import Conflict, SpaceRecord, TokenRecord, UserRecord
+from pair.api import models as m
+from pair.api.tokens import AUDIENCE
+
+REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
+
+
+def to_wire(space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | None) -> m.Space:
+    owner = space.owner_id == viewer.id
+    return m.Space(
+        id=space.id,
+        name=space.name,
+        owner=space.owner_email,
+        role="owner" if owner else "shared",
+        state=space.state,  # type: ignore[arg-type]
+        created_at=timestamp(space.created_at),
+        updated_at=timestamp(space.updated_at),
+        last_seen_at=timestamp(space.last_seen_at) if space.last_seen_at else None,
+        container=msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else None,
+        shared_with=shared_with if owner else None,
+    )
+
+
+async def visible(ctx: Context, user: UserRecord) -> list[m.Space]:
+    spaces = await ctx.store.visible_spaces(user.id)
+    shares = await ctx.store.shares_of([s.id for s in spaces if s.owner_id == user.id])
+    return [to_wire(s, user, shares.get(s.id)) for s in spaces]
+
+
+async def get_visible(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
+    """The Space, if `user` owns it or it is shared with them; 404 otherwise (never 403, which
+    would confirm that a guessed id exists)."""
+    space = await ctx.store.space(space_id)
+    if (
+        space is None
+        or space.deleted_at is not None
+        or (space.owner_id != user.id and not await ctx.store.is_shared_with(space.id, user.id))
+    ):
+        raise not_found(f"The Space {space_id}", "List the Spaces you can see with `pair spaces list`.")
+    return space
+
+
+async def get_owned(ctx: Context, user: UserRecord, space_id: str, action: str) -> SpaceRecord:
+    space = await get_visible(ctx, user, space_id)
+    if space.owner_id != user.id:
+        raise Problem(
+            403,
+            f'Only the owner of "{space.name}" ({space.owner_email}) can {action} it.',
+            "Ask them to do it.",
+            "not_owner",
+        )
+    return space
+
+
+async def wire(ctx: Context, user: UserRecord, space: SpaceRecord) -> m.Space:
+    shares = await ctx.store.shares(space.id) if space.owner_id == user.id else None
+    return to_wire(space, user, shares)
+
+
+async def _user_ids(ctx: Context, owner: UserRecord, emails: list[str]) -> list[str]:
+    """Resolve teammates' emails, naming every unknown one in a single error."""
+    ids, unknown = [], []
+    for email in dict.fromkeys(normalize_email(e) for e in emails):
+        if email == owner.email:
+            raise invalid("You own this Space; share it with other people.", "Drop your own email from the list.")
+        user = await ctx.store.user_by_email(email)
+        if user is None:
+            unknown.append(email)
+        else:
+            ids.append(user.id)
+    if unknown:
+        raise Problem(
+            422,
+            f"No account on this broker for {', '.join(unknown)}.",
+            "Ask your admin to create it (`pair-broker users add EMAIL`), or check the spelling.",
+            "unknown_user",
+        )
+    return ids
+
+
+def _ttl(ctx: Context, ttl_seconds: int | None) -> int:
+    ttl = ctx.settings.token_ttl if ttl_seconds is None else ttl_seconds
+    if ttl < 60:
+        raise invalid("A Space token must live at least one minute.", "Pass a longer --ttl, such as 1h.")
+    if ttl > ctx.settings.max_token_ttl:
+        raise invalid(
+            f"A Space token may live at most {ctx.settings.max_token_ttl} seconds on this broker.",
+            "Pass a shorter --ttl; the limit is PAIR_BROKER_MAX_TOKEN_TTL.",
+        )
+    return ttl
+
+
+async def _issue(ctx: Context, user: UserRecord, space: SpaceRecord, ttl: int) -> m.SpaceToken:
+    now = ctx.now()
+    claims = m.SpaceTokenClaims(
+        iss=ctx.settings.url, aud=AUDIENCE, sub=space.id, iat=now, nbf=now, exp=now + ttl, jti=secrets.token_urlsafe(16)
+    )
+    ctx.keyring.refresh()
+    token = ctx.keyring.sign(claims)
+    await ctx.store.add_token(TokenRecord(claims.jti, space.id, user.id, now, claims.exp, None, None, None))
+    await ctx.store.audit(now, user.email, "space.token", space.id, claims.jti)
+    return m.SpaceToken(
+        space=await wire(ctx, user, space), token=token, expires_at=timestamp(claims.exp), ttl_seconds=ttl
+    )
+
+
+async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
+    ttl = _ttl(ctx, req.ttl_seconds)
+    share_ids = await _user_ids(ctx, user, req.share_with)
+    if req.name is not None and not names.is_valid(req.name):
+        raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
+    now = ctx.now()
+    for attempt in range(20):
+        name = req.name or names.generate()
+        if attempt >= 10 and not req.name:
+            name = f"{name}_{secrets.randbelow(1000)}"
+        space = SpaceRecord(
+            credentials.new_id("sp_"), user.id, user.email, name, "created", now, now, None, None, None, None
+        )
+        try:
+            await ctx.store.create_space(space, share_ids)
+            break
+        except Conflict as exc:
+            if req.name:
+                raise Problem(
+                    409,
+                    f'You already have a Space named "{req.name}".',
+                    f"Pick another --name, or get a new token for it with `pair spaces authorize --space {req.name}`.",
+                    "exists",
+                ) from exc
+    else:  # pragma: no cover - 20 collisions in a row would take a very full broker
+        raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
+    await ctx.store.audit(now, user.email, "space.create", space.id, name)
+    return await _issue(ctx, user, space, ttl)
+
+
+async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTokenRequest) -> m.SpaceToken:
+    space = await get_owned(ctx, user, space_id, "authorize")
+    return await _issue(ctx, user, space, _ttl(ctx, req.ttl_seconds))
+
+
+async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.ShareUpdate) -> m.Space:
+    space = await get_owned(ctx, user, space_id, "share")
+    add = await _user_ids(ctx, user, req.add)
+    remove = await _user_ids(ctx, user, req.remove)
+    await ctx.store.update_shares(space.id, add, remove, ctx.now())
+    for verb, emails in (("share", req.add), ("unshare", req.remove)):
+        for email in emails:
+            await ctx.store.audit(ctx.now(), user.email, f"space.{verb}", space.id, normalize_email(email))
+    return await wire(ctx, user, await ctx.store.space(space.id) or space)
+
+
+async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | None = None) -> SpaceRecord:
+    """Delete a Space: its tokens and agent credential stop working at once."""
+    space = await get_owned(ctx, user, space_id, "delete")
+    await ctx.store.delete_space(space.id, ctx.now())
+    await ctx.store.audit(ctx.now(), actor or user.email, "space.delete", space.id, space.name)
+    return space
+
+
+# -- the container side ---------------------------------------------------------------------
+
+TOKEN_ERRORS = {
+    "malformed": "That is not a valid Space token.",
+    "bad_signature": "The Space token's signature does not match: it was changed or cut short.",
+    "unknown_key": "The Space token was signed by a key this broker does not know.",
+    "wrong_audience": "That token is not a Space token (wrong audience).",
+    "wrong_issuer": "The Space token was issued by another broker URL.",
+    "not_yet_valid": "The Space token is not valid yet: this machine's clock or the broker's is wrong.",
+}
+
+
+def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
+    if err.code == "expired":
+        expired_at = timestamp(int(err.claims["exp"])).strftime("%Y-%m-%d %H:%M UTC")
+        named = f' for "{space.name}"' if space else ""
+        return Problem(
+            401,
+            f"The Space token{named} expired at {expired_at}.",
+            REAUTHORIZE.format(name=space.name if space else "NAME"),
+            "token_expired",
+        )
+    detail = {
+        "wrong_issuer": f"It names {err.claims.get('iss')!r}; bootstrap against that URL, or issue a new token.",
+        "not_yet_valid": "Check the time on both machines (NTP).",
+    }.get(err.code, "Copy the whole single line of SPACE_ID.txt written by `pair spaces authorize`.")
+    return Problem(401, TOKEN_ERRORS[err.code], detail, f"token_{err.code}")
+
+
+async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistration:
+    """Exchange a Space token for an agent credential. Single-use across containers; a retry
+    from the same container (its first answer lost) gets a fresh credential."""
+    if not req.instance_id or len(req.instance_id) > 128:
+        raise invalid("The bootstrap request has no valid instance id.")
+    ctx.keyring.refresh()
+    try:
+        claims = ctx.keyring.verify(req.token, issuer=ctx.settings.url, now=ctx.now())
+    except TokenInvalid as err:
+        sub = err.claims.get("sub")
+        raise _token_problem(err, await ctx.store.space(sub) if isinstance(sub, str) else None) from err
+    token = await ctx.store.token(claims.jti)
+    space = await ctx.store.space(claims.sub)
+    if token is None or space is None or token.space_id != space.id:
+        raise Problem(
+            401,
+            "This broker has no record of that Space token.",
+            "Its database may have been reset. Run `pair spaces authorize` for a new Space.",
+            "token_unknown",
+        )
+    reauthorize = REAUTHORIZE.format(name=space.name)
+    if space.deleted_at is not None:
+        raise Problem(
+            410,
+            f'The Space "{space.name}" was deleted.',
+            "Run `pair spaces authorize` on your laptop to create a new Space.",
+            "space_deleted",
+        )
+    if token.revoked_at is not None:
+        raise Problem(401, "That Space token was revoked.", reauthorize, "token_revoked")
+    if token.used_instance_id is not None and token.used_instance_id != req.instance_id:
+        raise Problem(
+            409,
+            f'That token already bootstrapped another container as "{space.name}".',
+            f"A token works for one container. {reauthorize}",
+            "token_used",
+        )
+    credential = credentials.new_secret(credentials.AGENT)
+    facts = msgspec.json.encode(req.facts).decode()
+    await ctx.store.register_agent(
+        claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
+    )
+    await ctx.store.audit(ctx.now(), f"agent:{space.id}", "space.bootstrap", space.id, req.facts.hostname)
+    return m.AgentRegistration(
+        space_id=space.id, space_name=space.name, owner=space.owner_email, state="starting", agent_credential=credential
+    )
+
+
+async def authenticate_agent(ctx: Context, credential: str) -> SpaceRecord:
+    space = await ctx.store.space_by_credential(credentials.digest(credential)) if credential else None
+    if space is None:
+        raise Problem(
+            401,
+            "This container's agent credential is no longer valid.",
+            "The Space was deleted or bootstrapped in another container. "
+            "Run `pair spaces authorize --space NAME` and bootstrap again with the new token.",
+            "agent_unauthenticated",
+        )
+    return space
+
+
+async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
+    if req.instance_id != space.instance_id:
+        raise Problem(
+            409,
+            f'The Space "{space.name}" is registered to another container.',
+            REAUTHORIZE.format(name=space.name),
+            "instance_mismatch",
+        )
+    await ctx.store.update_facts(space.id, msgspec.json.encode(req.facts).decode(), ctx.now())
+    return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)  # type: ignore[arg-type]

@@ -1,0 +1,287 @@
+"""The embedded default store: one SQLite file in WAL mode, queried inline from the event loop.
+
+Every method runs to completion without awaiting, so each is atomic with respect to the other
+requests this process serves; several processes share the file through WAL and busy_timeout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from broker.store import Conflict
+from broker.store.migrations import migrate
+from broker.store.records import SessionRecord, SpaceRecord, SshKeyRecord, TokenRecord, UserRecord
+
+_SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
+    s.last_seen_at, s.deleted_at, s.instance_id, s.facts"""
+_SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+            self._db.execute(f"PRAGMA {pragma}")
+        migrate(self._db)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> Any:
+        return self._db.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, *args: Any) -> list[Any]:
+        return self._db.execute(sql, args).fetchall()
+
+    async def close(self) -> None:
+        self._db.close()
+
+    # -- users --------------------------------------------------------------------------------
+
+    async def create_user(self, user: UserRecord, auth_key_hash: str) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO users (id, email, is_admin, auth_key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (user.id, user.email, int(user.is_admin), auth_key_hash, user.created_at),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"user {user.email} exists") from exc
+
+    async def user_by_email(self, email: str) -> UserRecord | None:
+        row = self._one("SELECT id, email, is_admin, created_at FROM users WHERE email = ?", email)
+        return _user(row) if row else None
+
+    async def user_by_auth_key(self, auth_key_hash: str) -> UserRecord | None:
+        row = self._one("SELECT id, email, is_admin, created_at FROM users WHERE auth_key_hash = ?", auth_key_hash)
+        return _user(row) if row else None
+
+    async def users(self) -> list[UserRecord]:
+        return [_user(r) for r in self._all("SELECT id, email, is_admin, created_at FROM users ORDER BY email")]
+
+    async def set_auth_key(self, user_id: str, auth_key_hash: str, now: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE users SET auth_key_hash = ? WHERE id = ?", (auth_key_hash, user_id))
+            db.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (now, user_id))
+
+    async def remove_user(self, user_id: str, now: int) -> list[str]:
+        with self._tx() as db:
+            owned = [
+                r[0] for r in db.execute("SELECT id FROM spaces WHERE owner_id = ? AND deleted_at IS NULL", (user_id,))
+            ]
+            db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        return owned
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(self, session: SessionRecord, token_hash: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions (id, user_id, token_hash, kind, client, created_at, expires_at, last_used_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id,
+                    session.user_id,
+                    token_hash,
+                    session.kind,
+                    session.client,
+                    session.created_at,
+                    session.expires_at,
+                    session.last_used_at,
+                ),
+            )
+
+    async def session_by_token(self, token_hash: str, now: int) -> tuple[SessionRecord, UserRecord] | None:
+        row = self._one(
+            "SELECT s.id, s.user_id, s.kind, s.client, s.created_at, s.expires_at, s.last_used_at,"
+            " u.id, u.email, u.is_admin, u.created_at"
+            " FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
+            token_hash,
+            now,
+        )
+        if row is None:
+            return None
+        return SessionRecord(*row[:7]), _user(row[7:])
+
+    async def touch_session(self, session_id: str, now: int) -> None:
+        self._db.execute("UPDATE sessions SET last_used_at = ? WHERE id = ?", (now, session_id))
+
+    async def revoke_session(self, session_id: str, now: int) -> None:
+        self._db.execute("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, session_id))
+
+    # -- SSH keys -----------------------------------------------------------------------------
+
+    async def add_ssh_key(self, key: SshKeyRecord) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO ssh_keys (id, user_id, fingerprint, key_type, bits, public_key, comment,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.id,
+                        key.user_id,
+                        key.fingerprint,
+                        key.key_type,
+                        key.bits,
+                        key.public_key,
+                        key.comment,
+                        key.created_at,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"key {key.fingerprint} exists") from exc
+
+    async def ssh_keys(self, user_id: str) -> list[SshKeyRecord]:
+        rows = self._all(
+            "SELECT id, user_id, fingerprint, key_type, bits, public_key, comment, created_at"
+            " FROM ssh_keys WHERE user_id = ? ORDER BY created_at, id",
+            user_id,
+        )
+        return [SshKeyRecord(*r) for r in rows]
+
+    async def remove_ssh_key(self, user_id: str, key_id: str) -> bool:
+        cur = self._db.execute("DELETE FROM ssh_keys WHERE id = ? AND user_id = ?", (key_id, user_id))
+        return cur.rowcount > 0
+
+    # -- Spaces -------------------------------------------------------------------------------
+
+    async def create_space(self, space: SpaceRecord, share_user_ids: list[str]) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO spaces (id, owner_id, name, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (space.id, space.owner_id, space.name, space.state, space.created_at, space.updated_at),
+                )
+                db.executemany(
+                    "INSERT INTO space_shares (space_id, user_id, created_at) VALUES (?, ?, ?)",
+                    [(space.id, uid, space.created_at) for uid in share_user_ids],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"space name {space.name} taken") from exc
+
+    async def space(self, space_id: str) -> SpaceRecord | None:
+        row = self._one(f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.id = ?", space_id)
+        return SpaceRecord(*row) if row else None
+
+    async def visible_spaces(self, user_id: str) -> list[SpaceRecord]:
+        rows = self._all(
+            f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.deleted_at IS NULL AND (s.owner_id = ?"
+            " OR s.id IN (SELECT space_id FROM space_shares WHERE user_id = ?)) ORDER BY s.created_at, s.id",
+            user_id,
+            user_id,
+        )
+        return [SpaceRecord(*r) for r in rows]
+
+    async def is_shared_with(self, space_id: str, user_id: str) -> bool:
+        row = self._one("SELECT 1 FROM space_shares WHERE space_id = ? AND user_id = ?", space_id, user_id)
+        return row is not None
+
+    async def space_name_taken(self, owner_id: str, name: str) -> bool:
+        row = self._one("SELECT 1 FROM spaces WHERE owner_id = ? AND name = ? AND deleted_at IS NULL", owner_id, name)
+        return row is not None
+
+    async def shares(self, space_id: str) -> list[str]:
+        return (await self.shares_of([space_id])).get(space_id, [])
+
+    async def shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {sid: [] for sid in space_ids}
+        if not space_ids:
+            return out
+        marks = ",".join("?" * len(space_ids))
+        rows = self._all(
+            f"SELECT sh.space_id, u.email FROM space_shares sh JOIN users u ON u.id = sh.user_id"
+            f" WHERE sh.space_id IN ({marks}) ORDER BY u.email",
+            *space_ids,
+        )
+        for space_id, email in rows:
+            out[space_id].append(email)
+        return out
+
+    async def update_shares(self, space_id: str, add: list[str], remove: list[str], now: int) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO space_shares (space_id, user_id, created_at) VALUES (?, ?, ?)",
+                [(space_id, uid, now) for uid in add],
+            )
+            db.executemany(
+                "DELETE FROM space_shares WHERE space_id = ? AND user_id = ?", [(space_id, uid) for uid in remove]
+            )
+            db.execute("UPDATE spaces SET updated_at = ? WHERE id = ?", (now, space_id))
+
+    async def delete_space(self, space_id: str, now: int) -> None:
+        # The row stays as a tombstone so that a late bootstrap hears "deleted", not "unknown".
+        with self._tx() as db:
+            db.execute(
+                "UPDATE spaces SET state = 'deleted', deleted_at = ?, updated_at = ?, agent_credential_hash = NULL"
+                " WHERE id = ? AND deleted_at IS NULL",
+                (now, now, space_id),
+            )
+            db.execute(
+                "UPDATE space_tokens SET revoked_at = ? WHERE space_id = ? AND revoked_at IS NULL", (now, space_id)
+            )
+            db.execute("DELETE FROM space_shares WHERE space_id = ?", (space_id,))
+
+    # -- Space tokens and the agent -----------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> None:
+        self._db.execute(
+            "INSERT INTO space_tokens (jti, space_id, issued_by, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            (token.jti, token.space_id, token.issued_by, token.issued_at, token.expires_at),
+        )
+
+    async def token(self, jti: str) -> TokenRecord | None:
+        row = self._one(
+            "SELECT jti, space_id, issued_by, issued_at, expires_at, used_instance_id, used_at, revoked_at"
+            " FROM space_tokens WHERE jti = ?",
+            jti,
+        )
+        return TokenRecord(*row) if row else None
+
+    async def register_agent(
+        self, jti: str, space_id: str, instance_id: str, facts: str, credential_hash: str, now: int
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE space_tokens SET used_instance_id = ?, used_at = COALESCE(used_at, ?) WHERE jti = ?",
+                (instance_id, now, jti),
+            )
+            db.execute(
+                "UPDATE spaces SET instance_id = ?, facts = ?, agent_credential_hash = ?, state = 'starting',"
+                " updated_at = ?, last_seen_at = ? WHERE id = ?",
+                (instance_id, facts, credential_hash, now, now, space_id),
+            )
+
+    async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None:
+        row = self._one(
+            f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.agent_credential_hash = ? AND s.deleted_at IS NULL",
+            credential_hash,
+        )
+        return SpaceRecord(*row) if row else None
+
+    async def update_facts(self, space_id: str, facts: str, now: int) -> None:
+        self._db.execute("UPDATE spaces SET facts = ?, last_seen_at = ? WHERE id = ?", (facts, now, space_id))
+
+    # -- audit --------------------------------------------------------------------------------
+
+    async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (now, actor, action, target, detail),
+        )
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(row[0], row[1], bool(row[2]), row[3])

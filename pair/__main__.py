@@ -1,0 +1,14 @@
+"""Entry point. Dispatches before importing the CLI framework, so that the commands sshd and ssh
+run per connection (`pair verify`, and later the SSH proxy) start as fast as Python can."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from pair.cli.app import run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The broker's HTTP client: the only code in `pair` that knows URLs and JSON.
+
+Tests hand it an `httpx.Client` whose transport is the in-process broker (Starlette's
+TestClient), so the same client code runs against a real server and an in-memory one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from pair import __version__
+from pair.api import endpoints as ep
+from pair.api import models as m
+from pair.api.errors import ApiError, AuthError, BrokerUnreachable
+
+LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        http: httpx.Client | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self._http = http or httpx.Client(timeout=timeout, headers={"User-Agent": f"pair/{__version__}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def call(
+        self,
+        endpoint: ep.Endpoint,
+        body: msgspec.Struct | None = None,
+        *,
+        path: Mapping[str, str] | None = None,
+    ) -> Any:
+        url = self.url + endpoint.path.format(**{k: quote(v, safe="") for k, v in (path or {}).items()})
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        content = msgspec.json.encode(body) if body is not None else None
+        try:
+            response = self._http.request(endpoint.method, url, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            raise BrokerUnreachable(
+                f"Cannot reach the broker at {self.url} ({_reason(exc)}).",
+                "Check the URL (`pair whoami`, PAIR_URL) and that the broker is running.",
+            ) from exc
+        if response.status_code >= 400:
+            raise _error(response)
+        if endpoint.response is None:
+            return None
+        try:
+            return msgspec.json.decode(response.content, type=endpoint.response)
+        except msgspec.DecodeError as exc:
+            raise ApiError(
+                response.status_code,
+                f"The broker at {self.url} sent a response this version of pair does not understand.",
+                f"{exc}. Is the URL a pair broker, and are pair and the broker versions compatible?",
+            ) from exc
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def login(self, email: str, auth_key: str, client: str = "") -> m.LoginResponse:
+        return self.call(ep.LOGIN, m.LoginRequest(email=email, auth_key=auth_key, client=client))  # type: ignore[no-any-return]
+
+    def logout(self) -> None:
+        self.call(ep.LOGOUT)
+
+    def me(self) -> m.User:
+        return self.call(ep.ME)  # type: ignore[no-any-return]
+
+    def teammates(self) -> list[m.Teammate]:
+        return self.call(ep.TEAMMATES)  # type: ignore[no-any-return]
+
+    def admin_users(self) -> list[m.User]:
+        return self.call(ep.ADMIN_USERS)  # type: ignore[no-any-return]
+
+    def admin_add_user(self, email: str, *, is_admin: bool = False) -> m.UserWithKey:
+        return self.call(ep.ADMIN_ADD_USER, m.NewUserRequest(email=email, is_admin=is_admin))  # type: ignore[no-any-return]
+
+    def admin_remove_user(self, email: str) -> None:
+        self.call(ep.ADMIN_REMOVE_USER, path={"email": email})
+
+    def admin_reset_key(self, email: str) -> m.UserWithKey:
+        return self.call(ep.ADMIN_RESET_KEY, path={"email": email})  # type: ignore[no-any-return]
+
+    # -- SSH keys ---------------------------------------------------------------------------
+
+    def ssh_keys(self) -> list[m.SshKey]:
+        return self.call(ep.KEYS)  # type: ignore[no-any-return]
+
+    def add_key(self, public_key: str) -> m.SshKey:
+        return self.call(ep.ADD_KEY, m.NewSshKeyRequest(public_key=public_key))  # type: ignore[no-any-return]
+
+    def remove_key(self, key_id: str) -> None:
+        self.call(ep.REMOVE_KEY, path={"key_id": key_id})
+
+    # -- Spaces -----------------------------------------------------------------------------
+
+    def spaces(self) -> list[m.Space]:
+        return self.call(ep.SPACES)  # type: ignore[no-any-return]
+
+    def space(self, space_id: str) -> m.Space:
+        return self.call(ep.SPACE, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    def authorize(self, *, name: str | None, share_with: list[str], ttl_seconds: int | None) -> m.SpaceToken:
+        body = m.AuthorizeRequest(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
+        return self.call(ep.AUTHORIZE, body)  # type: ignore[no-any-return]
+
+    def new_token(self, space_id: str, *, ttl_seconds: int | None) -> m.SpaceToken:
+        body = m.NewTokenRequest(ttl_seconds=ttl_seconds)
+        return self.call(ep.NEW_TOKEN, body, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    def delete_space(self, space_id: str) -> None:
+        self.call(ep.DELETE_SPACE, path={"space_id": space_id})
+
+    def share(self, space_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> m.Space:
+        body = m.ShareUpdate(add=list(add), remove=list(remove))
+        return self.call(ep.SHARE, body, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    # -- container side ---------------------------------------------------------------------
+
+    def bootstrap(self, token: str, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
+        body = m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts)
+        return self.call(ep.BOOTSTRAP, body)  # type: ignore[no-any-return]
+
+    def checkin(self, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
+        return self.call(ep.CHECKIN, m.AgentCheckin(instance_id=instance_id, facts=facts))  # type: ignore[no-any-return]
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        body = msgspec.json.decode(response.content, type=m.ErrorBody)
+    except msgspec.DecodeError:
+        body = m.ErrorBody(
+            message=f"The broker answered HTTP {response.status_code} without an error message.",
+            detail="Is the URL a pair broker? Check it with `pair whoami`.",
+        )
+    if response.status_code == 401:
+        return AuthError(401, body.message, body.detail or LOGIN_HINT, body.code)
+    return ApiError(response.status_code, body.message, body.detail, body.code)
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host not found"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return type(exc).__name__

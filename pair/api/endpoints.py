@@ -1,0 +1,149 @@
+"""Every JSON endpoint of the broker, in one table.
+
+The client calls them, the broker binds a handler to each, and /openapi.json is generated from
+them, so the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pair.api import models as m
+
+Auth = Literal["none", "session", "admin", "agent"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    auth: Auth
+    request: Any = None  # a msgspec type, or None for no body
+    response: Any = None  # a msgspec type, or None for 204 No Content
+    tag: str = ""
+
+    @property
+    def status(self) -> int:
+        return 204 if self.response is None else 200
+
+
+API = "/api/v1"
+
+HEALTH = Endpoint("GET", "/healthz", "Liveness and version.", "none", response=m.Health, tag="meta")
+
+LOGIN = Endpoint(
+    "POST",
+    f"{API}/login",
+    "Exchange an email and auth key for a session.",
+    "none",
+    m.LoginRequest,
+    m.LoginResponse,
+    "accounts",
+)
+LOGOUT = Endpoint("POST", f"{API}/logout", "Revoke the calling session.", "session", tag="accounts")
+ME = Endpoint("GET", f"{API}/me", "The signed-in user.", "session", response=m.User, tag="accounts")
+TEAMMATES = Endpoint(
+    "GET",
+    f"{API}/teammates",
+    "Every other active user, to share Spaces with.",
+    "session",
+    response=list[m.Teammate],
+    tag="accounts",
+)
+
+ADMIN_USERS = Endpoint("GET", f"{API}/admin/users", "All users (admin).", "admin", response=list[m.User], tag="admin")
+ADMIN_ADD_USER = Endpoint(
+    "POST",
+    f"{API}/admin/users",
+    "Create a user and their auth key (admin).",
+    "admin",
+    m.NewUserRequest,
+    m.UserWithKey,
+    "admin",
+)
+ADMIN_REMOVE_USER = Endpoint(
+    "DELETE",
+    f"{API}/admin/users/{{email}}",
+    "Remove a user and delete their Spaces (admin).",
+    "admin",
+    tag="admin",
+)
+ADMIN_RESET_KEY = Endpoint(
+    "POST",
+    f"{API}/admin/users/{{email}}/reset-key",
+    "Replace a user's auth key and end their sessions (admin).",
+    "admin",
+    response=m.UserWithKey,
+    tag="admin",
+)
+
+KEYS = Endpoint("GET", f"{API}/keys", "Your SSH public keys.", "session", response=list[m.SshKey], tag="keys")
+ADD_KEY = Endpoint("POST", f"{API}/keys", "Add an SSH public key.", "session", m.NewSshKeyRequest, m.SshKey, "keys")
+REMOVE_KEY = Endpoint("DELETE", f"{API}/keys/{{key_id}}", "Remove an SSH public key.", "session", tag="keys")
+
+SPACES = Endpoint(
+    "GET",
+    f"{API}/spaces",
+    "Spaces you own or that are shared with you.",
+    "session",
+    response=list[m.Space],
+    tag="spaces",
+)
+AUTHORIZE = Endpoint(
+    "POST",
+    f"{API}/spaces",
+    "Create a Space and issue its bootstrap token.",
+    "session",
+    m.AuthorizeRequest,
+    m.SpaceToken,
+    "spaces",
+)
+SPACE = Endpoint("GET", f"{API}/spaces/{{space_id}}", "One Space.", "session", response=m.Space, tag="spaces")
+DELETE_SPACE = Endpoint(
+    "DELETE",
+    f"{API}/spaces/{{space_id}}",
+    "Delete a Space: its tokens and agent credential die.",
+    "session",
+    tag="spaces",
+)
+NEW_TOKEN = Endpoint(
+    "POST",
+    f"{API}/spaces/{{space_id}}/tokens",
+    "Issue a fresh bootstrap token for a Space you own.",
+    "session",
+    m.NewTokenRequest,
+    m.SpaceToken,
+    "spaces",
+)
+SHARE = Endpoint(
+    "PATCH",
+    f"{API}/spaces/{{space_id}}/shares",
+    "Share a Space with people, or stop sharing it.",
+    "session",
+    m.ShareUpdate,
+    m.Space,
+    "spaces",
+)
+
+BOOTSTRAP = Endpoint(
+    "POST",
+    f"{API}/agent/bootstrap",
+    "Exchange a Space token for an agent credential (once per container).",
+    "none",
+    m.BootstrapRequest,
+    m.AgentRegistration,
+    "agent",
+)
+CHECKIN = Endpoint(
+    "POST",
+    f"{API}/agent/checkin",
+    "Confirm a stored agent credential and refresh the container's facts.",
+    "agent",
+    m.AgentCheckin,
+    m.AgentRegistration,
+    "agent",
+)
+
+ALL: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

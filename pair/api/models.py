@@ -1,0 +1,155 @@
+"""Every request and response body, and the Space token's claims: the wire contract.
+
+The broker imports these types; `pair` never imports the broker. Field names are the JSON names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+Role = Literal["owner", "shared"]
+SpaceState = Literal["created", "starting", "running", "stopping", "stopped", "deleted"]
+Platform = Literal["codespaces", "devfile", "devcontainer", "generic"]
+
+
+class Struct(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """Base for wire types: keyword-only fields, unknown fields ignored (forward compatible)."""
+
+
+class ErrorBody(Struct):
+    message: str
+    detail: str = ""
+    code: str = ""
+
+
+class User(Struct):
+    id: str
+    email: str
+    is_admin: bool
+    created_at: datetime
+
+
+class Teammate(Struct):
+    email: str
+
+
+class LoginRequest(Struct):
+    email: str
+    auth_key: str
+    client: str = ""
+
+
+class LoginResponse(Struct):
+    session_token: str
+    expires_at: datetime
+    user: User
+
+
+class NewUserRequest(Struct):
+    email: str
+    is_admin: bool = False
+
+
+class UserWithKey(Struct):
+    user: User
+    auth_key: str
+
+
+class SshKey(Struct):
+    id: str
+    fingerprint: str
+    key_type: str
+    bits: int
+    comment: str
+    created_at: datetime
+
+
+class NewSshKeyRequest(Struct):
+    public_key: str
+
+
+class ContainerFacts(Struct):
+    hostname: str = ""
+    platform: Platform = "generic"
+    cpus: float = 0
+    memory_bytes: int = 0
+    disk_bytes: int = 0
+    login_user: str = ""
+    host_keys: list[str] = msgspec.field(default_factory=list)
+    pair_version: str = ""
+
+
+class Space(Struct):
+    id: str
+    name: str
+    owner: str
+    role: Role
+    state: SpaceState
+    created_at: datetime
+    updated_at: datetime
+    last_seen_at: datetime | None = None
+    container: ContainerFacts | None = None
+    # Only the owner sees who else has access.
+    shared_with: list[str] | None = None
+
+
+class AuthorizeRequest(Struct):
+    name: str | None = None
+    share_with: list[str] = msgspec.field(default_factory=list)
+    ttl_seconds: int | None = None
+
+
+class NewTokenRequest(Struct):
+    ttl_seconds: int | None = None
+
+
+class SpaceToken(Struct):
+    space: Space
+    token: str
+    expires_at: datetime
+    ttl_seconds: int
+
+
+class ShareUpdate(Struct):
+    add: list[str] = msgspec.field(default_factory=list)
+    remove: list[str] = msgspec.field(default_factory=list)
+
+
+class BootstrapRequest(Struct):
+    token: str
+    instance_id: str
+    facts: ContainerFacts
+
+
+class AgentCheckin(Struct):
+    instance_id: str
+    facts: ContainerFacts
+
+
+class AgentRegistration(Struct):
+    space_id: str
+    space_name: str
+    owner: str
+    state: SpaceState
+    # Present only in the bootstrap response: the opaque credential the agent keeps (0600).
+    agent_credential: str = ""
+
+
+class Health(Struct):
+    status: str
+    version: str
+
+
+class SpaceTokenClaims(Struct):
+    """The Space token's JWT claims (RFC 7519). It names a Space and nothing else: no secret, no people."""
+
+    iss: str
+    aud: str
+    sub: str
+    iat: int
+    nbf: int
+    exp: int
+    jti: str

@@ -1,0 +1,49 @@
+"""The `pair` command: the command tree, and the one place errors are printed."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pair import __version__
+from pair.api.errors import PairError
+from pair.cli import auth, keys, spaces
+from pair.cli.output import error
+
+app = typer.Typer(
+    name="pair",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Share a hosted dev container with your teammates over SSH.",
+)
+app.command()(auth.login)
+app.command()(auth.logout)
+app.command()(auth.whoami)
+app.add_typer(keys.app, name="keys")
+app.add_typer(spaces.app, name="spaces")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pair {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    pass
+
+
+def run(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="pair")
+    except PairError as exc:
+        error(exc.message, exc.hint)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,98 @@
+"""`pair login`, `pair logout`, `pair whoami`."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pair import __version__, config
+from pair.api.errors import AuthError, BrokerUnreachable, PairError
+from pair.cli.session import client_for, signed_in
+
+
+def login(
+    email: Annotated[str, typer.Argument(help="Your email on the broker.")],
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="File holding your auth key ('-' for stdin).")
+    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="The broker's URL. [env: PAIR_URL]")] = None,
+) -> None:
+    """Log in with the auth key your admin gave you; the session is saved 0600 under ~/.config/pair."""
+    broker = config.broker_url(url)
+    if not broker:
+        raise PairError("Which broker? No URL was given and none is saved.", "Pass --url URL, or set PAIR_URL.")
+    key = _read_key(key_file)
+    previous = config.load_session()
+    with client_for(broker) as client:
+        answer = client.login(email, key, client=f"pair {__version__} on {socket.gethostname()}")
+    if previous and previous.url == broker:
+        _revoke_quietly(previous)
+    config.save_session(
+        config.Session(
+            url=broker, email=answer.user.email, token=answer.session_token, expires_at=answer.expires_at.isoformat()
+        )
+    )
+    print(f"Logged in to {broker} as {answer.user.email}.")
+
+
+def _read_key(key_file: Path | None) -> str:
+    if key_file is not None and str(key_file) == "-":
+        key = sys.stdin.read()
+    elif key_file is not None:
+        try:
+            key = key_file.read_text()
+        except OSError as exc:
+            raise PairError(
+                f"Cannot read the key file {key_file}: {exc.strerror}.",
+                "Pass the file your admin gave you with --key-file.",
+            ) from exc
+    elif sys.stdin.isatty():
+        key = getpass.getpass("Auth key: ")
+    else:
+        key = sys.stdin.read()
+    key = key.strip()
+    if not key:
+        raise PairError("The auth key is empty.", "Pass the file your admin gave you with --key-file.")
+    return key
+
+
+def _revoke_quietly(session: config.Session) -> None:
+    try:
+        with client_for(session.url, session.token) as client:
+            client.logout()
+    except PairError:
+        pass  # the old session may have expired already; it is being replaced either way
+
+
+def logout() -> None:
+    """Revoke this machine's session and forget it."""
+    session = config.load_session()
+    if session is None:
+        print("You are not logged in.")
+        return
+    try:
+        with client_for(session.url, session.token) as client:
+            client.logout()
+    except AuthError:
+        pass  # already expired or revoked: nothing left to revoke
+    except BrokerUnreachable as exc:
+        config.clear_session()
+        raise PairError(
+            f"Forgot the local session, but could not revoke it: {exc.message}",
+            "It expires by itself; an admin can also reset your key.",
+        ) from exc
+    config.clear_session()
+    print(f"Logged out of {session.url}.")
+
+
+def whoami() -> None:
+    """Show who you are logged in as, and where."""
+    client, session = signed_in()
+    with client:
+        user = client.me()
+    print(f"{user.email}{' (admin)' if user.is_admin else ''} on {session.url}")

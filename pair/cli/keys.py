@@ -1,0 +1,92 @@
+"""`pair keys add|list|remove`: the SSH public keys that let you into Spaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pair import sshkeys
+from pair.api.errors import PairError
+from pair.api.models import SshKey
+from pair.cli.session import signed_in
+
+app = typer.Typer(no_args_is_help=True, help="Your SSH public keys: they let you into the Spaces you can see.")
+
+DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+
+
+def ssh_keygen_line(key: SshKey) -> str:
+    """The line `ssh-keygen -l` prints for a key: `256 SHA256:… comment (ED25519)`."""
+    kind = {
+        "ssh-ed25519": "ED25519",
+        "ssh-rsa": "RSA",
+        "sk-ssh-ed25519@openssh.com": "ED25519-SK",
+        "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",
+    }.get(key.key_type, "ECDSA")
+    return f"{key.bits} {key.fingerprint} {key.comment or 'no comment'} ({kind})"
+
+
+def _default_key() -> Path:
+    ssh_dir = Path.home() / ".ssh"
+    for name in DEFAULT_KEYS:
+        if (ssh_dir / name).is_file():
+            return ssh_dir / name
+    raise PairError(
+        f"No public key found in {ssh_dir} ({', '.join(DEFAULT_KEYS)}).",
+        "Create one with `ssh-keygen -t ed25519`, or pass the path of a .pub file.",
+    )
+
+
+@app.command("add")
+def add(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A .pub file. [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Register an SSH public key."""
+    path = path or _default_key()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PairError(
+            f"Cannot read {path}.", "Pass the path of your public key, e.g. ~/.ssh/id_ed25519.pub."
+        ) from exc
+    try:
+        sshkeys.parse_public_key(text)  # refuse locally first: a private key never leaves this machine
+    except sshkeys.InvalidKeyError as exc:
+        raise PairError(f"{path}: {exc.message}", exc.hint) from exc
+    client, _ = signed_in()
+    with client:
+        key = client.add_key(text.strip())
+    print(f"Added {ssh_keygen_line(key)}")
+
+
+@app.command("list")
+def list_keys() -> None:
+    """List your keys as `ssh-keygen -l` prints them."""
+    client, _ = signed_in()
+    with client:
+        keys = client.ssh_keys()
+    if not keys:
+        print("No SSH keys yet. Add one with `pair keys add`.")
+    for key in keys:
+        print(ssh_keygen_line(key))
+
+
+@app.command("remove")
+def remove(fingerprint: Annotated[str, typer.Argument(help="SHA256:… as `pair keys list` shows it.")]) -> None:
+    """Remove a key: it no longer opens any Space."""
+    wanted = fingerprint.strip()
+    wanted = wanted if wanted.startswith("SHA256:") else f"SHA256:{wanted}"
+    client, _ = signed_in()
+    with client:
+        match = next((k for k in client.ssh_keys() if k.fingerprint == wanted), None)
+        if match is None:
+            raise PairError(f"You have no key with the fingerprint {wanted}.", "See yours with `pair keys list`.")
+        client.remove_key(match.id)
+    print(f"Removed {ssh_keygen_line(match)}")

@@ -1,0 +1,212 @@
+"""`pair spaces …`: authorize, list, share, unshare, delete, and (in the container) bootstrap."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pair.api.client import Client
+from pair.api.errors import PairError
+from pair.api.models import Space
+from pair.cli import durations
+from pair.cli.output import human_bytes, is_interactive, table
+from pair.cli.resolve import resolve_space
+from pair.cli.session import signed_in
+from pair.files import write_private
+
+app = typer.Typer(no_args_is_help=True, help="Create, share and manage Spaces; bootstrap one in a container.")
+
+SpaceRef = Annotated[str, typer.Option("--space", help="The Space: its sp_… id, or a name unique among yours.")]
+LIST_COLUMNS = ("id", "name", "role", "state", "created_at", "cpu", "memory", "disk")
+
+
+def _find(client: Client, ref: str) -> Space:
+    return resolve_space(client.spaces(), ref)
+
+
+def _row(space: Space) -> dict[str, object]:
+    c = space.container
+    return {
+        "id": space.id,
+        "name": space.name,
+        "role": space.role,
+        "state": space.state,
+        "created_at": space.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu": c.cpus if c and c.cpus else None,
+        "memory": c.memory_bytes if c and c.memory_bytes else None,
+        "disk": c.disk_bytes if c and c.disk_bytes else None,
+        "owner": space.owner,
+    }
+
+
+@app.command("list")
+def list_spaces(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+    """Spaces you own or that are shared with you."""
+    client, _ = signed_in()
+    with client:
+        spaces = client.spaces()
+    rows = [_row(s) for s in spaces]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not spaces:
+        print("No Spaces yet. Create one with `pair spaces authorize`.", file=sys.stderr)
+        return
+    cells = [
+        [
+            s.id,
+            s.name,
+            s.role,
+            s.state,
+            str(row["created_at"]),
+            f"{s.container.cpus:g}" if s.container and s.container.cpus else "-",
+            human_bytes(s.container.memory_bytes if s.container else 0),
+            human_bytes(s.container.disk_bytes if s.container else 0),
+        ]
+        for s, row in zip(spaces, rows, strict=True)
+    ]
+    print(table(LIST_COLUMNS, cells))
+
+
+def _check_output(path: Path) -> None:
+    """Fail before anything is created on the broker if the token could not be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise PairError(f"Cannot write {path}: the directory {parent} does not exist.", "Pick another --output.")
+    if not os.access(parent, os.W_OK):
+        raise PairError(f"Cannot write {path}: the directory {parent} is not writable.", "Pick another --output.")
+    if path.is_dir():
+        raise PairError(f"Cannot write {path}: it is a directory.", "Pass a file name with --output.")
+
+
+def _choose_teammates(client: Client) -> list[str] | None:
+    from pair.cli.picker import pick_users  # prompt_toolkit loads only when a person is asked
+
+    teammates = [t.email for t in client.teammates()]
+    if not teammates:
+        print("There is nobody else on this broker yet; the Space is shared with no one for now.")
+        return []
+    return pick_users(teammates)
+
+
+@app.command()
+def authorize(
+    user: Annotated[
+        list[str] | None, typer.Option("--user", help="Share with this person (repeatable); skips the prompt.")
+    ] = None,
+    no_share: Annotated[bool, typer.Option("--no-share", help="Share with nobody; skips the prompt.")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The Space's name. [default: generated, like dynamic_stark]", show_default=False),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the token (0600).")] = Path(
+        "SPACE_ID.txt"
+    ),
+    space: Annotated[
+        str | None, typer.Option("--space", help="Issue a fresh token for this existing Space (keeps its shares).")
+    ] = None,
+    ttl: Annotated[
+        str, typer.Option("--ttl", help="How long the token is valid (e.g. 1h, 30m); the broker caps it.")
+    ] = "1h",
+) -> None:
+    """Create a Space (or renew one's token) and write its bootstrap token to SPACE_ID.txt."""
+    ttl_seconds = durations.parse(ttl)
+    if space and name:
+        raise PairError("--space renews an existing Space's token; --name is for a new Space.", "Pass one of them.")
+    if user and no_share:
+        raise PairError("--user and --no-share contradict each other.", "Pass one of them.")
+    _check_output(output)
+    client, _ = signed_in()
+    with client:
+        if space:
+            target = _find(client, space)
+            if user:
+                client.share(target.id, add=user)
+            issued = client.new_token(target.id, ttl_seconds=ttl_seconds)
+        else:
+            if user or no_share:
+                share_with = list(user or [])
+            elif is_interactive():
+                chosen = _choose_teammates(client)
+                if chosen is None:
+                    print("Cancelled.", file=sys.stderr)
+                    raise typer.Exit(1)
+                share_with = chosen
+            else:
+                raise PairError(
+                    "Who should the Space be shared with? There is no terminal to ask on.",
+                    "Pass --user EMAIL (repeatable), or --no-share.",
+                )
+            issued = client.authorize(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
+    write_private(output, issued.token + "\n")
+    print(f'You\'re ready to bootstrap your Space "{issued.space.name}".')
+    print(f"Your Space's token is valid for {durations.humanize(issued.ttl_seconds)} and is available from {output}.")
+
+
+@app.command()
+def delete(
+    space: SpaceRef,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a Space you own: its token and the container's credential stop working."""
+    client, _ = signed_in()
+    with client:
+        target = _find(client, space)
+        if not yes:
+            if not is_interactive():
+                raise PairError(f'Deleting "{target.name}" needs confirmation.', "Pass --yes to delete without asking.")
+            if not typer.confirm(
+                f'Delete the Space "{target.name}" ({target.id})? This cannot be undone', default=False
+            ):
+                print("Cancelled.", file=sys.stderr)
+                raise typer.Exit(1)
+        client.delete_space(target.id)
+    print(f'Deleted space "{target.name}" ({target.id}).')
+
+
+@app.command()
+def share(space: SpaceRef, emails: Annotated[list[str], typer.Argument(help="People to share with.")]) -> None:
+    """Share a Space you own with people: they can see it and SSH into it."""
+    client, _ = signed_in()
+    with client:
+        target = _find(client, space)
+        updated = client.share(target.id, add=emails)
+    print(f'"{updated.name}" is shared with {", ".join(updated.shared_with or []) or "nobody"}.')
+
+
+@app.command()
+def unshare(space: SpaceRef, emails: Annotated[list[str], typer.Argument(help="People to stop sharing with.")]) -> None:
+    """Stop sharing a Space with people."""
+    client, _ = signed_in()
+    with client:
+        target = _find(client, space)
+        updated = client.share(target.id, remove=emails)
+    print(f'"{updated.name}" is shared with {", ".join(updated.shared_with or []) or "nobody"}.')
+
+
+@app.command()
+def bootstrap(
+    token: Annotated[
+        str | None,
+        typer.Argument(
+            help="The Space token. [default: $PAIR_SPACE_TOKEN, then $PAIR_HOME/bootstrap.txt]", show_default=False
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to keep retrying an unreachable broker.")
+    ] = 120.0,
+) -> None:
+    """(In the container) register it as a Space. Safe to run on every attach."""
+    from pair.container.bootstrap import bootstrap as run_bootstrap
+
+    outcome = run_bootstrap(token, timeout=timeout)
+    reg = outcome.registration
+    if outcome.reused:
+        print(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
+    else:
+        print(f'Bootstrapped this container as the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')

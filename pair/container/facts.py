@@ -1,0 +1,84 @@
+"""What a container says about itself at bootstrap: where it runs and how big it is."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from pair import __version__
+from pair.api.models import ContainerFacts, Platform
+
+
+def detect_platform(env: Mapping[str, str]) -> Platform:
+    if env.get("CODESPACES") == "true" or env.get("CODESPACE_NAME"):
+        return "codespaces"
+    # DevWorkspace operator (Eclipse Che, OpenShift Dev Spaces) and other Devfile runners.
+    if env.get("DEVWORKSPACE_ID") or env.get("CHE_WORKSPACE_ID") or env.get("PROJECTS_ROOT"):
+        return "devfile"
+    if env.get("REMOTE_CONTAINERS") or env.get("DEVCONTAINER") or env.get("REMOTE_CONTAINERS_IPC"):
+        return "devcontainer"
+    return "generic"
+
+
+def cpu_count(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
+    """CPUs this container may use: the cgroup v2 quota if there is one, else the affinity mask."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return round(int(quota) / int(period), 2)
+    except (OSError, ValueError):
+        pass
+    return float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0)
+
+
+def memory_bytes(cgroup: Path = Path("/sys/fs/cgroup"), meminfo: Path = Path("/proc/meminfo")) -> int:
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            return int(limit)
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def disk_bytes(path: str = "/") -> int:
+    try:
+        return shutil.disk_usage(path).total
+    except OSError:
+        return 0
+
+
+def login_user(env: Mapping[str, str]) -> str:
+    return env.get("PAIR_SSH_USER") or getpass.getuser()
+
+
+def host_keys(pub_file: Path) -> list[str]:
+    try:
+        line = pub_file.read_text().split()
+    except OSError:
+        return []
+    return [" ".join(line[:2])] if len(line) >= 2 else []
+
+
+def collect(host_key_file: Path, env: Mapping[str, str] | None = None) -> ContainerFacts:
+    env = os.environ if env is None else env
+    return ContainerFacts(
+        hostname=socket.gethostname(),
+        platform=detect_platform(env),
+        cpus=cpu_count(),
+        memory_bytes=memory_bytes(),
+        disk_bytes=disk_bytes(),
+        login_user=login_user(env),
+        host_keys=host_keys(host_key_file),
+        pair_version=__version__,
+    )

@@ -1,0 +1,38 @@
+"""Shared fixtures: an in-process broker with a fake clock, people who use the CLI against it,
+and a real broker process for integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import InProcessBroker, RealBroker, in_process_broker, real_broker
+from tests.support.cli import Person, connect_cli
+
+
+@pytest.fixture
+def broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessBroker]:
+    with in_process_broker(tmp_path / "broker-data") as b:
+        connect_cli(monkeypatch, b)
+        yield b
+
+
+@pytest.fixture
+def people(broker: InProcessBroker, tmp_path: Path) -> dict[str, Person]:
+    """alice (admin), bob and carol, each logged in from their own config dir."""
+    out = {}
+    for name in ("alice", "bob", "carol"):
+        email = f"{name}@example.com"
+        broker.add_user(email, admin=name == "alice")
+        person = Person(broker, email, tmp_path / name)
+        person.login()
+        out[name] = person
+    return out
+
+
+@pytest.fixture
+def live_broker(tmp_path: Path) -> Iterator[RealBroker]:
+    with real_broker(tmp_path / "broker-data") as b:
+        yield b

@@ -1,0 +1,116 @@
+"""The broker two ways: in-process (Starlette TestClient) and as a real `pair-broker serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.testclient import TestClient
+
+from broker import accounts
+from broker.app import create_app
+from broker.context import Context, open_context
+from broker.settings import Settings
+from tests.support.processes import Output, clean_env, executable, stop, wait_for_line
+
+TEST_URL = "http://testserver"
+T = TypeVar("T")
+
+
+class FakeClock:
+    """A clock tests move by hand, so expiry is tested without waiting."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class InProcessBroker:
+    ctx: Context
+    http: TestClient
+    clock: FakeClock
+    keys: dict[str, str] = field(default_factory=dict)  # email -> auth key
+
+    @property
+    def url(self) -> str:
+        return TEST_URL
+
+    def add_user(self, email: str, *, admin: bool = False) -> str:
+        _, key = self.run(accounts.create_user(self.ctx, email, is_admin=admin))
+        self.keys[email] = key
+        return key
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(coro)
+
+
+@contextmanager
+def in_process_broker(data_dir: Path, **settings: object) -> Iterator[InProcessBroker]:
+    clock = FakeClock()
+    ctx = open_context(Settings(data_dir=data_dir, public_url=TEST_URL, **settings))  # type: ignore[arg-type]
+    ctx.clock = clock
+    app = create_app(ctx=ctx)
+    with TestClient(app, base_url=TEST_URL) as http:
+        yield InProcessBroker(ctx, http, clock)
+    asyncio.run(ctx.store.close())
+
+
+@dataclass
+class RealBroker:
+    proc: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    admin_email: str
+    admin_key_file: Path
+    output: Output
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `pair-broker ARGS --data-dir DATA_DIR` next to the live server."""
+        return subprocess.run(
+            [executable("pair-broker"), *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+            check=False,
+        )
+
+    def add_user(self, email: str, key_dir: Path) -> Path:
+        key_file = key_dir / f"{email.split('@')[0]}.key"
+        result = self.admin("users", "add", email, "--key-file", str(key_file))
+        assert result.returncode == 0, result.stderr
+        return key_file
+
+
+@contextmanager
+def real_broker(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[RealBroker]:
+    proc = subprocess.Popen(
+        [executable("pair-broker"), "serve", "--port", "0", "--data-dir", str(data_dir), *extra_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(**(env or {})),
+    )
+    output = Output()
+    fresh = not (data_dir / "broker.db").exists()
+    try:
+        if fresh:
+            admin = wait_for_line(proc, r"first admin, (\S+); their auth key is in (\S+) ", output)
+            admin_email, admin_key = admin.group(1), Path(admin.group(2))
+        else:
+            admin_email, admin_key = "admin@example.com", data_dir / "admin.key"
+        listening = wait_for_line(proc, r"listening on (http://\S+)", output)
+        yield RealBroker(proc, listening.group(1), data_dir, admin_email, admin_key, output)
+    finally:
+        stop(proc)

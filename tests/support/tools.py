@@ -1,0 +1,19 @@
+"""External tools the tests use. Missing one skips the test locally, and fails it under CI=true:
+CI installs everything, so a skip there would hide a broken install step."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (scripts/test.sh installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
