@@ -6,7 +6,7 @@ TestClient), so the same client code runs against a real server and an in-memory
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +20,11 @@ from pair.api.errors import ApiError, AuthError, BrokerUnreachable
 
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
 
+# Where clients get their HTTP connection when none is passed. Tests point it at the in-process
+# broker (Starlette's TestClient is an httpx.Client), so every command and the container code
+# run unchanged against it.
+http_factory: Callable[[str], httpx.Client] | None = None
+
 
 class Client:
     def __init__(
@@ -32,6 +37,8 @@ class Client:
     ) -> None:
         self.url = url.rstrip("/")
         self._token = token
+        if http is None and http_factory is not None:
+            http = http_factory(self.url)
         self._http = http or httpx.Client(timeout=timeout, headers={"User-Agent": f"pair/{__version__}"})
 
     def close(self) -> None:

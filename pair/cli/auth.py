@@ -12,7 +12,8 @@ import typer
 
 from pair import __version__, config
 from pair.api.errors import AuthError, BrokerUnreachable, PairError
-from pair.cli.session import client_for, signed_in
+from pair.api.client import Client
+from pair.cli.session import signed_in
 
 
 def login(
@@ -28,7 +29,7 @@ def login(
         raise PairError("Which broker? No URL was given and none is saved.", "Pass --url URL, or set PAIR_URL.")
     key = _read_key(key_file)
     previous = config.load_session()
-    with client_for(broker) as client:
+    with Client(broker) as client:
         answer = client.login(email, key, client=f"pair {__version__} on {socket.gethostname()}")
     if previous and previous.url == broker:
         _revoke_quietly(previous)
@@ -63,7 +64,7 @@ def _read_key(key_file: Path | None) -> str:
 
 def _revoke_quietly(session: config.Session) -> None:
     try:
-        with client_for(session.url, session.token) as client:
+        with Client(session.url, token=session.token) as client:
             client.logout()
     except PairError:
         pass  # the old session may have expired already; it is being replaced either way
@@ -76,7 +77,7 @@ def logout() -> None:
         print("You are not logged in.")
         return
     try:
-        with client_for(session.url, session.token) as client:
+        with Client(session.url, token=session.token) as client:
             client.logout()
     except AuthError:
         pass  # already expired or revoked: nothing left to revoke

@@ -31,13 +31,6 @@ class Outcome:
     reused: bool
 
 
-ClientFactory = Callable[[str, str | None], Client]
-
-
-def _default_client(url: str, token: str | None) -> Client:
-    return Client(url, token=token, timeout=15.0)
-
-
 def find_token(argument: str | None, home: Home) -> tuple[str, str]:
     """(token, where it came from): the argument, then PAIR_SPACE_TOKEN, then bootstrap.txt."""
     for token, source in (
@@ -55,7 +48,6 @@ def bootstrap(
     *,
     home: Home | None = None,
     timeout: float = 120.0,
-    make_client: ClientFactory = _default_client,
 ) -> Outcome:
     home = home or Home()
     home.ensure()
@@ -67,7 +59,7 @@ def bootstrap(
     stored = home.registration()
     if stored and (not token or claims.get("sub") == stored.space_id):
         try:
-            with make_client(os.environ.get("PAIR_URL") or stored.url, stored.credential) as client:
+            with Client(os.environ.get("PAIR_URL") or stored.url, token=stored.credential, timeout=15) as client:
                 answer = _retrying(lambda: client.checkin(instance_id, found), timeout)
             _forget_token(home)
             return Outcome(_registration(stored.url, answer, stored.credential), reused=True)
@@ -84,7 +76,7 @@ def bootstrap(
             "The Space token names no broker URL (its `iss` claim).",
             "Set PAIR_URL to the broker's URL, or issue a new token with `pair spaces authorize`.",
         )
-    with make_client(url, None) as client:
+    with Client(url, timeout=15) as client:
         answer = _retrying(lambda: client.bootstrap(token, instance_id, found), timeout)
     registration = _registration(url, answer, answer.agent_credential)
     home.save_registration(registration)

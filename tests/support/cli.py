@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from pair.cli import session
+from pair.api import client
 from pair.cli.app import run
 from tests.support.broker import TEST_URL, InProcessBroker
 
@@ -86,4 +86,4 @@ class Person:
 def connect_cli(monkeypatch: pytest.MonkeyPatch, broker: InProcessBroker) -> None:
     """Point the CLI's HTTP client at the in-process broker."""
     app = broker.http.app
-    monkeypatch.setattr(session, "http_factory", lambda url: TestClient(app, base_url=url))
+    monkeypatch.setattr(client, "http_factory", lambda url: TestClient(app, base_url=url))
