@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from pair import __version__, config
-from pair.api.errors import AuthError, BrokerUnreachable, PairError
 from pair.api.client import Client
+from pair.api.errors import AuthError, BrokerUnreachable, PairError
 from pair.cli.session import signed_in
 
 
