@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -129,8 +130,13 @@ def serve(
                     flush=True,
                 )
 
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever
+    # handler was there before; a no-op one makes a graceful stop exit 0, as supervisors expect.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     Server(config).run(sockets=[sock])
     asyncio.run(ctx.store.close())
+    print("pair broker stopped.", flush=True)
 
 
 def _listen(host: str, port: int) -> socket.socket:

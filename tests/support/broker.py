@@ -16,7 +16,7 @@ from broker import accounts
 from broker.app import create_app
 from broker.context import Context, open_context
 from broker.settings import Settings
-from tests.support.processes import Output, clean_env, executable, stop, wait_for_line
+from tests.support.processes import Output, clean_env, executable, stop
 
 TEST_URL = "http://testserver"
 T = TypeVar("T")
@@ -102,15 +102,18 @@ def real_broker(data_dir: Path, *extra_args: str, env: dict[str, str] | None = N
         text=True,
         env=clean_env(**(env or {})),
     )
-    output = Output()
+    output = Output(proc)
     fresh = not (data_dir / "broker.db").exists()
     try:
         if fresh:
-            admin = wait_for_line(proc, r"first admin, (\S+); their auth key is in (\S+) ", output)
+            admin = output.wait_for(r"first admin, (\S+); their auth key is in (\S+) ")
             admin_email, admin_key = admin.group(1), Path(admin.group(2))
         else:
             admin_email, admin_key = "admin@example.com", data_dir / "admin.key"
-        listening = wait_for_line(proc, r"listening on (http://\S+)", output)
+        listening = output.wait_for(r"listening on (http://\S+)")
         yield RealBroker(proc, listening.group(1), data_dir, admin_email, admin_key, output)
     finally:
         stop(proc)
+        output.finish()  # what it said while shutting down
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -20,41 +21,43 @@ def executable(name: str) -> str:
     return str(VENV_BIN / name)
 
 
-@dataclass
 class Output:
-    """Lines a process printed so far, kept for error messages."""
+    """Collects a process's output lines on a thread, so waiting for a line never blocks on a
+    pipe whose data already sits in a Python buffer."""
 
-    lines: list[str] = field(default_factory=list)
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.lines: list[str] = []
+        self._new: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+            self._new.put(line)
+        self._new.put(None)
 
     def text(self) -> str:
         return "".join(self.lines)
 
-
-def wait_for_line(proc: subprocess.Popen[str], pattern: str, output: Output, timeout: float = 20.0) -> re.Match[str]:
-    """Read `proc`'s stdout until a line matches `pattern`; fail with what it printed otherwise."""
-    assert proc.stdout is not None
-    regex = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """Wait until a new line matches `pattern`; fail with everything printed otherwise."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {pattern!r}; output so far:\n{output.text()}")
-            if not sel.select(remaining):
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(
-                    f"process exited ({proc.wait()}) before printing {pattern!r}; output:\n{output.text()}"
-                )
-            output.lines.append(line)
+            try:
+                line = self._new.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"timed out waiting for {pattern!r}; output so far:\n{self.text()}") from None
+            if line is None:
+                raise AssertionError(f"the process ended before printing {pattern!r}; output:\n{self.text()}")
             match = regex.search(line)
             if match:
                 return match
-    finally:
-        sel.close()
+
+    def finish(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
