@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,11 +14,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker import http, openapi
+from broker import http, openapi, spaces
 from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
 from broker.settings import Settings
+
+log = logging.getLogger("pair.broker")
+
+
+async def _sweep(ctx: Context) -> None:
+    """Mark Spaces whose agents went silent as stopped (the container is gone or paused)."""
+    while True:
+        await asyncio.sleep(ctx.settings.agent_interval)
+        try:
+            await spaces.stop_silent(ctx)
+        except Exception:  # one failed sweep must not end the loop
+            log.exception("sweeping silent Spaces failed")
 
 
 def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> Starlette:
@@ -35,9 +49,11 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = ctx is None
         app.state.ctx = open_context(settings or Settings.load()) if own else ctx
+        sweeper = asyncio.create_task(_sweep(app.state.ctx))
         try:
             yield
         finally:
+            sweeper.cancel()
             if own:
                 await app.state.ctx.store.close()
 

@@ -97,6 +97,10 @@ async def checkin(call: Call) -> m.AgentRegistration:
     return await spaces.checkin(call.ctx, call.agent_space, call.body)
 
 
+async def heartbeat(call: Call) -> m.HeartbeatReply:
+    return await spaces.heartbeat(call.ctx, call.agent_space, call.body)
+
+
 HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.HEALTH: health,
     ep.LOGIN: login,
@@ -118,4 +122,5 @@ HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.SHARE: share,
     ep.BOOTSTRAP: bootstrap,
     ep.CHECKIN: checkin,
+    ep.HEARTBEAT: heartbeat,
 }

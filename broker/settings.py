@@ -3,6 +3,7 @@ else the default. docs/operations.md lists them (a test keeps the two in step)."
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +27,10 @@ class Settings:
     session_ttl: int = field(default=30 * 86400, metadata={"env": "PAIR_BROKER_SESSION_TTL"})
     # Email of the admin created on first start when the database has no users.
     admin_email: str = field(default="admin@example.com", metadata={"env": "PAIR_BROKER_ADMIN_EMAIL"})
+    # How often agents report in; a Space silent for 3 intervals is marked stopped.
+    agent_interval: float = field(default=10.0, metadata={"env": "PAIR_BROKER_AGENT_INTERVAL"})
+    # How long `pair verify` trusts a snapshot after the agent last heard from the broker.
+    snapshot_max_age: int = field(default=120, metadata={"env": "PAIR_BROKER_SNAPSHOT_MAX_AGE"})
     log_level: str = field(default="info", metadata={"env": "PAIR_BROKER_LOG_LEVEL"})
 
     @property
@@ -51,7 +56,9 @@ class Settings:
                 values[f.name] = os.environ[f.metadata["env"]]
         for f in fields(cls):
             if f.name in values:
-                values[f.name] = _convert(f.name, f.type, values[f.name])
+                # Name the setting as the operator wrote it: the flag's field or the variable.
+                label = f.name if overrides.get(f.name) is not None else f.metadata["env"]
+                values[f.name] = _convert(label, f.type, values[f.name])
         settings = cls(**values)
         if settings.token_ttl > settings.max_token_ttl:
             raise SettingsError("PAIR_BROKER_TOKEN_TTL is above PAIR_BROKER_MAX_TOKEN_TTL.")
@@ -75,6 +82,14 @@ def _convert(name: str, type_name: Any, value: Any) -> Any:
         if number < 0:
             raise SettingsError(f"The setting {name} must not be negative.")
         return number
+    if type_name in ("float", float):
+        try:
+            decimal = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"The setting {name} must be a number, not {value!r}.") from exc
+        if not math.isfinite(decimal) or decimal <= 0:
+            raise SettingsError(f"The setting {name} must be positive.")
+        return decimal
     if type_name in ("Path", Path):
         return Path(value).expanduser()
     return str(value)

@@ -61,7 +61,7 @@ class Keyring:
         self.directory = directory
         self.retain_seconds = retain_seconds
         self._keys: list[SigningKey] = []
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[str, ...] | None = None
         self._jwks: bytes = b""
 
     # -- loading and rotation ---------------------------------------------------------------
@@ -73,24 +73,28 @@ class Keyring:
             self.rotate()
         self._reload()
 
+    def _listing(self) -> tuple[str, ...]:
+        return tuple(sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(".json")))
+
     def _reload(self) -> None:
+        # The stamp is the listing actually read, so a key added meanwhile shows up next refresh.
+        names = self._listing()
         keys = []
-        for path in self.directory.glob("*.json"):
-            data = json.loads(path.read_text())
+        for name in names:
+            try:
+                data = json.loads((self.directory / name).read_text())
+            except FileNotFoundError:
+                continue  # pruned by another process since the listing
             private = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
             assert isinstance(private, Ed25519PrivateKey)
             keys.append(SigningKey(data["kid"], int(data["created_at"]), private))
         self._keys = sorted(keys, key=lambda k: (k.created_at, k.kid), reverse=True)
         self._jwks = json.dumps({"keys": [k.jwk() for k in self._keys]}, separators=(",", ":")).encode()
-        self._stamp = self._dir_stamp()
-
-    def _dir_stamp(self) -> tuple[int, int]:
-        st = os.stat(self.directory)
-        return st.st_mtime_ns, st.st_ino
+        self._stamp = names
 
     def refresh(self) -> None:
-        """Pick up keys another process added (one stat; cheap enough for every request)."""
-        if self._dir_stamp() != self._stamp:
+        """Pick up keys another process added or pruned (one small directory read)."""
+        if self._listing() != self._stamp:
             self._reload()
 
     def rotate(self, now: int | None = None) -> SigningKey:

@@ -6,6 +6,7 @@ functions, so a rule holds everywhere or nowhere.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 import msgspec
@@ -265,13 +266,52 @@ async def authenticate_agent(ctx: Context, credential: str) -> SpaceRecord:
     return space
 
 
-async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
-    if req.instance_id != space.instance_id:
+def _same_instance(space: SpaceRecord, instance_id: str) -> None:
+    if instance_id != space.instance_id:
         raise Problem(
             409,
             f'The Space "{space.name}" is registered to another container.',
             REAUTHORIZE.format(name=space.name),
             "instance_mismatch",
         )
+
+
+async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
+    _same_instance(space, req.instance_id)
     await ctx.store.update_facts(space.id, msgspec.json.encode(req.facts).decode(), ctx.now())
     return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)  # type: ignore[arg-type]
+
+
+async def authorized_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
+    """Everyone who may log in to the Space right now: the owner and the people it is shared with."""
+    rows = await ctx.store.authorized_keys(space.id)
+    facts = msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else m.ContainerFacts()
+    keys = [m.AuthorizedKey(key=key, fingerprint=fp, email=email, role=role) for email, role, key, fp in rows]  # type: ignore[arg-type]
+    login_user = facts.login_user or "root"
+    version = hashlib.sha256(msgspec.json.encode([login_user, keys])).hexdigest()[:16]
+    return m.AuthorizedKeys(version=version, login_user=login_user, keys=keys)
+
+
+async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.HeartbeatReply:
+    """The agent is alive (or stopping): move the Space's state, hand over changed keys."""
+    _same_instance(space, beat.instance_id)
+    state = "stopped" if beat.state == "stopping" else "running"
+    facts = msgspec.json.encode(beat.facts).decode() if beat.facts else None
+    await ctx.store.heartbeat(space.id, state, ctx.now(), facts)
+    if state != space.state:
+        await ctx.store.audit(ctx.now(), f"agent:{space.id}", f"space.{state}", space.id)
+    snapshot = await authorized_keys(ctx, await ctx.store.space(space.id) or space)
+    return m.HeartbeatReply(
+        space_id=space.id,
+        space_name=space.name,
+        desired_state="running",
+        interval_seconds=ctx.settings.agent_interval,
+        snapshot_max_age=ctx.settings.snapshot_max_age,
+        authorized_keys=None if snapshot.version == beat.keys_version else snapshot,
+    )
+
+
+async def stop_silent(ctx: Context) -> list[str]:
+    """Spaces whose agent has not reported for three intervals are stopped containers."""
+    now = ctx.now()
+    return await ctx.store.stop_silent_spaces(now - int(3 * ctx.settings.agent_interval), now)

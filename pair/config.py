@@ -75,7 +75,10 @@ def broker_url(explicit: str | None = None) -> str | None:
         return explicit.rstrip("/")
     if os.environ.get("PAIR_URL"):
         return os.environ["PAIR_URL"].rstrip("/")
-    session = load_session()
+    try:
+        session = load_session()
+    except PairError:
+        session = None  # damaged: fall back to the saved URL
     if session:
         return session.url
     config = _read("config.json")

@@ -27,7 +27,11 @@ class SqliteStore:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
             self._db.execute(f"PRAGMA {pragma}")
-        migrate(self._db)
+        try:
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -170,6 +174,8 @@ class SqliteStore:
                     [(space.id, uid, space.created_at) for uid in share_user_ids],
                 )
         except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" in str(exc):
+                raise  # a share naming no user is a bug upstream, not a name clash
             raise Conflict(f"space name {space.name} taken") from exc
 
     async def space(self, space_id: str) -> SpaceRecord | None:
@@ -273,6 +279,43 @@ class SqliteStore:
 
     async def update_facts(self, space_id: str, facts: str, now: int) -> None:
         self._db.execute("UPDATE spaces SET facts = ?, last_seen_at = ? WHERE id = ?", (facts, now, space_id))
+
+    async def authorized_keys(self, space_id: str) -> list[tuple[str, str, str, str]]:
+        """(email, role, public_key, fingerprint) of everyone who may log in, owner first."""
+        rows = self._all(
+            "SELECT u.email, 'owner', k.public_key, k.fingerprint FROM spaces s"
+            " JOIN users u ON u.id = s.owner_id JOIN ssh_keys k ON k.user_id = u.id"
+            " WHERE s.id = ? AND s.deleted_at IS NULL"
+            " UNION ALL"
+            " SELECT u.email, 'shared', k.public_key, k.fingerprint FROM space_shares sh"
+            " JOIN users u ON u.id = sh.user_id JOIN ssh_keys k ON k.user_id = u.id"
+            " WHERE sh.space_id = ?"
+            " ORDER BY 2, 1, 4",
+            space_id,
+            space_id,
+        )
+        return [tuple(r) for r in rows]
+
+    async def heartbeat(self, space_id: str, state: str, now: int, facts: str | None) -> None:
+        self._db.execute(
+            "UPDATE spaces SET state = ?, last_seen_at = ?, facts = COALESCE(?, facts),"
+            " updated_at = CASE WHEN state = ? THEN updated_at ELSE ? END"
+            " WHERE id = ? AND deleted_at IS NULL",
+            (state, now, facts, state, now, space_id),
+        )
+
+    async def stop_silent_spaces(self, seen_before: int, now: int) -> list[str]:
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM spaces WHERE state IN ('running', 'stopping') AND deleted_at IS NULL"
+                    " AND last_seen_at < ?",
+                    (seen_before,),
+                )
+            ]
+            db.executemany("UPDATE spaces SET state = 'stopped', updated_at = ? WHERE id = ?", [(now, i) for i in ids])
+        return ids
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -150,6 +150,9 @@ class Client:
         body = m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts)
         return self.call(ep.BOOTSTRAP, body)  # type: ignore[no-any-return]
 
+    def heartbeat(self, beat: m.Heartbeat) -> m.HeartbeatReply:
+        return self.call(ep.HEARTBEAT, beat)  # type: ignore[no-any-return]
+
     def checkin(self, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
         return self.call(ep.CHECKIN, m.AgentCheckin(instance_id=instance_id, facts=facts))  # type: ignore[no-any-return]
 

@@ -146,4 +146,14 @@ CHECKIN = Endpoint(
     "agent",
 )
 
+HEARTBEAT = Endpoint(
+    "POST",
+    f"{API}/agent/heartbeat",
+    "Report the container alive (or stopping); receive the authorized keys when they changed.",
+    "agent",
+    m.Heartbeat,
+    m.HeartbeatReply,
+    "agent",
+)
+
 ALL: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

@@ -138,6 +138,39 @@ class AgentRegistration(Struct):
     agent_credential: str = ""
 
 
+class AuthorizedKey(Struct):
+    """One key that may log in to the Space, and whose it is."""
+
+    key: str  # "<type> <base64>", as in authorized_keys
+    fingerprint: str
+    email: str
+    role: Role
+
+
+class AuthorizedKeys(Struct):
+    """Who may log in to a Space: the snapshot `pair agent` keeps and `pair verify` reads."""
+
+    version: str  # changes whenever the content does
+    login_user: str
+    keys: list[AuthorizedKey]
+
+
+class Heartbeat(Struct):
+    instance_id: str
+    state: Literal["running", "stopping"] = "running"
+    keys_version: str = ""  # the snapshot the agent has; the reply carries a new one if it differs
+    facts: ContainerFacts | None = None
+
+
+class HeartbeatReply(Struct):
+    space_id: str
+    space_name: str
+    desired_state: Literal["running", "stopped", "deleted"]
+    interval_seconds: float
+    snapshot_max_age: int  # seconds a snapshot may be trusted without a fresh heartbeat
+    authorized_keys: AuthorizedKeys | None = None
+
+
 class Health(Struct):
     status: str
     version: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from pair import __version__
 from pair.api.errors import PairError
@@ -40,10 +41,15 @@ def _root(
 
 def run(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="pair")
+        code = app(args=argv, prog_name="pair", standalone_mode=False)
     except PairError as exc:
         error(exc.message, exc.hint)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
+    except TyperException as exc:  # usage: an unknown option, a missing argument
+        ctx = getattr(exc, "ctx", None)
+        error(exc.format_message(), f"Run `{ctx.command_path if ctx else 'pair'} --help`.")
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        print("\nCancelled.", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -28,7 +28,10 @@ def login(
     if not broker:
         raise PairError("Which broker? No URL was given and none is saved.", "Pass --url URL, or set PAIR_URL.")
     key = _read_key(key_file)
-    previous = config.load_session()
+    try:
+        previous = config.load_session()
+    except PairError:
+        previous = None  # a damaged session file is about to be replaced
     with Client(broker) as client:
         answer = client.login(email, key, client=f"pair {__version__} on {socket.gethostname()}")
     if previous and previous.url == broker:

@@ -12,7 +12,7 @@ _PART = re.compile(r"(\d+)([dhms])")
 
 def parse(text: str) -> int:
     text = text.strip().lower()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     parts = _PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:

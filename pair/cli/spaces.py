@@ -125,9 +125,9 @@ def authorize(
     with client:
         if space:
             target = _find(client, space)
-            if user:
-                client.share(target.id, add=user)
             issued = client.new_token(target.id, ttl_seconds=ttl_seconds)
+            if user:  # after the token: a refused token must not have shared the Space
+                issued.space = client.share(target.id, add=user)
         else:
             if user or no_share:
                 share_with = list(user or [])

@@ -1,0 +1,356 @@
+"""broker.store: schema migrations on a real SQLite file, and the SqliteStore's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from broker.store import Conflict, StoreError, migrations
+from broker.store.records import SessionRecord, SpaceRecord, SshKeyRecord, TokenRecord, UserRecord
+from broker.store.sqlite import SqliteStore
+
+T = TypeVar("T")
+NOW = 1_800_000_000
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def newest_version() -> int:
+    return migrations.available()[-1][0]
+
+
+def query(path: Path, sql: str, *args: object) -> list[Any]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def tables(path: Path) -> set[str]:
+    return {r[0] for r in query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def user(uid: str, email: str = "", *, admin: bool = False) -> UserRecord:
+    return UserRecord(id=uid, email=email or f"{uid}@example.com", is_admin=admin, created_at=NOW)
+
+
+def space(sid: str, owner: str, name: str, *, at: int = NOW) -> SpaceRecord:
+    return SpaceRecord(
+        id=sid,
+        owner_id=owner,
+        owner_email="",
+        name=name,
+        state="created",
+        created_at=at,
+        updated_at=at,
+        last_seen_at=None,
+        deleted_at=None,
+        instance_id=None,
+        facts=None,
+    )
+
+
+def session(sid: str, uid: str, *, expires_at: int = NOW + 3600) -> SessionRecord:
+    return SessionRecord(
+        id=sid, user_id=uid, kind="cli", client="test", created_at=NOW, expires_at=expires_at, last_used_at=NOW
+    )
+
+
+def ssh_key(kid: str, uid: str) -> SshKeyRecord:
+    return SshKeyRecord(
+        id=kid,
+        user_id=uid,
+        fingerprint=f"SHA256:{kid}",
+        key_type="ssh-ed25519",
+        bits=256,
+        public_key=f"ssh-ed25519 AAAA{kid}",
+        comment="",
+        created_at=NOW,
+    )
+
+
+def token(jti: str, space_id: str) -> TokenRecord:
+    return TokenRecord(
+        jti=jti,
+        space_id=space_id,
+        issued_by="u_alice",
+        issued_at=NOW,
+        expires_at=NOW + 3600,
+        used_instance_id=None,
+        used_at=None,
+        revoked_at=None,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "broker.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(db_path)
+    yield s
+    run(s.close())
+
+
+@pytest.fixture
+def people(store: SqliteStore) -> SqliteStore:
+    """alice, bob and carol, with auth key hashes ak_<name>."""
+    for name in ("alice", "bob", "carol"):
+        run(store.create_user(user(f"u_{name}", f"{name}@example.com"), f"ak_{name}"))
+    return store
+
+
+# -- migrations -----------------------------------------------------------------------------------
+
+
+def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
+    versions = [v for v, _, _ in migrations.available()]
+    assert versions == list(range(1, len(versions) + 1))
+    assert all(name.startswith(f"{v:04d}_") for v, name, _ in migrations.available())
+
+
+def test_fresh_database_gets_the_newest_schema_in_wal_mode(store: SqliteStore, db_path: Path) -> None:
+    assert query(db_path, "SELECT MAX(version) FROM schema_migrations") == [(newest_version(),)]
+    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
+    assert {"users", "sessions", "ssh_keys", "spaces", "space_shares", "space_tokens", "audit_log"} <= tables(db_path)
+
+
+def test_reopening_applies_nothing(store: SqliteStore, db_path: Path) -> None:
+    run(store.create_user(user("u_alice"), "ak_alice"))
+    run(store.close())
+    before = query(db_path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+
+    reopened = SqliteStore(db_path)
+    try:
+        assert run(reopened.user_by_email("u_alice@example.com")) == user("u_alice")
+    finally:
+        run(reopened.close())
+    db = sqlite3.connect(db_path)
+    try:
+        assert migrations.migrate(db) == []
+    finally:
+        db.close()
+    assert query(db_path, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version") == before
+
+
+def test_database_from_a_newer_release_is_refused(store: SqliteStore, db_path: Path) -> None:
+    run(store.close())
+    db = sqlite3.connect(db_path)
+    db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future.sql', 0)", (999,))
+    db.commit()
+    db.close()
+
+    with pytest.raises(StoreError, match="999"):
+        SqliteStore(db_path)
+
+
+def test_new_migration_upgrades_an_existing_database_in_place(
+    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store.create_user(user("u_alice"), "ak_alice"))
+    run(store.close())
+    shipped = migrations.available()
+    version = shipped[-1][0] + 1
+    name = f"{version:04d}_x.sql"
+    monkeypatch.setattr(
+        migrations, "available", lambda: [*shipped, (version, name, "ALTER TABLE users ADD COLUMN nickname TEXT;")]
+    )
+
+    upgraded = SqliteStore(db_path)
+    try:
+        assert run(upgraded.user_by_email("u_alice@example.com")) == user("u_alice")
+    finally:
+        run(upgraded.close())
+
+    assert query(db_path, "SELECT MAX(version) FROM schema_migrations") == [(version,)]
+    assert query(db_path, "SELECT name FROM schema_migrations WHERE version = ?", version) == [(name,)]
+    assert query(db_path, "SELECT id, nickname FROM users") == [("u_alice", None)]
+
+
+def test_failing_migration_rolls_back_entirely(
+    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store.close())
+    shipped = migrations.available()
+    version = shipped[-1][0] + 1
+    broken = "CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);"
+    monkeypatch.setattr(migrations, "available", lambda: [*shipped, (version, f"{version:04d}_broken.sql", broken)])
+
+    with pytest.raises(StoreError, match="broken"):
+        SqliteStore(db_path)
+
+    assert "half_done" not in tables(db_path)
+    assert query(db_path, "SELECT MAX(version) FROM schema_migrations") == [(version - 1,)]
+    # Once the broken release is gone, the database opens as before.
+    monkeypatch.setattr(migrations, "available", lambda: shipped)
+    run(SqliteStore(db_path).close())
+
+
+# -- users and sessions ---------------------------------------------------------------------------
+
+
+def test_email_is_unique(people: SqliteStore) -> None:
+    with pytest.raises(Conflict):
+        run(people.create_user(user("u_other", "alice@example.com"), "ak_other"))
+    assert [u.id for u in run(people.users())] == ["u_alice", "u_bob", "u_carol"]
+
+
+def test_user_by_auth_key(people: SqliteStore) -> None:
+    found = run(people.user_by_auth_key("ak_bob"))
+    assert found is not None
+    assert found.email == "bob@example.com"
+    assert run(people.user_by_auth_key("ak_nobody")) is None
+
+
+def test_session_lookup_honours_expiry(people: SqliteStore) -> None:
+    run(people.create_session(session("se_1", "u_alice", expires_at=NOW + 100), "st_1"))
+
+    found = run(people.session_by_token("st_1", NOW + 99))
+    assert found is not None
+    assert found[0].id == "se_1"
+    assert found[1].email == "alice@example.com"
+    assert run(people.session_by_token("st_1", NOW + 100)) is None
+    assert run(people.session_by_token("st_unknown", NOW)) is None
+
+
+def test_revoked_session_is_not_found(people: SqliteStore) -> None:
+    run(people.create_session(session("se_1", "u_alice"), "st_1"))
+    run(people.create_session(session("se_2", "u_alice"), "st_2"))
+
+    run(people.revoke_session("se_1", NOW + 1))
+
+    assert run(people.session_by_token("st_1", NOW + 2)) is None
+    assert run(people.session_by_token("st_2", NOW + 2)) is not None
+
+
+def test_new_auth_key_revokes_every_session(people: SqliteStore) -> None:
+    run(people.create_session(session("se_1", "u_alice"), "st_1"))
+    run(people.set_auth_key("u_alice", "ak_alice_2", NOW + 1))
+    assert run(people.session_by_token("st_1", NOW + 2)) is None
+    assert run(people.user_by_auth_key("ak_alice")) is None
+    assert run(people.user_by_auth_key("ak_alice_2")) is not None
+
+
+def test_remove_user_cascades(people: SqliteStore, db_path: Path) -> None:
+    run(people.create_session(session("se_bob", "u_bob"), "st_bob"))
+    run(people.add_ssh_key(ssh_key("k_bob", "u_bob")))
+    run(people.create_space(space("sp_alice", "u_alice", "demo"), ["u_bob", "u_carol"]))
+    run(people.create_space(space("sp_bob", "u_bob", "mine"), ["u_alice"]))
+
+    owned = run(people.remove_user("u_bob", NOW + 1))
+
+    assert owned == ["sp_bob"]
+    assert run(people.user_by_email("bob@example.com")) is None
+    assert run(people.session_by_token("st_bob", NOW + 2)) is None
+    assert run(people.ssh_keys("u_bob")) == []
+    assert run(people.shares("sp_alice")) == ["carol@example.com"]
+    assert query(db_path, "SELECT COUNT(*) FROM sessions WHERE user_id = 'u_bob'") == [(0,)]
+    assert query(db_path, "SELECT COUNT(*) FROM ssh_keys WHERE user_id = 'u_bob'") == [(0,)]
+    assert query(db_path, "SELECT COUNT(*) FROM space_shares WHERE user_id = 'u_bob'") == [(0,)]
+    assert [s.id for s in run(people.visible_spaces("u_alice"))] == ["sp_alice"]
+
+
+def test_ssh_key_fingerprint_is_unique(people: SqliteStore) -> None:
+    run(people.add_ssh_key(ssh_key("k1", "u_alice")))
+    same_key = dataclasses.replace(ssh_key("k2", "u_bob"), fingerprint="SHA256:k1")
+    with pytest.raises(Conflict):
+        run(people.add_ssh_key(same_key))
+    assert [k.id for k in run(people.ssh_keys("u_alice"))] == ["k1"]
+    assert run(people.ssh_keys("u_bob")) == []
+
+
+# -- Spaces ---------------------------------------------------------------------------------------
+
+
+def test_space_name_is_unique_per_owner_among_live_spaces(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+
+    with pytest.raises(Conflict):
+        run(people.create_space(space("sp_2", "u_alice", "demo"), []))
+    assert run(people.space_name_taken("u_alice", "demo"))
+    # Another owner may use the same name.
+    run(people.create_space(space("sp_3", "u_bob", "demo"), []))
+
+    run(people.delete_space("sp_1", NOW + 1))
+
+    assert not run(people.space_name_taken("u_alice", "demo"))
+    run(people.create_space(space("sp_4", "u_alice", "demo", at=NOW + 2), []))
+    assert [s.id for s in run(people.visible_spaces("u_alice"))] == ["sp_4"]
+
+
+def test_visible_spaces_are_owned_and_shared_but_not_deleted(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_a1", "u_alice", "a1", at=NOW), []))
+    run(people.create_space(space("sp_b1", "u_bob", "b1", at=NOW + 1), ["u_alice"]))
+    run(people.create_space(space("sp_b2", "u_bob", "b2", at=NOW + 2), []))
+    run(people.create_space(space("sp_c1", "u_carol", "c1", at=NOW + 3), ["u_alice", "u_bob"]))
+    run(people.create_space(space("sp_a2", "u_alice", "a2", at=NOW + 4), []))
+    run(people.delete_space("sp_a2", NOW + 5))
+    run(people.delete_space("sp_c1", NOW + 5))
+
+    visible = run(people.visible_spaces("u_alice"))
+
+    assert [s.id for s in visible] == ["sp_a1", "sp_b1"]
+    assert [s.owner_email for s in visible] == ["alice@example.com", "bob@example.com"]
+    assert [s.id for s in run(people.visible_spaces("u_bob"))] == ["sp_b1", "sp_b2"]
+    assert run(people.visible_spaces("u_carol")) == []
+
+
+def test_update_shares_adds_and_removes(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"]))
+
+    run(people.update_shares("sp_1", add=["u_carol", "u_bob"], remove=[], now=NOW + 1))
+    assert run(people.shares("sp_1")) == ["bob@example.com", "carol@example.com"]
+    run(people.update_shares("sp_1", add=[], remove=["u_bob"], now=NOW + 2))
+
+    assert run(people.shares("sp_1")) == ["carol@example.com"]
+    assert not run(people.is_shared_with("sp_1", "u_bob"))
+    assert run(people.is_shared_with("sp_1", "u_carol"))
+    updated = run(people.space("sp_1"))
+    assert updated is not None
+    assert updated.updated_at == NOW + 2
+
+
+def test_delete_space_revokes_tokens_clears_the_credential_and_shares(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob", "u_carol"]))
+    run(people.add_token(token("jti_used", "sp_1")))
+    run(people.add_token(token("jti_spare", "sp_1")))
+    run(people.register_agent("jti_used", "sp_1", "inst_1", '{"cpus": 2}', "ac_hash", NOW + 1))
+    registered = run(people.space_by_credential("ac_hash"))
+    assert registered is not None
+    assert registered.id == "sp_1"
+    assert registered.state == "starting"
+
+    run(people.delete_space("sp_1", NOW + 2))
+
+    for jti in ("jti_used", "jti_spare"):
+        record = run(people.token(jti))
+        assert record is not None
+        assert record.revoked_at == NOW + 2
+    assert run(people.space_by_credential("ac_hash")) is None
+    assert run(people.shares("sp_1")) == []
+    assert not run(people.is_shared_with("sp_1", "u_bob"))
+    assert run(people.visible_spaces("u_bob")) == []
+    tombstone = run(people.space("sp_1"))
+    assert tombstone is not None
+    assert tombstone.state == "deleted"
+    assert tombstone.deleted_at == NOW + 2
+
+
+def test_deleting_twice_keeps_the_first_deletion_time(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    run(people.delete_space("sp_1", NOW + 1))
+    run(people.delete_space("sp_1", NOW + 50))
+    tombstone = run(people.space("sp_1"))
+    assert tombstone is not None
+    assert tombstone.deleted_at == NOW + 1
