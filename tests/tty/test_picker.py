@@ -3,25 +3,23 @@ driven through a pseudo-terminal.
 
 prompt_toolkit redraws by diffing screens: after a key press it writes only the cells that
 changed, with cursor movements in between, so the raw output never contains e.g. "1 item" as one
-string. The terminal tests therefore feed everything the child writes into a tiny VT100 screen
-(`Screen` below, enough for what prompt_toolkit emits) and wait until the *screen* shows the text.
+string. The terminal tests therefore run it under `tests.support.terminal.Terminal`, which feeds
+everything the child writes into a tiny VT100 screen and waits until the *screen* shows the text.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from pair.cli import picker
 from pair.cli.picker import PickerState, pick_users, plain_text, render
+from tests.support.terminal import CTRL_C, DOWN, ESC, UP, Terminal, line, tty_env
 
 pytestmark = pytest.mark.tty
 
@@ -255,128 +253,8 @@ def test_importing_the_module_does_not_import_prompt_toolkit():
 # --------------------------------------------------------------------------------------------------
 # The real prompt in a pseudo-terminal.
 
-ROWS, COLS = 24, 100
-UP, DOWN, ESC, CTRL_C = "\x1b[A", "\x1b[B", "\x1b", "\x03"
 
-_CSI = re.compile(r"\x1b\[([?>=]?)([0-9;]*)([ -/]*)([@-~])")
-_OSC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-_TEXT = re.compile(r"[^\x00-\x1f\x1b\x7f]+")
-
-
-class Screen:
-    """A minimal VT100 screen: enough of xterm for prompt_toolkit's output."""
-
-    def __init__(self, rows: int, cols: int) -> None:
-        self.rows, self.cols = rows, cols
-        self.cells = [[" "] * cols for _ in range(rows)]
-        self.row = self.col = 0
-        self.autowrap = True
-        self._pending = ""
-
-    def feed(self, data: str) -> list[str]:
-        """Interpret `data`; returns what the terminal answers (cursor position reports)."""
-        replies: list[str] = []
-        data = self._pending + data
-        i = 0
-        while i < len(data):
-            ch = data[i]
-            if ch == "\x1b":
-                m = _CSI.match(data, i) or _OSC.match(data, i)
-                if m is None:
-                    if i + 1 >= len(data) or data[i + 1] in "[]":
-                        break  # an escape sequence cut in two by the read: wait for the rest
-                    i += 2  # a two-character escape (ESC = ESC > ESC 7 ...): nothing to draw
-                    continue
-                if m.re is _CSI:
-                    replies.extend(self._csi(m.group(1), m.group(2), m.group(3), m.group(4)))
-                i = m.end()
-            elif ch == "\r":
-                self.col = 0
-                i += 1
-            elif ch == "\n":
-                self._linefeed()
-                i += 1
-            elif ch == "\b":
-                self.col = max(0, min(self.col, self.cols - 1) - 1)
-                i += 1
-            elif ch == "\t":
-                self.col = min(self.cols - 1, (self.col // 8 + 1) * 8)
-                i += 1
-            elif ch < " " or ch == "\x7f":
-                i += 1  # bell and other controls
-            else:
-                m = _TEXT.match(data, i)
-                assert m is not None
-                for c in m.group():
-                    self._put(c)
-                i = m.end()
-        self._pending = data[i:]
-        return replies
-
-    def _linefeed(self) -> None:
-        if self.row == self.rows - 1:
-            self.cells.pop(0)
-            self.cells.append([" "] * self.cols)
-        else:
-            self.row += 1
-
-    def _put(self, c: str) -> None:
-        if self.col >= self.cols:
-            if self.autowrap:
-                self.col = 0
-                self._linefeed()
-            else:
-                self.col = self.cols - 1
-        self.cells[self.row][self.col] = c
-        self.col += 1
-
-    def _csi(self, private: str, params: str, _inter: str, final: str) -> list[str]:
-        args = [int(p) if p else 0 for p in params.split(";")] if params else []
-        n = max(1, args[0]) if args else 1
-        col = min(self.col, self.cols - 1)
-        if private == "?":
-            if args == [7]:
-                self.autowrap = final == "h"
-        elif final == "A":
-            self.row, self.col = max(0, self.row - n), col
-        elif final == "B":
-            self.row, self.col = min(self.rows - 1, self.row + n), col
-        elif final == "C":
-            self.col = min(self.cols - 1, col + n)
-        elif final == "D":
-            self.col = max(0, col - n)
-        elif final == "G":
-            self.col = min(self.cols - 1, n - 1)
-        elif final in "Hf":
-            row = args[0] if args else 1
-            column = args[1] if len(args) > 1 else 1
-            self.row = min(self.rows - 1, max(1, row) - 1)
-            self.col = min(self.cols - 1, max(1, column) - 1)
-        elif final == "K":
-            mode = args[0] if args else 0
-            line = self.cells[self.row]
-            start, stop = {0: (col, self.cols), 1: (0, col + 1)}.get(mode, (0, self.cols))
-            line[start:stop] = [" "] * (stop - start)
-        elif final == "J":
-            mode = args[0] if args else 0
-            if mode == 0:
-                self.cells[self.row][col:] = [" "] * (self.cols - col)
-                for r in range(self.row + 1, self.rows):
-                    self.cells[r] = [" "] * self.cols
-            elif mode in (2, 3):
-                self.cells = [[" "] * self.cols for _ in range(self.rows)]
-        elif final == "n" and args == [6]:
-            return [f"\x1b[{self.row + 1};{col + 1}R"]
-        return []  # colours (m), modes (h/l), cursor shape (q)...: nothing to draw
-
-    def lines(self) -> list[str]:
-        return ["".join(row).rstrip() for row in self.cells]
-
-    def display(self) -> str:
-        return "\n".join(self.lines()).rstrip("\n")
-
-
-class Tty:
+class Tty(Terminal):
     """pick_users(...) running in a pseudo-terminal, seen through a `Screen`."""
 
     def __init__(self, emails: list[str], timeout: float = 15) -> None:
@@ -386,67 +264,14 @@ class Tty:
             f"result = pick_users({emails!r})\n"
             "print('RESULT=' + json.dumps(result))\n"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPT_TOOLKIT_")}
-        env.pop("COLUMNS", None)
-        env.pop("LINES", None)
-        env["TERM"] = "xterm-256color"
-        self.timeout = timeout
-        self.screen = Screen(ROWS, COLS)
-        self.transcript = ""
-        self.child = pexpect.spawn(
-            sys.executable,
-            ["-c", code],
-            cwd=str(REPO),
-            env=env,
-            dimensions=(ROWS, COLS),
-            encoding="utf-8",
-            codec_errors="replace",
-            timeout=timeout,
-        )
-
-    def _read(self, deadline: float) -> bool:
-        """Read what the child wrote (waiting for it until `deadline`); False at end of file."""
-        try:
-            data = self.child.read_nonblocking(65536, timeout=max(0.0, deadline - time.monotonic()))
-        except pexpect.EOF:
-            return False
-        except pexpect.TIMEOUT:
-            return True
-        self.transcript += data
-        for reply in self.screen.feed(data):
-            self.child.send(reply)
-        return True
-
-    def expect_screen(self, *wanted: str | re.Pattern[str]) -> str:
-        """Wait until the screen shows every `wanted` (a substring, or a regex searched per line)."""
-
-        def shown(screen: str) -> bool:
-            return all((w in screen) if isinstance(w, str) else bool(w.search(screen)) for w in wanted)
-
-        deadline = time.monotonic() + self.timeout
-        while not shown(self.screen.display()):
-            if time.monotonic() >= deadline or not self._read(deadline):
-                pytest.fail(f"screen never showed {wanted!r}; it shows:\n{self.screen.display()}")
-        return self.screen.display()
-
-    def send(self, keys: str) -> None:
-        self.child.send(keys)
+        super().__init__(sys.executable, ["-c", code], cwd=REPO, env=tty_env(), timeout=timeout)
 
     def result(self) -> object:
         """Wait for the child to exit; what pick_users returned."""
-        deadline = time.monotonic() + self.timeout
-        while self._read(deadline):
-            if time.monotonic() >= deadline:
-                pytest.fail(f"the prompt did not exit; the screen shows:\n{self.screen.display()}")
-        self.child.close()
-        assert self.child.exitstatus == 0, self.transcript
+        assert self.wait_exit() == 0, self.transcript
         m = re.search(r"RESULT=(.*?)\r?\n", self.transcript)
         assert m is not None, self.transcript
         return json.loads(m.group(1))
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
 
 
 @pytest.fixture
@@ -461,11 +286,6 @@ def tty():
     yield start
     for t in started:
         t.close()
-
-
-def line(text: str) -> re.Pattern[str]:
-    """A whole screen line."""
-    return re.compile(rf"^{re.escape(text)}$", re.MULTILINE)
 
 
 def test_tty_shows_the_published_text_and_selects_with_j_space_enter(tty):
