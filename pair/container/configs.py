@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 SSHD_CONFIG = """\
 # pair: sshd for the Space, on its own port with its own host key. Written by install.sh.
@@ -83,7 +82,9 @@ def supervisord_conf(conf_d: str, run_dir: str = "/var/run", log_dir: str = "/va
     return SUPERVISORD_CONF.format(conf_d=conf_d, run_dir=run_dir, log_dir=log_dir)
 
 
-def programs(prefix: str, sshd_config_path: str, sshd: str = "/usr/sbin/sshd", log_dir: str = "/var/log/supervisor") -> str:
+def programs(
+    prefix: str, sshd_config_path: str, sshd: str = "/usr/sbin/sshd", log_dir: str = "/var/log/supervisor"
+) -> str:
     return PROGRAMS.format(prefix=prefix, sshd=sshd, sshd_config=sshd_config_path, log_dir=log_dir)
 
 
