@@ -7,6 +7,7 @@ functions, so a rule holds everywhere or nowhere.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 
 import msgspec
@@ -314,4 +315,5 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
 async def stop_silent(ctx: Context) -> list[str]:
     """Spaces whose agent has not reported for three intervals are stopped containers."""
     now = ctx.now()
-    return await ctx.store.stop_silent_spaces(now - int(3 * ctx.settings.agent_interval), now)
+    # Times are whole seconds: the extra second keeps a just-seen Space from flapping.
+    return await ctx.store.stop_silent_spaces(now - math.ceil(3 * ctx.settings.agent_interval) - 1, now)

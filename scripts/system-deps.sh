@@ -3,7 +3,7 @@
 # does); otherwise says what to install.
 set -euo pipefail
 
-packages=(openssh-client)
+packages=(openssh-client openssh-server)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

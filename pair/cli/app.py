@@ -23,6 +23,16 @@ app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)
 app.add_typer(keys.app, name="keys")
+
+
+@app.command()
+def agent() -> None:
+    """(In the container, run by supervisord) keep the Space registered and its authorized keys current."""
+    from pair.container.agent import main
+
+    raise typer.Exit(main())
+
+
 app.add_typer(spaces.app, name="spaces")
 
 

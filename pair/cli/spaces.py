@@ -202,6 +202,7 @@ def bootstrap(
     ] = 120.0,
 ) -> None:
     """(In the container) register it as a Space. Safe to run on every attach."""
+    from pair.container import supervisor
     from pair.container.bootstrap import bootstrap as run_bootstrap
 
     outcome = run_bootstrap(token, timeout=timeout)
@@ -210,3 +211,6 @@ def bootstrap(
         print(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
     else:
         print(f'Bootstrapped this container as the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
+    note = supervisor.ensure_agent(restart=not outcome.reused)
+    if note:
+        print(note, file=sys.stderr)

@@ -59,7 +59,7 @@ def bootstrap(
     stored = home.registration()
     if stored and (not token or claims.get("sub") == stored.space_id):
         try:
-            with Client(os.environ.get("PAIR_URL") or stored.url, token=stored.credential, timeout=15) as client:
+            with Client(home.broker_url_override() or stored.url, token=stored.credential, timeout=15) as client:
                 answer = _retrying(lambda: client.checkin(instance_id, found), timeout)
             _forget_token(home)
             return Outcome(_registration(stored.url, answer, stored.credential), reused=True)
@@ -70,7 +70,7 @@ def bootstrap(
 
     if not token:
         raise PairError("No Space token, and this container is not bootstrapped yet.", WHERE_FROM_HINT)
-    url = os.environ.get("PAIR_URL") or str(claims.get("iss") or "")
+    url = home.broker_url_override() or str(claims.get("iss") or "")
     if not url.startswith(("http://", "https://")):
         raise PairError(
             "The Space token names no broker URL (its `iss` claim).",

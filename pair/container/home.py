@@ -43,6 +43,23 @@ class Home:
         return self.root / "instance-id"
 
     @property
+    def broker_url_file(self) -> Path:
+        return self.root / "broker-url"  # install.sh --broker-url
+
+    def broker_url_override(self) -> str:
+        """PAIR_URL, else the URL install.sh was given, else "" (use the token's issuer)."""
+        if os.environ.get("PAIR_URL"):
+            return os.environ["PAIR_URL"].rstrip("/")
+        try:
+            return self.broker_url_file.read_text().strip().rstrip("/")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def snapshot_file(self) -> Path:
+        return self.root / "authorized_keys.json"  # pair.verify.SNAPSHOT
+
+    @property
     def host_key_file(self) -> Path:
         return self.root / "sshd" / "ssh_host_ed25519_key.pub"
 

@@ -10,7 +10,8 @@ import pytest
 
 
 def need_tool(name: str) -> str:
-    path = shutil.which(name)
+    # sshd lives in /usr/sbin, which a non-login PATH may lack.
+    path = shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if path:
         return path
     message = f"{name} is not installed (scripts/test.sh installs it)"
