@@ -1,0 +1,138 @@
+"""`pair verify`: the decision, its fail-closed cases, and that it stays standard-library only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pair.container import launcher
+from pair.verify import decide
+
+REPO = Path(__file__).resolve().parents[2]
+ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx3cQgkzX8VtCh3bGmHnQvz2rQm8D8w3Wc1cmXh2b1R"
+BOB = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBExample"
+NOW = 1_800_000_000.0
+
+
+def snapshot(path: Path, *, refreshed_at: float = NOW, max_age: float = 120, login_user: str = "root") -> str:
+    path.write_text(
+        json.dumps(
+            {
+                "space_id": "sp_x",
+                "version": "v",
+                "login_user": login_user,
+                "refreshed_at": refreshed_at,
+                "max_age": max_age,
+                "keys": [
+                    {"key": ALICE, "fingerprint": "SHA256:a", "email": "alice@example.com", "role": "owner"},
+                    {"key": BOB, "fingerprint": "SHA256:b", "email": "bob@example.com", "role": "shared"},
+                ],
+            }
+        )
+    )
+    return str(path)
+
+
+def args(key: str) -> tuple[str, str]:
+    key_type, blob = key.split()
+    return blob, key_type
+
+
+def test_a_listed_key_gets_one_authorized_keys_line_naming_the_person(tmp_path):
+    path = snapshot(tmp_path / "s.json")
+    line, why = decide("root", *args(BOB), path, NOW + 5)
+    assert line == f"{BOB} bob@example.com (pair: shared)"
+    assert why == "bob@example.com (shared)"
+
+
+@pytest.mark.parametrize(
+    ("user", "key", "now", "reason"),
+    [
+        ("root", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther", NOW, "key not registered"),
+        ("postgres", ALICE, NOW, "logins are as 'root' only"),
+        ("root", ALICE, NOW + 121, "snapshot is 121 s old, limit 120 s"),
+        ("root", ALICE, NOW - 61, "snapshot is -61 s old"),  # from the future: a clock gone wrong
+    ],
+    ids=["unknown-key", "other-user", "stale", "future"],
+)
+def test_everything_else_is_refused_with_a_reason(tmp_path, user, key, now, reason):
+    line, why = decide(user, *args(key), snapshot(tmp_path / "s.json"), now)
+    assert line is None
+    assert reason in why
+
+
+def test_the_key_type_must_match_too(tmp_path):
+    blob, _ = args(ALICE)
+    assert decide("root", blob, "ssh-rsa", snapshot(tmp_path / "s.json"), NOW)[0] is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,
+        "",
+        "{not json",
+        "[]",
+        '{"refreshed_at": 1}',
+        '{"refreshed_at": "x", "max_age": 1, "login_user": "root", "keys": []}',
+    ],
+)
+def test_no_or_broken_snapshot_lets_nobody_in(tmp_path, content):
+    path = tmp_path / "s.json"
+    if content is not None:
+        path.write_text(content)
+    line, why = decide("root", *args(ALICE), str(path), NOW)
+    assert line is None
+    assert "snapshot" in why
+
+
+def run_launcher(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    launcher.write(home / "pair")
+    return subprocess.run([str(home / "pair"), *argv], capture_output=True, text=True, timeout=30, env={}, check=False)
+
+
+def test_launcher_verify_finds_its_home_with_an_empty_environment(tmp_path):
+    run_launcher(tmp_path, "--version")  # creates home
+    snapshot(tmp_path / "home" / "authorized_keys.json", refreshed_at=time.time())
+    allowed = run_launcher(tmp_path, "verify", "root", *args(ALICE))
+    assert allowed.returncode == 0
+    assert allowed.stdout == f"{ALICE} alice@example.com (pair: owner)\n"
+    assert allowed.stderr.startswith("pair verify: allow user=root key=SHA256:")
+    denied = run_launcher(tmp_path, "verify", "root", "AAAAC3NzaC1lZDI1NTE5AAAAINope", "ssh-ed25519")
+    assert denied.returncode == 0
+    assert denied.stdout == ""
+    assert "deny" in denied.stderr
+
+
+def test_launcher_runs_the_cli_for_other_commands(tmp_path):
+    result = run_launcher(tmp_path, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("pair ")
+
+
+def test_verify_imports_only_the_standard_library(tmp_path):
+    probe = (
+        "import sys; before = set(sys.modules); "
+        f"sys.path.insert(0, {str(REPO)!r}); "
+        "from pair.verify import main; import io, contextlib; "
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err): main(['root', 'AAAAC3NzaC1lZDI1NTE5AAAAIOther', 'ssh-ed25519'])\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        "print(sorted(m for m in new if m not in sys.stdlib_module_names and m != 'pair'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe],
+        capture_output=True,
+        text=True,
+        env={"PAIR_HOME": str(tmp_path)},
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
