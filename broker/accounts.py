@@ -154,6 +154,7 @@ async def add_ssh_key(ctx: Context, user: UserRecord, text: str) -> SshKeyRecord
             "exists",
         ) from exc
     await ctx.store.audit(ctx.now(), user.email, "key.add", key.fingerprint)
+    await _push_keys(ctx, user)
     return key
 
 
@@ -161,3 +162,10 @@ async def remove_ssh_key(ctx: Context, user: UserRecord, key_id: str) -> None:
     if not await ctx.store.remove_ssh_key(user.id, key_id):
         raise not_found("That SSH key", "List your keys with `pair keys list`.")
     await ctx.store.audit(ctx.now(), user.email, "key.remove", key_id)
+    await _push_keys(ctx, user)
+
+
+async def _push_keys(ctx: Context, user: UserRecord) -> None:
+    from broker import spaces  # spaces imports accounts
+
+    await spaces.push_for_user(ctx, user)

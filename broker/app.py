@@ -12,9 +12,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from broker import http, openapi, spaces
+from broker import downloads, http, openapi, relay, spaces
 from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = ctx is None
         app.state.ctx = open_context(settings or Settings.load()) if own else ctx
+        await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         try:
             yield
@@ -57,11 +58,13 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
             if own:
                 await app.state.ctx.store.close()
 
-    routes = [http.bind(endpoint, handler) for endpoint, handler in HANDLERS.items()]
+    routes: list[BaseRoute] = [http.bind(endpoint, handler) for endpoint, handler in HANDLERS.items()]
     routes += [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
+    routes += relay.ROUTES  # WebSockets: the agent's control channel and tunnels
+    routes += downloads.ROUTES  # /install.sh and /download/pair.whl, for self-hosted teams
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from broker.hub import Hub
 from broker.settings import Settings
 from broker.signing import Keyring
 from broker.store import Store
@@ -17,6 +18,7 @@ class Context:
     settings: Settings
     store: Store
     keyring: Keyring
+    hub: Hub = field(default_factory=Hub)
     clock: Callable[[], float] = field(default=time.time)
 
     def now(self) -> int:

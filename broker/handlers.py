@@ -101,6 +101,22 @@ async def heartbeat(call: Call) -> m.HeartbeatReply:
     return await spaces.heartbeat(call.ctx, call.agent_space, call.body)
 
 
+async def sessions(call: Call) -> list[m.TunnelSession]:
+    return await spaces.sessions(call.ctx, call.me, call.params["space_id"])
+
+
+async def kick(call: Call) -> None:
+    await spaces.kick(call.ctx, call.me, call.params["space_id"], call.params["email"])
+
+
+async def up(call: Call) -> m.Space:
+    return await spaces.set_service(call.ctx, call.me, call.params["space_id"], up=True)
+
+
+async def down(call: Call) -> m.Space:
+    return await spaces.set_service(call.ctx, call.me, call.params["space_id"], up=False)
+
+
 HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.HEALTH: health,
     ep.LOGIN: login,
@@ -123,4 +139,8 @@ HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.BOOTSTRAP: bootstrap,
     ep.CHECKIN: checkin,
     ep.HEARTBEAT: heartbeat,
+    ep.SESSIONS: sessions,
+    ep.KICK: kick,
+    ep.UP: up,
+    ep.DOWN: down,
 }

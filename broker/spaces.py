@@ -166,7 +166,11 @@ async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.Sh
     for verb, emails in (("share", req.add), ("unshare", req.remove)):
         for email in emails:
             await ctx.store.audit(ctx.now(), user.email, f"space.{verb}", space.id, normalize_email(email))
-    return await wire(ctx, user, await ctx.store.space(space.id) or space)
+    space = await ctx.store.space(space.id) or space
+    await push(ctx, space)  # the agent updates its snapshot now, not at its next heartbeat
+    if remove:
+        await ctx.hub.end_tunnels(space.id, f'{user.email} stopped sharing "{space.name}" with you.', set(remove))
+    return await wire(ctx, user, space)
 
 
 async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | None = None) -> SpaceRecord:
@@ -174,7 +178,65 @@ async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | 
     space = await get_owned(ctx, user, space_id, "delete")
     await ctx.store.delete_space(space.id, ctx.now())
     await ctx.store.audit(ctx.now(), actor or user.email, "space.delete", space.id, space.name)
+    await ctx.hub.end_tunnels(space.id, f'The Space "{space.name}" was deleted.')
+    await ctx.hub.disconnect(space.id, "the Space was deleted")  # the agent then removes all access
     return space
+
+
+async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool) -> m.Space:
+    """`up`/`down`: ask the agent to start or stop sshd. Down ends open sessions at once."""
+    space = await get_owned(ctx, user, space_id, "start or stop")
+    if not ctx.hub.connected(space.id):
+        if up:
+            raise Problem(
+                409,
+                f'The container of "{space.name}" is not running, so SSH cannot be started.',
+                "Start the Codespace or workspace (its supervisord starts the agent); "
+                "the Space then comes up by itself.",
+                "container_not_running",
+            )
+        await ctx.store.set_desired_state(space.id, "stopped", "stopped", ctx.now())
+    elif up:
+        await ctx.store.set_desired_state(
+            space.id, "running", "running" if space.state == "running" else "starting", ctx.now()
+        )
+    else:
+        await ctx.store.set_desired_state(space.id, "stopped", "stopping", ctx.now())
+        await ctx.hub.end_tunnels(space.id, f'The owner stopped SSH in "{space.name}".')
+    await ctx.store.audit(ctx.now(), user.email, "space.up" if up else "space.down", space.id)
+    space = await ctx.store.space(space.id) or space
+    await push(ctx, space)
+    return await wire(ctx, user, space)
+
+
+async def sessions(ctx: Context, user: UserRecord, space_id: str) -> list[m.TunnelSession]:
+    space = await get_owned(ctx, user, space_id, "see the sessions of")
+    live = {t.id: t for t in ctx.hub.tunnels_of(space.id)}
+    out = []
+    for rec in await ctx.store.open_tunnels(space.id):
+        t = live.get(rec.id)
+        out.append(
+            m.TunnelSession(
+                id=rec.id,
+                space_id=rec.space_id,
+                email=rec.email,
+                client_address=rec.client_address,
+                opened_at=timestamp(rec.opened_at),
+                bytes_in=t.bytes_in if t else 0,
+                bytes_out=t.bytes_out if t else 0,
+            )
+        )
+    return out
+
+
+async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int:
+    space = await get_owned(ctx, user, space_id, "end sessions in")
+    target = await ctx.store.user_by_email(normalize_email(email))
+    if target is None:
+        raise not_found(f"The user {email}")
+    ended = await ctx.hub.end_tunnels(space.id, f'{user.email} ended your session in "{space.name}".', {target.id})
+    await ctx.store.audit(ctx.now(), user.email, "space.kick", space.id, f"{target.email}: {ended}")
+    return ended
 
 
 # -- the container side ---------------------------------------------------------------------
@@ -293,23 +355,48 @@ async def authorized_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
     return m.AuthorizedKeys(version=version, login_user=login_user, keys=keys)
 
 
+def _state(desired: str, reported: str) -> str:
+    """The state people see, from what the owner wants and what the agent reports."""
+    if reported == "stopping":
+        return "stopped"  # the agent itself is going away with its container
+    if desired == "stopped":
+        return "stopped" if reported == "stopped" else "stopping"
+    return "running" if reported == "running" else "starting"
+
+
+async def reply_for(ctx: Context, space: SpaceRecord, known_version: str = "") -> m.HeartbeatReply:
+    snapshot = await authorized_keys(ctx, space)
+    return m.HeartbeatReply(
+        space_id=space.id,
+        space_name=space.name,
+        desired_state="stopped" if space.desired_state == "stopped" else "running",
+        interval_seconds=ctx.settings.agent_interval,
+        snapshot_max_age=ctx.settings.snapshot_max_age,
+        authorized_keys=None if snapshot.version == known_version else snapshot,
+    )
+
+
+async def push(ctx: Context, space: SpaceRecord) -> None:
+    """Tell a connected agent about new keys or a new desired state."""
+    if ctx.hub.connected(space.id):
+        await ctx.hub.send(space.id, m.ReplyMessage(reply=await reply_for(ctx, space)))
+
+
+async def push_for_user(ctx: Context, user: UserRecord) -> None:
+    """A person's keys changed: every Space they can get into needs a new snapshot."""
+    for space in await ctx.store.visible_spaces(user.id):
+        await push(ctx, space)
+
+
 async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.HeartbeatReply:
     """The agent is alive (or stopping): move the Space's state, hand over changed keys."""
     _same_instance(space, beat.instance_id)
-    state = "stopped" if beat.state == "stopping" else "running"
+    state = _state(space.desired_state, beat.state)
     facts = msgspec.json.encode(beat.facts).decode() if beat.facts else None
     await ctx.store.heartbeat(space.id, state, ctx.now(), facts)
     if state != space.state:
         await ctx.store.audit(ctx.now(), f"agent:{space.id}", f"space.{state}", space.id)
-    snapshot = await authorized_keys(ctx, await ctx.store.space(space.id) or space)
-    return m.HeartbeatReply(
-        space_id=space.id,
-        space_name=space.name,
-        desired_state="running",
-        interval_seconds=ctx.settings.agent_interval,
-        snapshot_max_age=ctx.settings.snapshot_max_age,
-        authorized_keys=None if snapshot.version == beat.keys_version else snapshot,
-    )
+    return await reply_for(ctx, await ctx.store.space(space.id) or space, beat.keys_version)
 
 
 async def stop_silent(ctx: Context) -> list[str]:

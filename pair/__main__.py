@@ -3,8 +3,14 @@ run per connection (`pair verify`, and later the SSH proxy) start as fast as Pyt
 
 from __future__ import annotations
 
+import sys
+
 
 def main() -> None:
+    if sys.argv[1:3] == ["spaces", "proxy"]:
+        from pair.proxy import main as proxy
+
+        sys.exit(proxy(sys.argv[3:]))
     from pair.cli.app import run
 
     run()

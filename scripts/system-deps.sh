@@ -2,8 +2,9 @@
 # Debian packages the tests drive for real. Installs what is missing when run as root (as CI
 # does); otherwise says what to install.
 set -euo pipefail
+"$(dirname "$0")/node-tools.sh"  # npm's Dev Container CLI, into .venv/npm
 
-packages=(openssh-client openssh-server)
+packages=(openssh-client openssh-server debootstrap shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from broker.store.records import SessionRecord, SpaceRecord, SshKeyRecord, TokenRecord, UserRecord
+from broker.store.records import (
+    SessionRecord,
+    SpaceRecord,
+    SshKeyRecord,
+    TokenRecord,
+    TunnelRecord,
+    UserRecord,
+)
 
 __all__ = [
     "Conflict",
@@ -19,6 +26,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenRecord",
+    "TunnelRecord",
     "UserRecord",
 ]
 
@@ -75,6 +83,13 @@ class Store(Protocol):
     async def authorized_keys(self, space_id: str) -> list[tuple[str, str, str, str]]: ...
     async def heartbeat(self, space_id: str, state: str, now: int, facts: str | None) -> None: ...
     async def stop_silent_spaces(self, seen_before: int, now: int) -> list[str]: ...
+    async def set_desired_state(self, space_id: str, desired: str, state: str, now: int) -> None: ...
+
+    # the relay's connection log
+    async def open_tunnel(self, tunnel: TunnelRecord) -> None: ...
+    async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
+    async def open_tunnels(self, space_id: str) -> list[TunnelRecord]: ...
+    async def close_dangling_tunnels(self, now: int) -> None: ...
 
     # audit
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None: ...

@@ -49,6 +49,7 @@ class SpaceRecord:
     deleted_at: int | None
     instance_id: str | None
     facts: str | None  # ContainerFacts as JSON, as the agent reported them
+    desired_state: str = "running"  # what the owner asked for with up/down
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +62,17 @@ class TokenRecord:
     used_instance_id: str | None
     used_at: int | None
     revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelRecord:
+    id: str
+    space_id: str
+    user_id: str
+    email: str
+    client_address: str
+    opened_at: int
+    closed_at: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    close_reason: str = ""

@@ -14,10 +14,17 @@ from typing import Any
 
 from broker.store import Conflict
 from broker.store.migrations import migrate
-from broker.store.records import SessionRecord, SpaceRecord, SshKeyRecord, TokenRecord, UserRecord
+from broker.store.records import (
+    SessionRecord,
+    SpaceRecord,
+    SshKeyRecord,
+    TokenRecord,
+    TunnelRecord,
+    UserRecord,
+)
 
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
-    s.last_seen_at, s.deleted_at, s.instance_id, s.facts"""
+    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 
 
@@ -316,6 +323,41 @@ class SqliteStore:
             ]
             db.executemany("UPDATE spaces SET state = 'stopped', updated_at = ? WHERE id = ?", [(now, i) for i in ids])
         return ids
+
+    async def set_desired_state(self, space_id: str, desired: str, state: str, now: int) -> None:
+        self._db.execute(
+            "UPDATE spaces SET desired_state = ?, state = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+            (desired, state, now, space_id),
+        )
+
+    # -- the relay's connection log -----------------------------------------------------------
+
+    async def open_tunnel(self, tunnel: TunnelRecord) -> None:
+        self._db.execute(
+            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (tunnel.id, tunnel.space_id, tunnel.user_id, tunnel.email, tunnel.client_address, tunnel.opened_at),
+        )
+
+    async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
+        self._db.execute(
+            "UPDATE tunnels SET closed_at = ?, bytes_in = ?, bytes_out = ?, close_reason = ?"
+            " WHERE id = ? AND closed_at IS NULL",
+            (now, bytes_in, bytes_out, reason, tunnel_id),
+        )
+
+    async def open_tunnels(self, space_id: str) -> list[TunnelRecord]:
+        rows = self._all(
+            "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
+            " close_reason FROM tunnels WHERE space_id = ? AND closed_at IS NULL ORDER BY opened_at, id",
+            space_id,
+        )
+        return [TunnelRecord(*r) for r in rows]
+
+    async def close_dangling_tunnels(self, now: int) -> None:
+        # A broker that stopped mid-session never logged the end; its sessions ended with it.
+        self._db.execute(
+            "UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,)
+        )
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -144,6 +144,18 @@ class Client:
         body = m.ShareUpdate(add=list(add), remove=list(remove))
         return self.call(ep.SHARE, body, path={"space_id": space_id})  # type: ignore[no-any-return]
 
+    def sessions(self, space_id: str) -> list[m.TunnelSession]:
+        return self.call(ep.SESSIONS, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    def kick(self, space_id: str, email: str) -> None:
+        self.call(ep.KICK, path={"space_id": space_id, "email": email})
+
+    def up(self, space_id: str) -> m.Space:
+        return self.call(ep.UP, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    def down(self, space_id: str) -> m.Space:
+        return self.call(ep.DOWN, path={"space_id": space_id})  # type: ignore[no-any-return]
+
     # -- container side ---------------------------------------------------------------------
 
     def bootstrap(self, token: str, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:

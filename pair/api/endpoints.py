@@ -156,4 +156,41 @@ HEARTBEAT = Endpoint(
     "agent",
 )
 
+SESSIONS = Endpoint(
+    "GET",
+    f"{API}/spaces/{{space_id}}/sessions",
+    "Open SSH sessions through the relay (owner).",
+    "session",
+    response=list[m.TunnelSession],
+    tag="spaces",
+)
+KICK = Endpoint(
+    "DELETE",
+    f"{API}/spaces/{{space_id}}/sessions/{{email}}",
+    "End a person's open SSH sessions in a Space (owner).",
+    "session",
+    tag="spaces",
+)
+UP = Endpoint(
+    "POST",
+    f"{API}/spaces/{{space_id}}/up",
+    "Start SSH service in the Space.",
+    "session",
+    response=m.Space,
+    tag="spaces",
+)
+DOWN = Endpoint(
+    "POST",
+    f"{API}/spaces/{{space_id}}/down",
+    "Stop SSH service in the Space; open sessions end.",
+    "session",
+    response=m.Space,
+    tag="spaces",
+)
+
+# WebSocket endpoints (not JSON; described in docs/architecture.md).
+AGENT_CONNECT = f"{API}/agent/connect"  # the agent's control channel (agent credential)
+AGENT_TUNNEL = f"{API}/agent/tunnels/{{tunnel_id}}"  # the agent's side of one tunnel (agent credential)
+SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"  # a person's side of one tunnel (session)
+
 ALL: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

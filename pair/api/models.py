@@ -157,7 +157,8 @@ class AuthorizedKeys(Struct):
 
 class Heartbeat(Struct):
     instance_id: str
-    state: Literal["running", "stopping"] = "running"
+    # running: sshd serves; stopped: sshd stopped as the owner asked (down); stopping: the agent exits
+    state: Literal["running", "stopped", "stopping"] = "running"
     keys_version: str = ""  # the snapshot the agent has; the reply carries a new one if it differs
     facts: ContainerFacts | None = None
 
@@ -165,10 +166,52 @@ class Heartbeat(Struct):
 class HeartbeatReply(Struct):
     space_id: str
     space_name: str
-    desired_state: Literal["running", "stopped", "deleted"]
+    desired_state: Literal["running", "stopped"]
     interval_seconds: float
     snapshot_max_age: int  # seconds a snapshot may be trusted without a fresh heartbeat
     authorized_keys: AuthorizedKeys | None = None
+
+
+# -- the agent's control channel (a WebSocket; one JSON text frame per message) ---------------
+
+
+class HeartbeatMessage(Struct, tag="heartbeat", tag_field="type"):
+    """agent → broker, every interval: the same body as the HTTP heartbeat."""
+
+    heartbeat: Heartbeat
+
+
+class ReplyMessage(Struct, tag="reply", tag_field="type"):
+    """broker → agent: answers a heartbeat, or is pushed when keys or the desired state change."""
+
+    reply: HeartbeatReply
+
+
+class TunnelRequest(Struct, tag="tunnel", tag_field="type"):
+    """broker → agent: dial the local sshd and connect it to the broker's tunnel `tunnel_id`."""
+
+    tunnel_id: str
+
+
+BrokerMessage = ReplyMessage | TunnelRequest
+
+
+class TunnelSession(Struct):
+    """One SSH connection through the relay, open or closed."""
+
+    id: str
+    space_id: str
+    email: str
+    client_address: str
+    opened_at: datetime
+    closed_at: datetime | None = None
+    bytes_in: int = 0  # from the person to the container
+    bytes_out: int = 0  # from the container to the person
+    close_reason: str = ""
+
+
+class StateChange(Struct):
+    state: SpaceState
 
 
 class Health(Struct):

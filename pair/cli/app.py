@@ -9,7 +9,7 @@ from typer.exceptions import TyperException
 
 from pair import __version__
 from pair.api.errors import PairError
-from pair.cli import auth, keys, spaces
+from pair.cli import auth, connect, keys, spaces
 from pair.cli.output import error
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ def agent() -> None:
 
 
 app.add_typer(spaces.app, name="spaces")
+connect.register(spaces.app)
 
 
 def _version(value: bool) -> None:

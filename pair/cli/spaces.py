@@ -211,6 +211,6 @@ def bootstrap(
         print(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
     else:
         print(f'Bootstrapped this container as the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
-    note = supervisor.ensure_agent(restart=not outcome.reused)
+    note = supervisor.ensure_agent()  # a running agent notices the new registration by itself
     if note:
         print(note, file=sys.stderr)

@@ -52,7 +52,7 @@ def bootstrap(
     home = home or Home()
     home.ensure()
     instance_id = home.instance_id()  # persisted before any call, so a retry is recognised
-    found = facts.collect(home.host_key_file)
+    found = facts.collect(home.host_key_file, ssh_user_file=home.ssh_user_file)
     token, _source = find_token(argument, home)
     claims = unverified_claims(token) if token else {}
 

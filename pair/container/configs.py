@@ -55,7 +55,9 @@ files = {conf_d}/*.conf
 PROGRAMS = """\
 ; pair: the Space's sshd and its agent. Written by install.sh.
 [program:sshd]
-command={sshd} -D -e -f {sshd_config}
+; /run is often a fresh tmpfs when the container starts: sshd needs its privilege-separation dir.
+command=/bin/sh -c 'mkdir -p /run/sshd && exec {sshd} -D -e -f {sshd_config}'
+
 autostart=true
 autorestart=true
 startsecs=1

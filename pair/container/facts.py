@@ -58,8 +58,15 @@ def disk_bytes(path: str = "/") -> int:
         return 0
 
 
-def login_user(env: Mapping[str, str]) -> str:
-    return env.get("PAIR_SSH_USER") or getpass.getuser()
+def login_user(env: Mapping[str, str], ssh_user_file: Path | None = None) -> str:
+    """Who teammates log in as: PAIR_SSH_USER, else install.sh --ssh-user, else whoever runs this."""
+    if env.get("PAIR_SSH_USER"):
+        return env["PAIR_SSH_USER"]
+    try:
+        configured = ssh_user_file.read_text().strip() if ssh_user_file else ""
+    except OSError:
+        configured = ""
+    return configured or getpass.getuser()
 
 
 def host_keys(pub_file: Path) -> list[str]:
@@ -70,7 +77,9 @@ def host_keys(pub_file: Path) -> list[str]:
     return [" ".join(line[:2])] if len(line) >= 2 else []
 
 
-def collect(host_key_file: Path, env: Mapping[str, str] | None = None) -> ContainerFacts:
+def collect(
+    host_key_file: Path, env: Mapping[str, str] | None = None, ssh_user_file: Path | None = None
+) -> ContainerFacts:
     env = os.environ if env is None else env
     return ContainerFacts(
         hostname=socket.gethostname(),
@@ -78,7 +87,7 @@ def collect(host_key_file: Path, env: Mapping[str, str] | None = None) -> Contai
         cpus=cpu_count(),
         memory_bytes=memory_bytes(),
         disk_bytes=disk_bytes(),
-        login_user=login_user(env),
+        login_user=login_user(env, ssh_user_file),
         host_keys=host_keys(host_key_file),
         pair_version=__version__,
     )

@@ -55,9 +55,20 @@ class Home:
         except FileNotFoundError:
             return ""
 
+    def ssh_port(self) -> int:
+        """The port of the Space's sshd (install.sh --ssh-port writes it; 2222 otherwise)."""
+        try:
+            return int((self.root / "ssh-port").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return int(os.environ.get("PAIR_SSH_PORT") or 2222)
+
     @property
     def snapshot_file(self) -> Path:
         return self.root / "authorized_keys.json"  # pair.verify.SNAPSHOT
+
+    @property
+    def ssh_user_file(self) -> Path:
+        return self.root / "ssh-user"  # install.sh --ssh-user
 
     @property
     def host_key_file(self) -> Path:

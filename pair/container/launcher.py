@@ -37,17 +37,26 @@ def render(python: str, home: str, site_dir: str) -> str:
     return TEMPLATE.format(python=python, home=home, site=site_dir)
 
 
-def write(path: Path, home: Path | None = None) -> None:
-    """Write a launcher for this interpreter and this installed `pair` (0755, atomically)."""
+def text(home: Path) -> str:
+    """The launcher for this interpreter and this installed `pair`, with PAIR_HOME `home`."""
     import pair
 
     site_dir = str(Path(pair.__file__).resolve().parent.parent)
-    text = render(sys.executable, str(home or path.parent), site_dir)
+    return render(sys.executable, str(home), site_dir)
+
+
+def write(path: Path, home: Path | None = None) -> None:
+    """Write the launcher (0755, atomically)."""
+    content = text(home or path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(content)
     os.chmod(tmp, 0o755)  # noqa: S103 - an executable everyone may run (sshd needs root-owned 0755)
     os.replace(tmp, path)
 
 
 if __name__ == "__main__":
-    write(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    # `python -m pair.container.launcher PATH [HOME]` writes it; `--print HOME` only shows it.
+    if sys.argv[1] == "--print":
+        sys.stdout.write(text(Path(sys.argv[2])))
+    else:
+        write(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -28,8 +28,11 @@ def ctl(*args: str) -> subprocess.CompletedProcess[str] | None:
     return subprocess.run([program, "-c", conf_path(), *args], capture_output=True, text=True, timeout=30, check=False)
 
 
-def ensure_agent(*, restart: bool) -> str:
-    """Start (or restart) the `pair-agent` program; return a line to show if that was not possible."""
+def ensure_agent() -> str:
+    """Start the `pair-agent` program if it is not running; return a line to show if that failed.
+
+    A running agent is left alone: it picks up a new registration by itself within a second, and
+    restarting it would briefly report the Space as stopping."""
     status = ctl("status", "pair-agent")
     if status is None or status.returncode == SUPERVISORD_DOWN:
         return (
@@ -38,9 +41,9 @@ def ensure_agent(*, restart: bool) -> str:
         )
     if status.returncode not in (RUNNING, NOT_RUNNING):
         return f"note: supervisord has no pair-agent program ({status.stdout.strip() or status.stderr.strip()})."
-    if status.returncode == RUNNING and not restart:
+    if status.returncode == RUNNING:
         return ""
-    done = ctl("restart" if status.returncode == RUNNING else "start", "pair-agent")
+    done = ctl("start", "pair-agent")
     if done is None or done.returncode != 0:
         output = (done.stdout + done.stderr).strip() if done else ""
         return f"note: could not start pair-agent through supervisord: {output}"

@@ -3,79 +3,14 @@ AuthorizedKeysCommand) and `pair agent`, against a real broker; people log in wi
 
 from __future__ import annotations
 
-import json
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.support.broker import RealBroker, real_broker
-from tests.support.container import Container, container, eventually
-from tests.support.processes import clean_env, executable
-from tests.support.tools import need_tool
+from tests.container.conftest import World
+from tests.support.container import eventually
 
 pytestmark = pytest.mark.integration
-
-
-class Person:
-    def __init__(self, broker: RealBroker, name: str, root: Path) -> None:
-        self.email = f"{name}@example.com"
-        self.dir = root / name
-        self.dir.mkdir()
-        self.env = clean_env(PAIR_CONFIG_DIR=str(self.dir / "config"), HOME=str(self.dir))
-        key_file = broker.add_user(self.email, self.dir)
-        self.ok("login", self.email, "--key-file", str(key_file), "--url", broker.url)
-        self.key = self.dir / "id_ed25519"
-        subprocess.run(
-            [need_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", self.email, "-f", str(self.key)],
-            check=True,
-        )
-        self.ok("keys", "add", str(self.key) + ".pub")
-
-    def pair(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [executable("pair"), *args],
-            cwd=self.dir,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
-        result = self.pair(*args, env=env)
-        assert result.returncode == 0, f"pair {' '.join(args)}:\n{result.stderr}"
-        return result.stdout
-
-    def state(self, name: str) -> str | None:
-        spaces = json.loads(self.ok("spaces", "list", "--json"))
-        return next((str(s["state"]) for s in spaces if s["name"] == name), None)
-
-
-@dataclass
-class World:
-    broker: RealBroker
-    alice: Person
-    bob: Person
-    carol: Person
-    box: Container
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    env = {"PAIR_BROKER_AGENT_INTERVAL": "0.3", "PAIR_BROKER_SNAPSHOT_MAX_AGE": "3"}
-    with real_broker(tmp_path / "broker", env=env) as broker:
-        alice, bob, carol = (Person(broker, n, tmp_path) for n in ("alice", "bob", "carol"))
-        alice.ok("spaces", "authorize", "--user", bob.email, "--name", "demo")
-        token = (alice.dir / "SPACE_ID.txt").read_text().strip()
-        with container(tmp_path / "space") as box:
-            booted = alice.pair("spaces", "bootstrap", token, env=box.env())
-            assert booted.returncode == 0, booted.stderr
-            assert booted.stderr == ""  # supervisord was there, so the agent was (re)started quietly
-            yield World(broker, alice, bob, carol, box)
 
 
 def test_owner_and_shared_user_get_in_and_nobody_else(world: World) -> None:

@@ -126,6 +126,7 @@ def container(home: Path) -> Iterator[Container]:
     )
     port = free_port()
     (home / "sshd_config").write_text(configs.sshd_config(MOUNT, port))
+    (home / "ssh-port").write_text(f"{port}\n")  # as install.sh --ssh-port does: the agent dials it
     conf = home / "supervisord.conf"
     conf.write_text(configs.supervisord_conf(f"{MOUNT}/conf.d", run_dir=str(home / "run"), log_dir=f"{MOUNT}/log"))
     (home / "conf.d" / "pair.conf").write_text(
@@ -141,7 +142,9 @@ def container(home: Path) -> Iterator[Container]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=clean_env(PATH=f"{Path(executable('pair')).parent}:/usr/sbin:/usr/bin:/sbin:/bin"),
+        env=clean_env(
+            PATH=f"{Path(executable('pair')).parent}:/usr/sbin:/usr/bin:/sbin:/bin", PAIR_SUPERVISOR_CONF=str(conf)
+        ),
     )
     output = Output(proc)
     try:

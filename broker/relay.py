@@ -1,0 +1,189 @@
+"""The relay: the agent's control channel, and tunnels that splice a person's SSH stream onto a
+connection the agent dials to its local sshd. Codespaces and Devfile workspaces take no inbound
+connections, so both sides dial out to the broker.
+
+Bytes are binary WebSocket frames, compression off (on random bytes it costs ~25x), and each
+direction awaits the other side's send, so a slow reader slows the writer instead of growing a
+buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from broker import accounts, credentials, spaces
+from broker.context import Context
+from broker.errors import Problem
+from broker.http import bearer, problem_response
+from broker.hub import AgentLink, Tunnel
+from broker.store import TunnelRecord
+from pair.api import endpoints as ep
+from pair.api import models as m
+
+log = logging.getLogger("pair.broker.relay")
+
+AGENT_ANSWER_TIMEOUT = 10.0
+
+
+async def deny(ws: WebSocket, problem: Problem) -> None:
+    """Refuse the upgrade with our JSON error body where the server allows it."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(problem_response(problem))
+    else:
+        await ws.close(code=1008, reason=problem.message[:120])
+
+
+async def agent_connect(ws: WebSocket) -> None:
+    ctx: Context = ws.app.state.ctx
+    try:
+        space = await spaces.authenticate_agent(ctx, bearer(ws))
+    except Problem as problem:
+        await deny(ws, problem)
+        return
+    await ws.accept()
+    link = AgentLink(space.id, ws)
+    replaced = ctx.hub.attach(link)
+    if replaced is not None:
+        with contextlib.suppress(Exception):
+            await replaced.ws.close(code=4000, reason="replaced by a newer connection")
+    try:
+        while True:
+            message = msgspec.json.decode(await ws.receive_text(), type=m.HeartbeatMessage)
+            current = await ctx.store.space_by_credential(credentials.digest(bearer(ws)))
+            if current is None:
+                await ws.close(code=4401, reason="the agent credential is no longer valid")
+                return
+            reply = await spaces.heartbeat(ctx, current, message.heartbeat)
+            await link.send(m.ReplyMessage(reply=reply))
+    except WebSocketDisconnect:
+        pass
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        await ws.close(code=1007, reason=f"bad message: {exc}"[:120])
+    except Problem as problem:
+        await ws.close(code=4000 + problem.status, reason=problem.message[:120])
+    finally:
+        ctx.hub.detach(link)
+
+
+async def space_tunnel(ws: WebSocket) -> None:
+    """A person's end of a tunnel: authorize, ask the agent to dial in, splice."""
+    ctx: Context = ws.app.state.ctx
+    try:
+        _, user = await accounts.authenticate(ctx, bearer(ws))
+        space = await spaces.get_visible(ctx, user, ws.path_params["space_id"])
+        if space.state != "running" or not ctx.hub.connected(space.id):
+            raise Problem(
+                409,
+                f'The Space "{space.name}" is not running ({space.state}).',
+                _not_running_hint(ctx, space.id, space.state),
+                "not_running",
+            )
+    except Problem as problem:
+        await deny(ws, problem)
+        return
+    tunnel = Tunnel(credentials.new_id("tun_"), space.id, user.id, user.email, ws)
+    ctx.hub.tunnels[tunnel.id] = tunnel
+    try:
+        await ctx.hub.send(space.id, m.TunnelRequest(tunnel_id=tunnel.id))
+        try:
+            agent_ws = await asyncio.wait_for(asyncio.shield(tunnel.agent), AGENT_ANSWER_TIMEOUT)
+        except TimeoutError:
+            await deny(
+                ws,
+                Problem(
+                    504,
+                    f'The container of "{space.name}" did not answer.',
+                    "Its agent may be restarting; try again in a few seconds.",
+                    "agent_timeout",
+                ),
+            )
+            return
+        await ws.accept()
+        client = ws.client
+        await ctx.store.open_tunnel(
+            TunnelRecord(
+                tunnel.id, space.id, user.id, user.email, f"{client.host}:{client.port}" if client else "", ctx.now()
+            )
+        )
+        await ctx.store.audit(ctx.now(), user.email, "tunnel.open", space.id, tunnel.id)
+        await splice(tunnel, ws, agent_ws)
+    finally:
+        ctx.hub.tunnels.pop(tunnel.id, None)
+        tunnel.done.set()
+        if not tunnel.agent.done():
+            tunnel.agent.cancel()
+        await ctx.store.close_tunnel(
+            tunnel.id, ctx.now(), tunnel.bytes_in, tunnel.bytes_out, tunnel.close_reason or "closed"
+        )
+
+
+def _not_running_hint(ctx: Context, space_id: str, state: str) -> str:
+    if state in ("stopped", "stopping"):
+        return "The owner can start SSH with `pair spaces up`; if the container is off, start it first."
+    if not ctx.hub.connected(space_id):
+        return "Its container is not connected to the broker: is the Codespace or workspace running?"
+    return "Try again in a few seconds."
+
+
+async def agent_tunnel(ws: WebSocket) -> None:
+    """The agent's end of a tunnel: hand the socket to the waiting person's handler."""
+    ctx: Context = ws.app.state.ctx
+    try:
+        space = await spaces.authenticate_agent(ctx, bearer(ws))
+        tunnel = ctx.hub.tunnels.get(ws.path_params["tunnel_id"])
+        if tunnel is None or tunnel.space_id != space.id or tunnel.agent.done():
+            raise Problem(404, "That tunnel was not found.", "It may have been closed already.", "not_found")
+    except Problem as problem:
+        await deny(ws, problem)
+        return
+    await ws.accept()
+    tunnel.agent.set_result(ws)
+    await tunnel.done.wait()  # the person's handler splices; this connection lives until it is done
+
+
+async def splice(tunnel: Tunnel, client: WebSocket, agent: WebSocket) -> None:
+    async def pump(src: WebSocket, dst: WebSocket, inbound: bool) -> int:
+        """Copy until `src` disconnects; return its close code."""
+        while True:
+            message = await src.receive()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code", 1000))
+            data = message.get("bytes") or (message.get("text") or "").encode()
+            await dst.send_bytes(data)
+            if inbound:
+                tunnel.bytes_in += len(data)
+            else:
+                tunnel.bytes_out += len(data)
+
+    inbound = asyncio.create_task(pump(client, agent, True))
+    outbound = asyncio.create_task(pump(agent, client, False))
+    done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    for task in (inbound, outbound):
+        with contextlib.suppress(BaseException):
+            await task
+    agent_gone = (
+        outbound in done and not outbound.cancelled() and outbound.exception() is None and outbound.result() != 1000
+    )
+    if agent_gone and not tunnel.close_reason:
+        # The container's side vanished without closing (a normal logout closes with 1000): say so.
+        tunnel.close_reason = "The connection to the container was lost (its agent or sshd stopped)."
+        with contextlib.suppress(Exception):
+            await client.close(code=4502, reason=tunnel.close_reason)
+    for side in (client, agent):
+        with contextlib.suppress(Exception):
+            await side.close()
+
+
+ROUTES = [
+    WebSocketRoute(ep.AGENT_CONNECT, agent_connect),
+    WebSocketRoute(ep.AGENT_TUNNEL, agent_tunnel),
+    WebSocketRoute(ep.SPACE_TUNNEL, space_tunnel),
+]

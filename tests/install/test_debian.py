@@ -1,0 +1,197 @@
+"""install.sh end to end in a real Debian 12 root (debootstrap, cached), against a real broker.
+
+The root starts as minimal as a container image gets: no Python, no sshd. install.sh installs
+them, pair (from a wheel built from this checkout) and its configs; the container then does what
+the seed's .devcontainer.json does (postStartCommand, postAttachCommand), and people ssh in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import pair
+from pair.container import configs
+from tests.install.conftest import INSTALL_SH, need_root
+from tests.install.debian import Chroot, debian, diff
+from tests.install.team import Person
+from tests.support.broker import real_broker
+from tests.support.container import eventually, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+CONF = "/etc/supervisor/supervisord.conf"
+INSTALLED = [
+    "/opt/pair/pair",
+    "/opt/pair/venv/bin/python",
+    "/opt/pair/sshd/ssh_host_ed25519_key",
+    "/etc/ssh/pair_sshd_config",
+    CONF,
+    "/etc/supervisor/conf.d/pair.conf",
+    "/usr/local/bin/supervisord",
+    "/usr/local/bin/supervisorctl",
+]
+
+
+def copy_in(chroot: Chroot, *files: Path) -> str:
+    """Copy files into /tmp/pair-install in the root; returns that directory (as seen inside)."""
+    folder = chroot.path("/tmp/pair-install")
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (folder / f.name).write_bytes(f.read_bytes())
+    return "/tmp/pair-install"
+
+
+def served_install_sh(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/install.sh", timeout=10) as response:
+        script = bytes(response.read())
+    assert script == INSTALL_SH.read_bytes()
+    return script.decode()
+
+
+def shadow_field(chroot: Chroot, user: str) -> str:
+    for line in chroot.path("/etc/shadow").read_text().splitlines():
+        name, field = line.split(":")[:2]
+        if name == user:
+            return field
+    raise AssertionError(f"no {user} in /etc/shadow")
+
+
+def test_dry_run_on_a_bare_root_plans_everything_and_changes_nothing(tmp_path: Path) -> None:
+    need_root()
+    with debian(tmp_path / "root") as chroot:
+        where = copy_in(chroot, INSTALL_SH)
+        chroot.ok("usermod", "-p", "!locked", "root")  # as Fedora images have it
+        chroot.ok("useradd", "-p", "!$6$salt$hash", "dev")  # a real password, locked by its owner
+        before = chroot.changes()
+        result = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--token", "a.b.c")
+        assert result.returncode == 0, result.stderr
+        assert diff(before, chroot.changes()) == []
+        out = result.stdout
+        assert 'would unlock root for key logins (its password field "!locked" becomes "*"' in out
+        locked = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--ssh-user", "dev")
+        assert "dev has a locked password" in locked.stderr and "would unlock" not in locked.stdout
+        nobody = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--ssh-user", "ghost")
+        assert "there is no user ghost (a real run stops here)" in nobody.stderr
+        assert diff(before, chroot.changes()) == []
+        assert "would install python3 python3-venv openssh-server with apt" in out
+        assert "would create /opt/pair (root-owned, 0755)" in out
+        assert "would write /etc/ssh/pair_sshd_config" in out
+        assert "would write /opt/pair/bootstrap.txt" in out
+        assert "nothing was changed" in out
+
+
+def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel: Path) -> None:
+    need_root()
+    port = free_port()
+    env = {"PAIR_BROKER_AGENT_INTERVAL": "0.5"}
+    with real_broker(tmp_path / "broker", env=env) as broker, debian(tmp_path / "root") as chroot:
+        alice, bob, carol = (Person(broker, name, tmp_path / "people") for name in ("alice", "bob", "carol"))
+        alice.ok("spaces", "authorize", "--user", bob.email, "--name", "demo")
+        token = (alice.dir / "SPACE_ID.txt").read_text().strip()
+
+        where = copy_in(chroot, INSTALL_SH, repo_wheel)
+        chroot.ok("usermod", "-p", "!", "root")  # locked, as `useradd` leaves an account
+        args = ["--package", f"{where}/{repo_wheel.name}", "--token", token, "--ssh-port", str(port)]
+
+        # As `curl -fsSL BROKER/install.sh | sh`: the script arrives on stdin, so it must never read stdin.
+        first = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
+        assert first.returncode == 0, f"{first.stdout}\n{first.stderr}"
+        assert "pair is installed in /opt/pair" in first.stdout
+        assert 'unlock root for key logins (its password field "!" becomes "*"' in first.stdout
+        check_installed(chroot, port, token)
+
+        before = chroot.changes()
+        second = chroot.run("sh", f"{where}/install.sh", *args)
+        assert second.returncode == 0, second.stderr
+        assert "pair is already installed in /opt/pair; nothing to change." in second.stdout
+        assert diff(before, chroot.changes()) == []
+        dry = chroot.run("sh", f"{where}/install.sh", "--dry-run", *args)
+        assert "dry run: 0 change(s) would be made" in dry.stdout, dry.stdout
+        assert diff(before, chroot.changes()) == []
+
+        # postStartCommand, then postAttachCommand (which finds the token install.sh kept).
+        chroot.ok("sh", "-c", f"supervisord -c {CONF}")
+        sshd_log = chroot.path("/var/log/supervisor/pair-sshd.log")
+        eventually(lambda: sshd_log.exists() and "Server listening" in sshd_log.read_text(), "sshd listens")
+        booted = chroot.run("/opt/pair/pair", "spaces", "bootstrap")
+        assert booted.returncode == 0, booted.stderr
+        assert '"demo"' in booted.stdout
+        assert not chroot.path("/opt/pair/bootstrap.txt").exists()  # used once, then forgotten
+
+        eventually(lambda: alice.state("demo") == "running", "the Space is running")
+        snapshot = chroot.path("/opt/pair/authorized_keys.json")
+        eventually(
+            lambda: (
+                snapshot.exists()
+                and {k["email"] for k in json.loads(snapshot.read_text())["keys"]} == {alice.email, bob.email}
+            ),
+            "the agent wrote alice's and bob's keys",
+        )
+        host_key = " ".join(chroot.path("/opt/pair/sshd/ssh_host_ed25519_key.pub").read_text().split()[:2])
+        for person in (alice, bob):
+            inside = person.ssh(port, host_key, "echo", "hello from", "$(whoami)", "on", "$(cat /etc/debian_version)")
+            assert inside.returncode == 0, inside.stderr
+            assert inside.stdout.startswith("hello from root on 12.")
+        refused = carol.ssh(port, host_key, "true")
+        assert refused.returncode == 255
+        assert "Permission denied (publickey)" in refused.stderr
+
+        supervisord_pid = int(chroot.path("/run/supervisord.pid").read_text())  # /var/run links to /run
+        removed = chroot.run("sh", f"{where}/install.sh", "--uninstall")
+        assert removed.returncode == 0, removed.stderr
+        assert "stop supervisord" in removed.stdout
+        eventually(lambda: not Path(f"/proc/{supervisord_pid}").exists(), "supervisord stopped")
+        for path in [*INSTALLED, "/opt/pair", "/etc/supervisor", "/var/log/supervisor"]:
+            assert not os.path.lexists(chroot.path(path)), path
+        assert chroot.path("/usr/sbin/sshd").exists()  # the OS packages stay
+        again = chroot.run("sh", f"{where}/install.sh", "--uninstall")
+        assert "pair is not installed in /opt/pair; nothing to remove." in again.stdout
+
+
+def test_a_self_hosted_broker_serves_everything_a_container_needs(tmp_path: Path) -> None:
+    """curl -fsSL BROKER/install.sh | sh -s -- --package broker --broker-url BROKER"""
+    need_root()
+    with real_broker(tmp_path / "broker") as broker, debian(tmp_path / "root") as chroot:
+        args = ["--package", "broker", "--broker-url", broker.url, "--ssh-port", str(free_port())]
+        first = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
+        assert first.returncode == 0, f"{first.stdout}\n{first.stderr}"
+        assert f"install {broker.url}/download/pair.whl into /opt/pair/venv" in first.stdout
+        version = chroot.ok("/opt/pair/pair", "--version")
+        assert version == f"pair {pair.__version__}\n"
+        assert chroot.path("/opt/pair/broker-url").read_text() == f"{broker.url}\n"
+        assert not chroot.path("/opt/pair/bootstrap.txt").exists()  # no token given: none kept
+
+        again = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
+        assert again.returncode == 0, again.stderr
+        assert f"ok: pair-spaces {pair.__version__} from {broker.url}/download/pair.whl" in again.stdout
+        assert "nothing to change" in again.stdout
+
+
+def check_installed(chroot: Chroot, port: int, token: str) -> None:
+    for path in INSTALLED:
+        assert os.path.lexists(chroot.path(path)), path
+    for program in ("supervisord", "supervisorctl"):  # links resolve inside the root, not through /proc
+        assert os.readlink(chroot.path(f"/usr/local/bin/{program}")) == f"/opt/pair/venv/bin/{program}"
+    prefix = chroot.path("/opt/pair").stat()
+    assert (prefix.st_uid, stat.S_IMODE(prefix.st_mode)) == (0, 0o755)
+    launcher = chroot.path("/opt/pair/pair").stat()
+    assert (launcher.st_uid, stat.S_IMODE(launcher.st_mode)) == (0, 0o755)
+    kept = chroot.path("/opt/pair/bootstrap.txt")
+    assert kept.read_text().strip() == token
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert chroot.path("/run/sshd").is_dir()
+    # The exact text the package renders: install.sh writes what the tests of configs check.
+    assert chroot.path("/etc/ssh/pair_sshd_config").read_text() == configs.sshd_config("/opt/pair", port)
+    assert chroot.path(CONF).read_text() == configs.supervisord_conf("/etc/supervisor/conf.d")
+    assert chroot.path("/etc/supervisor/conf.d/pair.conf").read_text() == configs.programs(
+        "/opt/pair", "/etc/ssh/pair_sshd_config", sshd="/usr/sbin/sshd"
+    )
+    assert shadow_field(chroot, "root") == "*"
+    assert chroot.ok("/opt/pair/pair", "--version").startswith("pair ")
+    chroot.ok("/usr/sbin/sshd", "-t", "-f", "/etc/ssh/pair_sshd_config")

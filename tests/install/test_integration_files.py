@@ -1,0 +1,164 @@
+"""The container-integration files: the Devcontainer Feature and the Devfile validate against their
+published schemas with a real validator, the Feature packages with the real Dev Container CLI
+(its installer byte-identical to install.sh), and every shell script passes shellcheck."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.install.conftest import INSTALL_SH, REPO
+from tests.support.tools import need_tool
+
+SCHEMAS = REPO.parent / "shared" / "schemas"
+FEATURE = REPO / "devcontainer-feature" / "src" / "pairspaces"
+DEVFILE = REPO / "devfiles" / "devfile.yaml"
+DEVCONTAINER_CLI = Path(sys.executable).parent.parent / "npm" / "node_modules" / ".bin" / "devcontainer"
+SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
+def schema(name: str) -> Path:
+    path = SCHEMAS / name
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path} is missing (shared/ sits beside the repository)")
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+def check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    if not tool.exists():
+        tool = Path(need_tool("check-jsonschema"))
+    return subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def devcontainer_cli() -> str:
+    if DEVCONTAINER_CLI.exists():
+        return str(DEVCONTAINER_CLI)
+    message = f"{DEVCONTAINER_CLI} is missing (scripts/node-tools.sh installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_feature_metadata_is_valid_against_the_spec_schema() -> None:
+    result = check_jsonschema(
+        "--schemafile", str(schema("devContainerFeature.schema.json")), str(FEATURE / "devcontainer-feature.json")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_feature_options_are_the_ones_install_sh_reads() -> None:
+    meta = json.loads((FEATURE / "devcontainer-feature.json").read_text())
+    assert meta["id"] == FEATURE.name == "pairspaces"
+    assert {k: v["default"] for k, v in meta["options"].items()} == {
+        "token": "",
+        "sshPort": "2222",
+        "brokerUrl": "",
+        "package": "",
+    }
+    script = INSTALL_SH.read_text()
+    for option in meta["options"]:  # a Feature option arrives as its name upper-cased
+        assert f'{option.upper()}="${{{option.upper()}:-' in script, option
+    # Nothing that makes the CLI reach a registry (FACTS.md: an installsAfter ghcr.io id does).
+    assert not any("/" in feature for feature in meta.get("installsAfter", []))
+    assert "dependsOn" not in meta
+
+
+def test_feature_installer_is_the_top_level_install_sh() -> None:
+    link = FEATURE / "install.sh"
+    assert link.is_symlink() and link.resolve() == INSTALL_SH.resolve()
+
+
+def test_feature_packages_with_the_devcontainer_cli_and_ships_install_sh_unchanged(tmp_path: Path) -> None:
+    cli = devcontainer_cli()
+    out = tmp_path / "feature"
+    result = subprocess.run(
+        [str(REPO / "scripts" / "package-feature.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DEVCONTAINER": cli},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Packaged 1 features" in result.stdout + result.stderr
+    tarball = out / "out" / "devcontainer-feature-pairspaces.tgz"
+    with tarfile.open(tarball) as tar:
+        member = tar.getmember("./install.sh")
+        assert member.isfile() and member.mode & 0o111  # a real, executable file, not a link
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        assert extracted.read() == INSTALL_SH.read_bytes()
+        packaged = json.loads(tar.extractfile("./devcontainer-feature.json").read())  # type: ignore[union-attr]
+    assert packaged == json.loads((FEATURE / "devcontainer-feature.json").read_text())
+    collection = json.loads((out / "out" / "devcontainer-collection.json").read_text())
+    assert [f["id"] for f in collection["features"]] == ["pairspaces"]
+
+
+def test_feature_tests_cover_every_scenario() -> None:
+    tests = REPO / "devcontainer-feature" / "test" / "pairspaces"
+    scenarios = json.loads((tests / "scenarios.json").read_text())
+    for name, scenario in scenarios.items():
+        assert (tests / f"{name}.sh").exists(), name
+        assert set(scenario["features"]) == {"pairspaces"}
+    assert (tests / "test.sh").exists()
+
+
+def test_devfile_is_valid_against_the_devfile_2_2_schema() -> None:
+    result = check_jsonschema(
+        "--regex-variant", "python", "--schemafile", str(schema("devfile-2.2.0.schema.json")), str(DEVFILE)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_devfile_keeps_the_token_out_of_every_command_line() -> None:
+    text = DEVFILE.read_text()
+    assert "`" not in text  # nothing a shell would execute
+    assert "PAIR_SPACE_TOKEN" in text
+    bootstrap = text[text.index("- id: bootstrap") :]
+    assert "/opt/pair/pair spaces bootstrap\n" in bootstrap  # no token argument: it reads PAIR_SPACE_TOKEN
+
+
+def shell_scripts() -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(REPO):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                continue  # its target is checked where it lives
+            if name.endswith(".sh"):
+                found.append(path)
+            elif path.suffix == "" and path.stat().st_size < 1_000_000:
+                with path.open("rb") as f:
+                    head = f.read(64)
+                if head.startswith(b"#!") and (b"sh\n" in head.split(b"\n")[0] + b"\n"):
+                    found.append(path)
+    return sorted(found)
+
+
+def test_every_shell_script_passes_shellcheck() -> None:
+    shellcheck = need_tool("shellcheck")
+    scripts = shell_scripts()
+    assert INSTALL_SH in scripts and REPO / "scripts" / "package-feature.sh" in scripts
+    result = subprocess.run(
+        [shellcheck, "--external-sources", *map(str, scripts)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_install_sh_is_posix_sh() -> None:
+    assert INSTALL_SH.read_text().startswith("#!/bin/sh\n")
+    shellcheck = need_tool("shellcheck")
+    result = subprocess.run(
+        [shellcheck, "--shell=sh", "--severity=style", str(INSTALL_SH)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
