@@ -135,22 +135,23 @@ def _wait_for(client: Client, space: Space, states: tuple[str, ...], timeout: fl
     return space
 
 
-def up(space: Annotated[str, typer.Option("--space", help="The Space: sp_… id or name.")]) -> None:
-    """Start SSH service in a Space you own (its container must be running)."""
+def _set_service(space: str, *, up: bool) -> None:
     client, _ = signed_in()
     with client:
         target = resolve_space(client.spaces(), space)
-        result = _wait_for(client, client.up(target.id), ("running",))
+        changed = client.up(target.id) if up else client.down(target.id)
+        result = _wait_for(client, changed, ("running",) if up else ("stopped",))
     print(f"space {result.id} is {result.state}")
+
+
+def up(space: Annotated[str, typer.Option("--space", help="The Space: sp_… id or name.")]) -> None:
+    """Start SSH service in a Space you own (its container must be running)."""
+    _set_service(space, up=True)
 
 
 def down(space: Annotated[str, typer.Option("--space", help="The Space: sp_… id or name.")]) -> None:
     """Stop SSH service in a Space you own; open sessions end."""
-    client, _ = signed_in()
-    with client:
-        target = resolve_space(client.spaces(), space)
-        result = _wait_for(client, client.down(target.id), ("stopped",))
-    print(f"space {result.id} is {result.state}")
+    _set_service(space, up=False)
 
 
 def sessions(space: Annotated[str, typer.Argument(help="The Space: sp_… id or name.")]) -> None:

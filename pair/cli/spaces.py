@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -169,24 +170,23 @@ def delete(
     print(f'Deleted space "{target.name}" ({target.id}).')
 
 
+def _update_shares(space: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+    client, _ = signed_in()
+    with client:
+        updated = client.share(_find(client, space).id, add=add, remove=remove)
+    print(f'"{updated.name}" is shared with {", ".join(updated.shared_with or []) or "nobody"}.')
+
+
 @app.command()
 def share(space: SpaceRef, emails: Annotated[list[str], typer.Argument(help="People to share with.")]) -> None:
     """Share a Space you own with people: they can see it and SSH into it."""
-    client, _ = signed_in()
-    with client:
-        target = _find(client, space)
-        updated = client.share(target.id, add=emails)
-    print(f'"{updated.name}" is shared with {", ".join(updated.shared_with or []) or "nobody"}.')
+    _update_shares(space, add=emails)
 
 
 @app.command()
 def unshare(space: SpaceRef, emails: Annotated[list[str], typer.Argument(help="People to stop sharing with.")]) -> None:
-    """Stop sharing a Space with people."""
-    client, _ = signed_in()
-    with client:
-        target = _find(client, space)
-        updated = client.share(target.id, remove=emails)
-    print(f'"{updated.name}" is shared with {", ".join(updated.shared_with or []) or "nobody"}.')
+    """Stop sharing a Space with people; their open sessions end at once."""
+    _update_shares(space, remove=emails)
 
 
 @app.command()

@@ -19,9 +19,9 @@ import pair
 from pair.container import configs
 from tests.install.conftest import INSTALL_SH, need_root
 from tests.install.debian import Chroot, debian, diff
-from tests.install.team import Person
 from tests.support.broker import real_broker
 from tests.support.container import eventually, free_port
+from tests.support.people import Person
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -22,49 +22,16 @@ from broker.signing import Keyring
 from pair.api.models import SpaceTokenClaims
 from pair.api.tokens import unverified_claims
 from tests.support.broker import RealBroker, real_broker
+from tests.support.people import Person
 from tests.support.processes import clean_env, executable
 from tests.support.tools import need_tool
 
 pytestmark = pytest.mark.integration
 
 
-class Person:
-    def __init__(self, broker: RealBroker, email: str, root: Path, key_file: Path) -> None:
-        self.broker, self.email, self.key_file = broker, email, key_file
-        self.cwd = root / email.split("@")[0]
-        self.cwd.mkdir(parents=True)
-        self.env = clean_env(PAIR_CONFIG_DIR=str(self.cwd / "config"), HOME=str(self.cwd))
-
-    def pair(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [executable("pair"), *args],
-            cwd=self.cwd,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def ok(self, *args: str, env: dict[str, str] | None = None) -> str:
-        result = self.pair(*args, env=env)
-        assert result.returncode == 0, f"pair {' '.join(args)} failed:\n{result.stderr}"
-        return result.stdout
-
-    def spaces(self) -> list[dict[str, object]]:
-        data: list[dict[str, object]] = json.loads(self.ok("spaces", "list", "--json"))
-        return data
-
-
 @pytest.fixture
 def team(live_broker: RealBroker, tmp_path: Path) -> dict[str, Person]:
-    out = {}
-    for name in ("alice", "bob", "carol"):
-        email = f"{name}@example.com"
-        person = Person(live_broker, email, tmp_path, live_broker.add_user(email, tmp_path))
-        person.ok("login", email, "--key-file", str(person.key_file), "--url", live_broker.url)
-        out[name] = person
-    return out
+    return {name: Person(live_broker, name, tmp_path, ssh_key=False) for name in ("alice", "bob", "carol")}
 
 
 def bootstrap(person: Person, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,16 +42,16 @@ def test_core_journey(live_broker: RealBroker, team: dict[str, Person], tmp_path
     alice, bob, carol = team["alice"], team["bob"], team["carol"]
     keygen = need_tool("ssh-keygen")
     subprocess.run(
-        [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(alice.cwd / "id")], check=True
+        [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", str(alice.dir / "id")], check=True
     )
-    assert "alice@laptop (ED25519)" in alice.ok("keys", "add", str(alice.cwd / "id.pub"))
+    assert "alice@laptop (ED25519)" in alice.ok("keys", "add", str(alice.dir / "id.pub"))
 
     out = alice.ok("spaces", "authorize", "--user", "bob@example.com", "--name", "demo")
     assert out == (
         'You\'re ready to bootstrap your Space "demo".\n'
         "Your Space's token is valid for 1 hour and is available from SPACE_ID.txt.\n"
     )
-    token_file = alice.cwd / "SPACE_ID.txt"
+    token_file = alice.dir / "SPACE_ID.txt"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
     claims = unverified_claims(token)
@@ -129,7 +96,7 @@ def test_token_verifies_with_an_independent_jwt_library_from_the_jwks_alone(
 ) -> None:
     alice = team["alice"]
     alice.ok("spaces", "authorize", "--no-share", "--name", "jwks")
-    token = (alice.cwd / "SPACE_ID.txt").read_text().strip()
+    token = (alice.dir / "SPACE_ID.txt").read_text().strip()
     with urllib.request.urlopen(f"{live_broker.url}/.well-known/jwks.json") as response:
         jwks = json.load(response)
     keys = KeySet.import_key_set(jwks)
@@ -150,7 +117,7 @@ def test_key_rotation_keeps_unexpired_tokens_working(
     rotated = live_broker.admin("keys", "rotate")
     assert rotated.returncode == 0, rotated.stderr
     alice.ok("spaces", "authorize", "--no-share", "--name", "after", "--output", "after.txt")
-    before, after = ((alice.cwd / f).read_text().strip() for f in ("before.txt", "after.txt"))
+    before, after = ((alice.dir / f).read_text().strip() for f in ("before.txt", "after.txt"))
     assert jwt.get_unverified_header(before)["kid"] != jwt.get_unverified_header(after)["kid"]
     with urllib.request.urlopen(f"{live_broker.url}/.well-known/jwks.json") as response:
         assert len(json.load(response)["keys"]) == 2
@@ -195,15 +162,14 @@ def test_sigterm_stops_the_broker_cleanly(tmp_path: Path) -> None:
 def test_restart_keeps_users_keys_and_spaces(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with real_broker(data) as broker:
-        alice = Person(broker, "alice@example.com", tmp_path, broker.add_user("alice@example.com", tmp_path))
-        alice.ok("login", alice.email, "--key-file", str(alice.key_file), "--url", broker.url)
+        alice = Person(broker, "alice", tmp_path, ssh_key=False)
         alice.ok("spaces", "authorize", "--no-share", "--name", "kept")
         url = broker.url
     port = int(url.rsplit(":", 1)[1])
     with real_broker(data, "--port", str(port)) as again:
         assert again.url == url
         assert [s["name"] for s in alice.spaces()] == ["kept"]
-        token = (alice.cwd / "SPACE_ID.txt").read_text().strip()
+        token = (alice.dir / "SPACE_ID.txt").read_text().strip()
         assert bootstrap(alice, tmp_path / "c", token).returncode == 0  # same signing key after restart
 
 

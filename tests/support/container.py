@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pair.container import configs, launcher
+from tests.support.people import ssh_direct
 from tests.support.processes import Output, clean_env, executable, stop
 from tests.support.tools import need_tool
 
@@ -80,33 +81,8 @@ class Container:
         return {k["email"] for k in data["keys"]}
 
     def ssh(self, key: Path, *command: str, user: str = "root") -> subprocess.CompletedProcess[str]:
-        known_hosts = self.home.parent / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{self.ssh_port} {self.host_public_key}\n")
-        return subprocess.run(
-            [
-                need_tool("ssh"),
-                "-i",
-                str(key),
-                "-p",
-                str(self.ssh_port),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                f"UserKnownHostsFile={known_hosts}",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "ConnectTimeout=10",
-                f"{user}@127.0.0.1",
-                *command,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-            check=False,
+        return ssh_direct(
+            key, self.ssh_port, self.host_public_key, self.home.parent / "known_hosts", *command, user=user
         )
 
 
