@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 import pair
+from broker.signing import Keyring
+from pair.api.models import SpaceTokenClaims
+from pair.api.tokens import unverified_claims
 from pair.container import configs
 from tests.install.conftest import INSTALL_SH, need_root
 from tests.install.debian import Chroot, debian, diff
-from tests.support.broker import real_broker
+from tests.support.broker import RealBroker, real_broker
 from tests.support.container import eventually, free_port
 from tests.support.people import Person
 
@@ -86,6 +90,25 @@ def test_dry_run_on_a_bare_root_plans_everything_and_changes_nothing(tmp_path: P
         assert "nothing was changed" in out
 
 
+def expired_token(broker: RealBroker, token: str) -> str:
+    """The same Space's token as if issued two hours ago, signed by the broker's own key."""
+    keyring = Keyring(broker.data_dir / "signing-keys", retain_seconds=86400)
+    keyring.load()
+    claims = unverified_claims(token)
+    past = int(time.time()) - 7200
+    return keyring.sign(
+        SpaceTokenClaims(
+            **{
+                **claims,
+                "iat": past,
+                "nbf": past,
+                "exp": past + 3600,  # type: ignore[arg-type]
+                "jti": "expired-" + str(claims["jti"]),
+            }
+        )
+    )
+
+
 def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel: Path) -> None:
     need_root()
     port = free_port()
@@ -141,6 +164,16 @@ def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel
         refused = carol.ssh(port, host_key, "true")
         assert refused.returncode == 255
         assert "Permission denied (publickey)" in refused.stderr
+
+        # An hour later the attach command runs again, with the (now expired) token: still fine.
+        expired = expired_token(broker, token)
+        attach = chroot.run("/opt/pair/pair", "spaces", "bootstrap", expired)
+        assert attach.returncode == 0, attach.stderr
+        assert attach.stdout.startswith('This container is already the Space "demo"')
+
+        alice.ok("spaces", "unshare", "--space", "demo", bob.email)
+        eventually(lambda: bob.ssh(port, host_key, "true").returncode == 255, "bob is refused after unshare")
+        assert alice.ssh(port, host_key, "true").returncode == 0
 
         supervisord_pid = int(chroot.path("/run/supervisord.pid").read_text())  # /var/run links to /run
         removed = chroot.run("sh", f"{where}/install.sh", "--uninstall")
