@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
             max_size=None,
             open_timeout=15,
             close_timeout=2,
+            ping_interval=None,  # ssh keeps the connection alive itself (ServerAliveInterval)
         )
     except InvalidStatus as exc:
         try:
@@ -78,4 +79,6 @@ def main(argv: list[str]) -> int:
     reason = ws.close_reason or ""
     if ws.close_code not in (None, 1000, 1005) and reason:
         sys.stderr.write(f"\r\npair: {reason}\r\n")
+    elif ws.close_code in (None, 1006):
+        sys.stderr.write("\r\npair: the connection to the broker was lost.\r\n")
     return 0

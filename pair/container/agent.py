@@ -265,6 +265,7 @@ class Agent:
                 compression=None,
                 max_size=None,
                 open_timeout=10,
+                ping_interval=None,  # ssh keeps the connection alive itself
             ) as ws:
 
                 async def to_broker() -> None:
