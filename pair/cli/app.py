@@ -13,6 +13,7 @@ from pair.cli import auth, connect, keys, spaces
 from pair.cli.output import error
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="pair",
     no_args_is_help=True,
     add_completion=False,

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from pair import __version__, config
-from pair.api.client import Client
 from pair.api.errors import AuthError, BrokerUnreachable, PairError
 from pair.cli.session import signed_in
 
@@ -32,6 +31,8 @@ def login(
         previous = config.load_session()
     except PairError:
         previous = None  # a damaged session file is about to be replaced
+    from pair.api.client import Client  # httpx loads only when a command talks to the broker
+
     with Client(broker) as client:
         answer = client.login(email, key, client=f"pair {__version__} on {socket.gethostname()}")
     if previous and previous.url == broker:
@@ -66,6 +67,8 @@ def _read_key(key_file: Path | None) -> str:
 
 
 def _revoke_quietly(session: config.Session) -> None:
+    from pair.api.client import Client
+
     try:
         with Client(session.url, token=session.token) as client:
             client.logout()
@@ -79,6 +82,8 @@ def logout() -> None:
     if session is None:
         print("You are not logged in.")
         return
+    from pair.api.client import Client
+
     try:
         with Client(session.url, token=session.token) as client:
             client.logout()

@@ -7,11 +7,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
-from pair.api.client import Client
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.cli import ssh
@@ -19,6 +18,9 @@ from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import resolve_space
 from pair.cli.session import signed_in
 from pair.cli.ssh_config import ssh_config
+
+if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
+    from pair.api.client import Client
 
 HOST_KEY_CHANGED = "REMOTE HOST IDENTIFICATION HAS CHANGED"
 SSH_OPTIONS_WITH_VALUE = set("BbcDEeFIiJLlmOoPpQRSWw")  # from ssh(1)'s synopsis

@@ -12,7 +12,9 @@ from pair.api.errors import PairError
 from pair.api.models import SshKey
 from pair.cli.session import signed_in
 
-app = typer.Typer(no_args_is_help=True, help="Your SSH public keys: they let you into the Spaces you can see.")
+app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Your SSH public keys: they let you into the Spaces you can see."
+)
 
 DEFAULT_KEYS = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 

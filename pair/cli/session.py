@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pair import config
-from pair.api.client import Client
 from pair.api.errors import PairError
+
+if TYPE_CHECKING:
+    from pair.api.client import Client
 
 
 def signed_in() -> tuple[Client, config.Session]:
+    from pair.api.client import Client  # httpx loads only when a command talks to the broker
+
     session = config.load_session()
     if session is None:
         raise PairError("You are not logged in.", config.LOGIN_HINT)

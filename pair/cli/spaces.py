@@ -7,11 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pair.api.client import Client
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.cli import durations
@@ -20,7 +19,12 @@ from pair.cli.resolve import resolve_space
 from pair.cli.session import signed_in
 from pair.files import write_private
 
-app = typer.Typer(no_args_is_help=True, help="Create, share and manage Spaces; bootstrap one in a container.")
+if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
+    from pair.api.client import Client
+
+app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Create, share and manage Spaces; bootstrap one in a container."
+)
 
 SpaceRef = Annotated[str, typer.Option("--space", help="The Space: its sp_… id, or a name unique among yours.")]
 LIST_COLUMNS = ("id", "name", "role", "state", "created_at", "cpu", "memory", "disk")
