@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import signal
@@ -26,6 +25,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from pair import verify
 from pair.api import endpoints as ep
 from pair.api.models import AuthorizedKeys, BrokerMessage, Heartbeat, HeartbeatMessage, HeartbeatReply, ReplyMessage
 from pair.container import facts, supervisor
@@ -57,6 +57,8 @@ class Agent:
         self.stop = asyncio.Event()
         self.facts = facts.collect(self.home.host_key_file, ssh_user_file=self.home.ssh_user_file)
         self.keys_version = ""
+        self.snapshot_keys: list[tuple[str, str, str]] | None = None
+        self.login_user = "root"
         self.interval = 10.0
         self.sshd_port = self.home.ssh_port()
         self.sshd_state = "running"
@@ -67,33 +69,23 @@ class Agent:
 
     def write_snapshot(self, reg: Registration, keys: AuthorizedKeys | None, max_age: int) -> None:
         """Replace the snapshot (atomically, 0600), stamped now so `pair verify` can age it."""
-        if keys is None:
-            try:
-                body = json.loads(self.home.snapshot_file.read_text())
-            except (OSError, ValueError):
-                return  # nothing to re-stamp; the next reply carries the keys
-            body.update(refreshed_at=time.time(), max_age=max_age)
-        else:
-            body = {
-                "space_id": reg.space_id,
-                "version": keys.version,
-                "login_user": keys.login_user,
-                "refreshed_at": time.time(),
-                "max_age": max_age,
-                "keys": [
-                    {"key": k.key, "fingerprint": k.fingerprint, "email": k.email, "role": k.role} for k in keys.keys
-                ],
-            }
+        if keys is not None:
             if keys.version != self.keys_version:
                 log(f"authorized keys now: {', '.join(sorted({k.email for k in keys.keys})) or 'nobody'}")
             self.keys_version = keys.version
-        write_private(self.home.snapshot_file, json.dumps(body, indent=1) + "\n")
+            self.snapshot_keys = [(k.key, k.email, k.role) for k in keys.keys]
+            self.login_user = keys.login_user
+        elif self.snapshot_keys is None:
+            return  # nothing to re-stamp yet; the next reply carries the keys
+        text = verify.render(self.login_user, time.time(), max_age, reg.space_id, self.keys_version, self.snapshot_keys)
+        write_private(self.home.snapshot_file, text)
 
     def revoke_access(self, why: str) -> None:
         if self.home.snapshot_file.exists():
             self.home.snapshot_file.unlink()
             log(f"removed the authorized-keys snapshot: {why}")
         self.keys_version = ""
+        self.snapshot_keys = None
 
     # -- the main loop ----------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class Home:
 
     @property
     def snapshot_file(self) -> Path:
-        return self.root / "authorized_keys.json"  # pair.verify.SNAPSHOT
+        return self.root / "authorized_keys"  # pair.verify.SNAPSHOT
 
     @property
     def ssh_user_file(self) -> Path:

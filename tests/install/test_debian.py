@@ -7,7 +7,6 @@ the seed's .devcontainer.json does (postStartCommand, postAttachCommand), and pe
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -18,6 +17,7 @@ import pytest
 
 import pair
 from broker.signing import Keyring
+from pair import verify
 from pair.api.models import SpaceTokenClaims
 from pair.api.tokens import unverified_claims
 from pair.container import configs
@@ -148,11 +148,11 @@ def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel
         assert not chroot.path("/opt/pair/bootstrap.txt").exists()  # used once, then forgotten
 
         eventually(lambda: alice.state("demo") == "running", "the Space is running")
-        snapshot = chroot.path("/opt/pair/authorized_keys.json")
+        snapshot = chroot.path("/opt/pair/authorized_keys")
         eventually(
             lambda: (
                 snapshot.exists()
-                and {k["email"] for k in json.loads(snapshot.read_text())["keys"]} == {alice.email, bob.email}
+                and {email for _, email, _ in verify.entries(snapshot.read_text())} == {alice.email, bob.email}
             ),
             "the agent wrote alice's and bob's keys",
         )

@@ -9,7 +9,6 @@ real `pair agent` through the real launcher.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from pair import verify
 from pair.container import configs, launcher
 from tests.support.people import ssh_direct
 from tests.support.processes import Output, clean_env, executable, stop
@@ -75,10 +75,9 @@ class Container:
 
     def snapshot_emails(self) -> set[str] | None:
         try:
-            data = json.loads((self.home / "authorized_keys.json").read_text())
+            return {email for _, email, _ in verify.entries((self.home / "authorized_keys").read_text())}
         except (OSError, ValueError):
             return None
-        return {k["email"] for k in data["keys"]}
 
     def ssh(self, key: Path, *command: str, user: str = "root") -> subprocess.CompletedProcess[str]:
         return ssh_direct(

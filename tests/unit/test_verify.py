@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pair.container import launcher
-from pair.verify import decide
+from pair.verify import decide, entries, header, render
 
 REPO = Path(__file__).resolve().parents[2]
 ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx3cQgkzX8VtCh3bGmHnQvz2rQm8D8w3Wc1cmXh2b1R"
@@ -20,22 +19,26 @@ NOW = 1_800_000_000.0
 
 
 def snapshot(path: Path, *, refreshed_at: float = NOW, max_age: float = 120, login_user: str = "root") -> str:
-    path.write_text(
-        json.dumps(
-            {
-                "space_id": "sp_x",
-                "version": "v",
-                "login_user": login_user,
-                "refreshed_at": refreshed_at,
-                "max_age": max_age,
-                "keys": [
-                    {"key": ALICE, "fingerprint": "SHA256:a", "email": "alice@example.com", "role": "owner"},
-                    {"key": BOB, "fingerprint": "SHA256:b", "email": "bob@example.com", "role": "shared"},
-                ],
-            }
-        )
-    )
+    keys = [(ALICE, "alice@example.com", "owner"), (BOB, "bob@example.com", "shared")]
+    path.write_text(render(login_user, refreshed_at, max_age, "sp_x", "v", keys))
     return str(path)
+
+
+def test_the_snapshot_reads_back():
+    text = render("root", NOW, 120, "sp_x", "v1", [(ALICE, "alice@example.com", "owner")])
+    assert header(text) == {
+        "login_user": "root",
+        "refreshed_at": f"{NOW:.3f}",
+        "max_age": "120",
+        "space": "sp_x",
+        "version": "v1",
+    }
+    assert entries(text) == [(ALICE, "alice@example.com", "owner")]
+
+
+def test_a_key_that_is_a_prefix_of_a_listed_one_does_not_match(tmp_path):
+    key_type, blob = ALICE.split()
+    assert decide("root", blob[:-4], key_type, snapshot(tmp_path / "s"), NOW)[0] is None
 
 
 def args(key: str) -> tuple[str, str]:
@@ -100,7 +103,7 @@ def run_launcher(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]
 
 def test_launcher_verify_finds_its_home_with_an_empty_environment(tmp_path):
     run_launcher(tmp_path, "--version")  # creates home
-    snapshot(tmp_path / "home" / "authorized_keys.json", refreshed_at=time.time())
+    snapshot(tmp_path / "home" / "authorized_keys", refreshed_at=time.time())
     allowed = run_launcher(tmp_path, "verify", "root", *args(ALICE))
     assert allowed.returncode == 0
     assert allowed.stdout == f"{ALICE} alice@example.com (pair: owner)\n"
