@@ -87,14 +87,20 @@ async def login(
             "Check the key file your admin gave you; a lost key is replaced with `pair-broker users reset-key EMAIL`.",
             "bad_credentials",
         )
+    token, session = await start_session(ctx, user, kind=kind, client=client)
+    return token, session, user
+
+
+async def start_session(ctx: Context, user: UserRecord, *, kind: str, client: str = "") -> tuple[str, SessionRecord]:
+    """A new session for `user`: after an auth key (`login`) or a one-time web link. Web sessions
+    (kind "web", a browser's cookie) live PAIR_BROKER_WEB_SESSION_TTL, others PAIR_BROKER_SESSION_TTL."""
     now = ctx.now()
+    ttl = ctx.settings.web_session_ttl if kind == "web" else ctx.settings.session_ttl
     token = credentials.new_secret(credentials.SESSION)
-    session = SessionRecord(
-        credentials.new_id("ses_"), user.id, kind, client[:200], now, now + ctx.settings.session_ttl, now
-    )
+    session = SessionRecord(credentials.new_id("ses_"), user.id, kind, client[:200], now, now + ttl, now)
     await ctx.store.create_session(session, credentials.digest(token))
     await ctx.store.audit(now, user.email, "session.create", session.id, kind)
-    return token, session, user
+    return token, session
 
 
 async def authenticate(ctx: Context, token: str) -> tuple[SessionRecord, UserRecord]:

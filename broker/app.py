@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broker import downloads, http, openapi, relay, spaces
+from broker import downloads, http, openapi, relay, spaces, web
 from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     ]
     routes += relay.ROUTES  # WebSockets: the agent's control channel and tunnels
     routes += downloads.ROUTES  # /install.sh and /download/pair.whl, for self-hosted teams
+    routes += web.routes()  # the web page (/, /signin, /web/…) and POST /api/v1/web-links
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

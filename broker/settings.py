@@ -25,6 +25,8 @@ class Settings:
     token_ttl: int = field(default=3600, metadata={"env": "PAIR_BROKER_TOKEN_TTL"})
     max_token_ttl: int = field(default=86400, metadata={"env": "PAIR_BROKER_MAX_TOKEN_TTL"})
     session_ttl: int = field(default=30 * 86400, metadata={"env": "PAIR_BROKER_SESSION_TTL"})
+    # How long a browser stays signed in to the web page (shorter than a CLI session).
+    web_session_ttl: int = field(default=12 * 3600, metadata={"env": "PAIR_BROKER_WEB_SESSION_TTL"})
     # Email of the admin created on first start when the database has no users.
     admin_email: str = field(default="admin@example.com", metadata={"env": "PAIR_BROKER_ADMIN_EMAIL"})
     # How often agents report in; a Space silent for 3 intervals is marked stopped.

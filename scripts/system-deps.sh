@@ -4,7 +4,7 @@
 set -euo pipefail
 "$(dirname "$0")/node-tools.sh"  # npm's Dev Container CLI, into .venv/npm
 
-packages=(openssh-client openssh-server debootstrap shellcheck)
+packages=(openssh-client openssh-server debootstrap shellcheck chromium)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

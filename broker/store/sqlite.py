@@ -133,6 +133,32 @@ class SqliteStore:
     async def revoke_session(self, session_id: str, now: int) -> None:
         self._db.execute("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, session_id))
 
+    # -- one-time web sign-in links -----------------------------------------------------------
+
+    async def add_web_link(self, token_hash: str, user_id: str, now: int, expires_at: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM web_links WHERE expires_at < ?", (now - 86400,))  # keep the table small
+            db.execute(
+                "INSERT INTO web_links (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, user_id, now, expires_at),
+            )
+
+    async def redeem_web_link(self, token_hash: str, now: int) -> UserRecord | None:
+        """Spend the link: only the first call within its lifetime gets the user (one UPDATE, so
+        two broker processes cannot both spend it)."""
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE web_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?"
+                " RETURNING user_id",
+                (now, token_hash, now),
+            ).fetchone()
+            found = (
+                db.execute("SELECT id, email, is_admin, created_at FROM users WHERE id = ?", (row[0],)).fetchone()
+                if row
+                else None
+            )
+        return _user(found) if found else None
+
     # -- SSH keys -----------------------------------------------------------------------------
 
     async def add_ssh_key(self, key: SshKeyRecord) -> None:

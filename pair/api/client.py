@@ -98,6 +98,9 @@ class Client:
     def teammates(self) -> list[m.Teammate]:
         return self.call(ep.TEAMMATES)  # type: ignore[no-any-return]
 
+    def web_link(self) -> m.WebLink:
+        return self.call(ep.WEB_LINK)  # type: ignore[no-any-return]
+
     def admin_users(self) -> list[m.User]:
         return self.call(ep.ADMIN_USERS)  # type: ignore[no-any-return]
 

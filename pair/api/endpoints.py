@@ -52,6 +52,14 @@ TEAMMATES = Endpoint(
     response=list[m.Teammate],
     tag="accounts",
 )
+WEB_LINK = Endpoint(
+    "POST",
+    f"{API}/web-links",
+    "A one-time link (valid for minutes) that signs a browser in to the web page as you.",
+    "session",
+    response=m.WebLink,
+    tag="accounts",
+)
 
 ADMIN_USERS = Endpoint("GET", f"{API}/admin/users", "All users (admin).", "admin", response=list[m.User], tag="admin")
 ADMIN_ADD_USER = Endpoint(

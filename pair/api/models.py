@@ -48,6 +48,14 @@ class LoginResponse(Struct):
     user: User
 
 
+class WebLink(Struct):
+    """A one-time link that signs its opener in to the broker's web page as the caller."""
+
+    url: str
+    expires_at: datetime
+    ttl_seconds: int  # how long it stays valid, so the CLI need not trust its own clock
+
+
 class NewUserRequest(Struct):
     email: str
     is_admin: bool = False

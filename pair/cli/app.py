@@ -11,6 +11,7 @@ from pair import __version__
 from pair.api.errors import PairError
 from pair.cli import auth, connect, keys, spaces
 from pair.cli.output import error
+from pair.cli.web import web
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)
+app.command()(web)
 app.add_typer(keys.app, name="keys")
 
 

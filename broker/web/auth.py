@@ -1,0 +1,89 @@
+"""Who is signed in to the web page, and the one-time links `pair web` opens.
+
+A web session is an ordinary session row of kind "web" (created by `accounts.login` or
+`accounts.start_session`), carried in an HttpOnly cookie. A CLI session token in the cookie is
+not accepted, and the web cookie is never readable by page scripts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from broker import accounts, credentials
+from broker.context import Context, timestamp
+from broker.errors import Problem
+from broker.http import Call
+from broker.store import SessionRecord, UserRecord
+from broker.web import security
+from pair.api import models as m
+
+KIND = "web"
+LINK_PREFIX = "pair_wl_"
+LINK_TTL = 300  # a one-time link is good for five minutes
+LINK_PATH = "/web/link/"
+
+
+@dataclass(frozen=True)
+class WebSession:
+    token: str
+    session: SessionRecord
+    user: UserRecord
+
+    @property
+    def csrf(self) -> str:
+        return security.csrf_token(self.token)
+
+
+async def current(request: Request) -> WebSession | None:
+    ctx: Context = request.app.state.ctx
+    token = request.cookies.get(security.SESSION_COOKIE, "")
+    if not token:
+        return None
+    try:
+        session, user = await accounts.authenticate(ctx, token)
+    except Problem:
+        return None
+    if session.kind != KIND:
+        return None
+    return WebSession(token, session, user)
+
+
+def client_label(request: Request) -> str:
+    return "web: " + request.headers.get("user-agent", "")[:190]
+
+
+# -- one-time links -------------------------------------------------------------------------
+
+
+async def create_link(ctx: Context, user: UserRecord) -> m.WebLink:
+    token = LINK_PREFIX + secrets.token_urlsafe(32)
+    now = ctx.now()
+    await ctx.store.add_web_link(credentials.digest(token), user.id, now, now + LINK_TTL)
+    await ctx.store.audit(now, user.email, "web.link", user.email)
+    return m.WebLink(
+        url=f"{ctx.settings.url}{LINK_PATH}{token}", expires_at=timestamp(now + LINK_TTL), ttl_seconds=LINK_TTL
+    )
+
+
+async def redeem_link(ctx: Context, token: str, client: str) -> tuple[str, SessionRecord, UserRecord]:
+    user = None
+    if token.startswith(LINK_PREFIX) and len(token) < 100:
+        user = await ctx.store.redeem_web_link(credentials.digest(token), ctx.now())
+    if user is None:
+        raise Problem(
+            400,
+            "This sign-in link has expired or was already used.",
+            "A link from `pair web` works once, within five minutes. Run `pair web` again, or sign in with "
+            "your email and auth key.",
+            "link_invalid",
+        )
+    session_token, session = await accounts.start_session(ctx, user, kind=KIND, client=client)
+    return session_token, session, user
+
+
+async def web_link_handler(call: Call) -> m.WebLink:
+    """POST /api/v1/web-links, for `pair web` (bearer session)."""
+    return await create_link(call.ctx, call.me)

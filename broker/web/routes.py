@@ -1,0 +1,297 @@
+"""The web page's routes: sign in and out, the Spaces page and its JSON poll, delete and share.
+
+Every state change goes through the same functions as the CLI (`broker.accounts`,
+`broker.spaces`), after the session's CSRF token is checked. Forms work without JavaScript
+(POST, then a redirect with a signed flash message); `static/app.js` sends the same forms with
+fetch (`Accept: application/json`, the token in `X-CSRF-Token`) and updates the page in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from broker import accounts, http, spaces
+from broker.context import Context
+from broker.errors import Problem
+from broker.store import UserRecord
+from broker.web import auth, security, views
+from broker.web.auth import WebSession
+from pair.api import endpoints as ep
+from pair.api import models as m
+
+STATIC = Path(__file__).resolve().parent / "static"
+POLL_MS = 3000  # how often the page asks for fresh states
+
+
+def _asset_version() -> str:
+    """Changes with the static files, so browsers never pair a new page with an old script."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC.iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+ASSET_VERSION = _asset_version()
+TEMPLATES = Environment(
+    loader=PackageLoader("broker.web", "templates"),
+    autoescape=True,  # every value is HTML-escaped unless it is Markup we built
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    values.setdefault("user", None)
+    values.setdefault("csrf", "")
+    html = TEMPLATES.get_template(template).render(asset=ASSET_VERSION, **values)
+    return HTMLResponse(html, status_code=status)
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303)
+
+
+def problem_page(request: Request, problem: Problem, as_json: bool) -> Response:
+    if as_json:
+        body = {"message": problem.message, "detail": problem.detail, "code": problem.code}
+        return JSONResponse(body, status_code=problem.status)
+    return render(request, "message.html", problem.status, title=problem.message, detail=problem.detail)
+
+
+def page(handler: Handler, *, json: bool = False) -> Handler:
+    """A web route: Problems become an HTML page (or JSON for scripts), every answer is hardened."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except Problem as exc:
+            response = problem_page(request, exc, json or wants_json(request))
+        return security.harden(request, response)
+
+    return endpoint
+
+
+def unauthenticated() -> Problem:
+    return Problem(401, "You are not signed in, or your session has expired.", "Sign in again.", "unauthenticated")
+
+
+async def _signed_in(request: Request) -> WebSession:
+    web = await auth.current(request)
+    if web is None:
+        raise unauthenticated()
+    return web
+
+
+async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
+    visible = await spaces.visible(ctx, user)
+    teammates = [u.email for u in await ctx.store.users() if u.id != user.id]
+    now = ctx.now()
+    return [views.row(s, teammates, now) for s in visible]
+
+
+def row_html(row: views.Row, csrf: str) -> Markup:
+    html: Markup = TEMPLATES.get_template("_row.html").module.space_row(row, csrf)  # type: ignore[attr-defined]
+    return html
+
+
+def _start(request: Request, response: Response, token: str) -> None:
+    ttl = _ctx(request).settings.web_session_ttl
+    security.set_cookie(request, response, security.SESSION_COOKIE, token, max_age=ttl)
+
+
+async def _end_old_session(request: Request) -> None:
+    old = await auth.current(request)
+    if old is not None:
+        await accounts.logout(_ctx(request), old.session, old.user)
+
+
+def _done(request: Request, web: WebSession, message: str, **extra: Any) -> Response:
+    """The answer to a successful change: JSON for the script, else back to the page with a flash."""
+    if wants_json(request):
+        return JSONResponse({"message": message, **extra})
+    response = redirect("/")
+    flash = security.encode_flash(web.token, "ok", message)
+    security.set_cookie(request, response, security.FLASH_COOKIE, flash, max_age=60)
+    return response
+
+
+# -- sign in and out ------------------------------------------------------------------------
+
+NOTICES = {
+    "signed_out": "You have signed out.",
+    "expired": "Your session ended. Sign in again.",
+}
+
+
+def _signin_page(
+    request: Request, status: int = 200, *, email: str = "", error: str = "", notice: str = ""
+) -> Response:
+    nonce = security.new_nonce()
+    response = render(request, "signin.html", status, email=email, error=error, notice=notice, csrf=nonce)
+    security.set_cookie(request, response, security.SIGNIN_COOKIE, nonce, max_age=3600, path="/signin")
+    return response
+
+
+async def signin_form(request: Request) -> Response:
+    if await auth.current(request) is not None:
+        return redirect("/")
+    notice = next((text for key, text in NOTICES.items() if key in request.query_params), "")
+    return _signin_page(request, notice=notice)
+
+
+async def signin(request: Request) -> Response:
+    security.check_origin(request)
+    form = await security.read_form(request)
+    email, auth_key = form.get("email", "").strip(), form.get("auth_key", "").strip()
+    if not security.same_token(form.get(security.CSRF_FIELD, ""), request.cookies.get(security.SIGNIN_COOKIE, "")):
+        return _signin_page(request, 403, email=email, error="This sign-in form had expired. Please sign in again.")
+    if not email or not auth_key:
+        return _signin_page(request, 422, email=email, error="Enter your email and your auth key.")
+    try:
+        token, _, _ = await accounts.login(
+            _ctx(request), email, auth_key, kind=auth.KIND, client=auth.client_label(request)
+        )
+    except Problem as exc:
+        return _signin_page(request, exc.status, email=email, error=f"{exc.message} {exc.detail}".strip())
+    await _end_old_session(request)
+    response = redirect("/")
+    _start(request, response, token)
+    security.clear_cookie(request, response, security.SIGNIN_COOKIE, path="/signin")
+    return response
+
+
+async def signout(request: Request) -> Response:
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    security.check_csrf(request, await security.read_form(request), web.csrf)
+    await accounts.logout(_ctx(request), web.session, web.user)
+    response = redirect("/signin?signed_out")
+    security.clear_cookie(request, response, security.SESSION_COOKIE)
+    return response
+
+
+async def link(request: Request) -> Response:
+    """GET /web/link/TOKEN, from `pair web`: spend the link, start a web session, show the Spaces."""
+    if request.method == "HEAD":  # a link checker's HEAD must not spend the link
+        return Response(status_code=204)
+    ctx = _ctx(request)
+    token, _, _ = await auth.redeem_link(ctx, request.path_params["token"], auth.client_label(request))
+    await _end_old_session(request)
+    response = redirect("/")
+    _start(request, response, token)
+    return response
+
+
+# -- the Spaces page ------------------------------------------------------------------------
+
+
+async def index(request: Request) -> Response:
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    rows = await _rows(_ctx(request), web.user)
+    raw_flash = request.cookies.get(security.FLASH_COOKIE, "")
+    response = render(
+        request,
+        "spaces.html",
+        user=web.user,
+        csrf=web.csrf,
+        rows=rows,
+        heading=views.heading(len(rows)),
+        flash=security.decode_flash(web.token, raw_flash) if raw_flash else None,
+        poll_ms=POLL_MS,
+    )
+    if raw_flash:
+        security.clear_cookie(request, response, security.FLASH_COOKIE)
+    return response
+
+
+async def spaces_json(request: Request) -> Response:
+    """GET /web/spaces.json: the page's poll (read-only, cookie-authenticated)."""
+    web = await _signed_in(request)
+    rows = await _rows(_ctx(request), web.user)
+    return JSONResponse({"heading": views.heading(len(rows)), "spaces": [r.json() for r in rows]})
+
+
+async def space_row(request: Request) -> Response:
+    """GET /web/spaces/ID/row: one rendered row, for a Space the poll found new or re-shared."""
+    web = await _signed_in(request)
+    ctx = _ctx(request)
+    space = await spaces.get_visible(ctx, web.user, request.path_params["space_id"])
+    teammates = [u.email for u in await ctx.store.users() if u.id != web.user.id]
+    row = views.row(await spaces.wire(ctx, web.user, space), teammates, ctx.now())
+    return HTMLResponse(row_html(row, web.csrf))
+
+
+async def confirm_delete(request: Request) -> Response:
+    """GET /spaces/ID/delete: the confirmation, for browsers without JavaScript."""
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    space = await spaces.get_owned(_ctx(request), web.user, request.path_params["space_id"], "delete")
+    return render(request, "confirm_delete.html", user=web.user, csrf=web.csrf, space=space)
+
+
+async def delete(request: Request) -> Response:
+    web = await _signed_in(request)
+    security.check_csrf(request, await security.read_form(request), web.csrf)
+    space = await spaces.delete(_ctx(request), web.user, request.path_params["space_id"])
+    return _done(request, web, f'Deleted the Space "{space.name}".', id=space.id)
+
+
+async def share(request: Request) -> Response:
+    web = await _signed_in(request)
+    form = await security.read_form(request)
+    security.check_csrf(request, form, web.csrf)
+    add, remove = form.get("add", "").strip(), form.get("remove", "").strip()
+    if not add and not remove:
+        raise Problem(422, "Choose a teammate first.", code="invalid")
+    ctx = _ctx(request)
+    update = m.ShareUpdate(add=[add] if add else [], remove=[remove] if remove else [])
+    space = await spaces.update_shares(ctx, web.user, request.path_params["space_id"], update)
+    if add:
+        message = f'"{space.name}" is now shared with {accounts.normalize_email(add)}.'
+    else:
+        message = f'"{space.name}" is no longer shared with {accounts.normalize_email(remove)}.'
+    teammates = [u.email for u in await ctx.store.users() if u.id != web.user.id]
+    return _done(request, web, message, row_html=str(row_html(views.row(space, teammates, ctx.now()), web.csrf)))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", page(index), methods=["GET"]),
+        Route("/signin", page(signin_form), methods=["GET"]),
+        Route("/signin", page(signin), methods=["POST"]),
+        Route("/signout", page(signout), methods=["POST"]),
+        Route(auth.LINK_PATH + "{token}", page(link), methods=["GET"]),
+        Route("/web/spaces.json", page(spaces_json, json=True), methods=["GET"]),
+        Route("/web/spaces/{space_id}/row", page(space_row), methods=["GET"]),
+        Route("/spaces/{space_id}/delete", page(confirm_delete), methods=["GET"]),
+        Route("/spaces/{space_id}/delete", page(delete), methods=["POST"]),
+        Route("/spaces/{space_id}/shares", page(share), methods=["POST"]),
+        Mount("/web/static", app=security.StaticHeaders(StaticFiles(directory=STATIC)), name="web-static"),
+        http.bind(ep.WEB_LINK, auth.web_link_handler),
+    ]

@@ -1,0 +1,183 @@
+"""The web page's defences in one place: response headers, cookies, CSRF tokens, signed flashes.
+
+- Every web response carries a strict Content-Security-Policy (no inline script, no framing),
+  `nosniff`, `no-referrer`, and `no-store` for pages (they hold a CSRF token and personal data).
+- The session cookie is HttpOnly, SameSite=Lax, Path=/, and Secure when the request or the
+  public URL is https.
+- CSRF: each web session has its own token, derived from the session's secret (so nothing more is
+  stored, and it dies with the session), sent back in a hidden field or the X-CSRF-Token header
+  and compared in constant time. The sign-in form, which has no session yet, uses a random
+  double-submit cookie instead. Requests a browser marks `Sec-Fetch-Site: cross-site` are refused
+  outright.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from broker.errors import Problem
+
+SESSION_COOKIE = "pair_session"
+SIGNIN_COOKIE = "pair_signin"  # the sign-in form's double-submit CSRF value
+FLASH_COOKIE = "pair_flash"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+MAX_FORM = 16 * 1024
+
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def is_secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.app.state.ctx.settings.url.startswith("https://")
+
+
+def harden(request: Request, response: Response, *, page: bool = True) -> Response:
+    response.headers.update(HEADERS)
+    if page:
+        response.headers["Cache-Control"] = "no-store"
+    if request.url.scheme == "https":
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+    return response
+
+
+class StaticHeaders:
+    """Wraps the static-file app so its answers carry the same headers as the pages."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+                headers.append((b"cache-control", b"public, max-age=300"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# -- cookies --------------------------------------------------------------------------------
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/") -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, secure=is_secure(request), httponly=True, samesite="lax"
+    )
+
+
+def clear_cookie(request: Request, response: Response, name: str, path: str = "/") -> None:
+    response.delete_cookie(name, path=path, secure=is_secure(request), httponly=True, samesite="lax")
+
+
+# -- CSRF -----------------------------------------------------------------------------------
+
+
+def _derive(secret: str, purpose: bytes) -> str:
+    return hmac.new(secret.encode(), purpose, hashlib.sha256).hexdigest()
+
+
+def csrf_token(session_token: str) -> str:
+    """The session's CSRF token: unguessable without the (HttpOnly) session cookie."""
+    return _derive(session_token, b"pair web csrf v1")
+
+
+def same_token(sent: str, expected: str) -> bool:
+    return bool(sent) and bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def refused() -> Problem:
+    return Problem(
+        403,
+        "This request was refused: it did not carry this page's security token.",
+        "Reload the page and try again.",
+        "csrf",
+    )
+
+
+def check_origin(request: Request) -> None:
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise refused()
+
+
+def check_csrf(request: Request, form: dict[str, str], expected: str) -> None:
+    check_origin(request)
+    sent = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD, "")
+    if not same_token(sent, expected):
+        raise refused()
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+# -- forms ----------------------------------------------------------------------------------
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An urlencoded body (all our forms and fetches send one), without python-multipart."""
+    raw = await request.body()
+    if len(raw) > MAX_FORM:
+        raise Problem(413, "The form is too large.", code="too_large")
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if raw and kind != "application/x-www-form-urlencoded":
+        raise Problem(415, "Send the form as application/x-www-form-urlencoded.", code="unsupported_media_type")
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Problem(400, "The form could not be read.", code="bad_form") from exc
+    return dict(pairs)
+
+
+# -- flash messages (after a redirect) ------------------------------------------------------
+
+
+def encode_flash(session_token: str, kind: str, text: str) -> str:
+    """A message for the next page, signed with a key derived from the session, so nothing but
+    this broker (for this browser's session) can put words on the page."""
+    body = base64.urlsafe_b64encode(json.dumps([kind, text]).encode()).decode().rstrip("=")
+    return f"{body}.{_derive(session_token, b'pair web flash v1:' + body.encode())}"
+
+
+def decode_flash(session_token: str, value: str) -> dict[str, Any] | None:
+    body, _, mac = value.partition(".")
+    if not same_token(mac, _derive(session_token, b"pair web flash v1:" + body.encode())):
+        return None
+    try:
+        kind, text = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, TypeError):
+        return None
+    if kind not in ("ok", "error") or not isinstance(text, str):
+        return None
+    return {"kind": kind, "text": text}
