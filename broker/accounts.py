@@ -66,10 +66,14 @@ async def remove_user(ctx: Context, email: str, *, actor: str = "admin") -> User
     from broker import spaces  # spaces imports accounts; deleting goes through its one path
 
     user = await user_by_email(ctx, email)
-    for space_id in [s.id for s in await ctx.store.visible_spaces(user.id) if s.owner_id == user.id]:
+    visible = await ctx.store.visible_spaces(user.id)
+    for space_id in [s.id for s in visible if s.owner_id == user.id]:
         await spaces.delete(ctx, user, space_id, actor=actor)
     await ctx.store.remove_user(user.id, ctx.now())
     await ctx.store.audit(ctx.now(), actor, "user.remove", user.email)
+    for space in visible:  # their keys are gone from the Spaces shared with them
+        if space.owner_id != user.id:
+            await spaces.push(ctx, space)
     return user
 
 

@@ -11,6 +11,7 @@ from broker.hub import Hub
 from broker.settings import Settings
 from broker.signing import Keyring
 from broker.store import Store
+from pair.api.models import AuthorizedKeys
 
 
 @dataclass
@@ -20,6 +21,11 @@ class Context:
     keyring: Keyring
     hub: Hub = field(default_factory=Hub)
     clock: Callable[[], float] = field(default=time.time)
+    # Heartbeat hot path: when agents were last seen (flushed to the store each sweep, so a
+    # steady heartbeat writes nothing) and each Space's authorized keys (dropped on every change
+    # this process makes, and after a few seconds for changes made elsewhere).
+    seen: dict[str, int] = field(default_factory=dict)
+    snapshots: dict[str, tuple[float, AuthorizedKeys]] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock())

@@ -364,8 +364,20 @@ def _state(desired: str, reported: str) -> str:
     return "running" if reported == "running" else "starting"
 
 
-async def reply_for(ctx: Context, space: SpaceRecord, known_version: str = "") -> m.HeartbeatReply:
+SNAPSHOT_CACHE_SECONDS = 5.0  # how stale keys changed by another process (an admin command) may be
+
+
+async def cached_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
+    hit = ctx.snapshots.get(space.id)
+    if hit is not None and ctx.clock() - hit[0] < SNAPSHOT_CACHE_SECONDS:
+        return hit[1]
     snapshot = await authorized_keys(ctx, space)
+    ctx.snapshots[space.id] = (ctx.clock(), snapshot)
+    return snapshot
+
+
+async def reply_for(ctx: Context, space: SpaceRecord, known_version: str = "") -> m.HeartbeatReply:
+    snapshot = await cached_keys(ctx, space)
     return m.HeartbeatReply(
         space_id=space.id,
         space_name=space.name,
@@ -378,6 +390,7 @@ async def reply_for(ctx: Context, space: SpaceRecord, known_version: str = "") -
 
 async def push(ctx: Context, space: SpaceRecord) -> None:
     """Tell a connected agent about new keys or a new desired state."""
+    ctx.snapshots.pop(space.id, None)
     if ctx.hub.connected(space.id):
         await ctx.hub.send(space.id, m.ReplyMessage(reply=await reply_for(ctx, space)))
 
@@ -389,18 +402,29 @@ async def push_for_user(ctx: Context, user: UserRecord) -> None:
 
 
 async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.HeartbeatReply:
-    """The agent is alive (or stopping): move the Space's state, hand over changed keys."""
+    """The agent is alive (or stopping): move the Space's state, hand over changed keys.
+
+    The hot path of the broker (every agent, every interval): a steady heartbeat writes nothing
+    and reuses the cached keys; only a change of state or facts reaches the database."""
     _same_instance(space, beat.instance_id)
+    now = ctx.now()
     state = _state(space.desired_state, beat.state)
     facts = msgspec.json.encode(beat.facts).decode() if beat.facts else None
-    await ctx.store.heartbeat(space.id, state, ctx.now(), facts)
-    if state != space.state:
-        await ctx.store.audit(ctx.now(), f"agent:{space.id}", f"space.{state}", space.id)
-    return await reply_for(ctx, await ctx.store.space(space.id) or space, beat.keys_version)
+    if state != space.state or (facts is not None and facts != space.facts):
+        await ctx.store.heartbeat(space.id, state, now, facts)
+        ctx.seen.pop(space.id, None)
+        if state != space.state:
+            await ctx.store.audit(now, f"agent:{space.id}", f"space.{state}", space.id)
+    else:
+        ctx.seen[space.id] = now
+    return await reply_for(ctx, space, beat.keys_version)
 
 
 async def stop_silent(ctx: Context) -> list[str]:
     """Spaces whose agent has not reported for three intervals are stopped containers."""
+    seen, ctx.seen = ctx.seen, {}
+    if seen:
+        await ctx.store.record_seen(seen)
     now = ctx.now()
     # Times are whole seconds: the extra second keeps a just-seen Space from flapping.
     return await ctx.store.stop_silent_spaces(now - math.ceil(3 * ctx.settings.agent_interval) - 1, now)

@@ -340,6 +340,13 @@ class SqliteStore:
             (state, now, facts, state, now, space_id),
         )
 
+    async def record_seen(self, seen: dict[str, int]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE spaces SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?) WHERE id = ?",
+                [(at, space_id) for space_id, at in seen.items()],
+            )
+
     async def stop_silent_spaces(self, seen_before: int, now: int) -> list[str]:
         with self._tx() as db:
             ids = [
