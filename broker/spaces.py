@@ -129,28 +129,30 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     now = ctx.now()
-    for attempt in range(20):
-        name = req.name or names.generate()
-        if attempt >= 10 and not req.name:
-            name = f"{name}_{secrets.randbelow(1000)}"
-        space = SpaceRecord(
-            credentials.new_id("sp_"), user.id, user.email, name, "created", now, now, None, None, None, None
-        )
-        try:
-            await ctx.store.create_space(space, share_ids)
-            break
-        except Conflict as exc:
-            if req.name:
-                raise Problem(
-                    409,
-                    f'You already have a Space named "{req.name}".',
-                    f"Pick another --name, or get a new token for it with `pair spaces authorize --space {req.name}`.",
-                    "exists",
-                ) from exc
-    else:  # pragma: no cover - 20 collisions in a row would take a very full broker
-        raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
-    await ctx.store.audit(now, user.email, "space.create", space.id, name)
-    return await _issue(ctx, user, space, ttl)
+    async with ctx.store.transaction():  # one commit for the Space, its shares, token and audit
+        for attempt in range(20):
+            name = req.name or names.generate()
+            if attempt >= 10 and not req.name:
+                name = f"{name}_{secrets.randbelow(1000)}"
+            space = SpaceRecord(
+                credentials.new_id("sp_"), user.id, user.email, name, "created", now, now, None, None, None, None
+            )
+            try:
+                await ctx.store.create_space(space, share_ids)
+                break
+            except Conflict as exc:
+                if req.name:
+                    raise Problem(
+                        409,
+                        f'You already have a Space named "{req.name}".',
+                        f"Pick another --name, or get a new token for it with "
+                        f"`pair spaces authorize --space {req.name}`.",
+                        "exists",
+                    ) from exc
+        else:  # pragma: no cover - 20 collisions in a row would take a very full broker
+            raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
+        await ctx.store.audit(now, user.email, "space.create", space.id, name)
+        return await _issue(ctx, user, space, ttl)
 
 
 async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTokenRequest) -> m.SpaceToken:

@@ -7,6 +7,7 @@ hop costs more than the query (../shared/FACTS.md).
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from broker.store.records import (
@@ -41,6 +42,11 @@ class Conflict(StoreError):
 
 class Store(Protocol):
     async def close(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """Group the calls made inside into one transaction (commit at the end, rollback on error).
+        Await nothing but the store inside it."""
+        ...
 
     # users and auth keys
     async def create_user(self, user: UserRecord, auth_key_hash: str) -> None: ...

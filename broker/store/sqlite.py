@@ -7,8 +7,8 @@ requests this process serves; several processes share the file through WAL and b
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ class SqliteStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._db.in_transaction:  # inside transaction(): join it; it commits or rolls back
+            yield self._db
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -55,6 +58,13 @@ class SqliteStore:
 
     def _all(self, sql: str, *args: Any) -> list[Any]:
         return self._db.execute(sql, args).fetchall()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        # Safe inline: the store never suspends, so no other request runs inside the block as
+        # long as the block itself awaits nothing but the store.
+        with self._tx():
+            yield
 
     async def close(self) -> None:
         self._db.close()
