@@ -6,9 +6,14 @@ TestClient), so the same client code runs against a real server and an in-memory
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
+
+# httpx imports its own command line (click, rich, pygments: ~45 ms) unless that module is
+# absent; pair never uses it.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 import httpx
 import msgspec
@@ -39,7 +44,10 @@ class Client:
         self._token = token
         if http is None and http_factory is not None:
             http = http_factory(self.url)
-        self._http = http or httpx.Client(timeout=timeout, headers={"User-Agent": f"pair/{__version__}"})
+        # A plain-http broker (a laptop, a test) needs no CA bundle: loading one costs ~20 ms.
+        self._http = http or httpx.Client(
+            timeout=timeout, headers={"User-Agent": f"pair/{__version__}"}, verify=self.url.startswith("https://")
+        )
 
     def close(self) -> None:
         self._http.close()
