@@ -1,0 +1,39 @@
+-- wrk script for the HTTP benchmarks: the request comes from the environment, and done() prints
+-- one JSON line (prefixed BENCHJSON) with the throughput, latency percentiles and errors.
+--   BENCH_METHOD  GET (default) or POST
+--   BENCH_BODY    a JSON body (sent with Content-Type: application/json)
+--   BENCH_TOKENS  bearer tokens, comma-separated; several are used in turn, one per request
+local body = os.getenv("BENCH_BODY")
+if body == "" then body = nil end
+local tokens = {}
+for t in string.gmatch(os.getenv("BENCH_TOKENS") or "", "[^,]+") do
+  table.insert(tokens, t)
+end
+
+wrk.method = os.getenv("BENCH_METHOD") or "GET"
+if body then
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
+end
+if #tokens == 1 then
+  wrk.headers["Authorization"] = "Bearer " .. tokens[1]
+end
+
+if #tokens > 1 then
+  local i = 0
+  request = function()
+    i = i + 1
+    local headers = {["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1]}
+    if body then headers["Content-Type"] = "application/json" end
+    return wrk.format(nil, nil, headers, body)
+  end
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,' ..
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+end
