@@ -9,7 +9,6 @@ import re
 import shlex
 import stat
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -144,21 +143,6 @@ def _includes(line: bytes, target: Path) -> bool:
     return False
 
 
-def _write_preserving_mode(path: Path, data: bytes, mode: int) -> None:
-    """Atomically replace `path` (temp file + rename in its directory), keeping `mode`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _real(path: Path) -> Path:
     """Where to write: through a symlink (a dotfiles checkout) rather than replacing it."""
     return path.resolve() if path.is_symlink() else path
@@ -195,7 +179,7 @@ def add_include(target: Path) -> tuple[bool, bool, bool]:
     new = include_line(target).encode() + newline + (data or b"")
     mode = stat.S_IMODE(real.stat().st_mode) if data is not None else 0o600
     try:
-        _write_preserving_mode(real, new, mode)
+        write_private(real, new, mode)
     except OSError as exc:
         raise PairError(f"Cannot write {_tilde(config)}: {exc.strerror or exc}.") from exc
     return True, data is None, False
@@ -219,7 +203,7 @@ def remove_include(target: Path, *, created: bool) -> tuple[bool, bool]:
         if created and not new:
             config.unlink()
             return True, True
-        _write_preserving_mode(real, new, stat.S_IMODE(real.stat().st_mode))
+        write_private(real, new, stat.S_IMODE(real.stat().st_mode))
     except OSError as exc:
         raise PairError(f"Cannot write {_tilde(config)}: {exc.strerror or exc}.") from exc
     return True, False
