@@ -1,16 +1,16 @@
 """The HTTP baseline: a bare Starlette app answering GET /hello (and POST /echo), served by uvicorn exactly as
-`pair-broker serve` serves the broker (broker/cli.py: one process, loop/http "auto" = uvloop +
+`pair-broker serve` serves the broker (broker/serving.py: one process, loop/http "auto" = uvloop +
 httptools, no access log, same WebSocket settings), on 127.0.0.1 with a pre-bound socket."""
 
 from __future__ import annotations
-
-import socket
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from broker import serving
 
 
 async def hello(request: Request) -> Response:
@@ -24,23 +24,8 @@ async def echo(request: Request) -> Response:
 
 
 def main() -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    config = uvicorn.Config(  # keep in step with broker/cli.py `serve`
-        Starlette(routes=[Route("/hello", hello), Route("/echo", echo, methods=["POST"])]),
-        log_level="info",
-        access_log=False,
-        lifespan="on",
-        loop="auto",
-        http="auto",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+    sock = serving.listen("127.0.0.1", 0)
+    config = serving.config(Starlette(routes=[Route("/hello", hello), Route("/echo", echo, methods=["POST"])]))
     print(f"hello listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 

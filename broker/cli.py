@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from broker import accounts
+from broker import accounts, serving
 from broker.context import Context, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError
@@ -107,18 +107,7 @@ def serve(
     ctx = open_context(settings)
     asyncio.run(_first_admin(ctx))
 
-    config = uvicorn.Config(
-        create_app(ctx=ctx),
-        log_level=settings.log_level,
-        access_log=access_log,
-        lifespan="on",
-        loop="auto",
-        http="auto",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+    config = serving.config(create_app(ctx=ctx), log_level=settings.log_level, access_log=access_log)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -140,20 +129,13 @@ def serve(
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return serving.listen(host, port)
     except OSError as exc:
-        sock.close()
         raise CliError(
             f"Cannot listen on {host}:{port}: {exc.strerror}.",
             "Pick another --port (or PAIR_BROKER_PORT), or stop what is using it.",
         ) from exc
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _display(host: str) -> str:
