@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -19,7 +20,6 @@ from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
 from broker.settings import Settings
-from pair.api import endpoints as ep
 
 log = logging.getLogger("pair.broker")
 
@@ -59,10 +59,8 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
             if own:
                 await app.state.ctx.store.close()
 
-    # Starlette tries routes in order, one regex each: the hot paths go first.
-    hot = {ep.HEARTBEAT: 0, ep.SPACES: 1, ep.ME: 2, ep.AUTHORIZE: 3}
-    ordered = sorted(HANDLERS.items(), key=lambda item: hot.get(item[0], len(hot)))
-    routes: list[BaseRoute] = [http.bind(endpoint, handler) for endpoint, handler in ordered]
+    json_routes = [http.bind(endpoint, handler) for endpoint, handler in HANDLERS.items()]
+    routes: list[BaseRoute] = list(json_routes)
     routes += [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -73,6 +71,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(http.ExactRoutes, routes=json_routes)],
         exception_handlers={Problem: http.on_problem, HTTPException: http.on_http_exception, Exception: http.on_error},
     )
     if ctx is not None:

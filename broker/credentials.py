@@ -7,7 +7,6 @@ nothing to brute-force, and lookups stay one indexed equality.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 
@@ -24,6 +23,10 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32's, lowercase: no 0/o or 1/l look-alikes
+
+
 def new_id(prefix: str) -> str:
     """A short unguessable id such as `sp_k3v9q2m7x4hd`: 60 random bits, lowercase, no look-alikes."""
-    return prefix + base64.b32encode(secrets.token_bytes(10)).decode().lower()[:12]
+    bits = secrets.randbits(60)
+    return prefix + "".join([_ID_ALPHABET[(bits >> shift) & 31] for shift in range(0, 60, 5)])

@@ -1,9 +1,15 @@
 """Binds each `pair.api.endpoints.Endpoint` to a handler: authentication, body decoding,
-JSON encoding and the error shape live here once, not in every route."""
+JSON encoding and the error shape live here once, not in every route.
+
+A bound endpoint is a plain ASGI app, not a Starlette request handler: the hot paths (agent
+heartbeats, the Space list) spend their CPU on the request itself, not on building Request and
+Response objects (docs/performance.md). `exact_routes` lets the app answer parameter-free
+endpoints by a dict lookup before Starlette's router."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker import accounts, spaces
 from broker.context import Context
@@ -20,6 +27,9 @@ from broker.store import SessionRecord, SpaceRecord, UserRecord
 from pair.api.endpoints import Endpoint
 
 MAX_BODY = 64 * 1024
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+log = logging.getLogger("pair.broker")
 
 
 @dataclass
@@ -27,7 +37,6 @@ class Call:
     """One authenticated request, as a handler sees it."""
 
     ctx: Context
-    request: Request
     body: Any
     params: dict[str, str]
     session: SessionRecord | None = None
@@ -52,43 +61,141 @@ def json_response(status: int, data: bytes, headers: dict[str, str] | None = Non
     return Response(data, status_code=status, media_type="application/json", headers=headers)
 
 
+def problem_body(problem: Problem) -> bytes:
+    return msgspec.json.encode({"message": problem.message, "detail": problem.detail, "code": problem.code})
+
+
 def problem_response(problem: Problem) -> Response:
-    body = msgspec.json.encode({"message": problem.message, "detail": problem.detail, "code": problem.code})
     headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
-    return json_response(problem.status, body, headers)
+    return json_response(problem.status, problem_body(problem), headers)
 
 
 def bearer(request: HTTPConnection) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return _bearer(request.headers.get("authorization", ""))
+
+
+def _bearer(value: str) -> str:
+    scheme, _, token = value.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def bind(endpoint: Endpoint, handler: Handler) -> Route:
-    async def asgi(request: Request) -> Response:
-        ctx: Context = request.app.state.ctx
-        call = Call(ctx, request, None, dict(request.path_params))
-        if endpoint.auth in ("session", "admin"):
-            call.session, call.user = await accounts.authenticate(ctx, bearer(request))
-            if endpoint.auth == "admin" and not call.user.is_admin:
+def _authorization(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return _bearer(value.decode("latin-1"))
+    return ""
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Problem(400, "The client went away before sending the whole request.", code="disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Problem(413, "The request body is too large.", code="too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class JsonEndpoint:
+    """One endpoint as an ASGI app: authenticate, decode, call the handler, encode, and answer
+    every failure as `{"message", "detail", "code"}`."""
+
+    def __init__(self, endpoint: Endpoint, handler: Handler) -> None:
+        self.endpoint = endpoint
+        self.handler = handler
+        self.encode = msgspec.json.Encoder().encode
+        self.decode = msgspec.json.Decoder(endpoint.request).decode if endpoint.request is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body = 200, await self._answer(scope, receive)
+        except Problem as problem:
+            extra = [(b"www-authenticate", b"Bearer")] if problem.status == 401 else None
+            await _send_json(send, problem.status, problem_body(problem), extra)
+            return
+        except Exception:
+            log.exception("%s %s failed", self.endpoint.method, self.endpoint.path)
+            await _send_json(send, 500, problem_body(INTERNAL))
+            return
+        if body is None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await _send_json(send, status, body)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> bytes | None:
+        ctx: Context = scope["app"].state.ctx
+        call = Call(ctx, None, scope.get("path_params") or {})
+        auth = self.endpoint.auth
+        if auth == "session" or auth == "admin":
+            call.session, call.user = await accounts.authenticate(ctx, _authorization(scope))
+            if auth == "admin" and not call.user.is_admin:
                 raise Problem(403, "This needs an admin account.", "Ask an admin of this broker.", "forbidden")
-        elif endpoint.auth == "agent":
-            call.space = await spaces.authenticate_agent(ctx, bearer(request))
-        if endpoint.request is not None:
-            raw = await request.body()
-            if len(raw) > MAX_BODY:
-                raise Problem(413, "The request body is too large.", code="too_large")
+        elif auth == "agent":
+            call.space = await spaces.authenticate_agent(ctx, _authorization(scope))
+        if self.decode is not None:
+            raw = await _read_body(receive)
             try:
-                call.body = msgspec.json.decode(raw, type=endpoint.request)
+                call.body = self.decode(raw)
             except msgspec.ValidationError as exc:
                 raise Problem(422, "The request body is not valid.", str(exc), "invalid") from exc
             except msgspec.DecodeError as exc:
                 raise Problem(400, "The request body is not JSON.", str(exc), "bad_json") from exc
-        result = await handler(call)
-        if endpoint.response is None:
-            return Response(status_code=204)
-        return json_response(200, msgspec.json.encode(result))
+        result = await self.handler(call)
+        return None if self.endpoint.response is None else self.encode(result)
 
-    return Route(endpoint.path, asgi, methods=[endpoint.method], name=endpoint.path + ":" + endpoint.method)
+
+def bind(endpoint: Endpoint, handler: Handler) -> Route:
+    return Route(
+        endpoint.path,
+        JsonEndpoint(endpoint, handler),
+        methods=[endpoint.method],
+        name=endpoint.path + ":" + endpoint.method,
+    )
+
+
+class ExactRoutes:
+    """Middleware answering parameter-free JSON endpoints by one dict lookup, ahead of Starlette's
+    router (which tries each route's regex in turn); everything else goes on to `app`."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
+        self.app = app
+        self.exact: dict[tuple[str, str], ASGIApp] = {}
+        for route in routes:
+            if "{" not in route.path and isinstance(route.app, JsonEndpoint):
+                for method in route.methods or ():
+                    if method != "HEAD":
+                        self.exact[(method, route.path)] = route.app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = self.exact.get((scope["method"], scope["path"]))
+            if found is not None:
+                await found(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+INTERNAL = Problem(
+    500,
+    "The broker hit an internal error.",
+    "It is in the broker's log; try again, and tell its operator if it persists.",
+    "internal",
+)
 
 
 async def on_problem(request: Request, exc: Exception) -> Response:
@@ -116,11 +223,4 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 
 async def on_error(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after this answer, so the server logs the traceback once.
-    return problem_response(
-        Problem(
-            500,
-            "The broker hit an internal error.",
-            "It is in the broker's log; try again, and tell its operator if it persists.",
-            "internal",
-        )
-    )
+    return problem_response(INTERNAL)

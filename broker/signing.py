@@ -9,6 +9,7 @@ directory changes.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -35,6 +37,12 @@ class SigningKey:
     @property
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
+
+    @functools.cached_property
+    def header(self) -> bytes:
+        """The JWS header of every token this key signs, base64url-encoded once."""
+        header = json.dumps({"alg": "EdDSA", "kid": self.kid, "typ": "JWT"}, separators=(",", ":"))
+        return _b64(header.encode()).encode()
 
     def jwk(self) -> dict[str, str]:
         return {
@@ -56,12 +64,16 @@ class TokenInvalid(Exception):
         self.claims = claims or {}
 
 
+SETTLE_NS = 2_000_000_000
+
+
 class Keyring:
     def __init__(self, directory: Path, *, retain_seconds: int) -> None:
         self.directory = directory
         self.retain_seconds = retain_seconds
         self._keys: list[SigningKey] = []
         self._stamp: tuple[str, ...] | None = None
+        self._settled_mtime: int | None = None
         self._jwks: bytes = b""
 
     # -- loading and rotation ---------------------------------------------------------------
@@ -93,9 +105,18 @@ class Keyring:
         self._stamp = names
 
     def refresh(self) -> None:
-        """Pick up keys another process added or pruned (one small directory read)."""
+        """Pick up keys another process added or pruned: one stat while nothing changed.
+
+        Adding or removing a key file moves the directory's mtime. The clock behind mtimes is
+        coarse (a change within the same tick keeps it), so an mtime is trusted only once it is
+        older than SETTLE_NS at the time the listing is read; until then every call lists."""
+        mtime = os.stat(self.directory).st_mtime_ns
+        if mtime == self._settled_mtime:
+            return
+        settled = time.time_ns() - mtime > SETTLE_NS
         if self._listing() != self._stamp:
             self._reload()
+        self._settled_mtime = mtime if settled else None
 
     def rotate(self, now: int | None = None) -> SigningKey:
         """Add a new signing key; drop keys retired long enough that nothing they signed is valid."""
@@ -136,9 +157,11 @@ class Keyring:
     # -- tokens -----------------------------------------------------------------------------
 
     def sign(self, claims: SpaceTokenClaims) -> str:
+        """A compact JWS (RFC 7515) of `claims`: what PyJWT's encode produces, without its
+        per-call JSON and header work (token issuance is a hot path; tests verify with joserfc)."""
         key = self.active
-        payload = {f: getattr(claims, f) for f in claims.__struct_fields__}
-        return jwt.encode(payload, key.private, algorithm="EdDSA", headers={"kid": key.kid})
+        signing_input = key.header + b"." + _b64(msgspec.json.encode(claims)).encode()
+        return (signing_input + b"." + _b64(key.private.sign(signing_input)).encode()).decode()
 
     def verify(self, token: str, *, issuer: str, now: int, leeway: int = 30) -> SpaceTokenClaims:
         """Check signature, audience, issuer and times; raise TokenInvalid with the reason."""

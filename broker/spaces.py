@@ -109,7 +109,9 @@ def _ttl(ctx: Context, ttl_seconds: int | None) -> int:
     return ttl
 
 
-async def _issue(ctx: Context, user: UserRecord, space: SpaceRecord, ttl: int) -> m.SpaceToken:
+async def _issue(
+    ctx: Context, user: UserRecord, space: SpaceRecord, ttl: int, shared_with: list[str] | None = None
+) -> m.SpaceToken:
     now = ctx.now()
     claims = m.SpaceTokenClaims(
         iss=ctx.settings.url, aud=AUDIENCE, sub=space.id, iat=now, nbf=now, exp=now + ttl, jti=secrets.token_urlsafe(16)
@@ -118,9 +120,8 @@ async def _issue(ctx: Context, user: UserRecord, space: SpaceRecord, ttl: int) -
     token = ctx.keyring.sign(claims)
     await ctx.store.add_token(TokenRecord(claims.jti, space.id, user.id, now, claims.exp, None, None, None))
     await ctx.store.audit(now, user.email, "space.token", space.id, claims.jti)
-    return m.SpaceToken(
-        space=await wire(ctx, user, space), token=token, expires_at=timestamp(claims.exp), ttl_seconds=ttl
-    )
+    space_wire = to_wire(space, user, shared_with) if shared_with is not None else await wire(ctx, user, space)
+    return m.SpaceToken(space=space_wire, token=token, expires_at=timestamp(claims.exp), ttl_seconds=ttl)
 
 
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
@@ -152,7 +153,7 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
         else:  # pragma: no cover - 20 collisions in a row would take a very full broker
             raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
         await ctx.store.audit(now, user.email, "space.create", space.id, name)
-        return await _issue(ctx, user, space, ttl)
+        return await _issue(ctx, user, space, ttl, sorted({normalize_email(e) for e in req.share_with}))
 
 
 async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTokenRequest) -> m.SpaceToken:

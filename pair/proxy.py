@@ -4,17 +4,35 @@ framework, no HTTP client) and copies with two threads and blocking I/O."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
 
-CHUNK = 64 * 1024
+# ssh talks to a ProxyCommand through pipes, 64 KiB by default on Linux. Larger pipes and reads
+# mean fewer, larger WebSocket frames through the relay: less CPU per MiB in this process, the
+# broker and the agent, which share the machine's cores with ssh itself (docs/performance.md).
+CHUNK = 256 * 1024
+PIPE_SIZE = 1024 * 1024  # Linux's default limit for unprivileged users (/proc/sys/fs/pipe-max-size)
 
 
 def fail(message: str, hint: str = "") -> int:
     sys.stderr.write(f"pair: error: {message}\n" + (f"pair: hint: {hint}\n" if hint else ""))
     return 1
+
+
+def _widen_pipes() -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only; elsewhere pipes stay as they are
+    if set_size is None:
+        return
+    for fd in (0, 1):
+        with contextlib.suppress(OSError):  # not a pipe (a terminal, a socket), or over the system's limit
+            fcntl.fcntl(fd, set_size, PIPE_SIZE)
 
 
 def main(argv: list[str]) -> int:
@@ -60,6 +78,8 @@ def main(argv: list[str]) -> int:
             f"Cannot reach the broker at {session.url} ({type(exc).__name__}).",
             "Check that the broker is running and reachable.",
         )
+
+    _widen_pipes()
 
     def upstream() -> None:
         try:

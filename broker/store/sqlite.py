@@ -2,17 +2,24 @@
 
 Every method runs to completion without awaiting, so each is atomic with respect to the other
 requests this process serves; several processes share the file through WAL and busy_timeout.
+
+The reads every request repeats (an agent's credential, a session, a user's Spaces and their
+shares) are answered from memory until the database changes, and only then: this connection's
+writes move `total_changes`, other processes' commits (`pair-broker users …`) move
+`PRAGMA data_version`. So a memo is never stale, and a steady heartbeat or a polling web page
+costs one PRAGMA instead of its queries (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from broker.store import Conflict
+from broker.store.checkpoints import Checkpointer
 from broker.store.migrations import migrate
 from broker.store.records import (
     SessionRecord,
@@ -26,6 +33,9 @@ from broker.store.records import (
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
     s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
+_MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
+
+T = TypeVar("T")
 
 
 class SqliteStore:
@@ -39,6 +49,24 @@ class SqliteStore:
         except BaseException:
             self._db.close()
             raise
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does them
+        self._checkpointer = Checkpointer(path)
+        self._memo: dict[tuple[str, ...], Any] = {}
+        self._generation: tuple[int, int] = (-1, -1)
+
+    def _memoized(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
+        """`load()`, or what it returned last time if the database has not changed since."""
+        if self._db.in_transaction:  # uncommitted rows must not outlive a rollback
+            return load()
+        generation = (self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0])
+        if generation != self._generation or len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+            self._generation = generation
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._memo[key] = load()
+            return value
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -67,6 +95,7 @@ class SqliteStore:
             yield
 
     async def close(self) -> None:
+        self._checkpointer.stop()
         self._db.close()
 
     # -- users --------------------------------------------------------------------------------
@@ -125,13 +154,16 @@ class SqliteStore:
             )
 
     async def session_by_token(self, token_hash: str, now: int) -> tuple[SessionRecord, UserRecord] | None:
+        found = self._memoized(("session", token_hash), lambda: self._session_by_token(token_hash))
+        return found if found is not None and found[0].expires_at > now else None
+
+    def _session_by_token(self, token_hash: str) -> tuple[SessionRecord, UserRecord] | None:
         row = self._one(
             "SELECT s.id, s.user_id, s.kind, s.client, s.created_at, s.expires_at, s.last_used_at,"
             " u.id, u.email, u.is_admin, u.created_at"
             " FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
+            " WHERE s.token_hash = ? AND s.revoked_at IS NULL",
             token_hash,
-            now,
         )
         if row is None:
             return None
@@ -226,6 +258,9 @@ class SqliteStore:
         return SpaceRecord(*row) if row else None
 
     async def visible_spaces(self, user_id: str) -> list[SpaceRecord]:
+        return list(self._memoized(("visible", user_id), lambda: self._visible_spaces(user_id)))
+
+    def _visible_spaces(self, user_id: str) -> list[SpaceRecord]:
         # Two indexed lookups joined by UNION: an OR across them makes SQLite scan every Space.
         rows = self._all(
             f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.owner_id = ? AND s.deleted_at IS NULL"
@@ -249,6 +284,10 @@ class SqliteStore:
         return (await self.shares_of([space_id])).get(space_id, [])
 
     async def shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
+        found = self._memoized(("shares", *space_ids), lambda: self._shares_of(space_ids))
+        return {space_id: list(emails) for space_id, emails in found.items()}
+
+    def _shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {sid: [] for sid in space_ids}
         if not space_ids:
             return out
@@ -317,6 +356,9 @@ class SqliteStore:
             )
 
     async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None:
+        return self._memoized(("agent", credential_hash), lambda: self._space_by_credential(credential_hash))
+
+    def _space_by_credential(self, credential_hash: str) -> SpaceRecord | None:
         row = self._one(
             f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.agent_credential_hash = ? AND s.deleted_at IS NULL",
             credential_hash,

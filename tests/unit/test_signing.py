@@ -427,3 +427,41 @@ def test_refresh_sees_a_new_key_even_if_the_directory_mtime_did_not_move(keyring
     keyring.refresh()
 
     assert keyring.active.kid == new.kid
+
+
+def test_refresh_reads_the_directory_again_only_when_its_mtime_moved(
+    keyring: Keyring, keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Token issuance refreshes on every call, so an unchanged directory must cost one stat, not a listing.
+    settled = time.time_ns() - 10_000_000_000
+    os.utime(keys_dir, ns=(settled, settled))
+    listings: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path: Any) -> Any:
+        listings.append(str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("broker.signing.os.scandir", counting_scandir)
+    keyring.refresh()  # the first look at this mtime lists, and trusts the mtime from now on
+    keyring.refresh()
+    keyring.refresh()
+    assert len(listings) == 1
+
+    other = Keyring(keys_dir, retain_seconds=RETAIN)
+    other.load()
+    new = other.rotate(now=T0 + 100)
+    keyring.refresh()
+
+    assert keyring.active.kid == new.kid
+    assert len(listings) >= 2
+
+
+def test_signed_token_is_byte_for_byte_what_pyjwt_encodes(keyring: Keyring) -> None:
+    # Keyring.sign builds the compact JWS itself (a hot path); it must stay the standard encoding.
+    c = claims(jti="same-bytes")
+    key = keyring.active
+    expected = jwt.encode(
+        {f: getattr(c, f) for f in c.__struct_fields__}, key.private, algorithm="EdDSA", headers={"kid": key.kid}
+    )
+    assert keyring.sign(c) == expected

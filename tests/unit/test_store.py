@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -354,3 +356,130 @@ def test_deleting_twice_keeps_the_first_deletion_time(people: SqliteStore) -> No
     tombstone = run(people.space("sp_1"))
     assert tombstone is not None
     assert tombstone.deleted_at == NOW + 1
+
+
+# -- reads answered from memory until the database changes ------------------------------------------
+
+
+def statements(store: SqliteStore) -> list[str]:
+    """The SQL `store` runs from now on."""
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_repeated_reads_cost_one_pragma_while_nothing_changed(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"]))
+    run(people.create_session(session("se_1", "u_alice"), "st_1"))
+    run(people.visible_spaces("u_alice"))
+    run(people.shares_of(["sp_1"]))
+    run(people.session_by_token("st_1", NOW))
+
+    seen = statements(people)
+    for _ in range(3):
+        assert [s.id for s in run(people.visible_spaces("u_alice"))] == ["sp_1"]
+        assert run(people.shares_of(["sp_1"])) == {"sp_1": ["bob@example.com"]}
+        assert run(people.session_by_token("st_1", NOW)) is not None
+
+    assert seen and all(s == "PRAGMA data_version" for s in seen)
+
+
+def test_a_write_by_this_store_is_read_back_at_once(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"]))
+    assert run(people.shares_of(["sp_1"])) == {"sp_1": ["bob@example.com"]}
+
+    run(people.update_shares("sp_1", ["u_carol"], ["u_bob"], NOW + 1))
+
+    assert run(people.shares_of(["sp_1"])) == {"sp_1": ["carol@example.com"]}
+
+
+def test_a_commit_by_another_process_is_read_back_at_once(people: SqliteStore, db_path: Path) -> None:
+    # `pair-broker users remove` and friends write through their own connection while the broker serves.
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    run(people.create_session(session("se_1", "u_alice"), "st_1"))
+    assert [s.id for s in run(people.visible_spaces("u_alice"))] == ["sp_1"]
+    assert run(people.session_by_token("st_1", NOW)) is not None
+
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("UPDATE spaces SET deleted_at = ? WHERE id = 'sp_1'", (NOW + 1,))
+        other.execute("UPDATE sessions SET revoked_at = ? WHERE id = 'se_1'", (NOW + 1,))
+    finally:
+        other.close()
+
+    assert run(people.visible_spaces("u_alice")) == []
+    assert run(people.session_by_token("st_1", NOW + 2)) is None
+
+
+def test_an_agent_credential_cleared_elsewhere_stops_working_at_once(people: SqliteStore, db_path: Path) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    run(people.add_token(token("jti_1", "sp_1")))
+    run(people.register_agent("jti_1", "sp_1", "inst_1", "{}", "ac_hash", NOW + 1))
+    assert run(people.space_by_credential("ac_hash")) is not None
+
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("UPDATE spaces SET agent_credential_hash = NULL WHERE id = 'sp_1'")
+    finally:
+        other.close()
+
+    assert run(people.space_by_credential("ac_hash")) is None
+
+
+def test_rows_of_a_rolled_back_transaction_are_never_read_back(people: SqliteStore) -> None:
+    assert run(people.visible_spaces("u_alice")) == []
+
+    async def fail_after_creating() -> None:
+        async with people.transaction():
+            await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+            assert [s.id for s in await people.visible_spaces("u_alice")] == ["sp_1"]
+            raise RuntimeError("the request failed after its first write")
+
+    with pytest.raises(RuntimeError):
+        run(fail_after_creating())
+
+    assert run(people.visible_spaces("u_alice")) == []
+    assert run(people.visible_spaces("u_bob")) == []
+
+
+def test_changing_a_returned_list_does_not_change_the_next_answer(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"]))
+    run(people.visible_spaces("u_alice")).clear()
+    run(people.shares_of(["sp_1"]))["sp_1"].append("mallory@example.com")
+
+    assert [s.id for s in run(people.visible_spaces("u_alice"))] == ["sp_1"]
+    assert run(people.shares_of(["sp_1"])) == {"sp_1": ["bob@example.com"]}
+
+
+def test_an_expired_session_is_refused_even_when_remembered(people: SqliteStore) -> None:
+    run(people.create_session(session("se_1", "u_alice", expires_at=NOW + 100), "st_1"))
+    assert run(people.session_by_token("st_1", NOW)) is not None
+    assert run(people.session_by_token("st_1", NOW + 100)) is None
+
+
+# -- checkpoints off the event loop ------------------------------------------------------------------
+
+
+def test_commits_reach_the_database_file_through_the_background_checkpointer(db_path: Path) -> None:
+    store = SqliteStore(db_path)
+    try:
+        # The store's own connection never checkpoints (that would stall a request)...
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        run(store.create_user(user("u_alice", "alice@example.com"), "ak_alice"))
+        # ...yet the row reaches the main file: read it ignoring the WAL (immutable=1).
+        deadline = time.monotonic() + 10
+        while True:
+            main_file = sqlite3.connect(f"file:{db_path}?immutable=1", uri=True)
+            try:
+                found = main_file.execute("SELECT email FROM users").fetchall()
+            except sqlite3.OperationalError:  # not even the schema is checkpointed yet
+                found = []
+            finally:
+                main_file.close()
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # nothing to wait on: the checkpointer's only trace is the file itself
+        assert found == [("alice@example.com",)]
+    finally:
+        run(store.close())
+    assert not any(t.name == "sqlite-checkpoints" and t.is_alive() for t in threading.enumerate())

@@ -1,0 +1,46 @@
+"""SQLite's WAL checkpoints, moved off the event loop.
+
+By default the connection that commits the 1,000th WAL page copies the WAL back into the
+database and fsyncs it, inside that COMMIT: on the broker that is a request handler, and the
+event loop stalls for every request in flight (token issuance lost half its throughput to it;
+docs/performance.md). The broker's connection turns automatic checkpoints off and this thread
+runs a PASSIVE checkpoint (it never waits for, or blocks, readers and writers) on its own
+connection every second. sqlite3 releases the GIL while SQLite works, so the copy and fsync run
+beside the loop. Other processes (`pair-broker users …`) keep SQLite's default.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+log = logging.getLogger("pair.broker")
+
+INTERVAL = 1.0  # seconds; at most a second of WAL to copy, however busy the broker is
+
+
+class Checkpointer:
+    def __init__(self, path: Path, interval: float = INTERVAL) -> None:
+        self._path = path
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            while not self._stop.wait(self._interval):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:  # e.g. the disk is full; the next round tries again
+                    log.exception("checkpointing the database failed")
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
