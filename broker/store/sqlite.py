@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from broker.store import Conflict
-from broker.store.checkpoints import Checkpointer
+from broker.store.checkpoints import WAL_BACKSTOP_PAGES, Checkpointer
 from broker.store.migrations import migrate
 from broker.store.records import (
     SessionRecord,
@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wal_pages: int = WAL_BACKSTOP_PAGES) -> None:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
@@ -49,7 +49,8 @@ class SqliteStore:
         except BaseException:
             self._db.close()
             raise
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does them
+        # The checkpointer's thread does the checkpoints; this connection only past `wal_pages`.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
         self._checkpointer = Checkpointer(path)
         self._memo: dict[tuple[str, ...], Any] = {}
         self._generation: tuple[int, int] = (-1, -1)
