@@ -164,7 +164,7 @@ def run(world: World) -> list[Figure]:
                 dest.unlink()
                 return seconds
 
-            n = 2 if world.quick else 5
+            n = 3 if world.quick else 9
             ours, base = interleave(p, "scp 100 MiB", lambda: timed(scp_relay), lambda: timed(scp_direct), n)
         finally:
             source.unlink(missing_ok=True)

@@ -3,8 +3,8 @@ JSON encoding and the error shape live here once, not in every route.
 
 A bound endpoint is a plain ASGI app, not a Starlette request handler: the hot paths (agent
 heartbeats, the Space list) spend their CPU on the request itself, not on building Request and
-Response objects (docs/performance.md). `exact_routes` lets the app answer parameter-free
-endpoints by a dict lookup before Starlette's router."""
+Response objects (docs/performance.md). `ExactRoutes` answers parameter-free endpoints by a
+dict lookup before Starlette's router."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ class JsonEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            status, body = 200, await self._answer(scope, receive)
+            body = await self._answer(scope, receive)
         except Problem as problem:
             extra = [(b"www-authenticate", b"Bearer")] if problem.status == 401 else None
             await _send_json(send, problem.status, problem_body(problem), extra)
@@ -135,7 +135,7 @@ class JsonEndpoint:
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
         else:
-            await _send_json(send, status, body)
+            await _send_json(send, 200, body)
 
     async def _answer(self, scope: Scope, receive: Receive) -> bytes | None:
         ctx: Context = scope["app"].state.ctx
