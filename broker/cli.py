@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,6 +20,8 @@ from broker import accounts, serving
 from broker.context import Context, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError
+from pair.api.errors import PairError
+from pair.cli import durations
 from pair.files import write_private
 
 T = TypeVar("T")
@@ -236,6 +240,57 @@ def keys_list(data_dir: DataDir = None) -> None:
     asyncio.run(ctx.store.close())
     for i, key in enumerate(ctx.keyring.keys):
         print(f"{key.kid}  {timestamp(key.created_at):%Y-%m-%d %H:%M}  {'signing' if i == 0 else 'verifying'}")
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+@app.command("audit")
+def audit(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the newest N entries.")] = 50,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only entries from the last DURATION, such as 1h or 7d.")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Only what this actor did: an email, or agent:SPACE_ID.")
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action and its sub-actions: space, space.delete, …")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Only entries about this Space id, email or session id.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array, for scripts.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Show the audit log: who created, shared, connected to and deleted what, and when (UTC)."""
+    since_at: int | None = None
+    if since is not None:
+        try:
+            since_at = int(time.time()) - durations.parse(since)
+        except PairError as exc:
+            raise CliError(f"--since: {exc.message}", exc.hint) from exc
+    entries = _with_context(
+        data_dir,
+        lambda ctx: ctx.store.audit_log(
+            limit=limit, since=since_at, actor=actor or "", action=action or "", target=target or ""
+        ),
+    )
+    if as_json:
+        rows = [
+            {"at": f"{timestamp(e.at):%Y-%m-%dT%H:%M:%SZ}", "actor": e.actor, "action": e.action}
+            | {"target": e.target, "detail": e.detail}
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    if not entries:
+        print("No audit entries match.", file=sys.stderr)
+        return
+    widths = [max(len(getattr(e, f)) for e in entries) for f in ("actor", "action", "target")]
+    for e in entries:
+        cells = (e.actor.ljust(widths[0]), e.action.ljust(widths[1]), e.target.ljust(widths[2]), e.detail)
+        print(f"{timestamp(e.at):%Y-%m-%d %H:%M:%S}  " + "  ".join(cells).rstrip())
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from broker.store.records import (
+    AuditRecord,
     SessionRecord,
     SpaceRecord,
     SshKeyRecord,
@@ -20,6 +21,7 @@ from broker.store.records import (
 )
 
 __all__ = [
+    "AuditRecord",
     "Conflict",
     "SessionRecord",
     "SpaceRecord",
@@ -104,3 +106,10 @@ class Store(Protocol):
 
     # audit
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None: ...
+
+    async def audit_log(
+        self, *, limit: int, since: int | None = None, actor: str = "", action: str = "", target: str = ""
+    ) -> list[AuditRecord]:
+        """The newest `limit` entries that match, oldest first. `action` matches itself and its
+        sub-actions (`space` matches `space.create`)."""
+        ...

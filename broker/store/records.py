@@ -76,3 +76,13 @@ class TunnelRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     close_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: int
+    actor: str  # an email, `agent:SPACE_ID`, or what ran an admin command (`admin`, `first-start`)
+    action: str  # `space.create`, `session.revoke`, …
+    target: str
+    detail: str

@@ -500,3 +500,32 @@ def test_the_wal_stays_bounded_under_sustained_writes(db_path: Path) -> None:
         assert wal < 4 * pages * frame, f"the WAL grew to {wal // frame} frames"
     finally:
         run(store.close())
+
+
+# -- the audit log -----------------------------------------------------------------------------------
+
+
+def test_audit_log_gives_the_newest_entries_oldest_first_and_filters(store: SqliteStore) -> None:
+    entries = [
+        (NOW, "alice@example.com", "space.create", "sp_1", "demo"),
+        (NOW + 1, "alice@example.com", "space.share", "sp_1", "bob@example.com"),
+        (NOW + 2, "agent:sp_1", "space.running", "sp_1", ""),
+        (NOW + 3, "bob@example.com", "session.create", "ses_1", "cli"),
+        (NOW + 4, "alice@example.com", "spacey.thing", "sp_2", ""),
+        (NOW + 5, "alice@example.com", "space.delete", "sp_1", "demo"),
+    ]
+    for entry in entries:
+        run(store.audit(*entry))
+
+    def actions(**filters: Any) -> list[str]:
+        return [e.action for e in run(store.audit_log(**{"limit": 50, **filters}))]
+
+    assert actions(limit=2) == ["spacey.thing", "space.delete"]
+    assert actions() == [e[2] for e in entries]
+    assert actions(since=NOW + 3) == ["session.create", "spacey.thing", "space.delete"]
+    assert actions(actor="agent:sp_1") == ["space.running"]
+    assert actions(action="space") == ["space.create", "space.share", "space.running", "space.delete"]
+    assert actions(action="space.delete") == ["space.delete"]
+    assert actions(target="sp_1", actor="alice@example.com") == ["space.create", "space.share", "space.delete"]
+    first = run(store.audit_log(limit=1, target="ses_1"))[0]
+    assert (first.at, first.actor, first.target, first.detail) == (NOW + 3, "bob@example.com", "ses_1", "cli")

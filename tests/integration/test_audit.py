@@ -1,0 +1,56 @@
+"""`pair-broker audit`: the audit log, read next to a live `pair-broker serve`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import RealBroker
+from tests.support.people import Person
+
+pytestmark = pytest.mark.integration
+
+
+def test_audit_shows_who_did_what_to_which_space(live_broker: RealBroker, tmp_path: Path) -> None:
+    alice = Person(live_broker, "alice", tmp_path, ssh_key=False)
+    Person(live_broker, "bob", tmp_path, ssh_key=False)  # logs in: a session.create of his own
+    alice.ok("spaces", "authorize", "--no-share", "--name", "demo")
+    alice.ok("spaces", "share", "--space", "demo", "bob@example.com")
+    alice.ok("spaces", "delete", "--space", "demo", "--yes")
+    result = live_broker.admin("audit", "--action", "space", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert [e["action"] for e in entries] == ["space.create", "space.token", "space.share", "space.delete"]
+    demo = entries[0]["target"]
+    assert demo.startswith("sp_")
+    assert all(e["actor"] == "alice@example.com" and e["target"] == demo for e in entries)
+    assert entries[0]["detail"] == "demo"
+    assert entries[2]["detail"] == "bob@example.com"
+    assert entries[0]["at"].endswith("Z")
+
+    table = live_broker.admin("audit", "--target", demo, "--limit", "2")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 2
+    assert "space.share" in lines[0] and "bob@example.com" in lines[0]
+    assert "space.delete" in lines[1] and demo in lines[1]
+
+    sessions = live_broker.admin("audit", "--actor", "bob@example.com", "--action", "session", "--json")
+    assert [e["action"] for e in json.loads(sessions.stdout)] == ["session.create"]
+
+
+def test_audit_with_nothing_to_show_says_so_on_stderr(live_broker: RealBroker) -> None:
+    result = live_broker.admin("audit", "--actor", "nobody@example.com")
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr.strip() == "No audit entries match."
+
+
+def test_audit_refuses_a_since_that_is_not_a_duration(live_broker: RealBroker) -> None:
+    result = live_broker.admin("audit", "--since", "yesterday")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == "error: --since: 'yesterday' is not a duration."
+    assert result.stderr.splitlines()[1].startswith("hint: Use forms like 1h")
+    assert "Traceback" not in result.stderr
