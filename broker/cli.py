@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import getpass
 import json
 import os
 import signal
@@ -163,6 +164,14 @@ async def _first_admin(ctx: Context) -> None:
 # -- users ----------------------------------------------------------------------------------
 
 
+def _actor() -> str:
+    """Who the audit log names for an admin command run on the server: its OS account."""
+    try:
+        return f"pair-broker:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return f"pair-broker:uid {os.getuid()}"
+
+
 def _emit_key(email: str, key: str, key_file: Path | None) -> None:
     if key_file is None:
         print(key)
@@ -192,7 +201,7 @@ def users_add(
     """Create a user and their auth key (shown once)."""
     if key_file is not None and not key_file.parent.is_dir():
         raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
-    user, key = _with_context(data_dir, lambda ctx: accounts.create_user(ctx, email, is_admin=admin))
+    user, key = _with_context(data_dir, lambda ctx: accounts.create_user(ctx, email, is_admin=admin, actor=_actor()))
     _emit_key(user.email, key, key_file)
 
 
@@ -208,7 +217,7 @@ def users_list(data_dir: DataDir = None) -> None:
 @users_app.command("remove")
 def users_remove(email: str, data_dir: DataDir = None) -> None:
     """Remove a user; the Spaces they own are deleted."""
-    user = _with_context(data_dir, lambda ctx: accounts.remove_user(ctx, email))
+    user = _with_context(data_dir, lambda ctx: accounts.remove_user(ctx, email, actor=_actor()))
     print(f"Removed {user.email}.")
 
 
@@ -217,7 +226,7 @@ def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = No
     """Replace a user's auth key; their sessions end."""
     if key_file is not None and not key_file.parent.is_dir():
         raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
-    user, key = _with_context(data_dir, lambda ctx: accounts.reset_key(ctx, email))
+    user, key = _with_context(data_dir, lambda ctx: accounts.reset_key(ctx, email, actor=_actor()))
     _emit_key(user.email, key, key_file)
 
 

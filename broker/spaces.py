@@ -153,7 +153,10 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
         else:  # pragma: no cover - 20 collisions in a row would take a very full broker
             raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
         await ctx.store.audit(now, user.email, "space.create", space.id, name)
-        return await _issue(ctx, user, space, ttl, sorted({normalize_email(e) for e in req.share_with}))
+        shared_with = sorted({normalize_email(e) for e in req.share_with})
+        for email in shared_with:
+            await ctx.store.audit(now, user.email, "space.share", space.id, email)
+        return await _issue(ctx, user, space, ttl, shared_with)
 
 
 async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTokenRequest) -> m.SpaceToken:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -14,20 +15,29 @@ pytestmark = pytest.mark.integration
 
 
 def test_audit_shows_who_did_what_to_which_space(live_broker: RealBroker, tmp_path: Path) -> None:
-    alice = Person(live_broker, "alice", tmp_path, ssh_key=False)
-    Person(live_broker, "bob", tmp_path, ssh_key=False)  # logs in: a session.create of his own
-    alice.ok("spaces", "authorize", "--no-share", "--name", "demo")
+    alice, _, _ = (Person(live_broker, name, tmp_path, ssh_key=False) for name in ("alice", "bob", "carol"))
+    alice.ok("spaces", "authorize", "--user", "carol@example.com", "--name", "demo")
     alice.ok("spaces", "share", "--space", "demo", "bob@example.com")
     alice.ok("spaces", "delete", "--space", "demo", "--yes")
     result = live_broker.admin("audit", "--action", "space", "--json")
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
-    assert [e["action"] for e in entries] == ["space.create", "space.token", "space.share", "space.delete"]
+    assert [e["action"] for e in entries] == [
+        "space.create",
+        "space.share",  # with carol, as it was created
+        "space.token",
+        "space.share",  # with bob, later
+        "space.delete",
+    ]
     demo = entries[0]["target"]
     assert demo.startswith("sp_")
     assert all(e["actor"] == "alice@example.com" and e["target"] == demo for e in entries)
-    assert entries[0]["detail"] == "demo"
-    assert entries[2]["detail"] == "bob@example.com"
+    assert [e["detail"] for e in entries if e["action"] != "space.token"] == [
+        "demo",
+        "carol@example.com",
+        "bob@example.com",
+        "demo",
+    ]
     assert entries[0]["at"].endswith("Z")
 
     table = live_broker.admin("audit", "--target", demo, "--limit", "2")
@@ -39,6 +49,10 @@ def test_audit_shows_who_did_what_to_which_space(live_broker: RealBroker, tmp_pa
 
     sessions = live_broker.admin("audit", "--actor", "bob@example.com", "--action", "session", "--json")
     assert [e["action"] for e in json.loads(sessions.stdout)] == ["session.create"]
+    # People were added with `pair-broker users add` on the server: the log names its OS account.
+    added = json.loads(live_broker.admin("audit", "--action", "user.create", "--json").stdout)
+    by = {e["target"]: e["actor"] for e in added}
+    assert by["bob@example.com"] == by["carol@example.com"] == f"pair-broker:{getpass.getuser()}"
 
 
 def test_audit_with_nothing_to_show_says_so_on_stderr(live_broker: RealBroker) -> None:
