@@ -16,6 +16,7 @@ from bench.world import World, settle
 NAME = "HTTP: heartbeat, Space list, session auth vs bare Starlette (wrk -t2 -c64)"
 LUA = BENCH_DIR / "wrk" / "bench.lua"
 THREADS, CONNECTIONS = 2, 64
+FIXED_RATE = 2000  # req/s: well below what any of these endpoints serves, so no queue builds up
 
 
 @dataclass
@@ -26,7 +27,17 @@ class WrkRun:
     errors: dict[str, int]
 
 
-def wrk(url: str, seconds: float, *, method: str = "GET", body: str = "", tokens: list[str] | None = None) -> WrkRun:
+def wrk(
+    url: str,
+    seconds: float,
+    *,
+    method: str = "GET",
+    body: str = "",
+    tokens: list[str] | None = None,
+    rate: float = 0,
+) -> WrkRun:
+    """`wrk -t2 -c64` against `url`: as fast as the server answers, or, with `rate`, about `rate`
+    requests a second in all (each connection pauses between its requests)."""
     program = shutil.which("wrk")
     if program is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk; `make bench` does it as root)")
@@ -35,6 +46,8 @@ def wrk(url: str, seconds: float, *, method: str = "GET", body: str = "", tokens
         "BENCH_METHOD": method,
         "BENCH_BODY": body,
         "BENCH_TOKENS": ",".join(tokens or []),
+        "BENCH_RATE": f"{rate:g}",
+        "BENCH_CONNECTIONS": str(CONNECTIONS),
     }
     out = subprocess.run(
         [program, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url],
@@ -100,6 +113,16 @@ def run(world: World) -> list[Figure]:
             p.note(f"round {r + 1}/{rounds}: {name}: waiting for the server to drain its queue")
             settle(pids[name])  # an overloaded endpoint's backlog must not land in the next one's latency
 
+    # Tail latency proper: at a fixed rate below saturation, where p99 shows stalls rather than the
+    # queue that any saturated single-process server builds (see docs/performance.md).
+    fixed_seconds = 3.0 if world.quick else 8.0
+    fixed: dict[str, list[WrkRun]] = {name: [] for name in ("hello", "heartbeat", "list", "me")}
+    for r in range(2):
+        for name in fixed:
+            p.note(f"fixed rate {r + 1}/2: {name} at {FIXED_RATE:,} req/s ({fixed_seconds:g} s)")
+            fixed[name].append(wrk(seconds=fixed_seconds, rate=FIXED_RATE, **cases[name]))  # type: ignore[arg-type]
+            settle(pids[name])
+
     def rps(name: str) -> Stats:
         return Stats([x.rps for x in results[name]])
 
@@ -134,6 +157,23 @@ def run(world: World) -> list[Figure]:
                 p99("hello"),
                 "Starlette `/hello`",
                 Target("ratio<=", 3.0),
+            )
+        )
+    for key, label in (
+        ("heartbeat", "heartbeat POST /api/v1/agent/heartbeat"),
+        ("list", "GET /api/v1/spaces (10 of 10,000 Spaces)"),
+        ("me", "session auth GET /api/v1/me"),
+    ):
+        figures.append(
+            Figure(
+                f"http_{key}_p99_fixed",
+                f"{label}: p99 at {FIXED_RATE:,} req/s",
+                "ms",
+                Stats([x.p99_ms for x in fixed[key]]),
+                Stats([x.p99_ms for x in fixed["hello"]]),
+                f"Starlette `/hello` at {FIXED_RATE:,} req/s",
+                Target("report"),
+                extra={"rps": [x.rps for x in fixed[key]]},
             )
         )
     # Not a target: how far a bare POST that reads the heartbeat's body gets, to read the heartbeat by.

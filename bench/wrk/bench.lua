@@ -3,6 +3,8 @@
 --   BENCH_METHOD  GET (default) or POST
 --   BENCH_BODY    a JSON body (sent with Content-Type: application/json)
 --   BENCH_TOKENS  bearer tokens, comma-separated; several are used in turn, one per request
+--   BENCH_RATE    if set and not 0: about this many requests a second in all, each of the
+--                 BENCH_CONNECTIONS connections pausing between its requests
 local body = os.getenv("BENCH_BODY")
 if body == "" then body = nil end
 local tokens = {}
@@ -32,6 +34,14 @@ if #tokens > 1 then
   request = function()
     i = i + 1
     return requests[(i % #requests) + 1]
+  end
+end
+
+local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
+if rate > 0 then
+  local pause_ms = math.floor(1000 * tonumber(os.getenv("BENCH_CONNECTIONS")) / rate)
+  delay = function()
+    return pause_ms
   end
 end
 
