@@ -111,7 +111,7 @@ def run(world: World) -> list[Figure]:
     _, _, match = world.helper("sink", ready=r"listening on 127.0.0.1:(\d+)")
     port = int(match.group(1))
     figures = []
-    repeats = 2 if world.quick else 5
+    repeats = 3 if world.quick else 9  # half a second each: enough pairs for a steady median
     with real_agent(world, port) as space_id:
         url = world.url.replace("http://", "ws://") + f"/api/v1/spaces/{space_id}/tunnel"
         session = world.seeded.relay_session
