@@ -287,8 +287,13 @@ def audit(
     )
     if as_json:
         rows = [
-            {"at": f"{timestamp(e.at):%Y-%m-%dT%H:%M:%SZ}", "actor": e.actor, "action": e.action}
-            | {"target": e.target, "detail": e.detail}
+            dict(
+                at=f"{timestamp(e.at):%Y-%m-%dT%H:%M:%SZ}",
+                actor=e.actor,
+                action=e.action,
+                target=e.target,
+                detail=e.detail,
+            )
             for e in entries
         ]
         print(json.dumps(rows, indent=2))

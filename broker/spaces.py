@@ -76,9 +76,9 @@ async def wire(ctx: Context, user: UserRecord, space: SpaceRecord) -> m.Space:
     return to_wire(space, user, shares)
 
 
-async def _user_ids(ctx: Context, owner: UserRecord, emails: list[str]) -> list[str]:
-    """Resolve teammates' emails, naming every unknown one in a single error."""
-    ids, unknown = [], []
+async def _teammates(ctx: Context, owner: UserRecord, emails: list[str]) -> list[UserRecord]:
+    """Resolve teammates' emails (each once), naming every unknown one in a single error."""
+    users, unknown = [], []
     for email in dict.fromkeys(normalize_email(e) for e in emails):
         if email == owner.email:
             raise invalid("You own this Space; share it with other people.", "Drop your own email from the list.")
@@ -86,7 +86,7 @@ async def _user_ids(ctx: Context, owner: UserRecord, emails: list[str]) -> list[
         if user is None:
             unknown.append(email)
         else:
-            ids.append(user.id)
+            users.append(user)
     if unknown:
         raise Problem(
             422,
@@ -94,7 +94,7 @@ async def _user_ids(ctx: Context, owner: UserRecord, emails: list[str]) -> list[
             "Ask your admin to create it (`pair-broker users add EMAIL`), or check the spelling.",
             "unknown_user",
         )
-    return ids
+    return users
 
 
 def _ttl(ctx: Context, ttl_seconds: int | None) -> int:
@@ -126,7 +126,7 @@ async def _issue(
 
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
     ttl = _ttl(ctx, req.ttl_seconds)
-    share_ids = await _user_ids(ctx, user, req.share_with)
+    teammates = await _teammates(ctx, user, req.share_with)
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     now = ctx.now()
@@ -139,7 +139,7 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
                 credentials.new_id("sp_"), user.id, user.email, name, "created", now, now, None, None, None, None
             )
             try:
-                await ctx.store.create_space(space, share_ids)
+                await ctx.store.create_space(space, [t.id for t in teammates])
                 break
             except Conflict as exc:
                 if req.name:
@@ -153,7 +153,7 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
         else:  # pragma: no cover - 20 collisions in a row would take a very full broker
             raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
         await ctx.store.audit(now, user.email, "space.create", space.id, name)
-        shared_with = sorted({normalize_email(e) for e in req.share_with})
+        shared_with = sorted(t.email for t in teammates)
         for email in shared_with:
             await ctx.store.audit(now, user.email, "space.share", space.id, email)
         return await _issue(ctx, user, space, ttl, shared_with)
@@ -166,8 +166,8 @@ async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTok
 
 async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.ShareUpdate) -> m.Space:
     space = await get_owned(ctx, user, space_id, "share")
-    add = await _user_ids(ctx, user, req.add)
-    remove = await _user_ids(ctx, user, req.remove)
+    add = [t.id for t in await _teammates(ctx, user, req.add)]
+    remove = [t.id for t in await _teammates(ctx, user, req.remove)]
     await ctx.store.update_shares(space.id, add, remove, ctx.now())
     for verb, emails in (("share", req.add), ("unshare", req.remove)):
         for email in emails:

@@ -4,7 +4,6 @@ framework, no HTTP client) and copies with two threads and blocking I/O."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -31,8 +30,10 @@ def _widen_pipes() -> None:
     if set_size is None:
         return
     for fd in (0, 1):
-        with contextlib.suppress(OSError):  # not a pipe (a terminal, a socket), or over the system's limit
+        try:
             fcntl.fcntl(fd, set_size, PIPE_SIZE)
+        except OSError:  # not a pipe (a terminal, a socket), or over the system's limit
+            continue
 
 
 def main(argv: list[str]) -> int:

@@ -18,11 +18,9 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from broker.store import Conflict
-from broker.store.checkpoints import WAL_BACKSTOP_PAGES, Checkpointer
-from broker.store.migrations import migrate
-from broker.store.records import (
+from broker.store import (
     AuditRecord,
+    Conflict,
     SessionRecord,
     SpaceRecord,
     SshKeyRecord,
@@ -30,6 +28,8 @@ from broker.store.records import (
     TunnelRecord,
     UserRecord,
 )
+from broker.store.checkpoints import WAL_BACKSTOP_PAGES, Checkpointer
+from broker.store.migrations import migrate
 
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
     s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state"""
