@@ -36,8 +36,8 @@ POLL_MS = 3000  # how often the page asks for fresh states
 def _asset_version() -> str:
     """Changes with the static files, so browsers never pair a new page with an old script."""
     digest = hashlib.sha256()
-    for path in sorted(STATIC.iterdir()):
-        digest.update(path.read_bytes())
+    for path in sorted(p for p in STATIC.rglob("*") if p.is_file()):  # vendor/ holds xterm.js
+        digest.update(path.relative_to(STATIC).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:10]
 
 

@@ -1,6 +1,7 @@
 """The web page's defences in one place: response headers, cookies, CSRF tokens, signed flashes.
 
-- Every web response carries a strict Content-Security-Policy (no inline script, no framing),
+- Every web response carries a strict Content-Security-Policy (no inline script, no framing;
+  the terminal page alone also admits `<style>` elements with its per-response nonce),
   `nosniff`, `no-referrer`, and `no-store` for pages (they hold a CSRF token and personal data).
 - The session cookie is HttpOnly, SameSite=Lax, Path=/, and Secure when the request or the
   public URL is https.
@@ -34,19 +35,30 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_FORM = 16 * 1024
 
-CSP = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "object-src 'none'",
-        "frame-ancestors 'none'",
+
+
+def csp(style_nonce: str = "") -> str:
+    """The Content-Security-Policy. `style_nonce` also admits `<style>` elements carrying that
+    nonce: the terminal page needs it, because xterm.js (6.0) sizes its rows and colours through
+    `<style>` elements it creates (xtermjs/xterm.js#4445); terminal.js stamps the page's nonce on
+    them. Scripts stay 'self' only, and style attributes stay refused."""
+    styles = f"style-src 'self' 'nonce-{style_nonce}'" if style_nonce else "style-src 'self'"
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            styles,
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+        )
     )
-)
+
+
+CSP = csp()
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -61,8 +73,11 @@ def is_secure(request: Request) -> bool:
     return request.url.scheme == "https" or request.app.state.ctx.settings.url.startswith("https://")
 
 
-def harden(request: Request, response: Response, *, page: bool = True) -> Response:
+def harden(request: Request, response: Response, *, page: bool = True, style_nonce: str = "") -> Response:
+    """Set the security headers; `style_nonce` is the terminal page's (see `csp`)."""
     response.headers.update(HEADERS)
+    if style_nonce:
+        response.headers["Content-Security-Policy"] = csp(style_nonce)
     if page:
         response.headers["Cache-Control"] = "no-store"
     if request.url.scheme == "https":

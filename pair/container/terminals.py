@@ -10,8 +10,8 @@ and the person's stream until either ends. The protocol on that stream is docume
   (never root when the login user is not), and the environment is a login's (HOME, USER,
   LOGNAME, SHELL, PATH from the passwd entry, TERM=xterm-256color, a UTF-8 LANG). It starts in
   the workspace folder when the container names one (`workspace_folder`), else in the home.
-- **How it is spawned**: `os.openpty()` and `subprocess.Popen` (through asyncio, which also
-  reaps it), the standard library rather than `ptyprocess`: Popen's fork/exec runs in C and
+- **How it is spawned**: `os.openpty()` and `subprocess.Popen` (reaped through a pidfd on the
+  event loop), the standard library rather than `ptyprocess`: Popen's fork/exec runs in C and
   already does setsid, setgroups/setgid/setuid, the working directory, the environment, an
   argv[0] of our choosing and exec-error reporting, so the only Python that runs in the child
   is one ioctl (TIOCSCTTY, making the PTY its controlling terminal, so ^C and job control work
@@ -51,6 +51,7 @@ import pwd
 import secrets
 import signal
 import struct
+import subprocess
 import termios
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -191,9 +192,11 @@ def set_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-async def spawn(login: Login, cols: int, rows: int) -> tuple[asyncio.subprocess.Process, int]:
+def spawn(login: Login, cols: int, rows: int) -> tuple[subprocess.Popen[bytes], int]:
     """Start `login`'s shell on a new PTY of `cols`×`rows`; returns the process and the
-    non-blocking master fd (the caller closes it). Raises TerminalError (`spawn_failed`)."""
+    non-blocking master fd (the caller closes it, and reaps the process: `wait_exit`).
+    Raises TerminalError (`spawn_failed`). Popen directly rather than asyncio's subprocess
+    API: uvloop's refuses `user`/`group`/`extra_groups`."""
     identity: dict[str, Any] = {}
     if os.geteuid() != login.uid:
         if os.geteuid() != 0:
@@ -209,8 +212,8 @@ async def spawn(login: Login, cols: int, rows: int) -> tuple[asyncio.subprocess.
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         for cwd in dict.fromkeys((login.cwd, login.home, "/")):
             try:
-                process = await asyncio.create_subprocess_exec(
-                    "-" + os.path.basename(login.shell),
+                process = subprocess.Popen(
+                    ["-" + os.path.basename(login.shell)],
                     executable=login.shell,
                     stdin=slave,
                     stdout=slave,
@@ -233,6 +236,29 @@ async def spawn(login: Login, cols: int, rows: int) -> tuple[asyncio.subprocess.
         os.close(slave)
     os.set_blocking(master, False)
     return process, master
+
+
+async def wait_exit(process: subprocess.Popen[bytes]) -> int:
+    """Wait for `process` without blocking the loop or a thread: a pidfd (Linux ≥ 5.3) becomes
+    readable when it exits; elsewhere a thread waits. Returns Popen's returncode (-N: signal N)."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        return await asyncio.to_thread(process.wait)
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return process.wait()
 
 
 # -- scrollback -----------------------------------------------------------------------------
@@ -414,7 +440,7 @@ class Terminal:
         manager: TerminalManager,
         terminal_id: str,
         started_by: str,
-        process: asyncio.subprocess.Process,
+        process: subprocess.Popen[bytes],
         master: int,
         cols: int,
         rows: int,
@@ -683,8 +709,7 @@ class Terminal:
         self.hangup()
 
     async def _wait(self) -> None:
-        returncode = await self.process.wait()
-        self._exited(returncode)
+        self._exited(await wait_exit(self.process))
 
     def _exited(self, returncode: int) -> None:
         for timer in (self._idle, self._kill):
@@ -742,7 +767,6 @@ class TerminalManager:
         self.shell = shell
         self.env = os.environ if env is None else env
         self.terminals: dict[str, Terminal] = {}
-        self._opening = 0
         self._log = log or (lambda _line: None)
 
     def list(self) -> list[tp.TerminalInfo]:
@@ -760,16 +784,12 @@ class TerminalManager:
         and ValueError for a size outside 1..1000."""
         if not (1 <= cols <= 1000 and 1 <= rows <= 1000):
             raise ValueError(f"a terminal is 1 to 1000 columns and rows, not {cols}x{rows}")
-        if len(self.terminals) + self._opening >= self.limits.max_terminals:
+        if len(self.terminals) >= self.limits.max_terminals:
             raise TerminalError(
                 f"This Space already has {self.limits.max_terminals} terminals open; close one first.", "limit"
             )
-        self._opening += 1
-        try:
-            login = login_for(self.login_user, self.env, shell=self.shell)
-            process, master = await spawn(login, cols, rows)
-        finally:
-            self._opening -= 1
+        login = login_for(self.login_user, self.env, shell=self.shell)
+        process, master = spawn(login, cols, rows)
         terminal = Terminal(self, new_terminal_id(), email, process, master, cols, rows)
         self.terminals[terminal.id] = terminal
         self._log(f"terminal {terminal.id}: opened by {email} (pid {terminal.pid}, as {login.user}, in {login.cwd})")
