@@ -457,6 +457,7 @@ class Terminal:
         self.drivers: dict[str, None] = {started_by: None}  # ordered set: the starter first
         self.attachments: dict[str, Attachment] = {}
         self.exit_status: int | None = None
+        self.ending = False  # hung up or ended: nobody new attaches
         self.ended = asyncio.Event()  # the shell is gone and every attachment has its last message
         self._loop = asyncio.get_running_loop()
         self._master: int | None = master
@@ -492,7 +493,7 @@ class Terminal:
         """A new attachment for `email`: a driver if they started the terminal or were granted
         the keyboard (and did not ask `read_only`), else a viewer. It starts with `hello`, then
         the scrollback, then live output; a driver's `cols`/`rows` resize the terminal first."""
-        if self.exit_status is not None or self._master is None:
+        if self.ending or self._master is None:
             raise TerminalError("That terminal has ended.", "not_found")
         role: tp.Role = "driver" if email in self.drivers and not read_only else "viewer"
         attachment = Attachment(self, email, role, read_only)
@@ -697,6 +698,7 @@ class Terminal:
         `Limits.hangup_grace` if they are still there. The exit is reported as usual."""
         if self.exit_status is not None:
             return
+        self.ending = True
         self._signal(signal.SIGHUP)
         if self._kill is None:
             self._kill = self._loop.call_later(self.limits.hangup_grace, self._signal, signal.SIGKILL)

@@ -32,7 +32,9 @@ def test_every_vendored_file_is_recorded_and_matches_its_digest() -> None:
 
 def test_each_package_ships_its_licence() -> None:
     for name, package in versions().items():
-        licences = [f for f in package["files"] if str(f).startswith("LICENSE")]  # type: ignore[attr-defined]
+        files = package["files"]
+        assert isinstance(files, dict)
+        licences = [f for f in files if f.startswith("LICENSE")]
         assert len(licences) == 1, name
         text = (VENDOR / licences[0]).read_text()
         assert package["license"] == "MIT"

@@ -231,7 +231,9 @@ def test_a_shared_terminal_in_the_browser(
         wait_screen(alice, r"^pid:\d+")
         pid = lines(alice, r"^pid:(\d+)")[-1]
         expect(alice).to_have_url(re.compile(r"join=term_[a-z2-7]{12}"))
-        terminal_id = re.search(r"join=(term_[a-z2-7]{12})", alice.url).group(1)  # type: ignore[union-attr]
+        joined = re.search(r"join=(term_[a-z2-7]{12})", alice.url)
+        assert joined
+        terminal_id = joined.group(1)
         alice.reload()
         expect(alice.locator("#term-status")).to_have_text("Connected")
         wait_screen(alice, f"pid:{pid}")  # from the scrollback, before anything is typed
