@@ -335,7 +335,7 @@ class Attachment:
         self.since = _now()
         self.pending = 0  # output bytes queued and not yet taken
         self.finished = False  # the last message is queued; nothing more will be
-        self._items: collections.deque[Output] = collections.deque()
+        self._items: collections.deque[bytearray | tp.ServerMessage] = collections.deque()
         self._wakeup = asyncio.Event()
         self._stall: asyncio.TimerHandle | None = None
 
@@ -345,10 +345,11 @@ class Attachment:
     # output, as the terminal hands it over
 
     def _push(self, data: bytes) -> None:
-        if self._items and isinstance(self._items[-1], bytes) and len(self._items[-1]) + len(data) <= CHUNK:
-            self._items[-1] += data
+        last = self._items[-1] if self._items else None
+        if isinstance(last, bytearray) and len(last) + len(data) <= CHUNK:
+            last += data  # small reads coalesce into frames of up to CHUNK bytes
         else:
-            self._items.append(data)
+            self._items.append(bytearray(data))
         self.pending += len(data)
         self._wakeup.set()
 
@@ -380,9 +381,10 @@ class Attachment:
             self._wakeup.clear()
             await self._wakeup.wait()
         item = self._items.popleft()
-        if isinstance(item, bytes):
+        if isinstance(item, bytearray):
             self.pending -= len(item)
             self.terminal._flow()
+            return bytes(item)
         return item
 
     # input, from the person
