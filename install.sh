@@ -12,6 +12,8 @@
 set -eu
 
 # -- options: a flag, else the environment (Feature options arrive upper-cased), else the default
+TOKEN_FROM="TOKEN (the Feature's token option)"
+if [ -z "${TOKEN:-}" ]; then TOKEN_FROM=PAIR_SPACE_TOKEN; fi
 TOKEN="${TOKEN:-${PAIR_SPACE_TOKEN:-}}"
 BROKERURL="${BROKERURL:-}"
 PACKAGE="${PACKAGE:-}"
@@ -101,8 +103,8 @@ need_value() {
 parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
-            --token) need_value "$@"; TOKEN=$2; shift 2 ;;
-            --token=*) TOKEN=${1#*=}; shift ;;
+            --token) need_value "$@"; TOKEN=$2; TOKEN_FROM=--token; shift 2 ;;
+            --token=*) TOKEN=${1#*=}; TOKEN_FROM=--token; shift ;;
             --broker-url) need_value "$@"; BROKERURL=$2; shift 2 ;;
             --broker-url=*) BROKERURL=${1#*=}; shift ;;
             --package) need_value "$@"; PACKAGE=$2; shift 2 ;;
@@ -130,6 +132,8 @@ is_true() {
 }
 
 # Everything below lands in sshd and supervisord configs, or in a shell: validate it all first.
+# The token lands in none of them (only in PREFIX/bootstrap.txt, through printf '%s'), so it is
+# judged later by pair's own parser, the one `pair spaces bootstrap` uses (check_token).
 validate() {
     if is_true "$DRYRUN"; then DRYRUN=true; else DRYRUN=false; fi
     if is_true "$UNINSTALL"; then UNINSTALL=true; else UNINSTALL=false; fi
@@ -153,9 +157,8 @@ validate() {
         "" | -* | *[!A-Za-z0-9._-]*) die "--ssh-user must be a user name, not \"$SSHUSER\"." ;;
     esac
     case $TOKEN in
-        *[!A-Za-z0-9._-]*)
-            die "The token is not a Space token (it has characters a JWT never has)." \
-                "Pass the contents of SPACE_ID.txt, e.g. --token \"\$(cat SPACE_ID.txt)\"." ;;
+        *[![:space:]]*) ;;
+        *) TOKEN="" ;; # blank, as `pair spaces bootstrap` takes a blank token: none given
     esac
     BROKERURL=${BROKERURL%/}
     case $BROKERURL in
@@ -509,6 +512,22 @@ install_file() {
     printf '%s\n' "$2" >"$PACKAGE_STAMP"
 }
 
+# The token through pair.api.tokens, the parser `pair spaces bootstrap` uses: it drops what a
+# paste adds (whitespace, CR/LF, a BOM, quotes, NAME=) and refuses anything else, naming why. So
+# install.sh accepts exactly what bootstrap accepts, and keeps the token as bootstrap will read it.
+check_token() {
+    if [ -z "$TOKEN" ]; then return 0; fi
+    if [ ! -x "$VPY" ] || ! "$VPY" -I -c 'import pair.api.tokens' >/dev/null 2>&1; then
+        log "the token is checked by pair itself once pair is installed" # a dry run on a bare system
+        return 0
+    fi
+    # It prints "pair: error: ..." and "pair: hint: ..." itself; nothing more is installed after it.
+    if ! TOKEN=$(printf '%s' "$TOKEN" | "$VPY" -I -m pair.api.tokens --source="$TOKEN_FROM"); then
+        exit 1
+    fi
+    ok "the Space token from $TOKEN_FROM is well-formed"
+}
+
 ensure_path_links() {
     for program in supervisord supervisorctl; do
         existing=$(command -v "$program" 2>/dev/null || true)
@@ -707,6 +726,7 @@ do_install() {
     ensure_prefix
     ensure_venv
     ensure_package
+    check_token
     ensure_path_links
     ensure_launcher
     ensure_host_key

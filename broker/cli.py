@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from broker import accounts, serving
+from broker import accounts, serve_lock, serving
 from broker.context import Context, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError
@@ -107,8 +107,10 @@ def serve(
     from broker.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir, public_url=public_url)
+    lock = _lock_data_dir(settings.data_dir)  # held until this process ends
     sock = _listen(settings.host, settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    lock.record(settings.url)
     ctx = open_context(settings)
     asyncio.run(_first_admin(ctx))
 
@@ -131,6 +133,25 @@ def serve(
     Server(config).run(sockets=[sock])
     asyncio.run(ctx.store.close())
     print("pair broker stopped.", flush=True)
+
+
+def _lock_data_dir(data_dir: Path) -> serve_lock.ServeLock:
+    try:
+        return serve_lock.acquire(data_dir)
+    except serve_lock.DataDirBusy as busy:
+        pid, url = busy.holder.pid, busy.holder.url
+        who = f"pid {pid}" if pid else "another process"
+        raise CliError(
+            f"Another pair-broker is already serving {data_dir} ({who}{', at ' + url if url else ''}).",
+            "One broker process per data directory: use that one, stop it first"
+            f"{f' (kill {pid})' if pid else ''}, or give this one its own --data-dir. "
+            "Admin commands (pair-broker users …) work next to it.",
+        ) from None
+    except OSError as exc:
+        raise CliError(
+            f"Cannot lock the data directory {data_dir}: {exc.strerror}.",
+            "Pick a data directory this user can write (--data-dir or PAIR_BROKER_DATA_DIR).",
+        ) from exc
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -19,7 +19,7 @@ from broker.errors import Problem, invalid, not_found
 from broker.signing import TokenInvalid
 from broker.store import Conflict, SpaceRecord, TokenRecord, UserRecord
 from pair.api import models as m
-from pair.api.tokens import AUDIENCE
+from pair.api.tokens import AUDIENCE, SPACE_TOKEN, SecretError, normalize
 
 REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
 
@@ -279,9 +279,13 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
     from the same container (its first answer lost) gets a fresh credential."""
     if not req.instance_id or len(req.instance_id) > 128:
         raise invalid("The bootstrap request has no valid instance id.")
+    try:
+        pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
+    except SecretError as err:
+        raise Problem(401, err.message, err.hint, "token_malformed") from err
     ctx.keyring.refresh()
     try:
-        claims = ctx.keyring.verify(req.token, issuer=ctx.settings.url, now=ctx.now())
+        claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
     except TokenInvalid as err:
         sub = err.claims.get("sub")
         raise _token_problem(err, await ctx.store.space(sub) if isinstance(sub, str) else None) from err
@@ -294,6 +298,30 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
             "Its database may have been reset. Run `pair spaces authorize` for a new Space.",
             "token_unknown",
         )
+    _refuse_spent(token, space, req.instance_id)
+    credential = credentials.new_secret(credentials.AGENT)
+    facts = msgspec.json.encode(req.facts).decode()
+    won = await ctx.store.register_agent(
+        claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
+    )
+    if not won:  # another request (or broker process) claimed it since we read it: say why
+        fresh_token, fresh_space = await ctx.store.token(claims.jti), await ctx.store.space(claims.sub)
+        if fresh_token is not None and fresh_space is not None:
+            _refuse_spent(fresh_token, fresh_space, req.instance_id)
+        raise Problem(
+            409,
+            f'That token was just used by another bootstrap of "{space.name}".',
+            f"A token works for one container. {REAUTHORIZE.format(name=space.name)}",
+            "token_used",
+        )
+    await ctx.store.audit(ctx.now(), f"agent:{space.id}", "space.bootstrap", space.id, req.facts.hostname)
+    return m.AgentRegistration(
+        space_id=space.id, space_name=space.name, owner=space.owner_email, state="starting", agent_credential=credential
+    )
+
+
+def _refuse_spent(token: TokenRecord, space: SpaceRecord, instance_id: str) -> None:
+    """Raise the Problem for a token that can no longer bootstrap `instance_id`, if it cannot."""
     reauthorize = REAUTHORIZE.format(name=space.name)
     if space.deleted_at is not None:
         raise Problem(
@@ -304,22 +332,13 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
         )
     if token.revoked_at is not None:
         raise Problem(401, "That Space token was revoked.", reauthorize, "token_revoked")
-    if token.used_instance_id is not None and token.used_instance_id != req.instance_id:
+    if token.used_instance_id is not None and token.used_instance_id != instance_id:
         raise Problem(
             409,
             f'That token already bootstrapped another container as "{space.name}".',
             f"A token works for one container. {reauthorize}",
             "token_used",
         )
-    credential = credentials.new_secret(credentials.AGENT)
-    facts = msgspec.json.encode(req.facts).decode()
-    await ctx.store.register_agent(
-        claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
-    )
-    await ctx.store.audit(ctx.now(), f"agent:{space.id}", "space.bootstrap", space.id, req.facts.hostname)
-    return m.AgentRegistration(
-        space_id=space.id, space_name=space.name, owner=space.owner_email, state="starting", agent_credential=credential
-    )
 
 
 async def authenticate_agent(ctx: Context, credential: str) -> SpaceRecord:

@@ -345,17 +345,26 @@ class SqliteStore:
 
     async def register_agent(
         self, jti: str, space_id: str, instance_id: str, facts: str, credential_hash: str, now: int
-    ) -> None:
+    ) -> bool:
+        # The claim is one conditional UPDATE whose row count decides, inside BEGIN IMMEDIATE
+        # (the write lock): a second broker process on this file, or a request that read the
+        # token before another claimed it, updates no row and loses.
         with self._tx() as db:
-            db.execute(
-                "UPDATE space_tokens SET used_instance_id = ?, used_at = COALESCE(used_at, ?) WHERE jti = ?",
-                (instance_id, now, jti),
-            )
+            claimed = db.execute(
+                "UPDATE space_tokens SET used_instance_id = ?, used_at = COALESCE(used_at, ?)"
+                " WHERE jti = ? AND space_id = ? AND revoked_at IS NULL"
+                " AND (used_instance_id IS NULL OR used_instance_id = ?)"
+                " AND EXISTS (SELECT 1 FROM spaces WHERE id = ? AND deleted_at IS NULL)",
+                (instance_id, now, jti, space_id, instance_id, space_id),
+            ).rowcount
+            if claimed != 1:
+                return False
             db.execute(
                 "UPDATE spaces SET instance_id = ?, facts = ?, agent_credential_hash = ?, state = 'starting',"
                 " updated_at = ?, last_seen_at = ? WHERE id = ?",
                 (instance_id, facts, credential_hash, now, now, space_id),
             )
+        return True
 
     async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None:
         return self._memoized(("agent", credential_hash), lambda: self._space_by_credential(credential_hash))

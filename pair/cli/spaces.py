@@ -209,7 +209,10 @@ def bootstrap(
     from pair.container import supervisor
     from pair.container.bootstrap import bootstrap as run_bootstrap
 
-    outcome = run_bootstrap(token, timeout=timeout)
+    def waiting() -> None:
+        print("Another `pair spaces bootstrap` is running in this container; waiting for it.", file=sys.stderr)
+
+    outcome = run_bootstrap(token, timeout=timeout, on_wait=waiting)
     reg = outcome.registration
     if outcome.reused:
         print(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')

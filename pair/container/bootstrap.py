@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pair.api.client import Client
 from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
 from pair.api.models import AgentRegistration
-from pair.api.tokens import unverified_claims
+from pair.api.tokens import SPACE_TOKEN, normalize, unverified_claims
 from pair.container import facts
 from pair.container.home import Home, Registration
 
@@ -31,16 +31,52 @@ class Outcome:
     reused: bool
 
 
-def find_token(argument: str | None, home: Home) -> tuple[str, str]:
-    """(token, where it came from): the argument, then PAIR_SPACE_TOKEN, then bootstrap.txt."""
-    for token, source in (
-        (argument, "the command line"),
-        (os.environ.get("PAIR_SPACE_TOKEN"), "PAIR_SPACE_TOKEN"),
-        (home.stored_token(), str(home.bootstrap_token_file)),
-    ):
-        if token and token.strip():
-            return token.strip(), source
-    return "", ""
+@dataclass(frozen=True)
+class FoundToken:
+    token: str  # normalized (pair.api.tokens)
+    source: str  # where it came from, as messages name it
+    claims: dict[str, object]
+
+
+def find_token(argument: str | None, home: Home) -> FoundToken | None:
+    """The token from the argument, else PAIR_SPACE_TOKEN, else bootstrap.txt, normalized.
+
+    Each source is looked at only if the ones before it are absent or blank, so a bootstrap.txt
+    nobody needs is never read. Raises SecretError (naming the source and the cause) for a
+    source that holds something other than a token.
+    """
+    if argument is not None and argument.strip():
+        return _found(argument, "the command line")
+    variable = os.environ.get("PAIR_SPACE_TOKEN", "")
+    if variable.strip():
+        return _found(variable, "PAIR_SPACE_TOKEN")
+    stored = home.stored_token()
+    if stored is not None and stored.strip(b" \t\r\n\x00"):
+        return _found(stored, str(home.bootstrap_token_file))
+    return None
+
+
+def _no_token(argument: str | None, home: Home) -> PairError:
+    """Say which sources were looked at and what each held; never suggest what was just run."""
+    looked = [
+        "no argument" if argument is None else "the argument is empty",
+        "PAIR_SPACE_TOKEN is empty" if "PAIR_SPACE_TOKEN" in os.environ else "PAIR_SPACE_TOKEN is not set",
+        f"{home.bootstrap_token_file} is empty"
+        if home.bootstrap_token_file.exists()
+        else f"there is no {home.bootstrap_token_file}",
+    ]
+    hint = WHERE_FROM_HINT
+    if argument is not None:
+        hint = (
+            "Whatever gave the argument was empty (an empty SPACE_ID.txt? an unset variable?). "
+            "`pair spaces authorize` on your laptop writes the token to SPACE_ID.txt, one line."
+        )
+    return PairError(f"No Space token, and this container is not bootstrapped yet ({', '.join(looked)}).", hint)
+
+
+def _found(pasted: str | bytes, source: str) -> FoundToken:
+    token = normalize(pasted, SPACE_TOKEN, source=source)
+    return FoundToken(token, source, unverified_claims(token))
 
 
 def bootstrap(
@@ -48,34 +84,50 @@ def bootstrap(
     *,
     home: Home | None = None,
     timeout: float = 120.0,
+    on_wait: Callable[[], None] = lambda: None,
 ) -> Outcome:
+    """Register this container as the token's Space, or check in with the credential it holds.
+
+    Bootstraps started at once in one container (several windows attaching) take turns under
+    the container's bootstrap lock: the first exchanges the token, the others find its
+    registration and check in with it, so the token is spent once and the credential saved is
+    the one the broker holds. `on_wait` is called when another bootstrap holds the lock.
+    Raises PairError (SecretError for a pasted token that is not one).
+    """
     home = home or Home()
     home.ensure()
+    given = find_token(argument, home)
+    with home.bootstrap_lock(on_wait):
+        outcome = _bootstrap_locked(home, given, timeout)
+    if outcome is None:
+        raise _no_token(argument, home)
+    return outcome
+
+
+def _bootstrap_locked(home: Home, given: FoundToken | None, timeout: float) -> Outcome | None:
     instance_id = home.instance_id()  # persisted before any call, so a retry is recognised
     found = facts.collect(home.host_key_file, ssh_user_file=home.ssh_user_file)
-    token, _source = find_token(argument, home)
-    claims = unverified_claims(token) if token else {}
-
     stored = home.registration()
-    if stored and (not token or claims.get("sub") == stored.space_id):
+    if stored and (given is None or given.claims.get("sub") == stored.space_id):
         try:
             with Client(home.broker_url_override() or stored.url, token=stored.credential, timeout=15) as client:
                 answer = _retrying(lambda: client.checkin(instance_id, found), timeout)
             _forget_token(home)
             return Outcome(_registration(stored.url, answer, stored.credential), reused=True)
         except AuthError:
-            if not token:
+            if given is None:
                 raise
             # The credential died (Space re-bootstrapped elsewhere or deleted); try the token.
 
-    if not token:
-        raise PairError("No Space token, and this container is not bootstrapped yet.", WHERE_FROM_HINT)
-    url = home.broker_url_override() or str(claims.get("iss") or "")
+    if given is None:
+        return None
+    url = home.broker_url_override() or str(given.claims.get("iss") or "")
     if not url.startswith(("http://", "https://")):
         raise PairError(
             "The Space token names no broker URL (its `iss` claim).",
             "Set PAIR_URL to the broker's URL, or issue a new token with `pair spaces authorize`.",
         )
+    token = given.token
     with Client(url, timeout=15) as client:
         answer = _retrying(lambda: client.bootstrap(token, instance_id, found), timeout)
     registration = _registration(url, answer, answer.agent_credential)

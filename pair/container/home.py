@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +45,10 @@ class Home:
     @property
     def instance_id_file(self) -> Path:
         return self.root / "instance-id"
+
+    @property
+    def bootstrap_lock_file(self) -> Path:
+        return self.root / "bootstrap.lock"
 
     @property
     def broker_url_file(self) -> Path:
@@ -84,16 +92,64 @@ class Home:
             ) from exc
 
     def instance_id(self) -> str:
-        """This container's random id, created (and persisted) before anything is sent."""
-        try:
-            existing = self.instance_id_file.read_text().strip()
-        except FileNotFoundError:
-            existing = ""
+        """This container's random id, created (and persisted) before anything is sent.
+
+        The agent (at container start) and any number of bootstraps (one per attaching window)
+        may ask at once: the id is written to a temporary file and published with link(2),
+        which fails if another got there first, so every caller returns the one id on disk.
+        """
+        existing = self._read_instance_id()
         if existing:
             return existing
         value = "inst_" + secrets.token_hex(16)
-        write_private(self.instance_id_file, value + "\n")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".instance-id.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(value + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.instance_id_file)
+            except FileExistsError:
+                existing = self._read_instance_id()
+                if not existing:
+                    raise PairError(
+                        f"{self.instance_id_file} is empty.",
+                        "Delete it and bootstrap again (with a fresh token from `pair spaces authorize --space NAME`).",
+                    ) from None
+                return existing
+        finally:
+            os.unlink(tmp)
         return value
+
+    def _read_instance_id(self) -> str:
+        try:
+            return self.instance_id_file.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    @contextlib.contextmanager
+    def bootstrap_lock(self, on_wait: Callable[[], None] = lambda: None) -> Iterator[None]:
+        """Hold the container's bootstrap lock (flock(2) on bootstrap.lock) for the block, so
+        bootstraps started at once (several windows attaching) run one after the other and the
+        later ones find the first one's registration. `on_wait` is called before blocking."""
+        try:
+            fd = os.open(self.bootstrap_lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise PairError(
+                f"Cannot write in {self.root}: {exc.strerror}.",
+                "Run as the user that installed pair (root in a Devcontainer), or set PAIR_HOME to a writable "
+                "directory.",
+            ) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def registration(self) -> Registration | None:
         try:
@@ -109,8 +165,13 @@ class Home:
     def save_registration(self, reg: Registration) -> None:
         write_private(self.registration_file, json.dumps(asdict(reg), indent=2) + "\n")
 
-    def stored_token(self) -> str:
+    def stored_token(self) -> bytes | None:
+        """bootstrap.txt's bytes as they are (pair.api.tokens decodes them: a Windows editor
+        may have saved UTF-16), or None if there is none."""
         try:
-            return self.bootstrap_token_file.read_text().strip()
+            with self.bootstrap_token_file.open("rb") as f:
+                return f.read(64 * 1024 + 1)
         except FileNotFoundError:
-            return ""
+            return None
+        except OSError as exc:
+            raise PairError(f"Cannot read {self.bootstrap_token_file}: {exc.strerror}.") from exc

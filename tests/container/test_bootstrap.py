@@ -6,6 +6,7 @@ import base64
 import json
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,10 +117,22 @@ def test_token_from_environment_and_from_bootstrap_txt(people, token, tmp_path):
 
 
 def test_no_token_and_not_bootstrapped(people, tmp_path):
-    result = bootstrap(people["alice"], tmp_path / "c1")
+    home = tmp_path / "c1"
+    result = bootstrap(people["alice"], home)
     assert result.code == 1
-    assert "error: No Space token, and this container is not bootstrapped yet." in result.err
-    assert "PAIR_SPACE_TOKEN" in result.err and "SPACE_ID.txt" in result.err
+    assert (
+        "error: No Space token, and this container is not bootstrapped yet (no argument, PAIR_SPACE_TOKEN is "
+        f"not set, there is no {home}/bootstrap.txt)." in result.err
+    )
+    assert "hint: Pass the contents of SPACE_ID.txt as `pair spaces bootstrap TOKEN`" in result.err
+
+
+def test_an_empty_argument_is_named_and_the_hint_is_not_what_was_just_run(people, tmp_path):
+    """`pair spaces bootstrap "$(cat SPACE_ID.txt)"` of an empty file: say so, never suggest the same."""
+    result = bootstrap(people["alice"], tmp_path / "c1", " \r\n", env={"PAIR_SPACE_TOKEN": ""})
+    assert result.code == 1
+    assert "(the argument is empty, PAIR_SPACE_TOKEN is empty, there is no " in result.err
+    assert "$(cat SPACE_ID.txt)" not in result.err and "bootstrap TOKEN" not in result.err
 
 
 def test_reauthorized_space_moves_to_the_rebuilt_container(broker, people, token, tmp_path):
@@ -178,7 +191,7 @@ def _claims(token: str, **changes: object) -> SpaceTokenClaims:
         (lambda b, t, tmp: b.ctx.keyring.sign(_claims(t, aud="somebody-else")), "not a Space token (wrong audience)"),
         (lambda b, t, tmp: _other_keyring(tmp).sign(_claims(t)), "signed by a key this broker does not know"),
         (lambda b, t, tmp: b.ctx.keyring.sign(_claims(t, iss="http://elsewhere:1")), "issued by another broker URL"),
-        (lambda b, t, tmp: "not-a-token", "That is not a Space token"),
+        (lambda b, t, tmp: "not-a-token", "is not usable: it is cut short (a JWT has three dot-separated parts"),
     ],
     ids=["signature", "forged-expiry", "audience", "unknown-key", "issuer", "garbage"],
 )
@@ -211,3 +224,122 @@ def test_expired_and_not_yet_valid_tokens(broker, people, token, tmp_path):
     )
     result = bootstrap(alice, tmp_path / "c2", early)
     assert result.code == 1 and "not valid yet" in result.err
+
+
+# -- tokens as people paste them (issue 17, kind 2) -------------------------------------------
+
+PASTED: dict[str, Callable[[str], str]] = {
+    "crlf": lambda t: t + "\r\n",  # `"$(cat t.txt)"` keeps the CR of a Windows file
+    "leading-space-and-lf": lambda t: " " + t + "\n",
+    "bom": lambda t: "\ufeff" + t,
+    "double-quotes": lambda t: f'"{t}"',
+    "export-line": lambda t: f"export PAIR_SPACE_TOKEN='{t}'\n",
+}
+
+
+@pytest.mark.parametrize("where", ["argument", "environment", "bootstrap.txt"])
+@pytest.mark.parametrize("paste", sorted(PASTED))
+def test_a_token_as_people_paste_it_works_from_every_source(people, token, tmp_path, where, paste):
+    alice, home = people["alice"], tmp_path / "c1"
+    pasted = PASTED[paste](token)
+    if where == "argument":
+        result = bootstrap(alice, home, pasted)
+    elif where == "environment":
+        result = bootstrap(alice, home, env={"PAIR_SPACE_TOKEN": pasted})
+    else:
+        home.mkdir()
+        (home / "bootstrap.txt").write_text(pasted)
+        result = bootstrap(alice, home)
+    assert result.ok, result.err
+    assert result.out.startswith('Bootstrapped this container as the Space "demo"')
+
+
+def test_a_utf16_bootstrap_txt_is_never_read_when_the_argument_holds_the_token(people, token, tmp_path):
+    """Reproduction: the file was read (and crashed on UTF-16) before the argument was looked at."""
+    home = tmp_path / "c1"
+    home.mkdir()
+    (home / "bootstrap.txt").write_bytes(b"\xff\xfe\x00\xd8")  # UTF-16 BOM, then half a surrogate pair
+    result = bootstrap(people["alice"], home, token)
+    assert result.ok, result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-8-sig"])
+def test_a_bootstrap_txt_saved_by_a_windows_editor_is_read(people, token, tmp_path, encoding):
+    home = tmp_path / "c1"
+    home.mkdir()
+    (home / "bootstrap.txt").write_bytes((token + "\r\n").encode(encoding))
+    result = bootstrap(people["alice"], home)
+    assert result.ok, result.err
+
+
+def test_an_undecodable_bootstrap_txt_is_named_without_a_traceback(people, token, tmp_path):
+    home = tmp_path / "c1"
+    home.mkdir()
+    (home / "bootstrap.txt").write_bytes(b"\x80" + token.encode())
+    result = bootstrap(people["alice"], home)
+    assert result.code == 1
+    assert f"error: The Space token from {home}/bootstrap.txt is not usable: it is not UTF-8 text" in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "cause"),
+    [
+        (lambda t: t[:60] + " " + t[60:], "it has a space inside (after 60 characters)"),
+        (lambda t: t[:100] + "\r\n" + t[100:], "it has a line break inside (after 100 characters)"),
+        (lambda t: t.rsplit(".", 1)[0], "it is cut short (a JWT has three dot-separated parts, this has 2)"),
+        (lambda t: t[:-3], "it is cut short"),
+        (lambda t: "SPACE_ID.txt", "it looks like a file path"),
+        (lambda t: "pair_ak_" + "x" * 43, "it is an auth key (pair_ak_…), not a Space token"),
+        (lambda t: t[:30] + "…", "it was shortened for display"),
+        (lambda t: "'" + t + '"', "it has a quote (') left over"),
+    ],
+    ids=["space", "line-break", "two-parts", "truncated", "path", "auth-key", "ellipsis", "odd-quotes"],
+)
+def test_a_pasted_token_that_is_still_not_one_is_refused_with_its_cause(people, token, tmp_path, make_bad, cause):
+    home = tmp_path / "c1"
+    for args, env, source in (
+        ((make_bad(token),), {}, "the command line"),
+        ((), {"PAIR_SPACE_TOKEN": make_bad(token)}, "PAIR_SPACE_TOKEN"),
+    ):
+        result = bootstrap(people["alice"], home, *args, env=env)
+        assert result.code == 1
+        assert f"error: The Space token from {source} is not usable: {cause}" in result.err
+        assert "hint: " in result.err and "Traceback" not in result.err
+        assert not (home / "agent.json").exists()
+
+
+def _post_bootstrap(broker: InProcessBroker, token: str) -> tuple[int, dict[str, str]]:
+    # Encoded here, escaping everything (a lone surrogate too), as any client might send it.
+    body = json.dumps({"token": token, "instance_id": "inst_api", "facts": {}})
+    response = broker.http.post(
+        "/api/v1/agent/bootstrap", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    return response.status_code, response.json()
+
+
+def test_the_broker_normalizes_a_pasted_token_like_the_cli(broker, token):
+    status, body = _post_bootstrap(broker, f'\ufeff "{token}"\r\n')
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    ("bad", "cause"),
+    [
+        ("", "it is empty"),
+        ("a b.c.d", "it has a space inside"),
+        ("pair_ac_" + "x" * 43, "it is a container's agent credential (pair_ac_…)"),
+        ("eyJ\udcff", None),  # a lone surrogate (JSON can say it, UTF-8 cannot): refused, never a 500
+        ("x" * 20_000, "it is far longer than a Space token"),
+    ],
+    ids=["empty", "space", "agent-credential", "surrogate", "huge"],
+)
+def test_the_broker_names_why_a_token_is_malformed_and_never_fails(broker, bad, cause):
+    status, body = _post_bootstrap(broker, bad)
+    assert status in (400, 401, 422), body
+    if cause:
+        assert status == 401
+        assert body["code"] == "token_malformed"
+        assert cause in body["message"]
+        assert body["detail"]

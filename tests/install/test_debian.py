@@ -120,7 +120,8 @@ def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel
 
         where = copy_in(chroot, INSTALL_SH, repo_wheel)
         chroot.ok("usermod", "-p", "!", "root")  # locked, as `useradd` leaves an account
-        args = ["--package", f"{where}/{repo_wheel.name}", "--token", token, "--ssh-port", str(port)]
+        pasted = f" {token}\r\n"  # `--token "$(cat SPACE_ID.txt)"` of a file saved on Windows, copied with a space
+        args = ["--package", f"{where}/{repo_wheel.name}", "--token", pasted, "--ssh-port", str(port)]
 
         # As `curl -fsSL BROKER/install.sh | sh`: the script arrives on stdin, so it must never read stdin.
         first = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
@@ -136,6 +137,13 @@ def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel
         assert diff(before, chroot.changes()) == []
         dry = chroot.run("sh", f"{where}/install.sh", "--dry-run", *args)
         assert "dry run: 0 change(s) would be made" in dry.stdout, dry.stdout
+        assert diff(before, chroot.changes()) == []
+        wrong = [*args[:2], "--token", alice.key_file.read_text(), *args[4:]]  # the auth key, not the token
+        refused = chroot.run("sh", f"{where}/install.sh", *wrong)
+        assert refused.returncode == 1
+        assert (
+            "pair: error: The Space token from --token is not usable: it is an auth key (pair_ak_…)" in refused.stderr
+        )
         assert diff(before, chroot.changes()) == []
 
         # postStartCommand, then postAttachCommand (which finds the token install.sh kept).
@@ -216,7 +224,7 @@ def check_installed(chroot: Chroot, port: int, token: str) -> None:
     launcher = chroot.path("/opt/pair/pair").stat()
     assert (launcher.st_uid, stat.S_IMODE(launcher.st_mode)) == (0, 0o755)
     kept = chroot.path("/opt/pair/bootstrap.txt")
-    assert kept.read_text().strip() == token
+    assert kept.read_text() == token + "\n"  # as pair's parser normalized it
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert chroot.path("/run/sshd").is_dir()
     # The exact text the package renders: install.sh writes what the tests of configs check.

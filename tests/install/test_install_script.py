@@ -4,13 +4,17 @@ system even if the script had a bug). The real installs run in a Debian chroot (
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.install.conftest import INSTALL_SH
+from pair.api.tokens import SecretError, normalize
+from tests.install.conftest import INSTALL_SH, need_root
 from tests.install.debian import diff, tree
 from tests.support.tools import need_tool
 
@@ -68,8 +72,6 @@ def test_help_lists_every_option_and_its_environment_variable() -> None:
         (["--prefix", "opt/pair"], {}, "--prefix must be an absolute path"),
         (["--prefix", "/opt/my pair"], {}, "--prefix must be a plain absolute path"),
         ([], {"PAIR_PREFIX": "/opt/../etc"}, "--prefix must be a plain absolute path"),
-        (["--token", "a.b.c`reboot`"], {}, "The token is not a Space token"),
-        ([], {"PAIR_SPACE_TOKEN": "$(id)"}, "The token is not a Space token"),
         (["--broker-url", "ftp://x"], {}, "--broker-url must start with http:// or https://"),
         ([], {"BROKERURL": "https://x/'\"$(id)"}, "--broker-url has characters a URL should not have"),
         (["--ssh-user", "-oProxyCommand"], {}, "--ssh-user must be a user name"),
@@ -132,3 +134,94 @@ def test_a_prefix_under_a_world_writable_directory_is_refused() -> None:
     result = sh("--prefix", "/tmp/pair-test-prefix/pair", "--dry-run")  # refused before any step, dry or not
     assert result.returncode == 1
     assert "/tmp" in result.stderr and "root-owned and not group/world-writable" in result.stderr
+
+
+# -- the token: judged by pair's own parser, so install.sh accepts what bootstrap accepts -------
+
+
+def _token() -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header, claims = json.dumps({"alg": "EdDSA", "typ": "JWT"}), json.dumps({"sub": "sp_x", "iss": "http://b"})
+    return ".".join((b64(header.encode()), b64(claims.encode()), b64(os.urandom(64))))
+
+
+def dry_run_with_pair(args: list[str | bytes], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """install.sh --dry-run on this machine with pair already in PREFIX/venv (this test venv,
+    linked into a root-owned tmpfs in a private mount namespace), so its token check runs."""
+    need_root()
+    script = (
+        'mount -t tmpfs -o mode=755 tmpfs /mnt && mkdir -m 755 /mnt/pair && ln -s "$1" /mnt/pair/venv && shift'
+        ' && exec sh "$0" --dry-run --prefix /mnt/pair "$@"'
+    )
+    venv = str(Path(sys.executable).parent.parent)
+    return subprocess.run(
+        [need_tool("unshare"), "-m", "--propagation", "private", "sh", "-c", script, str(INSTALL_SH), venv, *args],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/nonexistent", **env},
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+TOKEN = _token()
+PASTES: list[tuple[str, str | bytes, str]] = [  # (id, what was pasted, how it reached install.sh)
+    ("crlf-file", TOKEN + "\r\n", "--token"),
+    ("env-with-newline", TOKEN + "\n", "PAIR_SPACE_TOKEN"),
+    ("leading-space", " " + TOKEN, "--token="),
+    ("feature-option-quoted", f'"{TOKEN}"', "TOKEN"),
+    ("bom", "\ufeff" + TOKEN, "--token"),
+    ("utf16-file-via-cat", b"\xff\xfe" + TOKEN.encode() + b"\r\n", "--token"),  # the shell dropped its NULs
+    ("space-inside", TOKEN[:50] + " " + TOKEN[50:], "--token"),
+    ("auth-key", "pair_ak_" + "x" * 43, "PAIR_SPACE_TOKEN"),
+    ("file-name", "SPACE_ID.txt", "--token"),
+    ("command-substitution", "a.b.c`reboot`", "--token"),
+    ("dollar", "$(id)", "TOKEN"),
+]
+SOURCES = {
+    "--token": "--token",
+    "--token=": "--token",
+    "TOKEN": "TOKEN (the Feature's token option)",
+    "PAIR_SPACE_TOKEN": "PAIR_SPACE_TOKEN",
+}
+
+
+@pytest.mark.parametrize(("pasted", "how"), [p[1:] for p in PASTES], ids=[p[0] for p in PASTES])
+def test_install_sh_accepts_exactly_what_bootstrap_accepts(pasted: str | bytes, how: str) -> None:
+    """Reproduction: install.sh refused a token with a CR/LF or a leading space that bootstrap
+    took, and its hint suggested the very command just run."""
+    args: list[str | bytes] = []
+    env: dict[str, str] = {}
+    if how == "--token":
+        args = ["--token", pasted]
+    elif how == "--token=":
+        args = [b"--token=" + pasted if isinstance(pasted, bytes) else "--token=" + pasted]
+    else:
+        assert isinstance(pasted, str)
+        env = {how: pasted}
+    result = dry_run_with_pair(args, env)
+    out, err = result.stdout.decode(), result.stderr.decode()
+    source = SOURCES[how]
+    verdict: str | SecretError
+    try:
+        verdict = normalize(pasted, source=source)
+    except SecretError as refused:
+        verdict = refused
+    if isinstance(verdict, SecretError):
+        assert result.returncode == 1, out
+        assert err == f"pair: error: {verdict.message}\npair: hint: {verdict.hint}\n"
+        assert "would write /mnt/pair/bootstrap.txt" not in out
+    else:
+        assert verdict == TOKEN
+        assert result.returncode == 0, err
+        assert f"pair: ok: the Space token from {source} is well-formed" in out
+        assert "would write /mnt/pair/bootstrap.txt" in out
+    assert '--token "$(cat SPACE_ID.txt)"' not in err  # the hint never suggests what was just run
+
+
+def test_a_blank_token_is_no_token_as_for_bootstrap() -> None:
+    result = dry_run_with_pair(["--token", " \r\n"], {})
+    assert result.returncode == 0, result.stderr
+    assert b"bootstrap.txt" not in result.stdout

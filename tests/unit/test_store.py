@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -348,6 +349,74 @@ def test_delete_space_revokes_tokens_clears_the_credential_and_shares(people: Sq
     assert tombstone is not None
     assert tombstone.state == "deleted"
     assert tombstone.deleted_at == NOW + 2
+
+
+def test_a_token_is_claimed_once_even_by_two_processes_that_both_read_it_unused(
+    people: SqliteStore, db_path: Path
+) -> None:
+    """Reproduction: two brokers on one database both bootstrapped one token (the row was updated
+    without a condition). A second connection stands for the second process."""
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    run(people.add_token(token("jti_1", "sp_1")))
+    other = SqliteStore(db_path)
+    try:
+        for reader in (people, other):  # each handler read the token before claiming it
+            seen = run(reader.token("jti_1"))
+            assert seen is not None
+            assert seen.used_instance_id is None
+        assert run(people.register_agent("jti_1", "sp_1", "inst_a", "{}", "ac_a", NOW + 1)) is True
+        assert run(other.register_agent("jti_1", "sp_1", "inst_b", "{}", "ac_b", NOW + 2)) is False
+
+        claimed = run(other.token("jti_1"))
+        assert claimed is not None
+        assert (claimed.used_instance_id, claimed.used_at) == ("inst_a", NOW + 1)
+        assert run(other.space_by_credential("ac_b")) is None  # the loser changed nothing
+        registered = run(other.space_by_credential("ac_a"))
+        assert registered is not None
+        assert registered.instance_id == "inst_a"
+        # The winner's own retry (its answer lost) claims again, with a fresh credential.
+        assert run(other.register_agent("jti_1", "sp_1", "inst_a", "{}", "ac_a2", NOW + 3)) is True
+        assert run(people.space_by_credential("ac_a")) is None
+    finally:
+        run(other.close())
+
+
+def test_a_revoked_token_or_a_deleted_space_cannot_be_claimed(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    run(people.add_token(token("jti_1", "sp_1")))
+    run(people.create_space(space("sp_2", "u_alice", "other"), []))
+    run(people.add_token(token("jti_2", "sp_2")))
+    run(people.delete_space("sp_1", NOW + 1))
+    assert run(people.register_agent("jti_1", "sp_1", "inst_a", "{}", "ac_a", NOW + 2)) is False
+    assert run(people.register_agent("jti_2", "sp_1", "inst_a", "{}", "ac_a", NOW + 2)) is False  # not its token
+    assert run(people.space_by_credential("ac_a")) is None
+
+
+def test_many_connections_claiming_one_token_at_once_have_one_winner(people: SqliteStore, db_path: Path) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    contenders = 6
+    stores = [SqliteStore(db_path) for _ in range(contenders)]
+    try:
+        for round_ in range(10):
+            jti = f"jti_{round_}"
+            run(people.add_token(token(jti, "sp_1")))
+            start = threading.Barrier(contenders)
+
+            def claim(i: int, jti: str = jti, start: threading.Barrier = start) -> bool:
+                start.wait()
+                return run(stores[i].register_agent(jti, "sp_1", f"inst_{i}", "{}", f"ac_{jti}_{i}", NOW))
+
+            with ThreadPoolExecutor(contenders) as pool:
+                won = list(pool.map(claim, range(contenders)))
+            assert won.count(True) == 1, (round_, won)
+            winner = won.index(True)
+            claimed = run(people.token(jti))
+            assert claimed is not None
+            assert claimed.used_instance_id == f"inst_{winner}"
+            assert run(people.space_by_credential(f"ac_{jti}_{winner}")) is not None
+    finally:
+        for s in stores:
+            run(s.close())
 
 
 def test_deleting_twice_keeps_the_first_deletion_time(people: SqliteStore) -> None:
