@@ -93,8 +93,8 @@ def _b64decode(part: str) -> bytes:
 def _json_object(part: str) -> dict[str, object] | None:
     try:
         value = json.loads(_b64decode(part))
-    except (binascii.Error, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return None
+    except (binascii.Error, ValueError, RecursionError):  # ValueError: also bad UTF-8, bad JSON
+        return None  # RecursionError: JSON nested thousands deep
     return value if isinstance(value, dict) else None
 
 

@@ -332,8 +332,12 @@ def test_the_broker_normalizes_a_pasted_token_like_the_cli(broker, token):
         ("pair_ac_" + "x" * 43, "it is a container's agent credential (pair_ac_…)"),
         ("eyJ\udcff", None),  # a lone surrogate (JSON can say it, UTF-8 cannot): refused, never a 500
         ("x" * 20_000, "it is far longer than a Space token"),
+        (  # JSON nested 6,000 deep: a RecursionError, not a ValueError, where it is decoded
+            "eyJhbGciOiJFZERTQSJ9." + base64.urlsafe_b64encode(b"[" * 6000).decode() + ".AAAA",
+            "its second part (the claims) does not decode",
+        ),
     ],
-    ids=["empty", "space", "agent-credential", "surrogate", "huge"],
+    ids=["empty", "space", "agent-credential", "surrogate", "huge", "nested-json"],
 )
 def test_the_broker_names_why_a_token_is_malformed_and_never_fails(broker, bad, cause):
     status, body = _post_bootstrap(broker, bad)

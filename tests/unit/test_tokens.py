@@ -129,6 +129,7 @@ def test_whitespace_inside_is_named_with_where(token, at, space):
         ("a.b.c.d.e", "it has 5 dot-separated parts where a JWT has three"),
         ("zzz.e30.AAAA", "its first part (the header) does not decode"),
         ("eyJhbGciOiJFZERTQSJ9.zzz.AAAA", "its second part (the claims) does not decode"),
+        ("eyJhbGciOiJFZERTQSJ9." + b64(b"[" * 6000) + ".AAAA", "its second part (the claims) does not decode"),
         ("/home/me/SPACE_ID.txt", "it looks like a file path"),
         ("SPACE_ID.txt", "it looks like a file path"),
         ("C:\\Users\\me\\SPACE_ID.txt", "it looks like a file path"),
