@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pair.api.models import Space
+from pair.api.refs import id_alias
 from pair.config import config_dir
 from pair.files import write_private
 
@@ -18,7 +19,7 @@ def known_hosts_file() -> Path:
 
 
 def host_key_alias(space: Space) -> str:
-    return f"{space.id}.pair"
+    return id_alias(space)
 
 
 def pair_command() -> str:

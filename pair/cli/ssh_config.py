@@ -9,7 +9,6 @@ import re
 import shlex
 import stat
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ import typer
 
 from pair.api.errors import PairError
 from pair.api.models import Space
+from pair.api.refs import host_aliases
 from pair.cli import ssh
 from pair.cli.session import signed_in
 from pair.config import config_dir
@@ -71,34 +71,6 @@ def _option_line(key: str, value: str) -> str:
     if key.lower() in PERCENT_EXPANDED:
         value = value.replace("%", "%%")
     return f"    {key} {_quote(value)}"
-
-
-def _label(email: str) -> str:
-    """The owner's email local part, as a host-name label: [a-z0-9_-]."""
-    local = email.split("@", 1)[0].lower()
-    return re.sub(r"[^a-z0-9_-]+", "-", local).strip("-") or "owner"
-
-
-def host_aliases(spaces: list[Space]) -> dict[str, list[str]]:
-    """Each Space's `Host` names by id: `NAME.pair` (or `NAME.OWNER.pair` for someone else's Space
-    whose name clashes with another visible one, or nothing when even that is ambiguous), then
-    always `ID.pair`."""
-    by_name = Counter(s.name for s in spaces)
-    wanted: dict[str, str] = {}
-    for s in spaces:
-        if by_name[s.name] == 1 or s.role == "owner":
-            wanted[s.id] = f"{s.name}.pair"
-        else:
-            wanted[s.id] = f"{s.name}.{_label(s.owner)}.pair"
-    ids = {ssh.host_key_alias(s) for s in spaces}
-    taken = Counter(wanted.values())
-    out: dict[str, list[str]] = {}
-    for s in spaces:
-        name = wanted[s.id]
-        id_alias = ssh.host_key_alias(s)
-        clash = taken[name] > 1 or (name in ids and name != id_alias)
-        out[s.id] = [id_alias] if clash or name == id_alias else [name, id_alias]
-    return out
 
 
 def render(spaces: list[Space], aliases: dict[str, list[str]], *, created_marker: bool) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pair.api.models import ContainerFacts, Space
-from pair.cli.ssh_config import host_aliases
+from pair.api.refs import host_aliases
 from tests.cli.helpers import assert_error, authorize, list_json, space_id, ssh_keygen
 from tests.support.cli import Person, Result
 from tests.support.tools import need_tool
