@@ -88,7 +88,7 @@ async def login(
         raise Problem(
             401,
             "That email and auth key do not match an account on this broker.",
-            "Check the key file your admin gave you; a lost key is replaced with `pair-broker users reset-key EMAIL`.",
+            "Check the key file your admin gave you; if it is lost, ask your admin for a new key.",
             "bad_credentials",
         )
     token, session = await start_session(ctx, user, kind=kind, client=client)

@@ -215,24 +215,37 @@ async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool
     return await wire(ctx, user, space)
 
 
-async def sessions(ctx: Context, user: UserRecord, space_id: str) -> list[m.TunnelSession]:
-    space = await get_owned(ctx, user, space_id, "see the sessions of")
-    live = {t.id: t for t in ctx.hub.tunnels_of(space.id)}
+async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.TunnelSession]:
+    """The open sessions of a Space, oldest first; without `full`, no address and no bytes."""
+    live = {t.id: t for t in ctx.hub.tunnels_of(space_id)} if full else {}
     out = []
-    for rec in await ctx.store.open_tunnels(space.id):
+    for rec in await ctx.store.open_tunnels(space_id):
         t = live.get(rec.id)
         out.append(
             m.TunnelSession(
                 id=rec.id,
                 space_id=rec.space_id,
                 email=rec.email,
-                client_address=rec.client_address,
+                client_address=rec.client_address if full else "",
                 opened_at=timestamp(rec.opened_at),
                 bytes_in=t.bytes_in if t else 0,
                 bytes_out=t.bytes_out if t else 0,
             )
         )
     return out
+
+
+async def sessions(ctx: Context, user: UserRecord, space_id: str) -> list[m.TunnelSession]:
+    space = await get_owned(ctx, user, space_id, "see the sessions of")
+    return await _open_sessions(ctx, space.id, full=True)
+
+
+async def who_is_connected(ctx: Context, space: m.Space) -> list[m.TunnelSession]:
+    """Who is in a Space, for the person `space` was made for by `visible` (so their access is
+    already checked). Everyone with access sees who is connected and since when; only the owner
+    also sees from where (`client_address`, host:port) and the bytes each way, as in `pair spaces
+    sessions`, which is the owner's. For anyone else those fields are empty."""
+    return await _open_sessions(ctx, space.id, full=space.role == "owner")
 
 
 async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int:

@@ -1,4 +1,5 @@
-"""The web page's routes: sign in and out, the Spaces page and its JSON poll, delete and share.
+"""The web page's routes: sign in and out, the Spaces page and its JSON poll, create, delete and
+share (the create flow's rules are in `create`, what a card shows in `views`).
 
 Every state change goes through the same functions as the CLI (`broker.accounts`,
 `broker.spaces`), after the session's CSRF token is checked. Forms work without JavaScript
@@ -24,7 +25,7 @@ from broker import accounts, http, spaces
 from broker.context import Context
 from broker.errors import Problem
 from broker.store import UserRecord
-from broker.web import auth, security, views
+from broker.web import auth, create, security, text, views
 from broker.web.auth import WebSession
 from pair.api import endpoints as ep
 from pair.api import models as m
@@ -49,6 +50,8 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+TEMPLATES.filters["prose"] = text.prose
+TEMPLATES.filters["plain"] = text.plain
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -104,15 +107,25 @@ async def _signed_in(request: Request) -> WebSession:
     return web
 
 
+async def _teammates(ctx: Context, user: UserRecord) -> list[str]:
+    return [u.email for u in await ctx.store.users() if u.id != user.id]
+
+
 async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
     visible = await spaces.visible(ctx, user)
-    teammates = [u.email for u in await ctx.store.users() if u.id != user.id]
-    now = ctx.now()
-    return [views.row(s, teammates, now) for s in visible]
+    here = {s.id: await spaces.who_is_connected(ctx, s) for s in visible}
+    return views.rows(visible, await _teammates(ctx, user), here, ctx.now())
+
+
+async def _row(ctx: Context, user: UserRecord, space_id: str) -> views.Row:
+    """One card, computed among all the Spaces `user` sees (its commands depend on them); 404 if
+    `user` cannot see it."""
+    await spaces.get_visible(ctx, user, space_id)
+    return next(r for r in await _rows(ctx, user) if r.id == space_id)
 
 
 def row_html(row: views.Row, csrf: str) -> Markup:
-    html: Markup = TEMPLATES.get_template("_row.html").module.space_row(row, csrf)  # type: ignore[attr-defined]
+    html: Markup = TEMPLATES.get_template("_space.html").module.space_card(row, csrf)  # type: ignore[attr-defined]
     return html
 
 
@@ -237,13 +250,9 @@ async def spaces_json(request: Request) -> Response:
 
 
 async def space_row(request: Request) -> Response:
-    """GET /web/spaces/ID/row: one rendered row, for a Space the poll found new or re-shared."""
+    """GET /web/spaces/ID/row: one rendered card, for a Space the poll found new or changed."""
     web = await _signed_in(request)
-    ctx = _ctx(request)
-    space = await spaces.get_visible(ctx, web.user, request.path_params["space_id"])
-    teammates = [u.email for u in await ctx.store.users() if u.id != web.user.id]
-    row = views.row(await spaces.wire(ctx, web.user, space), teammates, ctx.now())
-    return HTMLResponse(row_html(row, web.csrf))
+    return HTMLResponse(row_html(await _row(_ctx(request), web.user, request.path_params["space_id"]), web.csrf))
 
 
 async def confirm_delete(request: Request) -> Response:
@@ -253,6 +262,18 @@ async def confirm_delete(request: Request) -> Response:
         return redirect("/signin")
     space = await spaces.get_owned(_ctx(request), web.user, request.path_params["space_id"], "delete")
     return render(request, "confirm_delete.html", user=web.user, csrf=web.csrf, space=space)
+
+
+async def share_form(request: Request) -> Response:
+    """GET /spaces/ID/share: choose whom to share with, for browsers without JavaScript (the
+    script shows the same choice in a dialog)."""
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    ctx = _ctx(request)
+    space = await spaces.get_owned(ctx, web.user, request.path_params["space_id"], "share")
+    row = await _row(ctx, web.user, space.id)
+    return render(request, "confirm_share.html", user=web.user, csrf=web.csrf, row=row)
 
 
 async def delete(request: Request) -> Response:
@@ -276,8 +297,44 @@ async def share(request: Request) -> Response:
         message = f'"{space.name}" is now shared with {accounts.normalize_email(add)}.'
     else:
         message = f'"{space.name}" is no longer shared with {accounts.normalize_email(remove)}.'
-    teammates = [u.email for u in await ctx.store.users() if u.id != web.user.id]
-    return _done(request, web, message, row_html=str(row_html(views.row(space, teammates, ctx.now()), web.csrf)))
+    return _done(request, web, message, row_html=str(row_html(await _row(ctx, web.user, space.id), web.csrf)))
+
+
+# -- create a Space -------------------------------------------------------------------------
+
+
+def _create_values(web: WebSession, teammates: list[str], **values: Any) -> dict[str, Any]:
+    values.setdefault("draft", create.Draft())
+    values.setdefault("created", None)
+    return {"user": web.user, "csrf": web.csrf, "teammates": teammates, "name_help": create.NAME_HELP, **values}
+
+
+async def create_form(request: Request) -> Response:
+    """GET /spaces/new: name a Space, choose teammates."""
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    return render(request, "new.html", **_create_values(web, await _teammates(_ctx(request), web.user)))
+
+
+async def create_space(request: Request) -> Response:
+    """POST /spaces/new: authorize as `pair spaces authorize` does and show the token, once. The
+    script asks for JSON and gets the same section as HTML (`html`) to put in place of the form."""
+    web = await _signed_in(request)
+    pairs = await security.read_form_pairs(request)
+    security.check_csrf(request, dict(pairs), web.csrf)
+    ctx = _ctx(request)
+    form = create.draft(pairs)
+    status = 200
+    try:
+        values = _create_values(web, [], created=await create.create(ctx, web.user, form))
+    except Problem as exc:
+        status = exc.status
+        values = _create_values(web, await _teammates(ctx, web.user), draft=create.refused(form, exc))
+    if wants_json(request):
+        section = TEMPLATES.get_template("_create.html").module.create_section(**values)  # type: ignore[attr-defined]
+        return JSONResponse({"ok": status == 200, "html": str(section)}, status_code=status)
+    return render(request, "new.html", status, **values)
 
 
 def routes() -> list[BaseRoute]:
@@ -291,7 +348,10 @@ def routes() -> list[BaseRoute]:
         Route("/web/spaces/{space_id}/row", page(space_row), methods=["GET"]),
         Route("/spaces/{space_id}/delete", page(confirm_delete), methods=["GET"]),
         Route("/spaces/{space_id}/delete", page(delete), methods=["POST"]),
+        Route("/spaces/{space_id}/share", page(share_form), methods=["GET"]),
         Route("/spaces/{space_id}/shares", page(share), methods=["POST"]),
+        Route("/spaces/new", page(create_form), methods=["GET"]),
+        Route("/spaces/new", page(create_space), methods=["POST"]),
         Mount("/web/static", app=security.StaticHeaders(StaticFiles(directory=STATIC)), name="web-static"),
         http.bind(ep.WEB_LINK, auth.web_link_handler),
     ]

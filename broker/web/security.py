@@ -34,7 +34,7 @@ FLASH_COOKIE = "pair_flash"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_FORM = 16 * 1024
-
+MAX_FIELDS = 1024  # a create form has a checkbox per teammate; MAX_FORM bounds them first
 
 
 def csp(style_nonce: str = "") -> str:
@@ -161,7 +161,13 @@ def new_nonce() -> str:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """An urlencoded body (all our forms and fetches send one), without python-multipart."""
+    """An urlencoded body (all our forms and fetches send one), without python-multipart; the
+    last value of a repeated field wins."""
+    return dict(await read_form_pairs(request))
+
+
+async def read_form_pairs(request: Request) -> list[tuple[str, str]]:
+    """An urlencoded body as (name, value) pairs in order, repeated fields (checkboxes) included."""
     raw = await request.body()
     if len(raw) > MAX_FORM:
         raise Problem(413, "The form is too large.", code="too_large")
@@ -169,10 +175,9 @@ async def read_form(request: Request) -> dict[str, str]:
     if raw and kind != "application/x-www-form-urlencoded":
         raise Problem(415, "Send the form as application/x-www-form-urlencoded.", code="unsupported_media_type")
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=32)
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Problem(400, "The form could not be read.", code="bad_form") from exc
-    return dict(pairs)
 
 
 # -- flash messages (after a redirect) ------------------------------------------------------

@@ -4,11 +4,14 @@ so a row reads the same whether it was rendered or updated in place."""
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pair.api import models as m
+from pair.api.refs import host_aliases, space_ref
 
 STATES: dict[str, tuple[str, str]] = {
     "created": ("Created", "Authorized; waiting for the container to bootstrap with its token."),
@@ -24,6 +27,29 @@ PLATFORMS = {
     "devfile": "Devfile workspace",
     "generic": "Container",
 }
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way into a Space: a command to copy (after `setup`, once per laptop, when there is one)."""
+
+    key: str  # stable, so focus can find the same copy button after a refresh
+    label: str
+    command: str
+    setup: str = ""
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """One person connected to a Space, however many sessions they have open."""
+
+    email: str
+    since_text: str  # "5 minutes ago", after "connected"
+    since_iso: str
+    since_title: str
+    sessions: int
+    addresses: list[str]  # the hosts they came from; empty unless the viewer owns the Space
+    more: str  # the rest of the line: ", 2 sessions, from 10.0.0.7"
 
 
 @dataclass
@@ -43,7 +69,9 @@ class Row:
     last_seen_title: str
     shared_with: list[str] = field(default_factory=list)
     can_add: list[str] = field(default_factory=list)
-    version: str = ""  # changes when the row needs rendering again (its shares)
+    ways: list[Way] = field(default_factory=list)
+    here: list[Visitor] = field(default_factory=list)
+    version: str = ""  # changes when the card needs rendering again (shares, ways in), not for live fields
 
     def json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,12 +98,61 @@ def ago(then: datetime | None, now: int) -> str:
     raise AssertionError("unreachable")
 
 
-def row(space: m.Space, teammates: list[str], now: int) -> Row:
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _title(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ways_in(space: m.Space, visible: list[m.Space], aliases: Mapping[str, list[str]]) -> list[Way]:
+    """How a person gets into `space`, in the order the page lists them: the one place a new way
+    (a terminal in the browser, a shared port) is added. Commands name the Space as the CLI
+    wants it among the Spaces this person sees (pair.api.refs), so they work when pasted."""
+    return [
+        Way("connect", "A shell in the Space", f"pair spaces connect {space_ref(space, visible)}"),
+        Way(
+            "ssh",
+            "Plain ssh, scp, rsync, git or VS Code Remote-SSH",
+            f"ssh {aliases[space.id][0]}",
+            setup="pair spaces ssh-config",
+        ),
+    ]
+
+
+def visitors(sessions: list[m.TunnelSession], now: int) -> list[Visitor]:
+    """Open sessions grouped by person, longest connected first."""
+    by_email: dict[str, list[m.TunnelSession]] = {}
+    for session in sorted(sessions, key=lambda s: s.opened_at):
+        by_email.setdefault(session.email, []).append(session)
+    out = []
+    for email, own in by_email.items():
+        first = own[0].opened_at
+        hosts = list(dict.fromkeys(s.client_address.rsplit(":", 1)[0] for s in own if s.client_address))
+        more = (f", {len(own)} sessions" if len(own) > 1 else "") + (f", from {', '.join(hosts)}" if hosts else "")
+        out.append(Visitor(email, ago(first, now).lower(), _iso(first), _title(first), len(own), hosts, more))
+    return out
+
+
+def rows(
+    visible: list[m.Space], teammates: list[str], sessions: Mapping[str, list[m.TunnelSession]], now: int
+) -> list[Row]:
+    """The cards of the Spaces a person sees (`visible`), with the teammates they could add and
+    each Space's open sessions (`sessions` by Space id)."""
+    aliases = host_aliases(visible)
+    return [
+        row(s, teammates, now, ways_in(s, visible, aliases), visitors(sessions.get(s.id, []), now)) for s in visible
+    ]
+
+
+def row(space: m.Space, teammates: list[str], now: int, ways: list[Way], here: list[Visitor]) -> Row:
     label, hint = STATES.get(space.state, (space.state.title(), ""))
     container = space.container
     shared = list(space.shared_with or [])
     can_add = [e for e in teammates if e not in shared] if space.role == "owner" else []
     seen = space.last_seen_at
+    rendered = json.dumps([space.role, shared, can_add, [asdict(w) for w in ways]])
     return Row(
         id=space.id,
         name=space.name,
@@ -88,9 +165,11 @@ def row(space: m.Space, teammates: list[str], now: int) -> Row:
         platform=PLATFORMS.get(container.platform, "Container") if container else "Not bootstrapped yet",
         hostname=container.hostname if container else "",
         last_seen_text=ago(seen, now),
-        last_seen_iso=seen.strftime("%Y-%m-%dT%H:%M:%SZ") if seen else "",
-        last_seen_title=seen.strftime("%Y-%m-%d %H:%M:%S UTC") if seen else "The container has not reported yet.",
+        last_seen_iso=_iso(seen) if seen else "",
+        last_seen_title=_title(seen) if seen else "The container has not reported yet.",
         shared_with=shared,
         can_add=can_add,
-        version=hashlib.sha256("\n".join([space.role, *shared, "", *can_add]).encode()).hexdigest()[:12],
+        ways=ways,
+        here=here,
+        version=hashlib.sha256(rendered.encode()).hexdigest()[:12],
     )

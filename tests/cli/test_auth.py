@@ -69,7 +69,8 @@ def test_login_with_a_wrong_key_fails_cleanly_and_saves_nothing(
 
     assert result.code == 1
     _, hint = assert_error(result, "do not match an account")
-    assert "reset-key" in hint
+    assert hint == "Check the key file your admin gave you; if it is lost, ask your admin for a new key."
+    assert "`" not in hint and "pair-broker" not in hint  # words for a person, not an admin command
     assert not session_file(dave).exists()
 
 

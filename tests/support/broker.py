@@ -94,9 +94,12 @@ class RealBroker:
 
 
 @contextmanager
-def real_broker(data_dir: Path, *extra_args: str, env: dict[str, str] | None = None) -> Iterator[RealBroker]:
+def real_broker(
+    data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, port: int = 0
+) -> Iterator[RealBroker]:
+    """`pair-broker serve` on 127.0.0.1 (a free port, or `port` to come back where a stopped one was)."""
     proc = subprocess.Popen(
-        [executable("pair-broker"), "serve", "--port", "0", "--data-dir", str(data_dir), *extra_args],
+        [executable("pair-broker"), "serve", "--port", str(port), "--data-dir", str(data_dir), *extra_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

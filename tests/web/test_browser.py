@@ -7,54 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support.broker import RealBroker
 from tests.support.people import Person
 from tests.web.conftest import Screenshot
+from tests.web.pages import authorize, bootstrap, card, count, csrf, names, sign_in
 
 pytestmark = pytest.mark.integration
-
-
-def authorize(person: Person, name: str, *share_with: str) -> str:
-    """A Space via the CLI; returns its token (from SPACE_ID.txt)."""
-    users = [a for email in share_with for a in ("--user", email)] or ["--no-share"]
-    person.ok("spaces", "authorize", "--name", name, *users)
-    return (person.dir / "SPACE_ID.txt").read_text().strip()
-
-
-def bootstrap(person: Person, token: str, home: Path, **env: str) -> None:
-    """Register a container for the Space, as `pair spaces bootstrap` in it would."""
-    home.mkdir(parents=True)
-    person.ok("spaces", "bootstrap", token, env={"PAIR_HOME": str(home), **env})
-
-
-def names(person: Person) -> list[str]:
-    return [str(s["name"]) for s in person.spaces()]
-
-
-def sign_in(page: Page, person: Person) -> None:
-    page.goto("/")
-    expect(page).to_have_url(re.compile(r"/signin$"))  # signed out: the root sends you to sign in
-    page.get_by_label("Email").fill(person.email)
-    page.get_by_label("Auth key").fill(person.key_file.read_text().strip())
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Container Spaces")).to_be_visible()
-    expect(page).to_have_url(re.compile(r"/$"))
-
-
-def row(page: Page, name: str) -> Locator:
-    return page.locator(f'tr[data-space-name="{name}"]')
-
-
-def count(page: Page) -> Locator:
-    return page.locator("#space-count")
-
-
-def csrf(page: Page) -> str:
-    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    assert token
-    return token
 
 
 def test_sign_in_see_delete_and_cancel(
@@ -74,12 +34,15 @@ def test_sign_in_see_delete_and_cancel(
 
     sign_in(page, alice)
     expect(count(page)).to_have_text("You have 3 Container Spaces.")
-    expect(row(page, "dynamic_stark")).to_contain_text("Created")
-    expect(row(page, "dynamic_stark")).to_contain_text(bob.email)
-    expect(row(page, "calm_turing").locator(".status")).to_have_text("Starting")
-    expect(row(page, "calm_turing")).to_contain_text("GitHub Codespaces")
-    expect(row(page, "bobs_box")).to_contain_text(bob.email)
-    expect(row(page, "bobs_box").get_by_role("button")).to_have_count(0)  # not hers: no trash icon
+    expect(card(page, "dynamic_stark")).to_contain_text("Created")
+    expect(card(page, "dynamic_stark").get_by_role("heading", level=2)).to_have_text("dynamic_stark")  # no sp_… id
+    expect(card(page, "dynamic_stark")).to_contain_text(bob.email)
+    expect(card(page, "calm_turing").locator(".status")).to_have_text("Starting")
+    expect(card(page, "calm_turing")).to_contain_text("GitHub Codespaces")
+    expect(card(page, "bobs_box")).to_contain_text(bob.email)
+    not_hers = card(page, "bobs_box")
+    expect(not_hers.get_by_role("button", name=re.compile(r"^(Delete|Share|Stop sharing)"))).to_have_count(0)
+    expect(not_hers.get_by_role("button", name="Copy: pair spaces connect bobs_box")).to_be_visible()
     expect(page.get_by_text(alice.email, exact=True)).to_be_visible()  # who is signed in
     screenshot(page, "spaces.png")
 
@@ -92,7 +55,7 @@ def test_sign_in_see_delete_and_cancel(
     screenshot(page, "spaces-confirm.png")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
-    expect(row(page, "dynamic_stark")).to_be_visible()
+    expect(card(page, "dynamic_stark")).to_be_visible()
     assert "dynamic_stark" in names(alice)
 
     # The keyboard: Enter on the focused trash icon opens the dialog on Cancel; Escape closes it
@@ -110,7 +73,7 @@ def test_sign_in_see_delete_and_cancel(
     trash.click()
     dialog.get_by_role("button", name="Delete Space").click()
     expect(dialog).to_be_hidden()
-    expect(row(page, "dynamic_stark")).to_have_count(0)
+    expect(card(page, "dynamic_stark")).to_have_count(0)
     expect(page.get_by_role("status").filter(has_text="Deleted")).to_have_text('Deleted the Space "dynamic_stark".')
     expect(count(page)).to_have_text("You have 2 Container Spaces.")
     assert sorted(names(alice)) == ["bobs_box", "calm_turing"]
@@ -137,25 +100,35 @@ def test_counts_and_the_empty_state(page: Page, team: dict[str, Person], screens
     screenshot(page, "signin.png")
     sign_in(page, alice)
     expect(count(page)).to_have_text("You have no Container Spaces yet.")
+    expect(page.get_by_role("heading", name="Create your first Space")).to_be_visible()
     expect(page.get_by_text("pair spaces authorize", exact=True)).to_be_visible()
     expect(page.locator("#spaces")).to_be_hidden()
     screenshot(page, "spaces-empty.png")
 
     authorize(alice, "first")  # appears without a reload
-    expect(row(page, "first")).to_be_visible()
+    expect(card(page, "first")).to_be_visible()
     expect(count(page)).to_have_text("You have one Container Space.")
-    expect(page.locator("#empty")).to_be_hidden()
+    expect(page.get_by_role("heading", name="Create a Space", exact=True)).to_be_visible()  # no longer "first"
 
 
 def test_share_and_unshare_from_the_page(page: Page, team: dict[str, Person]) -> None:
     alice, bob, carol = team["alice"], team["bob"], team["carol"]
     authorize(alice, "demo")
     sign_in(page, alice)
-    demo = row(page, "demo")
+    demo = card(page, "demo")
     expect(demo).to_contain_text("Nobody yet")
 
-    demo.get_by_label("Teammate to share demo with").select_option(bob.email)
-    demo.get_by_role("button", name="Share demo").click()
+    # Nobody is chosen for you: Share without a choice asks for one, and shares with no one.
+    demo.get_by_role("button", name="Share demo…").click()
+    dialog = page.get_by_role("dialog", name="Share “demo”")
+    for teammate in (bob, carol):
+        expect(dialog.get_by_role("radio", name=teammate.email, exact=True)).to_have_count(1)
+    expect(dialog.get_by_role("radio", checked=True)).to_have_count(0)
+    dialog.get_by_role("button", name="Share", exact=True).click()
+    expect(dialog.get_by_role("alert")).to_have_text("Choose a teammate first.")
+    dialog.get_by_role("radio", name=bob.email).check()
+    dialog.get_by_role("button", name=f"Share with {bob.email}").click()  # the button names who
+    expect(dialog).to_be_hidden()
     expect(page.get_by_role("status").filter(has_text="now shared")).to_have_text(
         f'"demo" is now shared with {bob.email}.'
     )
@@ -163,8 +136,12 @@ def test_share_and_unshare_from_the_page(page: Page, team: dict[str, Person]) ->
     assert [(s["name"], s["role"], s["owner"]) for s in bob.spaces()] == [("demo", "shared", alice.email)]
     assert carol.spaces() == []
     # bob is no longer offered; the others still are
-    options = demo.get_by_label("Teammate to share demo with").locator("option")
-    expect(options).to_have_text(["admin@example.com", carol.email])
+    demo.get_by_role("button", name="Share demo…").click()
+    expect(dialog.get_by_role("radio", name=bob.email, exact=True)).to_have_count(0)
+    expect(dialog.get_by_role("radio", name=carol.email, exact=True)).to_have_count(1)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert carol.spaces() == []
 
     demo.get_by_role("button", name=f"Stop sharing demo with {bob.email}").click()
     expect(page.get_by_role("status").filter(has_text="no longer")).to_have_text(
@@ -219,12 +196,12 @@ def test_a_teammate_sees_a_shared_space_but_cannot_delete_it(page: Page, team: d
 
     sign_in(page, bob)
     expect(count(page)).to_have_text("You have one Container Space.")
-    demo = row(page, "demo")
+    demo = card(page, "demo")
     expect(demo).to_contain_text(alice.email)
     expect(demo).to_contain_text("Shared with you")
-    expect(demo.get_by_role("button")).to_have_count(0)
+    expect(demo.get_by_role("button", name=re.compile(r"^(Delete|Share|Stop sharing)"))).to_have_count(0)
     expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
-    expect(row(page, "private")).to_have_count(0)
+    expect(card(page, "private")).to_have_count(0)
 
     token = csrf(page)  # bob's own, valid token
     for space_id, status in ((ids["demo"], 403), (ids["private"], 404)):
@@ -245,7 +222,7 @@ def test_a_request_without_the_csrf_token_is_refused(page: Page, team: dict[str,
     alice, bob = team["alice"], team["bob"]
     authorize(alice, "demo")
     sign_in(page, alice)
-    space_id = row(page, "demo").get_attribute("data-space-id")
+    space_id = card(page, "demo").get_attribute("data-space-id")
 
     attempts: list[tuple[dict[str, str], dict[str, str | float | bool] | None]] = [
         ({}, None),
@@ -264,7 +241,7 @@ def test_a_request_without_the_csrf_token_is_refused(page: Page, team: dict[str,
     assert names(alice) == ["demo"]
     assert bob.spaces() == []
     page.reload()
-    expect(row(page, "demo")).to_be_visible()  # still signed in, still there
+    expect(card(page, "demo")).to_be_visible()  # still signed in, still there
 
 
 def test_sign_out(page: Page, browser: Browser, live_broker: RealBroker, team: dict[str, Person]) -> None:
@@ -277,7 +254,7 @@ def test_sign_out(page: Page, browser: Browser, live_broker: RealBroker, team: d
 
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/signin\?signed_out$"))
-    expect(page.get_by_role("status")).to_have_text("You have signed out.")
+    expect(page.get_by_role("status").filter(has_text="signed out")).to_have_text("You have signed out.")
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/signin$"))
 
@@ -298,19 +275,39 @@ def test_status_changes_appear_without_a_reload(page: Page, team: dict[str, Pers
     authorize(alice, "other")
     sign_in(page, alice)
     page.evaluate("window.notReloaded = true")
-    demo = row(page, "demo")
+    demo = card(page, "demo")
     expect(demo.locator(".status")).to_have_text("Created")
     expect(demo.locator(".status")).to_have_class(re.compile(r"\bstatus-created\b"))
+    expect(demo.locator('[data-role="status-hint"]')).to_have_text(
+        "Authorized; waiting for the container to bootstrap with its token."  # in words on the page, not a tooltip
+    )
+
+    # Polls that change nothing touch nothing: the count line is not rewritten (and re-announced).
+    page.evaluate("""window.rewrites = 0;
+        new MutationObserver(m => (window.rewrites += m.length))
+            .observe(document.getElementById("space-count"), {childList: true, characterData: true, subtree: true});""")
+    for _ in range(2):
+        with page.expect_response(lambda r: r.url.endswith("/web/spaces.json")):
+            pass
+    assert page.evaluate("window.rewrites") == 0
 
     bootstrap(alice, token, tmp_path / "container")
     expect(demo.locator(".status")).to_have_text("Starting")
     expect(demo.locator(".status")).to_have_class(re.compile(r"\bstatus-starting\b"))
+    expect(demo.locator('[data-role="status-hint"]')).to_have_text("The container is registered and SSH is starting.")
     expect(demo.locator('[data-role="platform"]')).to_have_text("Container")
+    expect(page.locator("#announcer")).to_have_text("“demo” is now Starting.")  # said, not only shown
 
+    demo.get_by_role("button", name="Share demo…").click()  # a dialog about it is open when it goes
+    dialog = page.get_by_role("dialog", name="Share “demo”")
+    expect(dialog).to_be_visible()
     alice.ok("spaces", "delete", "--space", "demo", "--yes")
     expect(demo).to_have_count(0)
+    expect(dialog).to_be_hidden()
     expect(count(page)).to_have_text("You have one Container Space.")
-    expect(page.get_by_role("status").filter(has_text="was deleted")).to_have_text("The Space “demo” was deleted.")
+    gone = page.get_by_role("status").filter(has_text="was deleted")
+    expect(gone).to_have_text("The Space “demo” was deleted.")
+    expect(gone).to_be_focused()  # focus went with the dialog to the message, not to <body>
     assert page.evaluate("window.notReloaded") is True
 
 
@@ -325,22 +322,24 @@ def test_delete_and_share_without_javascript(
         page = context.new_page()
         sign_in(page, alice)
 
-        row(page, "demo").get_by_label("Teammate to share demo with").select_option(bob.email)
-        row(page, "demo").get_by_role("button", name="Share demo").click()
+        card(page, "demo").get_by_role("button", name="Share demo…").click()  # no script: a page to choose on
+        expect(page.get_by_role("heading", level=1)).to_have_text("Share “demo”")
+        page.get_by_role("radio", name=bob.email).check()
+        page.get_by_role("button", name="Share", exact=True).click()
         expect(page.locator("#flash")).to_have_text(f'"demo" is now shared with {bob.email}.')
         assert [s["name"] for s in bob.spaces()] == ["demo"]
 
         page.get_by_role("button", name="Delete demo").click()  # no script: a confirmation page
         expect(page.get_by_role("heading", level=1)).to_have_text("Delete the Space “demo”?")
         page.get_by_role("link", name="Cancel").click()
-        expect(row(page, "demo")).to_be_visible()
+        expect(card(page, "demo")).to_be_visible()
         assert sorted(names(alice)) == ["demo", "keep"]
 
         page.get_by_role("button", name="Delete demo").click()
         page.get_by_role("button", name="Delete Space").click()
         expect(page).to_have_url(live_broker.url + "/")
         expect(page.locator("#flash")).to_have_text('Deleted the Space "demo".')
-        expect(row(page, "demo")).to_have_count(0)
+        expect(card(page, "demo")).to_have_count(0)
         expect(count(page)).to_have_text("You have one Container Space.")
         assert names(alice) == ["keep"]
         assert bob.spaces() == []

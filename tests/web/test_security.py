@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker import accounts, spaces
+from broker.store import TunnelRecord
 from broker.web import auth
 from pair.api import models as m
 from tests.support.broker import TEST_URL, InProcessBroker
@@ -305,8 +306,11 @@ def test_user_text_is_escaped(broker: InProcessBroker, browser: TestClient, team
     html = browser.get("/").text
     assert "<b>eve</b>" not in html
     assert "&lt;b&gt;eve&lt;/b&gt;@example.com" in html
-    row = browser.get(f"/web/spaces/{create_space(broker, ALICE, 'other')}/row").text
-    assert "<b>" not in row and "&lt;b&gt;eve" in row  # offered in the share list, escaped
+    other = create_space(broker, ALICE, "other")
+    row = browser.get(f"/web/spaces/{other}/row").text
+    assert "<b>" not in row and "\\u003cb\\u003eeve" in row  # offered for sharing, as escaped JSON
+    chooser = browser.get(f"/spaces/{other}/share").text
+    assert "<b>" not in chooser and 'value="&lt;b&gt;eve&lt;/b&gt;@example.com"' in chooser
 
     with TestClient(broker.http.app, base_url=TEST_URL) as other:
         nonce = hidden_token(other.get("/signin").text)
@@ -327,3 +331,136 @@ def test_the_poll_is_read_only_json(broker: InProcessBroker, browser: TestClient
     assert (space["name"], space["state"], space["state_label"], space["owned"]) == ("demo", "created", "Created", True)
     assert (space["shared_with"], space["can_add"]) == ([BOB], [CAROL])
     assert browser.post("/web/spaces.json").status_code == 405
+
+
+# -- who is here, creating a Space, words ---------------------------------------------------
+
+
+def test_who_is_here_shows_addresses_to_the_owner_only(
+    broker: InProcessBroker, browser: TestClient, team: dict[str, str]
+) -> None:
+    space_id = create_space(broker, ALICE, "demo", BOB)
+    teammate, stranger = TestClient(broker.http.app, base_url=TEST_URL), TestClient(broker.http.app, base_url=TEST_URL)
+    sign_in(browser, ALICE, team[ALICE])
+    sign_in(teammate, BOB, team[BOB])
+    sign_in(stranger, CAROL, team[CAROL])
+    bob = broker.run(accounts.user_by_email(broker.ctx, BOB))
+    now = broker.ctx.now()
+    for n, address in enumerate(("10.1.2.3:50000", "10.1.2.3:50001", "192.0.2.9:40000")):
+        record = TunnelRecord(f"tun_{n}", space_id, bob.id, BOB, address, now - 300 + n)
+        broker.run(broker.ctx.store.open_tunnel(record))
+
+    [owner_view] = browser.get("/web/spaces.json").json()["spaces"]
+    [visitor] = owner_view["here"]
+    assert (visitor["email"], visitor["since_text"], visitor["sessions"]) == (BOB, "5 minutes ago", 3)
+    assert (visitor["addresses"], visitor["more"]) == (
+        ["10.1.2.3", "192.0.2.9"],
+        ", 3 sessions, from 10.1.2.3, 192.0.2.9",
+    )
+    assert "from 10.1.2.3, 192.0.2.9" in browser.get("/").text
+
+    [shared_view] = teammate.get("/web/spaces.json").json()["spaces"]
+    assert [(v["email"], v["sessions"], v["addresses"], v["more"]) for v in shared_view["here"]] == [
+        (BOB, 3, [], ", 3 sessions")
+    ]
+    assert "10.1.2.3" not in teammate.get("/").text + teammate.get(f"/web/spaces/{space_id}/row").text
+    assert stranger.get("/web/spaces.json").json()["spaces"] == []
+    assert stranger.get(f"/web/spaces/{space_id}/row").status_code == 404
+
+
+def test_creating_a_space_needs_the_token_and_writes_what_the_cli_writes(
+    broker: InProcessBroker, browser: TestClient, team: dict[str, str]
+) -> None:
+    assert browser.get("/spaces/new", follow_redirects=False).headers["location"] == "/signin"
+    assert browser.post("/spaces/new", data={"name": "x"}).status_code == 401
+    sign_in(browser, ALICE, team[ALICE])
+    token = page_csrf(browser)
+    form = browser.get("/spaces/new").text
+    assert f'value="{BOB}"' in form and f'value="{CAROL}"' in form and f'value="{ALICE}"' not in form
+    for refused in (
+        browser.post("/spaces/new", data={"name": "forged"}),
+        browser.post(
+            "/spaces/new", data={"name": "forged", "csrf_token": token}, headers={"Sec-Fetch-Site": "cross-site"}
+        ),
+    ):
+        assert refused.status_code == 403
+    assert live_names(broker, ALICE) == []
+
+    done = browser.post(
+        "/spaces/new",
+        content=f"csrf_token={token}&name=demo&share_with={BOB}&share_with={CAROL}",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+    )
+    assert done.status_code == 200 and done.headers["cache-control"] == "no-store"
+    body = done.json()
+    assert body["ok"] is True
+    jwt = re.search(r'<code id="space-token">([^<]+)</code>', body["html"])
+    assert jwt and body["html"].count(jwt.group(1)) == 3  # shown, copied, downloaded: all from this answer
+    assert 'download="SPACE_ID.txt"' in body["html"] and "valid for 1 hour" in body["html"]
+    assert live_names(broker, BOB) == ["demo"] and live_names(broker, CAROL) == ["demo"]
+    rows = broker.run(broker.ctx.store.audit_log(limit=10, action="space"))
+    assert [(r.actor, r.action, r.detail) for r in rows if r.action != "space.token"] == [
+        (ALICE, "space.create", "demo"),
+        (ALICE, "space.share", BOB),
+        (ALICE, "space.share", CAROL),
+    ]
+
+    again = browser.post("/spaces/new", data={"csrf_token": token, "name": "demo", "share_with": BOB})
+    assert again.status_code == 409
+    assert 'aria-invalid="true"' in again.text and 'id="create-error"' in again.text
+    assert "--name" not in again.text and "`" not in again.text  # the page's words, not the CLI's flags
+    assert f'value="{BOB}" checked' in again.text  # what was chosen stays chosen
+    unknown = browser.post("/spaces/new", data={"csrf_token": token, "share_with": "nobody@example.com"})
+    assert unknown.status_code == 422 and "No account on this broker for nobody@example.com." in unknown.text
+    assert live_names(broker, ALICE) == ["demo"]
+
+
+def test_the_share_chooser_is_the_owners_only(
+    broker: InProcessBroker, browser: TestClient, team: dict[str, str]
+) -> None:
+    shared, private = create_space(broker, ALICE, "demo", BOB), create_space(broker, ALICE, "private")
+    sign_in(browser, BOB, team[BOB])
+    assert browser.get(f"/spaces/{shared}/share").status_code == 403
+    assert browser.get(f"/spaces/{private}/share").status_code == 404
+    with TestClient(broker.http.app, base_url=TEST_URL) as owner:
+        sign_in(owner, ALICE, team[ALICE])
+        chooser = owner.get(f"/spaces/{shared}/share").text
+        assert f'value="{CAROL}"' in chooser and f'value="{BOB}"' not in chooser  # bob has it already
+        assert "checked" not in chooser  # nobody is chosen for you
+
+
+def test_a_wrong_key_is_answered_in_words_for_a_person(browser: TestClient, team: dict[str, str]) -> None:
+    nonce = hidden_token(browser.get("/signin").text)
+    wrong = browser.post("/signin", data={"email": ALICE, "auth_key": team[BOB], "csrf_token": nonce})
+    assert "ask your admin for a new key" in wrong.text
+    assert "`" not in wrong.text and "pair-broker" not in wrong.text and "reset-key" not in wrong.text
+    key_field = re.search(r'<input id="auth_key"[^>]*>', wrong.text)
+    assert key_field and 'aria-describedby="signin-error auth-key-help"' in key_field.group(0)
+    assert "autofocus" in key_field.group(0)  # the error is tied to the field that gets focus
+    email_field = re.search(r'<input id="email"[^>]*>', wrong.text)
+    assert email_field and "signin-error" not in email_field.group(0)
+
+
+def test_ways_in_name_each_space_as_the_cli_reads_it(
+    broker: InProcessBroker, browser: TestClient, team: dict[str, str]
+) -> None:
+    mine = create_space(broker, ALICE, "demo")
+    bobs = create_space(broker, BOB, "demo", ALICE)  # the same name, someone else's
+    create_space(broker, BOB, "solo", ALICE)
+    sign_in(browser, ALICE, team[ALICE])
+    ways = {
+        s["id"]: [(w["key"], w["command"], w["setup"]) for w in s["ways"]]
+        for s in browser.get("/web/spaces.json").json()["spaces"]
+    }
+    assert ways[mine] == [
+        ("connect", f"pair spaces connect {mine}", ""),  # "demo" would be ambiguous: the id
+        ("ssh", "ssh demo.pair", "pair spaces ssh-config"),  # your own keeps the plain alias
+    ]
+    assert ways[bobs] == [
+        ("connect", f"pair spaces connect {bobs}", ""),
+        ("ssh", "ssh demo.bob.pair", "pair spaces ssh-config"),
+    ]
+    solo = next(i for i in ways if i not in (mine, bobs))
+    assert ways[solo][0] == ("connect", "pair spaces connect solo", "")
+    html = browser.get("/").text
+    assert 'data-copy="ssh demo.bob.pair"' in html and 'aria-label="Copy: pair spaces connect solo"' in html
