@@ -67,35 +67,98 @@ def test_feature_options_are_the_ones_install_sh_reads() -> None:
     assert "dependsOn" not in meta
 
 
-def test_feature_installer_is_the_top_level_install_sh() -> None:
-    link = FEATURE / "install.sh"
-    assert link.is_symlink() and link.resolve() == INSTALL_SH.resolve()
+def test_feature_installer_is_a_real_copy_of_the_top_level_install_sh() -> None:
+    """One source, install.sh; the Feature holds a copy because `devcontainer features package`
+    refuses a symlink ("missing an install.sh")."""
+    copy = FEATURE / "install.sh"
+    assert not copy.is_symlink() and copy.is_file()
+    assert copy.stat().st_mode & 0o111  # executable, as the CLI runs it
+    assert copy.read_bytes() == INSTALL_SH.read_bytes(), "run scripts/sync-feature.sh to refresh the Feature's copy"
 
 
-def test_feature_packages_with_the_devcontainer_cli_and_ships_install_sh_unchanged(tmp_path: Path) -> None:
-    cli = devcontainer_cli()
-    out = tmp_path / "feature"
+def test_sync_feature_refreshes_the_copy(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "devcontainer-feature" / "src" / "pairspaces").mkdir(parents=True)
+    script = tmp_path / "scripts" / "sync-feature.sh"
+    script.write_bytes((REPO / "scripts" / "sync-feature.sh").read_bytes())
+    (tmp_path / "install.sh").write_text("#!/bin/sh\necho new\n")
+    stale = tmp_path / "devcontainer-feature" / "src" / "pairspaces" / "install.sh"
+    stale.write_text("old")
+    subprocess.run(["sh", str(script)], check=True, timeout=30)
+    assert stale.read_text() == "#!/bin/sh\necho new\n"
+    assert stale.stat().st_mode & 0o777 == 0o755
+
+
+def packaged(out: Path) -> tarfile.TarFile:
+    return tarfile.open(out / "devcontainer-feature-pairspaces.tgz")
+
+
+def test_feature_folder_packs_with_the_stock_devcontainer_cli(tmp_path: Path) -> None:
+    """What the standard publish workflow runs, on the folder as it is in the repository."""
+    out = tmp_path / "out"
     result = subprocess.run(
-        [str(REPO / "scripts" / "package-feature.sh"), str(out)],
+        [
+            devcontainer_cli(),
+            "features",
+            "package",
+            str(REPO / "devcontainer-feature" / "src"),
+            "--output-folder",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "DEVCONTAINER": cli},
+        stdin=subprocess.DEVNULL,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Packaged 1 features" in result.stdout + result.stderr
-    tarball = out / "out" / "devcontainer-feature-pairspaces.tgz"
-    with tarfile.open(tarball) as tar:
+    with packaged(out) as tar:
         member = tar.getmember("./install.sh")
         assert member.isfile() and member.mode & 0o111  # a real, executable file, not a link
         extracted = tar.extractfile(member)
         assert extracted is not None
         assert extracted.read() == INSTALL_SH.read_bytes()
-        packaged = json.loads(tar.extractfile("./devcontainer-feature.json").read())  # type: ignore[union-attr]
-    assert packaged == json.loads((FEATURE / "devcontainer-feature.json").read_text())
-    collection = json.loads((out / "out" / "devcontainer-collection.json").read_text())
+        meta = tar.extractfile("./devcontainer-feature.json")
+        assert meta is not None
+        assert json.loads(meta.read()) == json.loads((FEATURE / "devcontainer-feature.json").read_text())
+    collection = json.loads((out / "devcontainer-collection.json").read_text())
     assert [f["id"] for f in collection["features"]] == ["pairspaces"]
+
+
+def test_package_feature_script_packs_and_refuses_a_stale_copy(tmp_path: Path) -> None:
+    env = {**os.environ, "DEVCONTAINER": devcontainer_cli()}
+    result = subprocess.run(
+        [str(REPO / "scripts" / "package-feature.sh"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with packaged(tmp_path / "out") as tar:
+        assert tar.getmember("./install.sh").isfile()
+    # A copy of the repository whose Feature installer drifted: refused before packaging.
+    fake = tmp_path / "repo"
+    (fake / "scripts").mkdir(parents=True)
+    (fake / "scripts" / "package-feature.sh").write_bytes((REPO / "scripts" / "package-feature.sh").read_bytes())
+    (fake / "devcontainer-feature" / "src" / "pairspaces").mkdir(parents=True)
+    (fake / "install.sh").write_text("#!/bin/sh\n")
+    (fake / "devcontainer-feature" / "src" / "pairspaces" / "install.sh").write_text("#!/bin/sh\n# drifted\n")
+    refused = subprocess.run(
+        ["bash", str(fake / "scripts" / "package-feature.sh"), str(tmp_path / "out2")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "differs from install.sh" in refused.stderr and "scripts/sync-feature.sh" in refused.stderr
+    assert not (tmp_path / "out2").exists()
 
 
 def test_feature_tests_cover_every_scenario() -> None:
