@@ -9,7 +9,7 @@ from typer.exceptions import TyperException
 
 from pair import __version__
 from pair.api.errors import PairError
-from pair.cli import auth, connect, keys, spaces
+from pair.cli import auth, connect, init, keys, spaces
 from pair.cli.output import error
 from pair.cli.web import web
 
@@ -38,6 +38,7 @@ def agent() -> None:
 
 app.add_typer(spaces.app, name="spaces")
 connect.register(spaces.app)
+spaces.app.command("init")(init.init)
 
 
 def _version(value: bool) -> None:

@@ -42,7 +42,8 @@ def pyproject_dependencies() -> list[str]:
 
 
 def project_name(requirement: str) -> str:
-    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower()
+    """The requirement's project name, normalized as PEP 503 says (`ruamel.yaml` = `ruamel-yaml`)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]).lower()
 
 
 def download(broker: InProcessBroker) -> bytes:

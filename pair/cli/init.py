@@ -1,0 +1,271 @@
+"""`pair spaces init [devcontainer|devfile]`: add pair to the project in a folder.
+
+It edits the project's devcontainer.json and/or Devfile in place (pair.project: comments and layout
+kept; nothing added twice), or creates one, and then, for Codespaces, offers to store a Space key as
+the repository's `PAIR_SPACE_KEY` secret with `gh`. It never writes a secret into the project.
+Everything is checked before the first file is written, so an error leaves the project as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pair.api.errors import PairError
+from pair.cli.output import is_interactive
+
+
+class Kind(str, Enum):
+    devcontainer = "devcontainer"
+    devfile = "devfile"
+
+
+DESCRIPTIONS = {
+    Kind.devcontainer: "devcontainer: .devcontainer/devcontainer.json (Codespaces, VS Code, the devcontainer CLI)",
+    Kind.devfile: "devfile: devfile.yaml (Eclipse Che, OpenShift Dev Spaces, AWS CodeCatalyst)",
+}
+
+
+@dataclass
+class Target:
+    kind: Kind
+    path: Path
+    exists: bool
+
+
+@dataclass
+class Change:
+    target: Target
+    old: str
+    new: str
+    added: list[str]
+    warnings: list[str]
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the current directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _kind_of_file(path: Path) -> Kind:
+    if path.name.endswith(".json"):
+        return Kind.devcontainer
+    if path.suffix in (".yaml", ".yml"):
+        return Kind.devfile
+    raise PairError(
+        f"Cannot tell whether {path} is a devcontainer.json or a Devfile.",
+        "Name the kind: `pair spaces init devcontainer --file PATH` or `pair spaces init devfile --file PATH`.",
+    )
+
+
+def _ask_kind(project: Path) -> Kind:
+    where = "This folder" if project.resolve() == Path.cwd() else _shown(project)
+    print(f"{where} has no devcontainer.json and no devfile.yaml. pair can create either:")
+    for number, description in enumerate(DESCRIPTIONS.values(), 1):
+        print(f"  {number}. {description}")
+    choices = {str(number): kind for number, kind in enumerate(Kind, 1)} | {kind.value: kind for kind in Kind}
+    while True:
+        answer = typer.prompt("Which one", default=Kind.devcontainer.value).strip().lower()
+        if answer in choices:
+            return choices[answer]
+        print(f"Answer {', '.join(choices)}.")
+
+
+def _targets(project: Path, kind: Kind | None, file: Path | None) -> tuple[list[Target], list[str]]:
+    """What to edit or create, and notes about configurations left alone."""
+    from pair.project import devcontainer, devfile
+
+    if file is not None:
+        return [Target(kind or _kind_of_file(file), file, file.is_file())], []
+    notes: list[str] = []
+    found: list[Target] = []
+    if kind in (None, Kind.devcontainer):
+        configs = devcontainer.find(project)
+        primary = bool(configs) and configs[0] in (project / devcontainer.DEFAULT_PATH, project / ".devcontainer.json")
+        if primary or len(configs) == 1:
+            found.append(Target(Kind.devcontainer, configs[0], True))
+            if len(configs) > 1:
+                others = ", ".join(_shown(p) for p in configs[1:])
+                notes.append(f"Also found {others}: add pair there with `pair spaces init --file PATH`.")
+        elif configs:
+            listed = ", ".join(_shown(p) for p in configs)
+            raise PairError(
+                f"This project has several dev container configurations: {listed}.", "Pick one with --file PATH."
+            )
+    if kind in (None, Kind.devfile):
+        files = devfile.find(project)
+        if files:
+            found.append(Target(Kind.devfile, files[0], True))
+    if found:
+        return found, notes
+    if kind is None:
+        kind = _ask_kind(project) if is_interactive() else Kind.devcontainer
+    path = project / (devcontainer.DEFAULT_PATH if kind is Kind.devcontainer else devfile.NAMES[0])
+    return [Target(kind, path, False)], notes
+
+
+def _change(target: Target, project: Path, component: str | None) -> Change:
+    from pair.project import devcontainer, devfile
+    from pair.project.jsonc import EditCheckFailed
+
+    name = _shown(target.path)
+    if target.exists:
+        try:
+            old = target.path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise PairError(f"Cannot read {name}: {exc.strerror}.") from None
+        except UnicodeDecodeError:
+            raise PairError(
+                f"{name} is not UTF-8 text.", "Save it as UTF-8, then run `pair spaces init` again."
+            ) from None
+        try:
+            if target.kind is Kind.devcontainer:
+                outcome = devcontainer.add_pair(old, name)
+            else:
+                outcome = devfile.add_pair(old, name, component)
+        except EditCheckFailed as exc:  # a defect of pair's, caught before anything was written
+            raise PairError(
+                f"pair could not add itself to {name} safely ({exc}); nothing was written.",
+                "Add the lines docs/install.md shows by hand, and please report this with the file.",
+            ) from None
+        return Change(target, old, outcome.text, outcome.added, outcome.warnings)
+    folder = project.resolve().name or "project"
+    new = devcontainer.new_config(folder) if target.kind is Kind.devcontainer else devfile.new_devfile(folder)
+    return Change(target, "", new, [], [])
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace `path` atomically (a symlink is written through), keeping its permissions."""
+    from pair.files import write_private  # atomic, with the mode given
+
+    path = path.resolve() if path.is_symlink() else path
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, text.encode("utf-8"), mode=mode)
+    except OSError as exc:
+        raise PairError(f"Cannot write {_shown(path)}: {exc.strerror}.") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _report(change: Change) -> None:
+    name = _shown(change.target.path)
+    if not change.target.exists:
+        print(f"Created {name} with pair set up.")
+    elif change.new == change.old:
+        print(f"pair is already set up in {name}; nothing to change.")
+    else:
+        print(f"Added pair to {name}: {', '.join(change.added)}.")
+    for warning in change.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _secret(project: Path, key: str | None, key_file: Path | None, repo: str | None) -> None:
+    """Offer to store the Space key as the Codespaces secret PAIR_SPACE_KEY, or say how to."""
+    from pair.project import codespaces
+
+    gh = codespaces.gh_executable()
+    signed_in = gh is not None and codespaces.gh_signed_in(gh)
+    repo = repo or codespaces.repository(gh if signed_in else None, project)
+    command = codespaces.set_command(repo, key_file)
+    if gh is None or not signed_in or repo is None:
+        why = (
+            "With GitHub's CLI (gh) installed"
+            if gh is None
+            else "After `gh auth login`"
+            if not signed_in
+            else "Once the project is on GitHub (or with --repo OWNER/REPO)"
+        )
+        print(f"Codespaces read the Space key from the secret {codespaces.SECRET}; never commit it. {why}, run:")
+        print(f"  {command}")
+        return
+    if key is None and is_interactive():
+        key = (
+            typer.prompt(
+                f"A Space key to store as the Codespaces secret {codespaces.SECRET} of {repo} (Enter skips)",
+                default="",
+                show_default=False,
+                hide_input=True,
+            ).strip()
+            or None
+        )
+        if key is not None:
+            codespaces.check_key(key)
+    if key is None:
+        print(f"Codespaces read the Space key from the secret {codespaces.SECRET} of {repo}; set it with:")
+        print(f"  {command}")
+        return
+    codespaces.set_secret(gh, repo, key)
+    print(f"Set the Codespaces secret {codespaces.SECRET} of {repo} (gh secret set, the key on standard input).")
+
+
+def init(
+    kind: Annotated[
+        Kind | None,
+        typer.Argument(help="What to set up. [default: what the project has, else ask, else devcontainer]"),
+    ] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="The project's folder.", show_default=False)] = Path("."),
+    file: Annotated[
+        Path | None, typer.Option("--file", help="The devcontainer.json or Devfile to edit or create.")
+    ] = None,
+    component: Annotated[
+        str | None, typer.Option("--component", help="The Devfile container component pair's commands run in.")
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="A Space key to store as the Codespaces secret PAIR_SPACE_KEY (needs gh)."),
+    ] = None,
+    repo: Annotated[
+        str | None, typer.Option("--repo", help="The GitHub repository for the secret. [default: this project's]")
+    ] = None,
+    no_secret: Annotated[bool, typer.Option("--no-secret", help="Skip the Codespaces secret step.")] = False,
+) -> None:
+    """Add pair to the project here: the Feature and lifecycle commands in devcontainer.json, or
+    commands and postStart events in a Devfile (comments kept); safe to run again."""
+    from pair.project import codespaces
+
+    if no_secret and (key_file or repo):
+        raise PairError(
+            "--no-secret skips the secret, so --key-file and --repo have nothing to do.", "Pass one or the other."
+        )
+    if not directory.is_dir():
+        raise PairError(f"{directory} is not a folder.", "Pass the project's folder with --dir.")
+    key = codespaces.read_key(key_file) if key_file else None
+    if repo is not None:
+        codespaces.check_repository(repo)
+    targets, notes = _targets(directory, kind, file)
+    if key is not None and not no_secret and all(t.kind is not Kind.devcontainer for t in targets):
+        raise PairError(
+            "--key-file sets a Codespaces secret, which only a devcontainer.json reads.",
+            "Give a Devfile workspace its key through the platform's secret store (docs/install.md).",
+        )
+    changes = [_change(target, directory, component) for target in targets]  # all checked before any write
+    for change in changes:
+        if change.new != change.old:
+            _write(change.target.path, change.new)
+        _report(change)
+    for note in notes:
+        print(note)
+    if no_secret:
+        return
+    if any(t.kind is Kind.devcontainer for t in targets):
+        _secret(directory, key, key_file, repo)
+    if any(t.kind is Kind.devfile for t in targets):
+        print(
+            "Devfile workspaces read the Space key from the environment variable PAIR_SPACE_KEY: give it from your "
+            "platform's secret store (docs/install.md); never commit it."
+        )

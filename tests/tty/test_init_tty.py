@@ -1,0 +1,82 @@
+"""`pair spaces init`'s two prompts, through a real pseudo-terminal and the real `pair` executable:
+which configuration to create in an empty project, and the Space key for the Codespaces secret
+(typed hidden, handed to a fake `gh` on its standard input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support import fake_gh
+from tests.support.processes import clean_env, executable
+from tests.support.terminal import Terminal, tty_env
+
+pytestmark = pytest.mark.tty
+
+KEY = "psk_live_0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+
+
+def init(project: Path, path: str, *args: str) -> Terminal:
+    env = tty_env(clean_env(PATH=path, HOME=str(project.parent)))
+    return Terminal(executable("pair"), ["spaces", "init", *args], cwd=project, env=env)
+
+
+def test_an_empty_project_asks_which_configuration_to_create(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    project.mkdir()
+    term = init(project, str(fake_gh.tools_dir(tmp_path / "tools")), "--no-secret")
+    try:
+        term.expect_screen(
+            "This folder has no devcontainer.json and no devfile.yaml. pair can create either:",
+            "  1. devcontainer: .devcontainer/devcontainer.json",
+            "  2. devfile: devfile.yaml (Eclipse Che, OpenShift Dev Spaces, AWS CodeCatalyst)",
+            "Which one [devcontainer]:",
+        )
+        term.send("compose\r")
+        term.expect_screen("Answer 1, 2, devcontainer, devfile.")
+        term.send("2\r")
+        term.expect_screen("Created devfile.yaml with pair set up.")
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    assert (project / "devfile.yaml").is_file()
+    assert not (project / ".devcontainer").exists()
+
+
+def test_the_space_key_is_typed_hidden_and_reaches_gh_on_stdin_only(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    project.mkdir()
+    gh = fake_gh.install(tmp_path / "bin", repo="octo/shop")
+    term = init(project, gh.path(), "devcontainer")
+    try:
+        term.expect_screen(
+            "Created .devcontainer/devcontainer.json with pair set up.",
+            "A Space key to store as the Codespaces secret PAIR_SPACE_KEY of octo/shop (Enter skips):",
+        )
+        term.send(KEY + "\r")
+        term.expect_screen("Set the Codespaces secret PAIR_SPACE_KEY of octo/shop")
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    assert KEY not in term.transcript  # not echoed
+    [secret_set] = [c for c in gh.calls() if c["args"][:2] == ["secret", "set"]]
+    assert secret_set == {
+        "args": ["secret", "set", "PAIR_SPACE_KEY", "--app", "codespaces", "--repo", "octo/shop"],
+        "stdin": KEY,
+    }
+
+
+def test_enter_skips_the_secret_and_prints_the_command(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    project.mkdir()
+    gh = fake_gh.install(tmp_path / "bin", repo="octo/shop")
+    term = init(project, gh.path(), "devcontainer")
+    try:
+        term.expect_screen("(Enter skips):")
+        term.send("\r")
+        term.expect_screen("  gh secret set PAIR_SPACE_KEY --app codespaces --repo octo/shop < KEY_FILE")
+        assert term.wait_exit() == 0
+    finally:
+        term.close()
+    assert not any(c["args"][:2] == ["secret", "set"] for c in gh.calls())
