@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 from pair.api.errors import PairError
+from pair.project.devcontainer import KEY_VARIABLE
 
-SECRET = "PAIR_SPACE_KEY"  # noqa: S105 (the name of the secret)
+SECRET = KEY_VARIABLE
 REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")  # GitHub's OWNER/REPO
 _GITHUB_REMOTE = re.compile(
     r"^(?:https://(?:[^@/]+@)?github\.com/|(?:ssh://)?git@github\.com[:/])"

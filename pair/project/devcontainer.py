@@ -34,6 +34,7 @@ COMMANDS = {
 REMOTE_USER = "root"  # bootstrap writes the credential into the root-owned /opt/pair
 PAIR_ENTRY = "pair"  # pair's command in a lifecycle command's object form
 PROJECT_ENTRY = "project"  # the project's own command, when a string or array becomes that form
+KEY_VARIABLE = "PAIR_SPACE_KEY"  # what the container reads the key from (a Codespaces secret)
 DEFAULT_PATH = Path(".devcontainer") / "devcontainer.json"
 DEFAULT_IMAGE = "mcr.microsoft.com/devcontainers/base:bookworm"
 
@@ -123,7 +124,14 @@ def add_pair(text: str, name: str) -> Outcome:
             f'"features" in {name} is {_kind(data["features"])}; the spec wants an object.',
             'Make it an object of Feature ids, e.g. "features": {}.',
         )
-    elif not any(is_pair_feature(m.key) for m in features.value.members):
+    elif any(is_pair_feature(m.key) for m in features.value.members):
+        for key, options in data["features"].items():
+            if is_pair_feature(key) and isinstance(options, dict) and options.get("token"):
+                outcome.warnings.append(
+                    f'{name} holds a Space token in the Feature\'s "token" option, where whoever reads the file '
+                    f"can use it: remove it, and give the container its key through the {KEY_VARIABLE} secret."
+                )
+    else:
         edits += jsonc.insert_members(doc, features.value, [(FEATURE_ID, {})])
         expected["features"][FEATURE_ID] = {}
         outcome.added.append(f"the Feature {FEATURE_ID}")

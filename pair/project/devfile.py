@@ -187,7 +187,8 @@ def add_pair(text: str, name: str, component: str | None = None) -> Outcome:
     Raises PairError if the text is not YAML, not a Devfile 2.x, or the component is unclear."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    data, yaml, exact = _load(text, name)
+    crlf = "\r\n" in text  # ruamel.yaml would keep the \r in comments only: work in \n, write back \r\n
+    data, yaml, exact = _load(text.replace("\r\n", "\n") if crlf else text, name)
     if not isinstance(data, dict) or not str(data.get("schemaVersion", "")).startswith("2."):
         raise PairError(
             f"{name} is not a Devfile 2.x (it has no schemaVersion: 2.x.y).",
@@ -196,6 +197,8 @@ def add_pair(text: str, name: str, component: str | None = None) -> Outcome:
     for key, kind in (("commands", list), ("components", list), ("events", dict)):
         if data.get(key) is not None and not isinstance(data[key], kind):
             raise PairError(f'"{key}" in {name} is not a {"list" if kind is list else "mapping"}.', "Fix it first.")
+    if (data.get("events") or {}).get(EVENT) is not None and not isinstance(data["events"][EVENT], list):
+        raise PairError(f'"events.{EVENT}" in {name} is not a list of command ids.', "Fix it first.")
     outcome = Outcome(text)
     commands = list(data.get("commands") or [])
     ids: list[str] = []
@@ -228,7 +231,7 @@ def add_pair(text: str, name: str, component: str | None = None) -> Outcome:
 
     if outcome.added:
         outcome.text = _dump(yaml, data, text.lstrip().startswith("---"))
-        if "\r\n" in text:
+        if crlf:
             outcome.text = outcome.text.replace("\n", "\r\n")
         if not exact:
             outcome.warnings.append(

@@ -418,6 +418,16 @@ def test_the_devfile_init_writes_is_the_recommended_one(project: Path) -> None:
     assert "PAIR_SPACE_TOKEN" not in text and "PAIR_SPACE_KEY" not in text
 
 
+def test_a_crlf_devfile_keeps_its_line_endings_and_layout(project: Path) -> None:
+    original = COMMENTED_DEVFILE.replace("\n", "\r\n")
+    (project / "devfile.yaml").write_bytes(original.encode())
+    result = run_init(project, "--no-secret")
+    assert result.ok and result.err == ""
+    text = (project / "devfile.yaml").read_bytes().decode()
+    assert text.startswith(original[: original.index("events:")])
+    assert "\n" not in text.replace("\r\n", "")
+
+
 def test_a_devfile_with_several_containers_needs_the_component_named(project: Path) -> None:
     path = project / ".devfile.yaml"
     original = (
@@ -466,6 +476,8 @@ def test_devfile_commands_that_already_do_pair_s_jobs_count_whatever_their_ids(p
 def test_a_file_that_is_not_a_devfile_is_refused(project: Path) -> None:
     (project / "devfile.yaml").write_text("name: not a devfile\n")
     assert_error(run_init(project, "--no-secret"), "devfile.yaml is not a Devfile 2.x")
+    (project / "devfile.yaml").write_text(ONE_CONTAINER + "events:\n  postStart: bootstrap\n")
+    assert_error(run_init(project, "--no-secret"), '"events.postStart" in devfile.yaml is not a list')
     (project / "devfile.yaml").write_text("a: [1, 2\n")
     assert_error(run_init(project, "--no-secret"), "devfile.yaml is not valid YAML", "(line 2")
 
@@ -643,3 +655,12 @@ def test_the_file_keeps_its_permissions_and_a_symlink_is_written_through(project
     assert (project / ".devcontainer.json").is_symlink()
     assert FEATURE_ID in json5.loads(dotfiles.read_text())["features"]
     assert dotfiles.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_token_left_in_the_feature_s_options_is_warned_about(project: Path) -> None:
+    token = "eyJhbGciOiJFZERTQSJ9.eyJzcCI6MX0.c2ln"
+    (project / ".devcontainer.json").write_text(json.dumps({"features": {FEATURE_ID: {"token": token}}}))
+    result = run_init(project, "--no-secret")
+    assert result.ok
+    assert 'holds a Space token in the Feature\'s "token" option' in result.err
+    assert token not in result.out + result.err
