@@ -50,12 +50,14 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = ctx is None
         app.state.ctx = open_context(settings or Settings.load()) if own else ctx
+        app.state.ctx.started_at = app.state.ctx.now()
         await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         try:
             yield
         finally:
             sweeper.cancel()
+            await spaces.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
             if own:
                 await app.state.ctx.store.close()
 

@@ -26,6 +26,7 @@ class Context:
     # this process makes, and after a few seconds for changes made elsewhere).
     seen: dict[str, int] = field(default_factory=dict)
     snapshots: dict[str, tuple[float, AuthorizedKeys]] = field(default_factory=dict)
+    started_at: int = 0  # when this process started serving (agents reconnect after it)
 
     def now(self) -> int:
         return int(self.clock())

@@ -53,19 +53,36 @@ class Tunnel:
             await self.client.close(code=code, reason=reason[:120])
         if self.agent.done() and not self.agent.cancelled():
             with contextlib.suppress(Exception):
-                await self.agent.result().close()
+                await self.agent.result().close(code=code, reason=reason[:120])
 
 
 class Hub:
     def __init__(self) -> None:
         self.agents: dict[str, AgentLink] = {}
         self.tunnels: dict[str, Tunnel] = {}
+        self._changes: dict[str, asyncio.Event] = {}  # per Space, for those waiting on it
 
     def attach(self, link: AgentLink) -> AgentLink | None:
         """Register an agent's channel; return the one it replaces (a reconnect), if any."""
         old = self.agents.get(link.space_id)
         self.agents[link.space_id] = link
+        self.changed(link.space_id)
         return old
+
+    def changed(self, space_id: str) -> None:
+        """Wake everyone waiting on this Space: its agent attached, or its state or health moved."""
+        event = self._changes.pop(space_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_changed(self, space_id: str, timeout: float) -> bool:
+        """Wait until `changed(space_id)` or `timeout` seconds; True if it changed."""
+        event = self._changes.setdefault(space_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def detach(self, link: AgentLink) -> None:
         if self.agents.get(link.space_id) is link:
@@ -99,3 +116,15 @@ class Hub:
         tunnels = self.tunnels_of(space_id, user_ids)
         await asyncio.gather(*(t.end(reason) for t in tunnels))
         return len(tunnels)
+
+    async def close_all(self, code: int, reason: str, agent_reason: str) -> None:
+        """Close every tunnel (`reason` reaches the person through `pair spaces proxy`) and every
+        agent channel, e.g. with 1012 when the broker stops: sent before the server drops the
+        connections, so each side knows why and the agents come back at once."""
+        await asyncio.gather(*(t.end(reason, code) for t in list(self.tunnels.values())))
+
+        async def close(link: AgentLink) -> None:
+            with contextlib.suppress(Exception):
+                await link.ws.close(code=code, reason=agent_reason)
+
+        await asyncio.gather(*(close(link) for link in list(self.agents.values())))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import msgspec
 from starlette.routing import WebSocketRoute
@@ -22,13 +23,17 @@ from broker.context import Context
 from broker.errors import Problem
 from broker.http import bearer, problem_response
 from broker.hub import AgentLink, Tunnel
-from broker.store import TunnelRecord
+from broker.store import SpaceRecord, TunnelRecord, UserRecord
 from pair.api import endpoints as ep
 from pair.api import models as m
+from pair.api import readiness
 
 log = logging.getLogger("pair.broker.relay")
 
-AGENT_ANSWER_TIMEOUT = 10.0
+READY_WAIT = 5.0  # seconds a tunnel waits for a Space on its way up (agent reconnecting, sshd starting)
+# Seconds for a connected agent to dial in. With READY_WAIT, under `pair spaces proxy`'s 15 s
+# handshake timeout, so the person reads the broker's sentence, not a timeout.
+AGENT_ANSWER_TIMEOUT = 8.0
 
 
 async def deny(ws: WebSocket, problem: Problem) -> None:
@@ -72,18 +77,12 @@ async def agent_connect(ws: WebSocket) -> None:
 
 
 async def space_tunnel(ws: WebSocket) -> None:
-    """A person's end of a tunnel: authorize, ask the agent to dial in, splice."""
+    """A person's end of a tunnel: authorize, wait until the Space can take it, ask the agent to
+    dial in, splice."""
     ctx: Context = ws.app.state.ctx
     try:
         _, user = await accounts.authenticate(ctx, bearer(ws))
-        space = await spaces.get_visible(ctx, user, ws.path_params["space_id"])
-        if space.state != "running" or not ctx.hub.connected(space.id):
-            raise Problem(
-                409,
-                f'The Space "{space.name}" is not running ({space.state}).',
-                _not_running_hint(ctx, space.id, space.state),
-                "not_running",
-            )
+        space = await _ready(ctx, user, ws.path_params["space_id"])
     except Problem as problem:
         await deny(ws, problem)
         return
@@ -92,17 +91,9 @@ async def space_tunnel(ws: WebSocket) -> None:
     try:
         await ctx.hub.send(space.id, m.TunnelRequest(tunnel_id=tunnel.id))
         try:
-            agent_ws = await asyncio.wait_for(asyncio.shield(tunnel.agent), AGENT_ANSWER_TIMEOUT)
-        except TimeoutError:
-            await deny(
-                ws,
-                Problem(
-                    504,
-                    f'The container of "{space.name}" did not answer.',
-                    "Its agent may be restarting; try again in a few seconds.",
-                    "agent_timeout",
-                ),
-            )
+            agent_ws = await _agent_answer(ctx, user, tunnel)
+        except Problem as problem:
+            await deny(ws, problem)
             return
         await ws.accept()
         client = ws.client
@@ -123,12 +114,74 @@ async def space_tunnel(ws: WebSocket) -> None:
         )
 
 
-def _not_running_hint(ctx: Context, space_id: str, state: str) -> str:
-    if state in ("stopped", "stopping"):
-        return "The owner can start SSH with `pair spaces up`; if the container is off, start it first."
-    if not ctx.hub.connected(space_id):
-        return "Its container is not connected to the broker: is the Codespace or workspace running?"
-    return "Try again in a few seconds."
+async def _ready(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
+    """The Space once its agent is connected and it is running. A Space on its way there (its
+    agent reconnecting after a broker restart, sshd starting) is waited for, up to READY_WAIT
+    seconds and woken by the hub, not polled; one that cannot be (stopped, sshd failing) is
+    refused at once, with the reason."""
+    deadline = time.monotonic() + READY_WAIT
+    while True:
+        space = await spaces.get_visible(ctx, user, space_id)
+        refused = readiness.refusal(spaces.to_wire(space, user, None))
+        if refused is not None:
+            raise Problem(409, *refused)
+        connected = ctx.hub.connected(space.id)
+        if connected and space.state == "running":
+            return space
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _not_yet(ctx, space, connected)
+        await ctx.hub.wait_changed(space.id, left)
+
+
+def _not_yet(ctx: Context, space: SpaceRecord, connected: bool) -> Problem:
+    """Why a Space that is on its way up did not get there in time."""
+    if connected:
+        return Problem(
+            503,
+            f'SSH in "{space.name}" is still starting.',
+            "Try again in a few seconds; `pair spaces list` shows it running once it is.",
+            "starting",
+        )
+    since = ctx.now() - ctx.started_at
+    if since <= 3 * ctx.settings.agent_interval + READY_WAIT:  # within the sweep's grace after a restart
+        return Problem(
+            503,
+            f'The container of "{space.name}" has not reconnected to the broker yet '
+            f"(the broker restarted {since} s ago).",
+            "Try again in a few seconds.",
+            "agent_reconnecting",
+        )
+    return Problem(
+        503,
+        f'The container of "{space.name}" is not connected to the broker.',
+        "Is its Codespace or workspace running? Its agent reconnects by itself when it is.",
+        "agent_not_connected",
+    )
+
+
+async def _agent_answer(ctx: Context, user: UserRecord, tunnel: Tunnel) -> WebSocket:
+    """The agent's end of the tunnel. If the Space's health changes meanwhile (the agent could
+    not reach sshd, and says why), the person hears that at once rather than after the timeout."""
+    deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        changed = asyncio.ensure_future(ctx.hub.wait_changed(tunnel.space_id, max(left, 0)))
+        await asyncio.wait((tunnel.agent, changed), return_when=asyncio.FIRST_COMPLETED)
+        changed.cancel()
+        if tunnel.agent.done():
+            return tunnel.agent.result()
+        space = await spaces.get_visible(ctx, user, tunnel.space_id)
+        refused = readiness.refusal(spaces.to_wire(space, user, None))
+        if refused is not None:
+            raise Problem(409, *refused)
+        if time.monotonic() >= deadline:
+            raise Problem(
+                504,
+                f'The container of "{space.name}" did not answer.',
+                "Its agent may be restarting; try again in a few seconds.",
+                "agent_timeout",
+            )
 
 
 async def agent_tunnel(ws: WebSocket) -> None:
@@ -180,6 +233,17 @@ async def splice(tunnel: Tunnel, client: WebSocket, agent: WebSocket) -> None:
     for side in (client, agent):
         with contextlib.suppress(Exception):
             await side.close()
+
+
+SERVICE_RESTART = 1012  # RFC 6455 close code registry: "Service Restart"
+RESTART_REASON = "The broker is restarting; connect again in a few seconds."
+
+
+async def close_all(ctx: Context, timeout: float = 2.0) -> None:
+    """On shutdown: end every tunnel and agent channel with 1012 and a reason, so people read a
+    sentence and agents reconnect at once (they know the broker is coming back)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ctx.hub.close_all(SERVICE_RESTART, RESTART_REASON, "the broker is restarting"), timeout)
 
 
 ROUTES = [

@@ -24,6 +24,16 @@ from pair.api.tokens import AUDIENCE, SPACE_TOKEN, SecretError, normalize
 REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
 
 
+LIVE = ("starting", "running", "stopping")  # states in which the agent's reports are current
+
+
+def ssh_health(space: SpaceRecord) -> m.SshHealth | None:
+    """What the agent last said about sshd, while it is current (the Space is live)."""
+    if space.ssh is None or space.state not in LIVE:
+        return None
+    return msgspec.json.decode(space.ssh, type=m.SshHealth)
+
+
 def to_wire(space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | None) -> m.Space:
     owner = space.owner_id == viewer.id
     return m.Space(
@@ -36,6 +46,7 @@ def to_wire(space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | Non
         updated_at=timestamp(space.updated_at),
         last_seen_at=timestamp(space.last_seen_at) if space.last_seen_at else None,
         container=msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else None,
+        ssh=ssh_health(space),
         shared_with=shared_with if owner else None,
     )
 
@@ -211,7 +222,8 @@ async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool
         await ctx.hub.end_tunnels(space.id, f'The owner stopped SSH in "{space.name}".')
     await ctx.store.audit(ctx.now(), user.email, "space.up" if up else "space.down", space.id)
     space = await ctx.store.space(space.id) or space
-    await push(ctx, space)
+    ctx.hub.changed(space.id)
+    await push(ctx, space, start_ssh=up)  # `up` also starts an sshd that failed (the cause fixed, say)
     return await wire(ctx, user, space)
 
 
@@ -393,13 +405,18 @@ async def authorized_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
     return m.AuthorizedKeys(version=version, login_user=login_user, keys=keys)
 
 
-def _state(desired: str, reported: str) -> str:
-    """The state people see, from what the owner wants and what the agent reports."""
+def _state(desired: str, reported: str, ssh: m.SshHealth | None) -> str:
+    """The state people see, from what the owner wants and what the agent reports.
+
+    `running` means someone can get in: the agent is connected and sshd serves. While sshd is not
+    serving (still starting, or failing: the port taken, a bad config) the Space stays `starting`
+    and `ssh.reason` says why. Agents older than the health report count as serving."""
     if reported == "stopping":
         return "stopped"  # the agent itself is going away with its container
     if desired == "stopped":
         return "stopped" if reported == "stopped" else "stopping"
-    return "running" if reported == "running" else "starting"
+    serving = ssh is None or ssh.serving
+    return "running" if reported == "running" and serving else "starting"
 
 
 SNAPSHOT_CACHE_SECONDS = 5.0  # how stale keys changed by another process (an admin command) may be
@@ -414,7 +431,9 @@ async def cached_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
     return snapshot
 
 
-async def reply_for(ctx: Context, space: SpaceRecord, known_version: str = "") -> m.HeartbeatReply:
+async def reply_for(
+    ctx: Context, space: SpaceRecord, known_version: str = "", *, start_ssh: bool = False
+) -> m.HeartbeatReply:
     snapshot = await cached_keys(ctx, space)
     return m.HeartbeatReply(
         space_id=space.id,
@@ -423,14 +442,15 @@ async def reply_for(ctx: Context, space: SpaceRecord, known_version: str = "") -
         interval_seconds=ctx.settings.agent_interval,
         snapshot_max_age=ctx.settings.snapshot_max_age,
         authorized_keys=None if snapshot.version == known_version else snapshot,
+        start_ssh=start_ssh,
     )
 
 
-async def push(ctx: Context, space: SpaceRecord) -> None:
+async def push(ctx: Context, space: SpaceRecord, *, start_ssh: bool = False) -> None:
     """Tell a connected agent about new keys or a new desired state."""
     ctx.snapshots.pop(space.id, None)
     if ctx.hub.connected(space.id):
-        await ctx.hub.send(space.id, m.ReplyMessage(reply=await reply_for(ctx, space)))
+        await ctx.hub.send(space.id, m.ReplyMessage(reply=await reply_for(ctx, space, start_ssh=start_ssh)))
 
 
 async def push_for_user(ctx: Context, user: UserRecord) -> None:
@@ -446,23 +466,41 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
     and reuses the cached keys; only a change of state or facts reaches the database."""
     _same_instance(space, beat.instance_id)
     now = ctx.now()
-    state = _state(space.desired_state, beat.state)
+    state = _state(space.desired_state, beat.state, beat.ssh)
     facts = msgspec.json.encode(beat.facts).decode() if beat.facts else None
-    if state != space.state or (facts is not None and facts != space.facts):
-        await ctx.store.heartbeat(space.id, state, now, facts)
+    ssh = msgspec.json.encode(beat.ssh).decode() if beat.ssh else None
+    news = state != space.state or (ssh is not None and ssh != space.ssh)
+    if news or (facts is not None and facts != space.facts):
+        await ctx.store.heartbeat(space.id, state, now, facts, ssh)
         ctx.seen.pop(space.id, None)
         if state != space.state:
             await ctx.store.audit(now, f"agent:{space.id}", f"space.{state}", space.id)
+        if news:
+            ctx.hub.changed(space.id)  # a person's tunnel may be waiting for this
     else:
         ctx.seen[space.id] = now
     return await reply_for(ctx, space, beat.keys_version)
 
 
-async def stop_silent(ctx: Context) -> list[str]:
-    """Spaces whose agent has not reported for three intervals are stopped containers."""
+async def flush_seen(ctx: Context) -> None:
+    """Write when agents were last seen (kept in memory between sweeps: a steady heartbeat writes nothing)."""
     seen, ctx.seen = ctx.seen, {}
     if seen:
         await ctx.store.record_seen(seen)
+
+
+async def stop_silent(ctx: Context) -> list[str]:
+    """Spaces whose agent has not reported for three intervals are stopped containers.
+
+    Not before this process has served for that long: after a restart, agents need a moment to
+    reconnect, and their Spaces are not stopped meanwhile (a person connecting waits for them)."""
+    await flush_seen(ctx)
     now = ctx.now()
     # Times are whole seconds: the extra second keeps a just-seen Space from flapping.
-    return await ctx.store.stop_silent_spaces(now - math.ceil(3 * ctx.settings.agent_interval) - 1, now)
+    seen_before = now - math.ceil(3 * ctx.settings.agent_interval) - 1
+    if seen_before < ctx.started_at:
+        return []
+    stopped = await ctx.store.stop_silent_spaces(seen_before, now)
+    for space_id in stopped:
+        ctx.hub.changed(space_id)  # a person waiting for it hears at once
+    return stopped

@@ -50,6 +50,7 @@ class SpaceRecord:
     instance_id: str | None
     facts: str | None  # ContainerFacts as JSON, as the agent reported them
     desired_state: str = "running"  # what the owner asked for with up/down
+    ssh: str | None = None  # SshHealth as JSON, as the agent last reported it
 
 
 @dataclass(frozen=True, slots=True)

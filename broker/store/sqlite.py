@@ -32,7 +32,7 @@ from broker.store.checkpoints import WAL_BACKSTOP_PAGES, Checkpointer
 from broker.store.migrations import migrate
 
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
-    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state"""
+    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 _MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
 
@@ -395,12 +395,12 @@ class SqliteStore:
         )
         return [tuple(r) for r in rows]
 
-    async def heartbeat(self, space_id: str, state: str, now: int, facts: str | None) -> None:
+    async def heartbeat(self, space_id: str, state: str, now: int, facts: str | None, ssh: str | None = None) -> None:
         self._db.execute(
-            "UPDATE spaces SET state = ?, last_seen_at = ?, facts = COALESCE(?, facts),"
+            "UPDATE spaces SET state = ?, last_seen_at = ?, facts = COALESCE(?, facts), ssh = COALESCE(?, ssh),"
             " updated_at = CASE WHEN state = ? THEN updated_at ELSE ? END"
             " WHERE id = ? AND deleted_at IS NULL",
-            (state, now, facts, state, now, space_id),
+            (state, now, facts, ssh, state, now, space_id),
         )
 
     async def record_seen(self, seen: dict[str, int]) -> None:
@@ -415,7 +415,7 @@ class SqliteStore:
             ids = [
                 r[0]
                 for r in db.execute(
-                    "SELECT id FROM spaces WHERE state IN ('running', 'stopping') AND deleted_at IS NULL"
+                    "SELECT id FROM spaces WHERE state IN ('starting', 'running', 'stopping') AND deleted_at IS NULL"
                     " AND last_seen_at < ?",
                     (seen_before,),
                 )
@@ -424,8 +424,10 @@ class SqliteStore:
         return ids
 
     async def set_desired_state(self, space_id: str, desired: str, state: str, now: int) -> None:
+        # The agent reports sshd's health afresh once it has acted; until then it is unknown.
         self._db.execute(
-            "UPDATE spaces SET desired_state = ?, state = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+            "UPDATE spaces SET desired_state = ?, state = ?, ssh = NULL, updated_at = ?"
+            " WHERE id = ? AND deleted_at IS NULL",
             (desired, state, now, space_id),
         )
 

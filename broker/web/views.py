@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from pair.api import models as m
+from pair.api import readiness
 from pair.api.refs import host_aliases, space_ref
 
 STATES: dict[str, tuple[str, str]] = {
@@ -62,6 +63,7 @@ class Row:
     state: str
     state_label: str
     state_hint: str
+    status_class: str  # the pill's colour: the state, or ssh-down (the label and hint say it in words)
     platform: str
     hostname: str
     last_seen_text: str
@@ -148,6 +150,9 @@ def rows(
 
 def row(space: m.Space, teammates: list[str], now: int, ways: list[Way], here: list[Visitor]) -> Row:
     label, hint = STATES.get(space.state, (space.state.title(), ""))
+    failure = readiness.ssh_failure(space)
+    if failure:  # the container is connected but its sshd does not serve: the agent's words
+        label, hint = "SSH down", f"SSH is not being served: {failure}"
     container = space.container
     shared = list(space.shared_with or [])
     can_add = [e for e in teammates if e not in shared] if space.role == "owner" else []
@@ -162,6 +167,7 @@ def row(space: m.Space, teammates: list[str], now: int, ways: list[Way], here: l
         state=space.state,
         state_label=label,
         state_hint=hint,
+        status_class="ssh-down" if failure else space.state,
         platform=PLATFORMS.get(container.platform, "Container") if container else "Not bootstrapped yet",
         hostname=container.hostname if container else "",
         last_seen_text=ago(seen, now),

@@ -6,7 +6,7 @@ The broker imports these types; `pair` never imports the broker. Field names are
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -90,6 +90,35 @@ class ContainerFacts(Struct):
     pair_version: str = ""
 
 
+# Text a container reports for people to read: one line, no control or bidi-override characters
+# (they would reach terminals and pages), bounded. The broker refuses anything else on entry.
+# `(?![\s\S])` is "end of text" in Python's and ECMAScript's regexes alike (`$` also matches
+# before a final newline in Python's).
+END = r"(?![\s\S])"
+ShortText = Annotated[
+    str, msgspec.Meta(max_length=300, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*" + END)
+]
+
+
+class SshHealth(Struct):
+    """Whether the Space's sshd answers SSH, as its agent sees it, and why not.
+
+    The agent reports it with each heartbeat and at once when it changes. `serving` means a TCP
+    connection to the sshd port inside the container got an `SSH-2.0-` banner (RFC 4253 4.2)
+    while supervisord (when it runs sshd) reports the program RUNNING."""
+
+    serving: bool
+    reason: ShortText = ""  # one sentence when not serving, e.g. "sshd could not start: …"
+    # supervisord's name for the sshd program's state (STARTING, RUNNING, BACKOFF, STOPPED,
+    # EXITED, FATAL, …); "" when sshd does not run under supervisord.
+    supervisor_state: Annotated[str, msgspec.Meta(pattern="^[A-Z]{0,16}" + END)] = ""
+
+    @property
+    def settling(self) -> bool:
+        """True while supervisord is still starting sshd: not served yet, but not failed either."""
+        return not self.serving and self.supervisor_state == "STARTING"
+
+
 class Space(Struct):
     id: str
     name: str
@@ -100,6 +129,9 @@ class Space(Struct):
     updated_at: datetime
     last_seen_at: datetime | None = None
     container: ContainerFacts | None = None
+    # What the container's agent last reported about SSH (absent before it reported, from
+    # agents older than this field, and while the Space is stopped).
+    ssh: SshHealth | None = None
     # Only the owner sees who else has access.
     shared_with: list[str] | None = None
 
@@ -169,6 +201,7 @@ class Heartbeat(Struct):
     state: Literal["running", "stopped", "stopping"] = "running"
     keys_version: str = ""  # the snapshot the agent has; the reply carries a new one if it differs
     facts: ContainerFacts | None = None
+    ssh: SshHealth | None = None  # absent from agents older than this field
 
 
 class HeartbeatReply(Struct):
@@ -178,6 +211,8 @@ class HeartbeatReply(Struct):
     interval_seconds: float
     snapshot_max_age: int  # seconds a snapshot may be trusted without a fresh heartbeat
     authorized_keys: AuthorizedKeys | None = None
+    # The owner just asked for SSH (`pair spaces up`): start sshd even if it failed before.
+    start_ssh: bool = False
 
 
 # -- the agent's control channel (a WebSocket; one JSON text frame per message) ---------------

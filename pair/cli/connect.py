@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
+from pair.api import readiness
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.cli import ssh
@@ -61,13 +62,9 @@ def _pick(client: Client, ref: str | None) -> Space:
 
 
 def _check_ready(client: Client, space: Space) -> None:
-    if space.state != "running":
-        hint = (
-            "Start SSH with `pair spaces up --space {0}`; if its container is off, start it first."
-            if space.role == "owner"
-            else "Ask its owner ({1}) to start it."
-        ).format(space.name, space.owner)
-        raise PairError(f'The Space "{space.name}" is not running ({space.state}).', hint)
+    refused = readiness.refusal(space)  # the relay's own words; a Space on its way up is waited for there
+    if refused is not None:
+        raise PairError(refused.message, refused.hint)
     if not space.container or not space.container.host_keys:
         raise PairError(
             f'The container of "{space.name}" reported no SSH host key, so it cannot be verified.',
@@ -130,8 +127,9 @@ def proxy(space_id: Annotated[str, typer.Argument(help="The Space's sp_… id.")
 
 
 def _wait_for(client: Client, space: Space, states: tuple[str, ...], timeout: float = 20.0) -> Space:
+    """Poll until the Space reaches one of `states`, or its agent reports that sshd failed."""
     deadline = time.monotonic() + timeout
-    while space.state not in states and time.monotonic() < deadline:
+    while space.state not in states and not readiness.ssh_failure(space) and time.monotonic() < deadline:
         time.sleep(0.25)
         space = client.space(space.id)
     return space
@@ -143,6 +141,8 @@ def _set_service(space: str, *, up: bool) -> None:
         target = resolve_space(client.spaces(), space)
         changed = client.up(target.id) if up else client.down(target.id)
         result = _wait_for(client, changed, ("running",) if up else ("stopped",))
+    if up and (why := readiness.ssh_failure(result)):
+        raise PairError(f'SSH did not start in "{result.name}": {why}', readiness.ssh_down(result).hint)
     print(f"space {result.id} is {result.state}")
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pair.api import readiness
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.cli import durations
@@ -46,7 +47,14 @@ def _row(space: Space) -> dict[str, object]:
         "memory": c.memory_bytes if c and c.memory_bytes else None,
         "disk": c.disk_bytes if c and c.disk_bytes else None,
         "owner": space.owner,
+        # {"serving", "reason", "supervisor_state"} as the container's agent last reported, or null
+        "ssh": {f: getattr(space.ssh, f) for f in space.ssh.__struct_fields__} if space.ssh else None,
     }
+
+
+def _state_cell(space: Space) -> str:
+    """The state, and `(ssh down)` when the Space should serve SSH but its sshd does not."""
+    return f"{space.state} (ssh down)" if readiness.ssh_failure(space) else space.state
 
 
 @app.command("list")
@@ -67,7 +75,7 @@ def list_spaces(as_json: Annotated[bool, typer.Option("--json", help="Print a JS
             s.id,
             s.name,
             s.role,
-            s.state,
+            _state_cell(s),
             str(row["created_at"]),
             f"{s.container.cpus:g}" if s.container and s.container.cpus else "-",
             human_bytes(s.container.memory_bytes if s.container else 0),
@@ -76,6 +84,9 @@ def list_spaces(as_json: Annotated[bool, typer.Option("--json", help="Print a JS
         for s, row in zip(spaces, rows, strict=True)
     ]
     print(table(LIST_COLUMNS, cells))
+    for s in spaces:
+        if why := readiness.ssh_failure(s):
+            print(f"{s.name}: SSH is not being served: {why}")
 
 
 def _check_output(path: Path) -> None:

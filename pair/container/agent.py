@@ -4,9 +4,11 @@ It holds one WebSocket to the broker (the control channel), authenticated by the
 credential. Heartbeats with the container's facts ride on it (so the Space shows `running`), and
 the broker pushes over it: new authorized keys (a revocation reaches the snapshot in about a
 second), the desired state (`down` stops sshd through supervisorctl, `up` starts it), and tunnel
-requests (dial the local sshd, connect it to the broker). When the broker is away it reconnects
-with backoff and jitter; the snapshot carries its own age limit, so `pair verify` stops trusting
-it on time whatever happens here. When the credential dies (Space deleted, or re-bootstrapped
+requests (dial the local sshd, connect it to the broker). Each heartbeat says whether sshd is
+really serving and why not (`pair.container.health`); a change is reported at once. When the
+broker is away it reconnects with backoff and jitter (the first retry within a second, so a
+restarted broker has its agents back at once); the snapshot carries its own age limit, so `pair
+verify` stops trusting it on time whatever happens here. When the credential dies (Space deleted, or re-bootstrapped
 elsewhere) it removes the snapshot, so nobody gets in, and waits for a new bootstrap. SIGTERM ends
 it cleanly, telling the broker the Space is stopping.
 """
@@ -20,21 +22,36 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.frames import Close
 
 from pair import verify
 from pair.api import endpoints as ep
-from pair.api.models import AuthorizedKeys, BrokerMessage, Heartbeat, HeartbeatMessage, HeartbeatReply, ReplyMessage
+from pair.api.models import (
+    AuthorizedKeys,
+    BrokerMessage,
+    Heartbeat,
+    HeartbeatMessage,
+    HeartbeatReply,
+    ReplyMessage,
+)
 from pair.container import facts, supervisor
+from pair.container.health import FAILED, SshWatch, os_error
 from pair.container.home import Home, Registration
 from pair.files import write_private
 
+FIRST_BACKOFF = 1.0  # seconds before the first retry (jittered down to half); doubles per failure
 MAX_BACKOFF = 60.0
 IDLE_POLL = 1.0  # how often to look for a (new) registration while there is none that works
+WATCH_INTERVAL = 1.0  # how often supervisord is asked about sshd (one XML-RPC call, no process)
 DEAD = {4401, 4409}  # close codes: this credential or this container is no longer the Space's
+RESTARTING = {1001, 1012}  # close codes (going away, service restart): the broker will be back
+RESTART_PATIENCE = 30.0  # seconds of retrying every second after that, before backing off
 CHUNK = 64 * 1024
 
 
@@ -61,8 +78,11 @@ class Agent:
         self.login_user = "root"
         self.interval = 10.0
         self.sshd_port = self.home.ssh_port()
-        self.sshd_state = "running"
-        self.tunnels: set[asyncio.Task[None]] = set()
+        self.wanted: str | None = None  # what the broker last asked of sshd: "running" or "stopped"
+        self.ssh = SshWatch(self.sshd_port, supervisor.Rpc.open())
+        self.tasks: set[asyncio.Task[None]] = set()  # tunnels and sshd starts, each collected when done
+        self._news = asyncio.Event()  # set when the broker should hear a heartbeat now
+        self._recheck = asyncio.Event()  # set when sshd's health must be probed now (a tunnel failed)
         self._registration_stamp: float | None = None
 
     # -- snapshot ---------------------------------------------------------------------------
@@ -117,10 +137,23 @@ class Agent:
                     continue  # bootstrapped again meanwhile: serve the new credential, keep access
                 self.revoke_access(str(exc))
                 await self._idle("this container's registration is no longer valid; bootstrap again")
-        for task in list(self.tunnels):
+        for task in list(self.tasks):
             task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         log("stopped")
         return 0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `coro` in the background; its end is collected, and an error logged in one line."""
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+
+        def collect(done: asyncio.Task[None]) -> None:
+            self.tasks.discard(done)
+            if not done.cancelled() and (error := done.exception()) is not None:
+                log(f"{what} failed: {type(error).__name__}: {error}")
+
+        task.add_done_callback(collect)
 
     async def _wait_stop(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -136,7 +169,9 @@ class Agent:
     async def _serve(self, reg: Registration, instance_id: str) -> None:
         """Keep the control channel for one registration until it dies, changes, or we stop."""
         log(f'serving the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}')
+        self.sshd_port = self.ssh.port = self.home.ssh_port()  # install.sh may have run again meanwhile
         failures = 0
+        restarting_until = 0.0  # while the broker said it is restarting, retry every second
         headers = {"Authorization": f"Bearer {reg.credential}"}
         while not self.stop.is_set():
             try:
@@ -161,16 +196,24 @@ class Agent:
             except ConnectionClosed as exc:
                 if exc.rcvd is not None and exc.rcvd.code in DEAD:
                     raise CredentialDead(exc.rcvd.reason or "the broker closed the channel") from exc
+                if exc.rcvd is not None and exc.rcvd.code in RESTARTING:
+                    restarting_until = time.monotonic() + RESTART_PATIENCE
                 failures += 1
-                await self._backoff(failures, "the connection to the broker closed.")
+                await self._backoff(failures, f"the broker closed the channel ({_closed(exc)}).")
             except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
                 failures += 1
-                await self._backoff(failures, f"cannot reach the broker at {reg.url} ({type(exc).__name__}).")
+                quick = time.monotonic() < restarting_until
+                await self._backoff(
+                    1 if quick else failures, f"cannot reach the broker at {reg.url} ({type(exc).__name__})."
+                )
             if self._registration_changed():
                 return
 
     async def _backoff(self, failures: int, why: str) -> None:
-        delay = min(self.interval * 2 ** min(failures - 1, 6), MAX_BACKOFF) * random.uniform(0.5, 1.0)  # noqa: S311
+        """Wait before reconnecting: under a second the first time (a broker restart closes every
+        channel with 1012, and people are waiting), then doubling up to a minute, jittered so
+        that many agents do not come back in step."""
+        delay = min(FIRST_BACKOFF * 2 ** min(failures - 1, 6), MAX_BACKOFF) * random.uniform(0.5, 1.0)  # noqa: S311
         log(f"{why} Retrying in {delay:.1f} s.")
         await self._wait_stop(delay)
 
@@ -180,16 +223,24 @@ class Agent:
         async def beat(state: str | None = None) -> None:
             heartbeat = Heartbeat(
                 instance_id=instance_id,
-                state=state or self.sshd_state,  # type: ignore[arg-type]
+                state=state or ("stopped" if self.wanted == "stopped" else "running"),  # type: ignore[arg-type]
                 keys_version=self.keys_version,
                 facts=self.facts,
+                ssh=self.ssh.health,
             )
             await ws.send(msgspec.json.encode(HeartbeatMessage(heartbeat=heartbeat)).decode())
 
         async def heartbeats() -> bool:
+            """One every interval, and one at once whenever there is news (sshd's health changed)."""
             while True:
+                self._news.clear()
                 await beat()
-                if await self._wait_stop(self.interval):
+                news = asyncio.create_task(self._news.wait())
+                stop = asyncio.create_task(self.stop.wait())
+                await asyncio.wait((news, stop), timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (news, stop):
+                    waiter.cancel()
+                if self.stop.is_set():
                     return False
                 if self._registration_changed():
                     return True
@@ -198,18 +249,21 @@ class Agent:
             async for raw in ws:
                 message = msgspec.json.decode(raw, type=BrokerMessage)
                 if isinstance(message, ReplyMessage):
-                    if await self._apply(reg, message.reply):
-                        await beat()  # report the new sshd state at once
+                    await self._apply(reg, message.reply)
                 else:
-                    task = asyncio.create_task(self._tunnel(reg, message.tunnel_id))
-                    self.tunnels.add(task)
-                    task.add_done_callback(self.tunnels.discard)
+                    self._spawn(self._tunnel(reg, message.tunnel_id), f"tunnel {message.tunnel_id}")
             return False
 
-        # sshd's state changes only when we change it (supervisord restarts a crashed one), so it
-        # is read once per channel rather than by a supervisorctl process every heartbeat.
-        self.sshd_state = await asyncio.to_thread(_sshd_state)
-        tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(receive())]
+        async def watch() -> bool:
+            """Ask supervisord about sshd every second; probe when that, or a tunnel, says so."""
+            while True:
+                await self._check_ssh(force=self._recheck.is_set())
+                self._recheck.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recheck.wait(), WATCH_INTERVAL)
+
+        await self._check_ssh(force=True)  # the first heartbeat carries the truth
+        tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(receive()), asyncio.create_task(watch())]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -225,31 +279,67 @@ class Agent:
                 raise error  # ConnectionClosed and the like: _serve decides between backoff and giving up
         return any(task.result() for task in done)
 
-    async def _apply(self, reg: Registration, reply: HeartbeatReply) -> bool:
-        """Take in a reply: new keys, and start or stop sshd as the owner wants. True if sshd changed."""
-        self.interval = reply.interval_seconds
+    async def _check_ssh(self, *, force: bool = False) -> None:
+        before = self.ssh.health
+        health = await self.ssh.check(force=force)
+        if health == before:
+            return
+        if health.serving:
+            log(f"sshd is serving SSH on port {self.sshd_port}")
+        elif before is None or before.serving or health.reason != before.reason:
+            log(f"SSH is not being served: {health.reason}")
+        self._news.set()
+
+    async def _apply(self, reg: Registration, reply: HeartbeatReply) -> None:
+        """Take in a reply: new keys, and start or stop sshd as the owner wants."""
+        if reply.interval_seconds != self.interval:
+            self.interval = reply.interval_seconds
+            self._news.set()  # the heartbeat now due may be sooner than the one being waited for
         self.write_snapshot(reg, reply.authorized_keys, reply.snapshot_max_age)
         want = "running" if reply.desired_state == "running" else "stopped"
-        if want == self.sshd_state:
-            return False
-        done = await asyncio.to_thread(supervisor.ctl, "start" if want == "running" else "stop", "sshd")
+        changed, self.wanted = want != self.wanted, want
+        if want == "stopped":
+            if changed and await self._sshd("stop"):
+                log("sshd stopped, as the owner asked")
+                self._news.set()  # report `stopped` at once
+            return
+        # Start sshd when the owner asks (`up`, or the first word after the agent started), not at
+        # every reply: supervisord retries a failing sshd itself, and its log says why it fails.
+        if not (changed or reply.start_ssh):
+            return
+        await self._check_ssh()  # as supervisord sees it now, not as of the last look
+        health = self.ssh.health
+        if health is not None and not health.serving and health.supervisor_state in {"STOPPED", *FAILED}:
+            self.ssh.starting()
+            self._news.set()
+            self._spawn(self._start_sshd(), "starting sshd")
+
+    async def _sshd(self, verb: str) -> bool:
+        done = await asyncio.to_thread(supervisor.ctl, verb, "sshd")
         if done is None or done.returncode not in (0, 1):
-            log(f"could not {'start' if want == 'running' else 'stop'} sshd through supervisord")
+            output = (done.stdout + done.stderr).strip() if done else "supervisorctl is not installed"
+            log(f"could not {verb} sshd through supervisord: {output}")
             return False
-        log(f"sshd {'started' if want == 'running' else 'stopped'}, as the owner asked")
-        self.sshd_state = want
+        self._recheck.set()
         return True
+
+    async def _start_sshd(self) -> None:
+        if await self._sshd("start"):
+            log("sshd started, as the owner asked")
 
     # -- tunnels ----------------------------------------------------------------------------
 
     async def _tunnel(self, reg: Registration, tunnel_id: str) -> None:
-        """Dial the local sshd and the broker's end of the tunnel, and copy bytes both ways."""
+        """Dial the local sshd and the broker's end of the tunnel, and copy bytes both ways.
+        Ends with one log line saying which side closed it, and why."""
         url = ws_url(reg.url, ep.AGENT_TUNNEL.format(tunnel_id=tunnel_id))
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.sshd_port)
         except OSError as exc:
-            log(f"tunnel {tunnel_id}: sshd on port {self.sshd_port} is not reachable ({exc.strerror})")
+            log(f"tunnel {tunnel_id}: sshd on port {self.sshd_port} is not reachable ({os_error(exc)})")
+            self._recheck.set()  # the broker hears why at once, and tells the person
             return
+        ended = "closed"
         try:
             async with connect(
                 url,
@@ -260,32 +350,52 @@ class Agent:
                 ping_interval=None,  # ssh keeps the connection alive itself
             ) as ws:
 
-                async def to_broker() -> None:
+                async def to_broker() -> str:
                     while data := await reader.read(CHUNK):
                         await ws.send(data)
+                    return "sshd closed the connection"
 
-                async def to_sshd() -> None:
+                async def to_sshd() -> str:
                     async for data in ws:
                         writer.write(data if isinstance(data, bytes) else data.encode())
                         await writer.drain()
+                    return "the person's side closed"
 
                 tasks = [asyncio.create_task(to_broker()), asyncio.create_task(to_sshd())]
-                _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     task.cancel()
+                results = await asyncio.gather(*tasks, return_exceptions=True)  # every error collected
+                first = next(iter(done))
+                outcome = results[tasks.index(first)]
+                rcvd = ws.protocol.close_rcvd
+                if rcvd is not None and rcvd.code != 1000:
+                    ended = f"the broker closed it ({_closed(rcvd)})"
+                elif isinstance(outcome, str):
+                    ended = outcome
+                elif isinstance(outcome, BaseException):
+                    ended = _error(outcome)
         except (OSError, TimeoutError, WebSocketException) as exc:
-            log(f"tunnel {tunnel_id}: {type(exc).__name__}: {exc}")
+            ended = _error(exc)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+        log(f"tunnel {tunnel_id} ended: {ended}")
 
 
-def _sshd_state() -> str:
-    status = supervisor.ctl("status", "sshd")
-    if status is None or status.returncode not in (supervisor.RUNNING, supervisor.NOT_RUNNING):
-        return "running"  # not under our supervisord: sshd is whatever it is; assume it serves
-    return "running" if status.returncode == supervisor.RUNNING else "stopped"
+def _closed(exc: ConnectionClosed | Close) -> str:
+    """`code reason` of a WebSocket close, e.g. `1012 The broker is restarting.`"""
+    frame = exc if isinstance(exc, Close) else exc.rcvd
+    if frame is None:
+        return "no close frame: the connection dropped"
+    return f"{frame.code} {frame.reason}".strip()
+
+
+def _error(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        return f"the broker closed it ({_closed(exc)})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def main() -> int:

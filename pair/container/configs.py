@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 import sys
 
 SSHD_CONFIG = """\
@@ -27,8 +29,24 @@ X11Forwarding no
 PrintMotd no
 ClientAliveInterval 30
 ClientAliveCountMax 3
-LogLevel INFO
+# Every connection through pair's relay reaches sshd from 127.0.0.1 (the agent dials it), so
+# per-source limits would make all teammates share one budget. OpenSSH's default MaxStartups
+# 10:30:100 starts refusing at 10 connections still in their handshake: with 50 people
+# connecting at once a quarter were dropped. The broker lets through only people the Space is
+# shared with, so allow 100 handshakes at once and throttle only past that. A handshake that
+# stalls (nobody types the key's passphrase) gives its place up after LoginGraceTime.
+MaxStartups 100:30:200
+LoginGraceTime 60
+{per_source}LogLevel INFO
 Subsystem sftp internal-sftp
+"""
+# OpenSSH 9.8 added per-source penalties (on by default): one teammate's failed logins would
+# lock everyone out, since all arrive from loopback. Older sshd refuse the keyword, so it is
+# written only for the version install.sh finds.
+PER_SOURCE_PENALTIES = (9, 8)
+PER_SOURCE_EXEMPT = """\
+# Relayed connections all come from loopback: penalize other sources only (OpenSSH >= 9.8).
+PerSourcePenaltyExemptList 127.0.0.1/32,::1/128
 """
 
 SUPERVISORD_CONF = """\
@@ -76,8 +94,24 @@ stdout_logfile={log_dir}/pair-agent.log
 """
 
 
-def sshd_config(prefix: str, port: int = 2222, command_user: str = "root") -> str:
-    return SSHD_CONFIG.format(prefix=prefix, port=port, command_user=command_user)
+def sshd_config(
+    prefix: str, port: int = 2222, command_user: str = "root", openssh: tuple[int, int] | None = None
+) -> str:
+    """pair's sshd config for the sshd of version `openssh` (major, minor; None: one older than
+    9.8, so no keyword newer than Debian 12's 9.2 is written)."""
+    per_source = PER_SOURCE_EXEMPT if openssh is not None and openssh >= PER_SOURCE_PENALTIES else ""
+    return SSHD_CONFIG.format(prefix=prefix, port=port, command_user=command_user, per_source=per_source)
+
+
+def openssh_version(sshd: str) -> tuple[int, int] | None:
+    """(major, minor) of the OpenSSH server at path `sshd`, from its `-V` output (newer sshd print
+    their version; older ones reject -V with a usage text that names it); None if not found."""
+    try:
+        done = subprocess.run([sshd, "-V"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"OpenSSH_(\d+)\.(\d+)", done.stdout + done.stderr)
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def supervisord_conf(conf_d: str, run_dir: str = "/var/run", log_dir: str = "/var/log/supervisor") -> str:
@@ -97,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--prefix", required=True)
     s.add_argument("--port", type=int, default=2222)
     s.add_argument("--command-user", default="root")
+    s.add_argument("--sshd", help="the sshd it is for: its version decides which keywords are written")
     d = sub.add_parser("supervisord")
     d.add_argument("--conf-d", required=True)
     d.add_argument("--run-dir", default="/var/run")
@@ -110,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "sshd":
         if not 1 <= args.port <= 65535:
             parser.error("--port must be 1-65535")
-        sys.stdout.write(sshd_config(args.prefix, args.port, args.command_user))
+        version = openssh_version(args.sshd) if args.sshd else None
+        sys.stdout.write(sshd_config(args.prefix, args.port, args.command_user, version))
     elif args.what == "supervisord":
         sys.stdout.write(supervisord_conf(args.conf_d, args.run_dir, args.log_dir))
     else:

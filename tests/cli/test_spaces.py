@@ -70,7 +70,7 @@ def test_someone_it_is_not_shared_with_sees_nothing(people: dict[str, Person], d
 def test_list_json(people: dict[str, Person], demo: str) -> None:
     for person, role in ((people["alice"], "owner"), (people["bob"], "shared")):
         (row,) = list_json(person)
-        assert set(row) == {*LIST_HEADER, "owner"}
+        assert set(row) == {*LIST_HEADER, "owner", "ssh"}
         assert row == {
             "id": demo,
             "name": "demo",
@@ -81,6 +81,7 @@ def test_list_json(people: dict[str, Person], demo: str) -> None:
             "memory": None,
             "disk": None,
             "owner": "alice@example.com",
+            "ssh": None,
         }
 
 

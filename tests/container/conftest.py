@@ -27,8 +27,14 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    with real_broker(tmp_path / "broker", env=BROKER_ENV) as broker:
+def broker_env() -> dict[str, str]:
+    """The broker's settings for `world`; a test module may override this fixture."""
+    return BROKER_ENV
+
+
+@pytest.fixture
+def world(tmp_path: Path, broker_env: dict[str, str]) -> Iterator[World]:
+    with real_broker(tmp_path / "broker", env=broker_env) as broker:
         alice, bob, carol = (Person(broker, n, tmp_path) for n in ("alice", "bob", "carol"))
         alice.ok("spaces", "authorize", "--user", bob.email, "--name", "demo")
         token = (alice.dir / "SPACE_ID.txt").read_text().strip()

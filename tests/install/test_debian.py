@@ -227,6 +227,7 @@ def check_installed(chroot: Chroot, port: int, token: str) -> None:
     assert kept.read_text() == token + "\n"  # as pair's parser normalized it
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert chroot.path("/run/sshd").is_dir()
+    assert chroot.path("/opt/pair/ssh-port").read_text() == f"{port}\n"  # the agent dials sshd there
     # The exact text the package renders: install.sh writes what the tests of configs check.
     assert chroot.path("/etc/ssh/pair_sshd_config").read_text() == configs.sshd_config("/opt/pair", port)
     assert chroot.path(CONF).read_text() == configs.supervisord_conf("/etc/supervisor/conf.d")

@@ -418,6 +418,30 @@ def test_many_connections_claiming_one_token_at_once_have_one_winner(people: Sql
         for s in stores:
             run(s.close())
 
+def test_ssh_health_is_kept_until_reported_again_and_cleared_by_up_or_down(people: SqliteStore) -> None:
+    run(people.create_space(space("sp_1", "u_alice", "demo"), []))
+    run(people.add_token(token("jti_1", "sp_1")))
+    run(people.register_agent("jti_1", "sp_1", "inst_1", "{}", "ac_hash", NOW))
+    down = '{"serving":false,"reason":"sshd exited.","supervisor_state":"FATAL"}'
+    run(people.heartbeat("sp_1", "starting", NOW + 1, None, down))
+    run(people.heartbeat("sp_1", "starting", NOW + 2, None))  # an agent that does not report it
+    record = run(people.space("sp_1"))
+    assert record is not None
+    assert (record.state, record.ssh) == ("starting", down)
+    run(people.set_desired_state("sp_1", "running", "starting", NOW + 3))  # `up`: unknown until reported
+    record = run(people.space("sp_1"))
+    assert record is not None
+    assert record.ssh is None
+
+
+def test_silent_spaces_are_stopped_whether_running_starting_or_stopping(people: SqliteStore) -> None:
+    for n, state in enumerate(("starting", "running", "stopping", "stopped", "created")):
+        sid = f"sp_{n}"
+        run(people.create_space(space(sid, "u_alice", f"s{n}"), []))
+        run(people.heartbeat(sid, state, NOW, None))
+    stopped = run(people.stop_silent_spaces(NOW + 1, NOW + 40))
+    assert sorted(stopped) == ["sp_0", "sp_1", "sp_2"]
+
 
 def test_deleting_twice_keeps_the_first_deletion_time(people: SqliteStore) -> None:
     run(people.create_space(space("sp_1", "u_alice", "demo"), []))

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from pair.api.client import Client
+from pair.api.models import Heartbeat, SshHealth
+from pair.container.home import Home
 from tests.support.broker import RealBroker
 from tests.support.people import Person
 from tests.web.conftest import Screenshot
-from tests.web.pages import authorize, bootstrap, card, count, csrf, names, sign_in
+from tests.web.pages import authorize, axe, axe_source, bootstrap, card, count, csrf, names, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -347,3 +350,44 @@ def test_delete_and_share_without_javascript(
         expect(page.locator("#flash")).to_be_hidden()  # a flash is shown once
     finally:
         context.close()
+
+
+def test_a_failing_sshd_shows_in_the_status_as_words_and_clears_when_it_serves(
+    page: Page, live_broker: RealBroker, team: dict[str, Person], tmp_path: Path, screenshot: Screenshot
+) -> None:
+    alice = team["alice"]
+    bootstrap(alice, authorize(alice, "demo"), tmp_path / "container")
+    registration = Home(tmp_path / "container").registration()
+    assert registration is not None
+    agent = Client(live_broker.url, token=registration.credential)
+    instance = Home(tmp_path / "container").instance_id()
+    reason = "sshd could not start (supervisord gave up): <b>Address already in use</b> (port 2222)."
+    sign_in(page, alice)
+    page.evaluate("window.notReloaded = true")
+    demo = card(page, "demo")
+    status, hint = demo.locator('[data-role="status"]'), demo.locator('[data-role="status-hint"]')
+
+    with agent:
+        down = SshHealth(serving=False, reason=reason, supervisor_state="FATAL")
+        agent.heartbeat(Heartbeat(instance_id=instance, ssh=down))
+        expect(status).to_have_text("SSH down")  # in words, not only a colour
+        expect(status).to_have_class(re.compile(r"\bstatus-ssh-down\b"))
+        expect(hint).to_have_text(f"SSH is not being served: {reason}")  # the container's text, as text
+        expect(hint.locator("b")).to_have_count(0)
+        expect(page.locator("#announcer")).to_have_text("“demo” is now SSH down.")
+        source = axe_source()
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            axe(page, source, f"a Space whose sshd is down ({scheme})")
+        screenshot(page, "spaces-ssh-down.png")
+        page.reload()
+        expect(card(page, "demo").locator('[data-role="status-hint"]')).to_have_text(
+            f"SSH is not being served: {reason}"
+        )
+        page.evaluate("window.notReloaded = true")
+
+        agent.heartbeat(Heartbeat(instance_id=instance, ssh=SshHealth(serving=True, supervisor_state="RUNNING")))
+        expect(status).to_have_text("Running")
+        expect(status).to_have_class(re.compile(r"\bstatus-running\b"))
+        expect(hint).to_have_text("The container is connected and SSH is up.")
+    assert page.evaluate("window.notReloaded") is True

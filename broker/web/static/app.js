@@ -542,7 +542,7 @@
     var status = card.querySelector('[data-role="status"]');
     if (status.textContent !== space.state_label) {
       status.textContent = space.state_label;
-      status.className = "status status-" + space.state;
+      status.className = "status status-" + space.status_class;
       news.push(quoted(space.name) + " is now " + space.state_label + ".");
     }
     setText(card.querySelector('[data-role="status-hint"]'), space.state_hint);

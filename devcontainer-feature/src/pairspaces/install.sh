@@ -589,7 +589,7 @@ ensure_sshd_config() {
         act "write $SSHD_CONFIG (pair's sshd config, port $SSHPORT) and check it with sshd -t" true
         return 0
     fi
-    content=$(render sshd --prefix "$PAIR_PREFIX" --port "$SSHPORT")
+    content=$(render sshd --prefix "$PAIR_PREFIX" --port "$SSHPORT" --sshd "$sshd")
     if [ -f "$SSHD_CONFIG" ] && [ "$(cat "$SSHD_CONFIG")" = "$content" ]; then
         ok "$SSHD_CONFIG is up to date"
     elif dry; then
@@ -694,6 +694,8 @@ ensure_settings() {
     if [ -n "$BROKERURL" ]; then
         write_file "$PAIR_PREFIX/broker-url" 644 "$BROKERURL" || true
     fi
+    # The agent dials sshd (tunnels, health probe) on this port.
+    write_file "$PAIR_PREFIX/ssh-port" 644 "$SSHPORT" || true
 }
 
 # If supervisord already runs (install.sh run again in a live container), load the new programs.
