@@ -127,9 +127,17 @@ def proxy(space_id: Annotated[str, typer.Argument(help="The Space's sp_… id.")
 
 
 def _wait_for(client: Client, space: Space, states: tuple[str, ...], timeout: float = 20.0) -> Space:
-    """Poll until the Space reaches one of `states`, or its agent reports that sshd failed."""
+    """Poll until the Space reaches one of `states`, or its agent reports that sshd failed (in two
+    polls running: a report sent just before the agent heard the request is overtaken at once)."""
     deadline = time.monotonic() + timeout
-    while space.state not in states and not readiness.ssh_failure(space) and time.monotonic() < deadline:
+    failed = False
+    while space.state not in states and time.monotonic() < deadline:
+        if readiness.ssh_failure(space):
+            if failed:
+                break
+            failed = True
+        else:
+            failed = False
         time.sleep(0.25)
         space = client.space(space.id)
     return space

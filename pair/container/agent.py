@@ -302,6 +302,7 @@ class Agent:
             if changed and await self._sshd("stop"):
                 log("sshd stopped, as the owner asked")
                 self._news.set()  # report `stopped` at once
+                self._recheck.set()
             return
         # Start sshd when the owner asks (`up`, or the first word after the agent started), not at
         # every reply: supervisord retries a failing sshd itself, and its log says why it fails.
@@ -310,9 +311,11 @@ class Agent:
         await self._check_ssh()  # as supervisord sees it now, not as of the last look
         health = self.ssh.health
         if health is not None and not health.serving and health.supervisor_state in {"STOPPED", *FAILED}:
+            # A program in BACKOFF counts as started for supervisord (it waits to retry): restart it.
+            verb = "restart" if health.supervisor_state == "BACKOFF" else "start"
             self.ssh.starting()
             self._news.set()
-            self._spawn(self._start_sshd(), "starting sshd")
+            self._spawn(self._start_sshd(verb), "starting sshd")
 
     async def _sshd(self, verb: str) -> bool:
         done = await asyncio.to_thread(supervisor.ctl, verb, "sshd")
@@ -320,12 +323,15 @@ class Agent:
             output = (done.stdout + done.stderr).strip() if done else "supervisorctl is not installed"
             log(f"could not {verb} sshd through supervisord: {output}")
             return False
-        self._recheck.set()
         return True
 
-    async def _start_sshd(self) -> None:
-        if await self._sshd("start"):
-            log("sshd started, as the owner asked")
+    async def _start_sshd(self, verb: str) -> None:
+        try:
+            if await self._sshd(verb):
+                log("sshd started, as the owner asked")
+        finally:
+            self.ssh.started()
+            self._recheck.set()
 
     # -- tunnels ----------------------------------------------------------------------------
 

@@ -116,10 +116,26 @@ class SshWatch:
         self.health: SshHealth | None = None
         self._state: str | None = None
         self._checked_at = 0.0
+        self._lock = asyncio.Lock()  # one look at a time (the watch loop, a reply, a failed tunnel)
+        self._starting = False  # the agent is starting sshd: its states in passing are not news
+        self._generation = 0  # bumped by starting() and started(): a look begun before is out of date
 
     async def check(self, *, force: bool = False) -> SshHealth:
         """The health now. Cheap unless supervisord's state changed, SSH is down and the last
         probe is old, or `force` (a tunnel could not reach sshd)."""
+        async with self._lock:
+            generation = self._generation
+            if self._starting:
+                assert self.health is not None
+                return self.health
+            fresh = await self._check(force)
+            if generation != self._generation:  # sshd was (re)started meanwhile: this look predates it
+                assert self.health is not None
+                return self.health
+            self.health = fresh
+            return fresh
+
+    async def _check(self, force: bool) -> SshHealth:
         info: ProcessInfo | None = None
         if self.rpc is not None:
             with contextlib.suppress(SupervisorError):  # supervisord is down, or runs no sshd: probe alone
@@ -134,15 +150,21 @@ class SshWatch:
         fresh = await self._assess(info)
         if fresh.settling and health is not None and health.supervisor_state == "BACKOFF":
             return health  # supervisord retrying a failing sshd: still failing until it runs
-        self.health = fresh
         return fresh
 
     def starting(self) -> SshHealth:
-        """Take sshd as starting, from now until the next check says otherwise: the agent is
-        starting it, and an old failure must not be reported meanwhile."""
+        """Take sshd as starting until started(): the agent is (re)starting it, so neither an old
+        failure nor the states it passes through (STOPPED, during a restart) are news."""
         self.health = SshHealth(serving=False, reason=STATE_WORDS["STARTING"] + ".", supervisor_state="STARTING")
-        self._checked_at = time.monotonic()
+        self._starting = True
+        self._generation += 1
         return self.health
+
+    def started(self) -> None:
+        """The agent's start of sshd is over (done or failed): the next check looks again."""
+        self._starting = False
+        self._state = None  # whatever supervisord says next is news
+        self._generation += 1
 
     async def _assess(self, info: ProcessInfo | None) -> SshHealth:
         if info is not None and info.state != "RUNNING":

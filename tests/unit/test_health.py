@@ -286,9 +286,14 @@ def test_supervisord_retrying_a_failing_sshd_is_still_failing() -> None:
             states.append((await w.check()).supervisor_state)
             supervisor.state = "FATAL"
             states.append((await w.check()).supervisor_state)
-            w.starting()  # the owner asked again (`pair spaces up`)
+            w.starting()  # the owner asked again (`pair spaces up`): the agent restarts it
+            supervisor.state = "STOPPED"  # in passing, during the restart: not news
+            states.append((await w.check(force=True)).supervisor_state)
             supervisor.state = "STARTING"
+            w.started()
+            states.append((await w.check()).supervisor_state)
+            supervisor.state = "BACKOFF"
             states.append((await w.check()).supervisor_state)
             return states
 
-    assert asyncio.run(go()) == ["BACKOFF", "BACKOFF", "FATAL", "STARTING"]
+    assert asyncio.run(go()) == ["BACKOFF", "BACKOFF", "FATAL", "STARTING", "STARTING", "BACKOFF"]
