@@ -197,7 +197,8 @@ class AuthorizedKeys(Struct):
 
 class Heartbeat(Struct):
     instance_id: str
-    # running: sshd serves; stopped: sshd stopped as the owner asked (down); stopping: the agent exits
+    # running: sshd is meant to serve (`ssh` says whether it does); stopped: sshd stopped as the owner
+    # asked (down); stopping: the agent exits
     state: Literal["running", "stopped", "stopping"] = "running"
     keys_version: str = ""  # the snapshot the agent has; the reply carries a new one if it differs
     facts: ContainerFacts | None = None
