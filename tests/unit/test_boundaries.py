@@ -18,7 +18,8 @@ else:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 REPO = Path(__file__).resolve().parents[2]
-BROKER_ONLY = {"starlette", "uvicorn", "pyjwt", "cryptography", "wsproto"}  # websockets: the CLI's proxy and agent use it
+# websockets is not here: the CLI's proxy and agent use it.
+BROKER_ONLY = {"starlette", "uvicorn", "pyjwt", "cryptography", "wsproto"}
 
 
 def imported_modules(path: Path) -> set[str]:
