@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wsproto import ConnectionType, WSConnection
@@ -38,7 +39,14 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from broker.apps.forwarding import HOP_BY_HOP, WEBSOCKET_HANDSHAKE, ProxyOptions, connection_tokens, upstream_headers
+from broker.apps.forwarding import (
+    WEBSOCKET_HANDSHAKE,
+    ProxyOptions,
+    downstream_headers,
+    public_host,
+    public_scheme,
+    upstream_headers,
+)
 from broker.apps.proxy import ASGIReceive, ASGISend, Scope, UpstreamError, open_stream, request_target, send_error
 from broker.apps.streams import ByteStream, Target
 
@@ -118,10 +126,10 @@ async def _handshake(
         await send_error(send, scope, 502, "This app sent no valid answer", detail)
         return None
     if isinstance(answer, AcceptConnection):
-        accept_headers = [(n.lower(), v) for n, v in answer.extra_headers if _passes(n.lower())]
-        await send({"type": "websocket.accept", "subprotocol": answer.subprotocol, "headers": accept_headers})
+        headers = _to_browser(answer.extra_headers, scope, target, options)
+        await send({"type": "websocket.accept", "subprotocol": answer.subprotocol, "headers": headers})
         return ws
-    await _deny(scope, send, answer)
+    await _deny(scope, send, answer, _to_browser(answer.headers, scope, target, options))
     return None
 
 
@@ -155,24 +163,21 @@ async def _read_answer(ws: WSConnection, stream: ByteStream, options: ProxyOptio
             raise UpstreamError("The app closed the connection without answering the WebSocket upgrade.")
 
 
-def _passes(name: bytes) -> bool:
-    """Whether an app's handshake response field may reach the browser (the server writes its own
-    handshake and framing fields)."""
-    return not (
-        name in HOP_BY_HOP
-        or name in WEBSOCKET_HANDSHAKE
-        or name in (b"content-length", b"date", b"server")
-        or name.startswith(b"proxy-")
-    )
+def _to_browser(
+    headers: Iterable[tuple[bytes, bytes]], scope: Scope, target: Target, options: ProxyOptions
+) -> list[tuple[bytes, bytes]]:
+    """The app's handshake answer fields as any response's (broker.apps.forwarding), less those
+    the ASGI server writes itself: the handshake's own, and the framing of a refusal's body."""
+    origin = f"{public_scheme(scope)}://".encode() + public_host(scope)
+    cleaned = downstream_headers(headers, port=target.port, origin=origin, options=options)
+    return [(n, v) for n, v in cleaned if n not in WEBSOCKET_HANDSHAKE and n != b"content-length"]
 
 
-async def _deny(scope: Scope, send: ASGISend, refusal: _Refusal) -> None:
+async def _deny(scope: Scope, send: ASGISend, refusal: _Refusal, headers: list[tuple[bytes, bytes]]) -> None:
     """Relay the app's refusal as the ASGI denial response (the server frames the body)."""
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})
         return
-    drop = connection_tokens(refusal.headers)
-    headers = [(n.lower(), v) for n, v in refusal.headers if _passes(n.lower()) and n.lower() not in drop]
     await send({"type": "websocket.http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": refusal.body})
 

@@ -328,6 +328,7 @@ def test_websocket_echo_with_subprotocol_and_the_apps_headers(app: Served, proxy
         assert ws.subprotocol == "chat"
         assert ws.response is not None
         assert ws.response.headers["x-app-accept"] == "yes"
+        assert ws.response.headers["set-cookie"] == "ws=1"  # host-only, as every app cookie
         seen = dict(json.loads(ws.recv(timeout=10))["headers"])
         assert seen["host"] == f"localhost:{app.port}"
         assert seen["cookie"] == "theme=dark"
@@ -373,6 +374,8 @@ def test_an_app_refusing_the_upgrade_is_relayed(app: Served, proxy: Served) -> N
     response = refused.value.response
     assert response.status_code == 403
     assert response.headers["x-app-reason"] == "no sockets"
+    assert response.headers["location"] == f"http://{app_host(app.port, proxy)}/login"
+    assert "set-cookie" not in response.headers  # the app cannot set the proxy's cookie
     assert bytes(response.body or b"") == b"refused by the app"
 
 

@@ -130,13 +130,19 @@ class DemoApp:
     async def websocket(self, scope: Scope, receive: Any, send: Any) -> None:
         await receive()  # websocket.connect
         if scope["path"] == "/ws-refuse":
-            headers = [(b"content-type", b"text/plain"), (b"x-app-reason", b"no sockets")]
+            headers = [
+                (b"content-type", b"text/plain"),
+                (b"x-app-reason", b"no sockets"),
+                (b"location", b"http://localhost:%d/login" % scope["server"][1]),
+                (b"set-cookie", b"__pair_app=forged"),
+            ]
             await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
             await send({"type": "websocket.http.response.body", "body": b"refused by the app"})
             return
         offered = scope.get("subprotocols", [])
         chosen = "chat" if "chat" in offered else None
-        await send({"type": "websocket.accept", "subprotocol": chosen, "headers": [(b"x-app-accept", b"yes")]})
+        accept_headers = [(b"x-app-accept", b"yes"), (b"set-cookie", b"ws=1; Domain=localhost")]
+        await send({"type": "websocket.accept", "subprotocol": chosen, "headers": accept_headers})
         if scope["path"] == "/ws-headers":
             seen = [[n.decode(), v.decode()] for n, v in scope["headers"]]
             await send({"type": "websocket.send", "text": json.dumps({"headers": seen, "path": scope["path"]})})
