@@ -93,9 +93,12 @@ def test_another_secret_does_not_verify() -> None:
         AppCredentials(b"short")
 
 
+FIXED_TICKET = issue()  # one ticket for every example, so that examples replay exactly
+
+
 @given(st.data())
 def test_any_change_to_a_ticket_is_refused(data: st.DataObject) -> None:
-    ticket, state = issue()
+    ticket, state = FIXED_TICKET
     position = data.draw(st.integers(0, len(ticket) - 1))
     replacement = data.draw(st.sampled_from("AZaz09-_.=+/ ").filter(lambda c: c != ticket[position]))
     changed = ticket[:position] + replacement + ticket[position + 1 :]

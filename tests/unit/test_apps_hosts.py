@@ -67,7 +67,7 @@ NEAR_MISSES = st.sampled_from(
         "{port}--{space}--{owner}--x.{suffix}",
         "{port}--{space}--{space}--{owner}.{suffix}",
         "0{port}--{space}--{owner}.{suffix}",
-        "{port}0000--{space}--{owner}.{suffix}",
+        "{port}00000--{space}--{owner}.{suffix}",  # above 65535
         "{port}--{space}_x--{owner}.{suffix}",
         "{port}--{space}--{owner}-.{suffix}",
         "{port}--{space}--{owner}",
