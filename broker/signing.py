@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
 import msgspec
@@ -164,45 +164,68 @@ class Keyring:
         return (signing_input + b"." + _b64(key.private.sign(signing_input)).encode()).decode()
 
     def verify(self, token: str, *, issuer: str, now: int, leeway: int = 30) -> SpaceTokenClaims:
-        """Check signature, audience, issuer and times; raise TokenInvalid with the reason."""
+        """Check the token's form, signature, audience, issuer and times; raise TokenInvalid
+        with the reason. Anything but the shape this keyring signs (RFC 7515/7519: header
+        `{"alg": "EdDSA", "kid": str}` without `crit`, claims of the types SpaceTokenClaims
+        names, at most MAX_TOKEN_LENGTH characters) is "malformed", whoever signed it."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            raise TokenInvalid("malformed")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as exc:
+        except jwt.PyJWTError as exc:  # bad base64 or JSON, a non-string kid, a crit PyJWT knows
             raise TokenInvalid("malformed") from exc
-        if header.get("alg") != "EdDSA":
+        kid = header.get("kid")
+        # RFC 7515 4.1.11: a critical extension must be understood, and this broker uses none.
+        if header.get("alg") != "EdDSA" or not isinstance(kid, str) or "crit" in header:
             raise TokenInvalid("malformed")
-        key = next((k for k in self._keys if k.kid == header.get("kid")), None)
+        key = next((k for k in self._keys if k.kid == kid), None)
         if key is None:
             raise TokenInvalid("unknown_key")
         try:
-            # Times are checked below, after the signature, so an expired token can still be named.
-            claims = jwt.decode(
-                token,
-                key.public,
-                algorithms=["EdDSA"],
-                audience=AUDIENCE,
-                issuer=issuer,
-                options={
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                    "require": ["iss", "aud", "sub", "iat", "exp", "jti"],
-                },
-            )
+            payload = jwt.PyJWS().decode(token, key.public, algorithms=["EdDSA"])
         except jwt.InvalidSignatureError as exc:
             raise TokenInvalid("bad_signature") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise TokenInvalid("wrong_audience") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise TokenInvalid("wrong_issuer", _unverified(token)) from exc
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             raise TokenInvalid("malformed") from exc
-        if int(claims.get("nbf", claims["iat"])) > now + leeway or int(claims["iat"]) > now + leeway:
-            raise TokenInvalid("not_yet_valid", claims)
-        if int(claims["exp"]) <= now - leeway:
-            raise TokenInvalid("expired", claims)
-        claims.setdefault("nbf", claims["iat"])
-        return SpaceTokenClaims(**{f: claims[f] for f in SpaceTokenClaims.__struct_fields__})
+        try:
+            claims = _CLAIMS(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a missing claim, a wrong type
+            raise TokenInvalid("malformed") from exc
+        named = {k: v for k, v in msgspec.structs.asdict(claims).items() if v is not msgspec.UNSET}
+        if claims.aud != AUDIENCE:
+            raise TokenInvalid("wrong_audience")
+        if claims.iss != issuer:
+            raise TokenInvalid("wrong_issuer", named)
+        # Times are checked after the signature, so an expired token can still be named.
+        nbf = claims.iat if isinstance(claims.nbf, msgspec.UnsetType) else claims.nbf
+        if nbf > now + leeway or claims.iat > now + leeway:
+            raise TokenInvalid("not_yet_valid", named)
+        if claims.exp <= now - leeway:
+            raise TokenInvalid("expired", named)
+        return SpaceTokenClaims(
+            iss=claims.iss, aud=claims.aud, sub=claims.sub, iat=claims.iat, nbf=nbf, exp=claims.exp, jti=claims.jti
+        )
+
+
+MAX_TOKEN_LENGTH = 4096  # characters; this broker's tokens are about 400
+# A NumericDate (RFC 7519 2) as this broker writes it: whole seconds, before the year 10000.
+Seconds = Annotated[int, msgspec.Meta(ge=0, lt=253_402_300_800)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class _TokenClaims(msgspec.Struct):
+    """The claims a Space token must carry, typed: what verify accepts (nbf may be absent)."""
+
+    iss: Text
+    aud: Text
+    sub: Text
+    iat: Seconds
+    exp: Seconds
+    jti: Text
+    nbf: Seconds | msgspec.UnsetType = msgspec.UNSET  # absent means iat; null is malformed
+
+
+_CLAIMS = msgspec.json.Decoder(_TokenClaims).decode
 
 
 def _raw_public(public: Ed25519PublicKey) -> bytes:
@@ -219,10 +242,3 @@ def _thumbprint(public: Ed25519PublicKey) -> str:
         {"crv": "Ed25519", "kty": "OKP", "x": _b64(_raw_public(public))}, separators=(",", ":"), sort_keys=True
     )
     return _b64(hashlib.sha256(canonical.encode()).digest())
-
-
-def _unverified(token: str) -> dict[str, Any]:
-    try:
-        return dict(jwt.decode(token, options={"verify_signature": False}))
-    except jwt.InvalidTokenError:
-        return {}
