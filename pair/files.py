@@ -1,14 +1,112 @@
-"""Writing secret files: atomically (temp file + rename in the same directory), 0600 from the
-first byte, so a reader never sees a half-written token and nobody else ever can read it."""
+"""Files a person names, and the secret files pair writes.
+
+- `read_small_text`: the text of a small file a person pointed pair at (a key file, a public
+  key): regular files only and a bounded read, so /dev/zero, a FIFO or a directory is a clear
+  error instead of a hang or a traceback.
+- `check_new_file`: whether a file can be written at a path, asked before anything else changes.
+- `write_private`: atomically (temp file + rename in the same directory), 0600 from the first
+  byte, so a reader never sees a half-written token and nobody else ever can read it.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import tempfile
 from pathlib import Path
+from typing import TextIO
+
+from pair.api.errors import PairError
+
+MAX_TEXT = 64 * 1024  # bytes; far above any auth key or SSH public key
+
+
+def read_small_text(path: Path, *, what: str, hint: str = "", limit: int = MAX_TEXT) -> str:
+    """The UTF-8 text (a BOM dropped) of the regular file `path`, at most `limit` bytes.
+
+    Raises PairError naming `what` ("the key file") with `hint` when the file is missing,
+    unreadable, a directory, a device, FIFO or socket (whose read could block or never end),
+    larger than `limit`, or not UTF-8. Opening never blocks: O_NONBLOCK keeps a FIFO without a
+    writer from waiting, and the read happens only once fstat says the file is regular."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PairError(f"Cannot read {what} {path}: {exc.strerror}.", hint) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise PairError(f"{path} is a directory, not {what}.", hint)
+        if not stat.S_ISREG(mode):
+            raise PairError(f"{path} is not a regular file (a device, pipe or socket), so it is not {what}.", hint)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise PairError(f"Cannot read {what} {path}: {exc.strerror}.", hint) from exc
+    finally:
+        os.close(fd)
+    return _text(b"".join(chunks), limit, f"{what} {path}", hint)
+
+
+def read_small_stdin(*, what: str, hint: str = "", limit: int = MAX_TEXT, stream: TextIO | None = None) -> str:
+    """Like read_small_text, from standard input (`--key-file -`): at most `limit` bytes."""
+    source = stream or sys.stdin
+    buffer = getattr(source, "buffer", None)
+    if buffer is not None:
+        return _text(buffer.read(limit + 1), limit, f"{what} on standard input", hint)
+    text = source.read(limit + 1)  # a text stream without bytes underneath (tests' StringIO)
+    return _text(text.encode("utf-8", "surrogateescape"), limit, f"{what} on standard input", hint)
+
+
+def _text(data: bytes, limit: int, described: str, hint: str) -> str:
+    described = described[:1].upper() + described[1:]
+    if len(data) > limit:
+        raise PairError(f"{described} is too large (over {limit // 1024} KiB).", hint)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PairError(f"{described} is not UTF-8 text.", hint) from exc
+
+
+def check_new_file(path: Path, *, replace: bool, what: str, hint: str) -> None:
+    """Raise PairError unless `write_private(path, …)` can succeed: its directory exists and
+    takes a new file, and `path` is not a directory, not some other non-regular file, and (unless
+    `replace`) does not exist. Asked before anything else changes, so a refusal leaves nothing
+    half-done; it cannot promise the disk keeps room for the write itself."""
+    parent = path.parent
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise PairError(f"Cannot use {path} for {what}: {exc.strerror}.", hint) from exc
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise PairError(f"{path} is a directory; {what} needs a file name.", hint)
+        if not stat.S_ISREG(st.st_mode):
+            raise PairError(f"{path} exists and is not a regular file.", hint)
+        if not replace:
+            raise PairError(f"{path} already exists, and {what} is not written over an existing file.", hint)
+    if not parent.is_dir():
+        raise PairError(f"The directory {parent} does not exist.", hint)
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+    except OSError as exc:
+        raise PairError(f"Cannot write to the directory {parent}: {exc.strerror}.", hint) from exc
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    os.replace(stage_private(path, data, mode), path)
+
+
+def stage_private(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
+    """Write `data` to a new 0600 file beside `path` (fsynced) and return its name: renaming it
+    to `path` (os.replace) then publishes it atomically, and unlinking it forgets it."""
     if isinstance(data, str):
         data = data.encode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -18,7 +116,7 @@ def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)

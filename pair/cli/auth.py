@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pair import __version__, config
+from pair import __version__, config, files
 from pair.api.errors import AuthError, BrokerUnreachable, PairError
 from pair.cli.session import signed_in
 
@@ -45,24 +45,21 @@ def login(
     print(f"Logged in to {broker} as {answer.user.email}.")
 
 
+KEY_FILE_HINT = "Pass the file your admin gave you with --key-file."
+
+
 def _read_key(key_file: Path | None) -> str:
     if key_file is not None and str(key_file) == "-":
-        key = sys.stdin.read()
+        key = files.read_small_stdin(what="the auth key", hint=KEY_FILE_HINT)
     elif key_file is not None:
-        try:
-            key = key_file.read_text()
-        except OSError as exc:
-            raise PairError(
-                f"Cannot read the key file {key_file}: {exc.strerror}.",
-                "Pass the file your admin gave you with --key-file.",
-            ) from exc
+        key = files.read_small_text(key_file, what="the key file", hint=KEY_FILE_HINT)
     elif sys.stdin.isatty():
         key = getpass.getpass("Auth key: ")
     else:
-        key = sys.stdin.read()
+        key = files.read_small_stdin(what="the auth key", hint=KEY_FILE_HINT)
     key = key.strip()
     if not key:
-        raise PairError("The auth key is empty.", "Pass the file your admin gave you with --key-file.")
+        raise PairError("The auth key is empty.", KEY_FILE_HINT)
     return key
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pair import sshkeys
+from pair import files, sshkeys
 from pair.api.errors import PairError
 from pair.api.models import SshKey
 from pair.cli.session import signed_in
@@ -52,12 +52,9 @@ def add(
 ) -> None:
     """Register an SSH public key."""
     path = path or _default_key()
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PairError(
-            f"Cannot read {path}.", "Pass the path of your public key, e.g. ~/.ssh/id_ed25519.pub."
-        ) from exc
+    text = files.read_small_text(
+        path, what="the public key file", hint="Pass the path of your public key, e.g. ~/.ssh/id_ed25519.pub."
+    )
     try:
         sshkeys.parse_public_key(text)  # refuse locally first: a private key never leaves this machine
     except sshkeys.InvalidKeyError as exc:

@@ -406,7 +406,9 @@ def _error(exc: BaseException) -> str:
 
 def main() -> int:
     os.umask(0o077)
-    return asyncio.run(Agent().run())
+    home = Home()
+    home.check_usable()  # a missing or unwritable PAIR_HOME is one clear error, not a traceback
+    return asyncio.run(Agent(home).run())
 
 
 if __name__ == "__main__":

@@ -91,6 +91,23 @@ class Home:
                 "Run as the user that installed pair, or set PAIR_HOME to a writable directory.",
             ) from exc
 
+    def check_usable(self) -> None:
+        """Raise PairError unless the root is an existing directory this user can write: what
+        `pair agent` needs before it starts (it never creates $PAIR_HOME; install.sh does)."""
+        hint = (
+            "Set PAIR_HOME to the directory install.sh installed pair into (default /opt/pair), "
+            "and run `pair spaces bootstrap` there first."
+        )
+        if not self.root.exists():
+            raise PairError(f"PAIR_HOME {self.root} does not exist.", hint)
+        if not self.root.is_dir():
+            raise PairError(f"PAIR_HOME {self.root} is not a directory.", hint)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PairError(
+                f"PAIR_HOME {self.root} is not writable by this user (uid {os.getuid()}).",
+                "Run the agent as the user that installed pair (supervisord does), or fix the directory's owner.",
+            )
+
     def instance_id(self) -> str:
         """This container's random id, created (and persisted) before anything is sent.
 

@@ -77,7 +77,9 @@ def test_add_without_any_default_key(people: dict[str, Person]) -> None:
 
 def test_add_a_missing_file(people: dict[str, Person]) -> None:
     missing = people["bob"].home / "nope.pub"
-    assert_error(people["bob"].pair("keys", "add", str(missing)), f"Cannot read {missing}", hint=".pub")
+    assert_error(
+        people["bob"].pair("keys", "add", str(missing)), f"Cannot read the public key file {missing}", hint=".pub"
+    )
 
 
 def test_private_key_is_refused_locally(broker: InProcessBroker, people: dict[str, Person]) -> None:
