@@ -76,7 +76,7 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
     from broker.settings import Settings
     from pair.api import models as m
 
-    ctx = open_context(Settings(data_dir=data_dir, public_url=url))
+    ctx = open_context(Settings(data_dir=data_dir, public_url=url), create=True)
     try:
         users = []
         keys: dict[str, str] = {}

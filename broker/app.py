@@ -20,6 +20,7 @@ from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
 from broker.settings import Settings
+from broker.store import StoreUnavailable
 
 log = logging.getLogger("pair.broker")
 
@@ -30,6 +31,8 @@ async def _sweep(ctx: Context) -> None:
         await asyncio.sleep(ctx.settings.agent_interval)
         try:
             await spaces.stop_silent(ctx)
+        except StoreUnavailable:
+            pass  # the store told the operator (rate-limited); the next sweep tries again
         except Exception:  # one failed sweep must not end the loop
             log.exception("sweeping silent Spaces failed")
 
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = ctx is None
-        app.state.ctx = open_context(settings or Settings.load()) if own else ctx
+        app.state.ctx = open_context(settings or Settings.load(), create=True) if own else ctx
         app.state.ctx.started_at = app.state.ctx.now()
         await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
@@ -74,7 +77,12 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(http.ExactRoutes, routes=json_routes)],
-        exception_handlers={Problem: http.on_problem, HTTPException: http.on_http_exception, Exception: http.on_error},
+        exception_handlers={
+            Problem: http.on_problem,
+            StoreUnavailable: http.on_problem,
+            HTTPException: http.on_http_exception,
+            Exception: http.on_error,
+        },
     )
     if ctx is not None:
         app.state.ctx = ctx

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import getpass
 import json
+import logging
 import os
 import signal
 import socket
@@ -18,24 +19,28 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from broker import accounts, serve_lock, serving
-from broker.context import Context, open_context, timestamp
+from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError
+from broker.store import StoreUnavailable
 from pair.api.errors import PairError
-from pair.cli import durations
-from pair.files import write_private
+from pair.cli import durations, runner
+from pair.files import check_new_file, stage_private
 
 T = TypeVar("T")
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="pair-broker",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="The pair broker: accounts, Space tokens, and the relay between teammates and containers.",
 )
-users_app = typer.Typer(no_args_is_help=True, help="Create, list and remove users, and reset auth keys.")
-keys_app = typer.Typer(no_args_is_help=True, help="Token signing keys.")
+users_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Create, list and remove users, and reset auth keys."
+)
+keys_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Token signing keys.")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 
@@ -47,21 +52,16 @@ DataDir = Annotated[
 ]
 
 
-class CliError(Exception):
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
 def _settings(**overrides: Any) -> Settings:
     try:
         return Settings.load(**overrides)
     except SettingsError as exc:
-        raise CliError(str(exc), "See docs/operations.md for every setting.") from exc
+        raise PairError(str(exc), "See docs/operations.md for every setting.") from exc
 
 
 def _with_context(data_dir: Path | None, work: Callable[[Context], Awaitable[T]]) -> T:
-    ctx = open_context(_settings(data_dir=data_dir))
+    """Run `work` on the data dir's existing database (admin verbs never create one)."""
+    ctx = open_context(_settings(data_dir=data_dir), create=False)
 
     async def run() -> T:
         try:
@@ -72,7 +72,9 @@ def _with_context(data_dir: Path | None, work: Callable[[Context], Awaitable[T]]
     try:
         return asyncio.run(run())
     except Problem as exc:
-        raise CliError(exc.message, exc.detail) from exc
+        raise PairError(exc.message, exc.detail) from exc
+    except StoreUnavailable as exc:
+        raise DataDirError(str(exc), exc.hint) from exc
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -112,8 +114,13 @@ def serve(
     sock = _listen(settings.host, settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     lock.record(settings.url)
-    ctx = open_context(settings)
-    asyncio.run(_first_admin(ctx))
+    ctx = open_context(settings, create=True)
+    try:
+        asyncio.run(_start(ctx))
+    except BaseException:
+        sock.close()
+        asyncio.run(ctx.store.close())
+        raise
 
     config = serving.config(create_app(ctx=ctx), log_level=settings.log_level, access_log=access_log)
 
@@ -148,24 +155,21 @@ def _lock_data_dir(data_dir: Path) -> serve_lock.ServeLock:
     except serve_lock.DataDirBusy as busy:
         pid, url = busy.holder.pid, busy.holder.url
         who = f"pid {pid}" if pid else "another process"
-        raise CliError(
+        raise PairError(
             f"Another pair-broker is already serving {data_dir} ({who}{', at ' + url if url else ''}).",
             "One broker process per data directory: use that one, stop it first"
             f"{f' (kill {pid})' if pid else ''}, or give this one its own --data-dir. "
             "Admin commands (pair-broker users …) work next to it.",
         ) from None
-    except OSError as exc:
-        raise CliError(
-            f"Cannot lock the data directory {data_dir}: {exc.strerror}.",
-            "Pick a data directory this user can write (--data-dir or PAIR_BROKER_DATA_DIR).",
-        ) from exc
+    except OSError as exc:  # a read-only or full data dir, said as every data dir failure is
+        raise data_dir_error(data_dir, exc) from exc
 
 
 def _listen(host: str, port: int) -> socket.socket:
     try:
         return serving.listen(host, port)
     except OSError as exc:
-        raise CliError(
+        raise PairError(
             f"Cannot listen on {host}:{port}: {exc.strerror}.",
             "Pick another --port (or PAIR_BROKER_PORT), or stop what is using it.",
         ) from exc
@@ -175,13 +179,21 @@ def _display(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _first_admin(ctx: Context) -> None:
-    """On an empty database, create the first admin and write their auth key to a 0600 file."""
+async def _start(ctx: Context) -> None:
+    """Before listening: the data dir and database take writes (DataDirError otherwise), and an
+    empty database gets its first admin."""
+    await check_writable(ctx)
     if await ctx.store.users():
         return
-    user, key = await accounts.create_user(ctx, ctx.settings.admin_email, is_admin=True, actor="first-start")
     key_file = ctx.settings.data_dir / "admin.key"
-    write_private(key_file, key + "\n")
+    try:
+        user = await _create_with_key(
+            ctx,
+            key_file,
+            lambda: accounts.create_user(ctx, ctx.settings.admin_email, is_admin=True, actor="first-start"),
+        )
+    except Problem as exc:  # PAIR_BROKER_ADMIN_EMAIL is not an email
+        raise PairError(f"PAIR_BROKER_ADMIN_EMAIL: {exc.message}", exc.detail) from exc
     print(
         f"Created the first admin, {user.email}; their auth key is in {key_file} (mode 0600).\n"
         f"Log in with:  pair login {user.email} --key-file {key_file} --url {ctx.settings.url}",
@@ -200,18 +212,50 @@ def _actor() -> str:
         return f"pair-broker:uid {os.getuid()}"
 
 
-def _emit_key(email: str, key: str, key_file: Path | None) -> None:
-    if key_file is None:
+async def _create_with_key(ctx: Context, key_file: Path | None, change: Callable[[], Awaitable[tuple[T, str]]]) -> T:
+    """Make `change` (a new user, a new auth key) and write its key to `key_file`, all or
+    nothing: the file is staged inside the database transaction and renamed into place only once
+    that committed, so a file that cannot be written leaves the database as it was. Without a
+    file, the key is printed once, after the commit."""
+    staged: Path | None = None
+    try:
+        async with ctx.store.transaction():
+            done, key = await change()
+            if key_file is not None:
+                try:
+                    staged = stage_private(key_file, key + "\n")
+                except OSError as exc:  # the disk filled up since the check, say
+                    raise PairError(
+                        f"Cannot write {key_file}: {exc.strerror}; nothing was changed.", KEY_FILE_HINT
+                    ) from exc
+    except BaseException:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+        raise
+    if key_file is not None and staged is not None:
+        os.replace(staged, key_file)
+    else:
         print(key)
+    return done
+
+
+KEY_FILE_HINT = "Pass --key-file a new file in a directory you can write."
+
+
+def _check_key_file(key_file: Path | None, *, replace: bool) -> None:
+    """Asked before the database is touched: a key that cannot be written is never made."""
+    if key_file is not None:
+        check_new_file(key_file, replace=replace, what="an auth key", hint=KEY_FILE_HINT)
+
+
+def _emitted(email: str, key_file: Path | None) -> None:
+    if key_file is None:
         print(
             f"That is {email}'s auth key; it is shown once. Log in with: pair login {email} --key-file FILE",
             file=sys.stderr,
         )
-        return
-    if not key_file.parent.is_dir():
-        raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
-    write_private(key_file, key + "\n")
-    print(f"Wrote {email}'s auth key to {key_file} (mode 0600).")
+    else:
+        print(f"Wrote {email}'s auth key to {key_file} (mode 0600).")
 
 
 KeyFile = Annotated[
@@ -227,10 +271,14 @@ def users_add(
     data_dir: DataDir = None,
 ) -> None:
     """Create a user and their auth key (shown once)."""
-    if key_file is not None and not key_file.parent.is_dir():
-        raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
-    user, key = _with_context(data_dir, lambda ctx: accounts.create_user(ctx, email, is_admin=admin, actor=_actor()))
-    _emit_key(user.email, key, key_file)
+    _check_key_file(key_file, replace=False)  # a new key never overwrites a file: it may be someone's key
+    user = _with_context(
+        data_dir,
+        lambda ctx: _create_with_key(
+            ctx, key_file, lambda: accounts.create_user(ctx, email, is_admin=admin, actor=_actor())
+        ),
+    )
+    _emitted(user.email, key_file)
 
 
 @users_app.command("list")
@@ -252,10 +300,12 @@ def users_remove(email: str, data_dir: DataDir = None) -> None:
 @users_app.command("reset-key")
 def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = None) -> None:
     """Replace a user's auth key; their sessions end."""
-    if key_file is not None and not key_file.parent.is_dir():
-        raise CliError(f"The directory {key_file.parent} does not exist.", "Create it, or pick another --key-file.")
-    user, key = _with_context(data_dir, lambda ctx: accounts.reset_key(ctx, email, actor=_actor()))
-    _emit_key(user.email, key, key_file)
+    _check_key_file(key_file, replace=True)  # the user's old key file is the natural place for the new key
+    user = _with_context(
+        data_dir,
+        lambda ctx: _create_with_key(ctx, key_file, lambda: accounts.reset_key(ctx, email, actor=_actor())),
+    )
+    _emitted(user.email, key_file)
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -264,16 +314,20 @@ def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = No
 @keys_app.command("rotate")
 def keys_rotate(data_dir: DataDir = None) -> None:
     """Add a new signing key. Tokens signed by older keys keep verifying until they expire."""
-    ctx = open_context(_settings(data_dir=data_dir))
-    key = ctx.keyring.rotate()
-    asyncio.run(ctx.store.close())
+    ctx = open_context(_settings(data_dir=data_dir), create=False)
+    try:
+        key = ctx.keyring.rotate()
+    except OSError as exc:
+        raise data_dir_error(ctx.settings.keys_dir, exc) from exc
+    finally:
+        asyncio.run(ctx.store.close())
     print(f"New signing key {key.kid}; {len(ctx.keyring.keys)} key(s) published in the JWKS.")
 
 
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
     """List signing keys, newest (the one that signs) first."""
-    ctx = open_context(_settings(data_dir=data_dir))
+    ctx = open_context(_settings(data_dir=data_dir), create=False)
     asyncio.run(ctx.store.close())
     for i, key in enumerate(ctx.keyring.keys):
         print(f"{key.kid}  {timestamp(key.created_at):%Y-%m-%d %H:%M}  {'signing' if i == 0 else 'verifying'}")
@@ -306,7 +360,7 @@ def audit(
         try:
             since_at = int(time.time()) - durations.parse(since)
         except PairError as exc:
-            raise CliError(f"--since: {exc.message}", exc.hint) from exc
+            raise PairError(f"--since: {exc.message}", exc.hint) from exc
     entries = _with_context(
         data_dir,
         lambda ctx: ctx.store.audit_log(
@@ -335,12 +389,7 @@ def audit(
         print(f"{timestamp(e.at):%Y-%m-%d %H:%M:%S}  " + "  ".join(cells).rstrip())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # the database, its WAL and every key file: readable by the broker's user only
-    try:
-        app()
-    except CliError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        sys.exit(1)
+    logging.getLogger("pair.broker").addHandler(logging.NullHandler())  # admin verbs print errors, not log lines
+    runner.run(app, "pair-broker", argv)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from broker.hub import Hub
 from broker.settings import Settings
 from broker.signing import Keyring
-from broker.store import Store
+from broker.store import Store, StoreUnavailable
+from pair.api.errors import PairError
 from pair.api.models import AuthorizedKeys
+
+DATA_DIR_HINT = "Pass the broker's data dir with --data-dir (or set PAIR_BROKER_DATA_DIR)."
 
 
 @dataclass
@@ -36,13 +42,78 @@ def timestamp(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def open_context(settings: Settings) -> Context:
-    """Create the data dir (0700), open and migrate the database, load or create the signing key."""
+class DataDirError(PairError):
+    """The data dir cannot be used: missing, not writable, full, or its database unusable."""
+
+
+def open_context(settings: Settings, *, create: bool) -> Context:
+    """Open and migrate the database and load the signing keys. With `create` (only `serve`, on
+    first start), make the data dir (0700), the database and the first key when missing;
+    without it, a data dir that holds no database is refused rather than filled.
+
+    Raises DataDirError (one sentence and a hint) when the data dir or database cannot be used."""
     from broker.store.sqlite import SqliteStore
 
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = SqliteStore(settings.database_path)
-    settings.database_path.chmod(0o600)
-    keyring = Keyring(settings.keys_dir, retain_seconds=settings.max_token_ttl + 3600)
-    keyring.load()
+    if not create and not settings.database_path.is_file():
+        raise DataDirError(
+            f"No broker database in {settings.data_dir}.",
+            f"{DATA_DIR_HINT} `pair-broker serve` creates one on its first start.",
+        )
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = SqliteStore(settings.database_path)
+    except OSError as exc:
+        raise data_dir_error(settings.data_dir, exc) from exc
+    except StoreUnavailable as exc:
+        raise DataDirError(str(exc), exc.hint) from exc
+    try:
+        settings.database_path.chmod(0o600)
+        keyring = Keyring(settings.keys_dir, retain_seconds=settings.max_token_ttl + 3600)
+        keyring.load()
+    except OSError as exc:
+        store.close_now()
+        raise data_dir_error(settings.keys_dir, exc) from exc
     return Context(settings=settings, store=store, keyring=keyring)
+
+
+PROBE_BYTES = 1 << 20  # a start-up probe: room for a few hundred writes, or the broker says so now
+
+
+async def check_writable(ctx: Context) -> None:
+    """What `serve` checks before it listens: it can write a file into the data dir and commit
+    to its database. Raises DataDirError otherwise."""
+    probe = ctx.settings.data_dir / f".write-probe-{os.getpid()}"
+    try:
+        with probe.open("wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise data_dir_error(ctx.settings.data_dir, exc) from exc
+    finally:
+        probe.unlink(missing_ok=True)
+    try:
+        await ctx.store.check_writable()
+    except StoreUnavailable as exc:
+        raise DataDirError(str(exc), exc.hint) from exc
+
+
+def data_dir_error(path: Path, exc: OSError) -> DataDirError:
+    """One sentence and a hint for an OSError on `path` in the data dir (or a key file in it)."""
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        hint = f"Free space on the disk that holds {path}."
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = f"Make {path} writable by the broker's user ({_user()}), or pass another --data-dir."
+    else:
+        hint = DATA_DIR_HINT
+    return DataDirError(f"Cannot write to {path}: {what}.", hint)
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, ImportError):
+        return f"uid {os.getuid()}"

@@ -11,6 +11,8 @@ from pair.api import models as m
 
 
 async def health(call: Call) -> m.Health:
+    if call.ctx.store.unavailable is not None:
+        await call.ctx.store.check_writable()  # 503 until the database takes a write again
     return m.Health(status="ok", version=__version__)
 
 

@@ -9,7 +9,7 @@ dict lookup before Starlette's router."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +17,13 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker import accounts, spaces
 from broker.context import Context
 from broker.errors import Problem
-from broker.store import SessionRecord, SpaceRecord, UserRecord
+from broker.store import SessionRecord, SpaceRecord, StoreUnavailable, UserRecord
 from pair.api.endpoints import Endpoint
 
 MAX_BODY = 64 * 1024
@@ -65,9 +65,32 @@ def problem_body(problem: Problem) -> bytes:
     return msgspec.json.encode({"message": problem.message, "detail": problem.detail, "code": problem.code})
 
 
-def problem_response(problem: Problem) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
-    return json_response(problem.status, problem_body(problem), headers)
+def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response(problem.status, problem_body(problem), {**_problem_headers(problem), **(headers or {})})
+
+
+def _problem_headers(problem: Problem) -> dict[str, str]:
+    if problem.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if problem.status == 503:
+        return {"Retry-After": str(RETRY_AFTER)}
+    return {}
+
+
+RETRY_AFTER = 30  # seconds, for a 503: the database cannot be written until its operator acts
+
+
+def as_problem(exc: Problem | StoreUnavailable) -> Problem:
+    """The answer to a request that failed: its Problem, or 503 when the database cannot be used
+    (the store has told the operator in the log, rate-limited; the client hears no more than why)."""
+    if isinstance(exc, Problem):
+        return exc
+    return Problem(
+        503,
+        f"The broker cannot use its database right now: {exc.why}.",
+        "Try again later; the broker's operator can see why in its log.",
+        "storage_unavailable",
+    )
 
 
 def bearer(request: HTTPConnection) -> str:
@@ -123,8 +146,9 @@ class JsonEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await self._answer(scope, receive)
-        except Problem as problem:
-            extra = [(b"www-authenticate", b"Bearer")] if problem.status == 401 else None
+        except (Problem, StoreUnavailable) as exc:
+            problem = as_problem(exc)
+            extra = [(k.lower().encode(), v.encode()) for k, v in _problem_headers(problem).items()]
             await _send_json(send, problem.status, problem_body(problem), extra)
             return
         except Exception:
@@ -199,8 +223,8 @@ INTERNAL = Problem(
 
 
 async def on_problem(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Problem)
-    return problem_response(exc)
+    assert isinstance(exc, Problem | StoreUnavailable)
+    return problem_response(as_problem(exc))
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -215,10 +239,29 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
             )
         )
     if exc.status_code == 405:
+        allowed = ", ".join(allowed_methods(request.app.routes, request.url.path))
         return problem_response(
-            Problem(405, f"{request.method} is not allowed on {request.url.path}.", code="method_not_allowed")
+            Problem(
+                405,
+                f"{request.method} is not allowed on {request.url.path}.",
+                f"It answers {allowed}.",
+                "method_not_allowed",
+            ),
+            {"Allow": allowed},  # RFC 9110 15.5.6: a 405 names the methods the resource has
         )
-    return problem_response(Problem(exc.status_code, str(exc.detail)))
+    return problem_response(Problem(exc.status_code, str(exc.detail)), exc.headers)
+
+
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
+    """Every method some route answers at `path`. Starlette's own 405 names only the first
+    route that matched the path, but a path often has several (GET and POST /api/v1/spaces)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.path_regex.match(path):
+            methods |= route.methods or set()
+        elif isinstance(route, Mount) and path.startswith(route.path + "/"):
+            methods |= {"GET", "HEAD"}  # the one mount serves static files
+    return sorted(methods)
 
 
 async def on_error(request: Request, exc: Exception) -> Response:

@@ -21,9 +21,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from broker import accounts, credentials, spaces
 from broker.context import Context
 from broker.errors import Problem
-from broker.http import bearer, problem_response
+from broker.http import as_problem, bearer, problem_response
 from broker.hub import AgentLink, Tunnel
-from broker.store import SpaceRecord, TunnelRecord, UserRecord
+from broker.store import SpaceRecord, StoreUnavailable, TunnelRecord, UserRecord
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api import readiness
@@ -48,8 +48,8 @@ async def agent_connect(ws: WebSocket) -> None:
     ctx: Context = ws.app.state.ctx
     try:
         space = await spaces.authenticate_agent(ctx, bearer(ws))
-    except Problem as problem:
-        await deny(ws, problem)
+    except (Problem, StoreUnavailable) as exc:
+        await deny(ws, as_problem(exc))
         return
     await ws.accept()
     link = AgentLink(space.id, ws)
@@ -70,7 +70,8 @@ async def agent_connect(ws: WebSocket) -> None:
         pass
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         await ws.close(code=1007, reason=f"bad message: {exc}"[:120])
-    except Problem as problem:
+    except (Problem, StoreUnavailable) as exc:  # the agent reconnects after a 4503
+        problem = as_problem(exc)
         await ws.close(code=4000 + problem.status, reason=problem.message[:120])
     finally:
         ctx.hub.detach(link)
@@ -83,8 +84,8 @@ async def space_tunnel(ws: WebSocket) -> None:
     try:
         _, user = await accounts.authenticate(ctx, bearer(ws))
         space = await _ready(ctx, user, ws.path_params["space_id"])
-    except Problem as problem:
-        await deny(ws, problem)
+    except (Problem, StoreUnavailable) as exc:
+        await deny(ws, as_problem(exc))
         return
     tunnel = Tunnel(credentials.new_id("tun_"), space.id, user.id, user.email, ws)
     ctx.hub.tunnels[tunnel.id] = tunnel
@@ -95,23 +96,33 @@ async def space_tunnel(ws: WebSocket) -> None:
         except Problem as problem:
             await deny(ws, problem)
             return
-        await ws.accept()
         client = ws.client
-        await ctx.store.open_tunnel(
-            TunnelRecord(
-                tunnel.id, space.id, user.id, user.email, f"{client.host}:{client.port}" if client else "", ctx.now()
+        try:  # every tunnel is logged: one that cannot be is refused
+            await ctx.store.open_tunnel(
+                TunnelRecord(
+                    tunnel.id,
+                    space.id,
+                    user.id,
+                    user.email,
+                    f"{client.host}:{client.port}" if client else "",
+                    ctx.now(),
+                )
             )
-        )
-        await ctx.store.audit(ctx.now(), user.email, "tunnel.open", space.id, tunnel.id)
+            await ctx.store.audit(ctx.now(), user.email, "tunnel.open", space.id, tunnel.id)
+        except StoreUnavailable as exc:
+            await deny(ws, as_problem(exc))
+            return
+        await ws.accept()
         await splice(tunnel, ws, agent_ws)
     finally:
         ctx.hub.tunnels.pop(tunnel.id, None)
         tunnel.done.set()
         if not tunnel.agent.done():
             tunnel.agent.cancel()
-        await ctx.store.close_tunnel(
-            tunnel.id, ctx.now(), tunnel.bytes_in, tunnel.bytes_out, tunnel.close_reason or "closed"
-        )
+        with contextlib.suppress(StoreUnavailable):  # the store told the operator
+            await ctx.store.close_tunnel(
+                tunnel.id, ctx.now(), tunnel.bytes_in, tunnel.bytes_out, tunnel.close_reason or "closed"
+            )
 
 
 async def _ready(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
@@ -192,8 +203,8 @@ async def agent_tunnel(ws: WebSocket) -> None:
         tunnel = ctx.hub.tunnels.get(ws.path_params["tunnel_id"])
         if tunnel is None or tunnel.space_id != space.id or tunnel.agent.done():
             raise Problem(404, "That tunnel was not found.", "It may have been closed already.", "not_found")
-    except Problem as problem:
-        await deny(ws, problem)
+    except (Problem, StoreUnavailable) as exc:
+        await deny(ws, as_problem(exc))
         return
     await ws.accept()
     tunnel.agent.set_result(ws)

@@ -3,11 +3,16 @@ else the default. docs/operations.md lists them (a test keeps the two in step)."
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
 def _default_data_dir() -> Path:
@@ -58,9 +63,9 @@ class Settings:
                 values[f.name] = os.environ[f.metadata["env"]]
         for f in fields(cls):
             if f.name in values:
-                # Name the setting as the operator wrote it: the flag's field or the variable.
-                label = f.name if overrides.get(f.name) is not None else f.metadata["env"]
-                values[f.name] = _convert(label, f.type, values[f.name])
+                # Name the setting as the operator wrote it: the flag or the variable.
+                label = "--" + f.name.replace("_", "-") if overrides.get(f.name) is not None else f.metadata["env"]
+                values[f.name] = _check(f.name, label, _convert(label, f.type, values[f.name]))
         settings = cls(**values)
         if settings.token_ttl > settings.max_token_ttl:
             raise SettingsError("PAIR_BROKER_TOKEN_TTL is above PAIR_BROKER_MAX_TOKEN_TTL.")
@@ -95,6 +100,65 @@ def _convert(name: str, type_name: Any, value: Any) -> Any:
     if type_name in ("Path", Path):
         return Path(value).expanduser()
     return str(value)
+
+
+def _check(name: str, label: str, value: Any) -> Any:
+    """Rules beyond the type, for the settings that have them."""
+    if name == "port" and value > 65535:
+        raise SettingsError(f"The setting {label} must be a port number from 0 to 65535, not {value}.")
+    if name == "public_url" and value:
+        return check_public_url(label, value)
+    if name == "log_level" and value.lower() not in LOG_LEVELS:
+        raise SettingsError(f"The setting {label} must be one of {', '.join(LOG_LEVELS)}, not {value!r}.")
+    if name == "log_level":
+        return value.lower()
+    return value
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
+_URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")  # RFC 3986 path characters
+
+
+def check_public_url(label: str, url: str) -> str:
+    """`url` if it is an absolute http(s) URL naming a host (RFC 3986: scheme, host, optional
+    port and path; no userinfo, query or fragment), else SettingsError. It becomes every token's
+    `iss` and the base of every link the broker hands out, so nothing else may ride in it."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # an unclosed [IPv6] bracket
+        parts, host = urlsplit(""), ""
+    if parts.scheme not in ("http", "https"):
+        problem = "it must start with http:// or https://"
+    elif not host:
+        problem = "it names no host"
+    elif "@" in parts.netloc:
+        problem = "it must not carry a user name or password"
+    elif parts.query or parts.fragment or "?" in url or "#" in url:
+        problem = "it must not have a query (?) or fragment (#)"
+    elif not (_HOST_NAME.fullmatch(host) or _is_ip_literal(parts.netloc, host)):
+        problem = f"{host!r} is not a host name or IP address"
+    elif not _port_ok(parts.netloc):
+        problem = "its port is not a number from 1 to 65535"
+    elif not _URL_PATH.fullmatch(parts.path):
+        problem = "its path has characters a URL cannot carry unescaped"
+    else:
+        return urlunsplit(parts)  # the scheme in lower case, as `Settings.url` readers expect
+    raise SettingsError(f"The setting {label} is not a usable URL: {problem}.")
+
+
+def _port_ok(netloc: str) -> bool:
+    _, bracket, rest = netloc.rpartition("]")
+    _, colon, port = (rest if bracket else netloc).rpartition(":")
+    return not colon or (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535)
+
+
+def _is_ip_literal(netloc: str, host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == 4 or netloc.startswith("[")
 
 
 def _url_host(host: str) -> str:

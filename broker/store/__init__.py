@@ -8,6 +8,7 @@ hop costs more than the query (../shared/FACTS.md).
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Protocol
 
 from broker.store.records import (
@@ -28,6 +29,7 @@ __all__ = [
     "SshKeyRecord",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "TokenRecord",
     "TunnelRecord",
     "UserRecord",
@@ -38,12 +40,30 @@ class StoreError(Exception):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be used right now (disk full, read-only, I/O error, locked): the
+    environment's fault, not the request's. `why` says what, `hint` what the operator can do."""
+
+    def __init__(self, path: Path, why: str, hint: str) -> None:
+        super().__init__(f"Cannot use the database {path}: {why}.")
+        self.path, self.why, self.hint = path, why, hint
+
+
 class Conflict(StoreError):
     """A uniqueness rule was hit (email, key fingerprint, Space name per owner)."""
 
 
 class Store(Protocol):
     async def close(self) -> None: ...
+
+    async def check_writable(self) -> None:
+        """Commit a write that changes nothing; StoreUnavailable if the database cannot take it."""
+        ...
+
+    @property
+    def unavailable(self) -> StoreUnavailable | None:
+        """The last storage failure, while no write has succeeded since."""
+        ...
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Group the calls made inside into one transaction (commit at the end, rollback on error).

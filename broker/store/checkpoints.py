@@ -17,34 +17,34 @@ SQLite's default.
 
 from __future__ import annotations
 
-import logging
-import sqlite3
+import contextlib
 import threading
 from pathlib import Path
 
-log = logging.getLogger("pair.broker")
+from broker.store import StoreUnavailable
+from broker.store.failures import Health, connect
 
 INTERVAL = 1.0  # seconds
 WAL_BACKSTOP_PAGES = 10_000  # ~40 MB of WAL
 
 
 class Checkpointer:
-    def __init__(self, path: Path, interval: float = INTERVAL) -> None:
+    def __init__(self, path: Path, health: Health, interval: float = INTERVAL) -> None:
         self._path = path
+        self._health = health
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoints", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db = connect(self._path, self._health)
         try:
             db.execute("PRAGMA busy_timeout=5000")
             while not self._stop.wait(self._interval):
-                try:
+                # A full disk is reported (rate-limited) by the connection; the next round retries.
+                with contextlib.suppress(StoreUnavailable):
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:  # e.g. the disk is full; the next round tries again
-                    log.exception("checkpointing the database failed")
         finally:
             db.close()
 

@@ -24,11 +24,13 @@ from broker.store import (
     SessionRecord,
     SpaceRecord,
     SshKeyRecord,
+    StoreUnavailable,
     TokenRecord,
     TunnelRecord,
     UserRecord,
 )
 from broker.store.checkpoints import WAL_BACKSTOP_PAGES, Checkpointer
+from broker.store.failures import Health, connect
 from broker.store.migrations import migrate
 
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
@@ -42,17 +44,18 @@ T = TypeVar("T")
 class SqliteStore:
     def __init__(self, path: Path, *, wal_pages: int = WAL_BACKSTOP_PAGES) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self.health = Health()
+        self._db = connect(path, self.health)
         try:
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+                self._db.execute(f"PRAGMA {pragma}")
             migrate(self._db)
         except BaseException:
             self._db.close()
             raise
         # The checkpointer's thread does the checkpoints; this connection only past `wal_pages`.
         self._db.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
-        self._checkpointer = Checkpointer(path)
+        self._checkpointer = Checkpointer(path, self.health)
         self._memo: dict[tuple[str, ...], Any] = {}
         self._generation: tuple[int, int] = (-1, -1)
 
@@ -78,10 +81,10 @@ class SqliteStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.rollback_open()
             raise
-        self._db.execute("COMMIT")
 
     def _one(self, sql: str, *args: Any) -> Any:
         return self._db.execute(sql, args).fetchone()
@@ -97,8 +100,22 @@ class SqliteStore:
             yield
 
     async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
         self._checkpointer.stop()
         self._db.close()
+
+    async def check_writable(self) -> None:
+        with self._tx() as db:
+            # Setting user_version rewrites the header page: a real commit that changes nothing.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {int(version)}")
+        self.health.recovered()
+
+    @property
+    def unavailable(self) -> StoreUnavailable | None:
+        return self.health.failure
 
     # -- users --------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from broker import accounts, http, spaces
 from broker.context import Context
 from broker.errors import Problem
-from broker.store import UserRecord
+from broker.store import StoreUnavailable, UserRecord
 from broker.web import auth, create, security, text, views
 from broker.web.auth import WebSession
 from pair.api import endpoints as ep
@@ -89,8 +89,8 @@ def page(handler: Handler, *, json: bool = False) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             response = await handler(request)
-        except Problem as exc:
-            response = problem_page(request, exc, json or wants_json(request))
+        except (Problem, StoreUnavailable) as exc:
+            response = problem_page(request, http.as_problem(exc), json or wants_json(request))
         return security.harden(request, response)
 
     return endpoint

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
-from typer.exceptions import TyperException
 
 from pair import __version__
-from pair.api.errors import PairError
-from pair.cli import auth, connect, init, keys, spaces
-from pair.cli.output import error
+from pair.cli import auth, connect, init, keys, runner, spaces
 from pair.cli.web import web
 
 app = typer.Typer(
@@ -55,16 +50,4 @@ def _root(
 
 
 def run(argv: list[str] | None = None) -> None:
-    try:
-        code = app(args=argv, prog_name="pair", standalone_mode=False)
-    except PairError as exc:
-        error(exc.message, exc.hint)
-        sys.exit(1)
-    except TyperException as exc:  # usage: an unknown option, a missing argument
-        ctx = getattr(exc, "ctx", None)
-        error(exc.format_message(), f"Run `{ctx.command_path if ctx else 'pair'} --help`.")
-        sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort):
-        print("\nCancelled.", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    runner.run(app, "pair", argv)

@@ -5,9 +5,13 @@ routes with path parameters alike."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.routing import Route
 
 from broker import spaces
 from tests.cli.helpers import session_token
@@ -109,3 +113,39 @@ def test_success_answers_json_with_its_length(broker: InProcessBroker, people: d
     assert response.headers["content-type"] == "application/json"
     assert int(response.headers["content-length"]) == len(response.content)
     assert response.json()["email"] == "bob@example.com"
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+TCHAR = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # RFC 9110 5.6.2
+
+
+def http_paths(broker: InProcessBroker) -> list[str]:
+    """A concrete path for every HTTP route of the app (path parameters filled in), and a static file."""
+    paths = [
+        re.sub(r"{(\w+)(:\w+)?}", "x", route.path)
+        for route in broker.http.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, Route)
+    ]
+    return [*sorted(set(paths)), "/web/static/app.js"]
+
+
+def test_every_405_names_exactly_the_methods_that_are_not_405(broker: InProcessBroker) -> None:
+    """RFC 9110 15.5.6: a 405 carries Allow, and Allow lists what the resource answers, on every
+    route: the dict-routed JSON endpoints, those with path parameters, the web pages, static files."""
+    for path in http_paths(broker):
+        answered = {method: broker.http.request(method, path).status_code for method in METHODS}
+        allowed = {method for method, status in answered.items() if status != 405}
+        assert "TRACE" not in allowed, path
+        response = broker.http.request("TRACE", path)
+        body = error_of(response, 405, "method_not_allowed")
+        assert set(response.headers["allow"].split(", ")) == allowed, (path, answered)
+        assert body["message"] == f"TRACE is not allowed on {path}."
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.text(TCHAR, min_size=1, max_size=12).filter(lambda m: m.upper() not in METHODS))
+def test_any_unknown_method_is_405_with_allow(broker: InProcessBroker, method: str) -> None:
+    for path in ("/api/v1/spaces", "/api/v1/spaces/sp_aaaaaaaaaaaa", "/healthz", "/signin"):
+        response = broker.http.request(method, path)
+        error_of(response, 405, "method_not_allowed")
+        assert "GET" in response.headers["allow"].split(", ")

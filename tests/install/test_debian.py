@@ -21,11 +21,12 @@ from pair import verify
 from pair.api.models import SpaceTokenClaims
 from pair.api.tokens import unverified_claims
 from pair.container import configs
-from tests.install.conftest import INSTALL_SH, need_root
+from tests.install.conftest import INSTALL_SH
 from tests.install.debian import Chroot, debian, diff
 from tests.support.broker import RealBroker, real_broker
 from tests.support.container import eventually, free_port
 from tests.support.people import Person
+from tests.support.tools import need_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -58,7 +58,7 @@ class InProcessBroker:
 @contextmanager
 def in_process_broker(data_dir: Path, **settings: object) -> Iterator[InProcessBroker]:
     clock = FakeClock()
-    ctx = open_context(Settings(data_dir=data_dir, public_url=TEST_URL, **settings))  # type: ignore[arg-type]
+    ctx = open_context(Settings(data_dir=data_dir, public_url=TEST_URL, **settings), create=True)  # type: ignore[arg-type]
     ctx.clock = clock
     app = create_app(ctx=ctx)
     with TestClient(app, base_url=TEST_URL) as http:

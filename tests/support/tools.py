@@ -18,3 +18,12 @@ def need_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def need_root() -> None:
+    """Chroots, mount namespaces and package installs need root: skip locally, fail under CI=true."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("these tests need root (CI runs as root)")
+    pytest.skip("needs root")
