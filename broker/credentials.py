@@ -8,15 +8,28 @@ nothing to brute-force, and lookups stay one indexed equality.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 AUTH_KEY = "pair_ak_"
 SESSION = "pair_st_"
 AGENT = "pair_ac_"
+WEB_LINK = "pair_wl_"  # a one-time sign-in link's secret (broker.web.auth)
+
+# Any of our secrets, and anything shaped like a JWT (a Space token), wherever it appears.
+_SECRETS = re.compile(r"(pair_(?:ak|st|ac|wl)_)[A-Za-z0-9_-]+|\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def new_secret(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+def redact(text: str) -> str:
+    """`text` with every secret in it (a prefixed secret keeps its prefix, so a reader still
+    sees what kind it was) replaced by `[redacted]`: for log lines that carry a URL."""
+    if "pair_" not in text and "eyJ" not in text:
+        return text
+    return _SECRETS.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
 def digest(secret: str) -> str:

@@ -1,12 +1,22 @@
 """How the broker is served: its listening socket and uvicorn's settings, in one place so the
-benchmark baseline (bench/hello_server.py) is served exactly as `pair-broker serve` is."""
+benchmark baseline (bench/hello_server.py) is served exactly as `pair-broker serve` is.
+
+Two corrections to uvicorn live here too: its log lines pass through `RedactSecrets` (a one-time
+sign-in link's secret is in its URL), and `websocket_protocol()` stops a refused WebSocket (our
+JSON denial response: 401, 404, 409) from being logged as an ERROR."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from broker import credentials
 
 if TYPE_CHECKING:
+    import asyncio
+
     import uvicorn
     from starlette.types import ASGIApp
 
@@ -26,20 +36,62 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+@functools.cache
+def websocket_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's websockets-sansio protocol, marking the handshake complete once a denial
+    response (the ASGI `websocket.http.response` extension) is sent. Without it uvicorn logs
+    "ERROR: ASGI callable returned without completing handshake." for every refused WebSocket,
+    though the client got its answer (uvicorn's wsproto protocol already does this; upstream:
+    Kludex/uvicorn#3138). Drop it once the uvicorn we require has the fix. Built on first use:
+    the admin commands never load uvicorn."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class WebSocketProtocol(WebSocketsSansIOProtocol):
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+                self.handshake_complete = True
+
+    return WebSocketProtocol
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces the secrets a log line carries (a one-time link's, a token in a query string)
+    with `[redacted]`, so nothing read from a log can sign anyone in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = credentials.redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(credentials.redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def config(app: ASGIApp, *, log_level: str = "info", access_log: bool = False) -> uvicorn.Config:
     """One process, uvloop + httptools where installed, no access log by default (it costs ~1/3
-    of throughput), and WebSockets without compression (tunnels carry encrypted bytes)."""
+    of throughput), and WebSockets without compression (tunnels carry encrypted bytes). The
+    broker's own log (`pair.broker`) is written like uvicorn's, and every line is redacted."""
     import uvicorn
 
-    return uvicorn.Config(
+    cfg = uvicorn.Config(
         app,
         log_level=log_level,
         access_log=access_log,
         lifespan="on",
         loop="auto",
         http="auto",
-        ws="websockets-sansio",
+        ws=websocket_protocol(),
         ws_per_message_deflate=False,
         server_header=False,
         timeout_graceful_shutdown=5,
     )
+    # uvicorn.Config configured logging just now: its handlers write every uvicorn line.
+    handlers = logging.getLogger("uvicorn").handlers + logging.getLogger("uvicorn.access").handlers
+    for handler in handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
+    ours = logging.getLogger("pair.broker")
+    ours.handlers = list(logging.getLogger("uvicorn").handlers)
+    ours.setLevel(logging.getLogger("uvicorn.error").level)
+    ours.propagate = False
+    return cfg

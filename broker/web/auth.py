@@ -21,7 +21,7 @@ from broker.web import security
 from pair.api import models as m
 
 KIND = "web"
-LINK_PREFIX = "pair_wl_"
+LINK_PREFIX = credentials.WEB_LINK
 LINK_TTL = 300  # a one-time link is good for five minutes
 LINK_PATH = "/web/link/"
 
