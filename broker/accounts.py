@@ -14,15 +14,15 @@ from broker.store import Conflict, SessionRecord, SshKeyRecord, UserRecord
 from pair import sshkeys
 from pair.api import models as m
 
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+|[^@\s]+@localhost")
+EMAIL_RE = re.compile(m.EMAIL_PATTERN)  # the wire contract's rule, so /openapi.json states it exactly
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
 
 
 def normalize_email(email: str) -> str:
-    email = email.strip().lower()
-    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
+    """`email` in lower case; 422 unless it is an address (callers strip what people typed)."""
+    if len(email) > m.EMAIL_MAX_LENGTH or not EMAIL_RE.match(email):
         raise invalid(f"{email!r} is not an email address.", "Use the form name@example.com.")
-    return email
+    return email.lower()
 
 
 def user_wire(user: UserRecord) -> m.User:

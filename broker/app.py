@@ -39,7 +39,7 @@ async def _sweep(ctx: Context) -> None:
 
 def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> Starlette:
     """An app serving `ctx`, or one that opens its own context from `settings` on start-up."""
-    openapi_doc = json.dumps(openapi.document(), separators=(",", ":")).encode()
+    openapi_doc: list[bytes] = []  # built on first request: it states this broker's settings
 
     async def jwks(request: Request) -> Response:
         keyring = request.app.state.ctx.keyring
@@ -47,7 +47,10 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         return http.json_response(200, keyring.jwks(), {"Cache-Control": "public, max-age=300"})
 
     async def openapi_json(request: Request) -> Response:
-        return http.json_response(200, openapi_doc)
+        if not openapi_doc:
+            document = openapi.document(max_token_ttl=request.app.state.ctx.settings.max_token_ttl)
+            openapi_doc.append(json.dumps(document, separators=(",", ":")).encode())
+        return http.json_response(200, openapi_doc[0])
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

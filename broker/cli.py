@@ -190,7 +190,7 @@ async def _start(ctx: Context) -> None:
         user = await _create_with_key(
             ctx,
             key_file,
-            lambda: accounts.create_user(ctx, ctx.settings.admin_email, is_admin=True, actor="first-start"),
+            lambda: accounts.create_user(ctx, ctx.settings.admin_email.strip(), is_admin=True, actor="first-start"),
         )
     except Problem as exc:  # PAIR_BROKER_ADMIN_EMAIL is not an email
         raise PairError(f"PAIR_BROKER_ADMIN_EMAIL: {exc.message}", exc.detail) from exc
@@ -275,7 +275,7 @@ def users_add(
     user = _with_context(
         data_dir,
         lambda ctx: _create_with_key(
-            ctx, key_file, lambda: accounts.create_user(ctx, email, is_admin=admin, actor=_actor())
+            ctx, key_file, lambda: accounts.create_user(ctx, email.strip(), is_admin=admin, actor=_actor())
         ),
     )
     _emitted(user.email, key_file)
@@ -293,7 +293,7 @@ def users_list(data_dir: DataDir = None) -> None:
 @users_app.command("remove")
 def users_remove(email: str, data_dir: DataDir = None) -> None:
     """Remove a user; the Spaces they own are deleted."""
-    user = _with_context(data_dir, lambda ctx: accounts.remove_user(ctx, email, actor=_actor()))
+    user = _with_context(data_dir, lambda ctx: accounts.remove_user(ctx, email.strip(), actor=_actor()))
     print(f"Removed {user.email}.")
 
 
@@ -303,7 +303,7 @@ def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = No
     _check_key_file(key_file, replace=True)  # the user's old key file is the natural place for the new key
     user = _with_context(
         data_dir,
-        lambda ctx: _create_with_key(ctx, key_file, lambda: accounts.reset_key(ctx, email, actor=_actor())),
+        lambda ctx: _create_with_key(ctx, key_file, lambda: accounts.reset_key(ctx, email.strip(), actor=_actor())),
     )
     _emitted(user.email, key_file)
 

@@ -176,11 +176,31 @@ class JsonEndpoint:
             try:
                 call.body = self.decode(raw)
             except msgspec.ValidationError as exc:
-                raise Problem(422, "The request body is not valid.", str(exc), "invalid") from exc
+                call.body = self._integral(raw, exc)
             except msgspec.DecodeError as exc:
                 raise Problem(400, "The request body is not JSON.", str(exc), "bad_json") from exc
         result = await self.handler(call)
         return None if self.endpoint.response is None else self.encode(result)
+
+    def _integral(self, raw: bytes, first: msgspec.ValidationError) -> Any:
+        """The body again, with numbers such as 3600.0 read as the integers they are (JSON Schema
+        2020-12 6.1.1: a number with no fractional part is an integer; /openapi.json says
+        "integer"). Only a body the typed decoder refused comes here, so valid requests stay on
+        the fast path. 422 with the first refusal's reason if it still does not fit."""
+        try:
+            return msgspec.convert(_whole_numbers(msgspec.json.decode(raw)), self.endpoint.request, strict=True)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            raise Problem(422, "The request body is not valid.", str(first), "invalid") from first
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 def bind(endpoint: Endpoint, handler: Handler) -> Route:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 
+from pair.api.models import SPACE_NAME_PATTERN
+
 # A name is used as an SSH host alias (`NAME.pair`), in URLs and on the command line, so it is
 # kept to characters that need no quoting anywhere.
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+NAME_RE = re.compile(SPACE_NAME_PATTERN)  # the wire contract's rule (pair.api.models)
 NAME_RULE = "1–63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 
 ADJECTIVES = """
@@ -48,7 +50,7 @@ williamson wilson wing wozniak wright wu yalow yonath zhukovsky
 
 
 def is_valid(name: str) -> bool:
-    return NAME_RE.fullmatch(name) is not None
+    return NAME_RE.match(name) is not None
 
 
 def generate() -> str:

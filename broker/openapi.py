@@ -14,9 +14,17 @@ from pair.api import models as m
 REF = "#/components/schemas/{name}"
 
 
-def document() -> dict[str, Any]:
+# The schema of each path parameter: what the broker accepts there (anything else is 404, or 422
+# for an email that is not one).
+PATH_PARAMETERS: dict[str, Any] = {"email": m.Email}
+
+
+def document(*, max_token_ttl: int) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every JSON endpoint; `max_token_ttl` is this broker's
+    PAIR_BROKER_MAX_TOKEN_TTL, the largest ttl_seconds it accepts."""
     types = [t for e in ep.ALL for t in (e.request, e.response) if t is not None] + [m.ErrorBody]
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    _fill_settings(components, {"PAIR_BROKER_MAX_TOKEN_TTL": max_token_ttl})
     by_type = dict(zip(types, schemas, strict=True))
     error = {
         "description": "An error: one sentence, what to do, and a stable code.",
@@ -42,10 +50,18 @@ def document() -> dict[str, Any]:
         params = re.findall(r"{(\w+)}", e.path)
         if params:
             op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+                {
+                    "name": p,
+                    "in": "path",
+                    "required": True,
+                    "schema": msgspec.json.schema(PATH_PARAMETERS.get(p, str)),
+                }
+                for p in params
             ]
         if e.auth != "none":
-            op["security"] = [{"bearer": []}]
+            op["security"] = [{"agent" if e.auth == "agent" else "session": []}]
+        if e.auth == "admin":
+            op["description"] = "Needs the session of an admin; others get 403."
         paths.setdefault(e.path, {})[e.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -54,11 +70,29 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {
+                "session": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "A session token (`pair login`) or, for /agent/ endpoints, the agent credential.",
-                }
+                    "description": "A person's session token (`pair_st_…`), from POST /api/v1/login (`pair login`).",
+                },
+                "agent": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A container's agent credential (`pair_ac_…`), from POST /api/v1/agent/bootstrap.",
+                },
             },
         },
     }
+
+
+def _fill_settings(node: Any, values: dict[str, int]) -> None:
+    """Replace each `x-maximum-setting` marker (pair.api.models) with this broker's value."""
+    if isinstance(node, dict):
+        setting = node.pop("x-maximum-setting", None)
+        if setting is not None:
+            node["maximum"] = values[setting]
+        for value in node.values():
+            _fill_settings(value, values)
+    elif isinstance(node, list):
+        for value in node:
+            _fill_settings(value, values)

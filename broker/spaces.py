@@ -110,7 +110,7 @@ async def _teammates(ctx: Context, owner: UserRecord, emails: list[str]) -> list
 
 def _ttl(ctx: Context, ttl_seconds: int | None) -> int:
     ttl = ctx.settings.token_ttl if ttl_seconds is None else ttl_seconds
-    if ttl < 60:
+    if ttl < m.MIN_TOKEN_TTL:
         raise invalid("A Space token must live at least one minute.", "Pass a longer --ttl, such as 1h.")
     if ttl > ctx.settings.max_token_ttl:
         raise invalid(
@@ -302,8 +302,6 @@ def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
 async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistration:
     """Exchange a Space token for an agent credential. Single-use across containers; a retry
     from the same container (its first answer lost) gets a fresh credential."""
-    if not req.instance_id or len(req.instance_id) > 128:
-        raise invalid("The bootstrap request has no valid instance id.")
     try:
         pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
     except SecretError as err:

@@ -10,6 +10,43 @@ from typing import Annotated, Literal
 
 import msgspec
 
+
+def whole(body: str) -> str:
+    """A regex that matches all of a string and nothing more, alike in Python's `re` (used with
+    re.match) and in ECMA-262, JSON Schema's dialect: Python's `$` also matches before a final
+    newline, which the lookahead refuses."""
+    return f"^(?:{body})$(?!\\n)"
+
+
+# The rules the broker enforces on these fields (with a sentence and a hint, in broker.accounts
+# and broker.spaces), stated once: /openapi.json carries them, so the document is exactly as
+# strict as the server.
+SPACE_NAME_PATTERN = whole(r"[a-z0-9][a-z0-9_-]{0,62}")  # an SSH host alias, a URL segment: no quoting
+# Anything but "@", white space and control characters, spelled out: `\\s` and `\\w` mean different
+# sets in Python and in JSON Schema validators. The broker stores emails in lower case.
+_EMAIL_CHAR = r"[^@\x00-\x20\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+EMAIL_PATTERN = whole(rf"{_EMAIL_CHAR}+@(?:{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt])")
+EMAIL_MAX_LENGTH = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets, with its angle brackets
+MIN_TOKEN_TTL = 60  # seconds; the most is a broker setting (PAIR_BROKER_MAX_TOKEN_TTL)
+
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": EMAIL_PATTERN, "maxLength": EMAIL_MAX_LENGTH},
+        description="An email address (name@example.com).",
+    ),
+]
+SpaceName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SPACE_NAME_PATTERN})]
+TokenTtl = Annotated[
+    int,
+    msgspec.Meta(
+        # the broker's /openapi.json puts its own PAIR_BROKER_MAX_TOKEN_TTL in place of the marker
+        extra_json_schema={"minimum": MIN_TOKEN_TTL, "x-maximum-setting": "PAIR_BROKER_MAX_TOKEN_TTL"},
+        description="Seconds the token stays valid.",
+    ),
+]
+InstanceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # a container's random id
+
 Role = Literal["owner", "shared"]
 SpaceState = Literal["created", "starting", "running", "stopping", "stopped", "deleted"]
 Platform = Literal["codespaces", "devfile", "devcontainer", "generic"]
@@ -57,7 +94,7 @@ class WebLink(Struct):
 
 
 class NewUserRequest(Struct):
-    email: str
+    email: Email
     is_admin: bool = False
 
 
@@ -76,15 +113,18 @@ class SshKey(Struct):
 
 
 class NewSshKeyRequest(Struct):
-    public_key: str
+    public_key: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1})]  # one OpenSSH public key line
+
+
+Bytes = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
 
 
 class ContainerFacts(Struct):
     hostname: str = ""
     platform: Platform = "generic"
-    cpus: float = 0
-    memory_bytes: int = 0
-    disk_bytes: int = 0
+    cpus: Annotated[float, msgspec.Meta(ge=0, le=1 << 16)] = 0
+    memory_bytes: Bytes = 0
+    disk_bytes: Bytes = 0
     login_user: str = ""
     host_keys: list[str] = msgspec.field(default_factory=list)
     pair_version: str = ""
@@ -137,13 +177,13 @@ class Space(Struct):
 
 
 class AuthorizeRequest(Struct):
-    name: str | None = None
-    share_with: list[str] = msgspec.field(default_factory=list)
-    ttl_seconds: int | None = None
+    name: SpaceName | None = None
+    share_with: list[Email] = msgspec.field(default_factory=list)
+    ttl_seconds: TokenTtl | None = None
 
 
 class NewTokenRequest(Struct):
-    ttl_seconds: int | None = None
+    ttl_seconds: TokenTtl | None = None
 
 
 class SpaceToken(Struct):
@@ -154,18 +194,18 @@ class SpaceToken(Struct):
 
 
 class ShareUpdate(Struct):
-    add: list[str] = msgspec.field(default_factory=list)
-    remove: list[str] = msgspec.field(default_factory=list)
+    add: list[Email] = msgspec.field(default_factory=list)
+    remove: list[Email] = msgspec.field(default_factory=list)
 
 
 class BootstrapRequest(Struct):
     token: str
-    instance_id: str
+    instance_id: InstanceId
     facts: ContainerFacts
 
 
 class AgentCheckin(Struct):
-    instance_id: str
+    instance_id: InstanceId
     facts: ContainerFacts
 
 
@@ -196,7 +236,7 @@ class AuthorizedKeys(Struct):
 
 
 class Heartbeat(Struct):
-    instance_id: str
+    instance_id: InstanceId
     # running: sshd is meant to serve (`ssh` says whether it does); stopped: sshd stopped as the owner
     # asked (down); stopping: the agent exits
     state: Literal["running", "stopped", "stopping"] = "running"
