@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import typer
 
 from pair.api import readiness
 from pair.api.errors import PairError
-from pair.api.models import Space
+from pair.api.models import Space, TunnelSession
 from pair.cli import ssh
 from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import resolve_space
@@ -164,12 +165,18 @@ def down(space: Annotated[str, typer.Option("--space", help="The Space: sp_… i
     _set_service(space, up=False)
 
 
-def sessions(space: Annotated[str, typer.Argument(help="The Space: sp_… id or name.")]) -> None:
+def sessions(
+    space: Annotated[str, typer.Argument(help="The Space: sp_… id or name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
     """Open SSH sessions in a Space you own: who, from where, since when, bytes each way."""
     client, _ = signed_in()
     with client:
         target = resolve_space(client.spaces(), space)
         rows = client.sessions(target.id)
+    if as_json:  # the same fields as the API's, times as in `list --json`
+        print(json.dumps([_session_row(r) for r in rows], indent=2))
+        return
     if not rows:
         print(f'Nobody is connected to "{target.name}".')
         return
@@ -188,6 +195,17 @@ def sessions(space: Annotated[str, typer.Argument(help="The Space: sp_… id or 
             ],
         )
     )
+
+
+def _session_row(session: TunnelSession) -> dict[str, object]:
+    return {
+        "id": session.id,
+        "email": session.email,
+        "from": session.client_address,
+        "since": session.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bytes_in": session.bytes_in,
+        "bytes_out": session.bytes_out,
+    }
 
 
 def kick(

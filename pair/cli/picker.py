@@ -13,7 +13,7 @@ The module is split in two halves so the behaviour can be tested without a termi
 
 * :class:`PickerState` holds everything the prompt shows (cursor, selections, filter, help toggle)
   and :func:`render` turns it into prompt_toolkit's ``(style, text)`` fragments, a pure function.
-* :func:`pick_users` wires both into a small prompt_toolkit application (questionary's engine) and
+* :func:`pick_users` wires both into a small prompt_toolkit application and
   runs it on the real terminal.
 
 prompt_toolkit is only imported inside :func:`pick_users`: the CLI imports this module lazily, and

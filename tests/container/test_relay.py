@@ -5,6 +5,7 @@ restarts and failures end or refuse sessions with a clear word."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -39,6 +40,10 @@ def test_sessions_are_listed_and_unshare_ends_them_within_two_seconds(world: Wor
     with world.bob.session() as session:
         listing = world.alice.ok("spaces", "sessions", "demo")
         assert world.bob.email in listing and "127.0.0.1" in listing
+        [row] = json.loads(world.alice.ok("spaces", "sessions", "demo", "--json"))
+        assert row["email"] == world.bob.email and row["from"].startswith("127.0.0.1:")
+        assert row["id"].startswith("tun_") and row["since"].endswith("Z")
+        assert isinstance(row["bytes_in"], int) and isinstance(row["bytes_out"], int)
         world.alice.ok("spaces", "unshare", "--space", "demo", world.bob.email)
         assert session.wait(timeout=2) != 0
         assert session.stderr is not None
@@ -55,6 +60,7 @@ def test_kick_ends_a_session_but_the_person_may_come_back(world: World) -> None:
         assert session.wait(timeout=2) != 0
     assert world.bob.run_in_space("true").returncode == 0
     assert "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo")
+    assert json.loads(world.alice.ok("spaces", "sessions", "demo", "--json")) == []
 
 
 def test_down_ends_sessions_and_up_brings_ssh_back(world: World) -> None:

@@ -81,11 +81,34 @@ def test_base_dependencies_exclude_the_broker_stack() -> None:
     assert broker_extra >= BROKER_ONLY
 
 
+IMPORT_NAMES = {"pyjwt": "jwt", "prompt-toolkit": "prompt_toolkit"}  # distribution -> module, where they differ
+
+
+@pytest.mark.parametrize("extra", ["", "broker"])
+def test_every_declared_dependency_is_imported(extra: str) -> None:
+    """A dependency nothing imports is weight every install carries (questionary was one)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = project["optional-dependencies"][extra] if extra else project["dependencies"]
+    imported = {
+        module.split(".")[0]
+        for package in ("pair", "broker")
+        for path in (REPO / package).rglob("*.py")
+        for module in imported_modules(path)
+    }
+    unused = [
+        name
+        for name in map(requirement_name, declared)
+        if IMPORT_NAMES.get(name, name.replace("-", "_")) not in imported
+        and name not in ("httptools", "uvloop")  # loaded by uvicorn's "auto" settings, never imported by name
+    ]
+    assert unused == []
+
+
 def test_importing_the_cli_loads_no_broker_or_prompt_modules() -> None:
     loaded = modules_loaded_by("import pair.cli.app")
     assert "pair" in loaded
     assert "typer" in loaded
-    forbidden = {"starlette", "uvicorn", "jwt", "cryptography", "broker", "prompt_toolkit", "questionary"}
+    forbidden = {"starlette", "uvicorn", "jwt", "cryptography", "broker", "prompt_toolkit"}
     assert loaded & forbidden == set()
 
 
