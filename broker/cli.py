@@ -391,5 +391,7 @@ def audit(
 
 def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # the database, its WAL and every key file: readable by the broker's user only
-    logging.getLogger("pair.broker").addHandler(logging.NullHandler())  # admin verbs print errors, not log lines
+    ours = logging.getLogger("pair.broker")
+    if not ours.handlers:  # admin verbs print errors, not log lines (serve gives it uvicorn's handler)
+        ours.addHandler(logging.NullHandler())
     runner.run(app, "pair-broker", argv)
