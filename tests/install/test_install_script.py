@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from pair.api.tokens import SecretError, normalize
-from tests.install.conftest import INSTALL_SH, need_root
+from tests.install.conftest import INSTALL_SH
 from tests.install.debian import diff, tree
-from tests.support.tools import need_tool
+from tests.support.tools import need_root, need_tool
 
 PREFIX = "/opt/pair-test-never-created"
 OPTIONS = ["--token", "--broker-url", "--package", "--ssh-port", "--ssh-user", "--prefix", "--dry-run", "--uninstall"]
