@@ -81,7 +81,8 @@ def test_base_dependencies_exclude_the_broker_stack() -> None:
     assert broker_extra >= BROKER_ONLY
 
 
-IMPORT_NAMES = {"pyjwt": "jwt", "prompt-toolkit": "prompt_toolkit"}  # distribution -> module, where they differ
+# distribution -> module, where they differ
+IMPORT_NAMES = {"pyjwt": "jwt", "prompt-toolkit": "prompt_toolkit", "ruamel-yaml": "ruamel"}
 
 
 @pytest.mark.parametrize("extra", ["", "broker"])
