@@ -71,7 +71,8 @@ def container_facts(i: int) -> m.ContainerFacts:
 async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
     import msgspec
 
-    from broker import accounts, spaces
+    from broker import accounts, snapshots, spaces
+    from broker.agents import bootstrap
     from broker.context import open_context
     from broker.settings import Settings
     from pair.api import models as m
@@ -114,7 +115,7 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
         for i, (space_id, token, owner_email) in enumerate(tokens[: N_AGENTS + 1]):
             facts = container_facts(i)
             instance_id = "inst_" + secrets.token_hex(16)
-            reg = await spaces.bootstrap(ctx, m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts))
+            reg = await bootstrap(ctx, m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts))
             agents.append(Agent(space_id, reg.agent_credential, instance_id, owner_email))
             if i == 0:
                 facts_json = msgspec.json.encode(facts).decode()
@@ -122,7 +123,7 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
         for a in agents[:4]:
             space = await ctx.store.space(a.space_id)
             assert space is not None
-            versions[a.space_id] = (await spaces.authorized_keys(ctx, space)).version
+            versions[a.space_id] = (await snapshots.authorized_keys(ctx, space)).version
         alice_session, _, _ = await accounts.login(ctx, ALICE, keys[ALICE], kind="bench")
         relay = agents.pop()  # one more bootstrapped Space, for the relay benchmark's real agent
         relay_session, _, _ = await accounts.login(ctx, relay.owner, keys[relay.owner], kind="bench")

@@ -1,28 +1,21 @@
 """Users, auth keys, sessions and SSH keys: the rules, independent of HTTP.
 
 The admin commands (`pair-broker users …`) and the HTTP handlers call these same functions.
+Removing a user, which also deletes their Spaces, is `broker.admin`'s; a change of someone's SSH
+keys is announced (`Context.keys_changed`), and `broker.snapshots` pushes the new keys.
 """
 
 from __future__ import annotations
 
-import re
-
 from broker import credentials
 from broker.context import Context, timestamp
+from broker.emails import normalize_email
 from broker.errors import Problem, invalid, not_found
 from broker.store import Conflict, SessionRecord, SshKeyRecord, UserRecord
 from pair import sshkeys
 from pair.api import models as m
 
-EMAIL_RE = re.compile(m.EMAIL_PATTERN)  # the wire contract's rule, so /openapi.json states it exactly
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
-
-
-def normalize_email(email: str) -> str:
-    """`email` in lower case; 422 unless it is an address (callers strip what people typed)."""
-    if len(email) > m.EMAIL_MAX_LENGTH or not EMAIL_RE.match(email):
-        raise invalid(f"{email!r} is not an email address.", "Use the form name@example.com.")
-    return email.lower()
 
 
 def user_wire(user: UserRecord) -> m.User:
@@ -60,21 +53,6 @@ async def reset_key(ctx: Context, email: str, *, actor: str = "admin") -> tuple[
     await ctx.store.set_auth_key(user.id, credentials.digest(auth_key), ctx.now())
     await ctx.store.audit(ctx.now(), actor, "user.reset_key", user.email)
     return user, auth_key
-
-
-async def remove_user(ctx: Context, email: str, *, actor: str = "admin") -> UserRecord:
-    from broker import spaces  # spaces imports accounts; deleting goes through its one path
-
-    user = await user_by_email(ctx, email)
-    visible = await ctx.store.visible_spaces(user.id)
-    for space_id in [s.id for s in visible if s.owner_id == user.id]:
-        await spaces.delete(ctx, user, space_id, actor=actor)
-    await ctx.store.remove_user(user.id, ctx.now())
-    await ctx.store.audit(ctx.now(), actor, "user.remove", user.email)
-    for space in visible:  # their keys are gone from the Spaces shared with them
-        if space.owner_id != user.id:
-            await spaces.push(ctx, space)
-    return user
 
 
 # -- sessions -------------------------------------------------------------------------------
@@ -164,7 +142,7 @@ async def add_ssh_key(ctx: Context, user: UserRecord, text: str) -> SshKeyRecord
             "exists",
         ) from exc
     await ctx.store.audit(ctx.now(), user.email, "key.add", key.fingerprint)
-    await _push_keys(ctx, user)
+    await ctx.announce_keys_changed(user.id)
     return key
 
 
@@ -172,10 +150,4 @@ async def remove_ssh_key(ctx: Context, user: UserRecord, key_id: str) -> None:
     if not await ctx.store.remove_ssh_key(user.id, key_id):
         raise not_found("That SSH key", "List your keys with `pair keys list`.")
     await ctx.store.audit(ctx.now(), user.email, "key.remove", key_id)
-    await _push_keys(ctx, user)
-
-
-async def _push_keys(ctx: Context, user: UserRecord) -> None:
-    from broker import spaces  # spaces imports accounts
-
-    await spaces.push_for_user(ctx, user)
+    await ctx.announce_keys_changed(user.id)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broker import downloads, http, openapi, relay, spaces, web
+from broker import agents, downloads, http, openapi, relay, snapshots, web
 from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
@@ -30,7 +30,7 @@ async def _sweep(ctx: Context) -> None:
     while True:
         await asyncio.sleep(ctx.settings.agent_interval)
         try:
-            await spaces.stop_silent(ctx)
+            await agents.stop_silent(ctx)
         except StoreUnavailable:
             pass  # the store told the operator (rate-limited); the next sweep tries again
         except Exception:  # one failed sweep must not end the loop
@@ -57,13 +57,14 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         own = ctx is None
         app.state.ctx = open_context(settings or Settings.load(), create=True) if own else ctx
         app.state.ctx.started_at = app.state.ctx.now()
+        app.state.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
         await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         try:
             yield
         finally:
             sweeper.cancel()
-            await spaces.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
+            await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
             if own:
                 await app.state.ctx.store.close()
 

@@ -18,13 +18,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from broker import accounts, serve_lock, serving
+from broker import accounts, admin, serve_lock, serving
 from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError
 from broker.store import StoreUnavailable
+from pair import durations, runner
 from pair.api.errors import PairError
-from pair.cli import durations, runner
 from pair.files import check_new_file, stage_private
 
 T = TypeVar("T")
@@ -293,7 +293,7 @@ def users_list(data_dir: DataDir = None) -> None:
 @users_app.command("remove")
 def users_remove(email: str, data_dir: DataDir = None) -> None:
     """Remove a user; the Spaces they own are deleted."""
-    user = _with_context(data_dir, lambda ctx: accounts.remove_user(ctx, email.strip(), actor=_actor()))
+    user = _with_context(data_dir, lambda ctx: admin.remove_user(ctx, email.strip(), actor=_actor()))
     print(f"Removed {user.email}.")
 
 

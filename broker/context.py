@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,9 +33,26 @@ class Context:
     seen: dict[str, int] = field(default_factory=dict)
     snapshots: dict[str, tuple[float, AuthorizedKeys]] = field(default_factory=dict)
     started_at: int = 0  # when this process started serving (agents reconnect after it)
+    # Who hears that a person's SSH keys changed (with this context and the user's id):
+    # `broker.snapshots` listens once the app starts. A plain list for one process, which the
+    # bus beside the hub replaces to reach every replica.
+    keys_listeners: list[KeysListener] = field(default_factory=list)
 
     def now(self) -> int:
         return int(self.clock())
+
+    def listen_keys_changed(self, listener: KeysListener) -> None:
+        """Call `listener(ctx, user_id)` after each change of someone's SSH keys (once however
+        often it is added)."""
+        if listener not in self.keys_listeners:
+            self.keys_listeners.append(listener)
+
+    async def announce_keys_changed(self, user_id: str) -> None:
+        for listener in list(self.keys_listeners):
+            await listener(self, user_id)
+
+
+KeysListener = Callable[[Context, str], Awaitable[None]]
 
 
 def timestamp(seconds: int) -> datetime:

@@ -1,8 +1,9 @@
-"""One small function per JSON endpoint; the rules live in `accounts` and `spaces`."""
+"""One small function per JSON endpoint; the rules live in `accounts`, `access`, `spaces`, `agents`
+and `admin`."""
 
 from __future__ import annotations
 
-from broker import accounts, spaces
+from broker import access, accounts, admin, agents, spaces
 from broker.context import timestamp
 from broker.http import Call, Handler
 from pair import __version__
@@ -32,7 +33,7 @@ async def me(call: Call) -> m.User:
 
 
 async def teammates(call: Call) -> list[m.Teammate]:
-    return [m.Teammate(email=u.email) for u in await call.ctx.store.users() if u.id != call.me.id]
+    return [m.Teammate(email=u.email) for u in await access.teammates(call.ctx, call.me)]
 
 
 async def admin_users(call: Call) -> list[m.User]:
@@ -46,7 +47,7 @@ async def admin_add_user(call: Call) -> m.UserWithKey:
 
 
 async def admin_remove_user(call: Call) -> None:
-    await accounts.remove_user(call.ctx, call.params["email"], actor=call.me.email)
+    await admin.remove_user(call.ctx, call.params["email"], actor=call.me.email)
 
 
 async def admin_reset_key(call: Call) -> m.UserWithKey:
@@ -72,7 +73,7 @@ async def list_spaces(call: Call) -> list[m.Space]:
 
 
 async def get_space(call: Call) -> m.Space:
-    return await spaces.wire(call.ctx, call.me, await spaces.get_visible(call.ctx, call.me, call.params["space_id"]))
+    return await spaces.wire(call.ctx, call.me, await access.get_visible(call.ctx, call.me, call.params["space_id"]))
 
 
 async def authorize(call: Call) -> m.SpaceToken:
@@ -92,15 +93,15 @@ async def share(call: Call) -> m.Space:
 
 
 async def bootstrap(call: Call) -> m.AgentRegistration:
-    return await spaces.bootstrap(call.ctx, call.body)
+    return await agents.bootstrap(call.ctx, call.body)
 
 
 async def checkin(call: Call) -> m.AgentRegistration:
-    return await spaces.checkin(call.ctx, call.agent_space, call.body)
+    return await agents.checkin(call.ctx, call.agent_space, call.body)
 
 
 async def heartbeat(call: Call) -> m.HeartbeatReply:
-    return await spaces.heartbeat(call.ctx, call.agent_space, call.body)
+    return await agents.heartbeat(call.ctx, call.agent_space, call.body)
 
 
 async def sessions(call: Call) -> list[m.TunnelSession]:

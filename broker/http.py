@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from broker import accounts, spaces
+from broker import access, accounts, agents
 from broker.context import Context
 from broker.errors import Problem
 from broker.store import SessionRecord, SpaceRecord, StoreUnavailable, UserRecord
@@ -167,10 +167,10 @@ class JsonEndpoint:
         auth = self.endpoint.auth
         if auth == "session" or auth == "admin":
             call.session, call.user = await accounts.authenticate(ctx, _authorization(scope))
-            if auth == "admin" and not call.user.is_admin:
-                raise Problem(403, "This needs an admin account.", "Ask an admin of this broker.", "forbidden")
+            if auth == "admin":
+                access.require_admin(call.user)
         elif auth == "agent":
-            call.space = await spaces.authenticate_agent(ctx, _authorization(scope))
+            call.space = await agents.authenticate_agent(ctx, _authorization(scope))
         if self.decode is not None:
             raw = await _read_body(receive)
             try:

@@ -18,7 +18,7 @@ import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from broker import accounts, credentials, spaces
+from broker import access, accounts, agents, credentials, spaces
 from broker.context import Context
 from broker.errors import Problem
 from broker.http import as_problem, bearer, problem_response
@@ -47,7 +47,7 @@ async def deny(ws: WebSocket, problem: Problem) -> None:
 async def agent_connect(ws: WebSocket) -> None:
     ctx: Context = ws.app.state.ctx
     try:
-        space = await spaces.authenticate_agent(ctx, bearer(ws))
+        space = await agents.authenticate_agent(ctx, bearer(ws))
     except (Problem, StoreUnavailable) as exc:
         await deny(ws, as_problem(exc))
         return
@@ -64,7 +64,7 @@ async def agent_connect(ws: WebSocket) -> None:
             if current is None:
                 await ws.close(code=4401, reason="the agent credential is no longer valid")
                 return
-            reply = await spaces.heartbeat(ctx, current, message.heartbeat)
+            reply = await agents.heartbeat(ctx, current, message.heartbeat)
             await link.send(m.ReplyMessage(reply=reply))
     except WebSocketDisconnect:
         pass
@@ -132,7 +132,7 @@ async def _ready(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
     refused at once, with the reason."""
     deadline = time.monotonic() + READY_WAIT
     while True:
-        space = await spaces.get_visible(ctx, user, space_id)
+        space = await access.get_visible(ctx, user, space_id)
         refused = readiness.refusal(spaces.to_wire(space, user, None))
         if refused is not None:
             raise Problem(409, *refused)
@@ -182,7 +182,7 @@ async def _agent_answer(ctx: Context, user: UserRecord, tunnel: Tunnel) -> WebSo
         changed.cancel()
         if tunnel.agent.done():
             return tunnel.agent.result()
-        space = await spaces.get_visible(ctx, user, tunnel.space_id)
+        space = await access.get_visible(ctx, user, tunnel.space_id)
         refused = readiness.refusal(spaces.to_wire(space, user, None))
         if refused is not None:
             raise Problem(409, *refused)
@@ -199,7 +199,7 @@ async def agent_tunnel(ws: WebSocket) -> None:
     """The agent's end of a tunnel: hand the socket to the waiting person's handler."""
     ctx: Context = ws.app.state.ctx
     try:
-        space = await spaces.authenticate_agent(ctx, bearer(ws))
+        space = await agents.authenticate_agent(ctx, bearer(ws))
         tunnel = ctx.hub.tunnels.get(ws.path_params["tunnel_id"])
         if tunnel is None or tunnel.space_id != space.id or tunnel.agent.done():
             raise Problem(404, "That tunnel was not found.", "It may have been closed already.", "not_found")

@@ -16,7 +16,7 @@ from broker.context import Context
 from broker.errors import Problem
 from broker.store import UserRecord
 from pair.api import models as m
-from pair.cli.durations import humanize
+from pair.durations import humanize
 
 FILE_NAME = "SPACE_ID.txt"  # what `pair spaces authorize` writes
 NAME_HELP = (

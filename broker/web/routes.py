@@ -21,8 +21,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from broker import accounts, http, spaces
+from broker import access, accounts, http, spaces
 from broker.context import Context
+from broker.emails import normalize_email
 from broker.errors import Problem
 from broker.store import StoreUnavailable, UserRecord
 from broker.web import auth, create, security, text, views
@@ -108,7 +109,7 @@ async def _signed_in(request: Request) -> WebSession:
 
 
 async def _teammates(ctx: Context, user: UserRecord) -> list[str]:
-    return [u.email for u in await ctx.store.users() if u.id != user.id]
+    return [u.email for u in await access.teammates(ctx, user)]
 
 
 async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
@@ -120,7 +121,7 @@ async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
 async def _row(ctx: Context, user: UserRecord, space_id: str) -> views.Row:
     """One card, computed among all the Spaces `user` sees (its commands depend on them); 404 if
     `user` cannot see it."""
-    await spaces.get_visible(ctx, user, space_id)
+    await access.get_visible(ctx, user, space_id)
     return next(r for r in await _rows(ctx, user) if r.id == space_id)
 
 
@@ -260,7 +261,7 @@ async def confirm_delete(request: Request) -> Response:
     web = await auth.current(request)
     if web is None:
         return redirect("/signin")
-    space = await spaces.get_owned(_ctx(request), web.user, request.path_params["space_id"], "delete")
+    space = await access.get_owned(_ctx(request), web.user, request.path_params["space_id"], "delete")
     return render(request, "confirm_delete.html", user=web.user, csrf=web.csrf, space=space)
 
 
@@ -271,7 +272,7 @@ async def share_form(request: Request) -> Response:
     if web is None:
         return redirect("/signin")
     ctx = _ctx(request)
-    space = await spaces.get_owned(ctx, web.user, request.path_params["space_id"], "share")
+    space = await access.get_owned(ctx, web.user, request.path_params["space_id"], "share")
     row = await _row(ctx, web.user, space.id)
     return render(request, "confirm_share.html", user=web.user, csrf=web.csrf, row=row)
 
@@ -294,9 +295,9 @@ async def share(request: Request) -> Response:
     update = m.ShareUpdate(add=[add] if add else [], remove=[remove] if remove else [])
     space = await spaces.update_shares(ctx, web.user, request.path_params["space_id"], update)
     if add:
-        message = f'"{space.name}" is now shared with {accounts.normalize_email(add)}.'
+        message = f'"{space.name}" is now shared with {normalize_email(add)}.'
     else:
-        message = f'"{space.name}" is no longer shared with {accounts.normalize_email(remove)}.'
+        message = f'"{space.name}" is no longer shared with {normalize_email(remove)}.'
     return _done(request, web, message, row_html=str(row_html(await _row(ctx, web.user, space.id), web.csrf)))
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from pair import __version__
-from pair.cli import auth, connect, init, keys, runner, spaces
+from pair import __version__, runner
+from pair.cli import auth, connect, init, keys, spaces
 from pair.cli.web import web
 
 app = typer.Typer(

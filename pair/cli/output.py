@@ -1,4 +1,4 @@
-"""Printing for people: tables, sizes, and the one place errors are printed."""
+"""Printing for people: tables and sizes (errors are printed by `pair.runner`)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,6 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
-
-
-def error(message: str, hint: str = "") -> None:
-    print(f"error: {message}", file=sys.stderr)
-    if hint:
-        print(f"hint: {hint}", file=sys.stderr)
 
 
 def is_interactive() -> bool:

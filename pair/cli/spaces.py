@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pair import durations
 from pair.api import readiness
 from pair.api.errors import PairError
 from pair.api.models import Space
-from pair.cli import durations
 from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import resolve_space
 from pair.cli.session import signed_in

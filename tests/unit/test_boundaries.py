@@ -1,4 +1,5 @@
-"""Package boundaries: the CLI never depends on the broker or its dependencies, and stays light to import."""
+"""Package boundaries: the CLI never depends on the broker or its dependencies, and stays light to
+import; the broker takes from `pair` only what docs/architecture.md allows; no import cycles."""
 
 from __future__ import annotations
 
@@ -32,6 +33,73 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module)
     return found
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_imports(path: Path, known: set[str], root: Path = REPO) -> set[str]:
+    """The modules of `known` that the file at `path` imports, anywhere in it: inside functions
+    too (deferring an import hides a circle from Python, not from the design: `accounts` and
+    `spaces` once imported each other that way) and under `if TYPE_CHECKING:`. `from P import N`
+    names the module P.N when there is one, else P; a module's parent packages are imported
+    before it, so they count too, except the importer's own (already importing when it runs)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    me = module_name(path, root)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    named: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            named.update(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names)
+    mine = {me.rsplit(".", i)[0] for i in range(me.count(".") + 1)}
+    out: set[str] = set()
+    for name in named:
+        parts = name.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {name for name in out if name in known and name not in mine}
+
+
+def import_cycles(packages: list[Path], root: Path = REPO) -> list[list[str]]:
+    """Every set of modules that import each other, directly or round a circle (Tarjan's
+    strongly connected components of the import graph), each sorted."""
+    files = {module_name(p, root): p for package in packages for p in package.rglob("*.py")}
+    graph = {name: module_imports(path, set(files), root) for name, path in files.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:  # recursion depth is the import chain's length: small
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return cycles
 
 
 def requirement_name(requirement: str) -> str:
@@ -68,6 +136,83 @@ def test_the_import_walk_detects_broker_imports(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import os\nfrom broker.store import Store\nif True:\n    import broker\nfrom . import x\n")
     assert imported_modules(sample) == {"os", "broker.store", "broker"}
+
+
+def test_there_is_no_import_cycle_in_pair_or_broker() -> None:
+    assert import_cycles([REPO / "pair", REPO / "broker"]) == []
+
+
+def test_the_cycle_check_finds_a_cycle_round_a_package(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import thing\n")
+    (pkg / "sub" / "__init__.py").write_text("from pkg.sub.b import thing\n")
+    (pkg / "sub" / "b.py").write_text(
+        "from __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from .. import a\n"
+    )
+    (pkg / "c.py").write_text("import pkg.d\n")
+    (pkg / "d.py").write_text("def later():\n    from pkg import c\n")  # deferred, still a circle
+    (pkg / "e.py").write_text("from pkg import c\n")
+    assert import_cycles([pkg], tmp_path) == [["pkg.a", "pkg.sub", "pkg.sub.b"], ["pkg.c", "pkg.d"]]
+
+
+# What the broker may take from `pair` (docs/architecture.md, Packages): the wire contract and the
+# small neutral modules both sides need, never the CLI, the container side or the project editors.
+BROKER_MAY_IMPORT = ("pair.api", "pair.sshkeys", "pair.files", "pair.durations", "pair.runner")
+
+
+def pair_imports_outside(allowed: tuple[str, ...], files: list[Path], pair_modules: set[str]) -> set[str]:
+    """`file: module` for every import of a `pair` module by `files` that `allowed` does not
+    cover (a name and everything below it; `pair` itself, its version, is always allowed).
+    Imports inside functions count: what is imported later is still taken."""
+    offenders = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in pair_modules else node.module
+                    for a in node.names
+                ]
+            for name in names:
+                if name.startswith("pair.") and not any(name == m or name.startswith(m + ".") for m in allowed):
+                    offenders.add(f"{path.name}: {name}")
+    return offenders
+
+
+def test_the_broker_takes_from_pair_only_what_the_architecture_allows() -> None:
+    pair_modules = {module_name(p) for p in (REPO / "pair").rglob("*.py")}
+    assert pair_imports_outside(BROKER_MAY_IMPORT, sorted((REPO / "broker").rglob("*.py")), pair_modules) == set()
+    # the list is the documented one
+    documented = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    broker_row = next(line for line in documented.splitlines() if line.startswith("| `broker` |"))
+    assert set(re.findall(r"`(pair[a-z_.]*)`", broker_row.rsplit("|", 2)[1])) == {"pair", *BROKER_MAY_IMPORT}
+
+
+def test_the_allow_list_check_finds_an_import_from_the_cli(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from pair import __version__, durations\nfrom pair.api import models\nimport pair.sshkeys\n"
+        "def later():\n    from pair.cli import durations\n    from pair.cli.output import table\n"
+    )
+    modules = {
+        "pair",
+        "pair.durations",
+        "pair.api",
+        "pair.api.models",
+        "pair.cli",
+        "pair.cli.durations",
+        "pair.cli.output",
+        "pair.sshkeys",
+    }
+    assert pair_imports_outside(BROKER_MAY_IMPORT, [sample], modules) == {
+        "sample.py: pair.cli.durations",
+        "sample.py: pair.cli.output",
+    }
 
 
 def test_base_dependencies_exclude_the_broker_stack() -> None:

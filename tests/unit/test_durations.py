@@ -1,11 +1,11 @@
-"""pair.cli.durations: `--ttl` values as people type them, and durations as people read them."""
+"""pair.durations: `--ttl` values as people type them, and durations as people read them."""
 
 from __future__ import annotations
 
 import pytest
 
 from pair.api.errors import PairError
-from pair.cli.durations import humanize, parse
+from pair.durations import humanize, parse
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""Durations as people type them (`1h`, `90m`, `1h30m`, `3600`) and say them (`1 hour`)."""
+"""Durations as people type them (`1h`, `90m`, `1h30m`, `3600`) and say them (`1 hour`).
+
+Shared by the CLI (`--ttl`), the broker's admin commands (`--since`) and its web page.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Running a Typer command tree the project's way: `pair` and `pair-broker` print every failure
-as one `error:` line and maybe a `hint:` line, never a traceback or a boxed panel."""
+as one `error:` line and maybe a `hint:` line, never a traceback or a boxed panel.
+
+Below `pair.cli`, so that the broker's command line shares it without importing pair's."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import typer
 from typer.exceptions import TyperException
 
 from pair.api.errors import PairError
-from pair.cli.output import error
+
+
+def error(message: str, hint: str = "") -> None:
+    """The one place errors are printed: `error: MESSAGE` and `hint: HINT` on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
 
 
 def run(app: typer.Typer, prog_name: str, argv: list[str] | None = None) -> NoReturn:

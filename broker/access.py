@@ -1,0 +1,55 @@
+"""Access: who may see, change and share what. Every decision about a person's reach is made here.
+
+The API, the web page and the relay ask these functions, never the store directly, so a rule
+holds everywhere or nowhere; groups, quotas and access requests (issue 16) plug in here. A
+Space a person may not see is answered 404, never 403, which would confirm that a guessed id
+exists.
+"""
+
+from __future__ import annotations
+
+from broker.context import Context
+from broker.errors import Problem, not_found
+from broker.store import SpaceRecord, UserRecord
+
+
+async def visible_spaces(ctx: Context, user_id: str) -> list[SpaceRecord]:
+    """The live Spaces the user owns or that are shared with them, oldest first."""
+    return await ctx.store.visible_spaces(user_id)
+
+
+async def get_visible(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
+    """The Space, if `user` owns it or it is shared with them; Problem 404 otherwise."""
+    space = await ctx.store.space(space_id)
+    if (
+        space is None
+        or space.deleted_at is not None
+        or (space.owner_id != user.id and not await ctx.store.is_shared_with(space.id, user.id))
+    ):
+        raise not_found(f"The Space {space_id}", "List the Spaces you can see with `pair spaces list`.")
+    return space
+
+
+async def get_owned(ctx: Context, user: UserRecord, space_id: str, action: str) -> SpaceRecord:
+    """The Space, if `user` owns it: 404 if they cannot see it, 403 (`not_owner`) if they only
+    share it. `action` completes "Only the owner … can ACTION it."."""
+    space = await get_visible(ctx, user, space_id)
+    if space.owner_id != user.id:
+        raise Problem(
+            403,
+            f'Only the owner of "{space.name}" ({space.owner_email}) can {action} it.',
+            "Ask them to do it.",
+            "not_owner",
+        )
+    return space
+
+
+def require_admin(user: UserRecord) -> None:
+    """Problem 403 (`forbidden`) unless `user` is an admin of this broker."""
+    if not user.is_admin:
+        raise Problem(403, "This needs an admin account.", "Ask an admin of this broker.", "forbidden")
+
+
+async def teammates(ctx: Context, user: UserRecord) -> list[UserRecord]:
+    """The people `user` may share a Space with: every other account, by email."""
+    return [u for u in await ctx.store.users() if u.id != user.id]

@@ -1,0 +1,204 @@
+"""The agent's lifecycle, as the broker sees it: a container exchanges its Space token for an
+agent credential (bootstrap), checks in with it, heartbeats (the state people see), and a Space
+whose agent falls silent is stopped by the sweep.
+
+The HTTP handlers and the relay's control channel call these; the keys each heartbeat reply
+carries come from `broker.snapshots`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from broker import credentials, snapshots
+from broker.context import Context, timestamp
+from broker.errors import Problem
+from broker.signing import TokenInvalid
+from broker.store import SpaceRecord, TokenRecord
+from pair.api import models as m
+from pair.api.tokens import SPACE_TOKEN, SecretError, normalize
+
+REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
+
+TOKEN_ERRORS = {
+    "malformed": "That is not a valid Space token.",
+    "bad_signature": "The Space token's signature does not match: it was changed or cut short.",
+    "unknown_key": "The Space token was signed by a key this broker does not know.",
+    "wrong_audience": "That token is not a Space token (wrong audience).",
+    "wrong_issuer": "The Space token was issued by another broker URL.",
+    "not_yet_valid": "The Space token is not valid yet: this machine's clock or the broker's is wrong.",
+}
+
+
+def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
+    if err.code == "expired":
+        expired_at = timestamp(int(err.claims["exp"])).strftime("%Y-%m-%d %H:%M UTC")
+        named = f' for "{space.name}"' if space else ""
+        return Problem(
+            401,
+            f"The Space token{named} expired at {expired_at}.",
+            REAUTHORIZE.format(name=space.name if space else "NAME"),
+            "token_expired",
+        )
+    detail = {
+        "wrong_issuer": f"It names {err.claims.get('iss')!r}; bootstrap against that URL, or issue a new token.",
+        "not_yet_valid": "Check the time on both machines (NTP).",
+    }.get(err.code, "Copy the whole single line of SPACE_ID.txt written by `pair spaces authorize`.")
+    return Problem(401, TOKEN_ERRORS[err.code], detail, f"token_{err.code}")
+
+
+async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistration:
+    """Exchange a Space token for an agent credential. Single-use across containers; a retry
+    from the same container (its first answer lost) gets a fresh credential."""
+    try:
+        pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
+    except SecretError as err:
+        raise Problem(401, err.message, err.hint, "token_malformed") from err
+    ctx.keyring.refresh()
+    try:
+        claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
+    except TokenInvalid as err:
+        sub = err.claims.get("sub")
+        raise _token_problem(err, await ctx.store.space(sub) if isinstance(sub, str) else None) from err
+    token = await ctx.store.token(claims.jti)
+    space = await ctx.store.space(claims.sub)
+    if token is None or space is None or token.space_id != space.id:
+        raise Problem(
+            401,
+            "This broker has no record of that Space token.",
+            "Its database may have been reset. Run `pair spaces authorize` for a new Space.",
+            "token_unknown",
+        )
+    _refuse_spent(token, space, req.instance_id)
+    credential = credentials.new_secret(credentials.AGENT)
+    facts = msgspec.json.encode(req.facts).decode()
+    won = await ctx.store.register_agent(
+        claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
+    )
+    if not won:  # another request (or broker process) claimed it since we read it: say why
+        fresh_token, fresh_space = await ctx.store.token(claims.jti), await ctx.store.space(claims.sub)
+        if fresh_token is not None and fresh_space is not None:
+            _refuse_spent(fresh_token, fresh_space, req.instance_id)
+        raise Problem(
+            409,
+            f'That token was just used by another bootstrap of "{space.name}".',
+            f"A token works for one container. {REAUTHORIZE.format(name=space.name)}",
+            "token_used",
+        )
+    await ctx.store.audit(ctx.now(), f"agent:{space.id}", "space.bootstrap", space.id, req.facts.hostname)
+    return m.AgentRegistration(
+        space_id=space.id, space_name=space.name, owner=space.owner_email, state="starting", agent_credential=credential
+    )
+
+
+def _refuse_spent(token: TokenRecord, space: SpaceRecord, instance_id: str) -> None:
+    """Raise the Problem for a token that can no longer bootstrap `instance_id`, if it cannot."""
+    reauthorize = REAUTHORIZE.format(name=space.name)
+    if space.deleted_at is not None:
+        raise Problem(
+            410,
+            f'The Space "{space.name}" was deleted.',
+            "Run `pair spaces authorize` on your laptop to create a new Space.",
+            "space_deleted",
+        )
+    if token.revoked_at is not None:
+        raise Problem(401, "That Space token was revoked.", reauthorize, "token_revoked")
+    if token.used_instance_id is not None and token.used_instance_id != instance_id:
+        raise Problem(
+            409,
+            f'That token already bootstrapped another container as "{space.name}".',
+            f"A token works for one container. {reauthorize}",
+            "token_used",
+        )
+
+
+async def authenticate_agent(ctx: Context, credential: str) -> SpaceRecord:
+    space = await ctx.store.space_by_credential(credentials.digest(credential)) if credential else None
+    if space is None:
+        raise Problem(
+            401,
+            "This container's agent credential is no longer valid.",
+            "The Space was deleted or bootstrapped in another container. "
+            "Run `pair spaces authorize --space NAME` and bootstrap again with the new token.",
+            "agent_unauthenticated",
+        )
+    return space
+
+
+def _same_instance(space: SpaceRecord, instance_id: str) -> None:
+    if instance_id != space.instance_id:
+        raise Problem(
+            409,
+            f'The Space "{space.name}" is registered to another container.',
+            REAUTHORIZE.format(name=space.name),
+            "instance_mismatch",
+        )
+
+
+async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
+    _same_instance(space, req.instance_id)
+    await ctx.store.update_facts(space.id, msgspec.json.encode(req.facts).decode(), ctx.now())
+    return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)  # type: ignore[arg-type]
+
+
+def _state(desired: str, reported: str, ssh: m.SshHealth | None) -> str:
+    """The state people see, from what the owner wants and what the agent reports.
+
+    `running` means someone can get in: the agent is connected and sshd serves. While sshd is not
+    serving (still starting, or failing: the port taken, a bad config) the Space stays `starting`
+    and `ssh.reason` says why. Agents older than the health report count as serving."""
+    if reported == "stopping":
+        return "stopped"  # the agent itself is going away with its container
+    if desired == "stopped":
+        return "stopped" if reported == "stopped" else "stopping"
+    serving = ssh is None or ssh.serving
+    return "running" if reported == "running" and serving else "starting"
+
+
+async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.HeartbeatReply:
+    """The agent is alive (or stopping): move the Space's state, hand over changed keys.
+
+    The hot path of the broker (every agent, every interval): a steady heartbeat writes nothing
+    and reuses the cached keys; only a change of state or facts reaches the database."""
+    _same_instance(space, beat.instance_id)
+    now = ctx.now()
+    state = _state(space.desired_state, beat.state, beat.ssh)
+    facts = msgspec.json.encode(beat.facts).decode() if beat.facts else None
+    ssh = msgspec.json.encode(beat.ssh).decode() if beat.ssh else None
+    news = state != space.state or (ssh is not None and ssh != space.ssh)
+    if news or (facts is not None and facts != space.facts):
+        await ctx.store.heartbeat(space.id, state, now, facts, ssh)
+        ctx.seen.pop(space.id, None)
+        if state != space.state:
+            await ctx.store.audit(now, f"agent:{space.id}", f"space.{state}", space.id)
+        if news:
+            ctx.hub.changed(space.id)  # a person's tunnel may be waiting for this
+    else:
+        ctx.seen[space.id] = now
+    return await snapshots.reply_for(ctx, space, beat.keys_version)
+
+
+async def flush_seen(ctx: Context) -> None:
+    """Write when agents were last seen (kept in memory between sweeps: a steady heartbeat writes nothing)."""
+    seen, ctx.seen = ctx.seen, {}
+    if seen:
+        await ctx.store.record_seen(seen)
+
+
+async def stop_silent(ctx: Context) -> list[str]:
+    """Spaces whose agent has not reported for three intervals are stopped containers.
+
+    Not before this process has served for that long: after a restart, agents need a moment to
+    reconnect, and their Spaces are not stopped meanwhile (a person connecting waits for them)."""
+    await flush_seen(ctx)
+    now = ctx.now()
+    # Times are whole seconds: the extra second keeps a just-seen Space from flapping.
+    seen_before = now - math.ceil(3 * ctx.settings.agent_interval) - 1
+    if seen_before < ctx.started_at:
+        return []
+    stopped = await ctx.store.stop_silent_spaces(seen_before, now)
+    for space_id in stopped:
+        ctx.hub.changed(space_id)  # a person waiting for it hears at once
+    return stopped
