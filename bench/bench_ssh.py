@@ -91,14 +91,14 @@ def _relay_options(world: World, env: dict[str, str]) -> list[str]:
         assert session is not None
         with Client(session.url, token=session.token) as client:
             target = next(s for s in client.spaces() if s.name == "box")
-        options = ssh.ssh_options(target)
-        options["ProxyCommand"] = f"{venv('pair')} spaces proxy {target.id}"
+        options = dict(ssh.ssh_options(target))
+        options["ProxyCommand"] = (venv("pair"), "spaces", "proxy", target.id)
     finally:
         if saved is None:
             del os.environ["PAIR_CONFIG_DIR"]
         else:
             os.environ["PAIR_CONFIG_DIR"] = saved
-    return [arg for k, v in options.items() for arg in ("-o", f"{k}={v}")]
+    return ssh.option_args(options.items())
 
 
 def run(world: World) -> list[Figure]:

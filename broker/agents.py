@@ -18,6 +18,7 @@ from broker.errors import Problem
 from broker.signing import TokenInvalid
 from broker.store import SpaceRecord, TokenRecord
 from pair.api import models as m
+from pair.api.grammar import Invalid, check_facts
 from pair.api.tokens import SPACE_TOKEN, SecretError, normalize
 
 REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
@@ -30,6 +31,17 @@ TOKEN_ERRORS = {
     "wrong_issuer": "The Space token was issued by another broker URL.",
     "not_yet_valid": "The Space token is not valid yet: this machine's clock or the broker's is wrong.",
 }
+
+
+def _checked_facts(facts: m.ContainerFacts) -> str:
+    """The facts as stored, once they fit pair.api.grammar; 422 otherwise. Every fact is refused
+    rather than dropped: the login user and host keys end up in teammates' ssh configs and
+    known_hosts files, so a container that reports them wrong gets no SSH at all (fail closed)."""
+    try:
+        check_facts(facts)
+    except Invalid as exc:
+        raise Problem(422, exc.message, exc.hint, "invalid_facts") from exc
+    return msgspec.json.encode(facts).decode()
 
 
 def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
@@ -52,6 +64,7 @@ def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
 async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistration:
     """Exchange a Space token for an agent credential. Single-use across containers; a retry
     from the same container (its first answer lost) gets a fresh credential."""
+    facts = _checked_facts(req.facts)  # before the token is spent on a container that gets no SSH
     try:
         pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
     except SecretError as err:
@@ -73,7 +86,6 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
         )
     _refuse_spent(token, space, req.instance_id)
     credential = credentials.new_secret(credentials.AGENT)
-    facts = msgspec.json.encode(req.facts).decode()
     won = await ctx.store.register_agent(
         claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
     )
@@ -139,7 +151,7 @@ def _same_instance(space: SpaceRecord, instance_id: str) -> None:
 
 async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
     _same_instance(space, req.instance_id)
-    await ctx.store.update_facts(space.id, msgspec.json.encode(req.facts).decode(), ctx.now())
+    await ctx.store.update_facts(space.id, _checked_facts(req.facts), ctx.now())
     return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)  # type: ignore[arg-type]
 
 
@@ -165,7 +177,11 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
     _same_instance(space, beat.instance_id)
     now = ctx.now()
     state = _state(space.desired_state, beat.state, beat.ssh)
-    facts = msgspec.json.encode(beat.facts).decode() if beat.facts else None
+    facts = None
+    if beat.facts is not None:
+        facts = msgspec.json.encode(beat.facts).decode()
+        if facts != space.facts:  # only facts that changed cost a check
+            facts = _checked_facts(beat.facts)
     ssh = msgspec.json.encode(beat.ssh).decode() if beat.ssh else None
     news = state != space.state or (ssh is not None and ssh != space.ssh)
     if news or (facts is not None and facts != space.facts):

@@ -26,6 +26,7 @@ from broker.store import StoreUnavailable
 from pair import durations, runner
 from pair.api.errors import PairError
 from pair.files import check_new_file, stage_private
+from pair.terminal import printable
 
 T = TypeVar("T")
 
@@ -287,7 +288,8 @@ def users_list(data_dir: DataDir = None) -> None:
     users = _with_context(data_dir, lambda ctx: ctx.store.users())
     print(f"{'EMAIL':<40} {'ROLE':<6} CREATED")
     for u in users:
-        print(f"{u.email:<40} {'admin' if u.is_admin else 'user':<6} {timestamp(u.created_at):%Y-%m-%d %H:%M}")
+        role = "admin" if u.is_admin else "user"
+        print(f"{printable(u.email):<40} {role:<6} {timestamp(u.created_at):%Y-%m-%d %H:%M}")
 
 
 @users_app.command("remove")
@@ -383,10 +385,12 @@ def audit(
     if not entries:
         print("No audit entries match.", file=sys.stderr)
         return
-    widths = [max(len(getattr(e, f)) for e in entries) for f in ("actor", "action", "target")]
-    for e in entries:
-        cells = (e.actor.ljust(widths[0]), e.action.ljust(widths[1]), e.target.ljust(widths[2]), e.detail)
-        print(f"{timestamp(e.at):%Y-%m-%d %H:%M:%S}  " + "  ".join(cells).rstrip())
+    # A container's host name and people's text reach the operator's terminal: escaped, never obeyed.
+    shown = [(e.at, [printable(v) for v in (e.actor, e.action, e.target, e.detail)]) for e in entries]
+    widths = [max(len(cells[i]) for _, cells in shown) for i in range(3)]
+    for at, cells in shown:
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=False)] + cells[3:]
+        print(f"{timestamp(at):%Y-%m-%d %H:%M:%S}  " + "  ".join(padded).rstrip())
 
 
 def main(argv: list[str] | None = None) -> None:

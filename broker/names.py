@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 
-from pair.api.models import SPACE_NAME_PATTERN
-
 # A name is used as an SSH host alias (`NAME.pair`), in URLs and on the command line, so it is
-# kept to characters that need no quoting anywhere.
-NAME_RE = re.compile(SPACE_NAME_PATTERN)  # the wire contract's rule (pair.api.models)
-NAME_RULE = "1–63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+# kept to characters that need no quoting anywhere: the wire contract's rule (pair.api.models),
+# which the CLI also checks the broker's answers against (pair.api.grammar).
+from pair.api.grammar import NAME_RE, NAME_RULE
+
+__all__ = ["NAME_RE", "NAME_RULE", "generate", "is_valid"]
 
 ADJECTIVES = """
 admiring adoring agile amazing awesome blissful bold brave busy calm charming clever cool

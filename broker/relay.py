@@ -112,7 +112,7 @@ async def space_tunnel(ws: WebSocket) -> None:
         except StoreUnavailable as exc:
             await deny(ws, as_problem(exc))
             return
-        await ws.accept()
+        await ws.accept(headers=[(ep.HOST_KEYS_HEADER.encode(), _host_keys(space).encode())])
         await splice(tunnel, ws, agent_ws)
     finally:
         ctx.hub.tunnels.pop(tunnel.id, None)
@@ -193,6 +193,12 @@ async def _agent_answer(ctx: Context, user: UserRecord, tunnel: Tunnel) -> WebSo
                 "Its agent may be restarting; try again in a few seconds.",
                 "agent_timeout",
             )
+
+
+def _host_keys(space: SpaceRecord) -> str:
+    """The Space's host keys as its container reported them (checked when they were stored)."""
+    facts = msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else m.ContainerFacts()
+    return ", ".join(facts.host_keys)
 
 
 async def agent_tunnel(ws: WebSocket) -> None:

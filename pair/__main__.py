@@ -1,5 +1,5 @@
 """Entry point. Dispatches before importing the CLI framework, so that the commands sshd and ssh
-run per connection (`pair verify`, and later the SSH proxy) start as fast as Python can."""
+run per connection (`pair verify`, `pair spaces proxy`) start as fast as Python can."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ def main() -> None:
         from pair.proxy import main as proxy
 
         sys.exit(proxy(sys.argv[3:]))
+    if sys.argv[1:2] == ["verify"]:  # sshd's AuthorizedKeysCommand, as the launcher answers it
+        from pair.verify import main as verify
+
+        sys.exit(verify(sys.argv[2:]))
     from pair.cli.app import run
 
     run()

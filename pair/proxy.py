@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
+
+from pair.terminal import printable
 
 # ssh talks to a ProxyCommand through pipes, 64 KiB by default on Linux. Larger pipes and reads
 # mean fewer, larger WebSocket frames through the relay: less CPU per MiB in this process, the
@@ -16,9 +19,60 @@ CHUNK = 256 * 1024
 PIPE_SIZE = 1024 * 1024  # Linux's default limit for unprivileged users (/proc/sys/fs/pipe-max-size)
 
 
+def say(sentence: str) -> None:
+    """One line for the person, on ssh's stderr; \r\n because their terminal may be in raw mode
+    (an interactive session), and escaped because the text may come from the broker."""
+    sys.stderr.write(f"\r\npair: {printable(sentence)}\r\n")
+
+
 def fail(message: str, hint: str = "") -> int:
-    sys.stderr.write(f"pair: error: {message}\n" + (f"pair: hint: {hint}\n" if hint else ""))
+    sys.stderr.write(f"pair: error: {printable(message)}\n" + (f"pair: hint: {printable(hint)}\n" if hint else ""))
     return 1
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"pair: warning: {printable(message)}\n")
+
+
+# RFC 6455 7.4.1 and the IANA registry: what the broker's end of a stream closing means.
+CLOSE_SENTENCES = {
+    1001: "The broker is going away (shutting down or redeploying); connect again once it is back.",
+    1006: "The connection to the broker was lost (network error).",
+    1011: "The broker hit an internal error and closed the connection.",
+    1012: "The broker restarted; connect again in a few seconds.",
+    1013: "The broker is overloaded; try again later.",
+    1014: "A proxy in front of the broker got a bad answer from it.",
+}
+
+
+def ending(code: int | None, reason: str) -> str | None:
+    """The sentence for how the broker's end of the stream closed, or None for a normal end
+    (1000, or no status: the container's sshd ended the session). The broker's own closes (4xxx:
+    revoked, kicked, Space stopped or deleted, the container lost; 1012 on a restart) carry their
+    sentence as reason; a close without one is told by its code."""
+    if code in (1000, 1005):
+        return None
+    if code is None:
+        code = 1006  # no close frame at all
+    if reason and code != 1006:
+        return reason
+    return CLOSE_SENTENCES.get(code, f"The broker closed the connection (WebSocket code {code}).")
+
+
+def _pin_host_keys(space_id: str, header: str | None) -> None:
+    """Re-pin the Space's host keys to the broker's record (a rebuilt container, bootstrapped
+    again, has new ones), before any byte reaches ssh and so before it checks the server's key."""
+    if header is None:
+        return  # a broker that does not send them: the pins `connect`/`ssh-config` wrote stay
+    from pair import known_hosts
+    from pair.api.grammar import Invalid
+
+    try:
+        known_hosts.refresh(space_id, [key.strip() for key in header.split(",") if key.strip()])
+    except Invalid as exc:
+        warn(f"not pinning the host keys the broker sent ({exc.message}); ssh checks the ones pinned before.")
+    except OSError as exc:
+        warn(f"cannot update {known_hosts.path()} ({exc.strerror or exc}); ssh checks the keys pinned before.")
 
 
 def _widen_pipes() -> None:
@@ -37,12 +91,25 @@ def _widen_pipes() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from pair import config
-    from pair.api.endpoints import SPACE_TUNNEL
-    from pair.api.errors import PairError
+    # Ctrl-C reaches ssh and this process alike (one process group): ssh decides what it means
+    # (a remote shell gets it, `ssh -N` exits and closes our pipes), so it is no reason to stop
+    # here, or to print a traceback. SIGHUP (ssh exiting) and SIGTERM end the process quietly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return _run(argv)
+    except Exception as exc:  # one sentence, never a traceback, on ssh's stderr
+        return fail(f"pair spaces proxy stopped: {type(exc).__name__}: {exc}.")
 
-    if len(argv) != 1 or not argv[0].startswith("sp_"):
+
+def _run(argv: list[str]) -> int:
+    from pair import config
+    from pair.api.endpoints import HOST_KEYS_HEADER, SPACE_TUNNEL
+    from pair.api.errors import PairError
+    from pair.api.grammar import is_space_id
+
+    if len(argv) != 1 or not is_space_id(argv[0]):
         return fail("usage: pair spaces proxy SPACE_ID", "It is ssh's ProxyCommand; use `pair spaces connect`.")
+    space_id = argv[0]
     try:
         session = config.load_session()
     except PairError as exc:
@@ -54,7 +121,7 @@ def main(argv: list[str]) -> int:
     from websockets.sync.client import connect
 
     scheme, rest = session.url.split("://", 1)
-    url = ("wss://" if scheme == "https" else "ws://") + rest + SPACE_TUNNEL.format(space_id=argv[0])
+    url = ("wss://" if scheme == "https" else "ws://") + rest + SPACE_TUNNEL.format(space_id=space_id)
     try:
         ws = connect(
             url,
@@ -70,9 +137,11 @@ def main(argv: list[str]) -> int:
             body = json.loads(exc.response.body or b"{}")
         except ValueError:
             body = {}
+        if not isinstance(body, dict):
+            body = {}
         return fail(
-            body.get("message") or f"The broker refused the tunnel (HTTP {exc.response.status_code}).",
-            body.get("detail", ""),
+            str(body.get("message") or f"The broker refused the tunnel (HTTP {exc.response.status_code})."),
+            str(body.get("detail", "")),
         )
     except (OSError, TimeoutError, WebSocketException) as exc:
         return fail(
@@ -80,13 +149,18 @@ def main(argv: list[str]) -> int:
             "Check that the broker is running and reachable.",
         )
 
+    _pin_host_keys(space_id, ws.response.headers.get(HOST_KEYS_HEADER) if ws.response else None)
     _widen_pipes()
+    ssh_gone = threading.Event()  # ssh closed its end: the stream ended as the person wanted
 
     def upstream() -> None:
         try:
             while data := os.read(0, CHUNK):
                 ws.send(data)
-        except (OSError, ConnectionClosed):
+            ssh_gone.set()
+        except OSError:
+            ssh_gone.set()
+        except ConnectionClosed:
             pass
         finally:
             ws.close()
@@ -95,11 +169,12 @@ def main(argv: list[str]) -> int:
     try:
         for data in ws:
             os.write(1, data if isinstance(data, bytes) else data.encode())
-    except (ConnectionClosed, OSError):
+    except ConnectionClosed:
         pass
-    reason = ws.close_reason or ""
-    if ws.close_code not in (None, 1000, 1005) and reason:
-        sys.stderr.write(f"\r\npair: {reason}\r\n")
-    elif ws.close_code in (None, 1006):
-        sys.stderr.write("\r\npair: the connection to the broker was lost.\r\n")
+    except OSError:  # ssh stopped reading
+        ssh_gone.set()
+        ws.close()
+    sentence = None if ssh_gone.is_set() else ending(ws.close_code, ws.close_reason or "")
+    if sentence:
+        say(sentence)
     return 0

@@ -75,7 +75,12 @@ def decide(user: str, blob: str, key_type: str, snapshot_path: str, now: float) 
     if user != login_user:
         return None, f"logins are as {login_user!r} only"
     wanted = f"{key_type} {blob}"
-    start = text.find(f"\n{wanted} ") if " " not in blob and "\n" not in blob else -1
+    # Only a whole key field of an entry line matches: the search starts after the two header
+    # lines (a key type of "#" must not match "# login_user=…"), and neither field may hold a
+    # space or line break that would let it span two fields or two lines.
+    body = text.find("\n", text.find("\n") + 1)
+    whole = key_type and blob and not any(c in field for field in (key_type, blob) for c in " \t\r\n")
+    start = text.find(f"\n{wanted} ", body) if whole else -1
     if start < 0:
         return None, "key not registered by anyone this Space is shared with"
     end = text.find("\n", start + 1)

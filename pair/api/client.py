@@ -21,7 +21,8 @@ import msgspec
 from pair import __version__
 from pair.api import endpoints as ep
 from pair.api import models as m
-from pair.api.errors import ApiError, AuthError, BrokerUnreachable
+from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
+from pair.api.grammar import shown, space_problem
 
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
 
@@ -39,9 +40,11 @@ class Client:
         token: str | None = None,
         http: httpx.Client | None = None,
         timeout: float = 30.0,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._token = token
+        self.warn = warn or _warn
         if http is None and http_factory is not None:
             http = http_factory(self.url)
         # A plain-http broker (a laptop, a test) needs no CA bundle: loading one costs ~20 ms.
@@ -134,26 +137,51 @@ class Client:
 
     # -- Spaces -----------------------------------------------------------------------------
 
+    # Every Space the broker sends is checked against pair.api.grammar before the CLI can print
+    # it, write it into an ssh config or known_hosts, or build an ssh argument from it.
+
     def spaces(self) -> list[m.Space]:
-        return self.call(ep.SPACES)  # type: ignore[no-any-return]
+        """The Spaces you can see. One that does not fit pair.api.grammar (a hostile or broken
+        broker, or someone in between) is left out with a warning; it never breaks the others."""
+        out = []
+        for space in self.call(ep.SPACES):
+            problem = space_problem(space)
+            if problem:
+                self.warn(f"Left out a Space the broker sent ({shown(space.id)}, {shown(space.name)}): {problem}.")
+            else:
+                out.append(space)
+        return out
+
+    def _checked(self, space: m.Space) -> m.Space:
+        problem = space_problem(space)
+        if problem:
+            raise PairError(
+                f"The broker at {self.url} sent a Space pair cannot use ({shown(space.id)}): {problem}.",
+                "Is the URL your pair broker? Tell its operator.",
+            )
+        return space
 
     def space(self, space_id: str) -> m.Space:
-        return self.call(ep.SPACE, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self._checked(self.call(ep.SPACE, path={"space_id": space_id}))
 
     def authorize(self, *, name: str | None, share_with: list[str], ttl_seconds: int | None) -> m.SpaceToken:
         body = m.AuthorizeRequest(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
-        return self.call(ep.AUTHORIZE, body)  # type: ignore[no-any-return]
+        issued: m.SpaceToken = self.call(ep.AUTHORIZE, body)
+        self._checked(issued.space)
+        return issued
 
     def new_token(self, space_id: str, *, ttl_seconds: int | None) -> m.SpaceToken:
         body = m.NewTokenRequest(ttl_seconds=ttl_seconds)
-        return self.call(ep.NEW_TOKEN, body, path={"space_id": space_id})  # type: ignore[no-any-return]
+        issued: m.SpaceToken = self.call(ep.NEW_TOKEN, body, path={"space_id": space_id})
+        self._checked(issued.space)
+        return issued
 
     def delete_space(self, space_id: str) -> None:
         self.call(ep.DELETE_SPACE, path={"space_id": space_id})
 
     def share(self, space_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> m.Space:
         body = m.ShareUpdate(add=list(add), remove=list(remove))
-        return self.call(ep.SHARE, body, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self._checked(self.call(ep.SHARE, body, path={"space_id": space_id}))
 
     def sessions(self, space_id: str) -> list[m.TunnelSession]:
         return self.call(ep.SESSIONS, path={"space_id": space_id})  # type: ignore[no-any-return]
@@ -162,10 +190,10 @@ class Client:
         self.call(ep.KICK, path={"space_id": space_id, "email": email})
 
     def up(self, space_id: str) -> m.Space:
-        return self.call(ep.UP, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self._checked(self.call(ep.UP, path={"space_id": space_id}))
 
     def down(self, space_id: str) -> m.Space:
-        return self.call(ep.DOWN, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self._checked(self.call(ep.DOWN, path={"space_id": space_id}))
 
     # -- container side ---------------------------------------------------------------------
 
@@ -178,6 +206,10 @@ class Client:
 
     def checkin(self, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
         return self.call(ep.CHECKIN, m.AgentCheckin(instance_id=instance_id, facts=facts))  # type: ignore[no-any-return]
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
 
 
 def _error(response: httpx.Response) -> ApiError:

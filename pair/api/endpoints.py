@@ -200,5 +200,8 @@ DOWN = Endpoint(
 AGENT_CONNECT = f"{API}/agent/connect"  # the agent's control channel (agent credential)
 AGENT_TUNNEL = f"{API}/agent/tunnels/{{tunnel_id}}"  # the agent's side of one tunnel (agent credential)
 SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"  # a person's side of one tunnel (session)
+# In the answer that accepts a person's tunnel: the Space's host keys as the broker recorded them
+# (`TYPE BASE64`, comma-separated), so the proxy can re-pin them before ssh checks the server's key.
+HOST_KEYS_HEADER = "x-pair-host-keys"
 
 ALL: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

@@ -21,11 +21,23 @@ def whole(body: str) -> str:
 # The rules the broker enforces on these fields (with a sentence and a hint, in broker.accounts
 # and broker.spaces), stated once: /openapi.json carries them, so the document is exactly as
 # strict as the server.
-SPACE_NAME_PATTERN = whole(r"[a-z0-9][a-z0-9_-]{0,62}")  # an SSH host alias, a URL segment: no quoting
-# Anything but "@", white space and control characters, spelled out: `\\s` and `\\w` mean different
-# sets in Python and in JSON Schema validators. The broker stores emails in lower case.
-_EMAIL_CHAR = r"[^@\x00-\x20\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-EMAIL_PATTERN = whole(rf"{_EMAIL_CHAR}+@(?:{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt])")
+SPACE_NAME_BODY = r"[a-z0-9][a-z0-9_-]{0,62}"  # an SSH host alias, a URL segment: no quoting
+SPACE_NAME_PATTERN = whole(SPACE_NAME_BODY)
+# An addr-spec in its dot-atom form (RFC 5322 3.4.1), letters of any script allowed (RFC 6531).
+# An atom is anything but the specials `()<>[]:;@\,."` and `'`, white space, control characters and
+# the bidi and invisible format characters (pair.printable's list): none of those can reach an
+# ssh config, a terminal or a page from an email. Spelled out: `\\s` and `\\w` mean different sets
+# in Python and in JSON Schema validators. The broker stores emails in lower case.
+_EMAIL_ATOM = (
+    r"[^@.\x00-\x20\x7f-\x9f\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f\u2066-\u2069\u3000\ufeff"
+    r"()<>\[\]:;\\,\"']+"
+)
+_EMAIL_LABEL = rf"(?!-){_EMAIL_ATOM}"  # a domain label does not start with a hyphen (RFC 1035)
+EMAIL_BODY = (
+    rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*"
+    rf"@(?:{_EMAIL_LABEL}(?:\.{_EMAIL_LABEL})+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt])"
+)
+EMAIL_PATTERN = whole(EMAIL_BODY)
 EMAIL_MAX_LENGTH = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets, with its angle brackets
 MIN_TOKEN_TTL = 60  # seconds; the most is a broker setting (PAIR_BROKER_MAX_TOKEN_TTL)
 
@@ -119,15 +131,36 @@ class NewSshKeyRequest(Struct):
 Bytes = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
 
 
+# What a container may say about itself (pair.api.grammar.check_facts enforces it, with a sentence
+# per fact; here it is stated for /openapi.json). Each value ends up in teammates' ssh configs,
+# known_hosts files or terminals, so none needs quoting. Only documented, not enforced when a
+# message is decoded: the CLI leaves out one Space that breaks them rather than the whole list.
+LOGIN_USER_BODY = r"[A-Za-z_][A-Za-z0-9._-]{0,31}"  # POSIX portable user names, Linux's 32 bytes
+HOSTNAME_BODY = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"  # RFC 1123, leniently (underscores, a final dot)
+VERSION_BODY = r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}"  # PEP 440, local versions included
+HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+# One host key as `TYPE BASE64`: no comment, option, marker or second line. That the base64 is a
+# key of its type is checked by pair.sshkeys, which JSON Schema cannot say.
+HOST_KEY_BODY = rf"(?:{'|'.join(HOST_KEY_TYPES)}) [A-Za-z0-9+/]+={{0,2}}"
+MAX_HOST_KEYS = 16
+
+
+def _optional(body: str, description: str) -> msgspec.Meta:
+    return msgspec.Meta(extra_json_schema={"pattern": whole(f"(?:{body})?")}, description=description)
+
+
 class ContainerFacts(Struct):
-    hostname: str = ""
+    hostname: Annotated[str, _optional(HOSTNAME_BODY, "The container's host name.")] = ""
     platform: Platform = "generic"
     cpus: Annotated[float, msgspec.Meta(ge=0, le=1 << 16)] = 0
     memory_bytes: Bytes = 0
     disk_bytes: Bytes = 0
-    login_user: str = ""
-    host_keys: list[str] = msgspec.field(default_factory=list)
-    pair_version: str = ""
+    login_user: Annotated[str, _optional(LOGIN_USER_BODY, "Who teammates log in as.")] = ""
+    host_keys: Annotated[
+        list[Annotated[str, msgspec.Meta(extra_json_schema={"pattern": whole(HOST_KEY_BODY)})]],
+        msgspec.Meta(extra_json_schema={"maxItems": MAX_HOST_KEYS}, description="sshd's host keys."),
+    ] = msgspec.field(default_factory=list)
+    pair_version: Annotated[str, _optional(VERSION_BODY, "The container's pair version.")] = ""
 
 
 # Text a container reports for people to read: one line, no control or bidi-override characters

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from pair import __version__, runner
@@ -29,6 +31,19 @@ def agent() -> None:
     from pair.container.agent import main
 
     raise typer.Exit(main())
+
+
+@app.command()
+def verify(
+    user: Annotated[str, typer.Argument(help="The login user (sshd's %u).")],
+    key_blob: Annotated[str, typer.Argument(metavar="KEY", help="The key's base64 blob (sshd's %k).")],
+    key_type: Annotated[str, typer.Argument(metavar="TYPE", help="The key's type (sshd's %t).")],
+) -> None:
+    """(In the container, sshd's AuthorizedKeysCommand) print the authorized_keys line for a key
+    the Space lets in, nothing otherwise. `pair verify` starts without this CLI (pair.__main__)."""
+    from pair.verify import main
+
+    raise typer.Exit(main([user, key_blob, key_type]))
 
 
 app.add_typer(spaces.app, name="spaces")

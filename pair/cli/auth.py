@@ -13,6 +13,7 @@ import typer
 from pair import __version__, config, files
 from pair.api.errors import AuthError, BrokerUnreachable, PairError
 from pair.cli.session import signed_in
+from pair.terminal import printable
 
 
 def login(
@@ -42,7 +43,7 @@ def login(
             url=broker, email=answer.user.email, token=answer.session_token, expires_at=answer.expires_at.isoformat()
         )
     )
-    print(f"Logged in to {broker} as {answer.user.email}.")
+    print(f"Logged in to {broker} as {printable(answer.user.email)}.")
 
 
 KEY_FILE_HINT = "Pass the file your admin gave you with --key-file."
@@ -101,4 +102,4 @@ def whoami() -> None:
     client, session = signed_in()
     with client:
         user = client.me()
-    print(f"{user.email}{' (admin)' if user.is_admin else ''} on {session.url}")
+    print(f"{printable(user.email)}{' (admin)' if user.is_admin else ''} on {session.url}")

@@ -10,7 +10,9 @@ import typer
 from pair import files, sshkeys
 from pair.api.errors import PairError
 from pair.api.models import SshKey
+from pair.cli import identities
 from pair.cli.session import signed_in
+from pair.terminal import printable
 
 app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Your SSH public keys: they let you into the Spaces you can see."
@@ -27,7 +29,7 @@ def ssh_keygen_line(key: SshKey) -> str:
         "sk-ssh-ed25519@openssh.com": "ED25519-SK",
         "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",
     }.get(key.key_type, "ECDSA")
-    return f"{key.bits} {key.fingerprint} {key.comment or 'no comment'} ({kind})"
+    return printable(f"{key.bits} {key.fingerprint} {key.comment or 'no comment'} ({kind})")
 
 
 def _default_key() -> Path:
@@ -62,6 +64,7 @@ def add(
     client, _ = signed_in()
     with client:
         key = client.add_key(text.strip())
+    identities.remember(path)  # so connect and ssh-config offer its private half
     print(f"Added {ssh_keygen_line(key)}")
 
 

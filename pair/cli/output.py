@@ -1,12 +1,16 @@
-"""Printing for people: tables and sizes (errors are printed by `pair.runner`)."""
+"""Printing for people: tables and sizes (errors are printed by `pair.runner`). Table cells can
+carry the broker's or a container's text, so they go through pair.terminal.printable."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
+from pair.terminal import printable
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[printable(str(c)) for c in row] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in (headers, *rows)]
     return "\n".join(lines)

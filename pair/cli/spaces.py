@@ -16,9 +16,10 @@ from pair.api import readiness
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.cli.output import human_bytes, is_interactive, table
-from pair.cli.resolve import resolve_space
+from pair.cli.resolve import choose_space, form, one_ref, resolve_space
 from pair.cli.session import signed_in
 from pair.files import write_private
+from pair.terminal import printable
 
 if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
     from pair.api.client import Client
@@ -27,12 +28,31 @@ app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Create, share and manage Spaces; bootstrap one in a container."
 )
 
-SpaceRef = Annotated[str, typer.Option("--space", help="The Space: its sp_… id, or a name unique among yours.")]
+SPACE_HELP = "The Space: its sp_… id or a name unique among those you can see. [default: the only one you own]"
+SpaceArg = Annotated[str | None, typer.Argument(metavar="SPACE", help=SPACE_HELP, show_default=False)]
+SpaceOption = Annotated[
+    str | None, typer.Option("--space", metavar="SPACE", help="The same as the SPACE argument.", show_default=False)
+]
 LIST_COLUMNS = ("id", "name", "role", "state", "created_at", "cpu", "memory", "disk")
 
 
-def _find(client: Client, ref: str) -> Space:
-    return resolve_space(client.spaces(), ref)
+def _find(client: Client, ref: str, verb: str) -> Space:
+    return resolve_space(client.spaces(), ref, verb)
+
+
+def _owned(client: Client, ref: str | None, verb: str) -> Space:
+    """The Space an owner-only verb acts on (pair.cli.resolve's rule)."""
+    return choose_space(client.spaces(), ref, verb, owned=True)
+
+
+def split_space_and_emails(words: list[str], option: str | None, verb: str) -> tuple[str | None, list[str]]:
+    """`[SPACE] EMAIL…`: a first word without `@` is the Space (Space names cannot hold one)."""
+    space = None
+    if words and "@" not in words[0]:
+        space, words = words[0], words[1:]
+    if not words:
+        raise PairError("Name at least one person by their email.", f"Run `{form(verb)}`.")
+    return one_ref(space, option, verb), words
 
 
 def _row(space: Space) -> dict[str, object]:
@@ -140,7 +160,7 @@ def authorize(
     client, _ = signed_in()
     with client:
         if space:
-            target = _find(client, space)
+            target = _find(client, space, "authorize")
             issued = client.new_token(target.id, ttl_seconds=ttl_seconds)
             if user:  # after the token: a refused token must not have shared the Space
                 issued.space = client.share(target.id, add=user)
@@ -166,13 +186,14 @@ def authorize(
 
 @app.command()
 def delete(
-    space: SpaceRef,
+    space: SpaceArg = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    space_option: SpaceOption = None,
 ) -> None:
     """Delete a Space you own: its token and the container's credential stop working."""
     client, _ = signed_in()
     with client:
-        target = _find(client, space)
+        target = _owned(client, one_ref(space, space_option, "delete"), "delete")
         if not yes:
             if not is_interactive():
                 raise PairError(f'Deleting "{target.name}" needs confirmation.', "Pass --yes to delete without asking.")
@@ -185,23 +206,34 @@ def delete(
     print(f'Deleted space "{target.name}" ({target.id}).')
 
 
-def _update_shares(space: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+def _update_shares(ref: str | None, verb: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
     client, _ = signed_in()
     with client:
-        updated = client.share(_find(client, space).id, add=add, remove=remove)
-    print(f'"{updated.name}" is shared with {", ".join(updated.shared_with or []) or "nobody"}.')
+        updated = client.share(_owned(client, ref, verb).id, add=add, remove=remove)
+    print(f'"{updated.name}" is shared with {printable(", ".join(updated.shared_with or [])) or "nobody"}.')
 
 
-@app.command()
-def share(space: SpaceRef, emails: Annotated[list[str], typer.Argument(help="People to share with.")]) -> None:
+Emails = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="EMAIL",
+        help="People's emails; a first word without @ names the Space instead (default: the only one you own).",
+    ),
+]
+
+
+@app.command(options_metavar="[SPACE] [--space SPACE]")
+def share(words: Emails, space_option: SpaceOption = None) -> None:
     """Share a Space you own with people: they can see it and SSH into it."""
-    _update_shares(space, add=emails)
+    ref, emails = split_space_and_emails(words, space_option, "share")
+    _update_shares(ref, "share", add=emails)
 
 
-@app.command()
-def unshare(space: SpaceRef, emails: Annotated[list[str], typer.Argument(help="People to stop sharing with.")]) -> None:
+@app.command(options_metavar="[SPACE] [--space SPACE]")
+def unshare(words: Emails, space_option: SpaceOption = None) -> None:
     """Stop sharing a Space with people; their open sessions end at once."""
-    _update_shares(space, remove=emails)
+    ref, emails = split_space_and_emails(words, space_option, "unshare")
+    _update_shares(ref, "unshare", remove=emails)
 
 
 @app.command()
@@ -226,9 +258,9 @@ def bootstrap(
     outcome = run_bootstrap(token, timeout=timeout, on_wait=waiting)
     reg = outcome.registration
     if outcome.reused:
-        print(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
+        print(printable(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.'))
     else:
-        print(f'Bootstrapped this container as the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.')
+        print(printable(f'Bootstrapped this container as the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.'))
     note = supervisor.ensure_agent()  # a running agent notices the new registration by itself
     if note:
         print(note, file=sys.stderr)

@@ -1,25 +1,100 @@
-"""How plain `ssh` reaches a Space: the ProxyCommand, and host keys pinned to what the container
-reported at bootstrap (no trust-on-first-use prompt). Shared by `connect` and `ssh-config`."""
+"""How plain `ssh` reaches a Space, shared by `connect` (as `-o` arguments) and `ssh-config` (as
+`Host` block lines): the ProxyCommand, host keys pinned to what the container reported at bootstrap
+(no trust-on-first-use prompt), the login user, and the person's own key when pair knows it.
+
+Every value pair hands to ssh goes through `ssh_value`, the one place that knows ssh_config(5)'s
+quoting, its TOKENS (`%`) and ENVIRONMENT VARIABLES (`${…}`) expansions, and that ssh runs a
+ProxyCommand through the shell.
+"""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pair.api.models import Space
-from pair.api.refs import id_alias
-from pair.config import config_dir
-from pair.files import write_private
+from pair import known_hosts
+from pair.api.errors import PairError
+
+if TYPE_CHECKING:
+    from pair.api.models import Space
+
+# ssh_config(5), TOKENS and ENVIRONMENT VARIABLES (OpenSSH 9.x): options whose values ssh expands.
+PERCENT_EXPANDED = frozenset(
+    {
+        "certificatefile", "controlpath", "hostname", "identityagent", "identityfile", "knownhostscommand",
+        "localcommand", "localforward", "proxycommand", "proxyjump", "remotecommand", "remoteforward",
+        "userknownhostsfile",
+    }
+)  # fmt: skip
+DOLLAR_EXPANDED = frozenset(
+    {"certificatefile", "controlpath", "identityagent", "identityfile", "knownhostscommand", "userknownhostsfile"}
+)
+# Options whose value is the rest of the line, run by the user's shell (`$SHELL -c "exec …"`).
+COMMANDS = frozenset({"proxycommand", "localcommand", "remotecommand", "knownhostscommand"})
+PATHS = frozenset({"certificatefile", "identityfile", "include", "userknownhostsfile"})  # not "none"-able ones
+GLOB = frozenset("*?[]")
+NEEDS_QUOTES = frozenset(" \t\"'\\#=")
+
+Value = str | tuple[str, ...]  # a command option's value is its argv
 
 
-def known_hosts_file() -> Path:
-    return (config_dir() / "known_hosts").absolute()
+def ssh_value(key: str, value: Value) -> str:
+    """`value` written so that ssh reads back exactly it for option `key`, both in an ssh_config
+    file (`Key VALUE`) and on the command line (`-o Key=VALUE`).
+
+    A command option (ProxyCommand…) takes an argv tuple: each word is shell-quoted (shlex), as
+    ssh hands the line to the shell. Options ssh expands TOKENS in get `%` doubled; a path becomes
+    absolute (ssh would read a relative one from its own directory). Any other value containing
+    whitespace, quotes, `\\`, `#` or `=` is double-quoted with `\\` and `"` escaped (OpenSSH's
+    argv_split rules). Raises PairError for what ssh cannot be told: a newline or NUL, `${` in an
+    option that expands environment variables (there is no escape for it), a glob character in an
+    Include path."""
+    lower = key.lower()
+    if lower in COMMANDS:
+        if isinstance(value, str):
+            raise TypeError(f"{key} takes an argv tuple")
+        text = " ".join(shlex.quote(word) for word in value)
+    else:
+        if not isinstance(value, str):
+            raise TypeError(f"{key} takes a string")
+        text = os.path.abspath(value) if lower in PATHS else value
+    if any(c in text for c in "\n\r\0"):
+        raise PairError(
+            f"Cannot hand ssh the {key} {text!r}: it spans several lines.",
+            "Use a PAIR_CONFIG_DIR (and install path) without line breaks.",
+        )
+    if lower in DOLLAR_EXPANDED and "${" in text:
+        raise PairError(
+            f"Cannot hand ssh the {key} {text!r}: ssh would expand its `${{` as an environment variable.",
+            "Use a PAIR_CONFIG_DIR without `${`.",
+        )
+    if lower == "include" and GLOB & set(text):
+        raise PairError(
+            f"Cannot include {text!r} from ~/.ssh/config: ssh would expand its * ? [ ] as wildcards.",
+            "Use a PAIR_CONFIG_DIR without those characters.",
+        )
+    if lower in PERCENT_EXPANDED:
+        text = text.replace("%", "%%")
+    if lower in COMMANDS:
+        return text  # the rest of the line, verbatim
+    if text and not NEEDS_QUOTES & set(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def host_key_alias(space: Space) -> str:
-    return id_alias(space)
+def option_line(key: str, value: Value) -> str:
+    """One line of a `Host` block."""
+    return f"    {key} {ssh_value(key, value)}"
+
+
+def option_args(options: Iterable[tuple[str, Value]]) -> list[str]:
+    """The same options as ssh arguments: `-o Key=VALUE` each."""
+    return [arg for key, value in options for arg in ("-o", f"{key}={ssh_value(key, value)}")]
 
 
 def pair_command() -> str:
@@ -30,29 +105,41 @@ def pair_command() -> str:
     return shutil.which("pair") or str(Path(sys.executable).parent / "pair")
 
 
-def proxy_command(space: Space) -> str:
-    # ssh expands %-tokens in ProxyCommand, so a literal % in the path is doubled.
-    return f"{shlex.quote(pair_command()).replace('%', '%%')} spaces proxy {space.id}"
-
-
-def write_known_hosts(spaces: list[Space]) -> None:
-    """Pin every visible Space's host key under its alias (atomically; the file is ours alone)."""
-    lines = [f"{host_key_alias(s)} {key}" for s in spaces if s.container for key in s.container.host_keys]
-    config_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_private(known_hosts_file(), "".join(line + "\n" for line in lines))
-
-
 def login_user(space: Space) -> str:
     return (space.container.login_user if space.container else "") or "root"
 
 
-def ssh_options(space: Space) -> dict[str, str]:
-    """The ssh_config options for one Space, as `-o` pairs or `Host` block lines."""
-    return {
-        "User": login_user(space),
-        "ProxyCommand": proxy_command(space),
-        "HostKeyAlias": host_key_alias(space),
-        "UserKnownHostsFile": str(known_hosts_file()),
-        "StrictHostKeyChecking": "yes",
-        "ServerAliveInterval": "30",
-    }
+def ssh_options(space: Space, identities: Sequence[Path] = ()) -> list[tuple[str, Value]]:
+    """The ssh_config options for one (checked) Space, in order; `identities` are the private keys
+    of the person's registered keys found on this machine (offered alone, IdentitiesOnly).
+
+    ControlPersist is off: with it, ssh sends a ProxyCommand's stderr to /dev/null (sshconnect.c),
+    and the person would never read pair's reason for a refusal. Connections still share a master
+    while its first session lasts when the person's own config asks for ControlMaster."""
+    options: list[tuple[str, Value]] = [
+        ("User", login_user(space)),
+        ("ProxyCommand", (pair_command(), "spaces", "proxy", space.id)),
+        ("HostKeyAlias", known_hosts.alias(space.id)),
+        ("UserKnownHostsFile", str(known_hosts.path())),
+        ("StrictHostKeyChecking", "yes"),
+        ("ServerAliveInterval", "30"),
+        ("ControlPersist", "no"),
+    ]
+    options += [("IdentityFile", str(path)) for path in identities]
+    if identities:
+        options.append(("IdentitiesOnly", "yes"))
+    return options
+
+
+def write_known_hosts(spaces: list[Space]) -> None:
+    """Pin every visible Space's host keys under its alias; a Space whose keys do not parse gets
+    no pin (ssh then refuses it rather than trusting anything)."""
+    from pair.api.grammar import Invalid
+
+    pins: dict[str, list[str]] = {}
+    for space in spaces:
+        try:
+            pins[space.id] = known_hosts.lines_for(space.id, space.container.host_keys if space.container else [])
+        except Invalid:
+            continue  # Client.spaces already left such a Space out, with a warning
+    known_hosts.write(pins)

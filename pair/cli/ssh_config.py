@@ -9,15 +9,17 @@ import re
 import shlex
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pair.api.errors import PairError
+from pair.api.grammar import space_problem
 from pair.api.models import Space
 from pair.api.refs import host_aliases
-from pair.cli import ssh
+from pair.cli import identities, ssh
 from pair.cli.session import signed_in
 from pair.config import config_dir
 from pair.files import write_private
@@ -28,9 +30,6 @@ HEADER = (
 )
 # Carried from run to run: --remove deletes ~/.ssh/config again only if pair created it.
 CREATED_MARKER = "# pair created ~/.ssh/config; --remove deletes it again if nothing else is in it."
-# Options whose values ssh expands %-tokens in (ProxyCommand too, but it arrives ready to use).
-PERCENT_EXPANDED = {"userknownhostsfile", "identityfile", "certificatefile", "controlpath", "identityagent"}
-PATH_VALUED = {"userknownhostsfile", "identityfile", "certificatefile", "controlpath", "identityagent"}
 INCLUDE_RE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.*)$", re.IGNORECASE)
 HOST_OR_MATCH_RE = re.compile(r"^\s*(?:host|match)(?:\s*=|\s)", re.IGNORECASE)
 
@@ -52,34 +51,24 @@ def _tilde(path: Path) -> str:
     return text
 
 
-def _quote(value: str) -> str:
-    """One ssh_config argument: bare when it can be, else double-quoted with \\ and \" escaped."""
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise PairError(f"Cannot write {value!r} into an ssh config: it spans several lines.")
-    if value and not re.search(r"[\s\"'\\#]", value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _option_line(key: str, value: str) -> str:
-    if key.lower() == "proxycommand":  # ssh takes the rest of the line verbatim: it is shell-quoted
-        if "\n" in value or "\r" in value:
-            raise PairError("Cannot write a ProxyCommand that spans several lines into an ssh config.")
-        return f"    {key} {value}"
-    if key.lower() in PATH_VALUED:
-        value = os.path.abspath(value)
-    if key.lower() in PERCENT_EXPANDED:
-        value = value.replace("%", "%%")
-    return f"    {key} {_quote(value)}"
-
-
-def render(spaces: list[Space], aliases: dict[str, list[str]], *, created_marker: bool) -> str:
+def render(
+    spaces: list[Space],
+    aliases: dict[str, list[str]],
+    *,
+    created_marker: bool,
+    identities: Sequence[Path] = (),
+) -> str:
+    """The managed file: a `Host` block per Space. Only Spaces that pass pair.api.grammar are
+    written (the caller already left the others out with a warning): their names, ids, owners and
+    login users need no quoting, and every option value goes through ssh.ssh_value."""
     parts = [HEADER]
     if created_marker:
         parts.append(CREATED_MARKER + "\n")
     for s in spaces:
+        if space_problem(s):
+            continue
         lines = [f"# {s.name} ({s.id}), owner {s.owner}", "Host " + " ".join(aliases[s.id])]
-        lines += [_option_line(k, v) for k, v in ssh.ssh_options(s).items()]
+        lines += [ssh.option_line(k, v) for k, v in ssh.ssh_options(s, identities)]
         parts.append("\n" + "\n".join(lines) + "\n")
     return "".join(parts)
 
@@ -88,7 +77,7 @@ def render(spaces: list[Space], aliases: dict[str, list[str]], *, created_marker
 
 
 def include_line(path: Path) -> str:
-    return f"Include {_quote(str(path))}"
+    return f"Include {ssh.ssh_value('Include', str(path))}"
 
 
 def _lines(data: bytes) -> list[bytes]:
@@ -231,11 +220,12 @@ def ssh_config(
     client, _ = signed_in()
     with client:
         spaces = client.spaces()
+        keys = identities.private_keys(k.fingerprint for k in client.ssh_keys())
     target = managed_file()
     aliases = host_aliases(spaces)
     # Written before the Include that names it, so ssh never follows it to nothing.
     creating = not _real(user_ssh_config()).exists()
-    text = render(spaces, aliases, created_marker=creating or _had_created_marker(target))
+    text = render(spaces, aliases, created_marker=creating or _had_created_marker(target), identities=keys)
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         ssh.write_known_hosts(spaces)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pair.cli.session import signed_in
+from pair.terminal import printable
 
 
 def has_display() -> bool:
@@ -44,4 +45,4 @@ def web(
         f"Open this link within {minutes} minute{'' if minutes == 1 else 's'} to sign in (it works once):",
         file=sys.stderr,
     )
-    print(link.url)
+    print(printable(link.url))

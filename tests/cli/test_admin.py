@@ -64,11 +64,17 @@ def test_admin_can_add_another_admin(broker: InProcessBroker, people: dict[str, 
         assert len(client.admin_users()) == 4
 
 
-def test_adding_an_invalid_email_is_refused(broker: InProcessBroker, people: dict[str, Person]) -> None:
+@pytest.mark.parametrize(
+    "email",
+    ["not-an-email", "eve\x1b[31m@example.com", "eve\n@example.com", "<eve>@example.com", '"eve"@example.com',
+     "o'eve@example.com", "eve\u202e@example.com", "eve@exa mple.com"],
+)  # fmt: skip
+def test_adding_an_invalid_email_is_refused(broker: InProcessBroker, people: dict[str, Person], email: str) -> None:
     with client_as(broker, people["alice"]) as alice, pytest.raises(ApiError) as caught:
-        alice.admin_add_user("not-an-email")
+        alice.admin_add_user(email)
     assert caught.value.status == 422
     assert "not an email address" in caught.value.message
+    assert caught.value.message.isprintable()  # named escaped, never raw
 
 
 def test_reset_key_replaces_the_key_and_ends_sessions(broker: InProcessBroker, people: dict[str, Person]) -> None:

@@ -73,7 +73,7 @@ def test_version(people: dict[str, Person]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("spaces", "delete"), ("nosuch",), ("spaces", "share", "--space", "x"), ("spaces", "list", "--bogus")],
+    [("spaces", "delete", "--bogus"), ("nosuch",), ("spaces", "share", "--space", "x"), ("spaces", "list", "--bogus")],
     ids=" ".join,
 )
 def test_usage_errors_use_the_error_shape(people: dict[str, Person], args: tuple[str, ...]) -> None:

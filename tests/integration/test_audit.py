@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,19 @@ def test_audit_refuses_a_since_that_is_not_a_duration(live_broker: RealBroker) -
     assert result.stderr.splitlines()[0] == "error: --since: 'yesterday' is not a duration."
     assert result.stderr.splitlines()[1].startswith("hint: Use forms like 1h")
     assert "Traceback" not in result.stderr
+
+
+def test_audit_prints_what_containers_and_people_wrote_as_text(live_broker: RealBroker) -> None:
+    # A row from before the broker checked container facts: the host name, and a bidi override.
+    with sqlite3.connect(live_broker.data_dir / "broker.db") as db:
+        db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (int(time.time()), "agent:sp_x\u202e", "space.bootstrap", "sp_x", "h\x1b]0;TITLE\x07\x1b[31mRED"),
+        )
+    table = live_broker.admin("audit", "--action", "space.bootstrap")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("\n") == 1
+    assert "\x1b" not in table.stdout and "\x07" not in table.stdout and "\u202e" not in table.stdout
+    assert table.stdout.rstrip().endswith("agent:sp_x\\u202e  space.bootstrap  sp_x  h\\x1b]0;TITLE\\x07\\x1b[31mRED")
+    as_json = json.loads(live_broker.admin("audit", "--action", "space.bootstrap", "--json").stdout)
+    assert as_json[0]["detail"] == "h\x1b]0;TITLE\x07\x1b[31mRED"  # JSON escapes it itself, exactly

@@ -139,3 +139,35 @@ def test_verify_imports_only_the_standard_library(tmp_path):
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("blob", "key_type"),
+    [
+        ("login_user=root", "#"),  # the issue's: "# login_user=root …" is the header, not a key
+        ("pair", "# pair authorized-keys snapshot, written by `pair agent`".split(" ", 1)[0]),
+        ("authorized-keys", "pair"),
+        ("AAAAC3NzaC1lZDI1NTE5AAAAIGx3cQgkzX8VtCh3bGmHnQvz2rQm8D8w3Wc1cmXh2b1R alice@example.com", "ssh-ed25519"),
+        (ALICE.split()[1], "ssh-ed25519\nssh-ed25519"),
+        (ALICE.split()[1], ""),
+        ("", "ssh-ed25519"),
+    ],
+    ids=["header-line", "first-line", "first-line-words", "blob-with-space", "type-with-newline", "no-type", "no-blob"],
+)
+def test_only_a_whole_key_field_of_an_entry_matches(tmp_path, blob, key_type):
+    line, why = decide("root", blob, key_type, snapshot(tmp_path / "s"), NOW)
+    assert line is None, line
+    assert why == "key not registered by anyone this Space is shared with"
+
+
+def test_the_pip_installed_pair_answers_verify_like_the_launcher(tmp_path):
+    snapshot(tmp_path / "authorized_keys", refreshed_at=time.time())
+    pair = str(Path(sys.executable).parent / "pair")  # the console script pip writes
+    env = {"PAIR_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    allowed = subprocess.run([pair, "verify", "root", *args(ALICE)], capture_output=True, text=True, env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout == f"{ALICE} alice@example.com (pair: owner)\n"
+    assert allowed.stderr.startswith("pair verify: allow user=root key=SHA256:")
+    denied = subprocess.run([pair, "verify", "root", "login_user=root", "#"], capture_output=True, text=True, env=env)
+    assert (denied.returncode, denied.stdout) == (0, "")
+    assert "deny" in denied.stderr

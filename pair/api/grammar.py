@@ -1,0 +1,151 @@
+"""What each piece of text the broker, the CLI and a container hand each other may look like.
+
+One grammar, checked where the text enters: the broker checks a container's facts at bootstrap,
+check-in and heartbeat, and emails whenever a person names one; the CLI checks every Space the
+broker sends before its name, id, login user or host keys reach an ssh config, a known_hosts
+file or an ssh argument. Values that pass need no quoting in any of those places, which is what
+the rules below are for (escaping where text leaves is the second line: pair.terminal,
+pair.cli.ssh).
+
+Only the wire contract's patterns at import (pair.sshkeys, and so OpenSSL, loads when a host key
+is checked).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING
+
+from pair.api import models as m
+
+if TYPE_CHECKING:
+    from pair.api.models import ContainerFacts, Space
+
+__all__ = [
+    "HOST_KEY_TYPES",
+    "NAME_RULE",
+    "Invalid",
+    "check_facts",
+    "host_key_problem",
+    "is_email",
+    "is_login_user",
+    "is_space_id",
+    "is_space_name",
+    "shown",
+    "space_problem",
+]
+
+# The name and email rules are the wire contract's (pair.api.models), so /openapi.json states
+# exactly what the broker accepts; they are compiled here for both sides.
+NAME_RE = re.compile(m.SPACE_NAME_PATTERN)
+NAME_RULE = "1–63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+EMAIL_RE = re.compile(m.EMAIL_PATTERN)
+MAX_EMAIL = m.EMAIL_MAX_LENGTH
+# broker.credentials.new_id makes `sp_` + 12 base32 letters; any lowercase alphanumerics are
+# accepted so that ids stay opaque, and none of them needs quoting in a shell or an ssh config.
+SPACE_ID_RE = re.compile(r"sp_[a-z0-9]{1,32}")
+LOGIN_USER_RE = re.compile(m.whole(m.LOGIN_USER_BODY))
+HOSTNAME_RE = re.compile(m.whole(m.HOSTNAME_BODY))
+VERSION_RE = re.compile(m.whole(m.VERSION_BODY))
+HOST_KEY_TYPES = m.HOST_KEY_TYPES  # what sshd offers as host keys (ssh-keygen -A); sk-* are user keys
+MAX_HOST_KEYS = m.MAX_HOST_KEYS
+MAX_CPUS = 1 << 16
+MAX_BYTES = (1 << 63) - 1
+
+
+class Invalid(ValueError):
+    """A value does not fit its grammar: `message` says which and why, `hint` what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A value quoted for a message: repr() escapes control, C1 and bidi characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def is_space_name(text: str) -> bool:
+    return NAME_RE.match(text) is not None
+
+
+def is_space_id(text: str) -> bool:
+    return SPACE_ID_RE.fullmatch(text) is not None
+
+
+def is_email(text: str) -> bool:
+    """Whether `text` is an email address as pair accepts them: a dot-atom addr-spec without
+    specials, quotes, white space, control or bidi characters (pair.api.models.EMAIL_PATTERN), at
+    most 254 characters (RFC 5321)."""
+    return len(text) <= MAX_EMAIL and EMAIL_RE.match(text) is not None
+
+
+def is_login_user(text: str) -> bool:
+    return LOGIN_USER_RE.match(text) is not None
+
+
+def host_key_problem(entry: str) -> str | None:
+    """Why `entry` is not exactly one host public key as `TYPE BASE64` (no comment, options,
+    marker or second line), or None when it is. Parsed by pair.sshkeys, so the blob must also
+    decode to a key of its stated type."""
+    from pair import sshkeys
+
+    try:
+        key = sshkeys.parse_public_key(entry)
+    except sshkeys.InvalidKeyError as exc:
+        return f"the host key {shown(entry)} is not a public key ({exc.message})"
+    if key.key_type not in HOST_KEY_TYPES:
+        return f"the host key {shown(entry)} is of type {key.key_type}, which sshd does not use for host keys"
+    if key.openssh() != entry:
+        return f"the host key {shown(entry)} is not a single `TYPE BASE64` pair"
+    return None
+
+
+def check_facts(facts: ContainerFacts) -> None:
+    """Raise Invalid for the first of a container's facts that does not fit its grammar: the
+    login user (POSIX), every host key (host_key_problem), the host name (RFC 1123), the pair
+    version (PEP 440), and numbers that are negative, not finite or absurdly large. Empty text
+    means "not reported" and passes."""
+    if facts.login_user and not is_login_user(facts.login_user):
+        raise Invalid(
+            f"The container's login user {shown(facts.login_user)} is not a user name.",
+            "Set PAIR_SSH_USER (or install.sh --ssh-user) to a POSIX user name such as vscode.",
+        )
+    if len(facts.host_keys) > MAX_HOST_KEYS:
+        raise Invalid(f"The container reported {len(facts.host_keys)} host keys; at most {MAX_HOST_KEYS} are taken.")
+    for entry in facts.host_keys:
+        problem = host_key_problem(entry)
+        if problem:
+            raise Invalid(
+                f"The container reported a bad SSH host key: {problem}.",
+                "Report the first two fields of sshd's host key .pub file, one key per entry.",
+            )
+    if facts.hostname and not HOSTNAME_RE.match(facts.hostname):
+        raise Invalid(f"The container's host name {shown(facts.hostname)} is not a host name (RFC 1123).")
+    if facts.pair_version and not VERSION_RE.match(facts.pair_version):
+        raise Invalid(f"The container's pair version {shown(facts.pair_version)} is not a version.")
+    if not (math.isfinite(facts.cpus) and 0 <= facts.cpus <= MAX_CPUS):
+        raise Invalid(f"The container reported {facts.cpus!r} CPUs.")
+    for what, amount in (("memory", facts.memory_bytes), ("disk", facts.disk_bytes)):
+        if not 0 <= amount <= MAX_BYTES:
+            raise Invalid(f"The container reported {amount!r} bytes of {what}.")
+
+
+def space_problem(space: Space) -> str | None:
+    """Why the CLI must not use a Space the broker sent (it would reach an ssh config, known_hosts
+    or an ssh argument), or None: its id, name, owner and container facts are all checked."""
+    if not is_space_id(space.id):
+        return f"its id {shown(space.id)} is not an sp_… id"
+    if not is_space_name(space.name):
+        return f"its name {shown(space.name)} breaks the Space name rule ({NAME_RULE})"
+    if not is_email(space.owner):
+        return f"its owner {shown(space.owner)} is not an email address"
+    if space.container is not None:
+        try:
+            check_facts(space.container)
+        except Invalid as exc:
+            return exc.message[0].lower() + exc.message[1:].rstrip(".")
+    return None

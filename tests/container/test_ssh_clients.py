@@ -1,0 +1,300 @@
+"""Real SSH clients against a real Space through the relay, the way people set them up: a config
+directory with odd characters, ControlPersist in their ssh config, a rebuilt container, Ctrl-C and
+SIGTERM, a key that is not ssh's default, a broker restart under an open session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.container.conftest import World
+from tests.support.container import eventually, free_port
+from tests.support.people import Person
+from tests.support.processes import Output, executable
+from tests.support.tools import need_tool
+
+pytestmark = pytest.mark.integration
+
+
+def running(world: World) -> None:
+    eventually(lambda: world.alice.state("demo") == "running", "the Space is running")
+
+
+def plain_ssh(person: Person, config: Path, *args: str, key: Path | None = None) -> list[str]:
+    """argv of the real ssh reading `config` (ssh takes ~/.ssh/config from the passwd home, not
+    $HOME, so tests name the file), offering only `key` (default: the person's)."""
+    return [
+        need_tool("ssh"),
+        "-F",
+        str(config),
+        "-i",
+        str(key or person.key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        *args,
+    ]
+
+
+def run(argv: list[str], person: Person, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        cwd=person.dir,
+        env=env or person.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def banner(port: int) -> bytes:
+    """The first bytes a TCP server at 127.0.0.1:PORT sends (sshd: its version line), or b""."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            return s.recv(64)
+    except OSError:
+        return b""
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@contextmanager
+def started(argv: list[str], person: Person, **kwargs: object) -> Iterator[tuple[subprocess.Popen[str], Output]]:
+    """A process in its own session (a terminal's foreground group stands in), stderr collected."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=person.dir,
+        env=person.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+    # Output reads stdout; point it at stderr, where ssh and the proxy speak.
+    proc.stdout, proc.stderr = proc.stderr, None
+    output = Output(proc)
+    try:
+        yield proc, output
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        output.finish()
+
+
+# -- a config directory with a space and a % ------------------------------------------------------
+
+
+def test_connect_and_ssh_config_work_from_a_config_dir_with_a_space_and_a_percent(world: World) -> None:
+    running(world)
+    bob = world.bob
+    odd = bob.dir / "my config %d #1 it's"
+    shutil.copytree(bob.dir / "config", odd)
+    bob.env["PAIR_CONFIG_DIR"] = str(odd)
+    result = bob.run_in_space("echo", "through connect")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "through connect\n"
+    assert "intercepting" not in result.stderr
+
+    bob.ok("spaces", "ssh-config")
+    through = run(plain_ssh(bob, bob.dir / ".ssh" / "config", "demo.pair", "echo", "plain"), bob)
+    assert through.returncode == 0, through.stderr + world.box.log("pair-agent.log") + world.broker.output.text()
+    assert through.stdout == "plain\n"
+
+
+# -- ControlPersist in the person's own ssh config -------------------------------------------------
+
+
+def control_persist_config(person: Person, sockets: Path) -> Path:
+    """pair's Include first (as `ssh-config` writes it), then the person's multiplexing for every host."""
+    config = person.dir / "persist.conf"
+    managed = Path(person.env["PAIR_CONFIG_DIR"]) / "ssh_config"
+    config.write_text(
+        f'Include "{managed}"\nHost *\n    ControlMaster auto\n    ControlPath {sockets}/%C\n    ControlPersist 10m\n'
+    )
+    return config
+
+
+def test_pairs_reason_reaches_the_person_despite_control_persist(world: World, tmp_path: Path) -> None:
+    running(world)
+    bob = world.bob
+    sockets = tmp_path / "cm"
+    sockets.mkdir()
+    bob.ok("spaces", "ssh-config")
+    config = control_persist_config(bob, sockets)
+    ok = run(plain_ssh(bob, config, "demo.pair", "echo", "multiplexed"), bob)
+    assert ok.returncode == 0, ok.stderr
+    assert list(sockets.iterdir()) == []  # no master left behind, daemonized with our stderr gone
+
+    world.alice.ok("spaces", "unshare", "demo", bob.email)  # bob's ssh config still names it
+    refused = run(plain_ssh(bob, config, "demo.pair", "true"), bob)
+    assert refused.returncode == 255
+    assert "pair: error: The Space sp_" in refused.stderr and "was not found" in refused.stderr, refused.stderr
+    assert "pair: hint: List the Spaces you can see" in refused.stderr
+
+
+def test_connect_never_multiplexes_so_its_reasons_and_signals_stay_its_own(world: World, tmp_path: Path) -> None:
+    running(world)
+    bob = world.bob
+    sockets = tmp_path / "cm"
+    sockets.mkdir()
+    bob.ok("spaces", "ssh-config")
+    config = control_persist_config(bob, sockets)
+    argv = bob.connect("echo", "connected")
+    result = run([*argv[:5], "-F", str(config), *argv[5:]], bob)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "connected\n"
+    assert list(sockets.iterdir()) == []
+
+
+# -- a rebuilt container -----------------------------------------------------------------------------
+
+
+def broker_host_keys(world: World, person: Person) -> list[str]:
+    token = json.loads((Path(person.env["PAIR_CONFIG_DIR"]) / "session.json").read_text())["token"]
+    spaces = httpx.get(f"{world.broker.url}/api/v1/spaces", headers={"Authorization": f"Bearer {token}"}).json()
+    keys: list[str] = next(s for s in spaces if s["name"] == "demo")["container"]["host_keys"]
+    return keys
+
+
+def test_plain_ssh_keeps_working_after_the_container_is_rebuilt(world: World) -> None:
+    running(world)
+    bob, box = world.bob, world.box
+    bob.ok("spaces", "ssh-config")
+    config = bob.dir / ".ssh" / "config"
+    assert run(plain_ssh(bob, config, "demo.pair", "true"), bob).returncode == 0
+
+    # The rebuild: a new host key, sshd and the agent restarted, the container bootstrapped again.
+    key = box.home / "sshd" / "ssh_host_ed25519_key"
+    key.unlink()
+    Path(f"{key}.pub").unlink()
+    subprocess.run([need_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    new_key = " ".join(Path(f"{key}.pub").read_text().split()[:2])
+    assert box.ctl("restart", "sshd").returncode == 0
+    assert box.ctl("restart", "pair-agent").returncode == 0
+    again = world.alice.pair("spaces", "bootstrap", env=box.env())
+    assert again.returncode == 0, again.stderr
+    eventually(lambda: broker_host_keys(world, bob) == [new_key], "the broker records the new host key")
+    running(world)
+
+    after = run(plain_ssh(bob, config, "demo.pair", "echo", "still here"), bob)  # no ssh-config rerun
+    assert after.returncode == 0, after.stderr
+    assert after.stdout == "still here\n"
+    assert "IDENTIFICATION HAS CHANGED" not in after.stderr
+    pinned = (Path(bob.env["PAIR_CONFIG_DIR"]) / "known_hosts").read_text()
+    assert new_key in pinned
+
+
+# -- Ctrl-C and SIGTERM ------------------------------------------------------------------------------
+
+
+def test_ctrl_c_on_ssh_n_ends_quietly(world: World) -> None:
+    running(world)
+    bob = world.bob
+    bob.ok("spaces", "ssh-config")
+    local = free_port()
+    argv = plain_ssh(bob, bob.dir / ".ssh" / "config", "-v", "-N", "-L", f"{local}:127.0.0.1:{world.box.ssh_port}")
+    with started([*argv, "demo.pair"], bob) as (ssh, output):
+        output.wait_for(r"Entering interactive session")
+        eventually(lambda: banner(local).startswith(b"SSH-2.0-"), "the forward carries sshd's banner")
+        (proxy,) = children(ssh.pid)
+        os.kill(proxy, signal.SIGINT)  # the proxy's share of a Ctrl-C: not its to act on
+        assert banner(local).startswith(b"SSH-2.0-")  # the tunnel still carries
+        os.killpg(ssh.pid, signal.SIGINT)  # the whole Ctrl-C, as a terminal sends it
+        assert ssh.wait(timeout=10) == 255
+    text = output.text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+
+def test_sigterm_to_connect_ends_its_ssh_and_the_forward(world: World) -> None:
+    running(world)
+    bob = world.bob
+    local = free_port()
+    argv = bob.connect("-N", "-L", f"{local}:127.0.0.1:{world.box.ssh_port}")
+    with started(argv, bob) as (connect, output):
+        eventually(lambda: banner(local).startswith(b"SSH-2.0-"), "the forward carries sshd's banner")
+        (ssh,) = children(connect.pid)
+        connect.send_signal(signal.SIGTERM)
+        assert connect.wait(timeout=10) == 128 + signal.SIGTERM
+        assert not Path(f"/proc/{ssh}").exists() or "Z" in Path(f"/proc/{ssh}/stat").read_text().split()[2]
+        assert banner(local) == b""  # the forward is closed
+    assert "Traceback" not in output.text(), output.text()
+
+
+def test_ctrl_c_under_connect_leaves_no_traceback(world: World) -> None:
+    running(world)
+    bob = world.bob
+    local = free_port()
+    with started(bob.connect("-N", "-L", f"{local}:127.0.0.1:{world.box.ssh_port}"), bob) as (connect, output):
+        eventually(lambda: banner(local).startswith(b"SSH-2.0-"), "the forward carries sshd's banner")
+        os.killpg(connect.pid, signal.SIGINT)
+        assert connect.wait(timeout=10) == 255  # ssh -N exits on SIGINT; connect passes its code on
+    assert "Traceback" not in output.text(), output.text()
+    assert banner(local) == b""
+
+
+# -- a key that is not ssh's default ----------------------------------------------------------------
+
+
+def test_a_key_added_from_another_file_is_the_one_ssh_offers(world: World) -> None:
+    running(world)
+    bob = world.bob
+    other = bob.dir / ".ssh" / "other"
+    other.parent.mkdir(mode=0o700)
+    subprocess.run([need_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    bob.ok("keys", "add", f"{other}.pub")
+    default = bob.ok("keys", "list").splitlines()[0].split()[1]
+    bob.ok("keys", "remove", default)  # only other.pub is registered now
+    eventually(lambda: len(world.box.snapshot_emails() or ()) == 2, "the agent has the keys")
+
+    # No -i and no Space name: bob sees only demo, and pair offers the key he registered.
+    argv = [executable("pair"), "spaces", "connect", "--", "-o", "BatchMode=yes", "echo", "other key"]
+    result = run(argv, bob)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "other key\n"
+
+    bob.ok("spaces", "ssh-config")
+    config = bob.dir / ".ssh" / "config"
+    plain = run([need_tool("ssh"), "-F", str(config), "-o", "BatchMode=yes", "demo.pair", "echo", "plain"], bob)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == "plain\n"
+
+
+# -- how a stream ends -------------------------------------------------------------------------------
+
+
+def test_a_broker_restart_ends_open_sessions_with_a_sentence(world: World) -> None:
+    running(world)
+    with world.bob.session() as session:
+        world.broker.proc.terminate()
+        assert session.wait(timeout=10) != 0
+        assert session.stderr is not None
+        stderr = session.stderr.read()
+    assert "pair: The broker is restarting; connect again in a few seconds." in stderr, stderr
+    assert "Traceback" not in stderr

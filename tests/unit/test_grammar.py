@@ -1,0 +1,199 @@
+"""pair.api.grammar: the one grammar for what the broker, the CLI and a container exchange."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pair.api import models as m
+from pair.api.grammar import (
+    HOSTNAME_RE,
+    LOGIN_USER_RE,
+    SPACE_ID_RE,
+    VERSION_RE,
+    Invalid,
+    check_facts,
+    host_key_problem,
+    is_email,
+    is_login_user,
+    space_problem,
+)
+from pair.api.models import ContainerFacts, Space
+
+ED25519 = "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
+OTHER = "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(32)).decode()
+WHEN = datetime(2027, 1, 15, tzinfo=timezone.utc)
+# What may never reach an ssh config, known_hosts, a shell word or a terminal from a grammar value.
+DANGEROUS = re.compile(r"[\x00-\x20\x7f-\x9f\"'<>\\;&|`$()\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "alice@example.com",
+        "bob+x@example.com",
+        "john.doe-x@sub.example.co.uk",
+        "a@localhost",
+        "x@a.example",
+        "jürgen@bücher.de",  # RFC 6531: letters of any script
+        "o_k!#%*/=?^{|}~@example.com",  # RFC 5322 atext
+    ],
+)
+def test_emails_people_use_stay_valid(email: str) -> None:
+    assert is_email(email)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "bob",
+        "bob@",
+        "@example.com",
+        "a@b",
+        "bob@example..com",
+        ".bob@example.com",
+        "bob.@example.com",
+        "bob@-example.com",
+        "b ob@example.com",
+        "bob@exa mple.com",
+        "bob\x1b[31m@example.com",
+        "bob\n@example.com",
+        "bob@example.com\n",
+        "bob\u202e@example.com",  # a bidi override
+        "<bob>@example.com",
+        '"bob"@example.com',
+        "o'brien@example.com",
+        "bob@[127.0.0.1]",
+        "a@b@example.com",
+        "x" * 250 + "@example.com",
+    ],
+)
+def test_emails_with_controls_quotes_or_brackets_are_refused(email: str) -> None:
+    assert not is_email(email)
+
+
+NOT_IN_EMAILS = re.compile(r"[\x00-\x20\x7f-\x9f\"'<>\\()\[\],;:\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+EMAIL_BODY = re.compile(m.EMAIL_BODY)
+NAME_BODY = re.compile(m.SPACE_NAME_BODY)
+
+
+@given(st.from_regex(EMAIL_BODY, fullmatch=True).filter(lambda e: len(e) <= 254))
+def test_every_email_the_grammar_accepts_is_free_of_controls_quotes_and_brackets(email: str) -> None:
+    assert is_email(email)
+    assert not NOT_IN_EMAILS.search(email), email
+
+
+@given(
+    st.from_regex(EMAIL_BODY, fullmatch=True).filter(lambda e: len(e) < 254),
+    st.from_regex(NOT_IN_EMAILS, fullmatch=True),
+    st.integers(min_value=0),
+)
+def test_one_dangerous_character_anywhere_makes_an_email_invalid(email: str, bad: str, at: int) -> None:
+    at %= len(email) + 1
+    assert not is_email(email[:at] + bad + email[at:])
+
+
+@pytest.mark.parametrize("rule", [NAME_BODY, SPACE_ID_RE, LOGIN_USER_RE, HOSTNAME_RE, VERSION_RE])
+@given(data=st.data())
+def test_names_ids_users_hosts_and_versions_need_no_quoting(rule: re.Pattern[str], data: st.DataObject) -> None:
+    text = data.draw(st.from_regex(rule, fullmatch=True))
+    assert not DANGEROUS.search(text), text
+    assert not text.startswith("-")
+
+
+@pytest.mark.parametrize("user", ["root", "vscode", "dev_1", "_apt", "first.last", "a" * 32])
+def test_posix_user_names(user: str) -> None:
+    assert is_login_user(user)
+
+
+@pytest.mark.parametrize("user", ["", "-rf", "dev\n", "dev user", "a" * 33, "dév", "x;y", "1abc", "root\x00"])
+def test_not_user_names(user: str) -> None:
+    assert not is_login_user(user)
+
+
+def test_a_host_key_is_exactly_one_type_and_blob() -> None:
+    assert host_key_problem(ED25519) is None
+    for bad in (
+        f"{ED25519}\n@revoked * {OTHER}",  # the issue's: a second line with a marker
+        f"{ED25519} root@host",  # a comment
+        f" {ED25519}",
+        f"@cert-authority * {ED25519}",
+        f'command="sh" {ED25519}',
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJunk",  # not a key
+        "ssh-ed25519",
+        "",
+    ):
+        assert host_key_problem(bad), bad
+
+
+def test_user_key_types_are_not_host_keys() -> None:
+    sk = base64.b64encode(
+        b"\x00\x00\x00\x1ask-ssh-ed25519@openssh.com\x00\x00\x00\x20" + bytes(32) + b"\x00\x00\x00\x04ssh:"
+    ).decode()
+    assert "does not use for host keys" in (host_key_problem(f"sk-ssh-ed25519@openssh.com {sk}") or "")
+
+
+def test_honest_facts_pass() -> None:
+    check_facts(ContainerFacts())
+    check_facts(
+        ContainerFacts(
+            hostname="codespaces-1a2b3c",
+            platform="codespaces",
+            cpus=2.5,
+            memory_bytes=8 << 30,
+            disk_bytes=32 << 30,
+            login_user="vscode",
+            host_keys=[ED25519, OTHER],
+            pair_version="0.1.0+local.1",
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("facts", "fragment"),
+    [
+        (ContainerFacts(login_user="dev\nHost *"), "login user 'dev\\nHost *' is not a user name"),
+        (ContainerFacts(host_keys=[f"{ED25519}\n@revoked * {OTHER}"]), "bad SSH host key"),
+        (ContainerFacts(host_keys=[ED25519] * 17), "at most 16"),
+        (ContainerFacts(hostname="h\x1b]0;TITLE\x07\x1b[31mRED"), "host name 'h\\x1b]0;TITLE"),
+        (ContainerFacts(pair_version="1.0\x1b[2J"), "pair version"),
+        (ContainerFacts(cpus=-1), "-1 CPUs"),
+        (ContainerFacts(cpus=float("inf")), "inf CPUs"),
+        (ContainerFacts(memory_bytes=-5), "-5 bytes of memory"),
+    ],
+)
+def test_facts_that_do_not_fit_are_refused_naming_the_fact(facts: ContainerFacts, fragment: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        check_facts(facts)
+    assert fragment in caught.value.message
+    assert "\x1b" not in caught.value.message and "\n" not in caught.value.message
+
+
+def space(**fields: object) -> Space:
+    base: dict[str, object] = {
+        "id": "sp_abc",
+        "name": "demo",
+        "owner": "alice@example.com",
+        "role": "shared",
+        "state": "running",
+        "created_at": WHEN,
+        "updated_at": WHEN,
+        "container": ContainerFacts(host_keys=[ED25519]),
+    }
+    return Space(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_a_space_from_the_broker_is_checked_whole() -> None:
+    assert space_problem(space()) is None
+    assert "name" in (space_problem(space(name='x\nMatch exec "touch /tmp/PWNED"\nHost y')) or "")
+    assert "id" in (space_problem(space(id="sp_x; touch /tmp/p")) or "")
+    assert "owner" in (space_problem(space(owner="a@b.example\nHost *")) or "")
+    assert "login user" in (space_problem(space(container=ContainerFacts(login_user="a\nb"))) or "")
+    assert "host key" in (space_problem(space(container=ContainerFacts(host_keys=[f"{ED25519}\n@revoked"]))) or "")
