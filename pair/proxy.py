@@ -20,7 +20,7 @@ PIPE_SIZE = 1024 * 1024  # Linux's default limit for unprivileged users (/proc/s
 
 
 def say(sentence: str) -> None:
-    """One line for the person, on ssh's stderr; \r\n because their terminal may be in raw mode
+    """One line for the person, on ssh's stderr; CR LF because their terminal may be in raw mode
     (an interactive session), and escaped because the text may come from the broker."""
     sys.stderr.write(f"\r\npair: {printable(sentence)}\r\n")
 

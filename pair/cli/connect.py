@@ -126,9 +126,11 @@ class _Signals:
     def __init__(self) -> None:
         self.child: subprocess.Popen[bytes] | None = None
         self.pending: list[int] = []
+        self.received: list[int] = []
         self.saved: dict[int, Any] = {}  # whatever signal.signal returned, to put back
 
     def _forward(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
         if self.child is None:
             self.pending.append(signum)
             return
@@ -138,7 +140,8 @@ class _Signals:
     def adopt(self, child: subprocess.Popen[bytes]) -> None:
         self.child = child
         for signum in self.pending:
-            self._forward(signum, None)
+            with suppress(ProcessLookupError):
+                child.send_signal(signum)
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():  # Python takes signals there only
@@ -210,7 +213,9 @@ def connect(
             "If the container's sshd has a new kind of host key, bootstrap the container again so the broker "
             "records it.",
         )
-    raise typer.Exit(128 - code if code < 0 else code)  # killed by a signal: the shell's 128+N
+    if signals.received:  # stopped from outside: say so in the shell's way, whatever ssh answered
+        raise typer.Exit(128 + signals.received[0])
+    raise typer.Exit(128 - code if code < 0 else code)  # ssh killed by a signal: 128+N too
 
 
 def proxy(space_id: Annotated[str, typer.Argument(help="The Space's sp_… id.")]) -> None:

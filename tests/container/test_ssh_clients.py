@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,21 +84,18 @@ def children(pid: int) -> list[int]:
 
 
 @contextmanager
-def started(argv: list[str], person: Person, **kwargs: object) -> Iterator[tuple[subprocess.Popen[str], Output]]:
+def started(argv: list[str], person: Person) -> Iterator[tuple[subprocess.Popen[str], Output]]:
     """A process in its own session (a terminal's foreground group stands in), stderr collected."""
     proc = subprocess.Popen(
         argv,
         cwd=person.dir,
         env=person.env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # with -N, all there is comes from ssh and the proxy on stderr
         text=True,
         start_new_session=True,
-        **kwargs,  # type: ignore[call-overload]
     )
-    # Output reads stdout; point it at stderr, where ssh and the proxy speak.
-    proc.stdout, proc.stderr = proc.stderr, None
     output = Output(proc)
     try:
         yield proc, output
@@ -106,6 +104,8 @@ def started(argv: list[str], person: Person, **kwargs: object) -> Iterator[tuple
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         output.finish()
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 # -- a config directory with a space and a % ------------------------------------------------------
@@ -123,6 +123,7 @@ def test_connect_and_ssh_config_work_from_a_config_dir_with_a_space_and_a_percen
     assert "intercepting" not in result.stderr
 
     bob.ok("spaces", "ssh-config")
+    running(world)
     through = run(plain_ssh(bob, bob.dir / ".ssh" / "config", "demo.pair", "echo", "plain"), bob)
     assert through.returncode == 0, through.stderr + world.box.log("pair-agent.log") + world.broker.output.text()
     assert through.stdout == "plain\n"
@@ -141,36 +142,33 @@ def control_persist_config(person: Person, sockets: Path) -> Path:
     return config
 
 
-def test_pairs_reason_reaches_the_person_despite_control_persist(world: World, tmp_path: Path) -> None:
+@pytest.fixture
+def sockets() -> Iterator[Path]:
+    """A directory for ControlPath sockets, short enough for a Unix socket's 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="cm", dir="/tmp") as path:
+        yield Path(path)
+
+
+def test_pairs_reason_reaches_the_person_despite_control_persist(world: World, sockets: Path) -> None:
     running(world)
     bob = world.bob
-    sockets = tmp_path / "cm"
-    sockets.mkdir()
     bob.ok("spaces", "ssh-config")
     config = control_persist_config(bob, sockets)
+    running(world)
     ok = run(plain_ssh(bob, config, "demo.pair", "echo", "multiplexed"), bob)
     assert ok.returncode == 0, ok.stderr
     assert list(sockets.iterdir()) == []  # no master left behind, daemonized with our stderr gone
+    argv = bob.connect("echo", "connected")  # connect's own ssh: never a master or a client of one
+    through_connect = run([*argv[:5], "-F", str(config), *argv[5:]], bob)
+    assert through_connect.returncode == 0, through_connect.stderr
+    assert through_connect.stdout == "connected\n"
+    assert list(sockets.iterdir()) == []
 
     world.alice.ok("spaces", "unshare", "demo", bob.email)  # bob's ssh config still names it
     refused = run(plain_ssh(bob, config, "demo.pair", "true"), bob)
     assert refused.returncode == 255
     assert "pair: error: The Space sp_" in refused.stderr and "was not found" in refused.stderr, refused.stderr
     assert "pair: hint: List the Spaces you can see" in refused.stderr
-
-
-def test_connect_never_multiplexes_so_its_reasons_and_signals_stay_its_own(world: World, tmp_path: Path) -> None:
-    running(world)
-    bob = world.bob
-    sockets = tmp_path / "cm"
-    sockets.mkdir()
-    bob.ok("spaces", "ssh-config")
-    config = control_persist_config(bob, sockets)
-    argv = bob.connect("echo", "connected")
-    result = run([*argv[:5], "-F", str(config), *argv[5:]], bob)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "connected\n"
-    assert list(sockets.iterdir()) == []
 
 
 # -- a rebuilt container -----------------------------------------------------------------------------
@@ -232,31 +230,27 @@ def test_ctrl_c_on_ssh_n_ends_quietly(world: World) -> None:
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
 
 
-def test_sigterm_to_connect_ends_its_ssh_and_the_forward(world: World) -> None:
+def test_ctrl_c_and_sigterm_under_connect(world: World) -> None:
     running(world)
     bob = world.bob
     local = free_port()
-    argv = bob.connect("-N", "-L", f"{local}:127.0.0.1:{world.box.ssh_port}")
-    with started(argv, bob) as (connect, output):
+    forward = ("-N", "-L", f"{local}:127.0.0.1:{world.box.ssh_port}")
+    with started(bob.connect(*forward), bob) as (connect, output):
         eventually(lambda: banner(local).startswith(b"SSH-2.0-"), "the forward carries sshd's banner")
-        (ssh,) = children(connect.pid)
-        connect.send_signal(signal.SIGTERM)
-        assert connect.wait(timeout=10) == 128 + signal.SIGTERM
-        assert not Path(f"/proc/{ssh}").exists() or "Z" in Path(f"/proc/{ssh}/stat").read_text().split()[2]
-        assert banner(local) == b""  # the forward is closed
-    assert "Traceback" not in output.text(), output.text()
-
-
-def test_ctrl_c_under_connect_leaves_no_traceback(world: World) -> None:
-    running(world)
-    bob = world.bob
-    local = free_port()
-    with started(bob.connect("-N", "-L", f"{local}:127.0.0.1:{world.box.ssh_port}"), bob) as (connect, output):
-        eventually(lambda: banner(local).startswith(b"SSH-2.0-"), "the forward carries sshd's banner")
-        os.killpg(connect.pid, signal.SIGINT)
-        assert connect.wait(timeout=10) == 255  # ssh -N exits on SIGINT; connect passes its code on
+        os.killpg(connect.pid, signal.SIGINT)  # Ctrl-C: ssh -N exits on it; connect passes its code on
+        assert connect.wait(timeout=10) == 255
     assert "Traceback" not in output.text(), output.text()
     assert banner(local) == b""
+
+    running(world)
+    with started(bob.connect(*forward), bob) as (connect, output):
+        eventually(lambda: banner(local).startswith(b"SSH-2.0-"), "the forward carries sshd's banner")
+        (ssh,) = children(connect.pid)
+        connect.send_signal(signal.SIGTERM)  # to connect alone, as a process manager would
+        assert connect.wait(timeout=10) == 128 + signal.SIGTERM
+        assert not Path(f"/proc/{ssh}").exists() or Path(f"/proc/{ssh}/stat").read_text().split()[2] == "Z"
+        assert banner(local) == b""  # the forward is closed
+    assert "Traceback" not in output.text(), output.text()
 
 
 # -- a key that is not ssh's default ----------------------------------------------------------------
@@ -274,6 +268,7 @@ def test_a_key_added_from_another_file_is_the_one_ssh_offers(world: World) -> No
     eventually(lambda: len(world.box.snapshot_emails() or ()) == 2, "the agent has the keys")
 
     # No -i and no Space name: bob sees only demo, and pair offers the key he registered.
+    running(world)
     argv = [executable("pair"), "spaces", "connect", "--", "-o", "BatchMode=yes", "echo", "other key"]
     result = run(argv, bob)
     assert result.returncode == 0, result.stderr
@@ -281,6 +276,7 @@ def test_a_key_added_from_another_file_is_the_one_ssh_offers(world: World) -> No
 
     bob.ok("spaces", "ssh-config")
     config = bob.dir / ".ssh" / "config"
+    running(world)
     plain = run([need_tool("ssh"), "-F", str(config), "-o", "BatchMode=yes", "demo.pair", "echo", "plain"], bob)
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == "plain\n"
