@@ -26,7 +26,7 @@ from broker.store import StoreUnavailable
 from pair import durations, runner
 from pair.api.errors import PairError
 from pair.files import check_new_file, stage_private
-from pair.terminal import printable
+from pair.printable import printable
 
 T = TypeVar("T")
 

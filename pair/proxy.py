@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from pair.terminal import printable
+from pair.printable import printable
 
 # ssh talks to a ProxyCommand through pipes, 64 KiB by default on Linux. Larger pipes and reads
 # mean fewer, larger WebSocket frames through the relay: less CPU per MiB in this process, the

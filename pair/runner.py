@@ -12,7 +12,7 @@ import typer
 from typer.exceptions import TyperException
 
 from pair.api.errors import PairError
-from pair.terminal import printable
+from pair.printable import printable
 
 
 def error(message: str, hint: str = "") -> None:

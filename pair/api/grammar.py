@@ -4,7 +4,7 @@ One grammar, checked where the text enters: the broker checks a container's fact
 check-in and heartbeat, and emails whenever a person names one; the CLI checks every Space the
 broker sends before its name, id, login user or host keys reach an ssh config, a known_hosts
 file or an ssh argument. Values that pass need no quoting in any of those places, which is what
-the rules below are for (escaping where text leaves is the second line: pair.terminal,
+the rules below are for (escaping where text leaves is the second line: pair.printable,
 pair.cli.ssh).
 
 Only the wire contract's patterns at import (pair.sshkeys, and so OpenSSL, loads when a host key

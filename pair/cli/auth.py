@@ -13,7 +13,7 @@ import typer
 from pair import __version__, config, files
 from pair.api.errors import AuthError, BrokerUnreachable, PairError
 from pair.cli.session import signed_in
-from pair.terminal import printable
+from pair.printable import printable
 
 
 def login(

@@ -24,7 +24,7 @@ from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import choose_space, form, one_ref
 from pair.cli.session import signed_in
 from pair.cli.ssh_config import ssh_config
-from pair.terminal import printable
+from pair.printable import printable
 
 if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
     from typer._click.core import Context as ClickContext

@@ -12,7 +12,7 @@ from pair.api.errors import PairError
 from pair.api.models import SshKey
 from pair.cli import identities
 from pair.cli.session import signed_in
-from pair.terminal import printable
+from pair.printable import printable
 
 app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Your SSH public keys: they let you into the Spaces you can see."

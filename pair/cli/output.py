@@ -1,12 +1,12 @@
 """Printing for people: tables and sizes (errors are printed by `pair.runner`). Table cells can
-carry the broker's or a container's text, so they go through pair.terminal.printable."""
+carry the broker's or a container's text, so they go through pair.printable.printable."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from pair.terminal import printable
+from pair.printable import printable
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

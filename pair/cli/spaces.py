@@ -19,7 +19,7 @@ from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import choose_space, form, one_ref, resolve_space
 from pair.cli.session import signed_in
 from pair.files import write_private
-from pair.terminal import printable
+from pair.printable import printable
 
 if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
     from pair.api.client import Client

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pair.cli.session import signed_in
-from pair.terminal import printable
+from pair.printable import printable
 
 
 def has_display() -> bool:

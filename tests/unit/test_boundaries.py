@@ -160,7 +160,7 @@ def test_the_cycle_check_finds_a_cycle_round_a_package(tmp_path: Path) -> None:
 
 # What the broker may take from `pair` (docs/architecture.md, Packages): the wire contract and the
 # small neutral modules both sides need, never the CLI, the container side or the project editors.
-BROKER_MAY_IMPORT = ("pair.api", "pair.sshkeys", "pair.files", "pair.durations", "pair.runner", "pair.terminal")
+BROKER_MAY_IMPORT = ("pair.api", "pair.sshkeys", "pair.files", "pair.durations", "pair.runner", "pair.printable")
 
 
 def pair_imports_outside(allowed: tuple[str, ...], files: list[Path], pair_modules: set[str]) -> set[str]:

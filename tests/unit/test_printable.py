@@ -1,4 +1,4 @@
-"""pair.terminal.printable: what the broker, a container or a person wrote reaches a terminal as
+"""pair.printable.printable: what the broker, a container or a person wrote reaches a terminal as
 text, never as a control sequence."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pair.terminal import printable
+from pair.printable import printable
 
 
 def test_the_issues_hostname_prints_as_text() -> None:
