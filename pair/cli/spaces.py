@@ -106,7 +106,7 @@ def list_spaces(as_json: Annotated[bool, typer.Option("--json", help="Print a JS
     print(table(LIST_COLUMNS, cells))
     for s in spaces:
         if why := readiness.ssh_failure(s):
-            print(f"{s.name}: SSH is not being served: {why}")
+            print(printable(f"{s.name}: SSH is not being served: {why}"))  # the container's words
 
 
 def _check_output(path: Path) -> None:
