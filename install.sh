@@ -7,6 +7,11 @@
 #   curl -fsSL https://BROKER/install.sh | sh -s -- --token "$(cat SPACE_ID.txt)"
 #   sh install.sh --help
 #
+# This script does only what must happen before Python exists: options, the root check, the
+# distribution's packages, PREFIX, the virtualenv and pip. Everything after that (launcher, host
+# key, sshd and supervisord configs, the login user, the token) is pair's own installer,
+# `PREFIX/venv/bin/python -I -m pair.container.install` (docs/install.md).
+#
 # Needs root: packages, /etc/ssh, /etc/supervisor, and a root-owned $PREFIX (sshd refuses an
 # AuthorizedKeysCommand in a directory anyone but root can write). Never reads standard input.
 set -eu
@@ -22,17 +27,11 @@ SSHUSER="${SSHUSER:-${_REMOTE_USER:-root}}"
 PAIR_PREFIX="${PAIR_PREFIX:-/opt/pair}"
 DRYRUN="${DRYRUN:-false}"
 UNINSTALL="${UNINSTALL:-false}"
+SPACE_KEY="${PAIR_SPACE_KEY:-}" # a reusable Space key (issue 10): only asked which broker it names
 
-# -- fixed places (DESIGN.md §4)
-SSHD_CONFIG=/etc/ssh/pair_sshd_config
-SUPERVISOR_DIR=/etc/supervisor
-SUPERVISORD_CONF=/etc/supervisor/supervisord.conf
-CONF_D=/etc/supervisor/conf.d
-PROGRAMS_CONF=/etc/supervisor/conf.d/pair.conf
-LOG_DIR=/var/log/supervisor
-BIN_DIR=/usr/local/bin
 PYPI_NAME=pair-spaces
 SUPERVISOR_SPEC="supervisor>=4.2"
+SUPERVISORD_CONF=/etc/supervisor/supervisord.conf
 
 CHANGES=0
 WORK_DIR=""
@@ -50,9 +49,10 @@ Options (each also from the environment variable shown):
   --token TOKEN       the Space token (contents of SPACE_ID.txt), kept 0600 in PREFIX/bootstrap.txt
                       for the first `pair spaces bootstrap`            [TOKEN, PAIR_SPACE_TOKEN]
   --broker-url URL    the broker's URL, kept in PREFIX/broker-url      [BROKERURL]
-  --package SPEC      where pair comes from: empty for the newest pair-spaces on PyPI, a version
-                      (0.1.0), a requirement (pair-spaces==0.1.0), a local wheel or sdist path,
-                      or `broker` for URL/download/pair.whl (needs --broker-url)   [PACKAGE]
+  --package SPEC      where pair comes from: empty (or `broker`) for URL/download/pair.whl of the
+                      broker --broker-url names, else the one the token names; pair-spaces from
+                      PyPI (pair-spaces, pair-spaces==0.1.0, or a version: 0.1.0); or a local
+                      wheel or sdist path                               [PACKAGE]
   --ssh-port PORT     the port sshd listens on (default 2222)          [SSHPORT]
   --ssh-user USER     the account people log in as (default $_REMOTE_USER, else root) [SSHUSER]
   --prefix DIR        where pair lives (default /opt/pair; root-owned)  [PAIR_PREFIX]
@@ -131,9 +131,22 @@ is_true() {
     esac
 }
 
+# check_url URL WHAT: http(s), and none of the characters a shell, a config or pip could misread.
+check_url() {
+    case $1 in
+        http://?* | https://?*)
+            case ${1#*://} in
+                *[!A-Za-z0-9.:/_~%-]*) die "$2 has characters a URL should not have: \"$(printable "$1")\"." ;;
+            esac ;;
+        *) die "$2 must start with http:// or https://, not \"$(printable "$1")\"." ;;
+    esac
+}
+
+printable() { printf '%s' "$1" | tr -c ' -~' '?'; } # text from a token is shown, never obeyed
+
 # Everything below lands in sshd and supervisord configs, or in a shell: validate it all first.
-# The token lands in none of them (only in PREFIX/bootstrap.txt, through printf '%s'), so it is
-# judged later by pair's own parser, the one `pair spaces bootstrap` uses (check_token).
+# The token lands in none of them (only in PREFIX/bootstrap.txt), so pair's own parser judges it,
+# the one `pair spaces bootstrap` uses: here if pair is already installed, else in pair's installer.
 validate() {
     if is_true "$DRYRUN"; then DRYRUN=true; else DRYRUN=false; fi
     if is_true "$UNINSTALL"; then UNINSTALL=true; else UNINSTALL=false; fi
@@ -161,32 +174,32 @@ validate() {
         *) TOKEN="" ;; # blank, as `pair spaces bootstrap` takes a blank token: none given
     esac
     BROKERURL=${BROKERURL%/}
-    case $BROKERURL in
-        "") ;;
-        http://?* | https://?*)
-            case ${BROKERURL#*://} in
-                *[!A-Za-z0-9.:/_~%-]*) die "--broker-url has characters a URL should not have: \"$BROKERURL\"." ;;
-            esac ;;
-        *) die "--broker-url must start with http:// or https://, not \"$BROKERURL\"." ;;
-    esac
-    if [ "$UNINSTALL" = false ]; then classify_package; fi
+    if [ -n "$BROKERURL" ]; then check_url "$BROKERURL" --broker-url; fi
     VENV=$PAIR_PREFIX/venv
     VPY=$VENV/bin/python
-    LAUNCHER=$PAIR_PREFIX/pair
-    HOST_KEY=$PAIR_PREFIX/sshd/ssh_host_ed25519_key
-    CREATED=$PAIR_PREFIX/created-by-install.sh
     PACKAGE_STAMP=$VENV/.pair-package
+    if [ "$UNINSTALL" = false ]; then
+        check_parents # before anything runs from PREFIX (the token's check) or is installed
+        normalize_token
+        classify_package
+    fi
 }
 
-# PACKAGE_KIND (pypi, file or broker) and PACKAGE_SPEC (what pip or the download gets) from PACKAGE.
+# PACKAGE_KIND (pypi, file or broker), PACKAGE_SPEC (what pip or the download gets) and
+# PACKAGE_WHY (where that choice came from) from PACKAGE.
 classify_package() {
     PACKAGE_KIND=pypi
+    PACKAGE_WHY=PyPI
     case $PACKAGE in
-        "") PACKAGE_SPEC=$PYPI_NAME ;;
-        broker)
-            [ -n "$BROKERURL" ] || die "--package broker needs --broker-url." "Pass --broker-url https://your-broker."
+        "" | broker)
+            find_broker
+            if [ -z "$BROKER" ] && [ "$PACKAGE" = broker ]; then
+                die "--package broker needs --broker-url." "Pass --broker-url https://your-broker, or --token: a Space token names its broker."
+            fi
+            [ -n "$BROKER" ] || die "install.sh does not know where to get pair: no --token, --broker-url or --package." \
+                "Pass --token \"\$(cat SPACE_ID.txt)\" (pair then comes from the broker the token names), --broker-url https://your-broker, or --package pair-spaces (PyPI) or a wheel path; in a Devcontainer Feature, its token, brokerUrl or package option."
             PACKAGE_KIND=broker
-            PACKAGE_SPEC="$BROKERURL/download/pair.whl" ;;
+            PACKAGE_SPEC="$BROKER/download/pair.whl" ;;
         [0-9]*)
             case $PACKAGE in *[!A-Za-z0-9.+!-]*) die "Not a version: \"$PACKAGE\"." ;; esac
             PACKAGE_SPEC="$PYPI_NAME==$PACKAGE" ;;
@@ -196,9 +209,77 @@ classify_package() {
         */* | *.whl | *.tar.gz | *.zip)
             [ -f "$PACKAGE" ] || die "No such package file: $PACKAGE."
             PACKAGE_KIND="file"
+            PACKAGE_WHY="a local file"
             PACKAGE_SPEC=$PACKAGE ;;
         *) die "--package must be empty, a version, $PYPI_NAME==VERSION, a wheel/sdist path or \"broker\", not \"$PACKAGE\"." ;;
     esac
+}
+
+# BROKER and PACKAGE_WHY: which broker pair comes from when no --package names another source.
+# --broker-url, else the broker the Space token names, else the one a Space key names; the
+# order `pair spaces bootstrap` follows too (PREFIX/broker-url, else the token's issuer).
+find_broker() {
+    BROKER=$BROKERURL
+    PACKAGE_WHY="the broker --broker-url names"
+    if [ -z "$BROKER" ] && [ -n "$TOKEN" ]; then
+        BROKER=$(token_issuer "$TOKEN")
+        PACKAGE_WHY="the broker the Space token from $TOKEN_FROM names"
+        [ -n "$BROKER" ] || die "The Space token from $TOKEN_FROM does not name its broker (no iss claim can be read from it), so install.sh cannot tell where to get pair." \
+            "Pass the single line of SPACE_ID.txt that \`pair spaces authorize\` wrote, or say where pair comes from with --broker-url URL or --package."
+        BROKER=${BROKER%/}
+        check_url "$BROKER" "The broker URL in the Space token from $TOKEN_FROM"
+    fi
+    if [ -z "$BROKER" ] && [ -n "$SPACE_KEY" ]; then
+        key_broker
+    fi
+}
+
+# The seam for reusable Space keys (PAIR_SPACE_KEY): a key names its broker as a token does, in a
+# format not settled yet. Once it is, set BROKER from the key here (b64url_decode may serve).
+key_broker() {
+    die "A Space key (PAIR_SPACE_KEY) does not say which broker it belongs to yet, so install.sh cannot tell where to get pair." \
+        "Pass --broker-url https://your-broker (the Feature's brokerUrl option), or --package."
+}
+
+# The `iss` claim (RFC 7519 §4.1.1) of the Space token in $1, read without verifying it (the
+# broker verifies), or nothing. pair's own parser is not installed yet: this takes the first run
+# of what pasting leaves around a JWT that looks like header.claims.signature, and decodes its
+# claims (base64url, RFC 7515 §2) with base64 -d; msgspec writes them compact, one line.
+token_issuer() {
+    claims=$(printf '%s' "$1" | tr -c 'A-Za-z0-9_.-' '\n' \
+        | grep -E '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' | head -n 1 | cut -d. -f2) || true
+    if [ -z "$claims" ]; then return 0; fi
+    b64url_decode "$claims" | sed -e 's#\\/#/#g' \
+        | sed -n 's/.*"iss"[[:space:]]*:[[:space:]]*"\([^"\\]*\)".*/\1/p' | head -n 1
+}
+
+# base64url without padding (RFC 4648 §5) to bytes on standard output; nothing if it is not.
+b64url_decode() {
+    padded=$(printf '%s' "$1" | tr '_-' '/+')
+    case $((${#padded} % 4)) in
+        2) padded="$padded==" ;;
+        3) padded="$padded=" ;;
+        1) return 0 ;;
+    esac
+    command -v base64 >/dev/null 2>&1 || die "install.sh needs base64 (coreutils or busybox) to read which broker the token names." \
+        "Install coreutils, or pass --broker-url URL or --package."
+    printf '%s\n' "$padded" | base64 -d 2>/dev/null || true
+}
+
+# -- the token ------------------------------------------------------------------------------
+
+has_pair() { [ -x "$VPY" ] && "$VPY" -I -c 'import pair.container.install' >/dev/null 2>&1; }
+
+# On a re-run pair is in the venv already: its parser (pair.api.tokens, the one `pair spaces
+# bootstrap` uses) judges the token before anything changes, and keeps it as bootstrap reads it:
+# without what a paste adds (whitespace, CR/LF, a BOM, quotes, NAME=). On a first install pair's
+# installer does the same once pip has installed it.
+normalize_token() {
+    if [ -z "$TOKEN" ] || ! has_pair; then return 0; fi
+    # It prints "pair: error: ..." and "pair: hint: ..." itself.
+    if ! TOKEN=$(printf '%s' "$TOKEN" | "$VPY" -I -m pair.api.tokens --source="$TOKEN_FROM"); then
+        exit 1
+    fi
 }
 
 # -- the system -----------------------------------------------------------------------------
@@ -351,32 +432,20 @@ check_parents() {
     done
 }
 
-# -- steps ----------------------------------------------------------------------------------
-
-# record PATH: remember that install.sh created PATH, so --uninstall removes it (and only it).
-record() {
-    if dry; then return 0; fi
-    if [ ! -f "$CREATED" ] || ! grep -qxF "$1" "$CREATED"; then
-        printf '%s\n' "$1" >>"$CREATED"
+check_login_user() {
+    if id -u "$SSHUSER" >/dev/null 2>&1; then return 0; fi
+    if dry; then
+        warn "there is no user $SSHUSER (a real run stops here)"
+    else
+        die "There is no user \"$SSHUSER\" to log in as." "Create it first, or pass --ssh-user."
     fi
 }
 
-make_dir() {
-    mkdir -p "$1"
-    chmod "$2" "$1"
-}
-
-ensure_dir() { # ensure_dir DIR MODE [record]
-    if [ -d "$1" ]; then
-        return 0
-    fi
-    act "create $1" make_dir "$1" "$2"
-    if [ "${3:-}" = record ]; then record "$1"; fi
-}
+# -- PREFIX, the virtualenv, pair -------------------------------------------------------------
 
 ensure_prefix() {
     if [ ! -d "$PAIR_PREFIX" ]; then
-        act "create $PAIR_PREFIX (root-owned, 0755)" make_dir "$PAIR_PREFIX" 755
+        act "create $PAIR_PREFIX (root-owned, 0755)" make_prefix
         return 0
     fi
     owner=$(stat -c %u "$PAIR_PREFIX")
@@ -384,42 +453,14 @@ ensure_prefix() {
     if [ "$owner" = 0 ] && [ "$mode" = 755 ]; then
         ok "$PAIR_PREFIX is root-owned, 0755"
     else
-        act "make $PAIR_PREFIX root-owned, 0755 (sshd insists)" fix_owner "$PAIR_PREFIX"
+        act "make $PAIR_PREFIX root-owned, 0755 (sshd insists)" make_prefix
     fi
 }
 
-fix_owner() {
-    chown 0:0 "$1"
-    chmod 755 "$1"
-}
-
-# write_file PATH MODE CONTENT: replace PATH if its content or mode differs (atomically).
-write_file() {
-    target=$1
-    mode=$2
-    content=$3
-    if [ -f "$target" ] && [ "$(cat "$target")" = "$content" ]; then
-        if [ "$(stat -c %a "$target")" = "$mode" ]; then
-            ok "$target is up to date"
-            return 1
-        fi
-        act "set $target to mode $mode" chmod "$mode" "$target"
-        return 0
-    fi
-    if [ -f "$target" ]; then
-        act "update $target" put_file "$target" "$mode" "$content"
-    else
-        act "write $target" put_file "$target" "$mode" "$content"
-    fi
-}
-
-put_file() {
-    (
-        umask 077
-        printf '%s\n' "$3" >"$1.pair-new"
-    )
-    chmod "$2" "$1.pair-new"
-    mv -f "$1.pair-new" "$1"
+make_prefix() {
+    mkdir -p "$PAIR_PREFIX"
+    chown 0:0 "$PAIR_PREFIX"
+    chmod 755 "$PAIR_PREFIX"
 }
 
 ensure_venv() {
@@ -441,13 +482,22 @@ sha256_of() {
     "$VPY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"
 }
 
-# Download BROKERURL/download/pair.whl into WORK_DIR under the name the broker gives it; prints the path.
+# Download PACKAGE_SPEC (a broker's /download/pair.whl) into WORK_DIR under the name the broker
+# gives it; prints the path. With the venv's Python, so no curl is needed; a minimal image may
+# have no CA certificates (Debian's python3 only recommends them), so pip's own bundle stands in.
 download_wheel() {
-    "$VPY" - "$BROKERURL/download/pair.whl" "$WORK_DIR" <<'PY'
-import re, sys, urllib.request
+    "$VPY" - "$PACKAGE_SPEC" "$WORK_DIR" <<'PY'
+import re, ssl, sys, urllib.request
 url, folder = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context()
+if not context.cert_store_stats()["x509_ca"]:
+    try:
+        from pip._vendor import certifi
+        context.load_verify_locations(certifi.where())
+    except (ImportError, OSError):
+        pass
 try:
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with urllib.request.urlopen(url, timeout=60, context=context) as response:
         disposition = response.headers.get("Content-Disposition", "")
         data = response.read()
 except OSError as exc:
@@ -463,7 +513,6 @@ PY
 }
 
 ensure_package() {
-    kind=$PACKAGE_KIND
     spec=$PACKAGE_SPEC
     stamp=""
     if dry && [ ! -x "$VPY" ]; then
@@ -471,7 +520,7 @@ ensure_package() {
         return 0
     fi
     file=""
-    case $kind in
+    case $PACKAGE_KIND in
         pypi) stamp="pypi $spec" ;;
         file) file=$spec; stamp="sha256 $(sha256_of "$file")" ;;
         broker)
@@ -512,204 +561,25 @@ install_file() {
     printf '%s\n' "$2" >"$PACKAGE_STAMP"
 }
 
-# The token through pair.api.tokens, the parser `pair spaces bootstrap` uses: it drops what a
-# paste adds (whitespace, CR/LF, a BOM, quotes, NAME=) and refuses anything else, naming why. So
-# install.sh accepts exactly what bootstrap accepts, and keeps the token as bootstrap will read it.
-check_token() {
-    if [ -z "$TOKEN" ]; then return 0; fi
-    if [ ! -x "$VPY" ] || ! "$VPY" -I -c 'import pair.api.tokens' >/dev/null 2>&1; then
-        log "the token is checked by pair itself once pair is installed" # a dry run on a bare system
-        return 0
-    fi
-    # It prints "pair: error: ..." and "pair: hint: ..." itself; nothing more is installed after it.
-    if ! TOKEN=$(printf '%s' "$TOKEN" | "$VPY" -I -m pair.api.tokens --source="$TOKEN_FROM"); then
-        exit 1
-    fi
-    ok "the Space token from $TOKEN_FROM is well-formed"
+# -- the hand-over to pair's installer ----------------------------------------------------------
+
+# installer COMMAND ARGS...: pair's installer in the venv; the token on its standard input.
+installer() {
+    if dry; then set -- "$@" --dry-run; fi
+    printf '%s' "$TOKEN" | "$VPY" -I -m pair.container.install "$@"
 }
 
-ensure_path_links() {
-    for program in supervisord supervisorctl; do
-        existing=$(command -v "$program" 2>/dev/null || true)
-        if [ -n "$existing" ]; then
-            ok "$program is on PATH ($existing)"
-            continue
-        fi
-        link=$BIN_DIR/$program
-        if [ -e "$link" ] || [ -L "$link" ]; then
-            ok "$link exists"
-            continue
-        fi
-        act "link $link -> $VENV/bin/$program" ln -s "$VENV/bin/$program" "$link"
-        record "$link"
-    done
-}
-
-# The launcher text `python -m pair.container.launcher` would write, rendered without writing.
-launcher_text() {
-    "$VPY" -m pair.container.launcher --print "$PAIR_PREFIX"
-}
-
-ensure_launcher() {
-    if [ ! -x "$VPY" ] || ! "$VPY" -c 'import pair' >/dev/null 2>&1; then
-        act "write the launcher $LAUNCHER (python -m pair.container.launcher)" true
-        return 0
-    fi
-    if [ -f "$LAUNCHER" ] && [ "$(stat -c %a "$LAUNCHER")" = 755 ] \
-        && wanted=$(launcher_text) && [ "$(cat "$LAUNCHER")" = "$wanted" ]; then
-        ok "launcher $LAUNCHER is up to date"
-    else
-        act "write the launcher $LAUNCHER" "$VPY" -m pair.container.launcher "$LAUNCHER" "$PAIR_PREFIX"
-    fi
-}
-
-ensure_host_key() {
-    ensure_dir "$PAIR_PREFIX/sshd" 755
-    if [ -f "$HOST_KEY" ] && [ -f "$HOST_KEY.pub" ]; then
-        ok "sshd host key $HOST_KEY"
-    else
-        act "generate the sshd host key $HOST_KEY" generate_host_key
-    fi
-    ensure_dir /run/sshd 755
-}
-
-generate_host_key() {
-    rm -f "$HOST_KEY" "$HOST_KEY.pub"
-    ssh-keygen -q -t ed25519 -N "" -C pair-space -f "$HOST_KEY" </dev/null
-}
-
-# render WHAT ARGS...: a config text from the installed package (the same text the tests check).
-render() {
-    "$VPY" -m pair.container.configs "$@"
-}
-
-ensure_sshd_config() {
-    sshd=$(find_sshd)
-    if [ ! -x "$VPY" ]; then
-        act "write $SSHD_CONFIG (pair's sshd config, port $SSHPORT) and check it with sshd -t" true
-        return 0
-    fi
-    content=$(render sshd --prefix "$PAIR_PREFIX" --port "$SSHPORT" --sshd "$sshd")
-    if [ -f "$SSHD_CONFIG" ] && [ "$(cat "$SSHD_CONFIG")" = "$content" ]; then
-        ok "$SSHD_CONFIG is up to date"
-    elif dry; then
-        act "write $SSHD_CONFIG (port $SSHPORT) and check it with sshd -t" true
-    else
-        put_file_checked "$SSHD_CONFIG" "$content" "$sshd"
-        CHANGES=$((CHANGES + 1))
-        SSHD_CHANGED=true
-    fi
-    if ! dry && [ -f "$SSHD_CONFIG" ] && ! output=$("$sshd" -t -f "$SSHD_CONFIG" 2>&1); then
-        die "sshd rejects $SSHD_CONFIG: $output"
-    fi
-}
-
-put_file_checked() { # PATH CONTENT SSHD: write beside, let sshd check it, then move into place.
-    log "write $1 (port $SSHPORT)"
-    (
-        umask 022
-        printf '%s\n' "$2" >"$1.pair-new"
-    )
-    if ! output=$("$3" -t -f "$1.pair-new" 2>&1); then
-        rm -f "$1.pair-new"
-        die "sshd rejects the config pair rendered: $output"
-    fi
-    chmod 644 "$1.pair-new"
-    mv -f "$1.pair-new" "$1"
-}
-
-ensure_supervisor_configs() {
-    ensure_dir "$SUPERVISOR_DIR" 755 record
-    ensure_dir "$CONF_D" 755 record
-    ensure_dir "$LOG_DIR" 755 record
-    if [ ! -x "$VPY" ]; then
-        [ -f "$SUPERVISORD_CONF" ] || act "write $SUPERVISORD_CONF (none exists)" true
-        act "write $PROGRAMS_CONF (programs sshd and pair-agent)" true
-        return 0
-    fi
-    if [ ! -f "$SUPERVISORD_CONF" ] || grep -qxF "$SUPERVISORD_CONF" "$CREATED" 2>/dev/null; then
-        if write_file "$SUPERVISORD_CONF" 644 "$(render supervisord --conf-d "$CONF_D")"; then
-            record "$SUPERVISORD_CONF"
-            SUPERVISOR_CHANGED=true
-        fi
-    elif ! grep -q '^[[:space:]]*\[include\]' "$SUPERVISORD_CONF"; then
-        warn "$SUPERVISORD_CONF (not ours) has no [include] section, so supervisord will NOT run pair's sshd and agent."
-        warn "Add these two lines to it:  [include]  and  files = $CONF_D/*.conf"
-    elif ! grep -q "^[[:space:]]*files[[:space:]]*=.*$CONF_D/" "$SUPERVISORD_CONF"; then
-        warn "$SUPERVISORD_CONF (not ours) has an [include] that may not cover $CONF_D/*.conf; pair's programs are in $PROGRAMS_CONF."
-    else
-        ok "$SUPERVISORD_CONF (not ours) includes $CONF_D/*.conf"
-    fi
-    programs=$(render programs --prefix "$PAIR_PREFIX" --sshd-config "$SSHD_CONFIG" --sshd "$(find_sshd)")
-    if write_file "$PROGRAMS_CONF" 644 "$programs"; then
-        SUPERVISOR_CHANGED=true
-    fi
-}
-
-# With UsePAM off, sshd refuses an account whose password field starts with "!" (locked).
-# "*" means "no password" without locking: key logins work, password logins stay impossible.
-check_login_user() {
-    if id -u "$SSHUSER" >/dev/null 2>&1; then return 0; fi
-    if dry; then
-        warn "there is no user $SSHUSER (a real run stops here)"
-    else
-        die "There is no user \"$SSHUSER\" to log in as." "Create it first, or pass --ssh-user."
-    fi
-}
-
-ensure_login_user() {
-    if ! id -u "$SSHUSER" >/dev/null 2>&1; then return 0; fi # a dry run said so already
-    if [ ! -r /etc/shadow ]; then
-        warn "cannot read /etc/shadow (not root); a real run makes sure $SSHUSER is not locked"
-    else
-        field=$(awk -F: -v u="$SSHUSER" '$1 == u { print $2 }' /etc/shadow)
-        case $field in
-            "!"*'$'*)
-                warn "$SSHUSER has a locked password; sshd (UsePAM no) refuses it even with a key. Unlock it: usermod -U $SSHUSER" ;;
-            "!"*) # "!", "!!", "!*", "!locked" (Fedora): locked, and no password to lose
-                act "unlock $SSHUSER for key logins (its password field \"$field\" becomes \"*\": still no password)" \
-                    set_no_password "$SSHUSER" ;;
-            *) ok "$SSHUSER can log in with a key" ;;
-        esac
-    fi
-    write_file "$PAIR_PREFIX/ssh-user" 644 "$SSHUSER" || true
-}
-
-set_no_password() {
-    if command -v usermod >/dev/null 2>&1; then
-        usermod -p '*' "$1"
-    else
-        # busybox systems (Alpine) have no usermod: edit the one field in place.
-        awk -F: -v OFS=: -v u="$1" '$1 == u { $2 = "*" } { print }' /etc/shadow >/etc/shadow.pair-new
-        chmod 640 /etc/shadow.pair-new
-        cat /etc/shadow.pair-new >/etc/shadow
-        rm -f /etc/shadow.pair-new
-    fi
-}
-
-ensure_settings() {
-    if [ -n "$TOKEN" ]; then
-        write_file "$PAIR_PREFIX/bootstrap.txt" 600 "$TOKEN" || true
-    fi
-    if [ -n "$BROKERURL" ]; then
-        write_file "$PAIR_PREFIX/broker-url" 644 "$BROKERURL" || true
-    fi
-    # The agent dials sshd (tunnels, health probe) on this port.
-    write_file "$PAIR_PREFIX/ssh-port" 644 "$SSHPORT" || true
-}
-
-# If supervisord already runs (install.sh run again in a live container), load the new programs.
-apply_to_running_supervisord() {
-    if dry; then return 0; fi
-    if [ "${SUPERVISOR_CHANGED:-false}" != true ] && [ "${SSHD_CHANGED:-false}" != true ]; then return 0; fi
-    ctl=$VENV/bin/supervisorctl
-    if [ -x "$ctl" ] && "$ctl" -c "$SUPERVISORD_CONF" pid >/dev/null 2>&1; then
-        log "supervisord is running: loading the new programs (supervisorctl update)"
-        "$ctl" -c "$SUPERVISORD_CONF" update || warn "supervisorctl update failed"
-        if [ "${SSHD_CHANGED:-false}" = true ]; then
-            log "note: run \`supervisorctl restart sshd\` to apply the new sshd config"
-        fi
-    fi
+# A dry run before pair is installed has no installer to ask for its plan: say what it will do.
+outline() {
+    if [ -n "$TOKEN" ]; then log "the token is checked by pair itself once pair is installed"; fi
+    act "write the launcher $PAIR_PREFIX/pair and generate the sshd host key in $PAIR_PREFIX/sshd" true
+    act "write /etc/ssh/pair_sshd_config (port $SSHPORT) and check it with sshd -t" true
+    act "write /etc/supervisor/conf.d/pair.conf (programs sshd and pair-agent), and $SUPERVISORD_CONF if there is none" true
+    act "make sure $SSHUSER can log in with a key (a locked password field such as \"!\" becomes \"*\")" true
+    if [ -n "$TOKEN" ]; then act "write $PAIR_PREFIX/bootstrap.txt (the Space token, 0600)" true; fi
+    if [ -n "$BROKERURL" ]; then act "write $PAIR_PREFIX/broker-url" true; fi
+    act "write $PAIR_PREFIX/ssh-port and $PAIR_PREFIX/ssh-user" true
+    log "dry run: $CHANGES change(s) would be made; nothing was changed."
 }
 
 do_install() {
@@ -721,104 +591,42 @@ do_install() {
                 "Run it as root (curl -fsSL URL/install.sh | sudo sh -s -- OPTIONS), e.g. in your image's Dockerfile, or use the Devcontainer Feature."
         fi
     fi
-    check_parents # before anything is installed
     check_login_user
     if dry; then log "dry run: nothing will be changed"; fi
+    log "pair comes from $PACKAGE_SPEC ($PACKAGE_WHY)"
     ensure_packages
     ensure_prefix
     ensure_venv
     ensure_package
-    check_token
-    ensure_path_links
-    ensure_launcher
-    ensure_host_key
-    ensure_sshd_config
-    ensure_supervisor_configs
-    ensure_login_user
-    ensure_settings
-    apply_to_running_supervisord
-    if dry; then
-        log "dry run: $CHANGES change(s) would be made; nothing was changed."
-    elif [ "$CHANGES" -eq 0 ]; then
-        log "pair is already installed in $PAIR_PREFIX; nothing to change."
+    if has_pair; then
+        installer install --prefix="$PAIR_PREFIX" --ssh-port="$SSHPORT" --ssh-user="$SSHUSER" \
+            --sshd="$(find_sshd)" --broker-url="$BROKERURL" --token-source="$TOKEN_FROM" --changes="$CHANGES"
+    elif dry; then
+        outline
     else
-        log "pair is installed in $PAIR_PREFIX ($CHANGES change(s)). sshd will listen on port $SSHPORT."
-        log "next: supervisord -c $SUPERVISORD_CONF   (postStartCommand), then"
-        log "      $LAUNCHER spaces bootstrap           (postAttachCommand)"
-    fi
-}
-
-# -- uninstall ------------------------------------------------------------------------------
-
-remove() { # remove PATH: a file or symlink install.sh made
-    if [ -L "$1" ] || [ -f "$1" ]; then
-        act "remove $1" rm -f "$1"
+        die "$VENV has a pair without its installer (pair.container.install): older than this install.sh." \
+            "Install a newer pair with --package (e.g. --package broker), or run install.sh --uninstall first."
     fi
 }
 
 do_uninstall() {
     is_root || dry || die "install.sh --uninstall needs root." "Run it as root."
     if dry; then log "dry run: nothing will be changed"; fi
-    ctl=$VENV/bin/supervisorctl
-    running=false
-    if [ -x "$ctl" ] && "$ctl" -c "$SUPERVISORD_CONF" pid >/dev/null 2>&1; then running=true; fi
-    ours_conf=false
-    if [ -f "$CREATED" ] && grep -qxF "$SUPERVISORD_CONF" "$CREATED"; then ours_conf=true; fi
-
-    remove "$PROGRAMS_CONF"
-    if [ "$running" = true ]; then
-        if [ "$ours_conf" = true ]; then
-            act "stop supervisord (supervisorctl shutdown): install.sh started its config" "$ctl" -c "$SUPERVISORD_CONF" shutdown
-        else
-            act "stop pair's sshd and agent (supervisorctl update)" "$ctl" -c "$SUPERVISORD_CONF" update
-        fi
+    if has_pair; then
+        TOKEN=""
+        installer uninstall --prefix="$PAIR_PREFIX"
+        return 0
     fi
-    remove "$SSHD_CONFIG"
-    if [ -f "$CREATED" ]; then
-        # Newest first, so a directory comes after what install.sh put in it.
-        newest_first=$(awk '{ lines[NR] = $0 } END { for (i = NR; i > 0; i--) print lines[i] }' "$CREATED")
-        while IFS= read -r path; do
-            [ -n "$path" ] || continue
-            if [ -L "$path" ]; then
-                case $(readlink "$path") in
-                    "$PAIR_PREFIX"/*) remove "$path" ;;
-                esac
-            elif [ -f "$path" ]; then
-                remove "$path"
-            elif [ -d "$path" ]; then
-                if [ "$path" = "$LOG_DIR" ] && [ "$ours_conf" = true ]; then
-                    for logfile in "$LOG_DIR"/supervisord.log* "$LOG_DIR"/pair-*.log*; do
-                        remove "$logfile"
-                    done
-                fi
-                if [ -z "$(ls -A "$path" 2>/dev/null)" ] || dry; then
-                    act "remove the directory $path (if empty)" rmdir_quiet "$path"
-                fi
-            fi
-        done <<EOF
-$newest_first
-EOF
-    fi
-    for program in supervisord supervisorctl; do
-        if [ -L "$BIN_DIR/$program" ]; then
-            case $(readlink "$BIN_DIR/$program") in
-                "$PAIR_PREFIX"/*) remove "$BIN_DIR/$program" ;;
-            esac
-        fi
-    done
-    if [ -d "$PAIR_PREFIX" ]; then
-        act "remove $PAIR_PREFIX" rm -rf "$PAIR_PREFIX"
-    fi
-    if dry; then
-        log "dry run: $CHANGES change(s) would be made; nothing was changed."
-    elif [ "$CHANGES" -eq 0 ]; then
+    if [ ! -d "$PAIR_PREFIX" ]; then
         log "pair is not installed in $PAIR_PREFIX; nothing to remove."
-    else
-        log "removed pair ($CHANGES change(s)). Python, openssh-server and the login user's \"*\" password field stay."
+        return 0
     fi
+    # No pair to ask (a broken install): remove PREFIX, and name what else may be left.
+    made=$(tr '\n' ' ' <"$PAIR_PREFIX/created-by-install.sh" 2>/dev/null || true)
+    warn "$VENV holds no working pair, so install.sh removes only $PAIR_PREFIX; remove by hand what it made elsewhere: /etc/ssh/pair_sshd_config /etc/supervisor/conf.d/pair.conf $made"
+    act "remove $PAIR_PREFIX" rm -rf "$PAIR_PREFIX"
+    if dry; then log "dry run: $CHANGES change(s) would be made; nothing was changed."; fi
 }
-
-rmdir_quiet() { rmdir "$1" 2>/dev/null || true; }
 
 main() {
     parse_args "$@"

@@ -3,7 +3,8 @@ verifying it (the broker verifies).
 
 Every way a secret arrives goes through `normalize`: the argument of `pair spaces bootstrap`,
 `PAIR_SPACE_TOKEN`, the Feature's `token` option and install.sh's `--token` (install.sh runs
-`python -m pair.api.tokens`), `$PAIR_HOME/bootstrap.txt`, and the broker's bootstrap endpoint.
+`python -m pair.api.tokens` when pair is already installed, and pair's installer,
+pair.container.install, reads it too), `$PAIR_HOME/bootstrap.txt`, and the broker's bootstrap endpoint.
 So all of them accept the same pastes, and name the same cause when they refuse one.
 
 What a paste may carry around the secret, and loses here: surrounding whitespace (spaces, tabs,

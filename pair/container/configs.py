@@ -1,12 +1,10 @@
-"""The sshd and supervisord configuration a Space runs with, written by install.sh through
-`python -m pair.container.configs`, and by the tests through the same functions."""
+"""The sshd and supervisord configuration a Space runs with: the text pair's installer
+(pair.container.install, run by install.sh) writes, and the tests start sshd and supervisord with."""
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
-import sys
 
 SSHD_CONFIG = """\
 # pair: sshd for the Space, on its own port with its own host key. Written by install.sh.
@@ -122,37 +120,3 @@ def programs(
     prefix: str, sshd_config_path: str, sshd: str = "/usr/sbin/sshd", log_dir: str = "/var/log/supervisor"
 ) -> str:
     return PROGRAMS.format(prefix=prefix, sshd=sshd, sshd_config=sshd_config_path, log_dir=log_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pair.container.configs", description=__doc__)
-    sub = parser.add_subparsers(dest="what", required=True)
-    s = sub.add_parser("sshd")
-    s.add_argument("--prefix", required=True)
-    s.add_argument("--port", type=int, default=2222)
-    s.add_argument("--command-user", default="root")
-    s.add_argument("--sshd", help="the sshd it is for: its version decides which keywords are written")
-    d = sub.add_parser("supervisord")
-    d.add_argument("--conf-d", required=True)
-    d.add_argument("--run-dir", default="/var/run")
-    d.add_argument("--log-dir", default="/var/log/supervisor")
-    p = sub.add_parser("programs")
-    p.add_argument("--prefix", required=True)
-    p.add_argument("--sshd-config", required=True)
-    p.add_argument("--sshd", default="/usr/sbin/sshd")
-    p.add_argument("--log-dir", default="/var/log/supervisor")
-    args = parser.parse_args(argv)
-    if args.what == "sshd":
-        if not 1 <= args.port <= 65535:
-            parser.error("--port must be 1-65535")
-        version = openssh_version(args.sshd) if args.sshd else None
-        sys.stdout.write(sshd_config(args.prefix, args.port, args.command_user, version))
-    elif args.what == "supervisord":
-        sys.stdout.write(supervisord_conf(args.conf_d, args.run_dir, args.log_dir))
-    else:
-        sys.stdout.write(programs(args.prefix, args.sshd_config, args.sshd, args.log_dir))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -63,10 +63,14 @@ class Home:
         except FileNotFoundError:
             return ""
 
+    @property
+    def ssh_port_file(self) -> Path:
+        return self.root / "ssh-port"  # install.sh --ssh-port
+
     def ssh_port(self) -> int:
         """The port of the Space's sshd (install.sh --ssh-port writes it; 2222 otherwise)."""
         try:
-            return int((self.root / "ssh-port").read_text().strip())
+            return int(self.ssh_port_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return int(os.environ.get("PAIR_SSH_PORT") or 2222)
 

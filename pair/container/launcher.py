@@ -1,4 +1,5 @@
-"""The `$PAIR_HOME/pair` launcher that install.sh writes, and sshd runs as AuthorizedKeysCommand.
+"""The `$PAIR_HOME/pair` launcher install.sh writes (through pair.container.install), and sshd runs
+as AuthorizedKeysCommand.
 
 It starts the virtualenv's Python with `-I -S` (no site, no environment: ~15 ms instead of ~21),
 answers `verify` from the standard library alone, and only for other commands turns site-packages
@@ -52,11 +53,3 @@ def write(path: Path, home: Path | None = None) -> None:
     tmp.write_text(content)
     os.chmod(tmp, 0o755)  # noqa: S103 - an executable everyone may run (sshd needs root-owned 0755)
     os.replace(tmp, path)
-
-
-if __name__ == "__main__":
-    # `python -m pair.container.launcher PATH [HOME]` writes it; `--print HOME` only shows it.
-    if sys.argv[1] == "--print":
-        sys.stdout.write(text(Path(sys.argv[2])))
-    else:
-        write(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)

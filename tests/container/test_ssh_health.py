@@ -16,13 +16,15 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pair.container import configs
+from pair.container.install.layout import Layout
+from pair.container.install.plan import Host, Options, install_plan
+from pair.container.install.steps import WriteFile
 from tests.container.conftest import BROKER_ENV, World
 from tests.support.broker import real_broker
 from tests.support.container import eventually
@@ -216,14 +218,11 @@ def test_the_sshd_config_is_valid_for_this_sshd_and_fits_the_relay(tmp_path: Pat
         ],
         check=True,
     )
-    rendered = subprocess.run(
-        [sys.executable, "-m", "pair.container.configs", "sshd", "--prefix", str(tmp_path), "--sshd", sshd],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert rendered == configs.sshd_config(str(tmp_path), openssh=version)
     config = tmp_path / "sshd_config"
+    layout = Layout(prefix=tmp_path, sshd_config=config)  # what install.sh installs for this sshd
+    plan = install_plan(Options(), layout, Host.probe(layout, sshd, "root"))
+    [rendered] = [step.content for step in plan if isinstance(step, WriteFile) and step.path == config]
+    assert rendered == configs.sshd_config(str(tmp_path), openssh=version)
     config.write_text(rendered)
     checked = subprocess.run([sshd, "-t", "-f", str(config)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr

@@ -1,7 +1,9 @@
-"""Fixtures for the installer tests: the repository's files, a wheel built from it, root."""
+"""Fixtures for the installer tests: the repository's files, a wheel built from it, tokens."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +39,15 @@ def repo_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     [wheel] = out.glob("pair_spaces-*.whl")
     return wheel
+
+
+def jwt(claims: dict[str, object] | str, signature: bytes = b"s" * 64) -> str:
+    """A token of the Space token's shape (unsigned: install.sh and its parser never verify);
+    `claims` as a dict (written compact, as the broker's msgspec does) or as the JSON text itself."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    text = claims if isinstance(claims, str) else json.dumps(claims, separators=(",", ":"))
+    header = json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode()
+    return ".".join((b64(header), b64(text.encode()), b64(signature)))

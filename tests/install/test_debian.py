@@ -21,7 +21,7 @@ from pair import verify
 from pair.api.models import SpaceTokenClaims
 from pair.api.tokens import unverified_claims
 from pair.container import configs
-from tests.install.conftest import INSTALL_SH
+from tests.install.conftest import INSTALL_SH, jwt
 from tests.install.debian import Chroot, debian, diff
 from tests.support.broker import RealBroker, real_broker
 from tests.support.container import eventually, free_port
@@ -71,24 +71,24 @@ def test_dry_run_on_a_bare_root_plans_everything_and_changes_nothing(tmp_path: P
     need_root()
     with debian(tmp_path / "root") as chroot:
         where = copy_in(chroot, INSTALL_SH)
-        chroot.ok("usermod", "-p", "!locked", "root")  # as Fedora images have it
-        chroot.ok("useradd", "-p", "!$6$salt$hash", "dev")  # a real password, locked by its owner
         before = chroot.changes()
-        result = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--token", "a.b.c")
+        token = jwt({"iss": "https://pair.example.com", "sub": "sp_x"})
+        result = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--token", token)
         assert result.returncode == 0, result.stderr
         assert diff(before, chroot.changes()) == []
         out = result.stdout
-        assert 'would unlock root for key logins (its password field "!locked" becomes "*"' in out
-        locked = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--ssh-user", "dev")
-        assert "dev has a locked password" in locked.stderr and "would unlock" not in locked.stdout
-        nobody = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--ssh-user", "ghost")
-        assert "there is no user ghost (a real run stops here)" in nobody.stderr
-        assert diff(before, chroot.changes()) == []
+        # Nothing of pair is here yet: the shell's own steps, then an outline of pair's installer.
+        assert "pair comes from https://pair.example.com/download/pair.whl (the broker the Space token" in out
         assert "would install python3 python3-venv openssh-server with apt" in out
         assert "would create /opt/pair (root-owned, 0755)" in out
+        assert "would install https://pair.example.com/download/pair.whl and supervisor>=4.2 into" in out
         assert "would write /etc/ssh/pair_sshd_config" in out
+        assert "would make sure root can log in with a key" in out
         assert "would write /opt/pair/bootstrap.txt" in out
         assert "nothing was changed" in out
+        nobody = chroot.run("sh", f"{where}/install.sh", "--dry-run", "--token", token, "--ssh-user", "ghost")
+        assert "there is no user ghost (a real run stops here)" in nobody.stderr
+        assert diff(before, chroot.changes()) == []
 
 
 def expired_token(broker: RealBroker, token: str) -> str:
@@ -147,6 +147,16 @@ def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel
         )
         assert diff(before, chroot.changes()) == []
 
+        # The login user, judged by pair's installer now that pair is here (dry runs: nothing changes).
+        chroot.ok("useradd", "-p", "!locked", "fed")  # as Fedora images have it
+        chroot.ok("useradd", "-p", "!$6$salt$hash", "dev")  # a real password, locked by its owner
+        users = chroot.changes()
+        fed = chroot.run("sh", f"{where}/install.sh", "--dry-run", *args, "--ssh-user", "fed")
+        assert 'would unlock fed for key logins (its password field "!locked" becomes "*"' in fed.stdout, fed.stdout
+        locked = chroot.run("sh", f"{where}/install.sh", "--dry-run", *args, "--ssh-user", "dev")
+        assert "dev has a locked password" in locked.stderr and "would unlock" not in locked.stdout
+        assert diff(users, chroot.changes()) == []
+
         # postStartCommand, then postAttachCommand (which finds the token install.sh kept).
         chroot.ok("sh", "-c", f"supervisord -c {CONF}")
         sshd_log = chroot.path("/var/log/supervisor/pair-sshd.log")
@@ -196,23 +206,35 @@ def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel
         assert "pair is not installed in /opt/pair; nothing to remove." in again.stdout
 
 
-def test_a_self_hosted_broker_serves_everything_a_container_needs(tmp_path: Path) -> None:
-    """curl -fsSL BROKER/install.sh | sh -s -- --package broker --broker-url BROKER"""
+def test_given_only_a_token_it_installs_pair_from_the_broker_the_token_names(tmp_path: Path) -> None:
+    """curl -fsSL BROKER/install.sh | sh -s -- --token "$(cat SPACE_ID.txt)": the default package
+    source of install.sh, the Feature and the Devfile is the broker that issued the token."""
     need_root()
     with real_broker(tmp_path / "broker") as broker, debian(tmp_path / "root") as chroot:
-        args = ["--package", "broker", "--broker-url", broker.url, "--ssh-port", str(free_port())]
-        first = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
+        alice = Person(broker, "alice", tmp_path / "people")
+        alice.ok("spaces", "authorize", "--no-share", "--name", "demo")
+        token = (alice.dir / "SPACE_ID.txt").read_text().strip()
+        port = str(free_port())
+        first = chroot.run(
+            "sh", "-s", "--", "--ssh-port", port, env={"PAIR_SPACE_TOKEN": token}, input=served_install_sh(broker.url)
+        )
         assert first.returncode == 0, f"{first.stdout}\n{first.stderr}"
-        assert f"install {broker.url}/download/pair.whl into /opt/pair/venv" in first.stdout
+        wheel = f"{broker.url}/download/pair.whl"
+        assert f"pair comes from {wheel} (the broker the Space token from PAIR_SPACE_TOKEN names)" in first.stdout
+        assert f"install {wheel} into /opt/pair/venv" in first.stdout
         version = chroot.ok("/opt/pair/pair", "--version")
         assert version == f"pair {pair.__version__}\n"
-        assert chroot.path("/opt/pair/broker-url").read_text() == f"{broker.url}\n"
-        assert not chroot.path("/opt/pair/bootstrap.txt").exists()  # no token given: none kept
+        assert chroot.path("/opt/pair/bootstrap.txt").read_text() == token + "\n"
+        assert not chroot.path("/opt/pair/broker-url").exists()  # the token names it; bootstrap reads it there
 
+        # The same broker named outright: the same wheel, so nothing to reinstall.
+        args = ["--package", "broker", "--broker-url", broker.url, "--ssh-port", port]
         again = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
         assert again.returncode == 0, again.stderr
-        assert f"ok: pair-spaces {pair.__version__} from {broker.url}/download/pair.whl" in again.stdout
-        assert "nothing to change" in again.stdout
+        assert f"ok: pair-spaces {pair.__version__} from {wheel}" in again.stdout
+        assert chroot.path("/opt/pair/broker-url").read_text() == f"{broker.url}\n"
+        third = chroot.run("sh", "-s", "--", *args, input=served_install_sh(broker.url))
+        assert "pair is already installed in /opt/pair; nothing to change." in third.stdout
 
 
 def check_installed(chroot: Chroot, port: int, token: str) -> None:

@@ -7,14 +7,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import string
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pair.api.tokens import SecretError, normalize
-from tests.install.conftest import INSTALL_SH
+from pair.api.models import SpaceTokenClaims
+from pair.api.tokens import AUDIENCE, SecretError, normalize, unverified_claims
+from tests.install.conftest import INSTALL_SH, jwt
 from tests.install.debian import diff, tree
 from tests.support.tools import need_root, need_tool
 
@@ -81,6 +88,29 @@ def test_help_lists_every_option_and_its_environment_variable() -> None:
         (["--package", "/nonexistent/pair.whl"], {}, "No such package file: /nonexistent/pair.whl."),
         ([], {"PACKAGE": "pair-spaces==1; id"}, 'Not a requirement: "pair-spaces==1; id"'),
         (["--package", "requests"], {}, "--package must be empty, a version"),
+        # Where pair comes from: nothing says, or what says cannot be used.
+        ([], {}, "install.sh does not know where to get pair: no --token, --broker-url or --package."),
+        ([], {"TOKEN": " \t"}, "install.sh does not know where to get pair"),  # blank: no token
+        (["--token", "a.b.c"], {}, "The Space token from --token does not name its broker"),
+        ([], {"PAIR_SPACE_TOKEN": jwt({"sub": "sp_x"})}, "The Space token from PAIR_SPACE_TOKEN does not name"),
+        (
+            [],
+            {"PAIR_SPACE_TOKEN": jwt({"iss": "ftp://b"})},
+            "The broker URL in the Space token from PAIR_SPACE_TOKEN must start with http:// or https://",
+        ),
+        (
+            ["--token", jwt({"iss": "https://b/$(id)"})],
+            {},
+            'The broker URL in the Space token from --token has characters a URL should not have: "https://b/$(id)".',
+        ),
+        (  # text from a token reaches the terminal, never as control sequences
+            ["--token", jwt('{"iss":"https://b/\x1b[2J"}')],
+            {},
+            'The broker URL in the Space token from --token has characters a URL should not have: "https://b/?[2J".',
+        ),
+        ([], {"BROKERURL": "https://b/\x1b[2J"}, '--broker-url has characters a URL should not have: "https://b/?[2J"'),
+        ([], {"PAIR_SPACE_KEY": "pair_sk_" + "x" * 40}, "A Space key (PAIR_SPACE_KEY) does not say which broker"),
+        (["--package", "broker", "--token", "a.b.c"], {}, "The Space token from --token does not name its broker"),
     ],
 )
 def test_bad_options_are_refused_before_anything_happens(
@@ -101,7 +131,7 @@ def test_bad_options_are_refused_before_anything_happens(
 def test_without_root_it_stops_and_says_what_to_do(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("runs the script as nobody, which needs root to arrange")
-    result = sh("--prefix", PREFIX, as_nobody=True, cwd=tmp_path)
+    result = sh("--prefix", PREFIX, "--package", "pair-spaces", as_nobody=True, cwd=tmp_path)
     assert result.returncode == 1
     assert "install.sh needs root" in result.stderr
     assert "sudo sh -s --" in result.stderr
@@ -131,7 +161,7 @@ def test_dry_run_as_nobody_prints_the_plan_and_changes_nothing(tmp_path: Path) -
 def test_a_prefix_under_a_world_writable_directory_is_refused() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to get past the root check")
-    result = sh("--prefix", "/tmp/pair-test-prefix/pair", "--dry-run")  # refused before any step, dry or not
+    result = sh("--prefix", "/tmp/pair-test-prefix/pair", "--package", "pair-spaces", "--dry-run")  # dry or not
     assert result.returncode == 1
     assert "/tmp" in result.stderr and "root-owned and not group/world-writable" in result.stderr
 
@@ -222,6 +252,160 @@ def test_install_sh_accepts_exactly_what_bootstrap_accepts(pasted: str | bytes, 
 
 
 def test_a_blank_token_is_no_token_as_for_bootstrap() -> None:
-    result = dry_run_with_pair(["--token", " \r\n"], {})
+    result = dry_run_with_pair(["--token", " \r\n", "--broker-url", "http://b"], {})
     assert result.returncode == 0, result.stderr
     assert b"bootstrap.txt" not in result.stdout
+
+
+# -- where pair comes from: the broker the token names, unless an option says otherwise ----------
+
+
+def dry_run_as_nobody(args: list[str], env: dict[str, str], tmp_path: Path) -> str:
+    if os.geteuid() != 0:
+        pytest.skip("runs the script as nobody, which needs root to arrange")
+    result = sh("--prefix", PREFIX, "--dry-run", *args, env=env, as_nobody=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not Path(PREFIX).exists()
+    return result.stdout
+
+
+BROKER = "https://pair.example.com:8443/team"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "source"),
+    [
+        (["--token", jwt({"iss": BROKER, "sub": "sp_x"})], {}, "--token"),
+        ([], {"PAIR_SPACE_TOKEN": f' "{jwt({"iss": BROKER + "/"})}"\r\n'}, "PAIR_SPACE_TOKEN"),  # as pasted
+        ([], {"TOKEN": "\ufeffPAIR_SPACE_TOKEN=" + jwt({"iss": BROKER})}, "TOKEN (the Feature's token option)"),
+        (["--package", "broker", f"--token={jwt({'iss': BROKER})}"], {"PACKAGE": "pair-spaces"}, "--token"),
+    ],
+)
+def test_with_no_package_option_pair_comes_from_the_broker_the_token_names(
+    args: list[str], env: dict[str, str], source: str, tmp_path: Path
+) -> None:
+    """Issue 10: the default package source, for install.sh, the Feature and the Devfile alike."""
+    out = dry_run_as_nobody(args, env, tmp_path)
+    assert f"pair: pair comes from {BROKER}/download/pair.whl (the broker the Space token from {source} names)\n" in out
+    assert f"would install {BROKER}/download/pair.whl and supervisor>=4.2 into {PREFIX}/venv" in out
+    assert f"would write {PREFIX}/bootstrap.txt" in out
+
+
+def test_broker_url_wins_over_the_broker_in_the_token_as_for_bootstrap(tmp_path: Path) -> None:
+    out = dry_run_as_nobody(["--token", jwt({"iss": BROKER})], {"BROKERURL": "http://10.0.0.7:8000/"}, tmp_path)
+    assert "pair comes from http://10.0.0.7:8000/download/pair.whl (the broker --broker-url names)" in out
+    assert f"would write {PREFIX}/broker-url" in out
+
+
+def test_a_space_key_with_a_broker_url_needs_nothing_else(tmp_path: Path) -> None:
+    out = dry_run_as_nobody([], {"PAIR_SPACE_KEY": "pair_sk_" + "x" * 40, "BROKERURL": BROKER}, tmp_path)
+    assert f"pair comes from {BROKER}/download/pair.whl (the broker --broker-url names)" in out
+
+
+@pytest.mark.parametrize(
+    ("package", "source"),
+    [
+        ("pair-spaces", "pair-spaces (PyPI)"),
+        ("0.1.0", "pair-spaces==0.1.0 (PyPI)"),
+        ("pair-spaces>=0.1", "pair-spaces>=0.1 (PyPI)"),
+    ],
+)
+def test_pypi_stays_an_option(package: str, source: str, tmp_path: Path) -> None:
+    out = dry_run_as_nobody(["--package", package, "--token", jwt({"iss": BROKER})], {}, tmp_path)
+    assert f"pair comes from {source}\n" in out
+
+
+def shell_functions(*names: str) -> str:
+    """The text of install.sh's functions `names`, to run on their own (the script defines only
+    functions and calls `main` on its last line)."""
+    text = INSTALL_SH.read_text()
+    found = []
+    for name in names:
+        match = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", text, re.MULTILINE | re.DOTALL)
+        assert match, name
+        found.append(match.group(0))
+    return "\n".join(found)
+
+
+TOKEN_ISSUER = shell_functions("die", "b64url_decode", "token_issuer") + 'token_issuer "$1"\n'
+
+
+def issuer_by_install_sh(pasted: str) -> str:
+    """What install.sh reads as the token's broker, before pair (and its parser) is installed."""
+    done = subprocess.run(
+        ["sh", "-c", TOKEN_ISSUER, "sh", pasted],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
+
+
+URL_ALPHABET = string.ascii_letters + string.digits + ".:/_~%-"  # what install.sh lets into a URL
+broker_urls = st.builds(
+    "{}://{}{}".format,
+    st.sampled_from(["http", "https"]),
+    st.text(URL_ALPHABET, min_size=1, max_size=30),
+    st.sampled_from(["", "/"]),
+)
+claim_text = st.text(max_size=30) | st.sampled_from(['","iss":"http://evil', '\\"iss\\":\\"http://evil', "\\/", "}"])
+PASTES_AROUND: list[Callable[[str], str]] = [
+    lambda t: t,
+    lambda t: f" {t}\r\n",
+    lambda t: f'"{t}"',
+    lambda t: f"export PAIR_SPACE_TOKEN='{t}'",
+    lambda t: "\ufeff" + t,
+    lambda t: f"\x1b[200~{t}\x1b[201~",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    iss=broker_urls | st.text(max_size=30),
+    sub=claim_text,
+    jti=claim_text,
+    paste=st.sampled_from(PASTES_AROUND),
+)
+def test_install_sh_reads_the_broker_a_token_names_as_pair_does(
+    iss: str, sub: str, jti: str, paste: Callable[[str], str]
+) -> None:
+    """The one place install.sh decides the broker before pair exists (shell: base64 and sed)
+    against pair's own reading (pair.api.tokens) of tokens as the broker writes them (msgspec):
+    the same URL for every issuer install.sh could use, and never a different one otherwise."""
+    claims = SpaceTokenClaims(iss=iss, aud=AUDIENCE, sub=sub, iat=1, nbf=1, exp=3601, jti=jti)
+    pasted = paste(jwt(msgspec.json.encode(claims).decode()))
+    by_pair = unverified_claims(pasted)["iss"]
+    by_install_sh = issuer_by_install_sh(pasted)
+    if re.fullmatch(r"https?://[A-Za-z0-9.:/_~%-]+", iss):
+        assert by_install_sh == by_pair == iss
+    else:
+        assert by_install_sh in ("", by_pair)
+
+
+def test_uninstall_without_a_working_pair_removes_prefix_and_names_the_rest() -> None:
+    """A half-made install (the venv has no pair): nothing can ask pair's installer for a plan."""
+    need_root()
+    script = (
+        "mount -t tmpfs -o mode=755 tmpfs /mnt && mkdir -m 755 -p /mnt/pair/venv"
+        " && printf '/usr/local/bin/supervisord\\n' >/mnt/pair/created-by-install.sh"
+        ' && sh "$0" --uninstall --dry-run --prefix /mnt/pair && test -d /mnt/pair'
+        ' && sh "$0" --uninstall --prefix /mnt/pair && test ! -e /mnt/pair'
+    )
+    result = subprocess.run(
+        [need_tool("unshare"), "-m", "--propagation", "private", "sh", "-c", script, str(INSTALL_SH)],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "pair: dry run: nothing will be changed",
+        "pair: would remove /mnt/pair",
+        "pair: dry run: 1 change(s) would be made; nothing was changed.",
+        "pair: remove /mnt/pair",
+    ]
+    assert "/usr/local/bin/supervisord" in result.stderr  # what is left to remove by hand
