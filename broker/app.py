@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -15,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broker import agents, downloads, http, openapi, relay, snapshots, web
+from broker import agents, bus, downloads, http, openapi, relay, snapshots, streams, web
+from broker.bus import Unsubscribe
 from broker.context import Context, open_context
 from broker.errors import Problem
 from broker.handlers import HANDLERS
@@ -35,6 +37,14 @@ async def _sweep(ctx: Context) -> None:
             pass  # the store told the operator (rate-limited); the next sweep tries again
         except Exception:  # one failed sweep must not end the loop
             log.exception("sweeping silent Spaces failed")
+
+
+async def _listen(ctx: Context) -> list[Unsubscribe]:
+    """What every broker process hears on the bus: streams to end (or refused), keys changed."""
+    return [
+        await ctx.bus.subscribe(bus.STREAMS, functools.partial(streams.on_event, ctx)),
+        await ctx.bus.subscribe(bus.SNAPSHOTS, functools.partial(snapshots.forget_keys, ctx)),
+    ]
 
 
 def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> Starlette:
@@ -60,10 +70,13 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         app.state.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
         await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
+        listening = await _listen(app.state.ctx)
         try:
             yield
         finally:
             sweeper.cancel()
+            for unsubscribe in listening:
+                await unsubscribe()
             await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
             if own:
                 await app.state.ctx.store.close()
@@ -74,7 +87,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
-    routes += relay.ROUTES  # WebSockets: the agent's control channel and tunnels
+    routes += relay.ROUTES  # WebSockets: the agent's control channel and streams
     routes += downloads.ROUTES  # /install.sh and /download/pair.whl, for self-hosted teams
     routes += web.routes()  # the web page (/, /signin, /web/…) and POST /api/v1/web-links
     app = Starlette(

@@ -107,7 +107,7 @@ def serve(
     """Run the broker (SQLite in the data dir; a signing key and first admin are made on first start)."""
     import uvicorn
 
-    from broker import relay
+    from broker import streams
     from broker.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir, public_url=public_url)
@@ -138,7 +138,7 @@ def serve(
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Before uvicorn drops the connections (with a bare 1012): people hear why their
             # sessions end, and agents that the broker will be back (they retry within a second).
-            await relay.close_all(ctx)
+            await streams.close_all(ctx)
             await super().shutdown(sockets)
 
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever

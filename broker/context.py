@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from broker.bus import Bus, MemoryBus
 from broker.hub import Hub
 from broker.settings import Settings
 from broker.signing import Keyring
@@ -26,16 +27,18 @@ class Context:
     store: Store
     keyring: Keyring
     hub: Hub = field(default_factory=Hub)
+    bus: Bus = field(default_factory=MemoryBus)  # broker.events publishes on it; see broker.bus
     clock: Callable[[], float] = field(default=time.time)
     # Heartbeat hot path: when agents were last seen (flushed to the store each sweep, so a
     # steady heartbeat writes nothing) and each Space's authorized keys (dropped on every change
-    # this process makes, and after a few seconds for changes made elsewhere).
+    # any process sharing the bus makes, and after a few seconds for changes made elsewhere).
     seen: dict[str, int] = field(default_factory=dict)
     snapshots: dict[str, tuple[float, AuthorizedKeys]] = field(default_factory=dict)
     started_at: int = 0  # when this process started serving (agents reconnect after it)
     # Who hears that a person's SSH keys changed (with this context and the user's id):
-    # `broker.snapshots` listens once the app starts. A plain list for one process, which the
-    # bus beside the hub replaces to reach every replica.
+    # `broker.snapshots` listens once the app starts. A plain list: the process that made the
+    # change pushes to each Space the person reaches, and each push goes on the bus to wherever
+    # that Space's agent is connected (broker.events.push), so one fan-out serves every replica.
     keys_listeners: list[KeysListener] = field(default_factory=list)
 
     def now(self) -> int:

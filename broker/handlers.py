@@ -1,9 +1,9 @@
-"""One small function per JSON endpoint; the rules live in `accounts`, `access`, `spaces`, `agents`
-and `admin`."""
+"""One small function per JSON endpoint; the rules live in `accounts`, `access`, `spaces`, `agents`,
+`streams` and `admin`."""
 
 from __future__ import annotations
 
-from broker import access, accounts, admin, agents, spaces
+from broker import access, accounts, admin, agents, spaces, streams
 from broker.context import timestamp
 from broker.http import Call, Handler
 from pair import __version__
@@ -105,11 +105,11 @@ async def heartbeat(call: Call) -> m.HeartbeatReply:
 
 
 async def sessions(call: Call) -> list[m.TunnelSession]:
-    return await spaces.sessions(call.ctx, call.me, call.params["space_id"])
+    return await streams.sessions(call.ctx, call.me, call.params["space_id"])
 
 
 async def kick(call: Call) -> None:
-    await spaces.kick(call.ctx, call.me, call.params["space_id"], call.params["email"])
+    await streams.kick(call.ctx, call.me, call.params["space_id"], call.params["email"])
 
 
 async def up(call: Call) -> m.Space:

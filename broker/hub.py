@@ -1,9 +1,10 @@
 """Who is connected to this broker process right now: each Space's agent control channel, and
-each open tunnel. Pushing to an agent and ending a person's sessions go through here.
+each open stream. Links are `broker.links.Link`s, not Starlette WebSockets, so a link to another
+replica can take a place here.
 
-It is in-process state: with several broker processes, a push reaches only the agents connected
-to the process that made the change, and the others learn it at their next heartbeat (a second
-or so later) — which is why every heartbeat reply carries the truth.
+It is in-process state. What other processes or replicas must hear goes through the bus
+(broker.events): a push reaches the agent wherever its channel is, and "end these streams" every
+replica's streams. `changed` (a Space's state moved, for a stream waiting on it) is still local.
 """
 
 from __future__ import annotations
@@ -11,55 +12,77 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import msgspec
-from starlette.websockets import WebSocket
 
-from pair.api.models import BrokerMessage
+from broker.links import Link
+from pair.api.closecodes import CloseCode
+from pair.api.models import BrokerMessage, StreamKind
+
+INTRODUCTION_WAIT = 5.0  # seconds a command waits for a new channel's first heartbeat
 
 
 @dataclass(eq=False)
 class AgentLink:
+    """An agent's control channel. `streams` is what the agent said it can dial in its first
+    heartbeat (`Heartbeat.streams`): empty for agents that predate streams (SSH by `tunnel`)."""
+
     space_id: str
-    ws: WebSocket
+    link: Link
+    credential_digest: str
+    streams: frozenset[str] = frozenset()
+    introduced: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first heartbeat
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: BrokerMessage) -> None:
         async with self.lock:  # one frame at a time from the many tasks that push
-            await self.ws.send_text(msgspec.json.encode(message).decode())
+            await self.link.send_text(msgspec.json.encode(message).decode())
+
+    async def wait_introduced(self) -> None:
+        """Until the channel's first heartbeat said what the agent can do (at most INTRODUCTION_WAIT s)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.introduced.wait(), INTRODUCTION_WAIT)
 
 
 @dataclass(eq=False)
-class Tunnel:
+class Stream:
+    """One stream between a person and a target in a Space's container: its agent's link once
+    the agent dialed in (or the Problem that refused it), its byte counts and how it ended."""
+
     id: str
     space_id: str
     user_id: str
     email: str
-    client: WebSocket
-    agent: asyncio.Future[WebSocket] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    kind: StreamKind
+    agent: asyncio.Future[Link] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    client: Link | None = None  # the person's side, once spliced
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
-    bytes_in: int = 0
-    bytes_out: int = 0
+    bytes_in: int = 0  # person → container
+    bytes_out: int = 0  # container → person
     close_reason: str = ""
+    ending: asyncio.Event = field(default_factory=asyncio.Event)  # set by end(): the splice stops
 
-    async def end(self, reason: str, code: int = 4403) -> None:
-        """Close both sides; the splice notices and finishes the log entry."""
+    async def end(self, reason: str, code: int = CloseCode.REVOKED) -> None:
+        """Close both sides with `code` and `reason`; the splice notices and the log row closes."""
         if self.close_reason:
             return
         self.close_reason = reason
-        with contextlib.suppress(Exception):
-            await self.client.close(code=code, reason=reason[:120])
-        if self.agent.done() and not self.agent.cancelled():
-            with contextlib.suppress(Exception):
-                await self.agent.result().close(code=code, reason=reason[:120])
+        self.ending.set()
+        if self.client is not None:
+            await self.client.close(code, reason)
+        if self.agent.done() and not self.agent.cancelled() and self.agent.exception() is None:
+            await self.agent.result().close(code, reason)
+        elif not self.agent.done():
+            self.agent.cancel()  # still waiting for the agent: the opener gives up
 
 
 class Hub:
     def __init__(self) -> None:
         self.agents: dict[str, AgentLink] = {}
-        self.tunnels: dict[str, Tunnel] = {}
+        self.streams: dict[str, Stream] = {}
         self._changes: dict[str, asyncio.Event] = {}  # per Space, for those waiting on it
 
     def attach(self, link: AgentLink) -> AgentLink | None:
@@ -88,43 +111,27 @@ class Hub:
         if self.agents.get(link.space_id) is link:
             del self.agents[link.space_id]
 
-    async def disconnect(self, space_id: str, reason: str) -> None:
-        link = self.agents.pop(space_id, None)
-        if link is not None:
-            with contextlib.suppress(Exception):
-                await link.ws.close(code=4401, reason=reason)
+    def holds(self, link: AgentLink) -> bool:
+        """True while `link` is its Space's current channel (not replaced by a newer one)."""
+        return self.agents.get(link.space_id) is link
 
     def connected(self, space_id: str) -> bool:
         return space_id in self.agents
 
-    async def send(self, space_id: str, message: BrokerMessage) -> bool:
-        link = self.agents.get(space_id)
-        if link is None:
-            return False
-        try:
-            await link.send(message)
-        except Exception:  # the channel is going away; its handler cleans up
-            return False
-        return True
-
-    def tunnels_of(self, space_id: str, user_ids: set[str] | None = None) -> list[Tunnel]:
+    def streams_of(
+        self, space_id: str, user_ids: Collection[str] | None = None, kinds: Collection[str] | None = None
+    ) -> list[Stream]:
         return [
-            t for t in self.tunnels.values() if t.space_id == space_id and (user_ids is None or t.user_id in user_ids)
+            s
+            for s in self.streams.values()
+            if s.space_id == space_id
+            and (user_ids is None or s.user_id in user_ids)
+            and (kinds is None or s.kind in kinds)
         ]
 
-    async def end_tunnels(self, space_id: str, reason: str, user_ids: set[str] | None = None) -> int:
-        tunnels = self.tunnels_of(space_id, user_ids)
-        await asyncio.gather(*(t.end(reason) for t in tunnels))
-        return len(tunnels)
-
     async def close_all(self, code: int, reason: str, agent_reason: str) -> None:
-        """Close every tunnel (`reason` reaches the person through `pair spaces proxy`) and every
-        agent channel, e.g. with 1012 when the broker stops: sent before the server drops the
-        connections, so each side knows why and the agents come back at once."""
-        await asyncio.gather(*(t.end(reason, code) for t in list(self.tunnels.values())))
-
-        async def close(link: AgentLink) -> None:
-            with contextlib.suppress(Exception):
-                await link.ws.close(code=code, reason=agent_reason)
-
-        await asyncio.gather(*(close(link) for link in list(self.agents.values())))
+        """Close every stream (`reason` reaches the person, e.g. through `pair spaces proxy`) and
+        every agent channel, e.g. with 1012 when the broker stops: sent before the server drops
+        the connections, so each side knows why and the agents come back at once."""
+        await asyncio.gather(*(s.end(reason, code) for s in list(self.streams.values())))
+        await asyncio.gather(*(agent.link.close(code, agent_reason) for agent in list(self.agents.values())))

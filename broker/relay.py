@@ -1,39 +1,31 @@
-"""The relay: the agent's control channel, and tunnels that splice a person's SSH stream onto a
-connection the agent dials to its local sshd. Codespaces and Devfile workspaces take no inbound
-connections, so both sides dial out to the broker.
+"""The relay's WebSocket routes: the agent's control channel, the agent's end of each stream, and
+a person's end of a stream (SSH, a terminal, a port), each a thin caller of broker.streams.
 
-Bytes are binary WebSocket frames, compression off (on random bytes it costs ~25x), and each
-direction awaits the other side's send, so a slow reader slows the writer instead of growing a
-buffer.
+WebSockets carry bytes as binary frames, compression off (on random bytes it costs ~25x).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
+import functools
+from collections.abc import Callable
 
 import msgspec
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from broker import access, accounts, agents, credentials, spaces
+from broker import accounts, agents, bus, credentials, events, snapshots, streams
 from broker.context import Context
 from broker.errors import Problem
 from broker.http import as_problem, bearer, problem_response
-from broker.hub import AgentLink, Tunnel
-from broker.store import SpaceRecord, StoreUnavailable, TunnelRecord, UserRecord
+from broker.hub import AgentLink
+from broker.links import Closed, WebSocketLink
+from broker.store import SpaceRecord, StoreUnavailable, UserRecord
 from pair.api import endpoints as ep
 from pair.api import models as m
-from pair.api import readiness
+from pair.api import terminal as tp
+from pair.api.closecodes import CloseCode, for_status
 
-log = logging.getLogger("pair.broker.relay")
-
-READY_WAIT = 5.0  # seconds a tunnel waits for a Space on its way up (agent reconnecting, sshd starting)
-# Seconds for a connected agent to dial in. With READY_WAIT, under `pair spaces proxy`'s 15 s
-# handshake timeout, so the person reads the broker's sentence, not a timeout.
-AGENT_ANSWER_TIMEOUT = 8.0
+_agent_messages = msgspec.json.Decoder(m.AgentMessage)
 
 
 async def deny(ws: WebSocket, problem: Problem) -> None:
@@ -41,230 +33,214 @@ async def deny(ws: WebSocket, problem: Problem) -> None:
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(problem_response(problem))
     else:
-        await ws.close(code=1008, reason=problem.message[:120])
+        await ws.close(code=CloseCode.POLICY, reason=problem.message[:120])
+
+
+# -- the agent's control channel ----------------------------------------------------------------
 
 
 async def agent_connect(ws: WebSocket) -> None:
+    """The agent's control channel: authenticated once, here; afterwards the bus tells it when
+    the credential dies (`events.credential_changed`). Heartbeats come in and are answered;
+    commands for this agent (bus.agent_channel) go out while this process holds the channel."""
     ctx: Context = ws.app.state.ctx
+    credential = bearer(ws)
     try:
-        space = await agents.authenticate_agent(ctx, bearer(ws))
+        space = await agents.authenticate_agent(ctx, credential)
     except (Problem, StoreUnavailable) as exc:
         await deny(ws, as_problem(exc))
         return
     await ws.accept()
-    link = AgentLink(space.id, ws)
+    link = AgentLink(space.id, WebSocketLink(ws), credentials.digest(credential))
     replaced = ctx.hub.attach(link)
     if replaced is not None:
-        with contextlib.suppress(Exception):
-            await replaced.ws.close(code=4000, reason="replaced by a newer connection")
+        await replaced.link.close(CloseCode.REPLACED, "replaced by a newer connection")
+    unsubscribe = await ctx.bus.subscribe(bus.agent_channel(space.id), functools.partial(_command, ctx, link))
     try:
         while True:
-            message = msgspec.json.decode(await ws.receive_text(), type=m.HeartbeatMessage)
-            current = await ctx.store.space_by_credential(credentials.digest(bearer(ws)))
-            if current is None:
-                await ws.close(code=4401, reason="the agent credential is no longer valid")
+            frame = await link.link.receive()
+            if isinstance(frame, Closed):
                 return
-            reply = await agents.heartbeat(ctx, current, message.heartbeat)
+            message = _agent_messages.decode(frame)
+            if isinstance(message, m.StreamRefused):
+                await events.stream_refused(ctx, message.stream_id, _refusal(message))
+                continue
+            beat = message.heartbeat
+            if not link.introduced.is_set():
+                link.streams = frozenset(beat.streams or ())
+                link.introduced.set()
+            current = await ctx.store.space(space.id)  # its state now (not who it is: that was settled above)
+            if current is None or current.deleted_at is not None:
+                await link.link.close(CloseCode.CREDENTIAL_DEAD, "the Space was deleted")
+                return
+            reply = await agents.heartbeat(ctx, current, beat)
             await link.send(m.ReplyMessage(reply=reply))
-    except WebSocketDisconnect:
-        pass
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        await ws.close(code=1007, reason=f"bad message: {exc}"[:120])
-    except (Problem, StoreUnavailable) as exc:  # the agent reconnects after a 4503
+        await link.link.close(CloseCode.BAD_DATA, f"bad message: {exc}")
+    except (Problem, StoreUnavailable) as exc:  # the agent reconnects after UNAVAILABLE
         problem = as_problem(exc)
-        await ws.close(code=4000 + problem.status, reason=problem.message[:120])
+        await link.link.close(for_status(problem.status), problem.message)
     finally:
+        await unsubscribe()
         ctx.hub.detach(link)
 
 
-async def space_tunnel(ws: WebSocket) -> None:
-    """A person's end of a tunnel: authorize, wait until the Space can take it, ask the agent to
-    dial in, splice."""
-    ctx: Context = ws.app.state.ctx
-    try:
-        _, user = await accounts.authenticate(ctx, bearer(ws))
-        space = await _ready(ctx, user, ws.path_params["space_id"])
-    except (Problem, StoreUnavailable) as exc:
-        await deny(ws, as_problem(exc))
+async def _command(ctx: Context, link: AgentLink, payload: bytes) -> None:
+    """An `events.AgentCommand` for the agent on `link`, from the bus."""
+    if not ctx.hub.holds(link):
+        return  # a newer channel of the same agent has it
+    command = events.agent_commands.decode(payload)
+    if isinstance(command, events.Recheck):
+        if await ctx.store.space_by_credential(link.credential_digest) is None:
+            await link.link.close(CloseCode.CREDENTIAL_DEAD, command.reason)
         return
-    tunnel = Tunnel(credentials.new_id("tun_"), space.id, user.id, user.email, ws)
-    ctx.hub.tunnels[tunnel.id] = tunnel
-    try:
-        await ctx.hub.send(space.id, m.TunnelRequest(tunnel_id=tunnel.id))
-        try:
-            agent_ws = await _agent_answer(ctx, user, tunnel)
-        except Problem as problem:
-            await deny(ws, problem)
-            return
-        client = ws.client
-        try:  # every tunnel is logged: one that cannot be is refused
-            await ctx.store.open_tunnel(
-                TunnelRecord(
-                    tunnel.id,
-                    space.id,
-                    user.id,
-                    user.email,
-                    f"{client.host}:{client.port}" if client else "",
-                    ctx.now(),
-                )
-            )
-            await ctx.store.audit(ctx.now(), user.email, "tunnel.open", space.id, tunnel.id)
-        except StoreUnavailable as exc:
-            await deny(ws, as_problem(exc))
-            return
-        await ws.accept(headers=[(ep.HOST_KEYS_HEADER.encode(), _host_keys(space).encode())])
-        await splice(tunnel, ws, agent_ws)
-    finally:
-        ctx.hub.tunnels.pop(tunnel.id, None)
-        tunnel.done.set()
-        if not tunnel.agent.done():
-            tunnel.agent.cancel()
-        with contextlib.suppress(StoreUnavailable):  # the store told the operator
-            await ctx.store.close_tunnel(
-                tunnel.id, ctx.now(), tunnel.bytes_in, tunnel.bytes_out, tunnel.close_reason or "closed"
-            )
+    await link.wait_introduced()
+    if isinstance(command, events.Push):
+        space = await ctx.store.space(link.space_id)
+        if space is not None and space.deleted_at is None:
+            reply = await snapshots.reply_for(ctx, space, start_ssh=command.start_ssh, fresh=True)
+            await link.send(m.ReplyMessage(reply=reply))
+    elif isinstance(command, events.OpenStream):
+        await _open(ctx, link, command)
+    elif "pty" in link.streams:  # EndTerminals; an agent without terminals has none to end
+        await link.send(m.EndTerminals(emails=command.emails, reason=command.reason))
 
 
-async def _ready(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
-    """The Space once its agent is connected and it is running. A Space on its way there (its
-    agent reconnecting after a broker restart, sshd starting) is waited for, up to READY_WAIT
-    seconds and woken by the hub, not polled; one that cannot be (stopped, sshd failing) is
-    refused at once, with the reason."""
-    deadline = time.monotonic() + READY_WAIT
-    while True:
-        space = await access.get_visible(ctx, user, space_id)
-        refused = readiness.refusal(spaces.to_wire(space, user, None))
-        if refused is not None:
-            raise Problem(409, *refused)
-        connected = ctx.hub.connected(space.id)
-        if connected and space.state == "running":
-            return space
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _not_yet(ctx, space, connected)
-        await ctx.hub.wait_changed(space.id, left)
-
-
-def _not_yet(ctx: Context, space: SpaceRecord, connected: bool) -> Problem:
-    """Why a Space that is on its way up did not get there in time."""
-    if connected:
-        return Problem(
-            503,
-            f'SSH in "{space.name}" is still starting.',
-            "Try again in a few seconds; `pair spaces list` shows it running once it is.",
-            "starting",
+async def _open(ctx: Context, link: AgentLink, command: events.OpenStream) -> None:
+    """Ask the agent for a stream in the words it understands: `stream`, or `tunnel` (SSH only)
+    for an agent that predates streams (issue 13: an agent one release older keeps working)."""
+    kind = command.target.__struct_config__.tag  # ssh, pty, tcp: as agents list them
+    if kind in link.streams:
+        await link.send(m.StreamRequest(stream_id=command.stream_id, target=command.target))
+    elif kind == "ssh":
+        await link.send(m.TunnelRequest(tunnel_id=command.stream_id))
+    else:
+        what = "terminals" if kind == "pty" else "ports"
+        problem = Problem(
+            501,
+            f"The pair agent in this Space's container is too old for {what}.",
+            "Update pair in the container (run its install.sh again, or rebuild it); SSH works meanwhile.",
+            "agent_outdated",
         )
-    since = ctx.now() - ctx.started_at
-    if since <= 3 * ctx.settings.agent_interval + READY_WAIT:  # within the sweep's grace after a restart
-        return Problem(
-            503,
-            f'The container of "{space.name}" has not reconnected to the broker yet '
-            f"(the broker restarted {since} s ago).",
-            "Try again in a few seconds.",
-            "agent_reconnecting",
-        )
-    return Problem(
-        503,
-        f'The container of "{space.name}" is not connected to the broker.',
-        "Is its Codespace or workspace running? Its agent reconnects by itself when it is.",
-        "agent_not_connected",
-    )
+        await events.stream_refused(ctx, command.stream_id, problem)
 
 
-async def _agent_answer(ctx: Context, user: UserRecord, tunnel: Tunnel) -> WebSocket:
-    """The agent's end of the tunnel. If the Space's health changes meanwhile (the agent could
-    not reach sshd, and says why), the person hears that at once rather than after the timeout."""
-    deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT
-    while True:
-        left = deadline - time.monotonic()
-        changed = asyncio.ensure_future(ctx.hub.wait_changed(tunnel.space_id, max(left, 0)))
-        await asyncio.wait((tunnel.agent, changed), return_when=asyncio.FIRST_COMPLETED)
-        changed.cancel()
-        if tunnel.agent.done():
-            return tunnel.agent.result()
-        space = await access.get_visible(ctx, user, tunnel.space_id)
-        refused = readiness.refusal(spaces.to_wire(space, user, None))
-        if refused is not None:
-            raise Problem(409, *refused)
-        if time.monotonic() >= deadline:
-            raise Problem(
-                504,
-                f'The container of "{space.name}" did not answer.',
-                "Its agent may be restarting; try again in a few seconds.",
-                "agent_timeout",
-            )
+REFUSALS = {"not_allowed": 403, "unreachable": 502}  # StreamRefused.code → HTTP status
 
 
-def _host_keys(space: SpaceRecord) -> str:
-    """The Space's host keys as its container reported them (checked when they were stored)."""
-    facts = msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else m.ContainerFacts()
-    return ", ".join(facts.host_keys)
+def _refusal(message: m.StreamRefused) -> Problem:
+    """The Problem a person's stream is refused with when the agent would not open it."""
+    hint = {
+        "not_allowed": "pair reaches only ports on 127.0.0.1 in the container, 1–65535, other than its own.",
+        "unreachable": "Start it in the container, or check the port.",
+    }[message.code]
+    return Problem(REFUSALS[message.code], message.message, hint, f"target_{message.code}")
 
 
-async def agent_tunnel(ws: WebSocket) -> None:
-    """The agent's end of a tunnel: hand the socket to the waiting person's handler."""
+# -- the agent's end of a stream ----------------------------------------------------------------
+
+
+async def agent_stream(ws: WebSocket) -> None:
+    """The agent's end of a stream: hand the socket to the waiting person's side, which splices.
+    Served at AGENT_STREAM and, for agents that predate streams, AGENT_TUNNEL."""
     ctx: Context = ws.app.state.ctx
+    stream_id = ws.path_params.get("stream_id") or ws.path_params["tunnel_id"]
     try:
         space = await agents.authenticate_agent(ctx, bearer(ws))
-        tunnel = ctx.hub.tunnels.get(ws.path_params["tunnel_id"])
-        if tunnel is None or tunnel.space_id != space.id or tunnel.agent.done():
-            raise Problem(404, "That tunnel was not found.", "It may have been closed already.", "not_found")
+        stream = streams.agent_dialed(ctx, space.id, stream_id, WebSocketLink(ws))
     except (Problem, StoreUnavailable) as exc:
         await deny(ws, as_problem(exc))
         return
     await ws.accept()
-    tunnel.agent.set_result(ws)
-    await tunnel.done.wait()  # the person's handler splices; this connection lives until it is done
+    await stream.done.wait()  # the person's side splices; this connection lives until it is done
 
 
-async def splice(tunnel: Tunnel, client: WebSocket, agent: WebSocket) -> None:
-    async def pump(src: WebSocket, dst: WebSocket, inbound: bool) -> int:
-        """Copy until `src` disconnects; return its close code."""
-        while True:
-            message = await src.receive()
-            if message["type"] == "websocket.disconnect":
-                return int(message.get("code", 1000))
-            data = message.get("bytes") or (message.get("text") or "").encode()
-            await dst.send_bytes(data)
-            if inbound:
-                tunnel.bytes_in += len(data)
-            else:
-                tunnel.bytes_out += len(data)
+# -- a person's end of a stream -------------------------------------------------------------------
 
-    inbound = asyncio.create_task(pump(client, agent, True))
-    outbound = asyncio.create_task(pump(agent, client, False))
-    done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    for task in (inbound, outbound):
-        with contextlib.suppress(BaseException):
-            await task
-    agent_gone = (
-        outbound in done and not outbound.cancelled() and outbound.exception() is None and outbound.result() != 1000
-    )
-    if agent_gone and not tunnel.close_reason:
-        # The container's side vanished without closing (a normal logout closes with 1000): say so.
-        tunnel.close_reason = "The connection to the container was lost (its agent or sshd stopped)."
-        with contextlib.suppress(Exception):
-            await client.close(code=4502, reason=tunnel.close_reason)
-    for side in (client, agent):
-        with contextlib.suppress(Exception):
-            await side.close()
+TargetFor = Callable[[WebSocket, UserRecord], m.StreamTarget]
+HeadersFor = Callable[[SpaceRecord], list[tuple[bytes, bytes]]]
 
 
-SERVICE_RESTART = 1012  # RFC 6455 close code registry: "Service Restart"
-RESTART_REASON = "The broker is restarting; connect again in a few seconds."
+async def _person(
+    ws: WebSocket, kind: m.StreamKind, target_for: TargetFor, headers_for: HeadersFor = lambda _space: []
+) -> None:
+    """A person's stream: authenticate (their session), name the target, wait until the Space
+    takes it, open it, accept (with `headers_for(space)`), splice. Every refusal before that is
+    an HTTP answer with our JSON error body; after it, a close code and a sentence."""
+    ctx: Context = ws.app.state.ctx
+    accepted = False
+    try:
+        _, user = await accounts.authenticate(ctx, bearer(ws))
+        target = target_for(ws, user)
+        space = await streams.ready(ctx, user, ws.path_params["space_id"], kind)
+        client = f"{ws.client.host}:{ws.client.port}" if ws.client else ""
+        async with streams.open_stream(ctx, space, user, target, client_address=client) as stream:
+            await ws.accept(headers=headers_for(space))
+            accepted = True
+            await streams.splice(stream, WebSocketLink(ws))
+    except (Problem, StoreUnavailable) as exc:
+        if not accepted:
+            await deny(ws, as_problem(exc))
 
 
-async def close_all(ctx: Context, timeout: float = 2.0) -> None:
-    """On shutdown: end every tunnel and agent channel with 1012 and a reason, so people read a
-    sentence and agents reconnect at once (they know the broker is coming back)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(ctx.hub.close_all(SERVICE_RESTART, RESTART_REASON, "the broker is restarting"), timeout)
+def _host_keys_header(space: SpaceRecord) -> list[tuple[bytes, bytes]]:
+    """ep.HOST_KEYS_HEADER: the Space's host keys as its container reported them (checked when
+    they were stored), so the proxy can re-pin them before ssh checks the server's key."""
+    facts = msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else m.ContainerFacts()
+    return [(ep.HOST_KEYS_HEADER.encode(), ", ".join(facts.host_keys).encode())]
+
+
+async def space_tunnel(ws: WebSocket) -> None:
+    """A person's SSH stream (`pair spaces proxy`, ssh's ProxyCommand); its acceptance carries
+    the Space's host keys (ep.HOST_KEYS_HEADER)."""
+    await _person(ws, "ssh", lambda _ws, _user: m.SshTarget(), _host_keys_header)
+
+
+def _terminal(ws: WebSocket, user: UserRecord) -> m.PtyTarget:
+    """`?cols=C&rows=R` opens a terminal started by `user`; `?join=ID[&read_only=true][&cols&rows]`
+    joins one as `user` (never as an email the query names). Raises Problem 422 otherwise."""
+    query = ws.query_params
+    fields: dict[str, str] = {name: query[name] for name in ("cols", "rows") if name in query}
+    kind: type[tp.OpenTerminal] | type[tp.JoinTerminal] = tp.OpenTerminal
+    if "join" in query:
+        kind = tp.JoinTerminal
+        fields.update(terminal_id=query["join"], read_only=query.get("read_only", "false"))
+    try:
+        terminal = msgspec.convert({**fields, "email": user.email}, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise Problem(
+            422,
+            f"That is not a terminal request: {exc}.",
+            "Open one with ?cols=C&rows=R, or join one with ?join=TERMINAL_ID (and read_only=true).",
+            "invalid",
+        ) from exc
+    return m.PtyTarget(terminal=terminal)
+
+
+async def space_terminal(ws: WebSocket) -> None:
+    """A person's terminal stream (pair.api.terminal's protocol)."""
+    await _person(ws, "terminal", _terminal)
+
+
+def _port(ws: WebSocket, _user: UserRecord) -> m.TcpTarget:
+    """The path's port, 1–65535 in decimal without leading zeros. Raises Problem 422. Which
+    ports the agent will dial is its allow-list's decision (pair.container.streams)."""
+    text = ws.path_params["port"]
+    if not (text.isascii() and text.isdigit() and text[0] != "0" and int(text) <= 65535):
+        raise Problem(422, f"{text[:12]!r} is not a TCP port.", "A port is a number from 1 to 65535.", "invalid")
+    return m.TcpTarget(port=int(text))
+
+
+async def space_port(ws: WebSocket) -> None:
+    """A person's TCP stream to 127.0.0.1:PORT in the container (binary frames both ways)."""
+    await _person(ws, "port", _port)
 
 
 ROUTES = [
     WebSocketRoute(ep.AGENT_CONNECT, agent_connect),
-    WebSocketRoute(ep.AGENT_TUNNEL, agent_tunnel),
+    WebSocketRoute(ep.AGENT_STREAM, agent_stream),
+    WebSocketRoute(ep.AGENT_TUNNEL, agent_stream),
     WebSocketRoute(ep.SPACE_TUNNEL, space_tunnel),
+    WebSocketRoute(ep.SPACE_TERMINAL, space_terminal),
+    WebSocketRoute(ep.SPACE_PORT, space_port),
 ]

@@ -11,7 +11,7 @@ import hashlib
 
 import msgspec
 
-from broker import access
+from broker import access, events
 from broker.context import Context
 from broker.store import SpaceRecord
 from pair.api import models as m
@@ -29,9 +29,10 @@ async def authorized_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
     return m.AuthorizedKeys(version=version, login_user=login_user, keys=keys)
 
 
-async def cached_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
-    """The snapshot, built at most every SNAPSHOT_CACHE_SECONDS unless this process changed it."""
-    hit = ctx.snapshots.get(space.id)
+async def cached_keys(ctx: Context, space: SpaceRecord, *, fresh: bool = False) -> m.AuthorizedKeys:
+    """The snapshot, built at most every SNAPSHOT_CACHE_SECONDS unless `fresh` or changed (a
+    change anywhere drops the cached copy of every process through the bus: `forget_keys`)."""
+    hit = None if fresh else ctx.snapshots.get(space.id)
     if hit is not None and ctx.clock() - hit[0] < SNAPSHOT_CACHE_SECONDS:
         return hit[1]
     snapshot = await authorized_keys(ctx, space)
@@ -39,12 +40,17 @@ async def cached_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
     return snapshot
 
 
+async def forget_keys(ctx: Context, payload: bytes) -> None:
+    """bus.SNAPSHOTS: the keys of the Space whose id is `payload` changed; drop the cached copy."""
+    ctx.snapshots.pop(payload.decode(), None)
+
+
 async def reply_for(
-    ctx: Context, space: SpaceRecord, known_version: str = "", *, start_ssh: bool = False
+    ctx: Context, space: SpaceRecord, known_version: str = "", *, start_ssh: bool = False, fresh: bool = False
 ) -> m.HeartbeatReply:
-    """What the agent is told: the desired state, its interval, and the snapshot unless it holds
-    `known_version` already."""
-    snapshot = await cached_keys(ctx, space)
+    """What the agent is told: the desired state, its interval, and the snapshot (built afresh
+    if `fresh`) unless it holds `known_version` already."""
+    snapshot = await cached_keys(ctx, space, fresh=fresh)
     return m.HeartbeatReply(
         space_id=space.id,
         space_name=space.name,
@@ -57,10 +63,9 @@ async def reply_for(
 
 
 async def push(ctx: Context, space: SpaceRecord, *, start_ssh: bool = False) -> None:
-    """Tell a connected agent about new keys or a new desired state."""
-    ctx.snapshots.pop(space.id, None)
-    if ctx.hub.connected(space.id):
-        await ctx.hub.send(space.id, m.ReplyMessage(reply=await reply_for(ctx, space, start_ssh=start_ssh)))
+    """Tell the agent about new keys or a new desired state, wherever it is connected: through
+    the bus (broker.events.push); the replica holding its channel sends the reply."""
+    await events.push(ctx, space.id, start_ssh=start_ssh)
 
 
 async def keys_changed(ctx: Context, user_id: str) -> None:

@@ -12,10 +12,10 @@ import secrets
 
 import msgspec
 
-from broker import access, credentials, names, snapshots
+from broker import access, credentials, events, names, snapshots
 from broker.context import Context, timestamp
 from broker.emails import normalize_email
-from broker.errors import Problem, invalid, not_found
+from broker.errors import Problem, invalid
 from broker.store import Conflict, SpaceRecord, TokenRecord, UserRecord
 from pair.api import models as m
 from pair.api.tokens import AUDIENCE
@@ -149,15 +149,16 @@ async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTok
 async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.ShareUpdate) -> m.Space:
     space = await access.get_owned(ctx, user, space_id, "share")
     add = [t.id for t in await _teammates(ctx, user, req.add)]
-    remove = [t.id for t in await _teammates(ctx, user, req.remove)]
-    await ctx.store.update_shares(space.id, add, remove, ctx.now())
+    removed = await _teammates(ctx, user, req.remove)
+    await ctx.store.update_shares(space.id, add, [t.id for t in removed], ctx.now())
     for verb, emails in (("share", req.add), ("unshare", req.remove)):
         for email in emails:
             await ctx.store.audit(ctx.now(), user.email, f"space.{verb}", space.id, normalize_email(email))
     space = await ctx.store.space(space.id) or space
     await snapshots.push(ctx, space)  # the agent updates its snapshot now, not at its next heartbeat
-    if remove:
-        await ctx.hub.end_tunnels(space.id, f'{user.email} stopped sharing "{space.name}" with you.', set(remove))
+    if removed:
+        reason = f'{user.email} stopped sharing "{space.name}" with you.'
+        await events.end_streams(ctx, space.id, reason, people=removed)
     return await wire(ctx, user, space)
 
 
@@ -166,8 +167,8 @@ async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | 
     space = await access.get_owned(ctx, user, space_id, "delete")
     await ctx.store.delete_space(space.id, ctx.now())
     await ctx.store.audit(ctx.now(), actor or user.email, "space.delete", space.id, space.name)
-    await ctx.hub.end_tunnels(space.id, f'The Space "{space.name}" was deleted.')
-    await ctx.hub.disconnect(space.id, "the Space was deleted")  # the agent then removes all access
+    await events.end_streams(ctx, space.id, f'The Space "{space.name}" was deleted.')
+    await events.credential_changed(ctx, space.id, "the Space was deleted")  # the agent then removes all access
     return space
 
 
@@ -190,52 +191,9 @@ async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool
         )
     else:
         await ctx.store.set_desired_state(space.id, "stopped", "stopping", ctx.now())
-        await ctx.hub.end_tunnels(space.id, f'The owner stopped SSH in "{space.name}".')
+        await events.end_streams(ctx, space.id, f'The owner stopped SSH in "{space.name}".')
     await ctx.store.audit(ctx.now(), user.email, "space.up" if up else "space.down", space.id)
     space = await ctx.store.space(space.id) or space
     ctx.hub.changed(space.id)
     await snapshots.push(ctx, space, start_ssh=up)  # `up` also starts an sshd that failed (the cause fixed, say)
     return await wire(ctx, user, space)
-
-
-async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.TunnelSession]:
-    """The open sessions of a Space, oldest first; without `full`, no address and no bytes."""
-    live = {t.id: t for t in ctx.hub.tunnels_of(space_id)} if full else {}
-    out = []
-    for rec in await ctx.store.open_tunnels(space_id):
-        t = live.get(rec.id)
-        out.append(
-            m.TunnelSession(
-                id=rec.id,
-                space_id=rec.space_id,
-                email=rec.email,
-                client_address=rec.client_address if full else "",
-                opened_at=timestamp(rec.opened_at),
-                bytes_in=t.bytes_in if t else 0,
-                bytes_out=t.bytes_out if t else 0,
-            )
-        )
-    return out
-
-
-async def sessions(ctx: Context, user: UserRecord, space_id: str) -> list[m.TunnelSession]:
-    space = await access.get_owned(ctx, user, space_id, "see the sessions of")
-    return await _open_sessions(ctx, space.id, full=True)
-
-
-async def who_is_connected(ctx: Context, space: m.Space) -> list[m.TunnelSession]:
-    """Who is in a Space, for the person `space` was made for by `visible` (so their access is
-    already checked). Everyone with access sees who is connected and since when; only the owner
-    also sees from where (`client_address`, host:port) and the bytes each way, as in `pair spaces
-    sessions`, which is the owner's. For anyone else those fields are empty."""
-    return await _open_sessions(ctx, space.id, full=space.role == "owner")
-
-
-async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int:
-    space = await access.get_owned(ctx, user, space_id, "end sessions in")
-    target = await ctx.store.user_by_email(normalize_email(email))
-    if target is None:
-        raise not_found(f"The user {email}")
-    ended = await ctx.hub.end_tunnels(space.id, f'{user.email} ended your session in "{space.name}".', {target.id})
-    await ctx.store.audit(ctx.now(), user.email, "space.kick", space.id, f"{target.email}: {ended}")
-    return ended

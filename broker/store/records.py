@@ -77,6 +77,7 @@ class TunnelRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     close_reason: str = ""
+    kind: str = "ssh"  # what the stream reached: ssh, terminal, port (pair.api.models.StreamKind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -448,12 +448,21 @@ class SqliteStore:
             (desired, state, now, space_id),
         )
 
-    # -- the relay's connection log -----------------------------------------------------------
+    # -- the connection log (every stream) ---------------------------------------------------
 
     async def open_tunnel(self, tunnel: TunnelRecord) -> None:
         self._db.execute(
-            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (tunnel.id, tunnel.space_id, tunnel.user_id, tunnel.email, tunnel.client_address, tunnel.opened_at),
+            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                tunnel.id,
+                tunnel.space_id,
+                tunnel.user_id,
+                tunnel.email,
+                tunnel.client_address,
+                tunnel.opened_at,
+                tunnel.kind,
+            ),
         )
 
     async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
@@ -466,7 +475,7 @@ class SqliteStore:
     async def open_tunnels(self, space_id: str) -> list[TunnelRecord]:
         rows = self._all(
             "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
-            " close_reason FROM tunnels WHERE space_id = ? AND closed_at IS NULL ORDER BY opened_at, id",
+            " close_reason, kind FROM tunnels WHERE space_id = ? AND closed_at IS NULL ORDER BY opened_at, id",
             space_id,
         )
         return [TunnelRecord(*r) for r in rows]

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from broker import access, accounts, http, spaces
+from broker import access, accounts, http, spaces, streams
 from broker.context import Context
 from broker.emails import normalize_email
 from broker.errors import Problem
@@ -114,7 +114,7 @@ async def _teammates(ctx: Context, user: UserRecord) -> list[str]:
 
 async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
     visible = await spaces.visible(ctx, user)
-    here = {s.id: await spaces.who_is_connected(ctx, s) for s in visible}
+    here = {s.id: await streams.who_is_connected(ctx, s) for s in visible}
     return views.rows(visible, await _teammates(ctx, user), here, ctx.now())
 
 

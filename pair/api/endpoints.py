@@ -196,12 +196,25 @@ DOWN = Endpoint(
     tag="spaces",
 )
 
-# WebSocket endpoints (not JSON; described in docs/architecture.md).
+# WebSocket endpoints (not JSON; described in docs/architecture.md, "Streams").
 AGENT_CONNECT = f"{API}/agent/connect"  # the agent's control channel (agent credential)
-AGENT_TUNNEL = f"{API}/agent/tunnels/{{tunnel_id}}"  # the agent's side of one tunnel (agent credential)
-SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"  # a person's side of one tunnel (session)
+AGENT_STREAM = f"{API}/agent/streams/{{stream_id}}"  # the agent's side of one stream (agent credential)
+AGENT_TUNNEL = f"{API}/agent/tunnels/{{tunnel_id}}"  # the same, as agents that predate streams dial it
+SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"  # a person's SSH stream (session)
 # In the answer that accepts a person's tunnel: the Space's host keys as the broker recorded them
 # (`TYPE BASE64`, comma-separated), so the proxy can re-pin them before ssh checks the server's key.
 HOST_KEYS_HEADER = "x-pair-host-keys"
+# A person's terminal stream (session): `?cols=C&rows=R` opens a new terminal, `?join=TERMINAL_ID`
+# (with `&read_only=true`, and the window's `cols`/`rows`) joins one; pair.api.terminal's protocol.
+SPACE_TERMINAL = f"{API}/spaces/{{space_id}}/terminal"
+SPACE_PORT = f"{API}/spaces/{{space_id}}/ports/{{port}}"  # a person's TCP stream to 127.0.0.1:PORT (session)
+
+
+def websocket_url(base_url: str, path: str) -> str:
+    """The ws:// or wss:// URL of a WebSocket endpoint `path` on the broker at `base_url`
+    (http → ws, https → wss, RFC 6455 §3)."""
+    scheme, rest = base_url.split("://", 1)
+    return ("wss://" if scheme == "https" else "ws://") + rest.rstrip("/") + path
+
 
 ALL: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

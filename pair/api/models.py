@@ -10,6 +10,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from pair.api.terminal import TerminalTarget
+from pair.api.wire import Struct
+
 
 def whole(body: str) -> str:
     """A regex that matches all of a string and nothing more, alike in Python's `re` (used with
@@ -62,10 +65,6 @@ InstanceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # a con
 Role = Literal["owner", "shared"]
 SpaceState = Literal["created", "starting", "running", "stopping", "stopped", "deleted"]
 Platform = Literal["codespaces", "devfile", "devcontainer", "generic"]
-
-
-class Struct(msgspec.Struct, kw_only=True, omit_defaults=False):
-    """Base for wire types: keyword-only fields, unknown fields ignored (forward compatible)."""
 
 
 class ErrorBody(Struct):
@@ -276,6 +275,10 @@ class Heartbeat(Struct):
     keys_version: str = ""  # the snapshot the agent has; the reply carries a new one if it differs
     facts: ContainerFacts | None = None
     ssh: SshHealth | None = None  # absent from agents older than this field
+    # On the control channel: the stream targets this agent can dial (`STREAM_TARGETS`' kinds),
+    # said in the first heartbeat of each channel and absent after it. An agent that never says
+    # it predates streams and understands only `tunnel` (SSH). Unknown kinds are ignored.
+    streams: list[str] | None = None
 
 
 class HeartbeatReply(Struct):
@@ -305,16 +308,78 @@ class ReplyMessage(Struct, tag="reply", tag_field="type"):
 
 
 class TunnelRequest(Struct, tag="tunnel", tag_field="type"):
-    """broker → agent: dial the local sshd and connect it to the broker's tunnel `tunnel_id`."""
+    """broker → agent, to agents that predate streams (their heartbeats name no `streams`): dial
+    the local sshd and connect it to the broker's stream `tunnel_id` (at AGENT_TUNNEL)."""
 
     tunnel_id: str
 
 
-BrokerMessage = ReplyMessage | TunnelRequest
+# What a stream reaches in the container. The agent maps each kind to a dialer through its
+# allow-list (pair.container.streams): the broker names a target, never an address.
+
+
+class SshTarget(Struct, tag="ssh", tag_field="kind"):
+    """The Space's sshd (the agent's SSH port)."""
+
+
+class PtyTarget(Struct, tag="pty", tag_field="kind"):
+    """A terminal: a new one, or one to join (pair.api.terminal). The stream then speaks the
+    terminal protocol: binary frames are terminal bytes, text frames its JSON messages."""
+
+    terminal: TerminalTarget
+
+
+class TcpTarget(Struct, tag="tcp", tag_field="kind"):
+    """127.0.0.1:PORT in the container, as raw bytes. The agent refuses ports outside 1..65535,
+    and its own ports and sshd's unless `shared` (the owner shared that port on purpose)."""
+
+    port: int  # checked by the agent's allow-list, which answers out-of-range ports with a sentence
+    shared: bool = False
+
+
+StreamTarget = SshTarget | PtyTarget | TcpTarget
+STREAM_TARGETS = ("ssh", "pty", "tcp")  # every target kind, as an agent lists them in `Heartbeat.streams`
+
+StreamKind = Literal["ssh", "terminal", "port"]  # how the connection log and `sessions` name a stream
+StreamId = Annotated[str, msgspec.Meta(pattern="^[a-z]{3}_[a-z2-7]{12}$")]
+
+
+class StreamRequest(Struct, tag="stream", tag_field="type"):
+    """broker → agent: open a stream to `target` and connect it to the broker's stream
+    `stream_id` (at AGENT_STREAM). Sent only to agents whose heartbeat listed the target's kind."""
+
+    stream_id: StreamId
+    target: StreamTarget
+
+
+class EndTerminals(Struct, tag="end_terminals", tag_field="type"):
+    """broker → agent: these people's access ended (unshare, kick), or everyone's (`emails` null:
+    down, delete). Their attachments close with `reason` (`revoked`), their grants go, and the
+    terminals they started end. Sent only to agents that listed `pty`."""
+
+    emails: list[str] | None
+    reason: str
+
+
+BrokerMessage = ReplyMessage | TunnelRequest | StreamRequest | EndTerminals
+
+
+class StreamRefused(Struct, tag="refused", tag_field="type"):
+    """agent → broker, answering a `stream` request it will not or cannot open (not for `tunnel`:
+    brokers that send those do not know this message). `message` is one sentence for the person,
+    e.g. "port 8080 in the container is not reachable (Connection refused)."; `code` is for
+    programs: `not_allowed` (the allow-list refused the target), `unreachable` (nothing answered)."""
+
+    stream_id: StreamId
+    message: ShortText
+    code: Literal["not_allowed", "unreachable"]
+
+
+AgentMessage = HeartbeatMessage | StreamRefused
 
 
 class TunnelSession(Struct):
-    """One SSH connection through the relay, open or closed."""
+    """One stream through the relay (an SSH connection, a terminal, a port), open or closed."""
 
     id: str
     space_id: str
@@ -325,6 +390,7 @@ class TunnelSession(Struct):
     bytes_in: int = 0  # from the person to the container
     bytes_out: int = 0  # from the container to the person
     close_reason: str = ""
+    kind: StreamKind = "ssh"  # brokers older than streams relayed SSH only
 
 
 class StateChange(Struct):

@@ -47,7 +47,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from pair.api.models import Struct
+from pair.api.wire import Struct
 
 Role = Literal["driver", "viewer"]
 Dimension = Annotated[int, msgspec.Meta(ge=1, le=1000)]

@@ -3,14 +3,16 @@
 It holds one WebSocket to the broker (the control channel), authenticated by the agent
 credential. Heartbeats with the container's facts ride on it (so the Space shows `running`), and
 the broker pushes over it: new authorized keys (a revocation reaches the snapshot in about a
-second), the desired state (`down` stops sshd through supervisorctl, `up` starts it), and tunnel
-requests (dial the local sshd, connect it to the broker). Each heartbeat says whether sshd is
+second), the desired state (`down` stops sshd through supervisorctl, `up` starts it, and ends the
+terminals), and stream requests: open a stream to a target — sshd, a terminal, a port on
+127.0.0.1 — through the allow-list in `pair.container.streams`, and connect it to the broker
+(brokers that predate streams send `tunnel`, for sshd). Each heartbeat says whether sshd is
 really serving and why not (`pair.container.health`); a change is reported at once. When the
 broker is away it reconnects with backoff and jitter (the first retry within a second, so a
 restarted broker has its agents back at once); the snapshot carries its own age limit, so `pair
 verify` stops trusting it on time whatever happens here. When the credential dies (Space deleted, or re-bootstrapped
-elsewhere) it removes the snapshot, so nobody gets in, and waits for a new bootstrap. SIGTERM ends
-it cleanly, telling the broker the Space is stopping.
+elsewhere) it removes the snapshot and ends the terminals, so nobody gets in, and waits for a new
+bootstrap. SIGTERM ends it cleanly, telling the broker the Space is stopping.
 """
 
 from __future__ import annotations
@@ -28,40 +30,57 @@ from typing import Any
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
-from websockets.frames import Close
 
 from pair import verify
 from pair.api import endpoints as ep
+from pair.api import terminal as tp
+from pair.api.closecodes import BROKER_RESTARTING, CREDENTIAL_ENDED
 from pair.api.models import (
+    STREAM_TARGETS,
     AuthorizedKeys,
     BrokerMessage,
+    EndTerminals,
     Heartbeat,
     HeartbeatMessage,
     HeartbeatReply,
+    PtyTarget,
     ReplyMessage,
+    SshTarget,
+    StreamRefused,
+    StreamRequest,
+    StreamTarget,
+    TcpTarget,
 )
-from pair.container import facts, supervisor
-from pair.container.health import FAILED, SshWatch, os_error
+from pair.container import facts, streams, supervisor
+from pair.container.health import FAILED, SshWatch
 from pair.container.home import Home, Registration
+from pair.container.terminals import TerminalError, TerminalManager, pump
 from pair.files import write_private
 
 FIRST_BACKOFF = 1.0  # seconds before the first retry (jittered down to half); doubles per failure
 MAX_BACKOFF = 60.0
 IDLE_POLL = 1.0  # how often to look for a (new) registration while there is none that works
 WATCH_INTERVAL = 1.0  # how often supervisord is asked about sshd (one XML-RPC call, no process)
-DEAD = {4401, 4409}  # close codes: this credential or this container is no longer the Space's
-RESTARTING = {1001, 1012}  # close codes (going away, service restart): the broker will be back
-RESTART_PATIENCE = 30.0  # seconds of retrying every second after that, before backing off
-CHUNK = 64 * 1024
+RESTART_PATIENCE = 30.0  # seconds of retrying every second after the broker said it restarts
+_broker_messages = msgspec.json.Decoder(BrokerMessage)
 
 
 def log(message: str) -> None:
     print(f"pair agent: {message}", flush=True)
 
 
-def ws_url(base: str, path: str) -> str:
-    scheme, rest = base.split("://", 1)
-    return ("wss://" if scheme == "https" else "ws://") + rest.rstrip("/") + path
+def dial_broker(reg: Registration, path: str, *, control: bool = False) -> connect:
+    """A WebSocket to the broker's endpoint `path`, with this container's credential: the control
+    channel (`control`: pinged, so a dead broker is noticed) or a stream (unbounded messages, no
+    pings: ssh and the terminal protocol keep their connections alive themselves). Compression
+    is off: on random bytes it costs ~25x."""
+    return connect(
+        ep.websocket_url(reg.url, path),
+        additional_headers={"Authorization": f"Bearer {reg.credential}"},
+        compression=None,
+        open_timeout=10,
+        **({"ping_interval": 20, "ping_timeout": 20} if control else {"max_size": None, "ping_interval": None}),
+    )
 
 
 class CredentialDead(Exception):
@@ -80,7 +99,9 @@ class Agent:
         self.sshd_port = self.home.ssh_port()
         self.wanted: str | None = None  # what the broker last asked of sshd: "running" or "stopped"
         self.ssh = SshWatch(self.sshd_port, supervisor.Rpc.open())
-        self.tasks: set[asyncio.Task[None]] = set()  # tunnels and sshd starts, each collected when done
+        self.terminals = TerminalManager(self.facts.login_user or "root", log=log)  # the snapshot names the user
+        self.tasks: set[asyncio.Task[None]] = set()  # streams and sshd starts, each collected when done
+        self._control: ClientConnection | None = None  # the channel refusals go back on
         self._news = asyncio.Event()  # set when the broker should hear a heartbeat now
         self._recheck = asyncio.Event()  # set when sshd's health must be probed now (a tunnel failed)
         self._registration_stamp: float | None = None
@@ -94,7 +115,7 @@ class Agent:
                 log(f"authorized keys now: {', '.join(sorted({k.email for k in keys.keys})) or 'nobody'}")
             self.keys_version = keys.version
             self.snapshot_keys = [(k.key, k.email, k.role) for k in keys.keys]
-            self.login_user = keys.login_user
+            self.login_user = self.terminals.login_user = keys.login_user
         elif self.snapshot_keys is None:
             return  # nothing to re-stamp yet; the next reply carries the keys
         text = verify.render(self.login_user, time.time(), max_age, reg.space_id, self.keys_version, self.snapshot_keys)
@@ -136,7 +157,9 @@ class Agent:
                 if self._registration_changed():
                     continue  # bootstrapped again meanwhile: serve the new credential, keep access
                 self.revoke_access(str(exc))
+                self.terminals.end_all("This container is no longer the Space's.", "revoked")
                 await self._idle("this container's registration is no longer valid; bootstrap again")
+        await self.terminals.aclose()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -172,17 +195,9 @@ class Agent:
         self.sshd_port = self.ssh.port = self.home.ssh_port()  # install.sh may have run again meanwhile
         failures = 0
         restarting_until = 0.0  # while the broker said it is restarting, retry every second
-        headers = {"Authorization": f"Bearer {reg.credential}"}
         while not self.stop.is_set():
             try:
-                async with connect(
-                    ws_url(reg.url, ep.AGENT_CONNECT),
-                    additional_headers=headers,
-                    compression=None,
-                    open_timeout=10,
-                    ping_interval=20,
-                    ping_timeout=20,
-                ) as ws:
+                async with dial_broker(reg, ep.AGENT_CONNECT, control=True) as ws:
                     log("connected" if not failures else "connected to the broker again")
                     failures = 0
                     if await self._channel(ws, reg, instance_id):
@@ -194,12 +209,12 @@ class Agent:
                 failures += 1
                 await self._backoff(failures, f"the broker answered HTTP {exc.response.status_code}.")
             except ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code in DEAD:
+                if exc.rcvd is not None and exc.rcvd.code in CREDENTIAL_ENDED:
                     raise CredentialDead(exc.rcvd.reason or "the broker closed the channel") from exc
-                if exc.rcvd is not None and exc.rcvd.code in RESTARTING:
+                if exc.rcvd is not None and exc.rcvd.code in BROKER_RESTARTING:
                     restarting_until = time.monotonic() + RESTART_PATIENCE
                 failures += 1
-                await self._backoff(failures, f"the broker closed the channel ({_closed(exc)}).")
+                await self._backoff(failures, f"the broker closed the channel ({streams.close_of(exc)}).")
             except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
                 failures += 1
                 quick = time.monotonic() < restarting_until
@@ -220,14 +235,19 @@ class Agent:
     async def _channel(self, ws: ClientConnection, reg: Registration, instance_id: str) -> bool:
         """Heartbeat and handle pushes until the channel ends; True if the registration changed."""
 
+        introduced = False
+
         async def beat(state: str | None = None) -> None:
+            nonlocal introduced
             heartbeat = Heartbeat(
                 instance_id=instance_id,
                 state=state or ("stopped" if self.wanted == "stopped" else "running"),  # type: ignore[arg-type]
                 keys_version=self.keys_version,
                 facts=self.facts,
                 ssh=self.ssh.health,
+                streams=None if introduced else list(STREAM_TARGETS),  # said once per channel
             )
+            introduced = True
             await ws.send(msgspec.json.encode(HeartbeatMessage(heartbeat=heartbeat)).decode())
 
         async def heartbeats() -> bool:
@@ -247,11 +267,21 @@ class Agent:
 
         async def receive() -> bool:
             async for raw in ws:
-                message = msgspec.json.decode(raw, type=BrokerMessage)
+                try:
+                    message = _broker_messages.decode(raw)
+                except msgspec.ValidationError as exc:  # from a newer broker: not ours to act on
+                    log(f"ignored a message this agent does not understand ({exc})")
+                    continue
                 if isinstance(message, ReplyMessage):
                     await self._apply(reg, message.reply)
-                else:
-                    self._spawn(self._tunnel(reg, message.tunnel_id), f"tunnel {message.tunnel_id}")
+                elif isinstance(message, StreamRequest):
+                    name = f"stream {message.stream_id}"
+                    self._spawn(self._stream(reg, message.stream_id, message.target, ep.AGENT_STREAM), name)
+                elif isinstance(message, EndTerminals):
+                    self._end_terminals(message)
+                else:  # a broker that predates streams: a tunnel is a stream to sshd
+                    name = f"tunnel {message.tunnel_id}"
+                    self._spawn(self._stream(reg, message.tunnel_id, SshTarget(), ep.AGENT_TUNNEL), name)
             return False
 
         async def watch() -> bool:
@@ -263,8 +293,12 @@ class Agent:
                     await asyncio.wait_for(self._recheck.wait(), WATCH_INTERVAL)
 
         await self._check_ssh(force=True)  # the first heartbeat carries the truth
+        self._control = ws
         tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(receive()), asyncio.create_task(watch())]
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._control = None
         for task in pending:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -299,6 +333,8 @@ class Agent:
         want = "running" if reply.desired_state == "running" else "stopped"
         changed, self.wanted = want != self.wanted, want
         if want == "stopped":
+            if changed:
+                self.terminals.end_all("The owner stopped the Space.", "revoked")
             if changed and await self._sshd("stop"):
                 log("sshd stopped, as the owner asked")
                 self._news.set()  # report `stopped` at once
@@ -333,75 +369,80 @@ class Agent:
             self.ssh.started()
             self._recheck.set()
 
-    # -- tunnels ----------------------------------------------------------------------------
+    # -- streams ----------------------------------------------------------------------------
 
-    async def _tunnel(self, reg: Registration, tunnel_id: str) -> None:
-        """Dial the local sshd and the broker's end of the tunnel, and copy bytes both ways.
-        Ends with one log line saying which side closed it, and why."""
-        url = ws_url(reg.url, ep.AGENT_TUNNEL.format(tunnel_id=tunnel_id))
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.sshd_port)
-        except OSError as exc:
-            log(f"tunnel {tunnel_id}: sshd on port {self.sshd_port} is not reachable ({os_error(exc)})")
-            self._recheck.set()  # the broker hears why at once, and tells the person
+    def _end_terminals(self, message: EndTerminals) -> None:
+        """The broker ended people's access (unshare, kick), or everyone's (down, delete)."""
+        if message.emails is None:
+            self.terminals.end_all(message.reason, "revoked")
+        for email in message.emails or ():
+            self.terminals.revoke(email, message.reason)
+
+    async def _refuse(self, stream_id: str, refused: streams.Refused) -> None:
+        """Tell the broker why a stream it asked for will not open, so the person hears it now."""
+        control = self._control
+        if control is None:
+            return  # the channel is gone; the person's wait ends with the broker's timeout
+        message = StreamRefused(stream_id=stream_id, message=refused.message[:300], code=refused.code)  # type: ignore[arg-type]
+        with contextlib.suppress(ConnectionClosed):
+            await control.send(msgspec.json.encode(message).decode())
+
+    async def _stream(self, reg: Registration, stream_id: str, target: StreamTarget, path: str) -> None:
+        """Open the stream `stream_id` to `target` (through the allow-list) and connect it to the
+        broker at `path`. Ends with one log line saying which side closed it, and why. A refusal
+        is told to the broker on the control channel, except for `tunnel`s (from brokers that
+        do not know the message): then the health report says why sshd could not be reached."""
+        url_path = path.format(stream_id=stream_id, tunnel_id=stream_id)
+        what = f"{'tunnel' if path == ep.AGENT_TUNNEL else 'stream'} {stream_id}"
+        if isinstance(target, PtyTarget):
+            ended = await self._terminal_stream(reg, url_path, target)
+            log(f"{what} ended: {ended}")
             return
-        ended = "closed"
+        ssh = not isinstance(target, TcpTarget)
+        name = f"port {target.port}" if isinstance(target, TcpTarget) else "sshd"
         try:
-            async with connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {reg.credential}"},
-                compression=None,
-                max_size=None,
-                open_timeout=10,
-                ping_interval=None,  # ssh keeps the connection alive itself
-            ) as ws:
-
-                async def to_broker() -> str:
-                    while data := await reader.read(CHUNK):
-                        await ws.send(data)
-                    return "sshd closed the connection"
-
-                async def to_sshd() -> str:
-                    async for data in ws:
-                        writer.write(data if isinstance(data, bytes) else data.encode())
-                        await writer.drain()
-                    return "the person's side closed"
-
-                tasks = [asyncio.create_task(to_broker()), asyncio.create_task(to_sshd())]
-                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in pending:
-                    task.cancel()
-                results = await asyncio.gather(*tasks, return_exceptions=True)  # every error collected
-                first = next(iter(done))
-                outcome = results[tasks.index(first)]
-                rcvd = ws.protocol.close_rcvd
-                if rcvd is not None and rcvd.code != 1000:
-                    ended = f"the broker closed it ({_closed(rcvd)})"
-                elif isinstance(outcome, str):
-                    ended = outcome
-                elif isinstance(outcome, BaseException):
-                    ended = _error(outcome)
+            if isinstance(target, TcpTarget):
+                refusal = streams.tcp_refusal(target.port, shared=target.shared, reserved={self.sshd_port})
+                if refusal is not None:
+                    raise streams.Refused(refusal, "not_allowed")
+                reader, writer = await streams.dial(target.port, name)
+            else:
+                reader, writer = await streams.dial(self.sshd_port, f"sshd on port {self.sshd_port}")
+        except streams.Refused as refused:
+            log(f"{what}: {refused.message}")
+            if ssh:
+                self._recheck.set()  # the broker hears why at once in the health report, and tells the person
+            if path == ep.AGENT_STREAM:
+                await self._refuse(stream_id, refused)
+            return
+        try:
+            async with dial_broker(reg, url_path) as ws:
+                ended = await streams.copy(reader, writer, ws, name)
         except (OSError, TimeoutError, WebSocketException) as exc:
-            ended = _error(exc)
+            ended = streams.error(exc)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        log(f"tunnel {tunnel_id} ended: {ended}")
+        log(f"{what} ended: {ended}")
 
-
-def _closed(exc: ConnectionClosed | Close) -> str:
-    """`code reason` of a WebSocket close, e.g. `1012 The broker is restarting.`"""
-    frame = exc if isinstance(exc, Close) else exc.rcvd
-    if frame is None:
-        return "no close frame: the connection dropped"
-    return f"{frame.code} {frame.reason}".strip()
-
-
-def _error(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionClosed):
-        return f"the broker closed it ({_closed(exc)})"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    async def _terminal_stream(self, reg: Registration, url_path: str, target: PtyTarget) -> str:
+        """Attach the broker's stream to a terminal; a terminal that cannot be had is answered
+        on the stream itself with `closed {reason, code}` (pair.api.terminal's protocol)."""
+        try:
+            async with dial_broker(reg, url_path) as ws:
+                try:
+                    attachment = await self.terminals.connect(target.terminal)
+                except TerminalError as exc:
+                    await ws.send(tp.encode(tp.Closed(reason=exc.message, code=exc.code)))
+                    return f"refused: {exc.message}"
+                await pump(attachment, ws)
+                rcvd = ws.protocol.close_rcvd
+                if rcvd is not None and rcvd.code != 1000:
+                    return f"the broker closed it ({streams.closed(rcvd.code, rcvd.reason)})"
+                return "the terminal stream ended"
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            return streams.error(exc)
 
 
 def main() -> int:

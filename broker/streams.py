@@ -1,0 +1,309 @@
+"""Streams: a person reaches a target in a Space's container — its sshd, a terminal, a port — over
+a connection the Space's agent dials out to the broker (Codespaces and Devfile workspaces take no
+inbound connections). SSH tunnels, terminals and ports are one mechanism (Coder's agent shares
+one dial for SSH, its reconnecting PTY and ports):
+
+- `ready`: the Space can take a stream of this kind now (or soon: it waits a few seconds for an
+  agent reconnecting or sshd starting), else a Problem that says why;
+- `open_stream`: ask the agent (over the bus, wherever its control channel is) to open a stream
+  to the target, wait for it to dial in (or refuse), log the stream (one row, with its kind);
+- `splice`: copy messages both ways, keeping their kind (binary = bytes, text = a control
+  protocol's JSON, so a terminal's messages pass through), counting bytes each way;
+- `broker.events.end_streams`: the one way to end streams (unshare, kick, delete, down), which
+  `on_event` carries out for the streams this process holds.
+
+Sessions (`pair spaces sessions`) and kick are here too: they list and end streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from broker import access, credentials, emails, events, spaces
+from broker.context import Context, timestamp
+from broker.errors import Problem, not_found
+from broker.hub import Stream
+from broker.links import Closed, Frame, Link
+from broker.store import SpaceRecord, TunnelRecord, UserRecord
+from pair.api import models as m
+from pair.api import readiness
+from pair.api.closecodes import SENTENCES, CloseCode
+
+READY_WAIT = 5.0  # seconds a stream waits for a Space on its way up (agent reconnecting, sshd starting)
+# Seconds for a connected agent to dial in. With READY_WAIT, under `pair spaces proxy`'s 15 s
+# handshake timeout, so the person reads the broker's sentence, not a timeout.
+AGENT_ANSWER_TIMEOUT = 8.0
+
+KINDS: dict[type[m.StreamTarget], m.StreamKind] = {m.SshTarget: "ssh", m.PtyTarget: "terminal", m.TcpTarget: "port"}
+_ID_PREFIXES: dict[m.StreamKind, str] = {"ssh": "tun_", "terminal": "pty_", "port": "tcp_"}
+_AUDIT: dict[m.StreamKind, str] = {"ssh": "tunnel.open", "terminal": "terminal.open", "port": "port.open"}
+CONTAINER_LOST = SENTENCES[CloseCode.CONTAINER_LOST]
+
+
+def kind_of(target: m.StreamTarget) -> m.StreamKind:
+    return KINDS[type(target)]
+
+
+# -- opening ----------------------------------------------------------------------------------
+
+
+def refusal(space: m.Space, kind: m.StreamKind) -> readiness.Refusal | None:
+    """Why `space` cannot take a stream of `kind` now; None if it can, or soon may. SSH needs
+    sshd serving; a terminal or a port needs only the agent, so a Space whose sshd is down
+    (`starting`) still takes them."""
+    if kind != "ssh" and space.state == "starting":
+        return None
+    return readiness.refusal(space)
+
+
+async def ready(ctx: Context, user: UserRecord, space_id: str, kind: m.StreamKind) -> SpaceRecord:
+    """The Space, once `user` may reach it, its agent is connected and it takes `kind`. A Space
+    on its way there (its agent reconnecting after a broker restart, sshd starting) is waited
+    for, up to READY_WAIT seconds, woken by the hub rather than polled; one that cannot be
+    (stopped, sshd failing) is refused at once with the reason. Raises Problem (404 for a Space
+    `user` cannot see, 409 not running, 503 not yet)."""
+    deadline = time.monotonic() + READY_WAIT
+    while True:
+        space = await access.get_visible(ctx, user, space_id)
+        refused = refusal(spaces.to_wire(space, user, None), kind)
+        if refused is not None:
+            raise Problem(409, *refused)
+        connected = ctx.hub.connected(space.id)
+        if connected and (space.state == "running" or (kind != "ssh" and space.state == "starting")):
+            return space
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _not_yet(ctx, space, connected)
+        await ctx.hub.wait_changed(space.id, left)
+
+
+def _not_yet(ctx: Context, space: SpaceRecord, connected: bool) -> Problem:
+    """Why a Space that is on its way up did not get there in time."""
+    if connected:
+        return Problem(
+            503,
+            f'SSH in "{space.name}" is still starting.',
+            "Try again in a few seconds; `pair spaces list` shows it running once it is.",
+            "starting",
+        )
+    since = ctx.now() - ctx.started_at
+    if since <= 3 * ctx.settings.agent_interval + READY_WAIT:  # within the sweep's grace after a restart
+        return Problem(
+            503,
+            f'The container of "{space.name}" has not reconnected to the broker yet '
+            f"(the broker restarted {since} s ago).",
+            "Try again in a few seconds.",
+            "agent_reconnecting",
+        )
+    return Problem(
+        503,
+        f'The container of "{space.name}" is not connected to the broker.',
+        "Is its Codespace or workspace running? Its agent reconnects by itself when it is.",
+        "agent_not_connected",
+    )
+
+
+@asynccontextmanager
+async def open_stream(
+    ctx: Context, space: SpaceRecord, person: UserRecord, target: m.StreamTarget, *, client_address: str
+) -> AsyncIterator[Stream]:
+    """A stream from `person` to `target` in `space` (which `ready` returned): the agent asked
+    and dialed in, the stream logged. Yields it for `splice`; on leaving, the stream is
+    forgotten and its log row closed with its byte counts and why it ended.
+
+    Raises Problem before yielding: the agent refused (its sentence), did not answer within
+    AGENT_ANSWER_TIMEOUT (504), the Space stopped taking streams meanwhile (409), the person's
+    access ended meanwhile (403/404); StoreUnavailable when the stream cannot be logged (every
+    stream is logged: one that cannot be is refused)."""
+    kind = kind_of(target)
+    stream = Stream(credentials.new_id(_ID_PREFIXES[kind]), space.id, person.id, person.email, kind)
+    ctx.hub.streams[stream.id] = stream
+    logged = False
+    try:
+        await events.ask_for_stream(ctx, space.id, stream.id, target)
+        await _agent_answer(ctx, person, stream)
+        await ctx.store.open_tunnel(
+            TunnelRecord(stream.id, space.id, person.id, person.email, client_address, ctx.now(), kind=kind)
+        )
+        await ctx.store.audit(ctx.now(), person.email, _AUDIT[kind], space.id, stream.id)
+        logged = True
+        yield stream
+    finally:
+        ctx.hub.streams.pop(stream.id, None)
+        stream.done.set()  # the agent's handler lets its connection go
+        if not stream.agent.done():
+            stream.agent.cancel()
+        elif not stream.agent.cancelled() and stream.agent.exception() is None:
+            await stream.agent.result().close(CloseCode.NORMAL, stream.close_reason)
+        if logged:
+            with contextlib.suppress(Exception):  # StoreUnavailable: the store told the operator
+                await ctx.store.close_tunnel(
+                    stream.id, ctx.now(), stream.bytes_in, stream.bytes_out, stream.close_reason or "closed"
+                )
+
+
+async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream) -> Link:
+    """The agent's end of the stream. If the Space's health changes meanwhile (the agent could
+    not reach sshd, and says why), the person hears that at once rather than after the timeout."""
+    deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        changed = asyncio.ensure_future(ctx.hub.wait_changed(stream.space_id, max(left, 0)))
+        await asyncio.wait((stream.agent, changed), return_when=asyncio.FIRST_COMPLETED)
+        changed.cancel()
+        if stream.agent.cancelled():  # ended while waiting (unshare, kick, down…)
+            raise Problem(403, stream.close_reason or "The stream was ended.", "", "revoked")
+        if stream.agent.done():
+            return stream.agent.result()  # or the refusal's Problem
+        space = await access.get_visible(ctx, person, stream.space_id)
+        refused = refusal(spaces.to_wire(space, person, None), stream.kind)
+        if refused is not None:
+            raise Problem(409, *refused)
+        if time.monotonic() >= deadline:
+            raise Problem(
+                504,
+                f'The container of "{space.name}" did not answer.',
+                "Its agent may be restarting; try again in a few seconds.",
+                "agent_timeout",
+            )
+
+
+def agent_dialed(ctx: Context, space_id: str, stream_id: str, link: Link) -> Stream:
+    """Hand the agent's end of a stream to the person's side waiting for it; the caller keeps
+    the link open until `stream.done`. Raises Problem 404 if no such stream waits for this Space."""
+    stream = ctx.hub.streams.get(stream_id)
+    if stream is None or stream.space_id != space_id or stream.agent.done():
+        raise Problem(404, "That stream was not found.", "It may have been closed already.", "not_found")
+    stream.agent.set_result(link)
+    return stream
+
+
+# -- the splice -------------------------------------------------------------------------------
+
+
+async def splice(stream: Stream, client: Link) -> None:
+    """Copy between the person's `client` and the agent's end until either closes; each message
+    keeps its kind. Each direction awaits the other side's send, so a slow reader slows the
+    writer instead of growing a buffer. Either side closing closes both; the container's side
+    vanishing (any close but a normal one) is told to the person as CONTAINER_LOST."""
+    agent = stream.agent.result()
+    stream.client = client
+    if stream.close_reason:  # ended between the agent dialing in and now
+        await client.close(CloseCode.REVOKED, stream.close_reason)
+        return
+
+    async def pump(src: Link, dst: Link, inbound: bool) -> Closed:
+        """Copy until `src` closes; return how it closed."""
+        while True:
+            frame: Frame | Closed = await src.receive()
+            if isinstance(frame, bytes):
+                await dst.send_bytes(frame)
+                size = len(frame)
+            elif isinstance(frame, str):
+                await dst.send_text(frame)
+                size = len(frame.encode())
+            else:
+                return frame
+            if inbound:
+                stream.bytes_in += size
+            else:
+                stream.bytes_out += size
+
+    inbound = asyncio.create_task(pump(client, agent, True))
+    outbound = asyncio.create_task(pump(agent, client, False))
+    done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    ends = await asyncio.gather(inbound, outbound, return_exceptions=True)  # every error collected
+    agent_end = ends[1]
+    vanished = outbound in done and isinstance(agent_end, Closed) and agent_end.code != CloseCode.NORMAL
+    if vanished and not stream.close_reason:  # the container's side went without closing: say so
+        stream.close_reason = CONTAINER_LOST
+        await client.close(CloseCode.CONTAINER_LOST, CONTAINER_LOST)
+    await client.close()
+    await agent.close()
+
+
+# -- ending -------------------------------------------------------------------------------------
+
+
+async def on_event(ctx: Context, payload: bytes) -> None:
+    """A `broker.events.StreamEvent` from the bus: end this process's part of the streams named,
+    or answer a waiting stream's person with the agent's refusal."""
+    event = events.stream_events.decode(payload)
+    if isinstance(event, events.Refused):
+        stream = ctx.hub.streams.get(event.stream_id)
+        if stream is not None and not stream.agent.done():
+            stream.agent.set_exception(Problem(event.status, event.message, event.detail, event.code))
+        return
+    user_ids = None if event.user_ids is None else set(event.user_ids)
+    kinds = None if event.kinds is None else set(event.kinds)
+    ending = ctx.hub.streams_of(event.space_id, user_ids, kinds)
+    await asyncio.gather(*(stream.end(event.reason, event.code) for stream in ending))
+
+
+SHUTDOWN_REASON = "The broker is restarting; connect again in a few seconds."
+
+
+async def close_all(ctx: Context, timeout: float = 2.0) -> None:
+    """On shutdown: end every stream and agent channel with 1012 and a reason, so people read a
+    sentence and agents reconnect at once (they know the broker is coming back)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            ctx.hub.close_all(CloseCode.SERVICE_RESTART, SHUTDOWN_REASON, "the broker is restarting"), timeout
+        )
+
+
+# -- sessions and kick ------------------------------------------------------------------------
+
+
+async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.TunnelSession]:
+    """The open streams of a Space, oldest first; without `full`, no address and no bytes."""
+    live = {s.id: s for s in ctx.hub.streams_of(space_id)} if full else {}
+    out = []
+    for rec in await ctx.store.open_tunnels(space_id):
+        s = live.get(rec.id)
+        out.append(
+            m.TunnelSession(
+                id=rec.id,
+                space_id=rec.space_id,
+                email=rec.email,
+                client_address=rec.client_address if full else "",
+                opened_at=timestamp(rec.opened_at),
+                bytes_in=s.bytes_in if s else 0,
+                bytes_out=s.bytes_out if s else 0,
+                kind=rec.kind,  # type: ignore[arg-type]  # the store keeps what open_stream wrote
+            )
+        )
+    return out
+
+
+async def sessions(ctx: Context, user: UserRecord, space_id: str) -> list[m.TunnelSession]:
+    """The open streams of a Space `user` owns, every kind. Raises Problem (404, 403 not_owner)."""
+    space = await access.get_owned(ctx, user, space_id, "see the sessions of")
+    return await _open_sessions(ctx, space.id, full=True)
+
+
+async def who_is_connected(ctx: Context, space: m.Space) -> list[m.TunnelSession]:
+    """Who is in a Space, for the person `space` was made for by `visible` (so their access is
+    already checked). Everyone with access sees who is connected and since when; only the owner
+    also sees from where (`client_address`, host:port) and the bytes each way, as in `pair spaces
+    sessions`, which is the owner's. For anyone else those fields are empty."""
+    return await _open_sessions(ctx, space.id, full=space.role == "owner")
+
+
+async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int:
+    """End every stream of the person `email` in a Space `user` owns (they may come back while
+    it is shared with them); the number ended, from the connection log."""
+    space = await access.get_owned(ctx, user, space_id, "end sessions in")
+    target = await ctx.store.user_by_email(emails.normalize_email(email))
+    if target is None:
+        raise not_found(f"The user {email}")
+    ended = sum(1 for rec in await ctx.store.open_tunnels(space.id) if rec.user_id == target.id)
+    await events.end_streams(ctx, space.id, f'{user.email} ended your session in "{space.name}".', people=[target])
+    await ctx.store.audit(ctx.now(), user.email, "space.kick", space.id, f"{target.email}: {ended}")
+    return ended
