@@ -22,6 +22,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from broker import access, credentials, emails, events, spaces
 from broker.context import Context, timestamp
@@ -276,7 +277,7 @@ async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.T
                 opened_at=timestamp(rec.opened_at),
                 bytes_in=s.bytes_in if s else 0,
                 bytes_out=s.bytes_out if s else 0,
-                kind=rec.kind,  # type: ignore[arg-type]  # the store keeps what open_stream wrote
+                kind=cast(m.StreamKind, rec.kind),  # the store keeps what open_stream wrote
             )
         )
     return out

@@ -167,7 +167,7 @@ HEARTBEAT = Endpoint(
 SESSIONS = Endpoint(
     "GET",
     f"{API}/spaces/{{space_id}}/sessions",
-    "Open SSH sessions through the relay (owner).",
+    "Open sessions in a Space, every kind: SSH, terminals, ports (owner).",
     "session",
     response=list[m.TunnelSession],
     tag="spaces",
@@ -175,7 +175,7 @@ SESSIONS = Endpoint(
 KICK = Endpoint(
     "DELETE",
     f"{API}/spaces/{{space_id}}/sessions/{{email}}",
-    "End a person's open SSH sessions in a Space (owner).",
+    "End a person's open sessions in a Space, every kind (owner).",
     "session",
     tag="spaces",
 )

@@ -364,6 +364,9 @@ class EndTerminals(Struct, tag="end_terminals", tag_field="type"):
 BrokerMessage = ReplyMessage | TunnelRequest | StreamRequest | EndTerminals
 
 
+RefusalCode = Literal["not_allowed", "unreachable"]
+
+
 class StreamRefused(Struct, tag="refused", tag_field="type"):
     """agent → broker, answering a `stream` request it will not or cannot open (not for `tunnel`:
     brokers that send those do not know this message). `message` is one sentence for the person,
@@ -372,7 +375,7 @@ class StreamRefused(Struct, tag="refused", tag_field="type"):
 
     stream_id: StreamId
     message: ShortText
-    code: Literal["not_allowed", "unreachable"]
+    code: RefusalCode
 
 
 AgentMessage = HeartbeatMessage | StreamRefused

@@ -275,7 +275,7 @@ def sessions(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     space_option: SpaceOption = None,
 ) -> None:
-    """Open SSH sessions in a Space you own: who, from where, since when, bytes each way."""
+    """Open sessions in a Space you own (SSH, terminals, ports): who, what, from where, since when, bytes each way."""
     client, _ = signed_in()
     with client:
         target = choose_space(client.spaces(), one_ref(space, space_option, "sessions"), "sessions", owned=True)
@@ -288,10 +288,11 @@ def sessions(
         return
     print(
         table(
-            ("email", "from", "since", "in", "out"),
+            ("email", "kind", "from", "since", "in", "out"),
             [
                 (
                     r.email,
+                    r.kind,
                     r.client_address,
                     r.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     human_bytes(r.bytes_in),
@@ -307,6 +308,7 @@ def _session_row(session: TunnelSession) -> dict[str, object]:
     return {
         "id": session.id,
         "email": session.email,
+        "kind": session.kind,  # ssh, terminal, port
         "from": session.client_address,
         "since": session.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bytes_in": session.bytes_in,

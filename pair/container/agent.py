@@ -383,7 +383,7 @@ class Agent:
         control = self._control
         if control is None:
             return  # the channel is gone; the person's wait ends with the broker's timeout
-        message = StreamRefused(stream_id=stream_id, message=refused.message[:300], code=refused.code)  # type: ignore[arg-type]
+        message = StreamRefused(stream_id=stream_id, message=refused.message[:300], code=refused.code)
         with contextlib.suppress(ConnectionClosed):
             await control.send(msgspec.json.encode(message).decode())
 

@@ -21,6 +21,7 @@ from collections.abc import Collection
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from pair.api.models import RefusalCode
 from pair.container.health import os_error
 
 CHUNK = 64 * 1024
@@ -31,7 +32,7 @@ class Refused(Exception):
     """The agent will not or cannot open a stream. `message` is one sentence for the person;
     `code` one of pair.api.models.StreamRefused's: not_allowed, unreachable."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: RefusalCode) -> None:
         super().__init__(message)
         self.message = message
         self.code = code

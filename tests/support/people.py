@@ -77,6 +77,11 @@ class Person:
         assert result.returncode == 0, f"pair {' '.join(args)} failed:\n{result.stderr}"
         return result.stdout
 
+    @property
+    def session_token(self) -> str:
+        """The session `pair login` saved (for a test that speaks to the broker itself)."""
+        return str(json.loads((self.dir / "config" / "session.json").read_text())["token"])
+
     def spaces(self) -> list[dict[str, object]]:
         data: list[dict[str, object]] = json.loads(self.ok("spaces", "list", "--json"))
         return data

@@ -1,0 +1,248 @@
+"""The stream primitive's decisions, each in its one place: the agent's TCP allow-list, ending
+streams of every kind (broker.events.end_streams → broker.streams.on_event), the bus messages
+that carry it within NOTIFY's limit, and how the broker asks an agent for a stream in the words
+that agent knows (an agent of the release before streams gets `tunnel` for SSH, nothing else)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker import bus, events, relay, streams
+from broker.context import Context
+from broker.hub import AgentLink, Hub, Stream
+from broker.links import Closed, Frame
+from broker.store import UserRecord
+from pair.api import models as m
+from pair.api import terminal as tp
+from pair.api.closecodes import CREDENTIAL_ENDED, CloseCode, for_status
+from pair.container.streams import MAX_PORT, tcp_refusal
+
+T = TypeVar("T")
+SSHD = 2222
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+# -- the agent's allow-list -----------------------------------------------------------------
+
+
+@given(st.integers(min_value=-(2**20), max_value=2**20), st.booleans())
+def test_the_agent_dials_only_real_ports_and_pairs_own_only_when_shared(port: int, shared: bool) -> None:
+    refusal = tcp_refusal(port, shared=shared, reserved={SSHD})
+    allowed = 1 <= port <= MAX_PORT and (port != SSHD or shared)
+    assert (refusal is None) == allowed
+    if refusal is not None:
+        assert refusal.endswith(".") and str(port) in refusal
+
+
+def test_the_allow_list_says_why() -> None:
+    assert tcp_refusal(SSHD, shared=False, reserved={SSHD}) == (
+        "Port 2222 is pair's own in the container; only its owner can share it, on purpose."
+    )
+    assert tcp_refusal(0, shared=True, reserved=set()) == "0 is not a TCP port (ports are 1 to 65535)."
+    assert tcp_refusal(65536, shared=True, reserved=set()) == "65536 is not a TCP port (ports are 1 to 65535)."
+    assert tcp_refusal(8080, shared=False, reserved={SSHD}) is None
+
+
+# -- fakes: links that record, a context with only a hub and a bus --------------------------
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.sent: list[Frame] = []
+        self.closed: Closed | None = None
+        self.closed_event = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def receive(self) -> Frame | Closed:
+        await self.closed_event.wait()
+        assert self.closed is not None
+        return self.closed
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        if self.closed is None:
+            self.closed = Closed(code, reason)
+            self.closed_event.set()
+
+
+def context() -> Context:
+    return cast(Context, SimpleNamespace(hub=Hub(), bus=bus.MemoryBus(), snapshots={}))
+
+
+class Collector:
+    """A bus listener that keeps what arrives on its channel; `settled()` returns it once every
+    message published before the call has arrived (a fence: delivery is ordered per subscription)."""
+
+    FENCE = b"fence"
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.got: list[bytes] = []
+        self._fences = 0
+        self._more = asyncio.Condition()
+
+    async def __call__(self, payload: bytes) -> None:
+        async with self._more:
+            if payload == self.FENCE:
+                self._fences += 1
+            else:
+                self.got.append(payload)
+            self._more.notify_all()
+
+    async def settled(self, ctx: Context) -> list[bytes]:
+        wanted = self._fences + 1
+        await ctx.bus.publish(self.channel, self.FENCE)
+        async with self._more:
+            await self._more.wait_for(lambda: self._fences >= wanted)
+        return self.got
+
+
+BOB = UserRecord("usr_bob", "bob@example.com", False, 0)
+ALICE = UserRecord("usr_alice", "alice@example.com", False, 0)
+
+
+def add_stream(ctx: Context, stream_id: str, space_id: str, user: UserRecord, kind: m.StreamKind) -> FakeLink:
+    stream = Stream(stream_id, space_id, user.id, user.email, kind)
+    client, agent = FakeLink(), FakeLink()
+    stream.client = client
+    stream.agent.set_result(agent)
+    ctx.hub.streams[stream.id] = stream
+    return client
+
+
+async def listening(ctx: Context, space_id: str) -> Collector:
+    """Subscribe the streams' listener, as the app does, and collect the agent's commands."""
+    await ctx.bus.subscribe(bus.STREAMS, lambda payload: streams.on_event(ctx, payload))
+    commands = Collector(bus.agent_channel(space_id))
+    await ctx.bus.subscribe(commands.channel, commands)
+    return commands
+
+
+def test_end_streams_ends_a_persons_streams_of_every_kind_and_their_terminals() -> None:
+    async def scenario() -> None:
+        ctx = context()
+        commands = await listening(ctx, "sp_demo")
+        kinds: tuple[m.StreamKind, ...] = ("ssh", "terminal", "port")
+        bobs = [add_stream(ctx, f"s{n}", "sp_demo", BOB, kind) for n, kind in enumerate(kinds)]
+        alices = add_stream(ctx, "a1", "sp_demo", ALICE, "terminal")
+        elsewhere = add_stream(ctx, "e1", "sp_other", BOB, "ssh")
+
+        await events.end_streams(ctx, "sp_demo", "alice@example.com stopped sharing.", people=[BOB])
+        for link in bobs:
+            await asyncio.wait_for(link.closed_event.wait(), 5)
+            assert link.closed == Closed(CloseCode.REVOKED, "alice@example.com stopped sharing.")
+        assert alices.closed is None and elsewhere.closed is None
+        [command] = [events.agent_commands.decode(c) for c in await commands.settled(ctx)]
+        assert command == events.EndTerminals(["bob@example.com"], "alice@example.com stopped sharing.")
+
+    run(scenario())
+
+
+def test_end_streams_of_some_kinds_leaves_the_others_and_none_means_everyone() -> None:
+    async def scenario() -> None:
+        ctx = context()
+        commands = await listening(ctx, "sp_demo")
+        ssh = add_stream(ctx, "s1", "sp_demo", BOB, "ssh")
+        port = add_stream(ctx, "s2", "sp_demo", ALICE, "port")
+        await events.end_streams(ctx, "sp_demo", "ports closed", kinds={"port"})
+        await asyncio.wait_for(port.closed_event.wait(), 5)
+        assert not ssh.closed_event.is_set()
+        await events.end_streams(ctx, "sp_demo", 'The Space "demo" was deleted.', code=CloseCode.REVOKED)
+        await asyncio.wait_for(ssh.closed_event.wait(), 5)
+        assert ssh.closed == Closed(CloseCode.REVOKED, 'The Space "demo" was deleted.')
+        # only the second named terminals (every kind), and for everyone
+        assert [events.agent_commands.decode(c) for c in await commands.settled(ctx)] == [
+            events.EndTerminals(None, 'The Space "demo" was deleted.')
+        ]
+
+    run(scenario())
+
+
+@given(st.lists(st.text(alphabet="abcdefghij.é", min_size=1, max_size=240), min_size=0, max_size=120))
+def test_ending_many_peoples_streams_fits_notify_and_names_each_once(locals_: list[str]) -> None:
+    people = [UserRecord(f"usr_{n:012d}", f"{local}{n}@example.com", False, 0) for n, local in enumerate(locals_)]
+    published: list[tuple[str, bytes]] = []
+
+    class Recorder(bus.MemoryBus):
+        async def publish(self, channel: str, payload: bytes) -> None:
+            await super().publish(channel, payload)  # refuses anything over the limit
+            published.append((channel, payload))
+
+    ctx = cast(Context, SimpleNamespace(hub=Hub(), bus=Recorder()))
+    run(events.end_streams(ctx, "sp_demo", "x" * 300, people=people))
+    ends = [events.stream_events.decode(p) for c, p in published if c == bus.STREAMS]
+    terminals = [events.agent_commands.decode(p) for c, p in published if c == bus.agent_channel("sp_demo")]
+    assert [i for e in ends for i in cast(events.EndStreams, e).user_ids or []] == [p.id for p in people]
+    assert [e for t in terminals for e in cast(events.EndTerminals, t).emails or []] == [p.email for p in people]
+    assert all(len(p) <= bus.MAX_PAYLOAD for _, p in published)
+
+
+# -- asking an agent for a stream in its own words ------------------------------------------
+
+
+OLD_AGENT_MESSAGES = msgspec.json.Decoder(m.ReplyMessage | m.TunnelRequest)  # what the last release decodes
+
+
+async def ask(streams_known: frozenset[str], target: m.StreamTarget) -> tuple[FakeLink, list[bytes]]:
+    ctx = context()
+    refusals = Collector(bus.STREAMS)
+    await ctx.bus.subscribe(bus.STREAMS, refusals)
+    control = FakeLink()
+    link = AgentLink("sp_demo", control, "digest", streams=streams_known)
+    link.introduced.set()
+    ctx.hub.attach(link)
+    await relay._command(ctx, link, msgspec.json.encode(events.OpenStream("tun_abcdefghijkl", target)))
+    await relay._command(ctx, link, msgspec.json.encode(events.EndTerminals(["bob@example.com"], "unshared")))
+    return control, await refusals.settled(ctx)
+
+
+def test_an_agent_of_the_release_before_streams_gets_tunnel_for_ssh_and_nothing_it_cannot_read() -> None:
+    control, refusals = run(ask(frozenset(), m.SshTarget()))
+    assert [OLD_AGENT_MESSAGES.decode(cast(str, f)) for f in control.sent] == [
+        m.TunnelRequest(tunnel_id="tun_abcdefghijkl")
+    ]
+    assert refusals == []
+
+
+def test_an_old_agent_asked_for_a_terminal_is_refused_in_the_broker_with_a_sentence() -> None:
+    target = m.PtyTarget(terminal=tp.OpenTerminal(email="bob@example.com"))
+    control, refusals = run(ask(frozenset(), target))
+    assert control.sent == []
+    [refused] = [events.stream_events.decode(r) for r in refusals]
+    assert isinstance(refused, events.Refused) and refused.status == 501 and refused.code == "agent_outdated"
+    assert refused.message == "The pair agent in this Space's container is too old for terminals."
+
+
+def test_an_agent_that_knows_streams_gets_the_target_and_the_end_of_terminals() -> None:
+    target = m.TcpTarget(port=8080)
+    control, _ = run(ask(frozenset(m.STREAM_TARGETS), target))
+    assert [json.loads(cast(str, f)) for f in control.sent] == [
+        {"type": "stream", "stream_id": "tun_abcdefghijkl", "target": {"kind": "tcp", "port": 8080, "shared": False}},
+        {"type": "end_terminals", "emails": ["bob@example.com"], "reason": "unshared"},
+    ]
+
+
+# -- close codes ----------------------------------------------------------------------------
+
+
+def test_the_codes_agents_and_proxies_of_the_last_release_read_keep_their_numbers() -> None:
+    # Agents before CloseCode gave up a credential on {4401, 4409}; proxies print any reason.
+    assert {int(c) for c in CREDENTIAL_ENDED} == {4401, 4409}
+    assert for_status(401) == 4401 and for_status(409) == 4409 and for_status(503) == 4503
+    assert for_status(422) == 4422  # invalid container facts (docs/architecture.md, trust boundaries)
+    assert for_status(400) == CloseCode.BAD_DATA and for_status(500) == CloseCode.INTERNAL_ERROR
