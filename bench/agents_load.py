@@ -22,6 +22,7 @@ import msgspec
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from pair.api.endpoints import AGENT_CONNECT, websocket_url
 from pair.api.models import BrokerMessage, ContainerFacts, Heartbeat, HeartbeatMessage, ReplyMessage
 
 
@@ -98,7 +99,7 @@ async def main() -> None:
     args = parser.parse_args()
     with open(args.spec) as f:
         spec = json.load(f)
-    url = spec["url"].replace("http://", "ws://", 1) + "/api/v1/agent/connect"
+    url = websocket_url(spec["url"], AGENT_CONNECT)
     facts = msgspec.convert(spec["facts"], ContainerFacts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ import httpx
 
 from bench.harness import Figure, Stats, Target, interleave
 from bench.world import World
+from pair.api.endpoints import SPACE_TUNNEL, websocket_url
 from tests.support.processes import Output, clean_env, stop
 
 NAME = "relay: 200 MiB through a tunnel vs direct asyncio TCP"
@@ -113,7 +114,7 @@ def run(world: World) -> list[Figure]:
     figures = []
     repeats = 3 if world.quick else 9  # half a second each: enough pairs for a steady median
     with real_agent(world, port) as space_id:
-        url = world.url.replace("http://", "ws://") + f"/api/v1/spaces/{space_id}/tunnel"
+        url = websocket_url(world.url, SPACE_TUNNEL.format(space_id=space_id))
         session = world.seeded.relay_session
         for mode, label, target in ((b"U", "upload", Target("ratio>=", 0.3)), (b"D", "download", Target("report"))):
             ours, base = interleave(
