@@ -174,15 +174,19 @@ def test_the_agent_refuses_pairs_own_port_and_says_when_nothing_listens(world: W
 
 def test_unshare_ends_a_persons_ssh_terminal_and_port_streams_within_two_seconds(world: World) -> None:
     space_id = running(world)
+    bobs_terminal = ""
 
     async def scenario() -> None:
+        nonlocal bobs_terminal
         async with (
             echo_server() as port,
             opening(world.bob, url(world, ep.SPACE_TERMINAL, space_id)) as terminal,
             opening(world.bob, url(world, ep.SPACE_PORT, space_id, port=port)) as tcp,
             opening(world.alice, url(world, ep.SPACE_TERMINAL, space_id)) as alices,
         ):
-            assert isinstance(tp.decode_server(await terminal.recv()), tp.Hello)
+            hello = tp.decode_server(await terminal.recv())
+            assert isinstance(hello, tp.Hello)
+            bobs_terminal = hello.terminal_id
             with world.bob.session() as ssh:
                 kinds = sorted((r["email"].split("@")[0], r["kind"]) for r in await asyncio.to_thread(sessions, world))
                 assert kinds == [("alice", "terminal"), ("bob", "port"), ("bob", "ssh"), ("bob", "terminal")]
@@ -202,3 +206,9 @@ def test_unshare_ends_a_persons_ssh_terminal_and_port_streams_within_two_seconds
         assert [r["email"] for r in rows] == []
 
     run(scenario())
+    # The agent heard it too: the terminal bob started is gone for everyone, not left running.
+    eventually(lambda: f"terminal {bobs_terminal}: the shell ended" in world.box.log("pair-agent.log"), "it ended")
+    agent_log = world.box.log("pair-agent.log")
+    assert "Traceback" not in agent_log and "never retrieved" not in agent_log
+    broker_log = "".join(world.broker.output.lines)
+    assert "Traceback" not in broker_log and "never retrieved" not in broker_log
