@@ -399,15 +399,15 @@ class Agent:
             log(f"{what} ended: {ended}")
             return
         ssh = not isinstance(target, TcpTarget)
-        name = f"port {target.port}" if isinstance(target, TcpTarget) else "sshd"
+        if isinstance(target, TcpTarget):  # the allow-list: pair.container.streams.tcp_refusal
+            name, port, described = f"port {target.port}", target.port, f"port {target.port}"
+            refusal = streams.tcp_refusal(port, shared=target.shared, reserved={self.sshd_port})
+        else:
+            name, port, described, refusal = "sshd", self.sshd_port, f"sshd on port {self.sshd_port}", None
         try:
-            if isinstance(target, TcpTarget):
-                refusal = streams.tcp_refusal(target.port, shared=target.shared, reserved={self.sshd_port})
-                if refusal is not None:
-                    raise streams.Refused(refusal, "not_allowed")
-                reader, writer = await streams.dial(target.port, name)
-            else:
-                reader, writer = await streams.dial(self.sshd_port, f"sshd on port {self.sshd_port}")
+            if refusal is not None:
+                raise streams.Refused(refusal, "not_allowed")
+            reader, writer = await streams.dial(port, described)
         except streams.Refused as refused:
             log(f"{what}: {refused.message}")
             if ssh:
