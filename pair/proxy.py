@@ -34,29 +34,21 @@ def warn(message: str) -> None:
     sys.stderr.write(f"pair: warning: {printable(message)}\n")
 
 
-# RFC 6455 7.4.1 and the IANA registry: what the broker's end of a stream closing means.
-CLOSE_SENTENCES = {
-    1001: "The broker is going away (shutting down or redeploying); connect again once it is back.",
-    1006: "The connection to the broker was lost (network error).",
-    1011: "The broker hit an internal error and closed the connection.",
-    1012: "The broker restarted; connect again in a few seconds.",
-    1013: "The broker is overloaded; try again later.",
-    1014: "A proxy in front of the broker got a bad answer from it.",
-}
-
-
 def ending(code: int | None, reason: str) -> str | None:
     """The sentence for how the broker's end of the stream closed, or None for a normal end
     (1000, or no status: the container's sshd ended the session). The broker's own closes (4xxx:
     revoked, kicked, Space stopped or deleted, the container lost; 1012 on a restart) carry their
-    sentence as reason; a close without one is told by its code."""
-    if code in (1000, 1005):
+    sentence as reason; a close without one is told by its code (pair.api.closecodes.SENTENCES,
+    RFC 6455 §7.4.1 and the IANA registry)."""
+    from pair.api.closecodes import SENTENCES, CloseCode
+
+    if code in (CloseCode.NORMAL, CloseCode.NO_STATUS):
         return None
     if code is None:
-        code = 1006  # no close frame at all
-    if reason and code != 1006:
+        code = CloseCode.ABNORMAL  # no close frame at all
+    if reason and code != CloseCode.ABNORMAL:
         return reason
-    return CLOSE_SENTENCES.get(code, f"The broker closed the connection (WebSocket code {code}).")
+    return SENTENCES.get(code, f"The broker closed the connection (WebSocket code {code}).")
 
 
 def _pin_host_keys(space_id: str, header: str | None) -> None:
@@ -103,7 +95,7 @@ def main(argv: list[str]) -> int:
 
 def _run(argv: list[str]) -> int:
     from pair import config
-    from pair.api.endpoints import HOST_KEYS_HEADER, SPACE_TUNNEL
+    from pair.api.endpoints import HOST_KEYS_HEADER, SPACE_TUNNEL, websocket_url
     from pair.api.errors import PairError
     from pair.api.grammar import is_space_id
 
@@ -120,11 +112,9 @@ def _run(argv: list[str]) -> int:
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
     from websockets.sync.client import connect
 
-    scheme, rest = session.url.split("://", 1)
-    url = ("wss://" if scheme == "https" else "ws://") + rest + SPACE_TUNNEL.format(space_id=space_id)
     try:
         ws = connect(
-            url,
+            websocket_url(session.url, SPACE_TUNNEL.format(space_id=space_id)),
             additional_headers={"Authorization": f"Bearer {session.token}"},
             compression=None,
             max_size=None,
