@@ -53,3 +53,23 @@ def require_admin(user: UserRecord) -> None:
 async def teammates(ctx: Context, user: UserRecord) -> list[UserRecord]:
     """The people `user` may share a Space with: every other account, by email."""
     return [u for u in await ctx.store.users() if u.id != user.id]
+
+
+async def may_open_port(ctx: Context, user: UserRecord | None, space: SpaceRecord, level: str) -> bool:
+    """Whether `user` (None: a visitor who has not signed in) may open a port `space` shares at
+    `level` (pair.api.models.PortLevel): `owner` the owner only; `shared` whoever sees the Space
+    (`get_visible`, so every way a Space reaches people counts); `authenticated` any user of this
+    broker; `public` anyone."""
+    if level == "public":
+        return True
+    if user is None:
+        return False
+    if level == "authenticated":
+        return True
+    if level == "owner":
+        return space.owner_id == user.id
+    try:
+        await get_visible(ctx, user, space.id)
+    except Problem:
+        return False
+    return level == "shared"

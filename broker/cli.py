@@ -100,6 +100,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    apps_domain: Annotated[
+        str | None,
+        typer.Option(
+            "--apps-domain",
+            help="Wildcard domain for shared ports' URLs, e.g. '*.apps.pair.example.com'; unset: port sharing is off."
+            " [env: PAIR_BROKER_APPS_DOMAIN]",
+            show_default=False,
+        ),
+    ] = None,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (costs ~1/3 of throughput).")
     ] = False,
@@ -110,7 +119,7 @@ def serve(
     from broker import streams
     from broker.app import create_app
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, public_url=public_url)
+    settings = _settings(host=host, port=port, data_dir=data_dir, public_url=public_url, apps_domain=apps_domain)
     lock = _lock_data_dir(settings.data_dir)  # held until this process ends
     sock = _listen(settings.host, settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])

@@ -59,14 +59,16 @@ AgentCommand = Push | OpenStream | EndTerminals | Recheck
 
 
 class EndStreams(msgspec.Struct, tag="end", tag_field="type"):
-    """End the streams of `space_id` whose person is in `user_ids` (None: everyone's) and whose
-    kind is in `kinds` (None: every kind), closing them with `code` and `reason`."""
+    """End the streams of `space_id` whose person is in `user_ids` (None: everyone's), whose
+    kind is in `kinds` (None: every kind) and, for the app proxy's, whose shared port's address
+    is in `apps` (None: any stream), closing them with `code` and `reason`."""
 
     space_id: str
     reason: str
     user_ids: list[str] | None = None
     kinds: list[m.StreamKind] | None = None
     code: int = CloseCode.REVOKED
+    apps: list[str] | None = None
 
 
 class Refused(msgspec.Struct, tag="refused", tag_field="type"):
@@ -116,19 +118,22 @@ async def end_streams(
     people: Sequence[UserRecord] | None = None,
     kinds: Collection[m.StreamKind] | None = None,
     code: CloseCode = CloseCode.REVOKED,
+    apps: Collection[str] | None = None,
 ) -> None:
     """The one way to end streams: those of `people` (None: everyone's) in a Space, of `kinds`
     (None: all), on every replica, each closed with `code` and `reason` (one sentence the person
     reads). Terminals go further: the agent also ends the people's attachments and the
-    terminals they started (or all of them), and drops their grants. Used by unshare, kick,
-    delete and down."""
+    terminals they started (or all of them), and drops their grants. `apps` narrows it to the
+    app proxy's streams to those shared ports' addresses (a port unshared, its level narrowed).
+    Used by unshare, kick, delete, down and broker.ports."""
     wanted = None if kinds is None else sorted(kinds)
     if people is not None and not people:
         return
     user_ids = None if people is None else [p.id for p in people]
-    for message in _packed(user_ids, lambda ids: EndStreams(space_id, reason, ids, wanted, int(code))):
+    addresses = None if apps is None else sorted(apps)
+    for message in _packed(user_ids, lambda ids: EndStreams(space_id, reason, ids, wanted, int(code), addresses)):
         await ctx.bus.publish(bus.STREAMS, message)
-    if kinds is None or "terminal" in kinds:
+    if (kinds is None or "terminal" in kinds) and apps is None:
         emails = None if people is None else [p.email for p in people]
         for message in _packed(emails, lambda some: EndTerminals(some, reason)):
             await ctx.bus.publish(bus.agent_channel(space_id), message)

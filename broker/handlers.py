@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from broker import access, accounts, admin, agents, spaces, streams
+from broker import access, accounts, admin, agents, ports, spaces, streams
 from broker.context import timestamp
 from broker.http import Call, Handler
 from pair import __version__
@@ -120,6 +120,18 @@ async def down(call: Call) -> m.Space:
     return await spaces.set_service(call.ctx, call.me, call.params["space_id"], up=False)
 
 
+async def space_ports(call: Call) -> m.SpacePorts:
+    return await ports.listing(call.ctx, call.me, call.params["space_id"])
+
+
+async def share_port(call: Call) -> m.SharedPort:
+    return await ports.share(call.ctx, call.me, call.params["space_id"], call.params["port"], call.body)
+
+
+async def unshare_port(call: Call) -> None:
+    await ports.unshare(call.ctx, call.me, call.params["space_id"], call.params["port"])
+
+
 HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.HEALTH: health,
     ep.LOGIN: login,
@@ -146,4 +158,7 @@ HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.KICK: kick,
     ep.UP: up,
     ep.DOWN: down,
+    ep.SPACE_PORTS: space_ports,
+    ep.SHARE_PORT: share_port,
+    ep.UNSHARE_PORT: unshare_port,
 }

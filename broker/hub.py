@@ -33,6 +33,7 @@ class AgentLink:
     link: Link
     credential_digest: str
     streams: frozenset[str] = frozenset()
+    listening: tuple[int, ...] = ()  # the ports listening in the container, as its last heartbeat said
     introduced: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first heartbeat
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -56,6 +57,7 @@ class Stream:
     user_id: str
     email: str
     kind: StreamKind
+    app: str = ""  # the shared port's address (`PORT--SPACE--OWNER`) for the app proxy's streams
     agent: asyncio.Future[Link] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     client: Link | None = None  # the person's side, once spliced
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -119,7 +121,11 @@ class Hub:
         return space_id in self.agents
 
     def streams_of(
-        self, space_id: str, user_ids: Collection[str] | None = None, kinds: Collection[str] | None = None
+        self,
+        space_id: str,
+        user_ids: Collection[str] | None = None,
+        kinds: Collection[str] | None = None,
+        apps: Collection[str] | None = None,
     ) -> list[Stream]:
         return [
             s
@@ -127,6 +133,7 @@ class Hub:
             if s.space_id == space_id
             and (user_ids is None or s.user_id in user_ids)
             and (kinds is None or s.kind in kinds)
+            and (apps is None or s.app in apps)
         ]
 
     async def close_all(self, code: int, reason: str, agent_reason: str) -> None:

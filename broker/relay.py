@@ -69,6 +69,8 @@ async def agent_connect(ws: WebSocket) -> None:
             if not link.introduced.is_set():
                 link.streams = frozenset(beat.streams or ())
                 link.introduced.set()
+            if beat.listening is not None:
+                link.listening = tuple(beat.listening)
             current = await ctx.store.space(space.id)  # its state now (not who it is: that was settled above)
             if current is None or current.deleted_at is not None:
                 await link.link.close(CloseCode.CREDENTIAL_DEAD, "the Space was deleted")

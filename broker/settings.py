@@ -39,6 +39,9 @@ class Settings:
     # How long `pair verify` trusts a snapshot after the agent last heard from the broker.
     snapshot_max_age: int = field(default=120, metadata={"env": "PAIR_BROKER_SNAPSHOT_MAX_AGE"})
     log_level: str = field(default="info", metadata={"env": "PAIR_BROKER_LOG_LEVEL"})
+    # Shared ports' origins: `*.apps.pair.example.com` (wildcard DNS and certificate), `*.localhost`
+    # in development; empty: port sharing is off (broker.apps.hosts.AppsDomain).
+    apps_domain: str = field(default="", metadata={"env": "PAIR_BROKER_APPS_DOMAIN"})
 
     @property
     def database_path(self) -> Path:
@@ -112,6 +115,13 @@ def _check(name: str, label: str, value: Any) -> Any:
         raise SettingsError(f"The setting {label} must be one of {', '.join(LOG_LEVELS)}, not {value!r}.")
     if name == "log_level":
         return value.lower()
+    if name == "apps_domain" and value.strip():
+        from broker.apps.hosts import AddressError, AppsDomain
+
+        try:
+            return str(AppsDomain.parse(value))
+        except AddressError as exc:
+            raise SettingsError(f"The setting {label}: {exc}") from exc
     return value
 
 

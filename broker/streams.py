@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -61,15 +61,22 @@ def refusal(space: m.Space, kind: m.StreamKind) -> readiness.Refusal | None:
     return readiness.refusal(space)
 
 
-async def ready(ctx: Context, user: UserRecord, space_id: str, kind: m.StreamKind) -> SpaceRecord:
+Look = Callable[[], Awaitable[SpaceRecord]]
+
+
+async def ready(
+    ctx: Context, user: UserRecord, space_id: str, kind: m.StreamKind, *, look: Look | None = None
+) -> SpaceRecord:
     """The Space, once `user` may reach it, its agent is connected and it takes `kind`. A Space
     on its way there (its agent reconnecting after a broker restart, sshd starting) is waited
     for, up to READY_WAIT seconds, woken by the hub rather than polled; one that cannot be
     (stopped, sshd failing) is refused at once with the reason. Raises Problem (404 for a Space
-    `user` cannot see, 409 not running, 503 not yet)."""
+    `user` cannot see, 409 not running, 503 not yet). `look` reads the Space and decides the
+    person's reach (default: `access.get_visible`; the app proxy's: broker.ports.reach)."""
+    look = look or (lambda: access.get_visible(ctx, user, space_id))
     deadline = time.monotonic() + READY_WAIT
     while True:
-        space = await access.get_visible(ctx, user, space_id)
+        space = await look()
         refused = refusal(spaces.to_wire(space, user, None), kind)
         if refused is not None:
             raise Problem(409, *refused)
@@ -110,7 +117,14 @@ def _not_yet(ctx: Context, space: SpaceRecord, connected: bool) -> Problem:
 
 @asynccontextmanager
 async def open_stream(
-    ctx: Context, space: SpaceRecord, person: UserRecord, target: m.StreamTarget, *, client_address: str
+    ctx: Context,
+    space: SpaceRecord,
+    person: UserRecord,
+    target: m.StreamTarget,
+    *,
+    client_address: str,
+    look: Look | None = None,
+    app: str = "",
 ) -> AsyncIterator[Stream]:
     """A stream from `person` to `target` in `space` (which `ready` returned): the agent asked
     and dialed in, the stream logged. Yields it for `splice`; on leaving, the stream is
@@ -119,14 +133,15 @@ async def open_stream(
     Raises Problem before yielding: the agent refused (its sentence), did not answer within
     AGENT_ANSWER_TIMEOUT (504), the Space stopped taking streams meanwhile (409), the person's
     access ended meanwhile (403/404); StoreUnavailable when the stream cannot be logged (every
-    stream is logged: one that cannot be is refused)."""
+    stream is logged: one that cannot be is refused). `look` as for `ready`; `app` names the
+    shared port's address of an app proxy stream (for `events.end_streams(apps=…)`)."""
     kind = kind_of(target)
-    stream = Stream(credentials.new_id(_ID_PREFIXES[kind]), space.id, person.id, person.email, kind)
+    stream = Stream(credentials.new_id(_ID_PREFIXES[kind]), space.id, person.id, person.email, kind, app)
     ctx.hub.streams[stream.id] = stream
     logged = False
     try:
         await events.ask_for_stream(ctx, space.id, stream.id, target)
-        await _agent_answer(ctx, person, stream)
+        await _agent_answer(ctx, person, stream, look or (lambda: access.get_visible(ctx, person, space.id)))
         await ctx.store.open_tunnel(
             TunnelRecord(stream.id, space.id, person.id, person.email, client_address, ctx.now(), kind=kind)
         )
@@ -147,7 +162,7 @@ async def open_stream(
                 )
 
 
-async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream) -> Link:
+async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: Look) -> Link:
     """The agent's end of the stream. If the Space's health changes meanwhile (the agent could
     not reach sshd, and says why), the person hears that at once rather than after the timeout."""
     deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT
@@ -160,7 +175,7 @@ async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream) -> Lin
             raise Problem(403, stream.close_reason or "The stream was ended.", "", "revoked")
         if stream.agent.done():
             return stream.agent.result()  # or the refusal's Problem
-        space = await access.get_visible(ctx, person, stream.space_id)
+        space = await look()
         refused = refusal(spaces.to_wire(space, person, None), stream.kind)
         if refused is not None:
             raise Problem(409, *refused)
@@ -243,7 +258,7 @@ async def on_event(ctx: Context, payload: bytes) -> None:
         return
     user_ids = None if event.user_ids is None else set(event.user_ids)
     kinds = None if event.kinds is None else set(event.kinds)
-    ending = ctx.hub.streams_of(event.space_id, user_ids, kinds)
+    ending = ctx.hub.streams_of(event.space_id, user_ids, kinds, event.apps)
     await asyncio.gather(*(stream.end(event.reason, event.code) for stream in ending))
 
 

@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh '.[broker]'
 export PAIR_BROKER_DATA_DIR="${PAIR_BROKER_DATA_DIR:-$PWD/.pair-broker}"
+# Shared ports at http://PORT--SPACE--OWNER.localhost:8000: browsers and curl resolve *.localhost
+# to loopback, so no DNS is needed. PAIR_BROKER_APPS_DOMAIN= (empty) turns port sharing off.
+export PAIR_BROKER_APPS_DOMAIN="${PAIR_BROKER_APPS_DOMAIN-*.localhost}"
 exec .venv/bin/pair-broker serve "$@"

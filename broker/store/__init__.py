@@ -13,6 +13,7 @@ from typing import Protocol
 
 from broker.store.records import (
     AuditRecord,
+    PortRecord,
     SessionRecord,
     SpaceRecord,
     SshKeyRecord,
@@ -24,6 +25,7 @@ from broker.store.records import (
 __all__ = [
     "AuditRecord",
     "Conflict",
+    "PortRecord",
     "SessionRecord",
     "SpaceRecord",
     "SshKeyRecord",
@@ -136,6 +138,34 @@ class Store(Protocol):
     async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
     async def open_tunnels(self, space_id: str) -> list[TunnelRecord]: ...
     async def close_dangling_tunnels(self, now: int) -> None: ...
+
+    # shared ports (issue 12)
+    async def user(self, user_id: str) -> UserRecord | None: ...
+    async def user_handle(self, user_id: str) -> str | None: ...
+    async def set_user_handle(self, user_id: str, handle: str) -> bool:
+        """Give the user `handle` unless they have one; False if another user has it."""
+        ...
+
+    async def shared_ports(self, space_id: str) -> list[PortRecord]:
+        """The Space's shared ports, by port."""
+        ...
+
+    async def shared_port(self, address: str) -> PortRecord | None:
+        """The shared port at `address` (`PORT--SPACE--OWNER`) of a live Space."""
+        ...
+
+    async def share_port(self, port: PortRecord) -> None:
+        """Add the share, or update its level and label (its address stays). Conflict when
+        another Space's port has the address."""
+        ...
+
+    async def unshare_port(self, space_id: str, port: int) -> PortRecord | None:
+        """Remove the share; the removed record, or None if there was none."""
+        ...
+
+    async def claim_ticket(self, nonce: str, expires_at: int, now: int) -> bool:
+        """True the first time `nonce` is claimed (until `expires_at`), False after."""
+        ...
 
     # audit
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None: ...

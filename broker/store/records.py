@@ -88,3 +88,17 @@ class AuditRecord:
     action: str  # `space.create`, `session.revoke`, …
     target: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortRecord:
+    """A port a Space shares at its own origin; `address` is its first DNS label,
+    `PORT--SPACE--OWNER` (broker.apps.hosts)."""
+
+    space_id: str
+    port: int
+    level: str  # pair.api.models.PortLevel
+    label: str
+    address: str
+    created_at: int
+    updated_at: int

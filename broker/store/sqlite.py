@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from broker.store import (
     AuditRecord,
     Conflict,
+    PortRecord,
     SessionRecord,
     SpaceRecord,
     SshKeyRecord,
@@ -36,6 +37,7 @@ from broker.store.migrations import migrate
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
     s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
+_PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
 _MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
 
 T = TypeVar("T")
@@ -343,6 +345,7 @@ class SqliteStore:
                 "UPDATE space_tokens SET revoked_at = ? WHERE space_id = ? AND revoked_at IS NULL", (now, space_id)
             )
             db.execute("DELETE FROM space_shares WHERE space_id = ?", (space_id,))
+            db.execute("DELETE FROM shared_ports WHERE space_id = ?", (space_id,))  # their addresses are free
 
     # -- Space tokens and the agent -----------------------------------------------------------
 
@@ -485,6 +488,68 @@ class SqliteStore:
         self._db.execute(
             "UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,)
         )
+
+    # -- shared ports -------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        row = self._one("SELECT id, email, is_admin, created_at FROM users WHERE id = ?", user_id)
+        return _user(row) if row else None
+
+    async def user_handle(self, user_id: str) -> str | None:
+        row = self._one("SELECT handle FROM users WHERE id = ?", user_id)
+        return row[0] if row else None
+
+    async def set_user_handle(self, user_id: str, handle: str) -> bool:
+        try:
+            with self._tx() as db:
+                db.execute("UPDATE users SET handle = ? WHERE id = ? AND handle IS NULL", (handle, user_id))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    async def shared_ports(self, space_id: str) -> list[PortRecord]:
+        rows = self._all(f"SELECT {_PORT_COLUMNS} FROM shared_ports p WHERE p.space_id = ? ORDER BY p.port", space_id)
+        return [PortRecord(*r) for r in rows]
+
+    async def shared_port(self, address: str) -> PortRecord | None:
+        return self._memoized(("port", address), lambda: self._shared_port(address))
+
+    def _shared_port(self, address: str) -> PortRecord | None:
+        row = self._one(
+            f"SELECT {_PORT_COLUMNS} FROM shared_ports p JOIN spaces s ON s.id = p.space_id"
+            " WHERE p.address = ? AND s.deleted_at IS NULL",
+            address,
+        )
+        return PortRecord(*row) if row else None
+
+    async def share_port(self, port: PortRecord) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO shared_ports (space_id, port, level, label, address, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (space_id, port)"
+                    " DO UPDATE SET level = excluded.level, label = excluded.label, updated_at = excluded.updated_at",
+                    (port.space_id, port.port, port.level, port.label, port.address, port.created_at, port.updated_at),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"app address {port.address} taken") from exc
+
+    async def unshare_port(self, space_id: str, port: int) -> PortRecord | None:
+        with self._tx() as db:
+            row = db.execute(
+                "DELETE FROM shared_ports WHERE space_id = ? AND port = ?"
+                " RETURNING space_id, port, level, label, address, created_at, updated_at",
+                (space_id, port),
+            ).fetchone()
+        return PortRecord(*row) if row else None
+
+    async def claim_ticket(self, nonce: str, expires_at: int, now: int) -> bool:
+        with self._tx() as db:
+            db.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO used_tickets (nonce, expires_at) VALUES (?, ?)", (nonce, expires_at)
+            )
+        return cur.rowcount > 0
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
@@ -21,7 +22,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from broker import access, accounts, http, spaces, streams
+from broker import access, accounts, http, ports, spaces, streams
+from broker.apps import auth as app_auth
 from broker.context import Context
 from broker.emails import normalize_email
 from broker.errors import Problem
@@ -115,7 +117,8 @@ async def _teammates(ctx: Context, user: UserRecord) -> list[str]:
 async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
     visible = await spaces.visible(ctx, user)
     here = {s.id: await streams.who_is_connected(ctx, s) for s in visible}
-    return views.rows(visible, await _teammates(ctx, user), here, ctx.now())
+    shared_ports = {s.id: await ports.listing(ctx, user, s.id) for s in visible}
+    return views.rows(visible, await _teammates(ctx, user), here, ctx.now(), shared_ports)
 
 
 async def _row(ctx: Context, user: UserRecord, space_id: str) -> views.Row:
@@ -159,38 +162,52 @@ NOTICES = {
 }
 
 
+def _next_path(value: str) -> str:
+    """Where to go after signing in: only the broker's sign-in for a shared app (a path on this
+    origin), never anywhere else."""
+    return value if value.startswith(ports.SIGNIN_PATH + "?") and app_auth.safe_next(value) == value else ""
+
+
 def _signin_page(
-    request: Request, status: int = 200, *, email: str = "", error: str = "", notice: str = ""
+    request: Request, status: int = 200, *, email: str = "", error: str = "", notice: str = "", next_path: str = ""
 ) -> Response:
     nonce = security.new_nonce()
-    response = render(request, "signin.html", status, email=email, error=error, notice=notice, csrf=nonce)
+    response = render(
+        request, "signin.html", status, email=email, error=error, notice=notice, csrf=nonce, next_path=next_path
+    )
+    if next_path:  # the form's redirects end on the app's origin: let them (CSP form-action)
+        request.state.form_target = ports.apps_source(_ctx(request))
     security.set_cookie(request, response, security.SIGNIN_COOKIE, nonce, max_age=3600, path="/signin")
     return response
 
 
 async def signin_form(request: Request) -> Response:
+    next_path = _next_path(request.query_params.get("next", ""))
     if await auth.current(request) is not None:
-        return redirect("/")
+        return redirect(next_path or "/")
     notice = next((text for key, text in NOTICES.items() if key in request.query_params), "")
-    return _signin_page(request, notice=notice)
+    return _signin_page(request, notice=notice, next_path=next_path)
 
 
 async def signin(request: Request) -> Response:
     security.check_origin(request)
     form = await security.read_form(request)
     email, auth_key = form.get("email", "").strip(), form.get("auth_key", "").strip()
+    next_path = _next_path(form.get("next", ""))
     if not security.same_token(form.get(security.CSRF_FIELD, ""), request.cookies.get(security.SIGNIN_COOKIE, "")):
-        return _signin_page(request, 403, email=email, error="This sign-in form had expired. Please sign in again.")
+        error = "This sign-in form had expired. Please sign in again."
+        return _signin_page(request, 403, email=email, error=error, next_path=next_path)
     if not email or not auth_key:
-        return _signin_page(request, 422, email=email, error="Enter your email and your auth key.")
+        return _signin_page(request, 422, email=email, error="Enter your email and your auth key.", next_path=next_path)
     try:
         token, _, _ = await accounts.login(
             _ctx(request), email, auth_key, kind=auth.KIND, client=auth.client_label(request)
         )
     except Problem as exc:
-        return _signin_page(request, exc.status, email=email, error=f"{exc.message} {exc.detail}".strip())
+        error = f"{exc.message} {exc.detail}".strip()
+        return _signin_page(request, exc.status, email=email, error=error, next_path=next_path)
     await _end_old_session(request)
-    response = redirect("/")
+    response = redirect(next_path or "/")
     _start(request, response, token)
     security.clear_cookie(request, response, security.SIGNIN_COOKIE, path="/signin")
     return response
@@ -301,6 +318,70 @@ async def share(request: Request) -> Response:
     return _done(request, web, message, row_html=str(row_html(await _row(ctx, web.user, space.id), web.csrf)))
 
 
+# -- shared ports ---------------------------------------------------------------------------
+
+
+async def app_signin(request: Request) -> Response:
+    """GET /apps/signin?host&state&next: step 2 of broker.apps.auth, on the broker's origin. A
+    person signed in here who may open the app at `host` goes back to it with a one-minute,
+    single-use ticket for that origin only; anyone else signs in first."""
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin?" + urlencode({"next": f"{request.url.path}?{request.url.query}"}))
+    ctx = _ctx(request)
+    query = request.query_params
+    domain = ports.apps_domain(ctx)
+    address = domain.parse_host(query.get("host", "")) if domain else None
+    found = await ports.find(ctx, address) if address else None
+    if domain is None or address is None or found is None:
+        raise Problem(404, "No port is shared at that address.", "It may have been unshared.", "not_found")
+    record, space = found
+    if not await access.may_open_port(ctx, web.user, space, record.level):
+        raise Problem(
+            403,
+            f'You cannot open port {record.port} of "{space.name}".',
+            f"It is open to {ports.LEVEL_WORDS[record.level]}; ask {space.owner_email} for access.",
+            "forbidden",
+        )
+    state = query.get("state", "")
+    if not state or len(state) > 100:
+        raise Problem(400, "This sign-in request is incomplete.", "Open the app's address again.", "invalid")
+    ticket = ports.credentials(ctx).ticket(
+        user_id=web.user.id,
+        host=domain.host(address),
+        state_digest=state,
+        next_path=query.get("next", "/"),
+        now=ctx.now(),
+        session_id=web.session.id,
+    )
+    return redirect(app_auth.return_url(ports.app_origin(ctx, domain, record.address), ticket))
+
+
+async def port_share(request: Request) -> Response:
+    """POST /spaces/ID/ports: share a port, or change its level or label (the owner)."""
+    web = await _signed_in(request)
+    form = await security.read_form(request)
+    security.check_csrf(request, form, web.csrf)
+    level = form.get("level") or None
+    if level is not None and level not in m.PORT_LEVELS:
+        raise Problem(422, f"{level[:20]!r} is not an access level.", "Choose one from the list.", "invalid")
+    label = form.get("label")
+    body = m.PortShare(level=level, label=label)
+    ctx = _ctx(request)
+    shared = await ports.share(ctx, web.user, request.path_params["space_id"], form.get("port", ""), body)
+    message = f"Port {shared.port} is shared at {shared.url} with {ports.LEVEL_WORDS[shared.level]}."
+    return _done(request, web, message)
+
+
+async def port_unshare(request: Request) -> Response:
+    """POST /spaces/ID/ports/PORT/remove: stop sharing a port (the owner)."""
+    web = await _signed_in(request)
+    security.check_csrf(request, await security.read_form(request), web.csrf)
+    port = request.path_params["port"]
+    await ports.unshare(_ctx(request), web.user, request.path_params["space_id"], port)
+    return _done(request, web, f"Port {port} is no longer shared.")
+
+
 # -- create a Space -------------------------------------------------------------------------
 
 
@@ -351,6 +432,9 @@ def routes() -> list[BaseRoute]:
         Route("/spaces/{space_id}/delete", page(delete), methods=["POST"]),
         Route("/spaces/{space_id}/share", page(share_form), methods=["GET"]),
         Route("/spaces/{space_id}/shares", page(share), methods=["POST"]),
+        Route(ports.SIGNIN_PATH, page(app_signin), methods=["GET"]),
+        Route("/spaces/{space_id}/ports", page(port_share), methods=["POST"]),
+        Route("/spaces/{space_id}/ports/{port}/remove", page(port_unshare), methods=["POST"]),
         Route("/spaces/new", page(create_form), methods=["GET"]),
         Route("/spaces/new", page(create_space), methods=["POST"]),
         Mount("/web/static", app=security.StaticHeaders(StaticFiles(directory=STATIC)), name="web-static"),

@@ -8,8 +8,10 @@
 - CSRF: each web session has its own token, derived from the session's secret (so nothing more is
   stored, and it dies with the session), sent back in a hidden field or the X-CSRF-Token header
   and compared in constant time. The sign-in form, which has no session yet, uses a random
-  double-submit cookie instead. Requests a browser marks `Sec-Fetch-Site: cross-site` are refused
-  outright.
+  double-submit cookie instead. Requests a browser marks `Sec-Fetch-Site: cross-site` or
+  `same-site` are refused outright: shared ports' origins under the broker's own domain
+  (`*.apps.pair.example.com` beside `pair.example.com`) are same-site, so SameSite cookies
+  alone would not keep an app's pages from posting to the broker as its visitor.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ MAX_FORM = 16 * 1024
 MAX_FIELDS = 1024  # a create form has a checkbox per teammate; MAX_FORM bounds them first
 
 
-def csp(style_nonce: str = "") -> str:
+def csp(style_nonce: str = "", form_target: str = "") -> str:
     """The Content-Security-Policy. `style_nonce` also admits `<style>` elements carrying that
     nonce: the terminal page needs it, because xterm.js (6.0) sizes its rows and colours through
     `<style>` elements it creates (xtermjs/xterm.js#4445); terminal.js stamps the page's nonce on
-    them. Scripts stay 'self' only, and style attributes stay refused."""
+    them. Scripts stay 'self' only, and style attributes stay refused. `form_target` (a CSP
+    source such as `https://*.apps.example.com`) is where a form may also end up: the sign-in
+    for a shared app redirects there, and browsers hold redirects to `form-action` too."""
     styles = f"style-src 'self' 'nonce-{style_nonce}'" if style_nonce else "style-src 'self'"
     return "; ".join(
         (
@@ -50,7 +54,7 @@ def csp(style_nonce: str = "") -> str:
             styles,
             "img-src 'self' data:",
             "connect-src 'self'",
-            "form-action 'self'",
+            f"form-action 'self' {form_target}".rstrip(),
             "base-uri 'none'",
             "object-src 'none'",
             "frame-ancestors 'none'",
@@ -74,10 +78,12 @@ def is_secure(request: Request) -> bool:
 
 
 def harden(request: Request, response: Response, *, page: bool = True, style_nonce: str = "") -> Response:
-    """Set the security headers; `style_nonce` is the terminal page's (see `csp`)."""
+    """Set the security headers; `style_nonce` is the terminal page's (see `csp`), and a
+    handler's `request.state.form_target` widens `form-action` for its page."""
     response.headers.update(HEADERS)
-    if style_nonce:
-        response.headers["Content-Security-Policy"] = csp(style_nonce)
+    form_target = getattr(request.state, "form_target", "")
+    if style_nonce or form_target:
+        response.headers["Content-Security-Policy"] = csp(style_nonce, form_target)
     if page:
         response.headers["Cache-Control"] = "no-store"
     if request.url.scheme == "https":
@@ -141,8 +147,14 @@ def refused() -> Problem:
     )
 
 
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})  # Fetch Metadata: not the broker's own origin
+
+
 def check_origin(request: Request) -> None:
-    if request.headers.get("sec-fetch-site") == "cross-site":
+    """Refuse a state change a browser says comes from another origin: another site, or a
+    sibling origin of the same site (a shared port's app). Browsers without Fetch Metadata
+    are held by the CSRF token alone."""
+    if request.headers.get("sec-fetch-site") in FOREIGN_SITES:
         raise refused()
 
 

@@ -53,6 +53,25 @@ class Visitor:
     more: str  # the rest of the line: ", 2 sessions, from 10.0.0.7"
 
 
+@dataclass(frozen=True)
+class SharedPortView:
+    """One shared port on a card: its link, and its level in words."""
+
+    port: int
+    url: str
+    level: str
+    level_text: str
+    label: str
+
+
+LEVELS: dict[str, str] = {
+    "owner": "Only you",
+    "shared": "People the Space is shared with",
+    "authenticated": "Everyone signed in to this broker",
+    "public": "Anyone with the link",
+}
+
+
 @dataclass
 class Row:
     id: str
@@ -73,6 +92,9 @@ class Row:
     can_add: list[str] = field(default_factory=list)
     ways: list[Way] = field(default_factory=list)
     here: list[Visitor] = field(default_factory=list)
+    ports: list[SharedPortView] = field(default_factory=list)
+    ports_off: str = ""  # why port sharing is off on this broker, if it is
+    listening: list[int] = field(default_factory=list)  # candidates to share (the owner's view)
     version: str = ""  # changes when the card needs rendering again (shares, ways in), not for live fields
 
     def json(self) -> dict[str, Any]:
@@ -138,17 +160,36 @@ def visitors(sessions: list[m.TunnelSession], now: int) -> list[Visitor]:
 
 
 def rows(
-    visible: list[m.Space], teammates: list[str], sessions: Mapping[str, list[m.TunnelSession]], now: int
+    visible: list[m.Space],
+    teammates: list[str],
+    sessions: Mapping[str, list[m.TunnelSession]],
+    now: int,
+    ports: Mapping[str, m.SpacePorts] | None = None,
 ) -> list[Row]:
-    """The cards of the Spaces a person sees (`visible`), with the teammates they could add and
-    each Space's open sessions (`sessions` by Space id)."""
+    """The cards of the Spaces a person sees (`visible`), with the teammates they could add,
+    each Space's open sessions (`sessions` by Space id) and its shared ports (`ports`)."""
     aliases = host_aliases(visible)
     return [
-        row(s, teammates, now, ways_in(s, visible, aliases), visitors(sessions.get(s.id, []), now)) for s in visible
+        row(
+            s,
+            teammates,
+            now,
+            ways_in(s, visible, aliases),
+            visitors(sessions.get(s.id, []), now),
+            (ports or {}).get(s.id),
+        )
+        for s in visible
     ]
 
 
-def row(space: m.Space, teammates: list[str], now: int, ways: list[Way], here: list[Visitor]) -> Row:
+def row(
+    space: m.Space,
+    teammates: list[str],
+    now: int,
+    ways: list[Way],
+    here: list[Visitor],
+    ports: m.SpacePorts | None = None,
+) -> Row:
     label, hint = STATES.get(space.state, (space.state.title(), ""))
     failure = readiness.ssh_failure(space)
     if failure:  # the container is connected but its sshd does not serve: the agent's words
@@ -157,7 +198,14 @@ def row(space: m.Space, teammates: list[str], now: int, ways: list[Way], here: l
     shared = list(space.shared_with or [])
     can_add = [e for e in teammates if e not in shared] if space.role == "owner" else []
     seen = space.last_seen_at
-    rendered = json.dumps([space.role, shared, can_add, [asdict(w) for w in ways]])
+    shared_ports = [
+        SharedPortView(p.port, p.url, p.level, LEVELS[p.level], p.label) for p in (ports.shared if ports else [])
+    ]
+    ports_off = ports.reason if ports is not None and not ports.enabled else ""
+    listening = list(ports.listening) if ports else []
+    rendered = json.dumps(
+        [space.role, shared, can_add, [asdict(w) for w in ways], [asdict(p) for p in shared_ports], listening]
+    )
     return Row(
         id=space.id,
         name=space.name,
@@ -177,5 +225,8 @@ def row(space: m.Space, teammates: list[str], now: int, ways: list[Way], here: l
         can_add=can_add,
         ways=ways,
         here=here,
+        ports=shared_ports,
+        ports_off=ports_off,
+        listening=listening,
         version=hashlib.sha256(rendered.encode()).hexdigest()[:12],
     )

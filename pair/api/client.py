@@ -195,6 +195,15 @@ class Client:
     def down(self, space_id: str) -> m.Space:
         return self._checked(self.call(ep.DOWN, path={"space_id": space_id}))
 
+    def ports(self, space_id: str) -> m.SpacePorts:
+        return self.call(ep.SPACE_PORTS, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    def share_port(self, space_id: str, port: int, body: m.PortShare) -> m.SharedPort:
+        return self.call(ep.SHARE_PORT, body, path={"space_id": space_id, "port": str(port)})  # type: ignore[no-any-return]
+
+    def unshare_port(self, space_id: str, port: int) -> None:
+        self.call(ep.UNSHARE_PORT, path={"space_id": space_id, "port": str(port)})
+
     # -- container side ---------------------------------------------------------------------
 
     def bootstrap(self, token: str, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:

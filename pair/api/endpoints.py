@@ -196,6 +196,31 @@ DOWN = Endpoint(
     tag="spaces",
 )
 
+SPACE_PORTS = Endpoint(
+    "GET",
+    f"{API}/spaces/{{space_id}}/shared-ports",
+    "A Space's shared ports with their URLs and levels, and (owner) the ports listening in its container.",
+    "session",
+    response=m.SpacePorts,
+    tag="ports",
+)
+SHARE_PORT = Endpoint(
+    "PUT",
+    f"{API}/spaces/{{space_id}}/shared-ports/{{port}}",
+    "Share a port of a Space you own at its own URL, or change its level or label.",
+    "session",
+    m.PortShare,
+    m.SharedPort,
+    "ports",
+)
+UNSHARE_PORT = Endpoint(
+    "DELETE",
+    f"{API}/spaces/{{space_id}}/shared-ports/{{port}}",
+    "Stop sharing a port; its open connections end.",
+    "session",
+    tag="ports",
+)
+
 # WebSocket endpoints (not JSON; described in docs/architecture.md, "Streams").
 AGENT_CONNECT = f"{API}/agent/connect"  # the agent's control channel (agent credential)
 AGENT_STREAM = f"{API}/agent/streams/{{stream_id}}"  # the agent's side of one stream (agent credential)

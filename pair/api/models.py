@@ -63,6 +63,7 @@ TokenTtl = Annotated[
 InstanceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # a container's random id
 
 Role = Literal["owner", "shared"]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]  # a TCP port (RFC 793: 16 bits; 0 is no port)
 SpaceState = Literal["created", "starting", "running", "stopping", "stopped", "deleted"]
 Platform = Literal["codespaces", "devfile", "devcontainer", "generic"]
 
@@ -279,6 +280,10 @@ class Heartbeat(Struct):
     # said in the first heartbeat of each channel and absent after it. An agent that never says
     # it predates streams and understands only `tunnel` (SSH). Unknown kinds are ignored.
     streams: list[str] | None = None
+    # TCP ports listening in the container on loopback or every address (/proc/net/tcp and tcp6,
+    # as Codespaces detects them), less sshd's: candidates to share, never shared by this alone.
+    # Absent from agents older than this field.
+    listening: list[Port] | None = None
 
 
 class HeartbeatReply(Struct):
@@ -394,6 +399,45 @@ class TunnelSession(Struct):
     bytes_out: int = 0  # from the container to the person
     close_reason: str = ""
     kind: StreamKind = "ssh"  # brokers older than streams relayed SSH only
+
+
+# -- shared ports (issue 12) ------------------------------------------------------------------
+
+# Who may open a shared port's URL: the owner; the owner and the people the Space is shared with;
+# anyone signed in to this broker; anyone at all.
+PortLevel = Literal["owner", "shared", "authenticated", "public"]
+PORT_LEVELS: tuple[PortLevel, ...] = ("owner", "shared", "authenticated", "public")  # narrowest first
+PORT_LABEL_PATTERN = whole(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,80}")  # one line of printable text
+PortLabel = Annotated[str, msgspec.Meta(max_length=80, extra_json_schema={"pattern": PORT_LABEL_PATTERN})]
+
+
+class PortShare(Struct):
+    """Share a port, or change how: `level` and `label` left out keep what they were (a new share
+    is `owner` and unlabelled)."""
+
+    level: PortLevel | None = None
+    label: PortLabel | None = None
+
+
+class SharedPort(Struct):
+    """A port a Space shares, at its own origin `url` (`PORT--SPACE--OWNER.<apps domain>`)."""
+
+    space_id: str
+    port: Port
+    level: PortLevel
+    label: str
+    url: str
+    shared_at: datetime
+
+
+class SpacePorts(Struct):
+    """A Space's shared ports, and the ports listening in its container (the owner's candidates)."""
+
+    space_id: str
+    enabled: bool  # the broker has an apps domain; if not, `reason` says so
+    reason: str = ""
+    shared: list[SharedPort] = msgspec.field(default_factory=list)
+    listening: list[Port] = msgspec.field(default_factory=list)  # the owner's view only
 
 
 class StateChange(Struct):

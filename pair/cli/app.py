@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pair import __version__, runner
-from pair.cli import auth, connect, init, keys, spaces
+from pair.cli import auth, connect, init, keys, ports, spaces
 from pair.cli.web import web
 
 app = typer.Typer(
@@ -49,6 +49,8 @@ def verify(
 app.add_typer(spaces.app, name="spaces")
 connect.register(spaces.app)
 spaces.app.command("init")(init.init)
+spaces.app.add_typer(ports.app, name="ports")
+spaces.app.command("forward")(ports.forward)
 
 
 def _version(value: bool) -> None:

@@ -51,7 +51,7 @@ from pair.api.models import (
     StreamTarget,
     TcpTarget,
 )
-from pair.container import facts, streams, supervisor
+from pair.container import facts, listening, streams, supervisor
 from pair.container.health import FAILED, SshWatch
 from pair.container.home import Home, Registration
 from pair.container.terminals import TerminalError, TerminalManager, pump
@@ -105,6 +105,7 @@ class Agent:
         self._news = asyncio.Event()  # set when the broker should hear a heartbeat now
         self._recheck = asyncio.Event()  # set when sshd's health must be probed now (a tunnel failed)
         self._registration_stamp: float | None = None
+        self.listening: list[int] = []  # ports listening in the container (not sshd's): candidates to share
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -246,6 +247,7 @@ class Agent:
                 facts=self.facts,
                 ssh=self.ssh.health,
                 streams=None if introduced else list(STREAM_TARGETS),  # said once per channel
+                listening=self.listening,
             )
             introduced = True
             await ws.send(msgspec.json.encode(HeartbeatMessage(heartbeat=heartbeat)).decode())
@@ -288,11 +290,13 @@ class Agent:
             """Ask supervisord about sshd every second; probe when that, or a tunnel, says so."""
             while True:
                 await self._check_ssh(force=self._recheck.is_set())
+                self._check_ports()
                 self._recheck.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._recheck.wait(), WATCH_INTERVAL)
 
         await self._check_ssh(force=True)  # the first heartbeat carries the truth
+        self._check_ports()
         self._control = ws
         tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(receive()), asyncio.create_task(watch())]
         try:
@@ -323,6 +327,13 @@ class Agent:
         elif before is None or before.serving or health.reason != before.reason:
             log(f"SSH is not being served: {health.reason}")
         self._news.set()
+
+    def _check_ports(self) -> None:
+        """Read which ports listen (a few µs of /proc); the broker hears at once when that changed."""
+        now = listening.listening(exclude={self.sshd_port})
+        if now != self.listening:
+            self.listening = now
+            self._news.set()
 
     async def _apply(self, reg: Registration, reply: HeartbeatReply) -> None:
         """Take in a reply: new keys, and start or stop sshd as the owner wants."""

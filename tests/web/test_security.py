@@ -247,6 +247,8 @@ def test_changes_without_the_csrf_token_are_refused(
         browser.post(f"/spaces/{space_id}/delete", data={"csrf_token": "wrong"}),
         browser.post(f"/spaces/{space_id}/delete", headers={"X-CSRF-Token": token.upper()}),
         browser.post(f"/spaces/{space_id}/delete", headers={"X-CSRF-Token": token, "Sec-Fetch-Site": "cross-site"}),
+        # a shared port's app under the broker's domain is same-site: the token alone must not do
+        browser.post(f"/spaces/{space_id}/delete", headers={"X-CSRF-Token": token, "Sec-Fetch-Site": "same-site"}),
         browser.post(f"/spaces/{space_id}/shares", data={"add": BOB}),
         browser.post(f"/spaces/{space_id}/shares", data={"add": BOB, "csrf_token": ""}),
     ]
