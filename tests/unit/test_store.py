@@ -418,6 +418,7 @@ def test_many_connections_claiming_one_token_at_once_have_one_winner(people: Sql
         for s in stores:
             run(s.close())
 
+
 def test_ssh_health_is_kept_until_reported_again_and_cleared_by_up_or_down(people: SqliteStore) -> None:
     run(people.create_space(space("sp_1", "u_alice", "demo"), []))
     run(people.add_token(token("jti_1", "sp_1")))

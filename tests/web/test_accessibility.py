@@ -30,18 +30,22 @@ CSP_WATCH = """document.addEventListener("securitypolicyviolation",
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealBroker]:
-    with real_broker(tmp_path_factory.mktemp("a11y") / "broker-data") as b:
+    # with an apps domain, so the cards show shared ports and the owner's form to share one
+    with real_broker(
+        tmp_path_factory.mktemp("a11y") / "broker-data", env={"PAIR_BROKER_APPS_DOMAIN": "*.localhost"}
+    ) as b:
         yield b
 
 
 @pytest.fixture(scope="module")
 def team(broker: RealBroker, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Person]:
-    """alice owns a created Space shared with bob and a starting one; bob shares his with her;
-    carol has none; a teammate with a long email is offered for sharing."""
+    """alice owns a created Space shared with bob (port 8080 shared with him) and a starting one;
+    bob shares his with her; carol has none; a teammate with a long email is offered for sharing."""
     root = tmp_path_factory.mktemp("people")
     people = {name: Person(broker, name, root, ssh_key=False) for name in ("alice", "bob", "carol", LONG)}
     alice, bob = people["alice"], people["bob"]
     authorize(alice, "dynamic_stark", bob.email)
+    alice.ok("spaces", "ports", "share", "8080", "dynamic_stark", "--level", "shared", "--label", "Docs preview")
     bootstrap(alice, authorize(alice, "calm_turing"), root / "container", CODESPACES="true")
     authorize(bob, "bobs_box", alice.email)
     return people
