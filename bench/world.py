@@ -49,7 +49,10 @@ class World:
         if self._broker is None:
             data_dir = self.seeded.data_dir
             self.progress.note("starting pair-broker serve")
-            self._broker = self.stack.enter_context(real_broker(data_dir))
+            # with an apps domain, for the shared ports' benchmark (*.localhost needs no DNS)
+            self._broker = self.stack.enter_context(
+                real_broker(data_dir, env={"PAIR_BROKER_APPS_DOMAIN": "*.localhost"})
+            )
         return self._broker
 
     @property

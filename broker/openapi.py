@@ -15,8 +15,8 @@ REF = "#/components/schemas/{name}"
 
 
 # The schema of each path parameter: what the broker accepts there (anything else is 404, or 422
-# for an email that is not one).
-PATH_PARAMETERS: dict[str, Any] = {"email": m.Email}
+# for an email or a port that is not one).
+PATH_PARAMETERS: dict[str, Any] = {"email": m.Email, "port": m.Port}
 
 
 def document(*, max_token_ttl: int) -> dict[str, Any]:
