@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from pair.api.errors import PairError
 from pair.api.models import Space
+from pair.printable import printable
 
 CHUNK = 64 * 1024
 SPEC_RE = re.compile(r"([0-9]{1,5})(?::([0-9]{1,5}))?")
@@ -160,7 +161,7 @@ async def _connection(
                 results = await asyncio.gather(*tasks, return_exceptions=True)
             reason = ws.close_reason
             if ws.close_code not in (None, 1000, 1005) and reason:
-                print(f"pair: port {spec.remote}: {_printable(reason)}", file=sys.stderr)
+                print(f"pair: port {spec.remote}: {printable(reason)}", file=sys.stderr)
             del results  # ConnectionClosed / OSError: the connection ended, which is what we report
     except (ConnectionClosed, OSError):
         pass
@@ -179,8 +180,4 @@ def _refusal(body: bytes, status: int) -> str:
     if not isinstance(data, dict):
         data = {}
     message = str(data.get("message") or f"the broker refused (HTTP {status}).")
-    return _printable(f"{message} {data.get('detail') or ''}".strip())
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)[:500]
+    return printable(f"{message} {data.get('detail') or ''}".strip()[:500])

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 
 from pair.api.errors import PairError
-from pair.api.models import SharedPort, Space
+from pair.api.models import SharedPort
 from pair.cli.output import table
-from pair.cli.resolve import resolve_space
+from pair.cli.resolve import choose_space, one_ref
 from pair.cli.session import signed_in
-
-if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
-    from pair.api.client import Client
+from pair.cli.spaces import SpaceOption
+from pair.printable import printable
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -25,7 +24,14 @@ app = typer.Typer(
 )
 
 Level = Literal["owner", "shared", "authenticated", "public"]
-SpaceArg = Annotated[str | None, typer.Argument(help="The Space (name or sp_… id); optional if you see one.")]
+SpaceArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="SPACE",
+        help="The Space: its sp_… id or a name unique among those you can see. [default: the only one]",
+        show_default=False,
+    ),
+]
 PortArg = Annotated[int, typer.Argument(help="The TCP port in the container, 1–65535.", min=1, max=65535)]
 LEVEL_WORDS = {
     "owner": "you only",
@@ -35,24 +41,11 @@ LEVEL_WORDS = {
 }
 
 
-def pick(client: Client, ref: str | None, *, owned: bool = False) -> Space:
-    """The Space `ref` names, or the only one you can see (own, with `owned`)."""
-    spaces = client.spaces()
-    if ref:
-        return resolve_space(spaces, ref)
-    mine = [s for s in spaces if s.role == "owner"] if owned else spaces
-    if len(mine) == 1:
-        return mine[0]
-    if not mine:
-        raise PairError("You have no Space to do that in.", "Create one with `pair spaces authorize`.")
-    names = ", ".join(s.name for s in mine)
-    raise PairError(f"Which Space? You can see several: {names}.", "Name one after the port.")
-
-
 @app.command()
 def share(
     port: PortArg,
     space: SpaceArg = None,
+    space_option: SpaceOption = None,
     level: Annotated[
         Level | None,
         typer.Option(help="Who can open it: owner (default for a new share), shared, authenticated, public."),
@@ -62,22 +55,26 @@ def share(
     """Share a port of a Space you own at its own URL, or change its level or label."""
     from pair.api.models import PortShare
 
+    ref = one_ref(space, space_option, "ports share")
     client, _ = signed_in()
     with client:
-        target = pick(client, space, owned=True)
+        target = choose_space(client.spaces(), ref, "ports share", owned=True)
         shared = client.share_port(target.id, port, PortShare(level=level, label=label))
     print(f"Port {shared.port} of {target.name} is shared with {LEVEL_WORDS[shared.level]}:")
-    print(shared.url)
+    print(printable(shared.url))
 
 
 @app.command("list")
 def list_ports(
-    space: SpaceArg = None, as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False
+    space: SpaceArg = None,
+    space_option: SpaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """A Space's shared ports with their URLs and levels, and (yours) the ports listening in it."""
+    ref = one_ref(space, space_option, "ports list")
     client, _ = signed_in()
     with client:
-        target = pick(client, space)
+        target = choose_space(client.spaces(), ref, "ports list")
         ports = client.ports(target.id)
     if as_json:
         shared = [
@@ -90,7 +87,8 @@ def list_ports(
     if not ports.enabled:
         raise PairError(ports.reason)
     if ports.shared:
-        print(table(("port", "level", "url", "label"), [[str(p.port), p.level, p.url, p.label] for p in ports.shared]))
+        rows = [[str(p.port), p.level, printable(p.url), printable(p.label)] for p in ports.shared]
+        print(table(("port", "level", "url", "label"), rows))
     else:
         print(f"No port of {target.name} is shared.", file=sys.stderr)
     if ports.listening:
@@ -103,11 +101,12 @@ def _iso(port: SharedPort) -> str:
 
 
 @app.command()
-def unshare(port: PortArg, space: SpaceArg = None) -> None:
+def unshare(port: PortArg, space: SpaceArg = None, space_option: SpaceOption = None) -> None:
     """Stop sharing a port; its open connections end."""
+    ref = one_ref(space, space_option, "ports unshare")
     client, _ = signed_in()
     with client:
-        target = pick(client, space, owned=True)
+        target = choose_space(client.spaces(), ref, "ports unshare", owned=True)
         client.unshare_port(target.id, port)
     print(f"Port {port} of {target.name} is no longer shared.")
 
@@ -116,12 +115,14 @@ def forward(
     args: Annotated[
         list[str], typer.Argument(help="[SPACE] LOCAL[:REMOTE]…: listen on 127.0.0.1:LOCAL for port REMOTE.")
     ],
+    space_option: SpaceOption = None,
 ) -> None:
     """Forward ports of a Space to this machine over the broker (no SSH); Ctrl-C ends it."""
     from pair.cli import forwarding
 
-    ref, specs = forwarding.split_args(args)
+    positional, specs = forwarding.split_args(args)
+    ref = one_ref(positional, space_option, "forward")
     client, session = signed_in()
     with client:
-        target = pick(client, ref)
+        target = choose_space(client.spaces(), ref, "forward")
     raise typer.Exit(forwarding.run(session.url, session.token, target, specs))

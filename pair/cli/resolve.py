@@ -23,6 +23,10 @@ FORMS = {
     "sessions": "pair spaces sessions SPACE",
     "kick": "pair spaces kick SPACE EMAIL",
     "authorize": "pair spaces authorize --space SPACE",
+    "ports share": "pair spaces ports share PORT SPACE",
+    "ports list": "pair spaces ports list SPACE",
+    "ports unshare": "pair spaces ports unshare PORT SPACE",
+    "forward": "pair spaces forward SPACE LOCAL[:REMOTE]…",
 }
 NAMED_BY = "SPACE is its name or its sp_… id; --space SPACE works too"
 
