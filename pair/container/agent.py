@@ -61,6 +61,9 @@ FIRST_BACKOFF = 1.0  # seconds before the first retry (jittered down to half); d
 MAX_BACKOFF = 60.0
 IDLE_POLL = 1.0  # how often to look for a (new) registration while there is none that works
 WATCH_INTERVAL = 1.0  # how often supervisord is asked about sshd (one XML-RPC call, no process)
+# How often the listening ports are read: the kernel walks its whole socket table for
+# /proc/net/tcp (15–60 ms on a busy machine), so rarely, and on a thread, never on the loop.
+PORTS_INTERVAL = 5.0
 RESTART_PATIENCE = 30.0  # seconds of retrying every second after the broker said it restarts
 _broker_messages = msgspec.json.Decoder(BrokerMessage)
 
@@ -106,6 +109,7 @@ class Agent:
         self._recheck = asyncio.Event()  # set when sshd's health must be probed now (a tunnel failed)
         self._registration_stamp: float | None = None
         self.listening: list[int] = []  # ports listening in the container (not sshd's): candidates to share
+        self._ports_read = 0.0  # when they were last read (monotonic)
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -290,13 +294,14 @@ class Agent:
             """Ask supervisord about sshd every second; probe when that, or a tunnel, says so."""
             while True:
                 await self._check_ssh(force=self._recheck.is_set())
-                self._check_ports()
+                if time.monotonic() - self._ports_read >= PORTS_INTERVAL:
+                    await self._check_ports()
                 self._recheck.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._recheck.wait(), WATCH_INTERVAL)
 
         await self._check_ssh(force=True)  # the first heartbeat carries the truth
-        self._check_ports()
+        await self._check_ports()
         self._control = ws
         tasks = [asyncio.create_task(heartbeats()), asyncio.create_task(receive()), asyncio.create_task(watch())]
         try:
@@ -328,9 +333,10 @@ class Agent:
             log(f"SSH is not being served: {health.reason}")
         self._news.set()
 
-    def _check_ports(self) -> None:
-        """Read which ports listen (a few µs of /proc); the broker hears at once when that changed."""
-        now = listening.listening(exclude={self.sshd_port})
+    async def _check_ports(self) -> None:
+        """Read which ports listen (/proc/net/tcp{,6}); the broker hears at once when that changed."""
+        self._ports_read = time.monotonic()
+        now = await asyncio.to_thread(listening.listening, {self.sshd_port})
         if now != self.listening:
             self.listening = now
             self._news.set()

@@ -173,8 +173,14 @@ def test_a_port_shared_at_each_level_in_chromium(ports_world: PortsWorld, browse
         assert demo_page(anonymous, app_url)
         assert anonymous.evaluate(WS_ECHO) == "hello"
 
-        # owner: bob, signed in to the app before, is refused
+        # owner: the anonymous visitor's open WebSocket closes within 2 s; bob, signed in to the
+        # app before, is refused
         w.share("--level", "owner")
+        narrowed = time.monotonic()
+        anonymous.wait_for_function("window.wsEnded !== undefined", timeout=2000)
+        assert time.monotonic() - narrowed < 2.0
+        ended = anonymous.evaluate("window.wsEnded")
+        assert ended["code"] == 1008 and "changed who can open port" in ended["reason"], ended
         response = bob.goto(app_url)
         assert response is not None and response.status == 403
         assert "You cannot open this app" in bob.content()
