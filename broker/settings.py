@@ -72,6 +72,7 @@ class Settings:
         settings = cls(**values)
         if settings.token_ttl > settings.max_token_ttl:
             raise SettingsError("PAIR_BROKER_TOKEN_TTL is above PAIR_BROKER_MAX_TOKEN_TTL.")
+        _check_apps_domain(settings)
         return settings
 
     @classmethod
@@ -123,6 +124,21 @@ def _check(name: str, label: str, value: Any) -> Any:
         except AddressError as exc:
             raise SettingsError(f"The setting {label}: {exc}") from exc
     return value
+
+
+def _check_apps_domain(settings: Settings) -> None:
+    """The broker's own host must not lie under its apps domain: every request for it would be
+    taken for an app's (broker.app_gate), and the broker would answer nothing but 404s."""
+    if not settings.apps_domain:
+        return
+    from broker.apps.hosts import AppsDomain
+
+    host = urlsplit(settings.url).hostname or ""
+    if AppsDomain.parse(settings.apps_domain).covers(host):
+        raise SettingsError(
+            f"The apps domain {settings.apps_domain} covers the broker's own host {host}: "
+            f"give apps a domain of their own, e.g. '*.apps.{host}'."
+        )
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")

@@ -245,3 +245,8 @@ def test_the_apps_domain_setting() -> None:
     for bad in ("apps.example.com", "*.", "*.example.com:0", "*.1.2.3.4", "*.exa mple.com"):
         with pytest.raises(SettingsError, match="--apps-domain"):
             Settings.load(apps_domain=bad)
+    # the broker's own host under its apps domain would be taken for an app's
+    with pytest.raises(SettingsError, match=r"covers the broker's own host pair\.example\.com"):
+        Settings.load(apps_domain="*.example.com", public_url="https://pair.example.com")
+    beside = Settings.load(apps_domain="*.apps.pair.example.com", public_url="https://pair.example.com")
+    assert beside.apps_domain == "*.apps.pair.example.com"
