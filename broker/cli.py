@@ -243,7 +243,14 @@ async def _create_with_key(ctx: Context, key_file: Path | None, change: Callable
             staged.unlink(missing_ok=True)
         raise
     if key_file is not None and staged is not None:
-        os.replace(staged, key_file)
+        try:
+            os.replace(staged, key_file)
+        except OSError as exc:  # changed since the check (made immutable, say): the key is lost
+            staged.unlink(missing_ok=True)
+            raise PairError(
+                f"Cannot write {key_file}: {exc.strerror}; the change was made but its key is lost.",
+                "Run `pair-broker users reset-key EMAIL --key-file FILE` for a new key.",
+            ) from exc
     else:
         print(key)
     return done

@@ -3,7 +3,9 @@
 - `read_small_text`: the text of a small file a person pointed pair at (a key file, a public
   key): regular files only and a bounded read, so /dev/zero, a FIFO or a directory is a clear
   error instead of a hang or a traceback.
-- `check_new_file`: whether a file can be written at a path, asked before anything else changes.
+- `check_new_file` / `write_new_file`: the one rule for a secret written to a path a person
+  names (--output, --key-file): checked before anything else changes, regular files only (no
+  device, FIFO, directory or symlink), "-" for standard output where a command allows it.
 - `write_private`: atomically (temp file + rename in the same directory), 0600 from the first
   byte, so a reader never sees a half-written token and nobody else ever can read it.
 """
@@ -71,11 +73,23 @@ def _text(data: bytes, limit: int, described: str, hint: str) -> str:
         raise PairError(f"{described} is not UTF-8 text.", hint) from exc
 
 
-def check_new_file(path: Path, *, replace: bool, what: str, hint: str) -> None:
-    """Raise PairError unless `write_private(path, …)` can succeed: its directory exists and
-    takes a new file, and `path` is not a directory, not some other non-regular file, and (unless
-    `replace`) does not exist. Asked before anything else changes, so a refusal leaves nothing
-    half-done; it cannot promise the disk keeps room for the write itself."""
+STDOUT = "-"  # as an output path: standard output, as gh and curl read it
+
+
+def check_new_file(path: Path, *, replace: bool, what: str, hint: str, stdout: bool = False) -> None:
+    """Raise PairError unless `write_new_file(path, …)` can succeed. The one rule for a secret
+    written to a path a person names (`--output`, `--key-file`), asked BEFORE anything else
+    changes (the broker, the database), so a refusal leaves nothing half-done.
+
+    Refused: a directory; a device, FIFO or socket (writing there would replace the node, or
+    hang); a symbolic link (the write is an atomic rename, which would replace the link itself,
+    so pair never writes through one: name the file the link points at); an existing file
+    unless `replace`; a file the rename cannot replace (immutable or append-only, or another
+    user's in a sticky directory like /tmp); a missing or unwritable directory. With `stdout`,
+    the path "-" means standard output and is always accepted. It cannot promise the disk keeps
+    room for the write itself: write_new_file reports that in one sentence too."""
+    if stdout and str(path) == STDOUT:
+        return
     parent = path.parent
     try:
         st = path.lstat()
@@ -84,14 +98,27 @@ def check_new_file(path: Path, *, replace: bool, what: str, hint: str) -> None:
     except OSError as exc:
         raise PairError(f"Cannot use {path} for {what}: {exc.strerror}.", hint) from exc
     if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise PairError(
+                f"{path} is a symbolic link; {what} is written only to a regular file, never through a link.", hint
+            )
         if stat.S_ISDIR(st.st_mode):
             raise PairError(f"{path} is a directory; {what} needs a file name.", hint)
         if not stat.S_ISREG(st.st_mode):
-            raise PairError(f"{path} exists and is not a regular file.", hint)
+            raise PairError(f"{path} exists and is not a regular file (a device, pipe or socket).", hint)
         if not replace:
             raise PairError(f"{path} already exists, and {what} is not written over an existing file.", hint)
-    if not parent.is_dir():
+        if _pinned(path):
+            raise PairError(f"{path} is immutable or append-only (chattr), so it cannot be replaced.", hint)
+    try:
+        parent_st = parent.stat()
+    except OSError:
+        parent_st = None
+    if parent_st is None or not stat.S_ISDIR(parent_st.st_mode):
         raise PairError(f"The directory {parent} does not exist.", hint)
+    euid = os.geteuid()
+    if st is not None and parent_st.st_mode & stat.S_ISVTX and euid not in (0, st.st_uid, parent_st.st_uid):
+        raise PairError(f"{path} is another user's file in the sticky directory {parent}; it cannot be replaced.", hint)
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
     except OSError as exc:
@@ -100,8 +127,55 @@ def check_new_file(path: Path, *, replace: bool, what: str, hint: str) -> None:
     os.unlink(probe)
 
 
+def write_new_file(path: Path, data: bytes | str, *, what: str, hint: str, stdout: bool = False) -> None:
+    """Write `data` to a path check_new_file accepted: atomically and 0600 (write_private), or
+    to standard output when `stdout` and the path is "-". A failure of the write itself (the
+    disk filled up, the file turned immutable since the check) is one PairError naming `what`,
+    and leaves no temp file behind."""
+    if stdout and str(path) == STDOUT:
+        sys.stdout.write(data if isinstance(data, str) else data.decode())
+        sys.stdout.flush()
+        return
+    try:
+        write_private(path, data)
+    except OSError as exc:
+        raise PairError(f"Cannot write {what} to {path}: {exc.strerror}.", hint) from exc
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h: _IOR('f', 1, long)
+_PINNED_FLAGS = 0x10 | 0x20  # FS_IMMUTABLE_FL | FS_APPEND_FL
+
+
+def _pinned(path: Path) -> bool:
+    """Whether Linux's immutable or append-only attribute keeps `path` from being replaced."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import array
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+    except OSError:
+        return False  # unreadable: the rename may still work; the write reports it if not
+    try:
+        flags = array.array("l", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+    except OSError:
+        return False  # a filesystem without these attributes (tmpfs)
+    finally:
+        os.close(fd)
+    return bool(flags[0] & _PINNED_FLAGS)
+
+
 def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    os.replace(stage_private(path, data, mode), path)
+    """Replace `path` with `data`, atomically and `mode` from the first byte; on any failure
+    (OSError included) the staged temp file is removed and `path` is as it was."""
+    staged = stage_private(path, data, mode)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def stage_private(path: Path, data: bytes | str, mode: int = 0o600) -> Path:

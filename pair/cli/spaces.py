@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pair import durations
+from pair import durations, files
 from pair.api import readiness
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import choose_space, form, one_ref, resolve_space
 from pair.cli.session import signed_in
-from pair.files import write_private
 from pair.printable import printable
 
 if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
@@ -109,15 +107,7 @@ def list_spaces(as_json: Annotated[bool, typer.Option("--json", help="Print a JS
             print(printable(f"{s.name}: SSH is not being served: {why}"))  # the container's words
 
 
-def _check_output(path: Path) -> None:
-    """Fail before anything is created on the broker if the token could not be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise PairError(f"Cannot write {path}: the directory {parent} does not exist.", "Pick another --output.")
-    if not os.access(parent, os.W_OK):
-        raise PairError(f"Cannot write {path}: the directory {parent} is not writable.", "Pick another --output.")
-    if path.is_dir():
-        raise PairError(f"Cannot write {path}: it is a directory.", "Pass a file name with --output.")
+OUTPUT_HINT = "Pass --output a new file name in a directory you can write, or --output - for standard output."
 
 
 def _choose_teammates(client: Client) -> list[str] | None:
@@ -140,9 +130,9 @@ def authorize(
         str | None,
         typer.Option("--name", help="The Space's name. [default: generated, like dynamic_stark]", show_default=False),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the token (0600).")] = Path(
-        "SPACE_ID.txt"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the token (a 0600 file; '-' for standard output).")
+    ] = Path("SPACE_ID.txt"),
     space: Annotated[
         str | None, typer.Option("--space", help="Issue a fresh token for this existing Space (keeps its shares).")
     ] = None,
@@ -156,7 +146,7 @@ def authorize(
         raise PairError("--space renews an existing Space's token; --name is for a new Space.", "Pass one of them.")
     if user and no_share:
         raise PairError("--user and --no-share contradict each other.", "Pass one of them.")
-    _check_output(output)
+    files.check_new_file(output, replace=True, what="the token", hint=OUTPUT_HINT, stdout=True)
     client, _ = signed_in()
     with client:
         if space:
@@ -179,9 +169,14 @@ def authorize(
                     "Pass --user EMAIL (repeatable), or --no-share.",
                 )
             issued = client.authorize(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
-    write_private(output, issued.token + "\n")
-    print(f'You\'re ready to bootstrap your Space "{issued.space.name}".')
-    print(f"Your Space's token is valid for {durations.humanize(issued.ttl_seconds)} and is available from {output}.")
+    again = f"The Space exists: run `pair spaces authorize --space {issued.space.name} --output FILE` for a new token."
+    files.write_new_file(output, issued.token + "\n", what="the token", hint=again, stdout=True)
+    ready = f'You\'re ready to bootstrap your Space "{issued.space.name}".'
+    valid = f"Your Space's token is valid for {durations.humanize(issued.ttl_seconds)}"
+    if str(output) == files.STDOUT:  # the token alone on standard output, for a pipe
+        print(f"{ready}\n{valid}; it is the line printed on standard output.", file=sys.stderr)
+    else:
+        print(f"{ready}\n{valid} and is available from {output}.")
 
 
 @app.command()

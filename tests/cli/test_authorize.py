@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -140,7 +143,7 @@ def test_output_elsewhere(people: dict[str, Person]) -> None:
 def test_output_in_a_missing_directory_creates_nothing(people: dict[str, Person]) -> None:
     alice = people["alice"]
     result = alice.pair("spaces", "authorize", "--user", "bob@example.com", "--output", "missing/SPACE_ID.txt")
-    assert_error(result, "Cannot write missing/SPACE_ID.txt", "does not exist", hint="--output")
+    assert_error(result, "The directory missing does not exist.", hint="--output")
     nothing_created(alice)
     assert list_json(people["bob"]) == []
 
@@ -148,8 +151,64 @@ def test_output_in_a_missing_directory_creates_nothing(people: dict[str, Person]
 def test_output_that_is_a_directory_creates_nothing(people: dict[str, Person]) -> None:
     alice = people["alice"]
     (alice.cwd / "adir").mkdir()
-    assert_error(alice.pair("spaces", "authorize", "--no-share", "--output", "adir"), "it is a directory")
+    assert_error(alice.pair("spaces", "authorize", "--no-share", "--output", "adir"), "adir is a directory")
     nothing_created(alice)
+
+
+def _link_to_a_file(path: Path) -> None:
+    path.with_name("real.txt").write_text("mine\n")
+    path.symlink_to("real.txt")
+
+
+NOT_A_FILE: dict[str, tuple[Callable[[Path], object], str]] = {
+    "fifo": (os.mkfifo, "exists and is not a regular file"),
+    "link": (_link_to_a_file, "symbolic link"),
+    "link to /dev/null": (lambda p: p.symlink_to("/dev/null"), "symbolic link"),
+}
+if os.geteuid() == 0:  # as root, the old code turned a device node into a 0600 file holding the token
+    NOT_A_FILE["device"] = (
+        lambda p: os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(1, 3)),
+        "exists and is not a regular file",
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_A_FILE))
+def test_output_that_is_not_a_regular_file_is_refused_before_anything_is_created(
+    people: dict[str, Person], kind: str
+) -> None:
+    alice = people["alice"]
+    make, message = NOT_A_FILE[kind]
+    target = alice.cwd / "out.txt"
+    make(target)
+    before = {p.name: (p.lstat().st_mode, p.is_symlink()) for p in alice.cwd.iterdir()}
+    assert_error(alice.pair("spaces", "authorize", "--no-share", "-o", "out.txt"), message, hint="--output")
+    nothing_created(alice)
+    assert {p.name: (p.lstat().st_mode, p.is_symlink()) for p in alice.cwd.iterdir()} == before
+
+
+def test_output_dash_is_the_token_alone_on_standard_output(people: dict[str, Person]) -> None:
+    alice = people["alice"]
+    result = alice.pair("spaces", "authorize", "--no-share", "--name", "demo", "--output", "-")
+    assert result.ok, result.err
+    assert len(result.out.splitlines()) == 1
+    assert jwt_parts(result.out.strip())[1]["sub"] == list_json(alice)[0]["id"]
+    assert result.err.startswith('You\'re ready to bootstrap your Space "demo".\n')
+    assert list(alice.cwd.iterdir()) == []
+
+
+def test_a_write_that_fails_after_the_space_exists_is_one_error_and_leaves_no_temp_file(
+    people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = people["alice"]
+
+    def immutable(src: object, dst: object) -> None:  # what chattr +i does to the rename
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "replace", immutable)
+    result = alice.pair("spaces", "authorize", "--no-share", "--name", "demo")
+    _, hint = assert_error(result, "Cannot write the token to SPACE_ID.txt: Operation not permitted.")
+    assert "pair spaces authorize --space demo --output FILE" in hint
+    assert not [p for p in alice.cwd.iterdir() if p.name.endswith(".tmp")]
 
 
 # -- who it is shared with -------------------------------------------------------------------
@@ -362,5 +421,5 @@ def test_output_under_a_regular_file_creates_nothing(people: dict[str, Person]) 
     alice = people["alice"]
     (alice.cwd / "afile").write_text("")
     result = alice.pair("spaces", "authorize", "--no-share", "--output", "afile/SPACE_ID.txt")
-    assert_error(result, "Cannot write afile/SPACE_ID.txt", hint="--output")
+    assert_error(result, "Cannot use afile/SPACE_ID.txt for the token: Not a directory.", hint="--output")
     nothing_created(alice)

@@ -155,7 +155,7 @@ def test_a_key_file_that_cannot_be_written_changes_nothing(
     cases = {
         tmp_path / "a-dir": f"{tmp_path / 'a-dir'} is a directory; an auth key needs a file name.",
         tmp_path / "no-such-dir" / "k.key": f"The directory {tmp_path / 'no-such-dir'} does not exist.",
-        fifo: f"{fifo} exists and is not a regular file.",
+        fifo: f"{fifo} exists and is not a regular file (a device, pipe or socket).",
     }
     before = emails(admin, data_dir)
     for key_file, message in cases.items():
