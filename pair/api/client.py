@@ -22,7 +22,7 @@ from pair import __version__
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
-from pair.api.grammar import shown, space_problem
+from pair.api.grammar import Invalid, shown, space_from_json, space_problem
 
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
 
@@ -69,7 +69,10 @@ class Client:
         body: msgspec.Struct | None = None,
         *,
         path: Mapping[str, str] | None = None,
+        decode_as: Any = None,
     ) -> Any:
+        """The endpoint's answer decoded as its response type (or `decode_as`, e.g. a list of
+        msgspec.Raw to decode each item on its own)."""
         url = self.url + endpoint.path.format(**{k: quote(v, safe="") for k, v in (path or {}).items()})
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self._token:
@@ -87,7 +90,7 @@ class Client:
         if endpoint.response is None:
             return None
         try:
-            return msgspec.json.decode(response.content, type=endpoint.response)
+            return msgspec.json.decode(response.content, type=decode_as or endpoint.response)
         except msgspec.DecodeError as exc:
             raise ApiError(
                 response.status_code,
@@ -141,15 +144,15 @@ class Client:
     # it, write it into an ssh config or known_hosts, or build an ssh argument from it.
 
     def spaces(self) -> list[m.Space]:
-        """The Spaces you can see. One that does not fit pair.api.grammar (a hostile or broken
-        broker, or someone in between) is left out with a warning; it never breaks the others."""
+        """The Spaces you can see. Each is decoded and checked on its own (grammar.space_from_json):
+        one that does not fit (a hostile or broken broker, someone in between, a newer broker's
+        field) is left out with a warning; it never breaks the others."""
         out = []
-        for space in self.call(ep.SPACES):
-            problem = space_problem(space)
-            if problem:
-                self.warn(f"Left out a Space the broker sent ({shown(space.id)}, {shown(space.name)}): {problem}.")
-            else:
-                out.append(space)
+        for item in self.call(ep.SPACES, decode_as=list[msgspec.Raw]):
+            try:
+                out.append(space_from_json(bytes(item)))
+            except Invalid as exc:
+                self.warn(exc.message)
         return out
 
     def _checked(self, space: m.Space) -> m.Space:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, get_args
+
+import msgspec
 
 from pair.api import models as m
+from pair.printable import printable
 
 if TYPE_CHECKING:
     from pair.api.models import ContainerFacts, Space
@@ -33,6 +36,7 @@ __all__ = [
     "is_space_id",
     "is_space_name",
     "shown",
+    "space_from_json",
     "space_problem",
 ]
 
@@ -50,6 +54,10 @@ HOSTNAME_RE = re.compile(m.whole(m.HOSTNAME_BODY))
 VERSION_RE = re.compile(m.whole(m.VERSION_BODY))
 HOST_KEY_TYPES = m.HOST_KEY_TYPES  # what sshd offers as host keys (ssh-keygen -A); sk-* are user keys
 MAX_HOST_KEYS = m.MAX_HOST_KEYS
+# A state a newer broker may add (the wire's SpaceState lists today's): shown as it is, so it
+# must need no escaping anywhere a state goes (a table, an ssh config comment).
+STATE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+KNOWN_STATES = frozenset(get_args(m.SpaceState))
 MAX_CPUS = 1 << 16
 MAX_BYTES = (1 << 63) - 1
 
@@ -149,3 +157,30 @@ def space_problem(space: Space) -> str | None:
         except Invalid as exc:
             return exc.message[0].lower() + exc.message[1:].rstrip(".")
     return None
+
+
+def space_from_json(item: bytes) -> Space:
+    """One Space of the broker's list (its JSON `item`), decoded and checked on its own so that
+    one bad Space never breaks the others (issue 17). A `state` this version does not know but
+    that fits STATE_RE (a newer broker's) is kept as it is; readiness treats it as not running.
+
+    Raises Invalid naming the Space (id and name escaped, as far as they could be read) and why:
+    not an object, a field of the wrong type or shape (msgspec's words), or space_problem."""
+    try:
+        fields: Any = msgspec.json.decode(item)
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"Left out a Space the broker sent: it is not JSON ({printable(str(exc))}).") from exc
+    if not isinstance(fields, dict):
+        raise Invalid(f"Left out a Space the broker sent: it is a JSON {type(fields).__name__}, not an object.")
+    ident = f"({shown(str(fields.get('id', '?')))}, {shown(str(fields.get('name', '?')))})"
+    state = fields.get("state")
+    newer = isinstance(state, str) and state not in KNOWN_STATES and STATE_RE.fullmatch(state) is not None
+    try:
+        space = msgspec.convert({**fields, "state": "created"} if newer else fields, type=m.Space)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"Left out a Space the broker sent {ident}: {printable(str(exc))}.") from exc
+    if newer:  # Structs do not check on replace: the unknown state is carried as it is
+        space = msgspec.structs.replace(space, state=state)
+    if problem := space_problem(space):
+        raise Invalid(f"Left out a Space the broker sent {ident}: {problem}.")
+    return space

@@ -26,10 +26,17 @@ def host_key(path: Path) -> str:
 
 
 def tamper(
-    broker: InProcessBroker, sid: str, *, name: str | None = None, facts: dict[str, object] | None = None
+    broker: InProcessBroker,
+    sid: str,
+    *,
+    name: str | None = None,
+    facts: dict[str, object] | None = None,
+    state: str | None = None,
 ) -> None:
     """Change a Space's row in the broker's database directly (the broker itself refuses such values)."""
     with sqlite3.connect(broker.ctx.settings.database_path) as db:
+        if state is not None:
+            db.execute("UPDATE spaces SET state = ? WHERE id = ?", (state, sid))
         if name is not None:
             db.execute("UPDATE spaces SET name = ? WHERE id = ?", (name, sid))
         if facts is not None:
@@ -144,3 +151,32 @@ def test_error_lines_and_table_cells_reach_the_terminal_escaped(capsys: pytest.C
     err = capsys.readouterr().err
     assert err == "error: The Space \\x1b]0;owned\\x07 was deleted.\nhint: Ask \\u202eyrrab\\u202c.\n"
     assert table_text.splitlines()[1] == "eve\\x1b[2J@example.com  10.0.0.1\\r\\nINJECTED"
+
+
+# (cpus -1, a bad created_at or ssh.reason cannot be planted here: this broker re-checks them on the
+# way out; tests/unit/test_spaces_list_decoding.py sends them from a fake broker.)
+@pytest.mark.parametrize("state", ["running\x1b]0;TITLE\x07", "running\nHost *"])
+def test_one_space_of_an_unknown_shape_breaks_only_itself(
+    people: dict[str, Person], broker: InProcessBroker, two_spaces: tuple[str, str, str], state: str
+) -> None:
+    alice = people["alice"]
+    _, evil, _ = two_spaces
+    tamper(broker, evil, state=state)
+    for command in (("spaces", "list"), ("spaces", "ssh-config")):
+        result = alice.pair(*command)
+        assert result.ok, result.err
+        assert result.err.startswith(f"warning: Left out a Space the broker sent ('{evil}', 'evil'): "), result.err
+        assert "Invalid enum value" in result.err and "\x1b" not in result.err
+        assert "good" in result.out and evil not in result.out
+
+
+def test_a_state_a_newer_broker_adds_is_shown_as_it_is(
+    people: dict[str, Person], broker: InProcessBroker, two_spaces: tuple[str, str, str]
+) -> None:
+    alice = people["alice"]
+    _, evil, _ = two_spaces
+    tamper(broker, evil, state="hibernating")
+    result = alice.pair("spaces", "list")
+    assert result.ok and result.err == "", result.err
+    assert any(evil in line and "hibernating" in line for line in result.out.splitlines()), result.out
+    assert "not running (hibernating)" in alice.pair("spaces", "connect", "evil").err
