@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from broker import access, ports, streams
-from broker.apps import auth
+from broker.apps import auth, origins
 from broker.apps.forward import forward
-from broker.apps.forwarding import ProxyOptions, header, public_host
+from broker.apps.forwarding import ProxyOptions, header, public_host, public_scheme
 from broker.apps.hosts import AppsDomain
 from broker.apps.proxy import send_error
 from broker.apps.streams import ByteStream, Target, TargetUnavailable
@@ -78,6 +78,9 @@ async def serve(ctx: Context, domain: AppsDomain, scope: Scope, receive: Any, se
     record, space = found
     host = domain.host(address)
     is_https = ports.secure(ctx)
+    if record.level != "public" and _foreign(ctx, domain, scope, record.address, is_https):
+        await _refuse(scope, receive, send, 403, "Refused: not from this app", origins.REFUSAL)
+        return
     app_cookie, state_cookie = auth.cookie_names(secure=is_https)
     cookies = (header(scope["headers"], b"cookie") or b"").decode("latin-1")
     if scope["type"] == "http" and scope["path"] == auth.AUTH_PATH:
@@ -104,6 +107,16 @@ async def serve(ctx: Context, domain: AppsDomain, scope: Scope, receive: Any, se
             await _refuse(scope, receive, send, 403, "You cannot open this app", detail)
         return
     await _forward(ctx, scope, receive, send, record, space, user)
+
+
+def _foreign(ctx: Context, domain: AppsDomain, scope: Scope, address: str, is_https: bool) -> bool:
+    """broker.apps.origins' decision for this request; the app's own origin is its public one
+    (the broker's settings) or the scheme and Host the request itself names."""
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    scheme = "https" if is_https else public_scheme(scope)
+    own = {ports.app_origin(ctx, domain, address).lower(), f"{scheme}://{public_host(scope).decode('latin-1')}".lower()}
+    method = "GET" if scope["type"] == "websocket" else str(scope["method"])
+    return origins.foreign_request(headers, method=method, websocket=scope["type"] == "websocket", own_origins=own)
 
 
 async def _refuse(scope: Scope, receive: Any, send: Any, status: int, title: str, detail: str) -> None:

@@ -1,0 +1,83 @@
+"""Shared ports attacked from the browser (issue 12's security review): another app origin,
+same-site with the app, must not use a visitor's access to it; a cookie tossed by an app origin
+must not switch the broker's account; the app credential ends with the broker session.
+
+Same world as test_shared_ports: the broker at `http://pair.test:PORT`, apps under
+`*.apps.pair.test`, a real Space container running the demo app, Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from tests.container.test_shared_ports import (  # noqa: F401  (fixtures)
+    APPS,
+    SITE,
+    WS_ECHO,
+    PortsWorld,
+    browser,
+    demo_page,
+    ports_world,
+    sign_in_through_broker,
+)
+
+pytestmark = pytest.mark.integration
+
+# From a page of another origin: a WebSocket to the app (resolves with the echo or how it failed)
+# and a credentialed no-cors POST (its real status is seen through Playwright's network events).
+WS_FROM = """(app) => new Promise((resolve) => {
+  const ws = new WebSocket(app.replace(/^http/, "ws") + "echo-socket");
+  ws.onopen = () => ws.send("sent by another app's page");
+  ws.onmessage = (e) => resolve("echo: " + e.data);
+  ws.onerror = () => resolve("refused");
+})"""
+POST_FROM = """async (app) => { await fetch(app + "upload", {method: "POST", mode: "no-cors", credentials: "include",
+                                                          body: "x".repeat(10)}); return "sent"; }"""
+
+
+@pytest.fixture
+def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:  # noqa: F811
+    made: list[BrowserContext] = []
+    yield made
+    for context in made:
+        context.close()
+
+
+def fresh(browser: Browser, contexts: list[BrowserContext]) -> Page:  # noqa: F811
+    contexts.append(browser.new_context(bypass_csp=True))  # the sibling stands for an app serving any script
+    return contexts[-1].new_page()
+
+
+def test_another_app_origin_cannot_use_a_visitors_access(
+    ports_world: PortsWorld,  # noqa: F811
+    browser: Browser,  # noqa: F811
+    contexts: list[BrowserContext],
+) -> None:
+    w = ports_world
+    w.share("--level", "shared")
+    app_url = w.app_url
+    sibling = app_url.replace(f"{w.app.port}--demo--alice", "9999--demo--alice")  # any other app, e.g. public
+    bob = fresh(browser, contexts)
+    sign_in_through_broker(bob, w.bob, app_url)
+    assert demo_page(bob, app_url), bob.url
+    assert bob.evaluate(WS_ECHO) == "hello"  # the app's own page keeps its WebSocket
+
+    bob.goto(sibling)
+    assert bob.url.startswith(sibling)
+    assert bob.evaluate(WS_FROM, app_url) == "refused"
+    with bob.expect_response(app_url + "upload") as posted:
+        assert bob.evaluate(POST_FROM, app_url) == "sent"
+    assert posted.value.status == 403
+
+    # a top-level navigation from the sibling (following a link) still opens the app
+    bob.evaluate("(app) => { location.href = app; }", app_url)
+    bob.wait_for_url(app_url)
+    assert demo_page(bob, app_url)
+
+    # public: a public app is public, to any page
+    w.share("--level", "public")
+    bob.goto(sibling)
+    assert bob.evaluate(WS_FROM, app_url) == "echo: sent by another app's page"
