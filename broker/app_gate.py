@@ -38,7 +38,11 @@ from pair.api.closecodes import CloseCode
 
 Scope = dict[str, Any]
 OPTIONS = ProxyOptions(
-    credential_cookies=frozenset({security.SESSION_COOKIE, security.SIGNIN_COOKIE, security.FLASH_COOKIE})
+    credential_cookies=frozenset(
+        prefix + name
+        for name in (security.SESSION_COOKIE, security.SIGNIN_COOKIE, security.FLASH_COOKIE)
+        for prefix in ("", security.HOST_PREFIX)
+    )
     | auth.COOKIE_NAMES,
     authorization_prefixes=("pair_",),
 )

@@ -39,7 +39,7 @@ class WebSession:
 
 async def current(request: Request) -> WebSession | None:
     ctx: Context = request.app.state.ctx
-    token = request.cookies.get(security.SESSION_COOKIE, "")
+    token = security.read_cookie(request, security.SESSION_COOKIE)
     if not token:
         return None
     try:

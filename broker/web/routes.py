@@ -177,7 +177,7 @@ def _signin_page(
     )
     if next_path:  # the form's redirects end on the app's origin: let them (CSP form-action)
         request.state.form_target = ports.apps_source(_ctx(request))
-    security.set_cookie(request, response, security.SIGNIN_COOKIE, nonce, max_age=3600, path="/signin")
+    security.set_cookie(request, response, security.SIGNIN_COOKIE, nonce, max_age=3600)
     return response
 
 
@@ -194,7 +194,9 @@ async def signin(request: Request) -> Response:
     form = await security.read_form(request)
     email, auth_key = form.get("email", "").strip(), form.get("auth_key", "").strip()
     next_path = _next_path(form.get("next", ""))
-    if not security.same_token(form.get(security.CSRF_FIELD, ""), request.cookies.get(security.SIGNIN_COOKIE, "")):
+    if not security.same_token(
+        form.get(security.CSRF_FIELD, ""), security.read_cookie(request, security.SIGNIN_COOKIE)
+    ):
         error = "This sign-in form had expired. Please sign in again."
         return _signin_page(request, 403, email=email, error=error, next_path=next_path)
     if not email or not auth_key:
@@ -209,7 +211,7 @@ async def signin(request: Request) -> Response:
     await _end_old_session(request)
     response = redirect(next_path or "/")
     _start(request, response, token)
-    security.clear_cookie(request, response, security.SIGNIN_COOKIE, path="/signin")
+    security.clear_cookie(request, response, security.SIGNIN_COOKIE)
     return response
 
 
@@ -244,7 +246,7 @@ async def index(request: Request) -> Response:
     if web is None:
         return redirect("/signin")
     rows = await _rows(_ctx(request), web.user)
-    raw_flash = request.cookies.get(security.FLASH_COOKIE, "")
+    raw_flash = security.read_cookie(request, security.FLASH_COOKIE)
     response = render(
         request,
         "spaces.html",

@@ -3,8 +3,10 @@
 - Every web response carries a strict Content-Security-Policy (no inline script, no framing;
   the terminal page alone also admits `<style>` elements with its per-response nonce),
   `nosniff`, `no-referrer`, and `no-store` for pages (they hold a CSRF token and personal data).
-- The session cookie is HttpOnly, SameSite=Lax, Path=/, and Secure when the request or the
-  public URL is https.
+- The session cookie is HttpOnly, SameSite=Lax, Path=/, host-only; on https (the request or
+  the public URL) it is Secure and named `__Host-pair_session`, which no other origin can set.
+  Over http a sibling origin can still set one for a parent domain (cookie tossing): a
+  session cookie sent twice is refused, never guessed at (`read_cookie`).
 - CSRF: each web session has its own token, derived from the session's secret (so nothing more is
   stored, and it dies with the session), sent back in a hidden field or the X-CSRF-Token header
   and compared in constant time. The sign-in form, which has no session yet, uses a random
@@ -112,14 +114,70 @@ class StaticHeaders:
 # -- cookies --------------------------------------------------------------------------------
 
 
-def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, path: str = "/") -> None:
+HOST_PREFIX = "__Host-"
+
+
+def cookie_name(request: Request, name: str) -> str:
+    """The name a broker cookie has on the wire: `__Host-NAME` on https, so a browser accepts it
+    only host-only, Secure and Path=/, and no other origin (an app under the broker's domain)
+    can set one the broker would read (RFC 6265bis §4.1.3.2); plain NAME on http."""
+    return HOST_PREFIX + name if is_secure(request) else name
+
+
+def cookie_values(request: Request, name: str) -> list[str]:
+    """Every value the Cookie field gives cookie `name` (its wire name), in the order sent."""
+    values = []
+    for field in request.headers.getlist("cookie"):
+        for part in field.split(";"):
+            key, eq, value = part.strip().partition("=")
+            if eq and key == name:
+                values.append(value.strip().strip('"'))
+    return values
+
+
+def read_cookie(request: Request, name: str) -> str:
+    """Broker cookie `name`'s value, or "" if absent or sent more than once: a second copy is one
+    another origin under the same domain set (`Domain=` the broker's parent, over http, where
+    the `__Host-` prefix is not available), and a browser gives no way to tell which is ours."""
+    values = cookie_values(request, cookie_name(request, name))
+    return values[0] if len(values) == 1 else ""
+
+
+def tossed(request: Request, name: str) -> bool:
+    """Whether the browser sent cookie `name` more than once (see `read_cookie`)."""
+    return len(cookie_values(request, cookie_name(request, name))) > 1
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    """Set broker cookie `name`: HttpOnly, SameSite=Lax, Path=/, host-only; Secure and
+    `__Host-` prefixed on https (`cookie_name`). Copies of it that another origin set for a
+    parent domain (`tossed`) are deleted in the same answer."""
+    if tossed(request, name):
+        clear_tossed(request, response, name)
     response.set_cookie(
-        name, value, max_age=max_age, path=path, secure=is_secure(request), httponly=True, samesite="lax"
+        cookie_name(request, name),
+        value,
+        max_age=max_age,
+        path="/",
+        secure=is_secure(request),
+        httponly=True,
+        samesite="lax",
     )
 
 
-def clear_cookie(request: Request, response: Response, name: str, path: str = "/") -> None:
-    response.delete_cookie(name, path=path, secure=is_secure(request), httponly=True, samesite="lax")
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(
+        cookie_name(request, name), path="/", secure=is_secure(request), httponly=True, samesite="lax"
+    )
+
+
+def clear_tossed(request: Request, response: Response, name: str) -> None:
+    """Delete copies of cookie `name` set with `Domain=` the broker's host or a parent of it
+    (browsers ignore the public suffixes among them)."""
+    labels = (request.url.hostname or "").split(".")
+    for start in range(len(labels) - 1):
+        domain = ".".join(labels[start:])
+        response.delete_cookie(cookie_name(request, name), path="/", domain=domain, secure=is_secure(request))
 
 
 # -- CSRF -----------------------------------------------------------------------------------

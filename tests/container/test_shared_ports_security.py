@@ -9,6 +9,7 @@ Same world as test_shared_ports: the broker at `http://pair.test:PORT`, apps und
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
@@ -23,6 +24,9 @@ from tests.container.test_shared_ports import (  # noqa: F401  (fixtures)
     ports_world,
     sign_in_through_broker,
 )
+from tests.support.broker import real_broker
+from tests.support.container import free_port
+from tests.support.people import Person
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +85,42 @@ def test_another_app_origin_cannot_use_a_visitors_access(
     w.share("--level", "public")
     bob.goto(sibling)
     assert bob.evaluate(WS_FROM, app_url) == "echo: sent by another app's page"
+
+
+def sign_in_on_broker(page: Page, person: Person, broker_url: str) -> None:
+    page.goto(broker_url + "/signin")
+    page.fill("#email", person.email)
+    page.fill("#auth_key", person.key_file.read_text().strip())
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert person.email in page.inner_text("body")
+
+
+def test_a_cookie_tossed_by_an_app_origin_does_not_switch_accounts(
+    browser: Browser,  # noqa: F811
+    contexts: list[BrowserContext],
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    public_url = f"http://{SITE}:{port}"  # http: no __Host- prefix, the case left to the broker
+    env = {"PAIR_BROKER_APPS_DOMAIN": APPS}
+    with real_broker(tmp_path / "broker", "--public-url", public_url, env=env, port=port) as broker:
+        attacker, victim = (Person(broker, n, tmp_path, ssh_key=False) for n in ("mallory", "victor"))
+        mallory = fresh(browser, contexts)
+        sign_in_on_broker(mallory, attacker, public_url)
+        planted = next(c["value"] for c in mallory.context.cookies() if c["name"] == "pair_session")
+
+        page = fresh(browser, contexts)
+        sign_in_on_broker(page, victim, public_url)
+        page.goto(f"http://80--any--one.apps.{SITE}:{port}/")  # any app origin's page, running the app's script
+        page.evaluate(f"document.cookie = 'pair_session={planted}; domain={SITE}; path=/'")
+        assert len([c for c in page.context.cookies() if c["name"] == "pair_session"]) == 2
+
+        page.goto(public_url + "/")
+        body = page.inner_text("body")
+        assert attacker.email not in body
+        assert page.url.endswith("/signin"), page.url  # two session cookies: neither is trusted
+        sign_in_on_broker(page, victim, public_url)  # signing in again deletes the tossed copy
+        assert [c["domain"] for c in page.context.cookies() if c["name"] == "pair_session"] == [SITE]
+        page.goto(public_url + "/")
+        assert victim.email in page.inner_text("body") and attacker.email not in page.inner_text("body")

@@ -108,7 +108,7 @@ def test_pages_have_no_inline_script_or_style(
         assert "http://" not in html.replace(TEST_URL, "") and "https://" not in html  # nothing from elsewhere
 
 
-def test_the_session_cookie_is_httponly_samesite_and_secure_on_https(
+def test_the_session_cookie_is_httponly_samesite_and_host_prefixed_on_https(
     broker: InProcessBroker, team: dict[str, str]
 ) -> None:
     with TestClient(broker.http.app, base_url=TEST_URL) as plain:
@@ -125,12 +125,16 @@ def test_the_session_cookie_is_httponly_samesite_and_secure_on_https(
         response = tls.post(
             "/signin", data={"email": ALICE, "auth_key": team[ALICE], "csrf_token": nonce}, follow_redirects=False
         )
-        assert "Secure" in set_cookie_header(response, "pair_session")
+        cookie = set_cookie_header(response, "__Host-pair_session")  # no other origin can set it
+        assert "Secure" in cookie and "Path=/;" in cookie + ";" and "Domain" not in cookie
         assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert tls.get("/", follow_redirects=False).status_code == 200  # signed in by that cookie
+        tls.cookies.set("pair_session", "pair_ws_planted")  # an unprefixed one is never read on https
+        assert tls.get("/", follow_redirects=False).status_code == 200
     # Behind a TLS proxy the request is http, but the public URL says https.
     broker.ctx.settings = dataclasses.replace(broker.ctx.settings, public_url="https://pair.example.com")
     with TestClient(broker.http.app, base_url=TEST_URL) as proxied:
-        assert "Secure" in set_cookie_header(proxied.get("/signin"), "pair_signin")
+        assert "Secure" in set_cookie_header(proxied.get("/signin"), "__Host-pair_signin")
 
 
 def test_web_sessions_expire(broker: InProcessBroker, browser: TestClient, team: dict[str, str]) -> None:
