@@ -12,6 +12,7 @@ from pair.api.errors import PairError
 from pair.files import write_private
 
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH --url BROKER_URL`."
+URL_HINT = "A broker URL looks like https://pair.example.com or http://127.0.0.1:8000."
 
 
 def config_dir() -> Path:
@@ -55,9 +56,11 @@ def load_session() -> Session | None:
     if not data:
         return None
     try:
-        return Session(**{k: str(data[k]) for k in ("url", "email", "token", "expires_at")})
+        session = Session(**{k: str(data[k]) for k in ("url", "email", "token", "expires_at")})
     except KeyError:
         return None
+    session.url = check_broker_url(session.url, str(_path("session.json")))
+    return session
 
 
 def save_session(session: Session) -> None:
@@ -70,11 +73,12 @@ def clear_session() -> None:
 
 
 def broker_url(explicit: str | None = None) -> str | None:
-    """The broker to talk to: --url, else PAIR_URL, else the one last logged in to."""
+    """The broker to talk to: --url, else PAIR_URL, else the one last logged in to; each checked
+    by check_broker_url (PairError when it is not a URL pair can use)."""
     if explicit:
-        return explicit.rstrip("/")
+        return check_broker_url(explicit, "--url")
     if os.environ.get("PAIR_URL"):
-        return os.environ["PAIR_URL"].rstrip("/")
+        return check_broker_url(os.environ["PAIR_URL"], "PAIR_URL")
     try:
         session = load_session()
     except PairError:
@@ -82,4 +86,37 @@ def broker_url(explicit: str | None = None) -> str | None:
     if session:
         return session.url
     config = _read("config.json")
-    return config.get("url") if config else None
+    url = config.get("url") if config else None
+    return check_broker_url(url, str(_path("config.json"))) if isinstance(url, str) and url else None
+
+
+def check_broker_url(url: str, source: str) -> str:
+    """`url` (from `source`: "--url", "PAIR_URL", a saved file) without a trailing slash, once it
+    is an http:// or https:// URL with a host, a port in 1–65535 if any, and only printable ASCII
+    without spaces (what httpx and RFC 3986 accept). Raises PairError naming the source, the
+    value (escaped) and what is wrong, instead of httpx's traceback or "connection refused"."""
+    from urllib.parse import urlsplit
+
+    def bad(why: str) -> PairError:
+        shown = url if len(url) <= 80 else url[:80] + "…"
+        again = "" if source in ("--url", "PAIR_URL") else "Log in again with --url. "
+        return PairError(f"The broker URL {shown!r} ({source}) {why}.", again + URL_HINT)
+
+    if any(not (0x21 <= ord(c) <= 0x7E) for c in url):
+        raise bad("contains a space, a control character or a non-ASCII character")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        raise bad(f"is not a URL ({exc})") from exc
+    host_port = parts.netloc.rpartition("@")[2]
+    after_host = host_port[host_port.find("]") + 1 :] if host_port.startswith("[") else ""
+    if host_port.endswith(":") or (after_host and not (after_host[:1] == ":" and after_host[1:].isdigit())):
+        raise bad("has no valid port after its host")  # urlsplit overlooks these; httpx refuses them
+    if parts.scheme not in ("http", "https"):
+        raise bad("does not start with http:// or https://")
+    if not parts.hostname:
+        raise bad("has no host name")
+    if port == 0:
+        raise bad("has port 0")
+    return url.rstrip("/")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pair.api.errors import PairError
+from pair.config import check_broker_url
 from pair.files import write_private
 
 
@@ -55,13 +56,15 @@ class Home:
         return self.root / "broker-url"  # install.sh --broker-url
 
     def broker_url_override(self) -> str:
-        """PAIR_URL, else the URL install.sh was given, else "" (use the token's issuer)."""
+        """PAIR_URL, else the URL install.sh was given, else "" (use the token's issuer); each
+        checked by pair.config.check_broker_url (PairError)."""
         if os.environ.get("PAIR_URL"):
-            return os.environ["PAIR_URL"].rstrip("/")
+            return check_broker_url(os.environ["PAIR_URL"], "PAIR_URL")
         try:
-            return self.broker_url_file.read_text().strip().rstrip("/")
+            url = self.broker_url_file.read_text().strip()
         except FileNotFoundError:
             return ""
+        return check_broker_url(url, str(self.broker_url_file)) if url else ""
 
     @property
     def ssh_port_file(self) -> Path:

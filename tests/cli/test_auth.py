@@ -117,6 +117,41 @@ def test_login_without_any_url_says_which_broker(
     assert not session_file(dave).exists()
 
 
+BAD_URLS = {
+    "trailing newline": (TEST_URL + "\n", "contains a space, a control character"),
+    "ESC": ("http://127.0.0.1\x1b[31m:8000", "contains a space, a control character"),
+    "unclosed IPv6": ("http://[::1", "is not a URL (Invalid IPv6 URL)"),
+    "port out of range": ("http://127.0.0.1:99999", "is not a URL (Port out of range"),
+    "no scheme": ("127.0.0.1:8000", "does not start with http://"),
+    "no host": ("http://:8000", "has no host name"),
+}
+
+
+@pytest.mark.parametrize("where", ["--url", "PAIR_URL"])
+@pytest.mark.parametrize("kind", sorted(BAD_URLS))
+def test_a_broker_url_httpx_would_refuse_is_one_sentence_naming_its_source(
+    broker: InProcessBroker, dave: Person, monkeypatch: pytest.MonkeyPatch, kind: str, where: str
+) -> None:
+    monkeypatch.delenv("PAIR_URL", raising=False)
+    url, why = BAD_URLS[kind]
+    key_file = str(write_key(dave, broker.keys[dave.email]))
+    if where == "--url":
+        result = dave.pair("login", dave.email, "--key-file", key_file, "--url", url)
+    else:
+        result = dave.pair("login", dave.email, "--key-file", key_file, env={"PAIR_URL": url})
+    _, hint = assert_error(result, f"The broker URL {url!r} ({where}) {why}")
+    assert "https://pair.example.com" in hint
+    assert not session_file(dave).exists()
+
+
+def test_a_saved_url_that_is_not_one_says_to_log_in_again(people: dict[str, Person]) -> None:
+    bob = people["bob"]
+    path = session_file(bob)
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"url": "http://[::1"}))
+    _, hint = assert_error(bob.pair("spaces", "list"), f"({path}) is not a URL")
+    assert "Log in again with --url." in hint
+
+
 def test_login_takes_the_url_from_pair_url_then_remembers_it(
     broker: InProcessBroker, dave: Person, monkeypatch: pytest.MonkeyPatch
 ) -> None:
