@@ -9,6 +9,7 @@ an extended one).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -22,6 +23,10 @@ from broker.store import StoreUnavailable
 log = logging.getLogger("pair.broker")
 
 REPEAT_SECONDS = 60.0  # a failure that goes on is reported again this often, with a count
+# /healthz's test write while a failure stands: far more than a request writes, so a disk that
+# takes it takes requests' writes too. A one-page commit alone fits in the room a failed write's
+# rollback frees, and said "ok" while every real write still failed.
+PROBE_BYTES = 1 << 20
 
 # primary result code -> (why, what the operator can do); DIR is the database's directory
 _CODES: dict[int, tuple[str, str]] = {
@@ -114,13 +119,44 @@ class Health:
         also = f" ({untold} more failures since the last report)" if untold else ""
         log.error("cannot use the database %s: %s%s; requests that write get 503.", failure.path, failure.why, also)
 
-    def recovered(self) -> None:
+    def recovered(self, *, tested: bool = False) -> None:
+        """A write committed (`tested`: only /healthz's test write, see room_for_writes)."""
         with self._lock:
             shown, self.failure = self._shown, None
             if shown is None:
                 return
             self._shown, self._logged_at = None, time.monotonic()
-        log.warning("the database %s takes writes again (it had failed: %s).", shown.path, shown.why)
+        if tested:
+            log.warning(
+                "the database %s took a %d KiB test write (it had failed: %s); requests that write are tried again.",
+                shown.path,
+                PROBE_BYTES // 1024,
+                shown.why,
+            )
+        else:
+            log.warning("the database %s takes writes again (it had failed: %s).", shown.path, shown.why)
+
+
+def room_for_writes(path: Path, health: Health) -> None:
+    """Write, fsync and remove PROBE_BYTES beside the database at `path`: StoreUnavailable
+    (reported to `health`) when they do not fit or the directory takes no file. What /healthz
+    asks, with a commit, before it says a failing database is ok again."""
+    probe = path.parent / f".health-probe-{os.getpid()}"
+    try:
+        with probe.open("wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        primary = {errno.ENOSPC: 13, errno.EDQUOT: 13, errno.EROFS: 8, errno.EACCES: 3, errno.EPERM: 3}.get(
+            exc.errno or 0, 10
+        )
+        why, hint = _CODES[primary]
+        failure = StoreUnavailable(path, why, hint.replace("DIR", str(path.parent)))
+        health.report(failure)
+        raise failure from exc
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "COMMIT")
@@ -133,6 +169,7 @@ class Connection(sqlite3.Connection):
 
     path: Path
     health: Health
+    testing = False  # set around /healthz's test write: its commit is not a request's
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         try:
@@ -140,8 +177,8 @@ class Connection(sqlite3.Connection):
         except sqlite3.Error as exc:
             self._raise_unavailable(exc)
             raise
-        if self.health.failing and not self.in_transaction and sql.startswith(_WRITES):
-            self.health.recovered()  # a write was committed
+        if self.health.failing and not self.in_transaction and sql.startswith(_WRITES) and not self.testing:
+            self.health.recovered()  # a request's write was committed
         return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:

@@ -238,7 +238,7 @@ def test_writes_on_a_full_disk_get_503_and_the_broker_heals(tmp_path: Path) -> N
         (data / "filler").unlink()  # the operator frees space: no restart needed
         assert http.get("/healthz").status_code == 200
         assert http.post("/api/v1/login", json=login).status_code == 200
-        output.wait_for(r"takes writes again")
+        output.wait_for(r"took a 1024 KiB test write \(it had failed: the disk is full\)")
     log = output.text()
     assert log.count("cannot use the database") == 1, log
     assert f"cannot use the database {tmp_path / 'data'}/broker.db: the disk is full;" in log
