@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pair import known_hosts
+from pair import config, known_hosts
 from pair.api.errors import PairError
 
 if TYPE_CHECKING:
@@ -105,6 +105,18 @@ def pair_command() -> str:
     return shutil.which("pair") or str(Path(sys.executable).parent / "pair")
 
 
+def proxy_command(space_id: str) -> tuple[str, ...]:
+    """The ProxyCommand's argv for `space_id`. When the config dir is not the default
+    (~/.config/pair: PAIR_CONFIG_DIR or XDG_CONFIG_HOME is set), it is carried through `env`:
+    ssh started where that variable is unset (VS Code, a launcher, another terminal) would
+    otherwise run `pair spaces proxy` against the default dir, which holds no session."""
+    argv = (pair_command(), "spaces", "proxy", space_id)
+    directory = config.config_dir().absolute()
+    if directory == Path.home() / ".config" / "pair":
+        return argv
+    return ("/usr/bin/env", f"PAIR_CONFIG_DIR={directory}", *argv)
+
+
 def login_user(space: Space) -> str:
     return (space.container.login_user if space.container else "") or "root"
 
@@ -118,7 +130,7 @@ def ssh_options(space: Space, identities: Sequence[Path] = ()) -> list[tuple[str
     while its first session lasts when the person's own config asks for ControlMaster."""
     options: list[tuple[str, Value]] = [
         ("User", login_user(space)),
-        ("ProxyCommand", (pair_command(), "spaces", "proxy", space.id)),
+        ("ProxyCommand", proxy_command(space.id)),
         ("HostKeyAlias", known_hosts.alias(space.id)),
         ("UserKnownHostsFile", str(known_hosts.path())),
         ("StrictHostKeyChecking", "yes"),

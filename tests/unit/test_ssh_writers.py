@@ -138,6 +138,38 @@ def test_the_ssh_config_holds_one_block_per_fitting_space_and_nothing_else(visib
             assert "proxycommand" not in ssh_g(config, "elsewhere.example.com")
 
 
+# A directory name ssh and the shell both read specially: quotes, $, %, #, spaces, backslashes.
+dir_names = st.text(
+    st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="/"), min_size=1, max_size=20
+).filter(lambda name: name not in (".", "..") and "${" not in name)  # `${`: refused for UserKnownHostsFile
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dir_names)
+def test_the_proxy_command_carries_a_config_dir_that_is_not_the_default(name: str) -> None:
+    with config_dir(name) as directory:
+        space = Space(
+            id="sp_abc", name="demo", owner="a@example.com", role="owner", state="running",
+            created_at=WHEN, updated_at=WHEN,
+        )  # fmt: skip
+        config = directory / "ssh_config"
+        config.write_text(render([space], host_aliases([space]), created_marker=False), encoding="utf-8")
+        proxy = ssh_g(config, "demo.pair")["proxycommand"].replace("%%", "%")
+        # what the shell ssh hands the line to makes of it: env sets exactly this directory
+        words = subprocess.run(
+            ["sh", "-c", f"printf '%s\\0' {proxy}"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.split("\0")[:-1]
+        assert words[:2] == ["/usr/bin/env", f"PAIR_CONFIG_DIR={directory}"]
+        assert words[3:] == ["spaces", "proxy", "sp_abc"]
+
+
+def test_the_default_config_dir_is_not_repeated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PAIR_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert ssh.proxy_command("sp_abc")[1:] == ("spaces", "proxy", "sp_abc")
+
+
 @settings(max_examples=60, deadline=None)
 @given(spaces())
 def test_known_hosts_pins_only_whole_host_keys_of_fitting_spaces(visible: list[Space]) -> None:
