@@ -29,10 +29,27 @@ def read_small_text(path: Path, *, what: str, hint: str = "", limit: int = MAX_T
 
     Raises PairError naming `what` ("the key file") with `hint` when the file is missing,
     unreadable, a directory, a device, FIFO or socket (whose read could block or never end),
-    larger than `limit`, or not UTF-8. Opening never blocks: O_NONBLOCK keeps a FIFO without a
-    writer from waiting, and the read happens only once fstat says the file is regular."""
+    larger than `limit`, or not UTF-8 (read_small_bytes)."""
+    data = read_small_bytes(path, what=what, hint=hint, limit=limit)
+    assert data is not None
+    return _text(data, limit, f"{what} {path}", hint)
+
+
+def read_small_bytes(
+    path: Path, *, what: str, hint: str = "", limit: int = MAX_TEXT, missing_ok: bool = False
+) -> bytes | None:
+    """The bytes of the regular file `path` (None when it does not exist and `missing_ok`).
+
+    Raises PairError naming `what` with `hint` when it is missing, unreadable, a directory, a
+    device, FIFO or socket, or larger than `limit`. Opening never blocks: O_NONBLOCK keeps a
+    FIFO without a writer from waiting, and the read happens only once fstat says the file is
+    regular (a symlink to /dev/zero is a device, so it is refused too)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return None
+        raise PairError(f"Cannot read {what} {path}: {exc.strerror}.", hint) from exc
     except OSError as exc:
         raise PairError(f"Cannot read {what} {path}: {exc.strerror}.", hint) from exc
     try:
@@ -50,7 +67,11 @@ def read_small_text(path: Path, *, what: str, hint: str = "", limit: int = MAX_T
         raise PairError(f"Cannot read {what} {path}: {exc.strerror}.", hint) from exc
     finally:
         os.close(fd)
-    return _text(b"".join(chunks), limit, f"{what} {path}", hint)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        described = f"{what} {path}"
+        raise PairError(f"{described[:1].upper() + described[1:]} is too large (over {limit // 1024} KiB).", hint)
+    return data
 
 
 def read_small_stdin(*, what: str, hint: str = "", limit: int = MAX_TEXT, stream: TextIO | None = None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pair.api.errors import PairError
 from pair.config import check_broker_url
-from pair.files import write_private
+from pair.files import read_small_bytes, write_private
 
 
 def pair_home() -> Path:
@@ -192,10 +192,9 @@ class Home:
     def stored_token(self) -> bytes | None:
         """bootstrap.txt's bytes as they are (pair.api.tokens decodes them: a Windows editor
         may have saved UTF-16), or None if there is none."""
-        try:
-            with self.bootstrap_token_file.open("rb") as f:
-                return f.read(64 * 1024 + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise PairError(f"Cannot read {self.bootstrap_token_file}: {exc.strerror}.") from exc
+        return read_small_bytes(  # a regular file, bounded: a FIFO or /dev/zero there never hangs
+            self.bootstrap_token_file,
+            what="the Space token file",
+            hint="Put the token alone in it, as `pair spaces authorize` writes SPACE_ID.txt, or pass it instead.",
+            missing_ok=True,
+        )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -347,3 +349,24 @@ def test_the_broker_names_why_a_token_is_malformed_and_never_fails(broker, bad, 
         assert body["code"] == "token_malformed"
         assert cause in body["message"]
         assert body["detail"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero", "directory"])
+def test_a_bootstrap_txt_that_is_not_a_regular_file_is_named_and_never_hangs(people, tmp_path, kind):
+    """Reproduction: a FIFO there made bootstrap wait forever, /dev/zero read as "empty"."""
+    home = tmp_path / "c1"
+    home.mkdir()
+    where = home / "bootstrap.txt"
+    {"fifo": os.mkfifo, "link to /dev/zero": lambda p: p.symlink_to("/dev/zero"), "directory": Path.mkdir}[kind](where)
+    results: list[Result] = []
+    worker = threading.Thread(target=lambda: results.append(bootstrap(people["alice"], home)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # the old code: let the blocked open() return before failing
+        os.close(os.open(where, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"pair spaces bootstrap hung on a {kind} at bootstrap.txt")
+    result = results[0]
+    assert result.code == 1, result
+    assert result.err.startswith(f"error: {where} is "), result.err
+    assert "not a regular file" in result.err or "is a directory" in result.err
+    assert "Traceback" not in result.err
