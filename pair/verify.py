@@ -22,6 +22,8 @@ import os
 import sys
 import time
 
+from pair.printable import printable  # standard library only, no regular expressions
+
 SNAPSHOT = "authorized_keys"
 HEADER = "# pair authorized-keys snapshot, written by `pair agent`"
 CLOCK_SKEW = 60  # seconds a snapshot may claim to come from the future
@@ -110,7 +112,10 @@ def main(argv: list[str]) -> int:
     user, blob, key_type = argv
     home = os.environ.get("PAIR_HOME") or "/opt/pair"
     line, why = decide(user, blob, key_type, os.path.join(home, SNAPSHOT), time.time())
-    sys.stderr.write(f"pair verify: {'allow' if line else 'deny'} user={user} key={_fingerprint(blob)}: {why}\n")
+    # sshd's log takes one line per decision: each value (the user ssh was asked for, the email
+    # and login user from the snapshot) is escaped, so a newline in one cannot forge another line.
+    verdict = "allow" if line else "deny"
+    sys.stderr.write(f"pair verify: {verdict} user={printable(user)} key={_fingerprint(blob)}: {printable(why)}\n")
     if line:
         sys.stdout.write(line + "\n")
     return 0

@@ -8,9 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pair.container import launcher
+from pair.printable import printable
 from pair.verify import decide, entries, header, render
+from pair.verify import main as verify_main
 
 REPO = Path(__file__).resolve().parents[2]
 ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx3cQgkzX8VtCh3bGmHnQvz2rQm8D8w3Wc1cmXh2b1R"
@@ -171,3 +175,17 @@ def test_the_pip_installed_pair_answers_verify_like_the_launcher(tmp_path):
     denied = subprocess.run([pair, "verify", "root", "login_user=root", "#"], capture_output=True, text=True, env=env)
     assert (denied.returncode, denied.stdout) == (0, "")
     assert "deny" in denied.stderr
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.text(max_size=40), key_type=st.text(max_size=12))
+def test_each_decision_is_one_log_line_whatever_sshd_was_asked(tmp_path, monkeypatch, capsys, user, key_type):
+    """Reproduction: `pair verify $'x\\npair verify: allow user=root …'` forged a second log line."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    snapshot(home / "authorized_keys", refreshed_at=time.time(), login_user="root")
+    monkeypatch.setenv("PAIR_HOME", str(home))
+    verify_main([user, args(ALICE)[0], key_type])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), repr(err)
+    assert printable(err[:-1]) == err[:-1], repr(err)  # nothing a terminal or log reader would obey
