@@ -7,6 +7,16 @@ import sys
 
 
 def main() -> None:
+    """The console script. Ctrl-C before a command's own handling is in place (while Python is
+    still importing, ~0.3 s on a loaded machine) exits 130 quietly instead of a traceback."""
+    try:
+        _dispatch()
+    except KeyboardInterrupt:
+        sys.stderr.write("\nCancelled.\n")
+        sys.exit(130)
+
+
+def _dispatch() -> None:
     if sys.argv[1:3] == ["spaces", "proxy"]:
         from pair.proxy import main as proxy
 

@@ -3,7 +3,11 @@ Every one must end as `error: …` (and maybe `hint: …`) on stderr with a non-
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -80,3 +84,37 @@ def test_usage_errors_use_the_error_shape(people: dict[str, Person], args: tuple
     result = people["bob"].pair(*args)
     assert result.code == 2
     assert_error(result, hint="--help")
+
+
+# A module the command imports on its way in that delivers Ctrl-C to the process, as a person
+# pressing it ~0.3 s after start does: typer for `pair`, starlette for `pair-broker` (the
+# KeyboardInterrupt ends the import there, as the real Ctrl-C would).
+INTERRUPTING = """import os, signal
+os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "module"),
+    [
+        ("pair", ["spaces", "connect", "demo"], "typer"),
+        ("pair-broker", ["users", "list"], "starlette"),
+    ],
+)
+def test_ctrl_c_while_still_importing_exits_130_without_a_traceback(
+    tmp_path: Path, script: str, argv: list[str], module: str
+) -> None:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / f"{module}.py").write_text(INTERRUPTING)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / script), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(shim), "PAIR_CONFIG_DIR": str(tmp_path / "config")},
+        check=False,
+    )
+    assert result.returncode == 130, result
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
+    assert result.stderr == "\nCancelled.\n"
