@@ -7,7 +7,7 @@ keys is announced (`Context.keys_changed`), and `broker.snapshots` pushes the ne
 
 from __future__ import annotations
 
-from broker import credentials
+from broker import credentials, metrics
 from broker.context import Context, timestamp
 from broker.emails import normalize_email
 from broker.errors import Problem, invalid, not_found
@@ -82,6 +82,7 @@ async def start_session(ctx: Context, user: UserRecord, *, kind: str, client: st
     session = SessionRecord(credentials.new_id("ses_"), user.id, kind, client[:200], now, now + ttl, now)
     await ctx.store.create_session(session, credentials.digest(token))
     await ctx.store.audit(now, user.email, "session.create", session.id, kind)
+    metrics.TOKENS_ISSUED.labels("session").inc()
     return token, session
 
 

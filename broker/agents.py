@@ -12,7 +12,7 @@ import math
 
 import msgspec
 
-from broker import credentials, events, snapshots
+from broker import credentials, events, metrics, snapshots
 from broker.context import Context, timestamp
 from broker.errors import Problem
 from broker.signing import TokenInvalid
@@ -102,6 +102,7 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
     await ctx.store.audit(ctx.now(), f"agent:{space.id}", "space.bootstrap", space.id, req.facts.hostname)
     if space.instance_id is not None and space.instance_id != req.instance_id:  # the old container's channel ends
         await events.credential_changed(ctx, space.id, "the Space was bootstrapped in another container")
+    metrics.TOKENS_ISSUED.labels("agent_credential").inc()
     return m.AgentRegistration(
         space_id=space.id, space_name=space.name, owner=space.owner_email, state="starting", agent_credential=credential
     )

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broker import agents, bus, downloads, http, openapi, relay, snapshots, streams, web
+from broker import agents, bus, downloads, http, metrics, openapi, relay, snapshots, streams, web
 from broker.app_gate import AppsGate
 from broker.bus import Unsubscribe
 from broker.context import Context, open_context
@@ -94,8 +94,13 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        # Hosts under the apps domain are shared ports' (broker.app_gate), before any broker route.
-        middleware=[Middleware(AppsGate), Middleware(http.ExactRoutes, routes=json_routes)],
+        # Hosts under the apps domain are shared ports' (broker.app_gate), before any broker route;
+        # requests of both are counted (broker.metrics).
+        middleware=[
+            Middleware(metrics.RequestMetrics),
+            Middleware(AppsGate),
+            Middleware(http.ExactRoutes, routes=json_routes),
+        ],
         exception_handlers={
             Problem: http.on_problem,
             StoreUnavailable: http.on_problem,

@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qs
 
-from broker import access, ports, streams
+from broker import access, metrics, ports, streams
 from broker.apps import auth, origins
 from broker.apps.forward import forward
 from broker.apps.forwarding import ProxyOptions, header, public_host, public_scheme
@@ -60,6 +60,7 @@ class AppsGate:
             ctx: Context = scope["app"].state.ctx
             domain = ports.apps_domain(ctx)
             if domain is not None and domain.covers(public_host(scope).decode("latin-1")):
+                scope["route"] = metrics.APPS  # counted as the app proxy's, not as unmatched
                 await serve(ctx, domain, scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -205,7 +206,7 @@ class LinkStream:
                 self._ended = True
             else:
                 self._pending = frame if isinstance(frame, bytes) else frame.encode()
-                self._stream.bytes_out += len(self._pending)
+                self._stream.carried(len(self._pending), inbound=False)
         data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         return data
 
@@ -216,7 +217,7 @@ class LinkStream:
             await self._link.send_bytes(data)
         except Exception as exc:
             raise ConnectionResetError(str(exc)) from exc
-        self._stream.bytes_in += len(data)
+        self._stream.carried(len(data), inbound=True)
 
     async def close(self) -> None:
         if not self._closed:

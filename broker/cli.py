@@ -21,7 +21,7 @@ import typer
 from broker import accounts, admin, serve_lock, serving
 from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
 from broker.errors import Problem
-from broker.settings import Settings, SettingsError
+from broker.settings import Settings, SettingsError, split_address
 from broker.store import StoreUnavailable
 from pair import durations, runner
 from pair.api.errors import PairError
@@ -112,6 +112,15 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (costs ~1/3 of throughput).")
     ] = False,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-address",
+            help="Serve Prometheus /metrics on this HOST:PORT, apart from the public port (e.g. 127.0.0.1:9464)."
+            " [env: PAIR_BROKER_METRICS_ADDRESS; default: none]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the broker (SQLite in the data dir; a signing key and first admin are made on first start)."""
     import uvicorn
@@ -119,9 +128,17 @@ def serve(
     from broker import streams
     from broker.app import create_app
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, public_url=public_url, apps_domain=apps_domain)
+    settings = _settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        public_url=public_url,
+        apps_domain=apps_domain,
+        metrics_address=metrics_address,
+    )
     lock = _lock_data_dir(settings.data_dir)  # held until this process ends
     sock = _listen(settings.host, settings.port)
+    _serve_metrics(settings)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     lock.record(settings.url)
     ctx = open_context(settings, create=True)
@@ -183,6 +200,23 @@ def _listen(host: str, port: int) -> socket.socket:
             f"Cannot listen on {host}:{port}: {exc.strerror}.",
             "Pick another --port (or PAIR_BROKER_PORT), or stop what is using it.",
         ) from exc
+
+
+def _serve_metrics(settings: Settings) -> None:
+    """Start the /metrics listener, if one is asked for, and say where it listens."""
+    if not settings.metrics_address:
+        return
+    from broker import metrics
+
+    host, port = split_address("--metrics-address", settings.metrics_address)
+    try:
+        _server, port = metrics.serve(host, port)
+    except OSError as exc:
+        raise PairError(
+            f"Cannot listen for metrics on {settings.metrics_address}: {exc.strerror or exc}.",
+            "Pick another --metrics-address (or PAIR_BROKER_METRICS_ADDRESS), or stop what is using it.",
+        ) from exc
+    print(f"pair broker metrics on http://{_display(host)}:{port}/metrics", flush=True)
 
 
 def _display(host: str) -> str:

@@ -218,18 +218,19 @@ class ExactRoutes:
 
     def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
         self.app = app
-        self.exact: dict[tuple[str, str], ASGIApp] = {}
+        self.exact: dict[tuple[str, str], Route] = {}
         for route in routes:
             if "{" not in route.path and isinstance(route.app, JsonEndpoint):
                 for method in route.methods or ():
                     if method != "HEAD":
-                        self.exact[(method, route.path)] = route.app
+                        self.exact[(method, route.path)] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             found = self.exact.get((scope["method"], scope["path"]))
             if found is not None:
-                await found(scope, receive, send)
+                scope["route"] = found  # as Starlette's router does: broker.metrics reads it
+                await found.app(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

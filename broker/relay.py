@@ -13,7 +13,7 @@ import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from broker import accounts, agents, bus, credentials, events, snapshots, streams
+from broker import accounts, agents, bus, credentials, events, metrics, snapshots, streams
 from broker.context import Context
 from broker.errors import Problem
 from broker.http import as_problem, bearer, problem_response
@@ -53,6 +53,7 @@ async def agent_connect(ws: WebSocket) -> None:
     await ws.accept()
     link = AgentLink(space.id, WebSocketLink(ws), credentials.digest(credential))
     replaced = ctx.hub.attach(link)
+    metrics.CONNECTED_AGENTS.inc()
     if replaced is not None:
         await replaced.link.close(CloseCode.REPLACED, "replaced by a newer connection")
     unsubscribe = await ctx.bus.subscribe(bus.agent_channel(space.id), functools.partial(_command, ctx, link))
@@ -85,6 +86,7 @@ async def agent_connect(ws: WebSocket) -> None:
     finally:
         await unsubscribe()
         ctx.hub.detach(link)
+        metrics.CONNECTED_AGENTS.dec()
 
 
 async def _command(ctx: Context, link: AgentLink, payload: bytes) -> None:

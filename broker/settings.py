@@ -42,6 +42,8 @@ class Settings:
     # Shared ports' origins: `*.apps.pair.example.com` (wildcard DNS and certificate), `*.localhost`
     # in development; empty: port sharing is off (broker.apps.hosts.AppsDomain).
     apps_domain: str = field(default="", metadata={"env": "PAIR_BROKER_APPS_DOMAIN"})
+    # HOST:PORT of the separate /metrics listener (Prometheus); empty: none.
+    metrics_address: str = field(default="", metadata={"env": "PAIR_BROKER_METRICS_ADDRESS"})
 
     @property
     def database_path(self) -> Path:
@@ -123,6 +125,8 @@ def _check(name: str, label: str, value: Any) -> Any:
             return str(AppsDomain.parse(value))
         except AddressError as exc:
             raise SettingsError(f"The setting {label}: {exc}") from exc
+    if name == "metrics_address" and value:
+        split_address(label, value)
     return value
 
 
@@ -139,6 +143,22 @@ def _check_apps_domain(settings: Settings) -> None:
             f"The apps domain {settings.apps_domain} covers the broker's own host {host}: "
             f"give apps a domain of their own, e.g. '*.apps.{host}'."
         )
+
+
+def split_address(label: str, address: str) -> tuple[str, int]:
+    """(host, port) of a listening address written `HOST:PORT` or `[IPv6]:PORT` (RFC 3986's
+    authority without user info); port 0 picks a free one. SettingsError otherwise."""
+    host, colon, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        valid_host = _is_ip_literal(f"[{host}]", host) and ":" in host
+    else:
+        valid_host = bool(_HOST_NAME.fullmatch(host)) or _is_ip_literal(host, host)
+    if not colon or not valid_host or not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise SettingsError(
+            f"The setting {label} must be HOST:PORT (e.g. 127.0.0.1:9464, or [::1]:9464), not {address!r}."
+        )
+    return host, int(port)
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")

@@ -12,7 +12,7 @@ import secrets
 
 import msgspec
 
-from broker import access, credentials, events, names, snapshots
+from broker import access, credentials, events, metrics, names, snapshots
 from broker.context import Context, timestamp
 from broker.emails import normalize_email
 from broker.errors import Problem, invalid
@@ -102,6 +102,7 @@ async def _issue(
     token = ctx.keyring.sign(claims)
     await ctx.store.add_token(TokenRecord(claims.jti, space.id, user.id, now, claims.exp, None, None, None))
     await ctx.store.audit(now, user.email, "space.token", space.id, claims.jti)
+    metrics.TOKENS_ISSUED.labels("space_token").inc()
     space_wire = to_wire(space, user, shared_with) if shared_with is not None else await wire(ctx, user, space)
     return m.SpaceToken(space=space_wire, token=token, expires_at=timestamp(claims.exp), ttl_seconds=ttl)
 

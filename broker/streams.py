@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import cast
 
-from broker import access, credentials, emails, events, spaces
+from broker import access, credentials, emails, events, metrics, spaces
 from broker.context import Context, timestamp
 from broker.errors import Problem, not_found
 from broker.hub import Stream
@@ -147,7 +147,11 @@ async def open_stream(
         )
         await ctx.store.audit(ctx.now(), person.email, _AUDIT[kind], space.id, stream.id)
         logged = True
-        yield stream
+        metrics.OPEN_STREAMS.labels(kind).inc()
+        try:
+            yield stream
+        finally:
+            metrics.OPEN_STREAMS.labels(kind).dec()
     finally:
         ctx.hub.streams.pop(stream.id, None)
         stream.done.set()  # the agent's handler lets its connection go
@@ -224,10 +228,7 @@ async def splice(stream: Stream, client: Link) -> None:
                 size = len(frame.encode())
             else:
                 return frame
-            if inbound:
-                stream.bytes_in += size
-            else:
-                stream.bytes_out += size
+            stream.carried(size, inbound=inbound)
 
     inbound = asyncio.create_task(pump(client, agent, True))
     outbound = asyncio.create_task(pump(agent, client, False))

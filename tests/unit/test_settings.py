@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.settings import Settings, SettingsError
+from broker.settings import Settings, SettingsError, split_address
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,3 +128,25 @@ def test_operations_doc_lists_every_env_var() -> None:
     text = doc.read_text(encoding="utf-8")
     missing = [name for name in Settings.env_vars() if name not in text]
     assert missing == [], f"docs/operations.md does not mention {missing}"
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:0", ("::1", 0)), ("localhost:9464", ("localhost", 9464))],
+)
+def test_metrics_address_is_host_and_port(address: str, expected: tuple[str, int]) -> None:
+    assert Settings.load(metrics_address=address).metrics_address == address
+    assert split_address("--metrics-address", address) == expected
+
+
+@pytest.mark.parametrize("address", ["9464", "::1:9464", "127.0.0.1:", "127.0.0.1:70000", "a b:1", "[foo]:1", ":9464"])
+def test_a_metrics_address_that_is_not_host_and_port_is_refused_by_name(
+    address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAIR_BROKER_METRICS_ADDRESS", address)
+    with pytest.raises(SettingsError, match=r"PAIR_BROKER_METRICS_ADDRESS must be HOST:PORT"):
+        Settings.load()
+
+
+def test_there_is_no_metrics_listener_by_default() -> None:
+    assert Settings.load().metrics_address == ""

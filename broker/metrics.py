@@ -1,0 +1,206 @@
+"""The broker's metrics, in the Prometheus text format (prometheus_client), served on a listener
+of their own (`--metrics-address`, `PAIR_BROKER_METRICS_ADDRESS`), never on the public port.
+
+The metric objects are module-level, as prometheus_client intends: any room increments them
+where the thing happens (`metrics.QUOTA_REFUSALS.labels(quota="spaces").inc()`). Names follow
+Prometheus' conventions (https://prometheus.io/docs/practices/naming/): the `pair_broker_`
+prefix, base units (`_seconds`, `_bytes`), `_total` on counters (the library appends it).
+Every label takes values from a fixed set, so the number of series stays bounded whatever
+clients send: requests are counted by route *template* (`/api/v1/spaces/{space_id}`), never by
+raw path, and by a method from the RFC 9110 list or `other`.
+
+docs/operations.md lists every metric; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from pair.api.models import StreamKind
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# No `*_created` series beside every counter and histogram: twice the series for a timestamp
+# Prometheus' text format does not use.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
+
+# Our own registry, not the library's global one: /metrics says exactly what this module defines
+# plus the process, Python and garbage collector metrics.
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, fds…
+PlatformCollector(registry=REGISTRY)  # python_info
+GCCollector(registry=REGISTRY)  # python_gc_*
+
+HTTP_REQUESTS = Counter(
+    "pair_broker_http_requests",
+    "HTTP requests answered and WebSocket handshakes (status 101 when accepted), by route template, method and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "pair_broker_http_request_duration_seconds",
+    "Time from a plain HTTP request's arrival to its last response byte, by route template.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+    registry=REGISTRY,
+)
+CONNECTED_AGENTS = Gauge(
+    "pair_broker_connected_agents",
+    "Agents holding a control channel to this broker process.",
+    registry=REGISTRY,
+)
+OPEN_STREAMS = Gauge(
+    "pair_broker_open_streams",
+    "Streams this process is relaying right now, by kind (ssh, terminal, port).",
+    ["kind"],
+    registry=REGISTRY,
+)
+RELAYED_BYTES = Counter(
+    "pair_broker_relayed_bytes",
+    "Bytes relayed through streams, by kind and direction (to_space: from people to the container).",
+    ["kind", "direction"],
+    registry=REGISTRY,
+)
+TOKENS_ISSUED = Counter(
+    "pair_broker_tokens_issued",
+    "Secrets issued: space_token (authorize, renew), session (a login, a web sign-in), agent_credential (a bootstrap).",
+    ["kind"],
+    registry=REGISTRY,
+)
+QUOTA_REFUSALS = Counter(
+    "pair_broker_quota_refusals",
+    "Requests refused because a quota or limit was reached, by quota.",
+    ["quota"],
+    registry=REGISTRY,
+)
+
+STREAM_KINDS: tuple[str, ...] = get_args(StreamKind)  # ssh, terminal, port
+TOKEN_KINDS = ("space_token", "session", "agent_credential")
+for _kind in STREAM_KINDS:  # present at 0 from the start, so rate() and absent() behave
+    OPEN_STREAMS.labels(kind=_kind)
+    for _direction in ("to_space", "from_space"):
+        RELAYED_BYTES.labels(kind=_kind, direction=_direction)
+for _kind in TOKEN_KINDS:
+    TOKENS_ISSUED.labels(kind=_kind)
+
+# RFC 9110 section 9 and PATCH (RFC 5789); anything else a client invents counts as `other`.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+UNMATCHED = "unmatched"  # no route took the request (a 404, a scanner's guess)
+
+
+@functools.cache
+def relayed(kind: str) -> tuple[Any, Any]:
+    """The (to_space, from_space) RELAYED_BYTES children of a stream kind, found once."""
+    return RELAYED_BYTES.labels(kind, "to_space"), RELAYED_BYTES.labels(kind, "from_space")
+
+
+@dataclass(frozen=True)
+class RouteName:
+    """What goes in `scope["route"]` for requests no Starlette route answers, so they are counted
+    under a name of their own rather than as `unmatched`."""
+
+    path: str
+
+
+APPS = RouteName("apps")  # every request for a host under the apps domain (broker.app_gate)
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that took the request (`/api/v1/spaces/{space_id}`), from
+    `scope["route"]` as Starlette's router (and `broker.http.ExactRoutes`) set it; `unmatched`
+    when none did. Never the raw path: that would be one series per Space id."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+# (route, method, status) -> its counter and histogram children: `labels()` checks and converts
+# its arguments on every call, which was most of the per-request cost. Bounded like the labels.
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _http_children(route: str, method: str, status: int) -> tuple[Any, Any]:
+    return HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route)
+
+
+class RequestMetrics:
+    """ASGI middleware counting every request by route template, method and status, and timing
+    plain HTTP ones: ~5 µs a request on the development machine (one wrapped `send`, two clock
+    reads, a counter and a histogram child found in a dict)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if kind != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets if the app raises before answering
+        started = time.perf_counter()
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            key = (route_template(scope), method, status)
+            children = _children.get(key)
+            if children is None:
+                children = _children[key] = _http_children(*key)
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Counted once, at the handshake's answer: 101 when accepted, the denial response's
+        status, or 403 for a close before accepting (ASGI's rule). Streams last long: their
+        time is not a request duration."""
+        counted = False
+
+        def count(status: int) -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                HTTP_REQUESTS.labels(route_template(scope), "GET", str(status)).inc()
+
+        async def watched(message: Message) -> None:
+            kind = message["type"]
+            if kind == "websocket.accept":
+                count(101)
+            elif kind == "websocket.http.response.start":
+                count(message["status"])
+            elif kind == "websocket.close":
+                count(403)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            count(500)
+
+
+def serve(host: str, port: int) -> tuple[Any, int]:
+    """Start the metrics listener on HOST:PORT (0: a free port) in a daemon thread:
+    prometheus_client's own WSGI server, answering `GET /metrics` (any path, in fact) from
+    REGISTRY. Returns (server, port); OSError if the address cannot be bound."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    return server, int(server.server_port)
