@@ -483,14 +483,17 @@ sha256_of() {
 }
 
 # Download PACKAGE_SPEC (a broker's /download/pair.whl) into WORK_DIR under the name the broker
-# gives it; prints the path. With the venv's Python, so no curl is needed; a minimal image may
-# have no CA certificates (Debian's python3 only recommends them), so pip's own bundle stands in.
+# gives it; prints the path. With the venv's Python, so no curl is needed. TLS trust is pair.tls's
+# rule, stated again because pair is not installed yet: the system store as OpenSSL reads it,
+# SSL_CERT_FILE and SSL_CERT_DIR; a minimal image may have no CA certificates (Debian's python3
+# only recommends them), so then pip's own bundle stands in. A refused certificate gets pair's
+# sentence and hint.
 download_wheel() {
     "$VPY" - "$PACKAGE_SPEC" "$WORK_DIR" <<'PY'
-import re, ssl, sys, urllib.request
+import os, re, ssl, sys, urllib.parse, urllib.request
 url, folder = sys.argv[1], sys.argv[2]
 context = ssl.create_default_context()
-if not context.cert_store_stats()["x509_ca"]:
+if not context.cert_store_stats()["x509_ca"] and not os.environ.get("SSL_CERT_DIR"):
     try:
         from pip._vendor import certifi
         context.load_verify_locations(certifi.where())
@@ -501,6 +504,16 @@ try:
         disposition = response.headers.get("Content-Disposition", "")
         data = response.read()
 except OSError as exc:
+    bad = getattr(exc, "reason", exc)
+    if isinstance(bad, ssl.SSLCertVerificationError):
+        host, why = urllib.parse.urlsplit(url).hostname, bad.verify_message or bad.reason
+        if bad.verify_code in (62, 64):  # the host name or IP address does not match
+            sys.exit(f"pair: error: The broker's TLS certificate is not valid for {host}: {why}.\n"
+                     "pair: hint: Check --broker-url (or the token's broker): use the host name its certificate names.")
+        sys.exit(f"pair: error: The broker's TLS certificate is not trusted by this machine: {why} ({host}).\n"
+                 "pair: hint: If the broker's certificate comes from your own CA, point SSL_CERT_FILE at that CA's "
+                 "certificate (a PEM file; SSL_CERT_DIR for a hashed directory), or add it to this machine's trust "
+                 "store (e.g. /usr/local/share/ca-certificates/ and update-ca-certificates).")
     sys.exit(f"pair: error: cannot download {url}: {exc}")
 match = re.search(r'filename="?([A-Za-z0-9_.+-]+\.whl)"?', disposition)
 if not match:

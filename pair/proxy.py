@@ -112,9 +112,13 @@ def _run(argv: list[str]) -> int:
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
     from websockets.sync.client import connect
 
+    from pair import tls
+
+    url = websocket_url(session.url, SPACE_TUNNEL.format(space_id=space_id))
     try:
         ws = connect(
-            websocket_url(session.url, SPACE_TUNNEL.format(space_id=space_id)),
+            url,
+            ssl=tls.for_url(url),
             additional_headers={"Authorization": f"Bearer {session.token}"},
             compression=None,
             max_size=None,
@@ -134,6 +138,9 @@ def _run(argv: list[str]) -> int:
             str(body.get("detail", "")),
         )
     except (OSError, TimeoutError, WebSocketException) as exc:
+        refused = tls.refusal(exc, session.url)
+        if refused is not None:
+            return fail(refused.message, refused.hint)
         return fail(
             f"Cannot reach the broker at {session.url} ({type(exc).__name__}).",
             "Check that the broker is running and reachable.",

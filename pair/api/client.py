@@ -18,7 +18,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx
 import msgspec
 
-from pair import __version__
+from pair import __version__, tls
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
@@ -47,9 +47,10 @@ class Client:
         self.warn = warn or _warn
         if http is None and http_factory is not None:
             http = http_factory(self.url)
-        # A plain-http broker (a laptop, a test) needs no CA bundle: loading one costs ~20 ms.
+        # TLS trust is pair.tls's (SSL_CERT_FILE, SSL_CERT_DIR, the system store); a plain-http
+        # broker (a laptop, a test) loads no CA bundle, which costs ~20 ms.
         self._http = http or httpx.Client(
-            timeout=timeout, headers={"User-Agent": f"pair/{__version__}"}, verify=self.url.startswith("https://")
+            timeout=timeout, headers={"User-Agent": f"pair/{__version__}"}, verify=tls.verifying(self.url)
         )
 
     def close(self) -> None:
@@ -81,6 +82,9 @@ class Client:
         try:
             response = self._http.request(endpoint.method, url, content=content, headers=headers)
         except httpx.TransportError as exc:
+            refused = tls.refusal(exc, self.url)
+            if refused is not None:  # not "unreachable": it answered, and retrying will not help
+                raise refused from exc
             raise BrokerUnreachable(
                 f"Cannot reach the broker at {self.url} ({_reason(exc)}).",
                 "Check the URL (`pair whoami`, PAIR_URL) and that the broker is running.",

@@ -31,7 +31,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from pair import verify
+from pair import tls, verify
 from pair.api import endpoints as ep
 from pair.api import terminal as tp
 from pair.api.closecodes import BROKER_RESTARTING, CREDENTIAL_ENDED
@@ -76,9 +76,11 @@ def dial_broker(reg: Registration, path: str, *, control: bool = False) -> conne
     """A WebSocket to the broker's endpoint `path`, with this container's credential: the control
     channel (`control`: pinged, so a dead broker is noticed) or a stream (unbounded messages, no
     pings: ssh and the terminal protocol keep their connections alive themselves). Compression
-    is off: on random bytes it costs ~25x."""
+    is off: on random bytes it costs ~25x. TLS trust is pair.tls's."""
+    url = ep.websocket_url(reg.url, path)
     return connect(
-        ep.websocket_url(reg.url, path),
+        url,
+        ssl=tls.for_url(url),
         additional_headers={"Authorization": f"Bearer {reg.credential}"},
         compression=None,
         open_timeout=10,
@@ -223,8 +225,10 @@ class Agent:
             except (OSError, TimeoutError, InvalidURI, WebSocketException) as exc:
                 failures += 1
                 quick = time.monotonic() < restarting_until
+                refused = tls.refusal(exc, reg.url)  # the operator can fix the trust store: keep trying
+                why = f"{refused.message} {refused.hint}" if refused else None
                 await self._backoff(
-                    1 if quick else failures, f"cannot reach the broker at {reg.url} ({type(exc).__name__})."
+                    1 if quick else failures, why or f"cannot reach the broker at {reg.url} ({type(exc).__name__})."
                 )
             if self._registration_changed():
                 return
