@@ -7,9 +7,11 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.emails import normalize_email
+from broker.errors import Problem
 from pair.api import models as m
 from pair.api.grammar import (
     HOSTNAME_RE,
@@ -98,6 +100,35 @@ def test_every_email_the_grammar_accepts_is_free_of_controls_quotes_and_brackets
 def test_one_dangerous_character_anywhere_makes_an_email_invalid(email: str, bad: str, at: int) -> None:
     at %= len(email) + 1
     assert not is_email(email[:at] + bad + email[at:])
+
+
+# Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt) outside the categories below:
+# characters that render as nothing, so `bob` and `b<U+115F>ob` would look the same.
+DEFAULT_IGNORABLE = [0x34F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180E, 0x180F, 0x3164, 0xFE00, 0xFE0F, 0xFFA0]
+DEFAULT_IGNORABLE += [0x2065, 0xFFF0, 0xFFF8, 0x1BCA0, 0x1D173, 0xE0000, 0xE0041, 0xE0FFF]
+invisible = st.one_of(
+    st.characters(whitelist_categories=["Cc", "Cf", "Zs", "Zl", "Zp", "Co"]),
+    st.sampled_from([chr(c) for c in DEFAULT_IGNORABLE]),
+)
+
+
+@settings(max_examples=300)
+@given(st.from_regex(EMAIL_BODY, fullmatch=True).filter(lambda e: len(e) < 254), invisible, st.integers(min_value=0))
+def test_an_invisible_character_anywhere_makes_an_email_invalid_for_cli_and_broker(
+    email: str, bad: str, at: int
+) -> None:
+    """Reproduction: U+2060, U+00AD and tag characters passed, so two emails could look identical."""
+    at %= len(email) + 1
+    spoof = email[:at] + bad + email[at:]
+    assert not is_email(spoof), ascii(spoof)
+    with pytest.raises(Problem):
+        normalize_email(spoof)
+
+
+@pytest.mark.parametrize("email", ["b\u00e9b@example.com", "\u4f60\u597d@example.cn", "\U0001f600@example.com"])
+def test_letters_and_symbols_of_any_script_still_pass(email: str) -> None:
+    assert is_email(email)
+    assert normalize_email(email) == email.lower()
 
 
 @pytest.mark.parametrize("rule", [NAME_BODY, SPACE_ID_RE, LOGIN_USER_RE, HOSTNAME_RE, VERSION_RE])
