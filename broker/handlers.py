@@ -9,6 +9,7 @@ from broker.http import Call, Handler
 from pair import __version__
 from pair.api import endpoints as ep
 from pair.api import models as m
+from pair.api import terminal as tp
 
 
 async def health(call: Call) -> m.Health:
@@ -112,6 +113,10 @@ async def kick(call: Call) -> None:
     await streams.kick(call.ctx, call.me, call.params["space_id"], call.params["email"])
 
 
+async def terminals(call: Call) -> list[tp.TerminalInfo]:
+    return await streams.terminals(call.ctx, call.me, call.params["space_id"])
+
+
 async def up(call: Call) -> m.Space:
     return await spaces.set_service(call.ctx, call.me, call.params["space_id"], up=True)
 
@@ -156,6 +161,7 @@ HANDLERS: dict[ep.Endpoint, Handler] = {
     ep.HEARTBEAT: heartbeat,
     ep.SESSIONS: sessions,
     ep.KICK: kick,
+    ep.TERMINALS: terminals,
     ep.UP: up,
     ep.DOWN: down,
     ep.SPACE_PORTS: space_ports,

@@ -21,6 +21,7 @@ from broker import metrics
 from broker.links import Link
 from pair.api.closecodes import CloseCode
 from pair.api.models import BrokerMessage, StreamKind
+from pair.api.terminal import TerminalInfo
 
 INTRODUCTION_WAIT = 5.0  # seconds a command waits for a new channel's first heartbeat
 
@@ -35,6 +36,7 @@ class AgentLink:
     credential_digest: str
     streams: frozenset[str] = frozenset()
     listening: tuple[int, ...] = ()  # the ports listening in the container, as its last heartbeat said
+    terminals: list[TerminalInfo] = field(default_factory=list)  # as its latest heartbeat listed them
     introduced: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first heartbeat
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -129,6 +131,12 @@ class Hub:
 
     def connected(self, space_id: str) -> bool:
         return space_id in self.agents
+
+    def terminals(self, space_id: str) -> list[TerminalInfo]:
+        """The Space's open terminals, as its agent last reported them (none when it is not
+        connected to this process)."""
+        agent = self.agents.get(space_id)
+        return list(agent.terminals) if agent is not None else []
 
     def streams_of(
         self,

@@ -7,7 +7,7 @@ WebSockets carry bytes as binary frames, compression off (on random bytes it cos
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from starlette.routing import WebSocketRoute
@@ -20,6 +20,7 @@ from broker.http import as_problem, bearer, problem_response
 from broker.hub import AgentLink
 from broker.links import Closed, WebSocketLink
 from broker.store import SpaceRecord, StoreUnavailable, UserRecord
+from broker.web import auth
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api import terminal as tp
@@ -72,6 +73,8 @@ async def agent_connect(ws: WebSocket) -> None:
                 link.introduced.set()
             if beat.listening is not None:
                 link.listening = tuple(beat.listening)
+            if beat.terminals is not None:
+                link.terminals = beat.terminals
             current = await ctx.store.space(space.id)  # its state now (not who it is: that was settled above)
             if current is None or current.deleted_at is not None:
                 await link.link.close(CloseCode.CREDENTIAL_DEAD, "the Space was deleted")
@@ -163,25 +166,42 @@ async def agent_stream(ws: WebSocket) -> None:
 
 TargetFor = Callable[[WebSocket, UserRecord], m.StreamTarget]
 HeadersFor = Callable[[SpaceRecord], list[tuple[bytes, bytes]]]
+Authenticate = Callable[[WebSocket], Awaitable[UserRecord]]
+
+
+async def bearer_person(ws: WebSocket) -> UserRecord:
+    """The person a CLI's stream is for: its session as a bearer token (a browser cannot send
+    one on a WebSocket, so no other site can open these for a signed-in browser)."""
+    _, user = await accounts.authenticate(ws.app.state.ctx, bearer(ws))
+    return user
 
 
 async def _person(
-    ws: WebSocket, kind: m.StreamKind, target_for: TargetFor, headers_for: HeadersFor = lambda _space: []
+    ws: WebSocket,
+    kind: m.StreamKind,
+    target_for: TargetFor,
+    headers_for: HeadersFor = lambda _space: [],
+    authenticate: Authenticate = bearer_person,
 ) -> None:
     """A person's stream: authenticate (their session), name the target, wait until the Space
     takes it, open it, accept (with `headers_for(space)`), splice. Every refusal before that is
-    an HTTP answer with our JSON error body; after it, a close code and a sentence."""
+    an HTTP answer with our JSON error body; after it, a close code and a sentence. Terminal
+    streams are bounded by their protocol's message sizes, and their role changes audited."""
     ctx: Context = ws.app.state.ctx
     accepted = False
     try:
-        _, user = await accounts.authenticate(ctx, bearer(ws))
+        user = await authenticate(ws)
         target = target_for(ws, user)
         space = await streams.ready(ctx, user, ws.path_params["space_id"], kind)
         client = f"{ws.client.host}:{ws.client.port}" if ws.client else ""
         async with streams.open_stream(ctx, space, user, target, client_address=client) as stream:
             await ws.accept(headers=headers_for(space))
             accepted = True
-            await streams.splice(stream, WebSocketLink(ws))
+            if kind == "terminal":
+                watch = streams.terminal_audit(ctx, user, space.id)
+                await streams.splice(stream, WebSocketLink(ws), limits=streams.TERMINAL_LIMITS, watch=watch)
+            else:
+                await streams.splice(stream, WebSocketLink(ws))
     except (Problem, StoreUnavailable) as exc:
         if not accepted:
             await deny(ws, as_problem(exc))
@@ -222,8 +242,14 @@ def _terminal(ws: WebSocket, user: UserRecord) -> m.PtyTarget:
 
 
 async def space_terminal(ws: WebSocket) -> None:
-    """A person's terminal stream (pair.api.terminal's protocol)."""
+    """A person's terminal stream (pair.api.terminal's protocol), from the CLI."""
     await _person(ws, "terminal", _terminal)
+
+
+async def web_terminal(ws: WebSocket) -> None:
+    """The terminal page's stream: the same, for the browser's cookie session, from the broker's
+    own origin only (broker.web.auth.websocket_person)."""
+    await _person(ws, "terminal", _terminal, authenticate=auth.websocket_person)
 
 
 def _port(ws: WebSocket, _user: UserRecord) -> m.TcpTarget:
@@ -247,4 +273,5 @@ ROUTES = [
     WebSocketRoute(ep.SPACE_TUNNEL, space_tunnel),
     WebSocketRoute(ep.SPACE_TERMINAL, space_terminal),
     WebSocketRoute(ep.SPACE_PORT, space_port),
+    WebSocketRoute(ep.WEB_TERMINAL, web_terminal),
 ]

@@ -38,6 +38,9 @@ class Settings:
     agent_interval: float = field(default=10.0, metadata={"env": "PAIR_BROKER_AGENT_INTERVAL"})
     # How long `pair verify` trusts a snapshot after the agent last heard from the broker.
     snapshot_max_age: int = field(default=120, metadata={"env": "PAIR_BROKER_SNAPSHOT_MAX_AGE"})
+    # Seconds a terminal nobody is attached to lives before the agent hangs up its shell (SIGHUP);
+    # sent to agents in every heartbeat reply.
+    terminal_idle: float = field(default=300.0, metadata={"env": "PAIR_BROKER_TERMINAL_IDLE"})
     log_level: str = field(default="info", metadata={"env": "PAIR_BROKER_LOG_LEVEL"})
     # Shared ports' origins: `*.apps.pair.example.com` (wildcard DNS and certificate), `*.localhost`
     # in development; empty: port sharing is off (broker.apps.hosts.AppsDomain).

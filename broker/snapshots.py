@@ -59,6 +59,7 @@ async def reply_for(
         snapshot_max_age=ctx.settings.snapshot_max_age,
         authorized_keys=None if snapshot.version == known_version else snapshot,
         start_ssh=start_ssh,
+        terminal_idle_seconds=ctx.settings.terminal_idle,
     )
 
 

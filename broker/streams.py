@@ -22,7 +22,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import cast
+
+import msgspec
 
 from broker import access, credentials, emails, events, metrics, spaces
 from broker.context import Context, timestamp
@@ -32,6 +35,7 @@ from broker.links import Closed, Frame, Link
 from broker.store import SpaceRecord, TunnelRecord, UserRecord
 from pair.api import models as m
 from pair.api import readiness
+from pair.api import terminal as tp
 from pair.api.closecodes import SENTENCES, CloseCode
 
 READY_WAIT = 5.0  # seconds a stream waits for a Space on its way up (agent reconnecting, sshd starting)
@@ -145,7 +149,7 @@ async def open_stream(
         await ctx.store.open_tunnel(
             TunnelRecord(stream.id, space.id, person.id, person.email, client_address, ctx.now(), kind=kind)
         )
-        await ctx.store.audit(ctx.now(), person.email, _AUDIT[kind], space.id, stream.id)
+        await ctx.store.audit(ctx.now(), person.email, _audit_open(target), space.id, stream.id)
         logged = True
         metrics.OPEN_STREAMS.labels(kind).inc()
         try:
@@ -164,6 +168,16 @@ async def open_stream(
                 await ctx.store.close_tunnel(
                     stream.id, ctx.now(), stream.bytes_in, stream.bytes_out, stream.close_reason or "closed"
                 )
+                if kind == "terminal":  # who left which terminal, and how much flowed (never what)
+                    detail = f"{stream.id}: {stream.bytes_in} bytes in, {stream.bytes_out} out"
+                    await ctx.store.audit(ctx.now(), person.email, "terminal.leave", space.id, detail)
+
+
+def _audit_open(target: m.StreamTarget) -> str:
+    """The audit action for opening a stream to `target`: joining a terminal is not opening one."""
+    if isinstance(target, m.PtyTarget) and isinstance(target.terminal, tp.JoinTerminal):
+        return "terminal.join"
+    return _AUDIT[kind_of(target)]
 
 
 async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: Look) -> Link:
@@ -205,11 +219,32 @@ def agent_dialed(ctx: Context, space_id: str, stream_id: str, link: Link) -> Str
 # -- the splice -------------------------------------------------------------------------------
 
 
-async def splice(stream: Stream, client: Link) -> None:
+@dataclass(frozen=True)
+class FrameLimits:
+    """The largest message a person may send on a stream, in bytes, per kind of frame."""
+
+    binary: int
+    text: int
+
+
+# A terminal's protocol bounds what a person sends (pair.api.terminal); the broker enforces it too,
+# so an oversized frame never reaches the container.
+TERMINAL_LIMITS = FrameLimits(binary=tp.MAX_INPUT_BYTES, text=tp.MAX_CONTROL_BYTES)
+TOO_LARGE = "A message on this stream was larger than its protocol allows."
+
+# Called with each text frame (a control protocol's JSON) and whether it goes to the container.
+Watch = Callable[[str, bool], Awaitable[None]]
+
+
+async def splice(
+    stream: Stream, client: Link, *, limits: FrameLimits | None = None, watch: Watch | None = None
+) -> None:
     """Copy between the person's `client` and the agent's end until either closes; each message
     keeps its kind. Each direction awaits the other side's send, so a slow reader slows the
     writer instead of growing a buffer. Either side closing closes both; the container's side
-    vanishing (any close but a normal one) is told to the person as CONTAINER_LOST."""
+    vanishing (any close but a normal one) is told to the person as CONTAINER_LOST. A person's
+    frame above `limits` closes the stream with 1009 (TOO_BIG); `watch` sees every text frame
+    (the terminal's audit of role changes) before it is passed on."""
     agent = stream.agent.result()
     stream.client = client
     if stream.close_reason:  # ended between the agent dialing in and now
@@ -220,14 +255,19 @@ async def splice(stream: Stream, client: Link) -> None:
         """Copy until `src` closes; return how it closed."""
         while True:
             frame: Frame | Closed = await src.receive()
+            if isinstance(frame, Closed):
+                return frame
+            size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+            if inbound and limits is not None and size > (limits.binary if isinstance(frame, bytes) else limits.text):
+                stream.close_reason = TOO_LARGE
+                await client.close(CloseCode.TOO_BIG, TOO_LARGE)
+                return Closed(CloseCode.TOO_BIG, TOO_LARGE)
             if isinstance(frame, bytes):
                 await dst.send_bytes(frame)
-                size = len(frame)
-            elif isinstance(frame, str):
-                await dst.send_text(frame)
-                size = len(frame.encode())
             else:
-                return frame
+                if watch is not None:
+                    await watch(frame, inbound)
+                await dst.send_text(frame)
             stream.carried(size, inbound=inbound)
 
     inbound = asyncio.create_task(pump(client, agent, True))
@@ -311,6 +351,34 @@ async def who_is_connected(ctx: Context, space: m.Space) -> list[m.TunnelSession
     also sees from where (`client_address`, host:port) and the bytes each way, as in `pair spaces
     sessions`, which is the owner's. For anyone else those fields are empty."""
     return await _open_sessions(ctx, space.id, full=space.role == "owner")
+
+
+async def terminals(ctx: Context, user: UserRecord, space_id: str) -> list[tp.TerminalInfo]:
+    """The open terminals of a Space `user` owns or that is shared with them (who started each,
+    who is attached and how), as its agent last reported them: none while it is not connected.
+    Raises Problem 404 for a Space `user` cannot see."""
+    space = await access.get_visible(ctx, user, space_id)
+    return ctx.hub.terminals(space.id)
+
+
+def terminal_audit(ctx: Context, person: UserRecord, space_id: str) -> Watch:
+    """A `splice` watch for a person's terminal stream: it learns the terminal from `hello` and
+    records the starter's role changes (`grant`) in the audit log. Keystrokes are binary frames,
+    which it never sees."""
+    seen: dict[str, str] = {}
+
+    async def watch(frame: str, inbound: bool) -> None:
+        try:
+            message = tp.decode_client(frame) if inbound else tp.decode_server(frame)
+        except msgspec.MsgspecError:  # not ours to judge: the agent answers bad messages
+            return
+        if isinstance(message, tp.Hello):
+            seen.update(terminal=message.terminal_id, started_by=message.started_by)
+        elif isinstance(message, tp.Grant) and seen.get("started_by") == person.email:
+            detail = f"{seen['terminal']}: {message.email} is now a {message.role}"
+            await ctx.store.audit(ctx.now(), person.email, "terminal.role", space_id, detail)
+
+    return watch
 
 
 async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 
 from broker import accounts, credentials
 from broker.context import Context, timestamp
@@ -37,7 +39,7 @@ class WebSession:
         return security.csrf_token(self.token)
 
 
-async def current(request: Request) -> WebSession | None:
+async def current(request: HTTPConnection) -> WebSession | None:
     ctx: Context = request.app.state.ctx
     token = security.read_cookie(request, security.SESSION_COOKIE)
     if not token:
@@ -51,8 +53,54 @@ async def current(request: Request) -> WebSession | None:
     return WebSession(token, session, user)
 
 
-def client_label(request: Request) -> str:
+def client_label(request: HTTPConnection) -> str:
     return "web: " + request.headers.get("user-agent", "")[:190]
+
+
+# -- the terminal page's WebSocket ----------------------------------------------------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str:
+    """The origin (RFC 6454 §6.2 serialization: scheme://host[:port], lower case, no default
+    port, no path) of an absolute http(s) URL, e.g. the broker's public URL."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a port: no origin this broker has
+        return ""
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != DEFAULT_PORTS.get(scheme) else "")
+
+
+def check_origin(ws: HTTPConnection, public_url: str) -> None:
+    """Refuse a WebSocket upgrade whose `Origin` is not the broker's public origin: cookies ride
+    on cross-site WebSocket upgrades (SameSite=Lax does not stop them), so without this any site
+    a signed-in person visits could open their terminals (cross-site WebSocket hijacking). A
+    missing Origin (not a browser) is refused too: only the page uses this route. Raises
+    Problem 403 (`bad_origin`)."""
+    sent = ws.headers.get("origin", "")
+    if not sent or origin_of(sent) in ("", "://") or origin_of(sent) != origin_of(public_url):
+        raise Problem(
+            403,
+            "This terminal can be opened only from the broker's own web page.",
+            f"Open it from the Spaces page at {public_url}.",
+            "bad_origin",
+        )
+
+
+async def websocket_person(ws: WebSocket) -> UserRecord:
+    """Whom the terminal page's WebSocket is for: the broker's own origin (check_origin), then
+    the web session cookie, as for every page. Raises Problem (403 bad_origin, 401)."""
+    ctx: Context = ws.app.state.ctx
+    check_origin(ws, ctx.settings.url)
+    web = await current(ws)
+    if web is None:
+        raise Problem(401, "You are not signed in, or your session has expired.", "Sign in again.", "unauthenticated")
+    return web.user
 
 
 # -- one-time links -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.requests import Request
@@ -32,6 +33,7 @@ from broker.web import auth, create, security, text, views
 from broker.web.auth import WebSession
 from pair.api import endpoints as ep
 from pair.api import models as m
+from pair.api import terminal as tp
 
 STATIC = Path(__file__).resolve().parent / "static"
 POLL_MS = 3000  # how often the page asks for fresh states
@@ -118,7 +120,8 @@ async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
     visible = await spaces.visible(ctx, user)
     here = {s.id: await streams.who_is_connected(ctx, s) for s in visible}
     shared_ports = {s.id: await ports.listing(ctx, user, s.id) for s in visible}
-    return views.rows(visible, await _teammates(ctx, user), here, ctx.now(), shared_ports)
+    terminals = {s.id: ctx.hub.terminals(s.id) for s in visible}
+    return views.rows(visible, await _teammates(ctx, user), here, ctx.now(), shared_ports, terminals)
 
 
 async def _row(ctx: Context, user: UserRecord, space_id: str) -> views.Row:
@@ -384,6 +387,46 @@ async def port_unshare(request: Request) -> Response:
     return _done(request, web, f"Port {port} is no longer shared.")
 
 
+# -- the terminal page ---------------------------------------------------------------------
+
+
+async def terminal_page(request: Request) -> Response:
+    """GET /spaces/ID/terminal[?join=TERMINAL_ID[&read_only=1]]: a full-window terminal in a
+    Space the person owns or shares (404 otherwise), once it takes terminals (else why not).
+    Its policy admits xterm.js's `<style>` elements by this response's nonce (security.csp)."""
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    ctx = _ctx(request)
+    nonce = ""
+    try:
+        space = await access.get_visible(ctx, web.user, request.path_params["space_id"])
+        refused = streams.refusal(spaces.to_wire(space, web.user, None), "terminal")
+        if refused is not None:
+            raise Problem(409, *refused)
+        join = request.query_params.get("join", "")
+        if join:
+            try:
+                msgspec.convert(join, tp.TerminalId)
+            except msgspec.ValidationError:
+                raise Problem(
+                    404, "There is no such terminal.", "Open a new one from the Spaces page.", "not_found"
+                ) from None
+        nonce = security.new_nonce()
+        response: Response = render(
+            request,
+            "terminal.html",
+            space_name=space.name,
+            ws_url=ep.WEB_TERMINAL.format(space_id=space.id),
+            terminal_id=join,
+            read_only=request.query_params.get("read_only", "") in ("1", "true"),
+            style_nonce=nonce,
+        )
+    except (Problem, StoreUnavailable) as exc:
+        response = problem_page(request, http.as_problem(exc), False)
+    return security.harden(request, response, style_nonce=nonce)
+
+
 # -- create a Space -------------------------------------------------------------------------
 
 
@@ -437,6 +480,7 @@ def routes() -> list[BaseRoute]:
         Route(ports.SIGNIN_PATH, page(app_signin), methods=["GET"]),
         Route("/spaces/{space_id}/ports", page(port_share), methods=["POST"]),
         Route("/spaces/{space_id}/ports/{port}/remove", page(port_unshare), methods=["POST"]),
+        Route(ep.WEB_TERMINAL_PAGE, terminal_page, methods=["GET"]),
         Route("/spaces/new", page(create_form), methods=["GET"]),
         Route("/spaces/new", page(create_space), methods=["POST"]),
         Mount("/web/static", app=security.StaticHeaders(StaticFiles(directory=STATIC)), name="web-static"),

@@ -26,7 +26,7 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,7 +75,7 @@ HEADERS = {
 }
 
 
-def is_secure(request: Request) -> bool:
+def is_secure(request: HTTPConnection) -> bool:
     return request.url.scheme == "https" or request.app.state.ctx.settings.url.startswith("https://")
 
 
@@ -117,14 +117,14 @@ class StaticHeaders:
 HOST_PREFIX = "__Host-"
 
 
-def cookie_name(request: Request, name: str) -> str:
+def cookie_name(request: HTTPConnection, name: str) -> str:
     """The name a broker cookie has on the wire: `__Host-NAME` on https, so a browser accepts it
     only host-only, Secure and Path=/, and no other origin (an app under the broker's domain)
     can set one the broker would read (RFC 6265bis §4.1.3.2); plain NAME on http."""
     return HOST_PREFIX + name if is_secure(request) else name
 
 
-def cookie_values(request: Request, name: str) -> list[str]:
+def cookie_values(request: HTTPConnection, name: str) -> list[str]:
     """Every value the Cookie field gives cookie `name` (its wire name), in the order sent."""
     values = []
     for field in request.headers.getlist("cookie"):
@@ -135,7 +135,7 @@ def cookie_values(request: Request, name: str) -> list[str]:
     return values
 
 
-def read_cookie(request: Request, name: str) -> str:
+def read_cookie(request: HTTPConnection, name: str) -> str:
     """Broker cookie `name`'s value, or "" if absent or sent more than once: a second copy is one
     another origin under the same domain set (`Domain=` the broker's parent, over http, where
     the `__Host-` prefix is not available), and a browser gives no way to tell which is ours."""

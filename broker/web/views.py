@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api import readiness
+from pair.api import terminal as tp
 from pair.api.refs import host_aliases, space_ref
 
 STATES: dict[str, tuple[str, str]] = {
@@ -32,12 +34,16 @@ PLATFORMS = {
 
 @dataclass(frozen=True)
 class Way:
-    """One way into a Space: a command to copy (after `setup`, once per laptop, when there is one)."""
+    """One way into a Space: a command to copy (after `setup`, once per laptop, when there is
+    one), and for a terminal also a link that opens it in the browser (`href`, named `link`)."""
 
     key: str  # stable, so focus can find the same copy button after a refresh
     label: str
     command: str
     setup: str = ""
+    href: str = ""
+    link: str = ""  # the link's text: "Terminal", "Join"
+    link_name: str = ""  # its accessible name, which starts with its text (WCAG 2.5.3)
 
 
 @dataclass(frozen=True)
@@ -130,12 +136,19 @@ def _title(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def ways_in(space: m.Space, visible: list[m.Space], aliases: Mapping[str, list[str]]) -> list[Way]:
+def ways_in(
+    space: m.Space,
+    visible: list[m.Space],
+    aliases: Mapping[str, list[str]],
+    terminals: Sequence[tp.TerminalInfo] = (),
+) -> list[Way]:
     """How a person gets into `space`, in the order the page lists them: the one place a new way
-    (a terminal in the browser, a shared port) is added. Commands name the Space as the CLI
-    wants it among the Spaces this person sees (pair.api.refs), so they work when pasted."""
-    return [
-        Way("connect", "A shell in the Space", f"pair spaces connect {space_ref(space, visible)}"),
+    (a shared port) is added. Commands name the Space as the CLI wants it among the Spaces this
+    person sees (pair.api.refs), so they work when pasted. A Space that takes terminals (its
+    agent connected: running, or starting) offers a new terminal and each open one to join."""
+    ref = space_ref(space, visible)
+    ways = [
+        Way("connect", "A shell in the Space", f"pair spaces connect {ref}"),
         Way(
             "ssh",
             "Plain ssh, scp, rsync, git or VS Code Remote-SSH",
@@ -143,6 +156,35 @@ def ways_in(space: m.Space, visible: list[m.Space], aliases: Mapping[str, list[s
             setup="pair spaces ssh-config",
         ),
     ]
+    if space.state not in ("running", "starting"):
+        return ways
+    page = ep.WEB_TERMINAL_PAGE.format(space_id=space.id)
+    ways.append(
+        Way(
+            "terminal",
+            "A terminal in the browser",
+            f"pair spaces terminal {ref}",
+            href=page,
+            link="Terminal",
+            link_name=f"Terminal: open a new one in {space.name}",
+        )
+    )
+    for info in terminals:
+        watching = len(info.people)
+        label = f"Terminal {info.id}, started by {info.started_by}" + (
+            f", {watching} attached" if watching else ", nobody attached"
+        )
+        ways.append(
+            Way(
+                f"join-{info.id}",
+                label,
+                f"pair spaces terminal {ref} --join {info.id}",
+                href=f"{page}?join={info.id}",
+                link="Join",
+                link_name=f"Join the terminal {info.started_by} started in {space.name}",
+            )
+        )
+    return ways
 
 
 def visitors(sessions: list[m.TunnelSession], now: int) -> list[Visitor]:
@@ -165,16 +207,19 @@ def rows(
     sessions: Mapping[str, list[m.TunnelSession]],
     now: int,
     ports: Mapping[str, m.SpacePorts] | None = None,
+    terminals: Mapping[str, list[tp.TerminalInfo]] | None = None,
 ) -> list[Row]:
     """The cards of the Spaces a person sees (`visible`), with the teammates they could add,
-    each Space's open sessions (`sessions` by Space id) and its shared ports (`ports`)."""
+    each Space's open sessions (`sessions` by Space id), its shared ports (`ports`) and its open
+    terminals (`terminals`)."""
     aliases = host_aliases(visible)
+    terminals = terminals or {}
     return [
         row(
             s,
             teammates,
             now,
-            ways_in(s, visible, aliases),
+            ways_in(s, visible, aliases, terminals.get(s.id, [])),
             visitors(sessions.get(s.id, []), now),
             (ports or {}).get(s.id),
         )

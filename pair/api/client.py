@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 # httpx imports its own command line (click, rich, pygments: ~45 ms) unless that module is
 # absent; pair never uses it.
@@ -21,6 +21,7 @@ import msgspec
 from pair import __version__, tls
 from pair.api import endpoints as ep
 from pair.api import models as m
+from pair.api import terminal as tp
 from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
 from pair.api.grammar import Invalid, shown, space_from_json, space_problem
 
@@ -195,6 +196,20 @@ class Client:
 
     def kick(self, space_id: str, email: str) -> None:
         self.call(ep.KICK, path={"space_id": space_id, "email": email})
+
+    def terminals(self, space_id: str) -> list[tp.TerminalInfo]:
+        return self.call(ep.TERMINALS, path={"space_id": space_id})  # type: ignore[no-any-return]
+
+    def terminal_url(self, space_id: str, **query: str | int | bool) -> str:
+        """The ws:// or wss:// URL of a terminal stream (pair.api.terminal's protocol): `cols`,
+        `rows` open one; `join=TERMINAL_ID` (and `read_only`) joins one. Booleans as `true`/`false`."""
+        params = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items()}
+        path = ep.SPACE_TERMINAL.format(space_id=quote(space_id, safe=""))
+        return ep.websocket_url(self.url, path) + ("?" + urlencode(params) if params else "")
+
+    def bearer(self) -> dict[str, str]:
+        """The session's Authorization header, for a WebSocket this client's URL names."""
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def up(self, space_id: str) -> m.Space:
         return self._checked(self.call(ep.UP, path={"space_id": space_id}))

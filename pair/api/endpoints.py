@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pair.api import models as m
+from pair.api import terminal as tp
 
 Auth = Literal["none", "session", "admin", "agent"]
 
@@ -179,6 +180,14 @@ KICK = Endpoint(
     "session",
     tag="spaces",
 )
+TERMINALS = Endpoint(
+    "GET",
+    f"{API}/spaces/{{space_id}}/terminals",
+    "Open terminals in a Space: who started each, who is attached and how (owner and shares).",
+    "session",
+    response=list[tp.TerminalInfo],
+    tag="spaces",
+)
 UP = Endpoint(
     "POST",
     f"{API}/spaces/{{space_id}}/up",
@@ -233,6 +242,10 @@ HOST_KEYS_HEADER = "x-pair-host-keys"
 # (with `&read_only=true`, and the window's `cols`/`rows`) joins one; pair.api.terminal's protocol.
 SPACE_TERMINAL = f"{API}/spaces/{{space_id}}/terminal"
 SPACE_PORT = f"{API}/spaces/{{space_id}}/ports/{{port}}"  # a person's TCP stream to 127.0.0.1:PORT (session)
+# The terminal page (a signed-in browser) and its stream: the web session cookie, the broker's own
+# `Origin` only; the same query and protocol as SPACE_TERMINAL.
+WEB_TERMINAL_PAGE = "/spaces/{space_id}/terminal"
+WEB_TERMINAL = "/web/spaces/{space_id}/terminal/ws"
 
 
 def websocket_url(base_url: str, path: str) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "is_login_user",
     "is_space_id",
     "is_space_name",
+    "is_workspace_folder",
     "shown",
     "space_from_json",
     "space_problem",
@@ -52,6 +53,7 @@ SPACE_ID_RE = re.compile(r"sp_[a-z0-9]{1,32}")
 LOGIN_USER_RE = re.compile(m.whole(m.LOGIN_USER_BODY))
 HOSTNAME_RE = re.compile(m.whole(m.HOSTNAME_BODY))
 VERSION_RE = re.compile(m.whole(m.VERSION_BODY))
+WORKSPACE_FOLDER_RE = re.compile(m.whole(m.WORKSPACE_FOLDER_BODY))
 HOST_KEY_TYPES = m.HOST_KEY_TYPES  # what sshd offers as host keys (ssh-keygen -A); sk-* are user keys
 MAX_HOST_KEYS = m.MAX_HOST_KEYS
 # A state a newer broker may add (the wire's SpaceState lists today's): shown as it is, so it
@@ -95,6 +97,11 @@ def is_login_user(text: str) -> bool:
     return LOGIN_USER_RE.match(text) is not None
 
 
+def is_workspace_folder(text: str) -> bool:
+    """Whether `text` may be a container's workspace folder (pair.api.models.WORKSPACE_FOLDER_BODY)."""
+    return WORKSPACE_FOLDER_RE.match(text) is not None
+
+
 def host_key_problem(entry: str) -> str | None:
     """Why `entry` is not exactly one host public key as `TYPE BASE64` (no comment, options,
     marker or second line), or None when it is. Parsed by pair.sshkeys, so the blob must also
@@ -115,8 +122,8 @@ def host_key_problem(entry: str) -> str | None:
 def check_facts(facts: ContainerFacts) -> None:
     """Raise Invalid for the first of a container's facts that does not fit its grammar: the
     login user (POSIX), every host key (host_key_problem), the host name (RFC 1123), the pair
-    version (PEP 440), and numbers that are negative, not finite or absurdly large. Empty text
-    means "not reported" and passes."""
+    version (PEP 440), the workspace folder (an absolute path on one line), and numbers that are
+    negative, not finite or absurdly large. Empty text means "not reported" and passes."""
     if facts.login_user and not is_login_user(facts.login_user):
         raise Invalid(
             f"The container's login user {shown(facts.login_user)} is not a user name.",
@@ -135,6 +142,8 @@ def check_facts(facts: ContainerFacts) -> None:
         raise Invalid(f"The container's host name {shown(facts.hostname)} is not a host name (RFC 1123).")
     if facts.pair_version and not VERSION_RE.match(facts.pair_version):
         raise Invalid(f"The container's pair version {shown(facts.pair_version)} is not a version.")
+    if facts.workspace_folder and not is_workspace_folder(facts.workspace_folder):
+        raise Invalid(f"The container's workspace folder {shown(facts.workspace_folder)} is not an absolute path.")
     if not (math.isfinite(facts.cpus) and 0 <= facts.cpus <= MAX_CPUS):
         raise Invalid(f"The container reported {facts.cpus!r} CPUs.")
     for what, amount in (("memory", facts.memory_bytes), ("disk", facts.disk_bytes)):

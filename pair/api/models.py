@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from pair.api.terminal import TerminalTarget
+from pair.api.terminal import TerminalInfo, TerminalTarget
 from pair.api.wire import Struct
 
 
@@ -157,6 +157,10 @@ HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "
 # key of its type is checked by pair.sshkeys, which JSON Schema cannot say.
 HOST_KEY_BODY = rf"(?:{'|'.join(HOST_KEY_TYPES)}) [A-Za-z0-9+/]+={{0,2}}"
 MAX_HOST_KEYS = 16
+# The folder a container says its project is in (Codespaces' /workspaces/REPO, a Devfile's
+# /projects), where terminals start: an absolute path on one line, without control, bidi or
+# invisible format characters (pair.printable's list), at most 1024 characters.
+WORKSPACE_FOLDER_BODY = r"/[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]{0,1023}"
 
 
 def _optional(body: str, description: str) -> msgspec.Meta:
@@ -175,6 +179,9 @@ class ContainerFacts(Struct):
         msgspec.Meta(extra_json_schema={"maxItems": MAX_HOST_KEYS}, description="sshd's host keys."),
     ] = msgspec.field(default_factory=list)
     pair_version: Annotated[str, _optional(VERSION_BODY, "The container's pair version.")] = ""
+    workspace_folder: Annotated[
+        str, _optional(WORKSPACE_FOLDER_BODY, "Where terminals start (the project's folder); empty for home.")
+    ] = ""
 
 
 # Text a container reports for people to read: one line, no control or bidi-override characters
@@ -298,6 +305,11 @@ class Heartbeat(Struct):
     # as Codespaces detects them), less sshd's: candidates to share, never shared by this alone.
     # Absent from agents older than this field.
     listening: list[Port] | None = None
+    # The Space's open terminals (who started each, who is attached and how), from agents that
+    # list `pty`; sent in every heartbeat, and at once when one opens, ends, or someone attaches,
+    # leaves or changes role. The broker keeps the latest list in memory (the Spaces page, `pair
+    # spaces terminals`). Absent from agents older than this field.
+    terminals: list[TerminalInfo] | None = None
 
 
 class HeartbeatReply(Struct):
@@ -309,6 +321,9 @@ class HeartbeatReply(Struct):
     authorized_keys: AuthorizedKeys | None = None
     # The owner just asked for SSH (`pair spaces up`): start sshd even if it failed before.
     start_ssh: bool = False
+    # Seconds a terminal nobody is attached to lives before its shell is hung up
+    # (PAIR_BROKER_TERMINAL_IDLE); absent from brokers older than this field (the agent keeps 300).
+    terminal_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 # -- the agent's control channel (a WebSocket; one JSON text frame per message) ---------------

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pair import __version__, runner
-from pair.cli import auth, connect, init, keys, ports, spaces
+from pair.cli import auth, connect, init, keys, ports, spaces, terminal
 from pair.cli.web import web
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def verify(
 
 app.add_typer(spaces.app, name="spaces")
 connect.register(spaces.app)
+terminal.register(spaces.app)
 spaces.app.command("init")(init.init)
 spaces.app.add_typer(ports.app, name="ports")
 spaces.app.command("forward")(ports.forward)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -104,7 +105,8 @@ class Agent:
         self.sshd_port = self.home.ssh_port()
         self.wanted: str | None = None  # what the broker last asked of sshd: "running" or "stopped"
         self.ssh = SshWatch(self.sshd_port, supervisor.Rpc.open())
-        self.terminals = TerminalManager(self.facts.login_user or "root", log=log)  # the snapshot names the user
+        # The snapshot names the user; the broker hears of every change in the list at once.
+        self.terminals = TerminalManager(self.facts.login_user or "root", log=log, on_change=self._terminals_changed)
         self.tasks: set[asyncio.Task[None]] = set()  # streams and sshd starts, each collected when done
         self._control: ClientConnection | None = None  # the channel refusals go back on
         self._news = asyncio.Event()  # set when the broker should hear a heartbeat now
@@ -112,6 +114,9 @@ class Agent:
         self._registration_stamp: float | None = None
         self.listening: list[int] = []  # ports listening in the container (not sshd's): candidates to share
         self._ports_read = 0.0  # when they were last read (monotonic)
+
+    def _terminals_changed(self) -> None:
+        self._news.set()  # the next heartbeat, sent now, lists them
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -256,6 +261,7 @@ class Agent:
                 ssh=self.ssh.health,
                 streams=None if introduced else list(STREAM_TARGETS),  # said once per channel
                 listening=self.listening,
+                terminals=self.terminals.list(),
             )
             introduced = True
             await ws.send(msgspec.json.encode(HeartbeatMessage(heartbeat=heartbeat)).decode())
@@ -347,6 +353,9 @@ class Agent:
 
     async def _apply(self, reg: Registration, reply: HeartbeatReply) -> None:
         """Take in a reply: new keys, and start or stop sshd as the owner wants."""
+        idle = reply.terminal_idle_seconds
+        if idle is not None and idle != self.terminals.limits.idle_seconds:
+            self.terminals.limits = dataclasses.replace(self.terminals.limits, idle_seconds=idle)
         if reply.interval_seconds != self.interval:
             self.interval = reply.interval_seconds
             self._news.set()  # the heartbeat now due may be sooner than the one being waited for

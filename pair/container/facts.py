@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pair import __version__
+from pair.api.grammar import is_workspace_folder
 from pair.api.models import ContainerFacts, Platform
 
 
@@ -77,6 +78,22 @@ def host_keys(pub_file: Path) -> list[str]:
     return [" ".join(line[:2])] if len(line) >= 2 else []
 
 
+def workspace_folder(env: Mapping[str, str]) -> str | None:
+    """The folder a container says its project is in, if it exists: Codespaces'
+    `CODESPACE_VSCODE_FOLDER` (else /workspaces/REPO from `GITHUB_REPOSITORY`), a Devfile's
+    `PROJECT_SOURCE`, `PROJECTS_ROOT` or /projects (devfile.io: projects are cloned there)."""
+    candidates = [env.get("CODESPACE_VSCODE_FOLDER", "")]
+    platform = detect_platform(env)
+    if platform == "codespaces" and env.get("GITHUB_REPOSITORY"):
+        candidates.append("/workspaces/" + env["GITHUB_REPOSITORY"].rpartition("/")[2])
+    if platform == "devfile":
+        candidates += [env.get("PROJECT_SOURCE", ""), env.get("PROJECTS_ROOT", ""), "/projects"]
+    for folder in candidates:
+        if folder and os.path.isabs(folder) and os.path.isdir(folder):
+            return folder
+    return None
+
+
 def collect(
     host_key_file: Path, env: Mapping[str, str] | None = None, ssh_user_file: Path | None = None
 ) -> ContainerFacts:
@@ -90,4 +107,12 @@ def collect(
         login_user=login_user(env, ssh_user_file),
         host_keys=host_keys(host_key_file),
         pair_version=__version__,
+        workspace_folder=reported_folder(workspace_folder(env)),
     )
+
+
+def reported_folder(folder: str | None) -> str:
+    """The workspace folder as the facts carry it: only one that fits the grammar
+    (pair.api.grammar.is_workspace_folder), which the broker checks: an odd path must not cost
+    the container its bootstrap or heartbeats."""
+    return folder if folder and is_workspace_folder(folder) else ""

@@ -62,7 +62,7 @@ import msgspec
 from websockets.exceptions import ConnectionClosed
 
 from pair.api import terminal as tp
-from pair.container import facts
+from pair.container.facts import workspace_folder
 
 CHUNK = 64 * 1024
 USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games"  # OpenSSH's _PATH_STDPATH, as sshd gives a login
@@ -121,22 +121,6 @@ class Login:
     shell: str  # absolute path; argv[0] becomes "-" + its basename
     cwd: str
     env: dict[str, str]
-
-
-def workspace_folder(env: Mapping[str, str]) -> str | None:
-    """The folder a container says its project is in, if it exists: Codespaces'
-    `CODESPACE_VSCODE_FOLDER` (else /workspaces/REPO from `GITHUB_REPOSITORY`), a Devfile's
-    `PROJECT_SOURCE`, `PROJECTS_ROOT` or /projects (devfile.io: projects are cloned there)."""
-    candidates = [env.get("CODESPACE_VSCODE_FOLDER", "")]
-    platform = facts.detect_platform(env)
-    if platform == "codespaces" and env.get("GITHUB_REPOSITORY"):
-        candidates.append("/workspaces/" + env["GITHUB_REPOSITORY"].rpartition("/")[2])
-    if platform == "devfile":
-        candidates += [env.get("PROJECT_SOURCE", ""), env.get("PROJECTS_ROOT", ""), "/projects"]
-    for folder in candidates:
-        if folder and os.path.isabs(folder) and os.path.isdir(folder):
-            return folder
-    return None
 
 
 def utf8_locale(env: Mapping[str, str]) -> str:
@@ -448,7 +432,6 @@ class Terminal:
         rows: int,
     ) -> None:
         self.manager = manager
-        self.limits = manager.limits
         self.id = terminal_id
         self.started_by = started_by
         self.started_at = _now()
@@ -472,6 +455,11 @@ class Terminal:
         self._loop.add_reader(master, self._readable)
         self._waiter = asyncio.create_task(self._wait())
         self._arm_idle()
+
+    @property
+    def limits(self) -> Limits:
+        """The manager's, so a new idle limit from the broker applies to open terminals too."""
+        return self.manager.limits
 
     def info(self) -> tp.TerminalInfo:
         return tp.TerminalInfo(
@@ -521,6 +509,7 @@ class Terminal:
             self._idle = None
         self.manager._log(f"terminal {self.id}: {email} attached as {role}")
         self._people_changed()
+        self.manager._changed()
         self._flow()
         return attachment
 
@@ -530,6 +519,7 @@ class Terminal:
         attachment._finish(tp.Closed(reason="You left the terminal.", code="ended"))
         self.manager._log(f"terminal {self.id}: {attachment.email} left")
         self._people_changed()
+        self.manager._changed()
         self._flow()
         self._arm_idle()
 
@@ -580,6 +570,7 @@ class Terminal:
         self.manager._log(f"terminal {self.id}: {by} made {email} a {role}")
         if changed:
             self._people_changed()
+        self.manager._changed()
 
     def resize(self, cols: int, rows: int) -> None:
         """Set the PTY's size (each 1..1000; the latest driver's wins) and tell everyone."""
@@ -765,6 +756,7 @@ class TerminalManager:
         shell: str | None = None,
         env: Mapping[str, str] | None = None,
         log: Callable[[str], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.login_user = login_user or getpass.getuser()
         self.limits = limits or Limits()
@@ -772,6 +764,9 @@ class TerminalManager:
         self.env = os.environ if env is None else env
         self.terminals: dict[str, Terminal] = {}
         self._log = log or (lambda _line: None)
+        # Called when the listing changes: a terminal opened or ended, someone attached, left or
+        # changed role (not on resizes, which a dragged window sends many of).
+        self._changed = on_change or (lambda: None)
 
     def list(self) -> list[tp.TerminalInfo]:
         return [terminal.info() for terminal in self.terminals.values()]
@@ -839,6 +834,7 @@ class TerminalManager:
         if self.terminals.pop(terminal.id, None) is not None:
             status = terminal.exit_status
             self._log(f"terminal {terminal.id}: the shell ended (status {status})")
+            self._changed()
 
 
 # -- a person's stream ----------------------------------------------------------------------

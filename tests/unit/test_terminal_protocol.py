@@ -9,8 +9,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from pair.api import models as m
 from pair.api import terminal as tp
-from pair.container.terminals import new_terminal_id, utf8_locale, workspace_folder
+from pair.api.grammar import Invalid, check_facts
+from pair.container.facts import reported_folder, workspace_folder
+from pair.container.terminals import new_terminal_id, utf8_locale
 
 
 def test_messages_are_tagged_json_objects_that_round_trip() -> None:
@@ -77,6 +80,15 @@ def test_the_workspace_folder_the_container_names(tmp_path: Path) -> None:
     assert workspace_folder({"CODESPACE_VSCODE_FOLDER": "relative/path"}) is None
     assert workspace_folder({"PROJECT_SOURCE": str(project)}) is None  # not a Devfile workspace
     assert workspace_folder({}) is None
+
+
+def test_the_facts_carry_only_a_workspace_folder_that_fits_the_grammar() -> None:
+    assert reported_folder("/workspaces/demo") == "/workspaces/demo"
+    assert reported_folder(None) == reported_folder("") == ""
+    for odd in ("/work\nspaces", "/a\x1b[31m", "/a\u202eb", "/" + "a" * 2000):
+        assert reported_folder(odd) == ""
+        with pytest.raises(Invalid, match="workspace folder"):
+            check_facts(m.ContainerFacts(workspace_folder=odd))
 
 
 def test_the_locale_is_utf8() -> None:

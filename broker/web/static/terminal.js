@@ -112,12 +112,26 @@
     }
   }
 
-  function renderPeople(people) {
+  function renderPeople(attached) {
+    // One entry per person, however many tabs or terminals they have attached (a driver if any
+    // of them drives), so the starter gets one button per person.
+    var people = [];
+    var byEmail = {};
+    attached.forEach(function (person) {
+      var seen = byEmail[person.email];
+      if (!seen) {
+        seen = byEmail[person.email] = { email: person.email, role: person.role, count: 0 };
+        people.push(seen);
+      }
+      seen.count += 1;
+      if (person.role === "driver") seen.role = "driver";
+    });
     peopleEl.textContent = "";
     people.forEach(function (person) {
       var item = document.createElement("span");
       item.className = "term-person";
-      item.textContent = person.email + (person.email === me ? " (you)" : "") + " · " + person.role;
+      item.textContent = person.email + (person.email === me ? " (you)" : "") + " · " + person.role +
+        (person.count > 1 ? " ×" + person.count : "");
       if (me === startedBy && person.email !== startedBy) {
         var button = document.createElement("button");
         button.type = "button";
