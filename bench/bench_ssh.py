@@ -25,14 +25,17 @@ SCP_SIZE = 100 * MIB
 
 
 @contextmanager
-def space(world: World) -> Iterator[tuple[Container, dict[str, str], Path, list[str]]]:
-    """(the container, the person's env, their private key, ssh options through the relay)."""
+def space(
+    world: World, who: str = "ssh-user", email: str = EMAIL
+) -> Iterator[tuple[Container, dict[str, str], Path, list[str]]]:
+    """(the container, the person's env, their private key, ssh options through the relay), for
+    the seeded user `email` working in the scratch directory `who` (one per benchmark)."""
     p = world.progress
-    env = world.login(EMAIL, "ssh-user")
-    person = world.tmp / "ssh-user"
+    env = world.login(email, who)
+    person = world.tmp / who
     person.mkdir(exist_ok=True)
     key = person / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", EMAIL, "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", email, "-f", str(key)], check=True)
 
     def pair(*args: str, env: dict[str, str] = env) -> str:
         done = subprocess.run(
@@ -52,7 +55,7 @@ def space(world: World) -> Iterator[tuple[Container, dict[str, str], Path, list[
     pair("spaces", "authorize", "--name", "box", "--no-share", "--output", str(person / "SPACE_ID.txt"))
     token = (person / "SPACE_ID.txt").read_text().strip()
     p.note("starting the Space's container (supervisord, sshd, pair agent)")
-    with container(world.tmp / "space") as box:
+    with container(world.tmp / f"{who}-space") as box:
         pair("spaces", "bootstrap", token, env=box.env())
         deadline = time.monotonic() + 30
         while '"running"' not in pair("spaces", "list", "--json"):

@@ -28,7 +28,7 @@ from typing import Any
 from bench import harness
 from bench.harness import Figure, Progress
 
-MODULES = ("startup", "http", "tokens", "relay", "ssh", "ports", "agents")
+MODULES = ("startup", "http", "tokens", "relay", "ssh", "ports", "terminal", "agents")
 RESULTS = harness.BENCH_DIR / "results.json"
 DOC = harness.ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
