@@ -37,6 +37,8 @@ from pair.api import models as m
 from pair.api.closecodes import CloseCode
 
 Scope = dict[str, Any]
+SESSION_CHECK = 1.0  # seconds between checks that an open connection's broker session is live
+SESSION_ENDED = "Your pair session ended (signed out, or a new auth key). Sign in again to open this app."
 OPTIONS = ProxyOptions(
     credential_cookies=frozenset(
         prefix + name
@@ -91,7 +93,7 @@ async def serve(ctx: Context, domain: AppsDomain, scope: Scope, receive: Any, se
     if scope["type"] == "http" and scope["path"] == auth.AUTH_PATH:
         await _redeem(ctx, scope, send, host, auth.read_cookie(cookies, state_cookie), is_https)
         return
-    user = await _visitor(ctx, auth.read_cookie(cookies, app_cookie), host)
+    user, session_id = await _visitor(ctx, auth.read_cookie(cookies, app_cookie), host)
     if not await access.may_open_port(ctx, user, space, record.level):
         if user is None and scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             await _to_signin(ctx, scope, send, host, state_cookie, is_https)
@@ -111,7 +113,7 @@ async def serve(ctx: Context, domain: AppsDomain, scope: Scope, receive: Any, se
             )
             await _refuse(scope, receive, send, 403, "You cannot open this app", detail)
         return
-    await _forward(ctx, scope, receive, send, record, space, user)
+    await _forward(ctx, scope, receive, send, record, space, user, session_id if record.level != "public" else "")
 
 
 def _foreign(ctx: Context, domain: AppsDomain, scope: Scope, address: str, is_https: bool) -> bool:
@@ -130,15 +132,31 @@ async def _refuse(scope: Scope, receive: Any, send: Any, status: int, title: str
     await send_error(send, scope, status, title, detail)
 
 
-async def _visitor(ctx: Context, value: str, host: str) -> UserRecord | None:
-    """The user an app cookie names for this host, or None (no cookie, or not a valid one)."""
+async def _visitor(ctx: Context, value: str, host: str) -> tuple[UserRecord | None, str]:
+    """The user an app cookie names for this host and the broker session it came from, or
+    (None, "") if there is no cookie, it is not a valid one, or that session has ended (signed
+    out, a new auth key, the user removed): the app credential lives no longer than the broker
+    session that gave it (`Store.session_live`, memoized, so asking on every request is cheap)."""
     if not value:
-        return None
+        return None, ""
     try:
         grant = ports.credentials(ctx).open_cookie(value, host=host, now=ctx.now())
     except auth.CredentialRejected:
-        return None
-    return await ctx.store.user(grant.user_id)
+        return None, ""
+    if not grant.session_id or not await ctx.store.session_live(grant.session_id, grant.user_id, ctx.now()):
+        return None, ""
+    user = await ctx.store.user(grant.user_id)
+    return (user, grant.session_id) if user is not None else (None, "")
+
+
+async def _session_ends(ctx: Context, user_id: str, session_id: str) -> str:
+    """Return when broker session `session_id` ends (checked every SESSION_CHECK seconds, so an
+    open WebSocket of a signed-out person closes within 2 s, whichever process revoked it)."""
+    while True:
+        with contextlib.suppress(StoreUnavailable):  # a store hiccup is not a sign-out
+            if not await ctx.store.session_live(session_id, user_id, ctx.now()):
+                return SESSION_ENDED
+        await asyncio.sleep(SESSION_CHECK)
 
 
 async def _to_signin(ctx: Context, scope: Scope, send: Any, host: str, state_cookie: str, is_https: bool) -> None:
@@ -226,9 +244,17 @@ class LinkStream:
 
 
 async def _forward(
-    ctx: Context, scope: Scope, receive: Any, send: Any, record: PortRecord, space: SpaceRecord, user: UserRecord | None
+    ctx: Context,
+    scope: Scope,
+    receive: Any,
+    send: Any,
+    record: PortRecord,
+    space: SpaceRecord,
+    user: UserRecord | None,
+    session_id: str,
 ) -> None:
-    """Forward through a stream per request; end it when `end_streams` ends one of its streams."""
+    """Forward through a stream per request; end it when `end_streams` ends one of its streams,
+    or when broker session `session_id` (if any) ends."""
     person = user or ports.ANONYMOUS
     client = scope.get("client")
     client_address = f"{client[0]}:{client[1]}" if client else ""
@@ -256,16 +282,21 @@ async def _forward(
     state = _Progress(send)
     task = asyncio.create_task(forward(scope, receive, state.send, Target(record.port, open_stream), OPTIONS))
     ended = asyncio.create_task(_first_ending(opened))
+    endings = [ended]
+    if user is not None and session_id:
+        endings.append(asyncio.create_task(_session_ends(ctx, user.id, session_id)))
     try:
-        await asyncio.wait({task, ended}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *endings}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        ended.cancel()
+        for ending in endings:
+            ending.cancel()
         if not task.done():
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    if ended.done() and not ended.cancelled():
-        await state.revoked(scope, ended.result())
+    reason = next((e.result() for e in endings if e.done() and not e.cancelled()), "")
+    if reason:
+        await state.revoked(scope, reason)
 
 
 async def _first_ending(opened: asyncio.Queue[Stream]) -> str:

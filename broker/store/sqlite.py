@@ -200,6 +200,21 @@ class SqliteStore:
     async def touch_session(self, session_id: str, now: int) -> None:
         self._db.execute("UPDATE sessions SET last_used_at = ? WHERE id = ?", (now, session_id))
 
+    async def session_live(self, session_id: str, user_id: str, now: int) -> bool:
+        """Whether session `session_id` of `user_id` is neither revoked (sign-out, a new auth key)
+        nor expired nor gone with its user; memoized like `session_by_token`, so an app proxy
+        asking on every request and every second of an open WebSocket costs a dict lookup."""
+        expires_at = self._memoized(
+            ("session-id", session_id, user_id), lambda: self._session_expiry(session_id, user_id)
+        )
+        return expires_at is not None and expires_at > now
+
+    def _session_expiry(self, session_id: str, user_id: str) -> int | None:
+        row = self._one(
+            "SELECT expires_at FROM sessions WHERE id = ? AND user_id = ? AND revoked_at IS NULL", session_id, user_id
+        )
+        return None if row is None else int(row[0])
+
     async def revoke_session(self, session_id: str, now: int) -> None:
         self._db.execute("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, session_id))
 

@@ -8,6 +8,7 @@ Same world as test_shared_ports: the broker at `http://pair.test:PORT`, apps und
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +125,44 @@ def test_a_cookie_tossed_by_an_app_origin_does_not_switch_accounts(
         assert [c["domain"] for c in page.context.cookies() if c["name"] == "pair_session"] == [SITE]
         page.goto(public_url + "/")
         assert victim.email in page.inner_text("body") and attacker.email not in page.inner_text("body")
+
+
+def test_the_app_credential_ends_with_the_broker_session(
+    ports_world: PortsWorld,  # noqa: F811
+    browser: Browser,  # noqa: F811
+    contexts: list[BrowserContext],
+) -> None:
+    w = ports_world
+    w.share("--level", "shared")
+    app_url = w.app_url
+    bob = fresh(browser, contexts)
+    sign_in_through_broker(bob, w.bob, app_url)
+    assert bob.evaluate(WS_ECHO) == "hello"
+
+    # bob signs out of the broker in another tab: the app's open WebSocket closes within 2 s,
+    # and the app cookie no longer opens the app
+    broker_tab = bob.context.new_page()
+    broker_tab.goto(w.public_url + "/")
+    with broker_tab.expect_navigation():
+        broker_tab.get_by_role("button", name="Sign out").click()
+    signed_out = time.monotonic()
+    bob.wait_for_function("window.wsEnded !== undefined", timeout=2000)
+    assert time.monotonic() - signed_out < 2.0
+    ended = bob.evaluate("window.wsEnded")
+    assert ended["code"] == 1008 and "session ended" in ended["reason"], ended
+    bob.goto(app_url)
+    assert "/signin" in bob.url and not demo_page(bob, app_url), bob.url
+
+    # signed in again; then the admin gives bob a new auth key (another process): the same
+    key_file = w.bob.key_file
+    sign_in_again = bob.context.new_page()
+    sign_in_through_broker(sign_in_again, w.bob, app_url)
+    assert demo_page(sign_in_again, app_url)
+    assert sign_in_again.evaluate(WS_ECHO) == "hello"
+    reset = w.broker.admin("users", "reset-key", w.bob.email, "--key-file", str(key_file.with_name("bob-new.key")))
+    assert reset.returncode == 0, reset.stderr
+    reset_at = time.monotonic()
+    sign_in_again.wait_for_function("window.wsEnded !== undefined", timeout=2000)
+    assert time.monotonic() - reset_at < 2.0
+    response = sign_in_again.goto(app_url + "headers")
+    assert response is not None and not demo_page(sign_in_again, app_url) and "/signin" in sign_in_again.url
