@@ -229,10 +229,32 @@ async def signout(request: Request) -> Response:
     return response
 
 
+OWN_NAVIGATIONS = frozenset({"none", "same-origin"})  # Fetch Metadata: typed, pasted, opened by `pair web`
+
+
 async def link(request: Request) -> Response:
-    """GET /web/link/TOKEN, from `pair web`: spend the link, start a web session, show the Spaces."""
+    """GET /web/link/TOKEN, from `pair web`: spend the link, start a web session, show the Spaces.
+
+    Only a navigation the browser marks `Sec-Fetch-Site: none` (address bar, `pair web --open`)
+    or `same-origin` (or a client without Fetch Metadata) spends it at once. One another site or
+    an app origin sent (`cross-site`, `same-site`) gets a page whose button POSTs it back
+    (`link_confirm`): otherwise a page could sign its visitor in as whoever made the link (login
+    CSRF). That page leaves the link unspent."""
     if request.method == "HEAD":  # a link checker's HEAD must not spend the link
         return Response(status_code=204)
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in OWN_NAVIGATIONS:
+        return render(request, "link.html", action=auth.LINK_PATH + request.path_params["token"])
+    return await _redeem_link(request)
+
+
+async def link_confirm(request: Request) -> Response:
+    """POST /web/link/TOKEN: the button of `link`'s page; a same-origin form only."""
+    security.check_origin(request)
+    return await _redeem_link(request)
+
+
+async def _redeem_link(request: Request) -> Response:
     ctx = _ctx(request)
     token, _, _ = await auth.redeem_link(ctx, request.path_params["token"], auth.client_label(request))
     await _end_old_session(request)
@@ -471,6 +493,7 @@ def routes() -> list[BaseRoute]:
         Route("/signin", page(signin), methods=["POST"]),
         Route("/signout", page(signout), methods=["POST"]),
         Route(auth.LINK_PATH + "{token}", page(link), methods=["GET"]),
+        Route(auth.LINK_PATH + "{token}", page(link_confirm), methods=["POST"]),
         Route("/web/spaces.json", page(spaces_json, json=True), methods=["GET"]),
         Route("/web/spaces/{space_id}/row", page(space_row), methods=["GET"]),
         Route("/spaces/{space_id}/delete", page(confirm_delete), methods=["GET"]),
