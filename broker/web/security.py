@@ -24,7 +24,7 @@ import hmac
 import json
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -210,10 +210,26 @@ FOREIGN_SITES = frozenset({"cross-site", "same-site"})  # Fetch Metadata: not th
 
 def check_origin(request: Request) -> None:
     """Refuse a state change a browser says comes from another origin: another site, or a
-    sibling origin of the same site (a shared port's app). Browsers without Fetch Metadata
-    are held by the CSRF token alone."""
+    sibling origin of the same site (a shared port's app), by Fetch Metadata first; then, the
+    second line, an `Origin` that is present must be the broker's public origin or the one the
+    request itself was addressed to (`null`, sent by sandboxed frames and some redirects, is
+    refused). Browsers sending neither are held by the CSRF token alone."""
     if request.headers.get("sec-fetch-site") in FOREIGN_SITES:
         raise refused()
+    origin = request.headers.get("origin")
+    if origin is not None and origin.strip().lower() not in own_origins(request):
+        raise refused()
+
+
+def own_origins(request: Request) -> set[str]:
+    """The broker's own origins as `scheme://host[:port]`, lowercase: its public URL's, and the
+    scheme and Host of this request (the same server to the browser, e.g. 127.0.0.1 for localhost)."""
+    public = urlsplit(request.app.state.ctx.settings.url)
+    own = {f"{public.scheme}://{public.netloc}".lower()}
+    host = request.headers.get("host")
+    if host:
+        own.add(f"{request.url.scheme}://{host}".lower())
+    return own
 
 
 def check_csrf(request: Request, form: dict[str, str], expected: str) -> None:
