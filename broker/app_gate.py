@@ -24,7 +24,7 @@ from broker import access, metrics, ports, streams
 from broker.apps import auth, origins
 from broker.apps.forward import forward
 from broker.apps.forwarding import ProxyOptions, header, public_host, public_scheme
-from broker.apps.hosts import AppsDomain
+from broker.apps.hosts import AppsDomain, host_name
 from broker.apps.proxy import send_error
 from broker.apps.streams import ByteStream, Target, TargetUnavailable
 from broker.context import Context
@@ -61,7 +61,11 @@ class AppsGate:
         if scope["type"] in ("http", "websocket"):
             ctx: Context = scope["app"].state.ctx
             domain = ports.apps_domain(ctx)
-            if domain is not None and domain.covers(public_host(scope).decode("latin-1")):
+            host = public_host(scope).decode("latin-1")
+            if host_name(host) is None:  # decided on the parsed name, or not at all
+                await _refuse(scope, receive, send, 400, "Bad request", "The request's Host header is malformed.")
+                return
+            if domain is not None and domain.covers(host):
                 scope["route"] = metrics.APPS  # counted as the app proxy's, not as unmatched
                 await serve(ctx, domain, scope, receive, send)
                 return

@@ -151,16 +151,35 @@ class AppsDomain:
         return f"{scheme}://{self.host(address)}" + (f":{self.port}" if self.port else "")
 
 
-def _host_name(host: str) -> str | None:
+REG_NAME_RE = re.compile(r"[a-z0-9._~!$&'()*+,;=%-]+")  # RFC 3986 §3.2.2 reg-name, lowercase
+IP_LITERAL_RE = re.compile(r"\[[0-9a-f:.]+\]|\[v[0-9a-f]+\.[a-z0-9._~!$&'()*+,;=:-]+\]")
+
+
+def host_name(host: str) -> str | None:
     """The lowercase name of a Host header value (RFC 9110 §7.2: `uri-host [":" port]`), or None
-    for an IP literal in brackets or a malformed port."""
+    if it is malformed: not a reg-name or IP literal, or a port that is empty, not digits, or
+    outside 1–65535. The one parser of Host for the broker (broker.app_gate refuses None with
+    400, so a request cannot slip past the apps domain with an odd Host)."""
     text = host.strip().lower()
     if text.startswith("["):
-        return None
-    name, colon, port = text.partition(":")
-    if colon and not PORT_RE.fullmatch(port):
+        name, bracket, rest = text.partition("]")
+        name += bracket
+        colon, port = rest[:1], rest[1:]
+        if (rest and colon != ":") or not IP_LITERAL_RE.fullmatch(name):
+            return None
+    else:
+        name, colon, port = text.partition(":")
+        if not REG_NAME_RE.fullmatch(name):
+            return None
+    if colon and (not PORT_RE.fullmatch(port) or not 1 <= int(port) <= PORT_MAX):
         return None
     return name
+
+
+def _host_name(host: str) -> str | None:
+    """`host_name`, but None for an IP literal too (never an app's)."""
+    name = host_name(host)
+    return None if name is None or name.startswith("[") else name
 
 
 def is_segment(text: str) -> bool:
