@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pair.api.errors import PairError
 from pair.api.models import Space
@@ -74,20 +75,27 @@ async def _forward(url: str, token: str, space: Space, specs: list[Spec]) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    connections: set[asyncio.Task[None]] = set()
+    connections: set[asyncio.Task[None]] = set()  # one per local connection, cancelled on stop
+    handlers: set[asyncio.Task[Any]] = set()  # the server's tasks awaiting them, never cancelled
     servers: list[asyncio.Server] = []
 
     def serve(spec: Spec) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
         address = websocket_url(url, SPACE_PORT.format(space_id=space.id, port=spec.remote))
 
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            connections.add(task)
+            # asyncio's stream server asks this task for its exception when it is done, which
+            # raises (and is logged as "Exception in callback") if the task was cancelled
+            # (Python < 3.12). So Ctrl-C cancels the inner task and this one always returns.
+            handler = asyncio.current_task()
+            assert handler is not None
+            handlers.add(handler)
+            connection = asyncio.create_task(_connection(reader, writer, address, token, spec))
+            connections.add(connection)
             try:
-                await _connection(reader, writer, address, token, spec)
+                await asyncio.gather(connection, return_exceptions=True)
             finally:
-                connections.discard(task)
+                connections.discard(connection)
+                handlers.discard(handler)
 
         return accepted
 
@@ -109,7 +117,7 @@ async def _forward(url: str, token: str, space: Space, specs: list[Spec]) -> int
             server.close()
         for task in list(connections):
             task.cancel()
-        await asyncio.gather(*connections, return_exceptions=True)
+        await asyncio.gather(*connections, *handlers, return_exceptions=True)
         for server in servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()

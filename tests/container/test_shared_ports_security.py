@@ -8,6 +8,9 @@ Same world as test_shared_ports: the broker at `http://pair.test:PORT`, apps und
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ from tests.container.test_shared_ports import (  # noqa: F401  (fixtures)
 from tests.support.broker import real_broker
 from tests.support.container import free_port
 from tests.support.people import Person
+from tests.support.processes import Output, executable
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +170,46 @@ def test_the_app_credential_ends_with_the_broker_session(
     assert time.monotonic() - reset_at < 2.0
     response = sign_in_again.goto(app_url + "headers")
     assert response is not None and not demo_page(sign_in_again, app_url) and "/signin" in sign_in_again.url
+
+
+def test_ctrl_c_with_open_connections_stops_forwarding_cleanly(ports_world: PortsWorld) -> None:  # noqa: F811
+    w = ports_world
+    local = free_port()
+    proc = subprocess.Popen(
+        [executable("pair"), "spaces", "forward", "demo", f"{local}:{w.app.port}"],
+        cwd=w.bob.dir,
+        env=w.bob.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = Output(proc)
+    held: list[socket.socket] = []
+    try:
+        output.wait_for(rf"Forwarding 127\.0\.0\.1:{local} to port {w.app.port} in demo")
+        for _ in range(3):  # WebSockets to the app, open when Ctrl-C comes
+            connection = socket.create_connection(("127.0.0.1", local), timeout=30)
+            connection.sendall(
+                b"GET /echo-socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += connection.recv(1024)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            held.append(connection)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        output.wait_for("Stopped forwarding.")
+        output.finish()
+        for word in ("Exception", "CancelledError", "Traceback"):
+            assert word not in output.text(), output.text()
+    finally:
+        for connection in held:
+            connection.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        output.finish()
+        assert proc.stdout is not None
+        proc.stdout.close()
