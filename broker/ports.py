@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ from broker.apps.hosts import AppAddress, AppsDomain, handle_candidates, space_l
 from broker.context import Context, timestamp
 from broker.errors import Problem
 from broker.store import Conflict, PortRecord, SpaceRecord, UserRecord
+from pair.api import grammar
 from pair.api import models as m
 
 ANONYMOUS = UserRecord("", "anonymous", False, 0)  # a public port's visitor who has not signed in
@@ -42,7 +42,6 @@ LEVEL_WORDS: dict[str, str] = {
     "authenticated": "everyone signed in to this broker",
     "public": "anyone with the link",
 }
-_LABEL_RE = re.compile(m.PORT_LABEL_PATTERN)
 
 
 @functools.lru_cache(maxsize=8)
@@ -107,9 +106,13 @@ def parse_port(text: str) -> int:
 
 
 def check_label(label: str) -> str:
-    """A port's label: one line of printable text, at most 80 characters. Raises Problem 422."""
-    if not _LABEL_RE.match(label):
-        raise Problem(422, "A port's label is one line of at most 80 characters.", "Shorten it.", "invalid")
+    """A port's label: pair.api.grammar.label_problem's rule (one line of visible text, at most
+    80 characters, no bidi or invisible formatting characters). Raises Problem 422 naming the
+    cause."""
+    problem = grammar.label_problem(label)
+    if problem is not None:
+        hint = "Shorten it." if problem.startswith("A port's label is at most") else "Use visible text only."
+        raise Problem(422, problem, hint, "invalid")
     return label.strip()
 
 
@@ -189,11 +192,13 @@ async def _new_share(
 
 async def unshare(ctx: Context, user: UserRecord, space_id: str, port_text: str) -> None:
     """Stop sharing a port; the app's open connections end at once. Raises Problem (404 when
-    it is not shared, 403 not_owner)."""
+    it is not shared, 409 ports_off when it is not and sharing is off: that is the reason,
+    403 not_owner). A port shared before sharing was turned off can still be unshared."""
     port = parse_port(port_text)
     space = await access.get_owned(ctx, user, space_id, "unshare ports of")
     removed = await ctx.store.unshare_port(space.id, port)
     if removed is None:
+        _require_domain(ctx)
         raise Problem(
             404, f'Port {port} of "{space.name}" is not shared.', "See `pair spaces ports list`.", "not_found"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
@@ -36,6 +37,7 @@ __all__ = [
     "is_space_id",
     "is_space_name",
     "is_workspace_folder",
+    "label_problem",
     "shown",
     "space_from_json",
     "space_problem",
@@ -116,6 +118,34 @@ def host_key_problem(entry: str) -> str | None:
         return f"the host key {shown(entry)} is of type {key.key_type}, which sshd does not use for host keys"
     if key.openssh() != entry:
         return f"the host key {shown(entry)} is not a single `TYPE BASE64` pair"
+    return None
+
+
+LABEL_MAX = 80  # pair.api.models.PortLabel
+# Unicode general categories a port's label may not hold (Unicode Standard Annex #44, §5.7.1):
+# Cc controls (newline, tab, ESC…), Cf formatting, which includes the bidirectional controls of
+# UAX #9 (U+202A–U+202E, U+2066–U+2069, U+200E/F, U+061C) and invisible characters (U+200B,
+# U+2060, U+FEFF) that make a label look other than it reads, Zl/Zp line and paragraph
+# separators, and Cs lone surrogates.
+_LABEL_REFUSED = {
+    "Cc": "a control character",
+    "Cf": "a bidirectional or invisible formatting character, which makes text look other than it reads",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a lone surrogate",
+}
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot be a shared port's label (one sentence naming the cause and the
+    offending character as `U+XXXX`), or None: at most LABEL_MAX characters of one line of
+    visible text (see _LABEL_REFUSED for what is not)."""
+    for char in label:
+        cause = _LABEL_REFUSED.get(unicodedata.category(char))
+        if cause is not None:
+            return f"A port's label cannot hold {cause} (U+{ord(char):04X})."
+    if len(label) > LABEL_MAX:
+        return f"A port's label is at most {LABEL_MAX} characters; this one has {len(label)}."
     return None
 
 
