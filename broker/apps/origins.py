@@ -10,8 +10,10 @@ For every level but `public`, the gate therefore lets through only:
 - from another site or a sibling origin (`cross-site`, `same-site`), only top-level GET/HEAD
   navigations of a document (following a link, the sign-in hand-off's redirects): never a
   subresource, a frame, a fetch, a form POST or a WebSocket;
-- and, the second line for browsers without Fetch Metadata: a WebSocket or a request other
-  than GET/HEAD whose `Origin` is present must name the app's own origin (`null` is refused).
+- and, the second line for browsers without Fetch Metadata (older ones, and every browser over
+  http to a name other than localhost, which is not a secure context): a WebSocket or a request
+  other than GET/HEAD whose `Origin` is present must name the app's own origin (`null` is
+  refused: a page can make its own requests carry it with `Referrer-Policy: no-referrer`).
 
 This follows Fetch Metadata's resource isolation policy (https://web.dev/articles/fetch-metadata)
 with the navigation allowance, and the WebSocket Origin check of RFC 6455 §10.2.
@@ -37,6 +39,8 @@ def foreign_request(headers: Mapping[str, str], *, method: str, websocket: bool,
     the app's own origin(s) as `scheme://host[:port]`, lowercase."""
     site = headers.get("sec-fetch-site", "").strip().lower()
     origin = headers.get("origin")
+    if site == "same-origin":  # the browser vouches; Origin is `null` under a no-referrer page
+        return False
     if site in FOREIGN_SITES:
         navigation = (
             not websocket

@@ -211,13 +211,16 @@ FOREIGN_SITES = frozenset({"cross-site", "same-site"})  # Fetch Metadata: not th
 def check_origin(request: Request) -> None:
     """Refuse a state change a browser says comes from another origin: another site, or a
     sibling origin of the same site (a shared port's app), by Fetch Metadata first; then, the
-    second line, an `Origin` that is present must be the broker's public origin or the one the
-    request itself was addressed to (`null`, sent by sandboxed frames and some redirects, is
-    refused). Browsers sending neither are held by the CSRF token alone."""
+    second line, an `Origin` that names another origin than the broker's own (`own_origins`).
+    `Origin: null` is let through to the CSRF token: the broker's pages are `Referrer-Policy:
+    no-referrer`, under which browsers send `null` on the pages' own form posts (Fetch,
+    "serializing a request origin"), and over http to a name other than localhost they send no
+    Fetch Metadata either (not a secure context), so refusing `null` would refuse every sign-in
+    there. Browsers sending neither are held by the CSRF token alone."""
     if request.headers.get("sec-fetch-site") in FOREIGN_SITES:
         raise refused()
-    origin = request.headers.get("origin")
-    if origin is not None and origin.strip().lower() not in own_origins(request):
+    origin = (request.headers.get("origin") or "null").strip().lower()
+    if origin != "null" and origin not in own_origins(request):
         raise refused()
 
 
