@@ -58,7 +58,7 @@ def ssh_value(key: str, value: Value) -> str:
     if lower in COMMANDS:
         if isinstance(value, str):
             raise TypeError(f"{key} takes an argv tuple")
-        text = " ".join(shlex.quote(word) for word in value)
+        text = " ".join(command_word(word) for word in value)
     else:
         if not isinstance(value, str):
             raise TypeError(f"{key} takes a string")
@@ -85,6 +85,17 @@ def ssh_value(key: str, value: Value) -> str:
     if text and not NEEDS_QUOTES & set(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def command_word(word: str) -> str:
+    """`word` quoted for a command option's line, which two parsers read: ssh first splits the
+    whole line with argv_split (misc.c), where `\\` escapes a quote even between single quotes,
+    then hands the line to the shell. shlex's single quotes suit both unless the word holds a
+    backslash (`'a\\'` is an unterminated quote to ssh); such a word is double-quoted with `\\`,
+    `"`, `$` and a backquote escaped, which both parsers read back as the word."""
+    if "\\" not in word:
+        return shlex.quote(word)
+    return '"' + "".join("\\" + c if c in '\\"$`' else c for c in word) + '"'
 
 
 def option_line(key: str, value: Value) -> str:
