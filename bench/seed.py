@@ -77,7 +77,7 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
     from broker.settings import Settings
     from pair.api import models as m
 
-    ctx = open_context(Settings(data_dir=data_dir, public_url=url), create=True)
+    ctx = await open_context(Settings(data_dir=data_dir, public_url=url), create=True)
     try:
         users = []
         keys: dict[str, str] = {}
@@ -130,7 +130,7 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
         issuers = [(await accounts.login(ctx, u.email, keys[u.email], kind="bench"))[0] for u in others[:N_ISSUERS]]
         assert len(await ctx.store.visible_spaces(alice.id)) == ALICE_OWNS + ALICE_SHARED
     finally:
-        await ctx.store.close()
+        await ctx.database.close()
     key_file = data_dir.parent / "alice.key"
     key_file.write_text(keys[ALICE] + "\n")
     key_file.chmod(0o600)

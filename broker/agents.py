@@ -16,7 +16,7 @@ from broker import credentials, events, metrics, snapshots
 from broker.context import Context, timestamp
 from broker.errors import Problem
 from broker.signing import TokenInvalid
-from broker.store import SpaceRecord, TokenRecord
+from broker.store import DesiredState, SpaceRecord, TokenRecord
 from pair.api import models as m
 from pair.api.grammar import Invalid, check_facts
 from pair.api.tokens import SPACE_TOKEN, SecretError, normalize
@@ -155,10 +155,10 @@ def _same_instance(space: SpaceRecord, instance_id: str) -> None:
 async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
     _same_instance(space, req.instance_id)
     await ctx.store.update_facts(space.id, _checked_facts(req.facts), ctx.now())
-    return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)  # type: ignore[arg-type]
+    return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)
 
 
-def _state(desired: str, reported: str, ssh: m.SshHealth | None) -> str:
+def _state(desired: DesiredState, reported: str, ssh: m.SshHealth | None) -> m.SpaceState:
     """The state people see, from what the owner wants and what the agent reports.
 
     `running` means someone can get in: the agent is connected and sshd serves. While sshd is not

@@ -49,7 +49,9 @@ async def _listen(ctx: Context) -> list[Unsubscribe]:
 
 
 def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> Starlette:
-    """An app serving `ctx`, or one that opens its own context from `settings` on start-up."""
+    """An app serving `ctx`, or one that opens its own context from `settings` on start-up, in
+    the server's event loop (the store's contract: broker/store/__init__.py), and closes it on
+    shutdown."""
     openapi_doc: list[bytes] = []  # built on first request: it states this broker's settings
 
     async def jwks(request: Request) -> Response:
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = ctx is None
-        app.state.ctx = open_context(settings or Settings.load(), create=True) if own else ctx
+        app.state.ctx = await open_context(settings or Settings.load(), create=True) if own else ctx
         app.state.ctx.started_at = app.state.ctx.now()
         app.state.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
         await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
@@ -80,7 +82,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
                 await unsubscribe()
             await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
             if own:
-                await app.state.ctx.store.close()
+                await app.state.ctx.database.close()
 
     json_routes = [http.bind(endpoint, handler) for endpoint, handler in HANDLERS.items()]
     routes: list[BaseRoute] = list(json_routes)

@@ -22,6 +22,7 @@ from broker import accounts, admin, serve_lock, serving
 from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError, split_address
+from broker.signing import SigningKey
 from broker.store import StoreUnavailable
 from pair import durations, runner
 from pair.api.errors import PairError
@@ -61,14 +62,16 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _with_context(data_dir: Path | None, work: Callable[[Context], Awaitable[T]]) -> T:
-    """Run `work` on the data dir's existing database (admin verbs never create one)."""
-    ctx = open_context(_settings(data_dir=data_dir), create=False)
+    """Run `work` on the data dir's existing database (admin verbs never create one), in an
+    event loop of its own that opens and closes the store."""
+    settings = _settings(data_dir=data_dir)
 
     async def run() -> T:
+        ctx = await open_context(settings, create=False)
         try:
             return await work(ctx)
         finally:
-            await ctx.store.close()
+            await ctx.database.close()
 
     try:
         return asyncio.run(run())
@@ -141,15 +144,14 @@ def serve(
     _serve_metrics(settings)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     lock.record(settings.url)
-    ctx = open_context(settings, create=True)
     try:
-        asyncio.run(_start(ctx))
+        asyncio.run(_prepare(settings))
     except BaseException:
         sock.close()
-        asyncio.run(ctx.store.close())
         raise
 
-    config = serving.config(create_app(ctx=ctx), log_level=settings.log_level, access_log=access_log)
+    app = create_app(settings)  # opens its own store in uvicorn's event loop
+    config = serving.config(app, log_level=settings.log_level, access_log=access_log)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -164,15 +166,17 @@ def serve(
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Before uvicorn drops the connections (with a bare 1012): people hear why their
             # sessions end, and agents that the broker will be back (they retry within a second).
-            await streams.close_all(ctx)
+            await streams.close_all(app.state.ctx)
             await super().shutdown(sockets)
 
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever
     # handler was there before; a no-op one makes a graceful stop exit 0, as supervisors expect.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    Server(config).run(sockets=[sock])
-    asyncio.run(ctx.store.close())
+    server = Server(config)
+    server.run(sockets=[sock])
+    if not server.started:  # its lifespan failed: uvicorn logged why
+        raise PairError("The broker did not start.", "The lines above say why.")
     print("pair broker stopped.", flush=True)
 
 
@@ -223,18 +227,25 @@ def _display(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _start(ctx: Context) -> None:
-    """Before listening: the data dir and database take writes (DataDirError otherwise), and an
-    empty database gets its first admin."""
-    await check_writable(ctx)
-    if await ctx.store.users():
-        return
+async def _prepare(settings: Settings) -> None:
+    """Before listening, in an event loop and with a store of its own: the data dir and database
+    take writes (DataDirError otherwise), and an empty database gets its first admin."""
+    ctx = await open_context(settings, create=True)
+    try:
+        await check_writable(ctx)
+        if not await ctx.store.users():
+            await _first_admin(ctx)
+    finally:
+        await ctx.database.close()
+
+
+async def _first_admin(ctx: Context) -> None:
     key_file = ctx.settings.data_dir / "admin.key"
     try:
         user = await _create_with_key(
             ctx,
             key_file,
-            lambda: accounts.create_user(ctx, ctx.settings.admin_email.strip(), is_admin=True, actor="first-start"),
+            lambda tx: accounts.create_user(tx, ctx.settings.admin_email.strip(), is_admin=True, actor="first-start"),
         )
     except Problem as exc:  # PAIR_BROKER_ADMIN_EMAIL is not an email
         raise PairError(f"PAIR_BROKER_ADMIN_EMAIL: {exc.message}", exc.detail) from exc
@@ -256,15 +267,18 @@ def _actor() -> str:
         return f"pair-broker:uid {os.getuid()}"
 
 
-async def _create_with_key(ctx: Context, key_file: Path | None, change: Callable[[], Awaitable[tuple[T, str]]]) -> T:
-    """Make `change` (a new user, a new auth key) and write its key to `key_file`, all or
-    nothing: the file is staged inside the database transaction and renamed into place only once
-    that committed, so a file that cannot be written leaves the database as it was. Without a
-    file, the key is printed once, after the commit."""
+async def _create_with_key(
+    ctx: Context, key_file: Path | None, change: Callable[[Context], Awaitable[tuple[T, str]]]
+) -> T:
+    """Make `change` (a new user, a new auth key) in one transaction (it gets the context bound
+    to it) and write its key to `key_file`, all or nothing: the file is staged inside the
+    transaction and renamed into place only once that committed, so a file that cannot be
+    written leaves the database as it was. Without a file, the key is printed once, after the
+    commit."""
     staged: Path | None = None
     try:
-        async with ctx.store.transaction():
-            done, key = await change()
+        async with ctx.transaction() as tx:
+            done, key = await change(tx)
             if key_file is not None:
                 try:
                     staged = stage_private(key_file, key + "\n")
@@ -326,7 +340,7 @@ def users_add(
     user = _with_context(
         data_dir,
         lambda ctx: _create_with_key(
-            ctx, key_file, lambda: accounts.create_user(ctx, email.strip(), is_admin=admin, actor=_actor())
+            ctx, key_file, lambda tx: accounts.create_user(tx, email.strip(), is_admin=admin, actor=_actor())
         ),
     )
     _emitted(user.email, key_file)
@@ -355,7 +369,7 @@ def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = No
     _check_key_file(key_file, replace=True)  # the user's old key file is the natural place for the new key
     user = _with_context(
         data_dir,
-        lambda ctx: _create_with_key(ctx, key_file, lambda: accounts.reset_key(ctx, email.strip(), actor=_actor())),
+        lambda ctx: _create_with_key(ctx, key_file, lambda tx: accounts.reset_key(tx, email.strip(), actor=_actor())),
     )
     _emitted(user.email, key_file)
 
@@ -366,22 +380,25 @@ def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = No
 @keys_app.command("rotate")
 def keys_rotate(data_dir: DataDir = None) -> None:
     """Add a new signing key. Tokens signed by older keys keep verifying until they expire."""
-    ctx = open_context(_settings(data_dir=data_dir), create=False)
-    try:
-        key = ctx.keyring.rotate()
-    except OSError as exc:
-        raise data_dir_error(ctx.settings.keys_dir, exc) from exc
-    finally:
-        asyncio.run(ctx.store.close())
-    print(f"New signing key {key.kid}; {len(ctx.keyring.keys)} key(s) published in the JWKS.")
+
+    async def rotate(ctx: Context) -> tuple[str, int]:
+        try:
+            return ctx.keyring.rotate().kid, len(ctx.keyring.keys)
+        except OSError as exc:
+            raise data_dir_error(ctx.settings.keys_dir, exc) from exc
+
+    kid, count = _with_context(data_dir, rotate)
+    print(f"New signing key {kid}; {count} key(s) published in the JWKS.")
 
 
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
     """List signing keys, newest (the one that signs) first."""
-    ctx = open_context(_settings(data_dir=data_dir), create=False)
-    asyncio.run(ctx.store.close())
-    for i, key in enumerate(ctx.keyring.keys):
+
+    async def keys(ctx: Context) -> list[SigningKey]:
+        return list(ctx.keyring.keys)
+
+    for i, key in enumerate(_with_context(data_dir, keys)):
         print(f"{key.kid}  {timestamp(key.created_at):%Y-%m-%d %H:%M}  {'signing' if i == 0 else 'verifying'}")
 
 

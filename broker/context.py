@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,8 @@ from broker.bus import Bus, MemoryBus
 from broker.hub import Hub
 from broker.settings import Settings
 from broker.signing import Keyring
-from broker.store import Store, StoreUnavailable
+from broker.store import Queries, Store, StoreUnavailable
+from broker.store.backends import open_store
 from pair.api.errors import PairError
 from pair.api.models import AuthorizedKeys
 
@@ -24,7 +27,7 @@ DATA_DIR_HINT = "Pass the broker's data dir with --data-dir (or set PAIR_BROKER_
 @dataclass
 class Context:
     settings: Settings
-    store: Store
+    database: Store  # the store as a whole: opened and closed with the app, where transactions begin
     keyring: Keyring
     hub: Hub = field(default_factory=Hub)
     bus: Bus = field(default_factory=MemoryBus)  # broker.events publishes on it; see broker.bus
@@ -40,9 +43,25 @@ class Context:
     # change pushes to each Space the person reaches, and each push goes on the bus to wherever
     # that Space's agent is connected (broker.events.push), so one fan-out serves every replica.
     keys_listeners: list[KeysListener] = field(default_factory=list)
+    # What requests query: the store, or inside `transaction()` the transaction.
+    store: Queries = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = self.database
 
     def now(self) -> int:
         return int(self.clock())
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Context]:
+        """This context with every store call made through it in one transaction, committed
+        when the block ends and rolled back if it raises; inside another, a savepoint (see
+        broker/store/__init__.py for what a Conflict leaves behind). The copy shares everything
+        else with this context. Await nothing but the store inside the block."""
+        async with self.store.transaction() as tx:
+            bound = copy.copy(self)
+            bound.store = tx
+            yield bound
 
     def listen_keys_changed(self, listener: KeysListener) -> None:
         """Call `listener(ctx, user_id)` after each change of someone's SSH keys (once however
@@ -66,14 +85,13 @@ class DataDirError(PairError):
     """The data dir cannot be used: missing, not writable, full, or its database unusable."""
 
 
-def open_context(settings: Settings, *, create: bool) -> Context:
-    """Open and migrate the database and load the signing keys. With `create` (only `serve`, on
-    first start), make the data dir (0700), the database and the first key when missing;
-    without it, a data dir that holds no database is refused rather than filled.
+async def open_context(settings: Settings, *, create: bool) -> Context:
+    """Open and migrate the database and load the signing keys, in the event loop that will use
+    them (async drivers bind to one). With `create` (only `serve`, on first start), make the data
+    dir (0700), the database and the first key when missing; without it, a data dir that holds no
+    database is refused rather than filled. The caller closes `ctx.database`.
 
     Raises DataDirError (one sentence and a hint) when the data dir or database cannot be used."""
-    from broker.store.sqlite import SqliteStore
-
     if not create and not settings.database_path.is_file():
         raise DataDirError(
             f"No broker database in {settings.data_dir}.",
@@ -81,7 +99,7 @@ def open_context(settings: Settings, *, create: bool) -> Context:
         )
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = SqliteStore(settings.database_path)
+        store = await open_store(settings.database_path)
     except OSError as exc:
         raise data_dir_error(settings.data_dir, exc) from exc
     except StoreUnavailable as exc:
@@ -91,9 +109,9 @@ def open_context(settings: Settings, *, create: bool) -> Context:
         keyring = Keyring(settings.keys_dir, retain_seconds=settings.max_token_ttl + 3600)
         keyring.load()
     except OSError as exc:
-        store.close_now()
+        await store.close()
         raise data_dir_error(settings.keys_dir, exc) from exc
-    return Context(settings=settings, store=store, keyring=keyring)
+    return Context(settings=settings, database=store, keyring=keyring)
 
 
 PROBE_BYTES = 1 << 20  # a start-up probe: room for a few hundred writes, or the broker says so now
@@ -113,7 +131,7 @@ async def check_writable(ctx: Context) -> None:
     finally:
         probe.unlink(missing_ok=True)
     try:
-        await ctx.store.check_writable()
+        await ctx.database.check_writable()
     except StoreUnavailable as exc:
         raise DataDirError(str(exc), exc.hint) from exc
 

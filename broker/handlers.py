@@ -13,8 +13,8 @@ from pair.api import terminal as tp
 
 
 async def health(call: Call) -> m.Health:
-    if call.ctx.store.unavailable is not None:
-        await call.ctx.store.check_writable()  # 503 until the database takes a write again
+    if call.ctx.database.unavailable is not None:
+        await call.ctx.database.check_writable()  # 503 until the database takes a write again
     return m.Health(status="ok", version=__version__)
 
 

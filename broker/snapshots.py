@@ -23,7 +23,7 @@ async def authorized_keys(ctx: Context, space: SpaceRecord) -> m.AuthorizedKeys:
     """Everyone who may log in to the Space right now: the owner and the people it is shared with."""
     rows = await ctx.store.authorized_keys(space.id)
     facts = msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else m.ContainerFacts()
-    keys = [m.AuthorizedKey(key=key, fingerprint=fp, email=email, role=role) for email, role, key, fp in rows]  # type: ignore[arg-type]
+    keys = [m.AuthorizedKey(key=key, fingerprint=fp, email=email, role=role) for email, role, key, fp in rows]
     login_user = facts.login_user or "root"
     version = hashlib.sha256(msgspec.json.encode([login_user, keys])).hexdigest()[:16]
     return m.AuthorizedKeys(version=version, login_user=login_user, keys=keys)

@@ -37,7 +37,7 @@ def to_wire(space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | Non
         name=space.name,
         owner=space.owner_email,
         role="owner" if owner else "shared",
-        state=space.state,  # type: ignore[arg-type]
+        state=space.state,
         created_at=timestamp(space.created_at),
         updated_at=timestamp(space.updated_at),
         last_seen_at=timestamp(space.last_seen_at) if space.last_seen_at else None,
@@ -113,33 +113,41 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     now = ctx.now()
-    async with ctx.store.transaction():  # one commit for the Space, its shares, token and audit
-        for attempt in range(20):
-            name = req.name or names.generate()
-            if attempt >= 10 and not req.name:
-                name = f"{name}_{secrets.randbelow(1000)}"
-            space = SpaceRecord(
-                credentials.new_id("sp_"), user.id, user.email, name, "created", now, now, None, None, None, None
-            )
-            try:
-                await ctx.store.create_space(space, [t.id for t in teammates])
-                break
-            except Conflict as exc:
-                if req.name:
-                    raise Problem(
-                        409,
-                        f'You already have a Space named "{req.name}".',
-                        f"Pick another --name, or get a new token for it with "
-                        f"`pair spaces authorize --space {req.name}`.",
-                        "exists",
-                    ) from exc
-        else:  # pragma: no cover - 20 collisions in a row would take a very full broker
-            raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
-        await ctx.store.audit(now, user.email, "space.create", space.id, name)
+    async with ctx.transaction() as tx:  # one commit for the Space, its shares, token and audit
+        space = await _create(tx, user, req.name, [t.id for t in teammates], now)
+        await tx.store.audit(now, user.email, "space.create", space.id, space.name)
         shared_with = sorted(t.email for t in teammates)
         for email in shared_with:
-            await ctx.store.audit(now, user.email, "space.share", space.id, email)
-        return await _issue(ctx, user, space, ttl, shared_with)
+            await tx.store.audit(now, user.email, "space.share", space.id, email)
+        return await _issue(tx, user, space, ttl, shared_with)
+
+
+async def _create(ctx: Context, user: UserRecord, name: str | None, shares: list[str], now: int) -> SpaceRecord:
+    """A new Space of `user` named `name`, or by a generated name that is free. Each attempt is a
+    savepoint, so a name taken meanwhile (a Conflict, which aborts what it runs in) undoes only
+    that attempt; 409 (`exists`) when `name` is taken."""
+    for attempt in range(20):
+        chosen = name or names.generate()
+        if attempt >= 10 and not name:
+            chosen = f"{chosen}_{secrets.randbelow(1000)}"
+        space = SpaceRecord(
+            credentials.new_id("sp_"), user.id, user.email, chosen, "created", now, now, None, None, None, None
+        )
+        try:
+            async with ctx.transaction() as attempt_tx:
+                await attempt_tx.store.create_space(space, shares)
+        except Conflict as exc:
+            if name:
+                raise Problem(
+                    409,
+                    f'You already have a Space named "{name}".',
+                    f"Pick another --name, or get a new token for it with `pair spaces authorize --space {name}`.",
+                    "exists",
+                ) from exc
+            continue
+        return space
+    # pragma: no cover - 20 collisions in a row would take a very full broker
+    raise Problem(409, "Could not find a free Space name.", "Pass one with --name.", "exists")
 
 
 async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTokenRequest) -> m.SpaceToken:

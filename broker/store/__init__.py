@@ -1,8 +1,30 @@
-"""All SQL lives behind `Store`. Routes and services never see a cursor.
+"""The store contract: every query the broker makes, and how they group into transactions.
+Routes and services never see SQL; a backend (`broker.store.sqlite`, and PostgreSQL for
+several replicas) implements these protocols and keeps its dialect to itself. The contract
+suite (tests/unit/test_store_contract.py) runs against every backend.
 
-The interface is async so that a PostgreSQL store (for several broker replicas) can await its
-driver; the SQLite store answers inline, because an indexed lookup takes ~10 µs and a thread
-hop costs more than the query (../shared/FACTS.md).
+- **Calls outside a transaction** each commit on their own: one statement, or the few a method
+  needs, all or nothing.
+- **A transaction** groups calls into one commit: `async with store.transaction() as tx:` then
+  `await tx.create_space(…)`. It commits when the block ends and rolls back if the block raises.
+  `tx.transaction()` opens a savepoint inside it (as asyncpg and psycopg nest theirs): its
+  block's changes are undone alone when it raises, and the outer transaction goes on. Code that
+  takes a `broker.context.Context` uses `ctx.transaction()`, which does the same and hands back a
+  context whose `store` is the transaction.
+- **A failed statement aborts the transaction it ran in**, as PostgreSQL does: a `Conflict`, or
+  any other StoreError, leaves the transaction able to do nothing but roll back. Every later call
+  in it raises `TransactionAborted`, and so does leaving its block normally (it was rolled back).
+  To go on after an expected `Conflict` (a name taken: try another), make each attempt a
+  savepoint; to go on after anything else, run the whole transaction again. The SQLite store
+  enforces this too, though SQLite itself would carry on, so the tests catch a misuse.
+- **One transaction at a time per store connection, and nothing but the store awaited inside
+  it**: a transaction holds its connection (SQLite: the one connection and its write lock) until
+  its block ends. The SQLite store refuses a call on the store itself while a transaction is open
+  (StoreError), since that call would silently join it.
+- **Open a store in the event loop that uses it**: async drivers bind their pools to one loop.
+  `broker.store.backends.open_store` opens one; the app does it in its lifespan, each admin
+  command in its own `asyncio.run`. The SQLite store answers inline (an indexed lookup takes
+  ~10 µs, less than a thread hop: ../../docs/performance.md) and so binds to no loop.
 """
 
 from __future__ import annotations
@@ -13,6 +35,8 @@ from typing import Protocol
 
 from broker.store.records import (
     AuditRecord,
+    AuthorizedKeyRow,
+    DesiredState,
     PortRecord,
     SessionRecord,
     SpaceRecord,
@@ -21,11 +45,15 @@ from broker.store.records import (
     TunnelRecord,
     UserRecord,
 )
+from pair.api.models import SpaceState
 
 __all__ = [
     "AuditRecord",
+    "AuthorizedKeyRow",
     "Conflict",
+    "DesiredState",
     "PortRecord",
+    "Queries",
     "SessionRecord",
     "SpaceRecord",
     "SshKeyRecord",
@@ -33,6 +61,8 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TokenRecord",
+    "Transaction",
+    "TransactionAborted",
     "TunnelRecord",
     "UserRecord",
 ]
@@ -52,60 +82,105 @@ class StoreUnavailable(StoreError):
 
 
 class Conflict(StoreError):
-    """A uniqueness rule was hit (email, key fingerprint, Space name per owner)."""
+    """A uniqueness rule was hit: `rule` names it (`users.email`, `ssh_keys.fingerprint`,
+    `spaces.name`: a live Space's name per owner). Inside a transaction it aborts it (see above)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
-class Store(Protocol):
-    async def close(self) -> None: ...
+class TransactionAborted(StoreError):
+    """A call in a transaction that an earlier failure aborted, or a block that ended normally
+    after one: the transaction was (or will only be) rolled back."""
 
-    async def check_writable(self) -> None:
-        """Commit a write that changes nothing; StoreUnavailable if the database cannot take it."""
-        ...
 
-    @property
-    def unavailable(self) -> StoreUnavailable | None:
-        """The last storage failure, while no write has succeeded since."""
-        ...
+class Queries(Protocol):
+    """Every query; a store and a transaction both answer them."""
 
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        """Group the calls made inside into one transaction (commit at the end, rollback on error).
-        Await nothing but the store inside it."""
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """On a store: a new transaction. On a transaction: a savepoint inside it."""
         ...
 
     # users and auth keys
-    async def create_user(self, user: UserRecord, auth_key_hash: str) -> None: ...
+    async def create_user(self, user: UserRecord, auth_key_hash: str) -> None:
+        """Conflict (`users.email`) when the email has an account."""
+        ...
+
     async def user_by_email(self, email: str) -> UserRecord | None: ...
     async def user_by_auth_key(self, auth_key_hash: str) -> UserRecord | None: ...
-    async def users(self) -> list[UserRecord]: ...
-    async def set_auth_key(self, user_id: str, auth_key_hash: str, now: int) -> None: ...
-    async def remove_user(self, user_id: str, now: int) -> list[str]: ...
+    async def users(self) -> list[UserRecord]:
+        """Every user, by email."""
+        ...
 
-    # sessions
+    async def set_auth_key(self, user_id: str, auth_key_hash: str, now: int) -> None:
+        """Replace the user's auth key and revoke every session of theirs."""
+        ...
+
+    async def remove_user(self, user_id: str, now: int) -> list[str]:
+        """Remove the user with their sessions, keys, shares and Spaces; the ids of the live
+        Spaces they owned."""
+        ...
+
+    # sessions (a person's logins)
     async def create_session(self, session: SessionRecord, token_hash: str) -> None: ...
-    async def session_by_token(self, token_hash: str, now: int) -> tuple[SessionRecord, UserRecord] | None: ...
+    async def session_by_token(self, token_hash: str, now: int) -> tuple[SessionRecord, UserRecord] | None:
+        """The unrevoked session the token opens and its user, unless it expired by `now`."""
+        ...
+
     async def touch_session(self, session_id: str, now: int) -> None: ...
     async def revoke_session(self, session_id: str, now: int) -> None: ...
     async def session_live(self, session_id: str, user_id: str, now: int) -> bool: ...
 
     # one-time sign-in links for the web page
     async def add_web_link(self, token_hash: str, user_id: str, now: int, expires_at: int) -> None: ...
-    async def redeem_web_link(self, token_hash: str, now: int) -> UserRecord | None: ...
+    async def redeem_web_link(self, token_hash: str, now: int) -> UserRecord | None:
+        """Spend the link: only the first call within its lifetime gets the user, even across
+        broker processes (decided by the database)."""
+        ...
 
     # SSH keys
-    async def add_ssh_key(self, key: SshKeyRecord) -> None: ...
+    async def add_ssh_key(self, key: SshKeyRecord) -> None:
+        """Conflict (`ssh_keys.fingerprint`) when any account has the key."""
+        ...
+
     async def ssh_keys(self, user_id: str) -> list[SshKeyRecord]: ...
-    async def remove_ssh_key(self, user_id: str, key_id: str) -> bool: ...
+    async def remove_ssh_key(self, user_id: str, key_id: str) -> bool:
+        """False when the user has no such key."""
+        ...
 
     # Spaces and shares
-    async def create_space(self, space: SpaceRecord, share_user_ids: list[str]) -> None: ...
-    async def space(self, space_id: str) -> SpaceRecord | None: ...
-    async def visible_spaces(self, user_id: str) -> list[SpaceRecord]: ...
+    async def create_space(self, space: SpaceRecord, share_user_ids: list[str]) -> None:
+        """Conflict (`spaces.name`) when the owner has a live Space of that name."""
+        ...
+
+    async def space(self, space_id: str) -> SpaceRecord | None:
+        """The Space, deleted ones (tombstones) included."""
+        ...
+
+    async def visible_spaces(self, user_id: str) -> list[SpaceRecord]:
+        """The live Spaces the user owns or that are shared with them, oldest first."""
+        ...
+
     async def is_shared_with(self, space_id: str, user_id: str) -> bool: ...
     async def space_name_taken(self, owner_id: str, name: str) -> bool: ...
-    async def shares(self, space_id: str) -> list[str]: ...
-    async def shares_of(self, space_ids: list[str]) -> dict[str, list[str]]: ...
-    async def update_shares(self, space_id: str, add: list[str], remove: list[str], now: int) -> None: ...
-    async def delete_space(self, space_id: str, now: int) -> None: ...
+    async def shares(self, space_id: str) -> list[str]:
+        """The emails the Space is shared with, sorted."""
+        ...
+
+    async def shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
+        """`shares` of each Space, every one of `space_ids` a key."""
+        ...
+
+    async def update_shares(self, space_id: str, add: list[str], remove: list[str], now: int) -> None:
+        """Share with the users `add` (those already shared with stay so) and stop sharing with
+        `remove`."""
+        ...
+
+    async def delete_space(self, space_id: str, now: int) -> None:
+        """Make the Space a tombstone (state `deleted`, its name free again), revoke its tokens,
+        clear its agent credential and shares. Deleting again keeps the first time."""
+        ...
 
     # Space tokens and the agent
     async def add_token(self, token: TokenRecord) -> None: ...
@@ -122,8 +197,14 @@ class Store(Protocol):
 
     async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None: ...
     async def update_facts(self, space_id: str, facts: str, now: int) -> None: ...
-    async def authorized_keys(self, space_id: str) -> list[tuple[str, str, str, str]]: ...
-    async def heartbeat(self, space_id: str, state: str, now: int, facts: str | None, ssh: str | None = None) -> None:
+    async def authorized_keys(self, space_id: str) -> list[AuthorizedKeyRow]:
+        """Every key that may log in to the Space: the owner's first, then by role, email and
+        fingerprint."""
+        ...
+
+    async def heartbeat(
+        self, space_id: str, state: SpaceState, now: int, facts: str | None, ssh: str | None = None
+    ) -> None:
         """Record what an agent reported; `facts` and `ssh` (JSON) are kept when None."""
         ...
 
@@ -131,20 +212,29 @@ class Store(Protocol):
         """Mark live Spaces (starting, running or stopping) last seen before `seen_before` stopped."""
         ...
 
-    async def record_seen(self, seen: dict[str, int]) -> None: ...
-    async def set_desired_state(self, space_id: str, desired: str, state: str, now: int) -> None: ...
+    async def record_seen(self, seen: dict[str, int]) -> None:
+        """Move each Space's last-seen time forward to the time given (never back)."""
+        ...
+
+    async def set_desired_state(self, space_id: str, desired: DesiredState, state: SpaceState, now: int) -> None:
+        """What the owner asked for (up/down) and the state meanwhile; sshd's health is unknown
+        until the agent reports again."""
+        ...
 
     # the connection log: every stream (SSH, terminal, port), open and closed
     async def open_tunnel(self, tunnel: TunnelRecord) -> None: ...
     async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
     async def open_tunnels(self, space_id: str) -> list[TunnelRecord]: ...
-    async def close_dangling_tunnels(self, now: int) -> None: ...
+    async def close_dangling_tunnels(self, now: int) -> None:
+        """Close every connection the log still holds open (a broker restarted: they ended with it)."""
+        ...
 
     # shared ports (issue 12)
     async def user(self, user_id: str) -> UserRecord | None: ...
     async def user_handle(self, user_id: str) -> str | None: ...
     async def set_user_handle(self, user_id: str, handle: str) -> bool:
-        """Give the user `handle` unless they have one; False if another user has it."""
+        """Give the user `handle` unless they have one; False if another user has it (a
+        uniqueness failure: inside a transaction it aborts it, as a Conflict does)."""
         ...
 
     async def shared_ports(self, space_id: str) -> list[PortRecord]:
@@ -176,4 +266,24 @@ class Store(Protocol):
     ) -> list[AuditRecord]:
         """The newest `limit` entries that match, oldest first. `action` matches itself and its
         sub-actions (`space` matches `space.create`)."""
+        ...
+
+
+class Transaction(Queries, Protocol):
+    """Calls grouped into one commit, from `Store.transaction()`; `transaction()` on it opens a
+    savepoint."""
+
+
+class Store(Queries, Protocol):
+    """A database as the broker holds it: queries, transactions, and its life."""
+
+    async def close(self) -> None: ...
+
+    async def check_writable(self) -> None:
+        """Commit a write that changes nothing; StoreUnavailable if the database cannot take it."""
+        ...
+
+    @property
+    def unavailable(self) -> StoreUnavailable | None:
+        """The last storage failure, while no write has succeeded since."""
         ...

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from pair.api.models import Role, SpaceState
+
+DesiredState = Literal["running", "stopped"]  # what the owner asked for with up/down
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +47,24 @@ class SpaceRecord:
     owner_id: str
     owner_email: str
     name: str
-    state: str
+    state: SpaceState
     created_at: int
     updated_at: int
     last_seen_at: int | None
     deleted_at: int | None
     instance_id: str | None
     facts: str | None  # ContainerFacts as JSON, as the agent reported them
-    desired_state: str = "running"  # what the owner asked for with up/down
+    desired_state: DesiredState = "running"
     ssh: str | None = None  # SshHealth as JSON, as the agent last reported it
+
+
+class AuthorizedKeyRow(NamedTuple):
+    """One key that may log in to a Space, and whose it is."""
+
+    email: str
+    role: Role
+    public_key: str
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,11 @@
 """The embedded default store: one SQLite file in WAL mode, queried inline from the event loop.
 
-Every method runs to completion without awaiting, so each is atomic with respect to the other
+Every call runs to completion without awaiting, so each is atomic with respect to the other
 requests this process serves; several processes share the file through WAL and busy_timeout.
+A transaction (`transaction()`) is BEGIN IMMEDIATE on the one connection: it takes the write
+lock at once, so two processes never deadlock upgrading a read, and it holds the connection
+until its block ends, so the store refuses calls made on itself meanwhile (they would join the
+transaction) and a failed statement aborts it, as the contract says (broker/store/__init__.py).
 
 The reads every request repeats (an agent's credential, a session, a user's Spaces and their
 shares) are answered from memory until the database changes, and only then: this connection's
@@ -12,131 +16,139 @@ costs one PRAGMA instead of its queries (docs/performance.md).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from broker.store import (
     AuditRecord,
+    AuthorizedKeyRow,
     Conflict,
+    DesiredState,
     PortRecord,
     SessionRecord,
     SpaceRecord,
     SshKeyRecord,
+    StoreError,
     StoreUnavailable,
     TokenRecord,
+    TransactionAborted,
     TunnelRecord,
     UserRecord,
+    migrations,
 )
 from broker.store.checkpoints import WAL_BACKSTOP_PAGES, Checkpointer
-from broker.store.failures import Health, connect, room_for_writes
-from broker.store.migrations import migrate
+from broker.store.failures import Connection, Health, connect, room_for_writes
+from pair.api.models import SpaceState
 
+DIALECT = "sqlite"
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
     s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 _PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
 _MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
+# Extended result codes of a uniqueness failure (https://www.sqlite.org/rescode.html).
+_UNIQUE_CODES = {2067, 1555}  # SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
+OUTSIDE = (
+    "The store was called while a transaction is open on its connection; "
+    "call the transaction (or ctx.transaction()'s context) instead."
+)
 
 T = TypeVar("T")
 
 
-class SqliteStore:
-    def __init__(self, path: Path, *, wal_pages: int = WAL_BACKSTOP_PAGES) -> None:
-        self.path = path
-        self.health = Health()
-        self._db = connect(path, self.health)
-        try:
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
-                self._db.execute(f"PRAGMA {pragma}")
-            migrate(self._db)
-        except BaseException:
-            self._db.close()
-            raise
-        # The checkpointer's thread does the checkpoints; this connection only past `wal_pages`.
-        self._db.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
-        self._checkpointer = Checkpointer(path, self.health)
-        self._memo: dict[tuple[str, ...], Any] = {}
-        self._generation: tuple[int, int] = (-1, -1)
+def statements(script: str) -> Iterator[str]:
+    """The SQL statements of `script`, one at a time (`sqlite3.complete_statement` decides where
+    one ends, so semicolons in strings, comments and trigger bodies stay where they are)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    rest = "\n".join(ln for ln in pending.splitlines() if ln.strip() and not ln.strip().startswith("--"))
+    if rest:
+        raise StoreError(f"An SQL statement does not end: {rest[:80]!r}")
 
-    def _memoized(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
-        """`load()`, or what it returned last time if the database has not changed since."""
-        if self._db.in_transaction:  # uncommitted rows must not outlive a rollback
-            return load()
-        generation = (self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0])
-        if generation != self._generation or len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-            self._generation = generation
-        try:
-            return self._memo[key]  # type: ignore[no-any-return]
-        except KeyError:
-            value = self._memo[key] = load()
-            return value
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        if self._db.in_transaction:  # inside transaction(): join it; it commits or rolls back
-            yield self._db
-            return
-        self._db.execute("BEGIN IMMEDIATE")
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Bring the schema of `db` (a connection in autocommit mode) up to date, each migration and
+    its record in one transaction; the names of the migrations applied. StoreError for a
+    database from a newer release, or a migration that fails (nothing of it stays)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    version = int(db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0)
+    applied = []
+    for migration in migrations.pending(version, DIALECT):
         try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.rollback_open()
+            db.execute("BEGIN IMMEDIATE")
+            for statement in statements(migration.sql):
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, int(time.time())),
+            )
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"Migration {migration.name} failed: {exc}") from exc
             raise
+        applied.append(migration.name)
+    return applied
+
+
+def _conflict(exc: sqlite3.IntegrityError, rule: str, message: str) -> Conflict:
+    """The Conflict `exc` is if it broke a uniqueness rule; `exc` itself otherwise (a foreign
+    key naming no row is a bug upstream, not a clash), to be raised by the caller."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.10's sqlite3 has none: SQLite's fixed message
+    unique = code in _UNIQUE_CODES if isinstance(code, int) else str(exc).startswith("UNIQUE constraint failed")
+    if not unique:
+        raise exc
+    return Conflict(rule, message)
+
+
+class _Queries:
+    """Every query of the contract, on one connection. How statements run is the subclasses':
+    the store commits each call on its own and remembers repeated reads; a transaction groups
+    calls and is aborted by the first that fails."""
+
+    _db: Connection
+
+    def _write(self) -> contextlib.AbstractContextManager[Connection]:
+        """Several statements as one write."""
+        raise NotImplementedError
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        raise NotImplementedError
 
     def _one(self, sql: str, *args: Any) -> Any:
-        return self._db.execute(sql, args).fetchone()
+        return self._run(sql, args).fetchone()
 
     def _all(self, sql: str, *args: Any) -> list[Any]:
-        return self._db.execute(sql, args).fetchall()
+        return self._run(sql, args).fetchall()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        # Safe inline: the store never suspends, so no other request runs inside the block as
-        # long as the block itself awaits nothing but the store.
-        with self._tx():
-            yield
-
-    async def close(self) -> None:
-        self.close_now()
-
-    def close_now(self) -> None:
-        self._checkpointer.stop()
-        self._db.close()
-
-    async def check_writable(self) -> None:
-        failing = self.health.failing
-        if failing:  # a commit of one page fits where requests' writes do not: ask for room too
-            room_for_writes(self.path, self.health)
-        self._db.testing = True
-        try:
-            with self._tx() as db:
-                # Setting user_version rewrites the header page: a real commit that changes nothing.
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                db.execute(f"PRAGMA user_version = {int(version)}")
-        finally:
-            self._db.testing = False
-        self.health.recovered(tested=failing)
-
-    @property
-    def unavailable(self) -> StoreUnavailable | None:
-        return self.health.failure
+    def _memoized(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
+        return load()
 
     # -- users --------------------------------------------------------------------------------
 
     async def create_user(self, user: UserRecord, auth_key_hash: str) -> None:
         try:
-            with self._tx() as db:
+            with self._write() as db:
                 db.execute(
                     "INSERT INTO users (id, email, is_admin, auth_key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
                     (user.id, user.email, int(user.is_admin), auth_key_hash, user.created_at),
                 )
         except sqlite3.IntegrityError as exc:
-            raise Conflict(f"user {user.email} exists") from exc
+            raise _conflict(exc, "users.email", f"user {user.email} exists") from exc
 
     async def user_by_email(self, email: str) -> UserRecord | None:
         row = self._one("SELECT id, email, is_admin, created_at FROM users WHERE email = ?", email)
@@ -150,12 +162,12 @@ class SqliteStore:
         return [_user(r) for r in self._all("SELECT id, email, is_admin, created_at FROM users ORDER BY email")]
 
     async def set_auth_key(self, user_id: str, auth_key_hash: str, now: int) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.execute("UPDATE users SET auth_key_hash = ? WHERE id = ?", (auth_key_hash, user_id))
             db.execute("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (now, user_id))
 
     async def remove_user(self, user_id: str, now: int) -> list[str]:
-        with self._tx() as db:
+        with self._write() as db:
             owned = [
                 r[0] for r in db.execute("SELECT id FROM spaces WHERE owner_id = ? AND deleted_at IS NULL", (user_id,))
             ]
@@ -165,7 +177,7 @@ class SqliteStore:
     # -- sessions -----------------------------------------------------------------------------
 
     async def create_session(self, session: SessionRecord, token_hash: str) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.execute(
                 "INSERT INTO sessions (id, user_id, token_hash, kind, client, created_at, expires_at, last_used_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -198,7 +210,7 @@ class SqliteStore:
         return SessionRecord(*row[:7]), _user(row[7:])
 
     async def touch_session(self, session_id: str, now: int) -> None:
-        self._db.execute("UPDATE sessions SET last_used_at = ? WHERE id = ?", (now, session_id))
+        self._run("UPDATE sessions SET last_used_at = ? WHERE id = ?", (now, session_id))
 
     async def session_live(self, session_id: str, user_id: str, now: int) -> bool:
         """Whether session `session_id` of `user_id` is neither revoked (sign-out, a new auth key)
@@ -216,12 +228,12 @@ class SqliteStore:
         return None if row is None else int(row[0])
 
     async def revoke_session(self, session_id: str, now: int) -> None:
-        self._db.execute("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, session_id))
+        self._run("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, session_id))
 
     # -- one-time web sign-in links -----------------------------------------------------------
 
     async def add_web_link(self, token_hash: str, user_id: str, now: int, expires_at: int) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.execute("DELETE FROM web_links WHERE expires_at < ?", (now - 86400,))  # keep the table small
             db.execute(
                 "INSERT INTO web_links (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
@@ -231,7 +243,7 @@ class SqliteStore:
     async def redeem_web_link(self, token_hash: str, now: int) -> UserRecord | None:
         """Spend the link: only the first call within its lifetime gets the user (one UPDATE, so
         two broker processes cannot both spend it)."""
-        with self._tx() as db:
+        with self._write() as db:
             row = db.execute(
                 "UPDATE web_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?"
                 " RETURNING user_id",
@@ -248,7 +260,7 @@ class SqliteStore:
 
     async def add_ssh_key(self, key: SshKeyRecord) -> None:
         try:
-            with self._tx() as db:
+            with self._write() as db:
                 db.execute(
                     "INSERT INTO ssh_keys (id, user_id, fingerprint, key_type, bits, public_key, comment,"
                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -264,7 +276,7 @@ class SqliteStore:
                     ),
                 )
         except sqlite3.IntegrityError as exc:
-            raise Conflict(f"key {key.fingerprint} exists") from exc
+            raise _conflict(exc, "ssh_keys.fingerprint", f"key {key.fingerprint} exists") from exc
 
     async def ssh_keys(self, user_id: str) -> list[SshKeyRecord]:
         rows = self._all(
@@ -275,14 +287,14 @@ class SqliteStore:
         return [SshKeyRecord(*r) for r in rows]
 
     async def remove_ssh_key(self, user_id: str, key_id: str) -> bool:
-        cur = self._db.execute("DELETE FROM ssh_keys WHERE id = ? AND user_id = ?", (key_id, user_id))
+        cur = self._run("DELETE FROM ssh_keys WHERE id = ? AND user_id = ?", (key_id, user_id))
         return cur.rowcount > 0
 
     # -- Spaces -------------------------------------------------------------------------------
 
     async def create_space(self, space: SpaceRecord, share_user_ids: list[str]) -> None:
         try:
-            with self._tx() as db:
+            with self._write() as db:
                 db.execute(
                     "INSERT INTO spaces (id, owner_id, name, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (space.id, space.owner_id, space.name, space.state, space.created_at, space.updated_at),
@@ -292,9 +304,7 @@ class SqliteStore:
                     [(space.id, uid, space.created_at) for uid in share_user_ids],
                 )
         except sqlite3.IntegrityError as exc:
-            if "FOREIGN KEY" in str(exc):
-                raise  # a share naming no user is a bug upstream, not a name clash
-            raise Conflict(f"space name {space.name} taken") from exc
+            raise _conflict(exc, "spaces.name", f"space name {space.name} taken") from exc
 
     async def space(self, space_id: str) -> SpaceRecord | None:
         row = self._one(f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.id = ?", space_id)
@@ -345,9 +355,9 @@ class SqliteStore:
         return out
 
     async def update_shares(self, space_id: str, add: list[str], remove: list[str], now: int) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO space_shares (space_id, user_id, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO space_shares (space_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(space_id, uid, now) for uid in add],
             )
             db.executemany(
@@ -357,7 +367,7 @@ class SqliteStore:
 
     async def delete_space(self, space_id: str, now: int) -> None:
         # The row stays as a tombstone so that a late bootstrap hears "deleted", not "unknown".
-        with self._tx() as db:
+        with self._write() as db:
             db.execute(
                 "UPDATE spaces SET state = 'deleted', deleted_at = ?, updated_at = ?, agent_credential_hash = NULL"
                 " WHERE id = ? AND deleted_at IS NULL",
@@ -372,7 +382,7 @@ class SqliteStore:
     # -- Space tokens and the agent -----------------------------------------------------------
 
     async def add_token(self, token: TokenRecord) -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO space_tokens (jti, space_id, issued_by, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
             (token.jti, token.space_id, token.issued_by, token.issued_at, token.expires_at),
         )
@@ -391,7 +401,7 @@ class SqliteStore:
         # The claim is one conditional UPDATE whose row count decides, inside BEGIN IMMEDIATE
         # (the write lock): a second broker process on this file, or a request that read the
         # token before another claimed it, updates no row and loses.
-        with self._tx() as db:
+        with self._write() as db:
             claimed = db.execute(
                 "UPDATE space_tokens SET used_instance_id = ?, used_at = COALESCE(used_at, ?)"
                 " WHERE jti = ? AND space_id = ? AND revoked_at IS NULL"
@@ -419,10 +429,9 @@ class SqliteStore:
         return SpaceRecord(*row) if row else None
 
     async def update_facts(self, space_id: str, facts: str, now: int) -> None:
-        self._db.execute("UPDATE spaces SET facts = ?, last_seen_at = ? WHERE id = ?", (facts, now, space_id))
+        self._run("UPDATE spaces SET facts = ?, last_seen_at = ? WHERE id = ?", (facts, now, space_id))
 
-    async def authorized_keys(self, space_id: str) -> list[tuple[str, str, str, str]]:
-        """(email, role, public_key, fingerprint) of everyone who may log in, owner first."""
+    async def authorized_keys(self, space_id: str) -> list[AuthorizedKeyRow]:
         rows = self._all(
             "SELECT u.email, 'owner', k.public_key, k.fingerprint FROM spaces s"
             " JOIN users u ON u.id = s.owner_id JOIN ssh_keys k ON k.user_id = u.id"
@@ -435,10 +444,12 @@ class SqliteStore:
             space_id,
             space_id,
         )
-        return [tuple(r) for r in rows]
+        return [AuthorizedKeyRow(*r) for r in rows]
 
-    async def heartbeat(self, space_id: str, state: str, now: int, facts: str | None, ssh: str | None = None) -> None:
-        self._db.execute(
+    async def heartbeat(
+        self, space_id: str, state: SpaceState, now: int, facts: str | None, ssh: str | None = None
+    ) -> None:
+        self._run(
             "UPDATE spaces SET state = ?, last_seen_at = ?, facts = COALESCE(?, facts), ssh = COALESCE(?, ssh),"
             " updated_at = CASE WHEN state = ? THEN updated_at ELSE ? END"
             " WHERE id = ? AND deleted_at IS NULL",
@@ -446,14 +457,14 @@ class SqliteStore:
         )
 
     async def record_seen(self, seen: dict[str, int]) -> None:
-        with self._tx() as db:
+        with self._write() as db:
             db.executemany(
                 "UPDATE spaces SET last_seen_at = MAX(COALESCE(last_seen_at, 0), ?) WHERE id = ?",
                 [(at, space_id) for space_id, at in seen.items()],
             )
 
     async def stop_silent_spaces(self, seen_before: int, now: int) -> list[str]:
-        with self._tx() as db:
+        with self._write() as db:
             ids = [
                 r[0]
                 for r in db.execute(
@@ -465,9 +476,9 @@ class SqliteStore:
             db.executemany("UPDATE spaces SET state = 'stopped', updated_at = ? WHERE id = ?", [(now, i) for i in ids])
         return ids
 
-    async def set_desired_state(self, space_id: str, desired: str, state: str, now: int) -> None:
+    async def set_desired_state(self, space_id: str, desired: DesiredState, state: SpaceState, now: int) -> None:
         # The agent reports sshd's health afresh once it has acted; until then it is unknown.
-        self._db.execute(
+        self._run(
             "UPDATE spaces SET desired_state = ?, state = ?, ssh = NULL, updated_at = ?"
             " WHERE id = ? AND deleted_at IS NULL",
             (desired, state, now, space_id),
@@ -476,7 +487,7 @@ class SqliteStore:
     # -- the connection log (every stream) ---------------------------------------------------
 
     async def open_tunnel(self, tunnel: TunnelRecord) -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -491,7 +502,7 @@ class SqliteStore:
         )
 
     async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
-        self._db.execute(
+        self._run(
             "UPDATE tunnels SET closed_at = ?, bytes_in = ?, bytes_out = ?, close_reason = ?"
             " WHERE id = ? AND closed_at IS NULL",
             (now, bytes_in, bytes_out, reason, tunnel_id),
@@ -507,9 +518,7 @@ class SqliteStore:
 
     async def close_dangling_tunnels(self, now: int) -> None:
         # A broker that stopped mid-session never logged the end; its sessions ended with it.
-        self._db.execute(
-            "UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,)
-        )
+        self._run("UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,))
 
     # -- shared ports -------------------------------------------------------------------------
 
@@ -523,9 +532,10 @@ class SqliteStore:
 
     async def set_user_handle(self, user_id: str, handle: str) -> bool:
         try:
-            with self._tx() as db:
+            with self._write() as db:
                 db.execute("UPDATE users SET handle = ? WHERE id = ? AND handle IS NULL", (handle, user_id))
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            _conflict(exc, "users.handle", f"handle {handle} taken")  # raises anything but a uniqueness failure
             return False
         return True
 
@@ -546,7 +556,7 @@ class SqliteStore:
 
     async def share_port(self, port: PortRecord) -> None:
         try:
-            with self._tx() as db:
+            with self._write() as db:
                 db.execute(
                     "INSERT INTO shared_ports (space_id, port, level, label, address, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (space_id, port)"
@@ -554,10 +564,10 @@ class SqliteStore:
                     (port.space_id, port.port, port.level, port.label, port.address, port.created_at, port.updated_at),
                 )
         except sqlite3.IntegrityError as exc:
-            raise Conflict(f"app address {port.address} taken") from exc
+            raise _conflict(exc, "shared_ports.address", f"app address {port.address} taken") from exc
 
     async def unshare_port(self, space_id: str, port: int) -> PortRecord | None:
-        with self._tx() as db:
+        with self._write() as db:
             row = db.execute(
                 "DELETE FROM shared_ports WHERE space_id = ? AND port = ?"
                 " RETURNING space_id, port, level, label, address, created_at, updated_at",
@@ -566,17 +576,18 @@ class SqliteStore:
         return PortRecord(*row) if row else None
 
     async def claim_ticket(self, nonce: str, expires_at: int, now: int) -> bool:
-        with self._tx() as db:
+        with self._write() as db:
             db.execute("DELETE FROM used_tickets WHERE expires_at <= ?", (now,))
             cur = db.execute(
-                "INSERT OR IGNORE INTO used_tickets (nonce, expires_at) VALUES (?, ?)", (nonce, expires_at)
+                "INSERT INTO used_tickets (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING",
+                (nonce, expires_at),
             )
         return cur.rowcount > 0
 
     # -- audit --------------------------------------------------------------------------------
 
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
             (now, actor, action, target, detail),
         )
@@ -607,6 +618,157 @@ class SqliteStore:
             limit,
         )
         return [AuditRecord(*r) for r in reversed(rows)]
+
+
+class SqliteTransaction(_Queries):
+    """Calls grouped into one commit on the store's connection (or, nested, a savepoint in it)."""
+
+    def __init__(self, db: Connection, depth: int = 0) -> None:
+        self._db = db
+        self._depth = depth
+        self.aborted: BaseException | None = None  # the failure that aborted it
+        self.finished = False
+
+    def _check(self) -> None:
+        if self.finished:
+            raise StoreError("The transaction is over: its block has ended.")
+        if self.aborted is not None:
+            raise TransactionAborted(
+                f"The transaction was aborted by an earlier failure ({self.aborted!r}); it can only roll back."
+            ) from self.aborted
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        self._check()
+        try:
+            return self._db.execute(sql, args)
+        except BaseException as exc:
+            self.aborted = exc
+            raise
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        self._check()
+        try:
+            yield self._db
+        except BaseException as exc:
+            self.aborted = exc
+            raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """A savepoint: its block's changes are undone alone when it raises."""
+        name = f"pair_sp{self._depth + 1}"
+        self._run(f"SAVEPOINT {name}")
+        inner = SqliteTransaction(self._db, self._depth + 1)
+        try:
+            yield inner
+            if inner.aborted is not None:
+                raise TransactionAborted(
+                    f"The savepoint was aborted by an earlier failure ({inner.aborted!r}) and rolled back."
+                ) from inner.aborted
+        except BaseException:
+            inner.finished = True
+            self._run(f"ROLLBACK TO {name}")
+            self._run(f"RELEASE {name}")
+            raise
+        inner.finished = True
+        self._run(f"RELEASE {name}")
+
+
+class SqliteStore(_Queries):
+    def __init__(self, path: Path, *, wal_pages: int = WAL_BACKSTOP_PAGES) -> None:
+        self.path = path
+        self.health = Health()
+        self._db = connect(path, self.health)
+        try:
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+                self._db.execute(f"PRAGMA {pragma}")
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+        # The checkpointer's thread does the checkpoints; this connection only past `wal_pages`.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
+        self._checkpointer = Checkpointer(path, self.health)
+        self._memo: dict[tuple[str, ...], Any] = {}
+        self._generation: tuple[int, int] = (-1, -1)
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        if self._db.in_transaction:
+            raise StoreError(OUTSIDE)
+        return self._db.execute(sql, args)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self._db.in_transaction:
+            raise StoreError(OUTSIDE)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.rollback_open()
+            raise
+
+    def _memoized(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
+        """`load()`, or what it returned last time if the database has not changed since."""
+        if self._db.in_transaction:
+            raise StoreError(OUTSIDE)
+        generation = (self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0])
+        if generation != self._generation or len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+            self._generation = generation
+        try:
+            return cast(T, self._memo[key])
+        except KeyError:
+            value = self._memo[key] = load()
+            return value
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        # Safe inline: nothing in SQLite suspends, so no other request runs inside the block as
+        # long as the block itself awaits nothing but the store.
+        if self._db.in_transaction:
+            raise StoreError("A transaction is open on this store already; nest with its transaction().")
+        self._db.execute("BEGIN IMMEDIATE")
+        tx = SqliteTransaction(self._db)
+        try:
+            yield tx
+            if tx.aborted is not None:
+                raise TransactionAborted(
+                    f"The transaction was aborted by an earlier failure ({tx.aborted!r}) and rolled back."
+                ) from tx.aborted
+            tx.finished = True
+            self._db.execute("COMMIT")
+        except BaseException:
+            tx.finished = True
+            self._db.rollback_open()
+            raise
+
+    async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        self._checkpointer.stop()
+        self._db.close()
+
+    async def check_writable(self) -> None:
+        failing = self.health.failing
+        if failing:  # a commit of one page fits where requests' writes do not: ask for room too
+            room_for_writes(self.path, self.health)
+        self._db.testing = True
+        try:
+            with self._write() as db:
+                # Setting user_version rewrites the header page: a real commit that changes nothing.
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                db.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            self._db.testing = False
+        self.health.recovered(tested=failing)
+
+    @property
+    def unavailable(self) -> StoreUnavailable | None:
+        return self.health.failure
 
 
 def _user(row: Any) -> UserRecord:

@@ -72,27 +72,25 @@ def refused(run: Run, message: str, hint: str = "", code: int = 1) -> None:
 def data_dir(tmp_path: Path) -> Path:
     """A data dir as `serve` leaves it: database, signing key, one user (bob, his key in bob.key)."""
     directory = tmp_path / "data"
-    ctx = open_context(Settings(data_dir=directory), create=True)
-
     async def setup() -> None:
+        ctx = await open_context(Settings(data_dir=directory), create=True)
         _, key = await accounts.create_user(ctx, "bob@example.com")
         (tmp_path / "bob.key").write_text(key)
-        await ctx.store.close()
+        await ctx.database.close()
 
     asyncio.run(setup())
     return directory
 
 
 def key_works(data_dir: Path, email: str, key: str) -> bool:
-    ctx = open_context(Settings(data_dir=data_dir), create=False)
-
     async def check() -> bool:
+        ctx = await open_context(Settings(data_dir=data_dir), create=False)
         try:
             await accounts.login(ctx, email, key)
         except Problem:
             return False
         finally:
-            await ctx.store.close()
+            await ctx.database.close()
         return True
 
     return asyncio.run(check())

@@ -57,13 +57,16 @@ class InProcessBroker:
 
 @contextmanager
 def in_process_broker(data_dir: Path, **settings: object) -> Iterator[InProcessBroker]:
+    """The app in TestClient's event loop, with a context the test holds (its clock moved by
+    hand). Tests call the broker's functions in loops of their own (`run`): fine for the SQLite
+    store, which binds to no loop (an async driver's would need the app's loop)."""
     clock = FakeClock()
-    ctx = open_context(Settings(data_dir=data_dir, public_url=TEST_URL, **settings), create=True)  # type: ignore[arg-type]
+    ctx = asyncio.run(open_context(Settings(data_dir=data_dir, public_url=TEST_URL, **settings), create=True))  # type: ignore[arg-type]
     ctx.clock = clock
     app = create_app(ctx=ctx)
     with TestClient(app, base_url=TEST_URL) as http:
         yield InProcessBroker(ctx, http, clock)
-    asyncio.run(ctx.store.close())
+    asyncio.run(ctx.database.close())
 
 
 @dataclass

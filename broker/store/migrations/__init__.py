@@ -1,58 +1,54 @@
-"""Schema migrations: numbered SQL files applied in order, each in its own transaction.
+"""Schema migrations: one numbered sequence for every backend, with per-dialect SQL where needed.
 
-A release adds `NNNN_what.sql`; existing databases are upgraded in place on start. A database
-from a newer release is refused rather than guessed at.
+A release adds `NNNN_what.sql`, SQL that every dialect runs as written, or, where the dialects
+differ (types, identity columns), one `NNNN_what.DIALECT.sql` for each of `DIALECTS`. The
+backend applies a migration's statements and records it in `schema_migrations`, all in one
+transaction; existing databases are upgraded in place when a store opens them, and a database
+from a newer release is refused rather than guessed at. A test holds every dialect's sequence
+complete and numbered from 1 without gaps.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
+from dataclasses import dataclass
 from importlib import resources
+from importlib.abc import Traversable
 
 from broker.store import StoreError
 
-
-def available() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every migration shipped with this release, in order."""
-    out = []
-    for entry in resources.files(__package__).iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            out.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(out)
+DIALECTS = ("sqlite",)  # every backend's dialect; PostgreSQL joins with its store
 
 
-def current_version(db: sqlite3.Connection) -> int:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-    )
-    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str  # the file it comes from, recorded in schema_migrations
+    sql: str
 
 
-def migrate(db: sqlite3.Connection) -> list[str]:
-    """Bring the schema up to date; return the names of the migrations applied."""
-    migrations = available()
-    version = current_version(db)
-    newest = migrations[-1][0] if migrations else 0
+def available(dialect: str, directory: Traversable | None = None) -> list[Migration]:
+    """Every migration of this release for `dialect`, in order: for each number, its
+    `.DIALECT.sql` file if there is one, else its dialect-free `.sql` file."""
+    found: dict[int, tuple[bool, Migration]] = {}
+    for entry in (directory or resources.files(__package__)).iterdir():
+        stem, _, ext = entry.name.partition(".")
+        if not entry.name.endswith(".sql") or not stem[:4].isdigit():
+            continue
+        own = ext == f"{dialect}.sql"
+        if ext != "sql" and not own:
+            continue  # another dialect's
+        version = int(stem[:4])
+        if version in found and found[version][0]:
+            continue
+        found[version] = (own, Migration(version, entry.name, entry.read_text(encoding="utf-8")))
+    return [found[v][1] for v in sorted(found)]
+
+
+def pending(version: int, dialect: str) -> list[Migration]:
+    """The migrations a database at schema `version` still needs, in order. StoreError for a
+    database from a newer release than this one."""
+    shipped = available(dialect)
+    newest = shipped[-1].version if shipped else 0
     if version > newest:
         raise StoreError(f"The database is at schema version {version}, newer than this broker knows ({newest}).")
-    applied = []
-    for number, name, sql in migrations:
-        if number <= version:
-            continue
-        # executescript commits first, so the migration and its record go in one explicit transaction.
-        try:
-            db.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\n"
-                "INSERT INTO schema_migrations (version, name, applied_at)"
-                f" VALUES ({number}, '{name}', {int(time.time())});\nCOMMIT;"
-            )
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise StoreError(f"Migration {name} failed: {exc}") from exc
-        applied.append(name)
-    return applied
+    return [m for m in shipped if m.version > version]

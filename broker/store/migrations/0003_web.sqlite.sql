@@ -1,3 +1,4 @@
+-- SQLite's dialect: INTEGER columns hold 64 bits (Unix times).
 -- One-time sign-in links for the web page (`pair web`): stored only as a SHA-256 digest,
 -- valid for minutes, and spent by their first use (used_at).
 

@@ -1,3 +1,4 @@
+-- SQLite's dialect: INTEGER columns hold 64 bits (times, byte counts).
 -- The relay: what the owner wants the Space's SSH service to be, and a log of every tunnel.
 
 ALTER TABLE spaces ADD COLUMN desired_state TEXT NOT NULL DEFAULT 'running';

@@ -1,3 +1,4 @@
+-- SQLite's dialect: INTEGER columns hold 64 bits (times).
 -- Shared ports (issue 12): each user's DNS handle (the OWNER part of app addresses), the ports
 -- Spaces share with their address labels (PORT--SPACE--OWNER, unique: addresses are looked up,
 -- never inverted), and the app sign-in tickets already redeemed (each works once).

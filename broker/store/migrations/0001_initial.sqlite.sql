@@ -1,3 +1,4 @@
+-- SQLite's dialect: INTEGER columns hold 64 bits and `INTEGER PRIMARY KEY` numbers rows itself.
 -- Accounts, SSH keys, Spaces, their shares and tokens, and the audit log.
 -- Times are Unix seconds (INTEGER); secrets are stored only as SHA-256 hex digests.
 

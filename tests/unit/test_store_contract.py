@@ -1,0 +1,451 @@
+"""The store contract (broker/store/__init__.py), against every backend: the same rules, whatever
+database holds them. SQLite's own machinery (migrations on a file, the memo, WAL checkpoints) is
+tested in test_store_sqlite.py.
+
+Each test opens its store in its own event loop, as the broker does (async drivers bind to one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.store import Conflict, Store, StoreError, TransactionAborted
+from pair.api.models import SpaceState
+from tests.support import stores
+from tests.support.stores import NOW, Backend, session, space, ssh_key, token, user
+
+BACKENDS = ["sqlite"]  # PostgreSQL joins here
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return stores.backend(request.param, tmp_path)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = await backend.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def people(store: Store) -> Store:
+    """alice, bob and carol, with auth key hashes ak_<name>."""
+    await stores.add_people(store)
+    return store
+
+
+# -- users and sessions ---------------------------------------------------------------------------
+
+
+async def test_email_is_unique(people: Store) -> None:
+    with pytest.raises(Conflict):
+        await people.create_user(user("u_other", "alice@example.com"), "ak_other")
+    assert [u.id for u in (await people.users())] == ["u_alice", "u_bob", "u_carol"]
+
+
+async def test_user_by_auth_key(people: Store) -> None:
+    found = await people.user_by_auth_key("ak_bob")
+    assert found is not None
+    assert found.email == "bob@example.com"
+    assert (await people.user_by_auth_key("ak_nobody")) is None
+
+
+async def test_session_lookup_honours_expiry(people: Store) -> None:
+    await people.create_session(session("se_1", "u_alice", expires_at=NOW + 100), "st_1")
+
+    found = await people.session_by_token("st_1", NOW + 99)
+    assert found is not None
+    assert found[0].id == "se_1"
+    assert found[1].email == "alice@example.com"
+    assert (await people.session_by_token("st_1", NOW + 100)) is None
+    assert (await people.session_by_token("st_unknown", NOW)) is None
+
+
+async def test_revoked_session_is_not_found(people: Store) -> None:
+    await people.create_session(session("se_1", "u_alice"), "st_1")
+    await people.create_session(session("se_2", "u_alice"), "st_2")
+
+    await people.revoke_session("se_1", NOW + 1)
+
+    assert (await people.session_by_token("st_1", NOW + 2)) is None
+    assert (await people.session_by_token("st_2", NOW + 2)) is not None
+
+
+async def test_new_auth_key_revokes_every_session(people: Store) -> None:
+    await people.create_session(session("se_1", "u_alice"), "st_1")
+    await people.set_auth_key("u_alice", "ak_alice_2", NOW + 1)
+    assert (await people.session_by_token("st_1", NOW + 2)) is None
+    assert (await people.user_by_auth_key("ak_alice")) is None
+    assert (await people.user_by_auth_key("ak_alice_2")) is not None
+
+
+async def test_remove_user_cascades(people: Store, backend: Backend) -> None:
+    await people.create_session(session("se_bob", "u_bob"), "st_bob")
+    await people.add_ssh_key(ssh_key("k_bob", "u_bob"))
+    await people.create_space(space("sp_alice", "u_alice", "demo"), ["u_bob", "u_carol"])
+    await people.create_space(space("sp_bob", "u_bob", "mine"), ["u_alice"])
+
+    owned = await people.remove_user("u_bob", NOW + 1)
+
+    assert owned == ["sp_bob"]
+    assert (await people.user_by_email("bob@example.com")) is None
+    assert (await people.session_by_token("st_bob", NOW + 2)) is None
+    assert (await people.ssh_keys("u_bob")) == []
+    assert (await people.shares("sp_alice")) == ["carol@example.com"]
+    assert backend.rows("SELECT COUNT(*) FROM sessions WHERE user_id = 'u_bob'") == [(0,)]
+    assert backend.rows("SELECT COUNT(*) FROM ssh_keys WHERE user_id = 'u_bob'") == [(0,)]
+    assert backend.rows("SELECT COUNT(*) FROM space_shares WHERE user_id = 'u_bob'") == [(0,)]
+    assert [s.id for s in (await people.visible_spaces("u_alice"))] == ["sp_alice"]
+
+
+async def test_ssh_key_fingerprint_is_unique(people: Store) -> None:
+    await people.add_ssh_key(ssh_key("k1", "u_alice"))
+    same_key = dataclasses.replace(ssh_key("k2", "u_bob"), fingerprint="SHA256:k1")
+    with pytest.raises(Conflict):
+        await people.add_ssh_key(same_key)
+    assert [k.id for k in (await people.ssh_keys("u_alice"))] == ["k1"]
+    assert (await people.ssh_keys("u_bob")) == []
+
+
+async def test_space_name_is_unique_per_owner_among_live_spaces(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+
+    with pytest.raises(Conflict):
+        await people.create_space(space("sp_2", "u_alice", "demo"), [])
+    assert await people.space_name_taken("u_alice", "demo")
+    # Another owner may use the same name.
+    await people.create_space(space("sp_3", "u_bob", "demo"), [])
+
+    await people.delete_space("sp_1", NOW + 1)
+
+    assert not (await people.space_name_taken("u_alice", "demo"))
+    await people.create_space(space("sp_4", "u_alice", "demo", at=NOW + 2), [])
+    assert [s.id for s in (await people.visible_spaces("u_alice"))] == ["sp_4"]
+
+
+async def test_visible_spaces_are_owned_and_shared_but_not_deleted(people: Store) -> None:
+    await people.create_space(space("sp_a1", "u_alice", "a1", at=NOW), [])
+    await people.create_space(space("sp_b1", "u_bob", "b1", at=NOW + 1), ["u_alice"])
+    await people.create_space(space("sp_b2", "u_bob", "b2", at=NOW + 2), [])
+    await people.create_space(space("sp_c1", "u_carol", "c1", at=NOW + 3), ["u_alice", "u_bob"])
+    await people.create_space(space("sp_a2", "u_alice", "a2", at=NOW + 4), [])
+    await people.delete_space("sp_a2", NOW + 5)
+    await people.delete_space("sp_c1", NOW + 5)
+
+    visible = await people.visible_spaces("u_alice")
+
+    assert [s.id for s in visible] == ["sp_a1", "sp_b1"]
+    assert [s.owner_email for s in visible] == ["alice@example.com", "bob@example.com"]
+    assert [s.id for s in (await people.visible_spaces("u_bob"))] == ["sp_b1", "sp_b2"]
+    assert (await people.visible_spaces("u_carol")) == []
+
+
+async def test_update_shares_adds_and_removes(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+
+    await people.update_shares("sp_1", add=["u_carol", "u_bob"], remove=[], now=NOW + 1)
+    assert (await people.shares("sp_1")) == ["bob@example.com", "carol@example.com"]
+    await people.update_shares("sp_1", add=[], remove=["u_bob"], now=NOW + 2)
+
+    assert (await people.shares("sp_1")) == ["carol@example.com"]
+    assert not (await people.is_shared_with("sp_1", "u_bob"))
+    assert await people.is_shared_with("sp_1", "u_carol")
+    updated = await people.space("sp_1")
+    assert updated is not None
+    assert updated.updated_at == NOW + 2
+
+
+async def test_delete_space_revokes_tokens_clears_the_credential_and_shares(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob", "u_carol"])
+    await people.add_token(token("jti_used", "sp_1"))
+    await people.add_token(token("jti_spare", "sp_1"))
+    await people.register_agent("jti_used", "sp_1", "inst_1", '{"cpus": 2}', "ac_hash", NOW + 1)
+    registered = await people.space_by_credential("ac_hash")
+    assert registered is not None
+    assert registered.id == "sp_1"
+    assert registered.state == "starting"
+
+    await people.delete_space("sp_1", NOW + 2)
+
+    for jti in ("jti_used", "jti_spare"):
+        record = await people.token(jti)
+        assert record is not None
+        assert record.revoked_at == NOW + 2
+    assert (await people.space_by_credential("ac_hash")) is None
+    assert (await people.shares("sp_1")) == []
+    assert not (await people.is_shared_with("sp_1", "u_bob"))
+    assert (await people.visible_spaces("u_bob")) == []
+    tombstone = await people.space("sp_1")
+    assert tombstone is not None
+    assert tombstone.state == "deleted"
+    assert tombstone.deleted_at == NOW + 2
+
+
+async def test_a_token_is_claimed_once_even_by_two_processes_that_both_read_it_unused(
+    people: Store, backend: Backend
+) -> None:
+    """Reproduction: two brokers on one database both bootstrapped one token (the row was updated
+    without a condition). A second connection stands for the second process."""
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.add_token(token("jti_1", "sp_1"))
+    other = await backend.open()
+    try:
+        for reader in (people, other):  # each handler read the token before claiming it
+            seen = await reader.token("jti_1")
+            assert seen is not None
+            assert seen.used_instance_id is None
+        assert (await people.register_agent("jti_1", "sp_1", "inst_a", "{}", "ac_a", NOW + 1)) is True
+        assert (await other.register_agent("jti_1", "sp_1", "inst_b", "{}", "ac_b", NOW + 2)) is False
+
+        claimed = await other.token("jti_1")
+        assert claimed is not None
+        assert (claimed.used_instance_id, claimed.used_at) == ("inst_a", NOW + 1)
+        assert (await other.space_by_credential("ac_b")) is None  # the loser changed nothing
+        registered = await other.space_by_credential("ac_a")
+        assert registered is not None
+        assert registered.instance_id == "inst_a"
+        # The winner's own retry (its answer lost) claims again, with a fresh credential.
+        assert (await other.register_agent("jti_1", "sp_1", "inst_a", "{}", "ac_a2", NOW + 3)) is True
+        assert (await people.space_by_credential("ac_a")) is None
+    finally:
+        await other.close()
+
+
+async def test_a_revoked_token_or_a_deleted_space_cannot_be_claimed(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.add_token(token("jti_1", "sp_1"))
+    await people.create_space(space("sp_2", "u_alice", "other"), [])
+    await people.add_token(token("jti_2", "sp_2"))
+    await people.delete_space("sp_1", NOW + 1)
+    assert (await people.register_agent("jti_1", "sp_1", "inst_a", "{}", "ac_a", NOW + 2)) is False
+    assert (await people.register_agent("jti_2", "sp_1", "inst_a", "{}", "ac_a", NOW + 2)) is False  # not its token
+    assert (await people.space_by_credential("ac_a")) is None
+
+
+async def test_ssh_health_is_kept_until_reported_again_and_cleared_by_up_or_down(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.add_token(token("jti_1", "sp_1"))
+    await people.register_agent("jti_1", "sp_1", "inst_1", "{}", "ac_hash", NOW)
+    down = '{"serving":false,"reason":"sshd exited.","supervisor_state":"FATAL"}'
+    await people.heartbeat("sp_1", "starting", NOW + 1, None, down)
+    await people.heartbeat("sp_1", "starting", NOW + 2, None)  # an agent that does not report it
+    record = await people.space("sp_1")
+    assert record is not None
+    assert (record.state, record.ssh) == ("starting", down)
+    await people.set_desired_state("sp_1", "running", "starting", NOW + 3)  # `up`: unknown until reported
+    record = await people.space("sp_1")
+    assert record is not None
+    assert record.ssh is None
+
+
+async def test_silent_spaces_are_stopped_whether_running_starting_or_stopping(people: Store) -> None:
+    states: list[SpaceState] = ["starting", "running", "stopping", "stopped", "created"]
+    for n, state in enumerate(states):
+        sid = f"sp_{n}"
+        await people.create_space(space(sid, "u_alice", f"s{n}"), [])
+        await people.heartbeat(sid, state, NOW, None)
+    stopped = await people.stop_silent_spaces(NOW + 1, NOW + 40)
+    assert sorted(stopped) == ["sp_0", "sp_1", "sp_2"]
+
+
+async def test_deleting_twice_keeps_the_first_deletion_time(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.delete_space("sp_1", NOW + 1)
+    await people.delete_space("sp_1", NOW + 50)
+    tombstone = await people.space("sp_1")
+    assert tombstone is not None
+    assert tombstone.deleted_at == NOW + 1
+
+
+async def test_a_write_by_this_store_is_read_back_at_once(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+    assert (await people.shares_of(["sp_1"])) == {"sp_1": ["bob@example.com"]}
+
+    await people.update_shares("sp_1", ["u_carol"], ["u_bob"], NOW + 1)
+
+    assert (await people.shares_of(["sp_1"])) == {"sp_1": ["carol@example.com"]}
+
+
+async def test_a_commit_by_another_process_is_read_back_at_once(people: Store, backend: Backend) -> None:
+    # `pair-broker users remove` and friends write through their own connection while the broker serves.
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.create_session(session("se_1", "u_alice"), "st_1")
+    assert [s.id for s in (await people.visible_spaces("u_alice"))] == ["sp_1"]
+    assert (await people.session_by_token("st_1", NOW)) is not None
+
+    backend.execute(f"UPDATE spaces SET deleted_at = {NOW + 1} WHERE id = 'sp_1'")
+    backend.execute(f"UPDATE sessions SET revoked_at = {NOW + 1} WHERE id = 'se_1'")
+
+    assert (await people.visible_spaces("u_alice")) == []
+    assert (await people.session_by_token("st_1", NOW + 2)) is None
+
+
+async def test_an_agent_credential_cleared_elsewhere_stops_working_at_once(people: Store, backend: Backend) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.add_token(token("jti_1", "sp_1"))
+    await people.register_agent("jti_1", "sp_1", "inst_1", "{}", "ac_hash", NOW + 1)
+    assert (await people.space_by_credential("ac_hash")) is not None
+
+    backend.execute("UPDATE spaces SET agent_credential_hash = NULL WHERE id = 'sp_1'")
+
+    assert (await people.space_by_credential("ac_hash")) is None
+
+
+async def test_rows_of_a_rolled_back_transaction_are_never_read_back(people: Store) -> None:
+    assert (await people.visible_spaces("u_alice")) == []
+
+    async def fail_after_creating() -> None:
+        async with people.transaction() as tx:
+            await tx.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+            assert [s.id for s in await tx.visible_spaces("u_alice")] == ["sp_1"]
+            raise RuntimeError("the request failed after its first write")
+
+    with pytest.raises(RuntimeError):
+        await fail_after_creating()
+
+    assert (await people.visible_spaces("u_alice")) == []
+    assert (await people.visible_spaces("u_bob")) == []
+
+
+async def test_changing_a_returned_list_does_not_change_the_next_answer(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+    (await people.visible_spaces("u_alice")).clear()
+    (await people.shares_of(["sp_1"]))["sp_1"].append("mallory@example.com")
+
+    assert [s.id for s in (await people.visible_spaces("u_alice"))] == ["sp_1"]
+    assert (await people.shares_of(["sp_1"])) == {"sp_1": ["bob@example.com"]}
+
+
+async def test_an_expired_session_is_refused_even_when_remembered(people: Store) -> None:
+    await people.create_session(session("se_1", "u_alice", expires_at=NOW + 100), "st_1")
+    assert (await people.session_by_token("st_1", NOW)) is not None
+    assert (await people.session_by_token("st_1", NOW + 100)) is None
+
+
+async def test_audit_log_gives_the_newest_entries_oldest_first_and_filters(store: Store) -> None:
+    entries = [
+        (NOW, "alice@example.com", "space.create", "sp_1", "demo"),
+        (NOW + 1, "alice@example.com", "space.share", "sp_1", "bob@example.com"),
+        (NOW + 2, "agent:sp_1", "space.running", "sp_1", ""),
+        (NOW + 3, "bob@example.com", "session.create", "ses_1", "cli"),
+        (NOW + 4, "alice@example.com", "spacey.thing", "sp_2", ""),
+        (NOW + 5, "alice@example.com", "space.delete", "sp_1", "demo"),
+    ]
+    for entry in entries:
+        await store.audit(*entry)
+
+    async def actions(**filters: Any) -> list[str]:
+        return [e.action for e in await store.audit_log(**{"limit": 50, **filters})]
+
+    assert await actions(limit=2) == ["spacey.thing", "space.delete"]
+    assert await actions() == [e[2] for e in entries]
+    assert await actions(since=NOW + 3) == ["session.create", "spacey.thing", "space.delete"]
+    assert await actions(actor="agent:sp_1") == ["space.running"]
+    assert await actions(action="space") == ["space.create", "space.share", "space.running", "space.delete"]
+    assert await actions(action="space.delete") == ["space.delete"]
+    assert await actions(target="sp_1", actor="alice@example.com") == ["space.create", "space.share", "space.delete"]
+    first = (await store.audit_log(limit=1, target="ses_1"))[0]
+    assert (first.at, first.actor, first.target, first.detail) == (NOW + 3, "bob@example.com", "ses_1", "cli")
+
+
+# -- transactions ----------------------------------------------------------------------------------
+
+
+async def test_a_transaction_commits_its_calls_together_when_its_block_ends(people: Store, backend: Backend) -> None:
+    other = await backend.open()  # another broker process
+    try:
+        async with people.transaction() as tx:
+            await tx.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+            await tx.audit(NOW, "alice@example.com", "space.create", "sp_1", "demo")
+            assert await other.space("sp_1") is None  # nothing is seen before the commit
+        found = await other.space("sp_1")
+        assert found is not None
+        assert await other.shares("sp_1") == ["bob@example.com"]
+        assert [e.target for e in await other.audit_log(limit=5)] == ["sp_1"]
+    finally:
+        await other.close()
+
+
+async def test_a_conflict_aborts_its_transaction_and_nothing_of_it_stays(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+
+    async def carry_on_after_a_conflict() -> None:
+        async with people.transaction() as tx:
+            await tx.create_space(space("sp_2", "u_alice", "other"), [])
+            with pytest.raises(Conflict) as clash:
+                await tx.create_space(space("sp_3", "u_alice", "demo"), [])
+            assert clash.value.rule == "spaces.name"
+            # PostgreSQL refuses everything after a failed statement; so does every backend.
+            with pytest.raises(TransactionAborted):
+                await tx.audit(NOW, "alice@example.com", "space.create", "sp_2", "other")
+            with pytest.raises(TransactionAborted):
+                await tx.space("sp_2")
+
+    with pytest.raises(TransactionAborted):  # leaving the block normally: rolled back, and said so
+        await carry_on_after_a_conflict()
+    assert [s.id for s in await people.visible_spaces("u_alice")] == ["sp_1"]
+    assert await people.audit_log(limit=5) == []
+
+
+async def test_a_savepoint_undoes_only_itself_after_a_conflict(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    async with people.transaction() as tx:
+        await tx.create_space(space("sp_2", "u_alice", "other"), [])
+        with pytest.raises(Conflict):
+            async with tx.transaction() as attempt:
+                await attempt.create_space(space("sp_3", "u_alice", "demo"), ["u_bob"])
+        async with tx.transaction() as attempt:  # the next attempt, in a savepoint of its own
+            await attempt.create_space(space("sp_4", "u_alice", "demo_2"), ["u_bob"])
+        await tx.audit(NOW, "alice@example.com", "space.create", "sp_4", "demo_2")
+    assert [s.id for s in await people.visible_spaces("u_alice")] == ["sp_1", "sp_2", "sp_4"]
+    assert [s.id for s in await people.visible_spaces("u_bob")] == ["sp_4"]
+    assert [e.target for e in await people.audit_log(limit=5)] == ["sp_4"]
+
+
+async def test_a_savepoint_that_raises_is_rolled_back_and_the_transaction_goes_on(people: Store) -> None:
+    async with people.transaction() as tx:
+        await tx.create_space(space("sp_1", "u_alice", "demo"), [])
+
+        async def change_its_mind() -> None:
+            async with tx.transaction() as inner:
+                await inner.create_space(space("sp_2", "u_alice", "other"), [])
+                raise RuntimeError("changed its mind")
+
+        with pytest.raises(RuntimeError):
+            await change_its_mind()
+        assert await tx.space("sp_2") is None
+    assert [s.id for s in await people.visible_spaces("u_alice")] == ["sp_1"]
+
+
+async def test_a_conflict_outside_a_transaction_leaves_nothing_behind(people: Store) -> None:
+    await people.add_ssh_key(ssh_key("k1", "u_alice"))
+    with pytest.raises(Conflict) as clash:
+        await people.add_ssh_key(dataclasses.replace(ssh_key("k2", "u_bob"), fingerprint="SHA256:k1"))
+    assert clash.value.rule == "ssh_keys.fingerprint"
+    with pytest.raises(Conflict) as clash:
+        await people.create_user(user("u_other", "alice@example.com"), "ak_other")
+    assert clash.value.rule == "users.email"
+    await people.add_ssh_key(ssh_key("k3", "u_bob"))  # the store goes on
+    assert [k.id for k in await people.ssh_keys("u_bob")] == ["k3"]
+
+
+async def test_a_transaction_is_over_when_its_block_ends(people: Store) -> None:
+    async with people.transaction() as tx:
+        await tx.create_space(space("sp_1", "u_alice", "demo"), [])
+    with pytest.raises(StoreError):
+        await tx.space("sp_1")
+    assert await people.space("sp_1") is not None
