@@ -21,7 +21,7 @@ from broker.app_gate import AppsGate
 from broker.bus import Unsubscribe
 from broker.context import Context, open_context
 from broker.errors import Problem
-from broker.handlers import HANDLERS
+from broker.handlers import ROUTES
 from broker.settings import Settings
 from broker.store import StoreUnavailable
 
@@ -84,8 +84,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
             if own:
                 await app.state.ctx.database.close()
 
-    json_routes = [http.bind(endpoint, handler) for endpoint, handler in HANDLERS.items()]
-    routes: list[BaseRoute] = list(json_routes)
+    routes: list[BaseRoute] = list(ROUTES)
     routes += [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
@@ -101,7 +100,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         middleware=[
             Middleware(metrics.RequestMetrics),
             Middleware(AppsGate),
-            Middleware(http.ExactRoutes, routes=json_routes),
+            Middleware(http.ExactRoutes, routes=ROUTES),
         ],
         exception_handlers={
             Problem: http.on_problem,

@@ -1,170 +1,171 @@
 """One small function per JSON endpoint; the rules live in `accounts`, `access`, `spaces`, `agents`,
-`streams` and `admin`."""
+`streams` and `admin`. `ROUTES` binds each to its endpoint, and the type checker holds each
+handler to its endpoint's request and response types."""
 
 from __future__ import annotations
 
 from broker import access, accounts, admin, agents, ports, spaces, streams
 from broker.context import timestamp
-from broker.http import Call, Handler
+from broker.http import Call, bind
 from pair import __version__
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api import terminal as tp
 
 
-async def health(call: Call) -> m.Health:
+async def health(call: Call[None]) -> m.Health:
     if call.ctx.database.unavailable is not None:
         await call.ctx.database.check_writable()  # 503 until the database takes a write again
     return m.Health(status="ok", version=__version__)
 
 
-async def login(call: Call) -> m.LoginResponse:
-    req: m.LoginRequest = call.body
+async def login(call: Call[m.LoginRequest]) -> m.LoginResponse:
+    req = call.body
     token, session, user = await accounts.login(call.ctx, req.email, req.auth_key, client=req.client)
     return m.LoginResponse(session_token=token, expires_at=timestamp(session.expires_at), user=accounts.user_wire(user))
 
 
-async def logout(call: Call) -> None:
+async def logout(call: Call[None]) -> None:
     assert call.session is not None
     await accounts.logout(call.ctx, call.session, call.me)
 
 
-async def me(call: Call) -> m.User:
+async def me(call: Call[None]) -> m.User:
     return accounts.user_wire(call.me)
 
 
-async def teammates(call: Call) -> list[m.Teammate]:
+async def teammates(call: Call[None]) -> list[m.Teammate]:
     return [m.Teammate(email=u.email) for u in await access.teammates(call.ctx, call.me)]
 
 
-async def admin_users(call: Call) -> list[m.User]:
+async def admin_users(call: Call[None]) -> list[m.User]:
     return [accounts.user_wire(u) for u in await call.ctx.store.users()]
 
 
-async def admin_add_user(call: Call) -> m.UserWithKey:
-    req: m.NewUserRequest = call.body
+async def admin_add_user(call: Call[m.NewUserRequest]) -> m.UserWithKey:
+    req = call.body
     user, key = await accounts.create_user(call.ctx, req.email, is_admin=req.is_admin, actor=call.me.email)
     return m.UserWithKey(user=accounts.user_wire(user), auth_key=key)
 
 
-async def admin_remove_user(call: Call) -> None:
+async def admin_remove_user(call: Call[None]) -> None:
     await admin.remove_user(call.ctx, call.params["email"], actor=call.me.email)
 
 
-async def admin_reset_key(call: Call) -> m.UserWithKey:
+async def admin_reset_key(call: Call[None]) -> m.UserWithKey:
     user, key = await accounts.reset_key(call.ctx, call.params["email"], actor=call.me.email)
     return m.UserWithKey(user=accounts.user_wire(user), auth_key=key)
 
 
-async def keys(call: Call) -> list[m.SshKey]:
+async def keys(call: Call[None]) -> list[m.SshKey]:
     return [accounts.key_wire(k) for k in await call.ctx.store.ssh_keys(call.me.id)]
 
 
-async def add_key(call: Call) -> m.SshKey:
-    req: m.NewSshKeyRequest = call.body
+async def add_key(call: Call[m.NewSshKeyRequest]) -> m.SshKey:
+    req = call.body
     return accounts.key_wire(await accounts.add_ssh_key(call.ctx, call.me, req.public_key))
 
 
-async def remove_key(call: Call) -> None:
+async def remove_key(call: Call[None]) -> None:
     await accounts.remove_ssh_key(call.ctx, call.me, call.params["key_id"])
 
 
-async def list_spaces(call: Call) -> list[m.Space]:
+async def list_spaces(call: Call[None]) -> list[m.Space]:
     return await spaces.visible(call.ctx, call.me)
 
 
-async def get_space(call: Call) -> m.Space:
+async def get_space(call: Call[None]) -> m.Space:
     return await spaces.wire(call.ctx, call.me, await access.get_visible(call.ctx, call.me, call.params["space_id"]))
 
 
-async def authorize(call: Call) -> m.SpaceToken:
+async def authorize(call: Call[m.AuthorizeRequest]) -> m.SpaceToken:
     return await spaces.authorize(call.ctx, call.me, call.body)
 
 
-async def new_token(call: Call) -> m.SpaceToken:
+async def new_token(call: Call[m.NewTokenRequest]) -> m.SpaceToken:
     return await spaces.new_token(call.ctx, call.me, call.params["space_id"], call.body)
 
 
-async def delete_space(call: Call) -> None:
+async def delete_space(call: Call[None]) -> None:
     await spaces.delete(call.ctx, call.me, call.params["space_id"])
 
 
-async def share(call: Call) -> m.Space:
+async def share(call: Call[m.ShareUpdate]) -> m.Space:
     return await spaces.update_shares(call.ctx, call.me, call.params["space_id"], call.body)
 
 
-async def bootstrap(call: Call) -> m.AgentRegistration:
+async def bootstrap(call: Call[m.BootstrapRequest]) -> m.AgentRegistration:
     return await agents.bootstrap(call.ctx, call.body)
 
 
-async def checkin(call: Call) -> m.AgentRegistration:
+async def checkin(call: Call[m.AgentCheckin]) -> m.AgentRegistration:
     return await agents.checkin(call.ctx, call.agent_space, call.body)
 
 
-async def heartbeat(call: Call) -> m.HeartbeatReply:
+async def heartbeat(call: Call[m.Heartbeat]) -> m.HeartbeatReply:
     return await agents.heartbeat(call.ctx, call.agent_space, call.body)
 
 
-async def sessions(call: Call) -> list[m.TunnelSession]:
+async def sessions(call: Call[None]) -> list[m.TunnelSession]:
     return await streams.sessions(call.ctx, call.me, call.params["space_id"])
 
 
-async def kick(call: Call) -> None:
+async def kick(call: Call[None]) -> None:
     await streams.kick(call.ctx, call.me, call.params["space_id"], call.params["email"])
 
 
-async def terminals(call: Call) -> list[tp.TerminalInfo]:
+async def terminals(call: Call[None]) -> list[tp.TerminalInfo]:
     return await streams.terminals(call.ctx, call.me, call.params["space_id"])
 
 
-async def up(call: Call) -> m.Space:
+async def up(call: Call[None]) -> m.Space:
     return await spaces.set_service(call.ctx, call.me, call.params["space_id"], up=True)
 
 
-async def down(call: Call) -> m.Space:
+async def down(call: Call[None]) -> m.Space:
     return await spaces.set_service(call.ctx, call.me, call.params["space_id"], up=False)
 
 
-async def space_ports(call: Call) -> m.SpacePorts:
+async def space_ports(call: Call[None]) -> m.SpacePorts:
     return await ports.listing(call.ctx, call.me, call.params["space_id"])
 
 
-async def share_port(call: Call) -> m.SharedPort:
+async def share_port(call: Call[m.PortShare]) -> m.SharedPort:
     return await ports.share(call.ctx, call.me, call.params["space_id"], call.params["port"], call.body)
 
 
-async def unshare_port(call: Call) -> None:
+async def unshare_port(call: Call[None]) -> None:
     await ports.unshare(call.ctx, call.me, call.params["space_id"], call.params["port"])
 
 
-HANDLERS: dict[ep.Endpoint, Handler] = {
-    ep.HEALTH: health,
-    ep.LOGIN: login,
-    ep.LOGOUT: logout,
-    ep.ME: me,
-    ep.TEAMMATES: teammates,
-    ep.ADMIN_USERS: admin_users,
-    ep.ADMIN_ADD_USER: admin_add_user,
-    ep.ADMIN_REMOVE_USER: admin_remove_user,
-    ep.ADMIN_RESET_KEY: admin_reset_key,
-    ep.KEYS: keys,
-    ep.ADD_KEY: add_key,
-    ep.REMOVE_KEY: remove_key,
-    ep.SPACES: list_spaces,
-    ep.SPACE: get_space,
-    ep.AUTHORIZE: authorize,
-    ep.NEW_TOKEN: new_token,
-    ep.DELETE_SPACE: delete_space,
-    ep.SHARE: share,
-    ep.BOOTSTRAP: bootstrap,
-    ep.CHECKIN: checkin,
-    ep.HEARTBEAT: heartbeat,
-    ep.SESSIONS: sessions,
-    ep.KICK: kick,
-    ep.TERMINALS: terminals,
-    ep.UP: up,
-    ep.DOWN: down,
-    ep.SPACE_PORTS: space_ports,
-    ep.SHARE_PORT: share_port,
-    ep.UNSHARE_PORT: unshare_port,
-}
+ROUTES = [
+    bind(ep.HEALTH, health),
+    bind(ep.LOGIN, login),
+    bind(ep.LOGOUT, logout),
+    bind(ep.ME, me),
+    bind(ep.TEAMMATES, teammates),
+    bind(ep.ADMIN_USERS, admin_users),
+    bind(ep.ADMIN_ADD_USER, admin_add_user),
+    bind(ep.ADMIN_REMOVE_USER, admin_remove_user),
+    bind(ep.ADMIN_RESET_KEY, admin_reset_key),
+    bind(ep.KEYS, keys),
+    bind(ep.ADD_KEY, add_key),
+    bind(ep.REMOVE_KEY, remove_key),
+    bind(ep.SPACES, list_spaces),
+    bind(ep.SPACE, get_space),
+    bind(ep.AUTHORIZE, authorize),
+    bind(ep.NEW_TOKEN, new_token),
+    bind(ep.DELETE_SPACE, delete_space),
+    bind(ep.SHARE, share),
+    bind(ep.BOOTSTRAP, bootstrap),
+    bind(ep.CHECKIN, checkin),
+    bind(ep.HEARTBEAT, heartbeat),
+    bind(ep.SESSIONS, sessions),
+    bind(ep.KICK, kick),
+    bind(ep.TERMINALS, terminals),
+    bind(ep.UP, up),
+    bind(ep.DOWN, down),
+    bind(ep.SPACE_PORTS, space_ports),
+    bind(ep.SHARE_PORT, share_port),
+    bind(ep.UNSHARE_PORT, unshare_port),
+]

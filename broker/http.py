@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -31,13 +31,17 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 log = logging.getLogger("pair.broker")
 
+Req = TypeVar("Req")  # an endpoint's request body type (None: it takes none)
+Resp = TypeVar("Resp")  # an endpoint's response body type (None: 204)
+
 
 @dataclass
-class Call:
-    """One authenticated request, as a handler sees it."""
+class Call(Generic[Req]):
+    """One authenticated request, as a handler sees it: `body` is the decoded request body, of
+    the type its endpoint declares."""
 
     ctx: Context
-    body: Any
+    body: Req
     params: dict[str, str]
     session: SessionRecord | None = None
     user: UserRecord | None = None
@@ -54,7 +58,8 @@ class Call:
         return self.space
 
 
-Handler = Callable[[Call], Awaitable[Any]]
+# A handler takes the endpoint's request body and returns its response body (pair.api.endpoints).
+Handler = Callable[[Call[Req]], Awaitable[Resp]]
 
 
 def json_response(status: int, data: bytes, headers: dict[str, str] | None = None) -> Response:
@@ -137,7 +142,7 @@ class JsonEndpoint:
     """One endpoint as an ASGI app: authenticate, decode, call the handler, encode, and answer
     every failure as `{"message", "detail", "code"}`."""
 
-    def __init__(self, endpoint: Endpoint, handler: Handler) -> None:
+    def __init__(self, endpoint: Endpoint[Any, Any], handler: Handler[Any, Any]) -> None:
         self.endpoint = endpoint
         self.handler = handler
         self.encode = msgspec.json.Encoder().encode
@@ -163,7 +168,7 @@ class JsonEndpoint:
 
     async def _answer(self, scope: Scope, receive: Receive) -> bytes | None:
         ctx: Context = scope["app"].state.ctx
-        call = Call(ctx, None, scope.get("path_params") or {})
+        call: Call[Any] = Call(ctx, None, scope.get("path_params") or {})
         auth = self.endpoint.auth
         if auth == "session" or auth == "admin":
             call.session, call.user = await accounts.authenticate(ctx, _authorization(scope))
@@ -203,7 +208,9 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-def bind(endpoint: Endpoint, handler: Handler) -> Route:
+def bind(endpoint: Endpoint[Req, Resp], handler: Handler[Req, Resp]) -> Route:
+    """`endpoint` answered by `handler` as a route. The type checker holds the two to one
+    contract: the handler takes the endpoint's request type and returns its response type."""
     return Route(
         endpoint.path,
         JsonEndpoint(endpoint, handler),

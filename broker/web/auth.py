@@ -132,6 +132,6 @@ async def redeem_link(ctx: Context, token: str, client: str) -> tuple[str, Sessi
     return session_token, session, user
 
 
-async def web_link_handler(call: Call) -> m.WebLink:
+async def web_link_handler(call: Call[None]) -> m.WebLink:
     """POST /api/v1/web-links, for `pair web` (bearer session)."""
     return await create_link(call.ctx, call.me)

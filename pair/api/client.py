@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
 # httpx imports its own command line (click, rich, pygments: ~45 ms) unless that module is
@@ -24,6 +24,9 @@ from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
 from pair.api.grammar import Invalid, shown, space_from_json, space_problem
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
 
@@ -65,16 +68,26 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    @overload
+    def call(
+        self, endpoint: ep.Endpoint[None, Any], *, path: Mapping[str, str] | None = None, decode_as: type[Resp]
+    ) -> Resp: ...
+    @overload
+    def call(self, endpoint: ep.Endpoint[None, Resp], *, path: Mapping[str, str] | None = None) -> Resp: ...
+    @overload
+    def call(self, endpoint: ep.Endpoint[Req, Resp], body: Req, *, path: Mapping[str, str] | None = None) -> Resp: ...
     def call(
         self,
-        endpoint: ep.Endpoint,
-        body: msgspec.Struct | None = None,
+        endpoint: ep.Endpoint[Any, Any],
+        body: Any = None,
         *,
         path: Mapping[str, str] | None = None,
         decode_as: Any = None,
     ) -> Any:
-        """The endpoint's answer decoded as its response type (or `decode_as`, e.g. a list of
-        msgspec.Raw to decode each item on its own)."""
+        """Send `body` to `endpoint` (its path parameters from `path`) and decode the answer as
+        the endpoint's response type (or `decode_as`, e.g. a list of msgspec.Raw to decode each
+        item on its own); None for 204. Raises BrokerUnreachable, AuthError (401) or ApiError
+        (any other error, with the broker's message, detail and code)."""
         url = self.url + endpoint.path.format(**{k: quote(v, safe="") for k, v in (path or {}).items()})
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self._token:
@@ -106,39 +119,39 @@ class Client:
     # -- accounts ---------------------------------------------------------------------------
 
     def login(self, email: str, auth_key: str, client: str = "") -> m.LoginResponse:
-        return self.call(ep.LOGIN, m.LoginRequest(email=email, auth_key=auth_key, client=client))  # type: ignore[no-any-return]
+        return self.call(ep.LOGIN, m.LoginRequest(email=email, auth_key=auth_key, client=client))
 
     def logout(self) -> None:
         self.call(ep.LOGOUT)
 
     def me(self) -> m.User:
-        return self.call(ep.ME)  # type: ignore[no-any-return]
+        return self.call(ep.ME)
 
     def teammates(self) -> list[m.Teammate]:
-        return self.call(ep.TEAMMATES)  # type: ignore[no-any-return]
+        return self.call(ep.TEAMMATES)
 
     def web_link(self) -> m.WebLink:
-        return self.call(ep.WEB_LINK)  # type: ignore[no-any-return]
+        return self.call(ep.WEB_LINK)
 
     def admin_users(self) -> list[m.User]:
-        return self.call(ep.ADMIN_USERS)  # type: ignore[no-any-return]
+        return self.call(ep.ADMIN_USERS)
 
     def admin_add_user(self, email: str, *, is_admin: bool = False) -> m.UserWithKey:
-        return self.call(ep.ADMIN_ADD_USER, m.NewUserRequest(email=email, is_admin=is_admin))  # type: ignore[no-any-return]
+        return self.call(ep.ADMIN_ADD_USER, m.NewUserRequest(email=email, is_admin=is_admin))
 
     def admin_remove_user(self, email: str) -> None:
         self.call(ep.ADMIN_REMOVE_USER, path={"email": email})
 
     def admin_reset_key(self, email: str) -> m.UserWithKey:
-        return self.call(ep.ADMIN_RESET_KEY, path={"email": email})  # type: ignore[no-any-return]
+        return self.call(ep.ADMIN_RESET_KEY, path={"email": email})
 
     # -- SSH keys ---------------------------------------------------------------------------
 
     def ssh_keys(self) -> list[m.SshKey]:
-        return self.call(ep.KEYS)  # type: ignore[no-any-return]
+        return self.call(ep.KEYS)
 
     def add_key(self, public_key: str) -> m.SshKey:
-        return self.call(ep.ADD_KEY, m.NewSshKeyRequest(public_key=public_key))  # type: ignore[no-any-return]
+        return self.call(ep.ADD_KEY, m.NewSshKeyRequest(public_key=public_key))
 
     def remove_key(self, key_id: str) -> None:
         self.call(ep.REMOVE_KEY, path={"key_id": key_id})
@@ -174,13 +187,13 @@ class Client:
 
     def authorize(self, *, name: str | None, share_with: list[str], ttl_seconds: int | None) -> m.SpaceToken:
         body = m.AuthorizeRequest(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
-        issued: m.SpaceToken = self.call(ep.AUTHORIZE, body)
+        issued = self.call(ep.AUTHORIZE, body)
         self._checked(issued.space)
         return issued
 
     def new_token(self, space_id: str, *, ttl_seconds: int | None) -> m.SpaceToken:
         body = m.NewTokenRequest(ttl_seconds=ttl_seconds)
-        issued: m.SpaceToken = self.call(ep.NEW_TOKEN, body, path={"space_id": space_id})
+        issued = self.call(ep.NEW_TOKEN, body, path={"space_id": space_id})
         self._checked(issued.space)
         return issued
 
@@ -192,13 +205,13 @@ class Client:
         return self._checked(self.call(ep.SHARE, body, path={"space_id": space_id}))
 
     def sessions(self, space_id: str) -> list[m.TunnelSession]:
-        return self.call(ep.SESSIONS, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self.call(ep.SESSIONS, path={"space_id": space_id})
 
     def kick(self, space_id: str, email: str) -> None:
         self.call(ep.KICK, path={"space_id": space_id, "email": email})
 
     def terminals(self, space_id: str) -> list[tp.TerminalInfo]:
-        return self.call(ep.TERMINALS, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self.call(ep.TERMINALS, path={"space_id": space_id})
 
     def terminal_url(self, space_id: str, **query: str | int | bool) -> str:
         """The ws:// or wss:// URL of a terminal stream (pair.api.terminal's protocol): `cols`,
@@ -218,10 +231,10 @@ class Client:
         return self._checked(self.call(ep.DOWN, path={"space_id": space_id}))
 
     def ports(self, space_id: str) -> m.SpacePorts:
-        return self.call(ep.SPACE_PORTS, path={"space_id": space_id})  # type: ignore[no-any-return]
+        return self.call(ep.SPACE_PORTS, path={"space_id": space_id})
 
     def share_port(self, space_id: str, port: int, body: m.PortShare) -> m.SharedPort:
-        return self.call(ep.SHARE_PORT, body, path={"space_id": space_id, "port": str(port)})  # type: ignore[no-any-return]
+        return self.call(ep.SHARE_PORT, body, path={"space_id": space_id, "port": str(port)})
 
     def unshare_port(self, space_id: str, port: int) -> None:
         self.call(ep.UNSHARE_PORT, path={"space_id": space_id, "port": str(port)})
@@ -230,13 +243,13 @@ class Client:
 
     def bootstrap(self, token: str, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
         body = m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts)
-        return self.call(ep.BOOTSTRAP, body)  # type: ignore[no-any-return]
+        return self.call(ep.BOOTSTRAP, body)
 
     def heartbeat(self, beat: m.Heartbeat) -> m.HeartbeatReply:
-        return self.call(ep.HEARTBEAT, beat)  # type: ignore[no-any-return]
+        return self.call(ep.HEARTBEAT, beat)
 
     def checkin(self, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
-        return self.call(ep.CHECKIN, m.AgentCheckin(instance_id=instance_id, facts=facts))  # type: ignore[no-any-return]
+        return self.call(ep.CHECKIN, m.AgentCheckin(instance_id=instance_id, facts=facts))
 
 
 def _warn(message: str) -> None:

@@ -7,22 +7,27 @@ them, so the three cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pair.api import models as m
 from pair.api import terminal as tp
 
 Auth = Literal["none", "session", "admin", "agent"]
+Req = TypeVar("Req")  # the request body's type; None: the endpoint takes no body
+Resp = TypeVar("Resp")  # the response body's type; None: 204 No Content
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Generic[Req, Resp]):
+    """One JSON endpoint. Its type parameters are its bodies' types, so `Client.call` returns
+    what the endpoint answers and the type checker holds every call to it."""
+
     method: str
     path: str
     summary: str
     auth: Auth
-    request: Any = None  # a msgspec type, or None for no body
-    response: Any = None  # a msgspec type, or None for 204 No Content
+    request: type[Req] | None = None  # a msgspec type, or None for no body
+    response: type[Resp] | None = None  # a msgspec type, or None for 204 No Content
     tag: str = ""
 
     @property
@@ -32,9 +37,11 @@ class Endpoint:
 
 API = "/api/v1"
 
-HEALTH = Endpoint("GET", "/healthz", "Liveness and version.", "none", response=m.Health, tag="meta")
+HEALTH: Endpoint[None, m.Health] = Endpoint(
+    "GET", "/healthz", "Liveness and version.", "none", response=m.Health, tag="meta"
+)
 
-LOGIN = Endpoint(
+LOGIN: Endpoint[m.LoginRequest, m.LoginResponse] = Endpoint(
     "POST",
     f"{API}/login",
     "Exchange an email and auth key for a session.",
@@ -43,9 +50,13 @@ LOGIN = Endpoint(
     m.LoginResponse,
     "accounts",
 )
-LOGOUT = Endpoint("POST", f"{API}/logout", "Revoke the calling session.", "session", tag="accounts")
-ME = Endpoint("GET", f"{API}/me", "The signed-in user.", "session", response=m.User, tag="accounts")
-TEAMMATES = Endpoint(
+LOGOUT: Endpoint[None, None] = Endpoint(
+    "POST", f"{API}/logout", "Revoke the calling session.", "session", tag="accounts"
+)
+ME: Endpoint[None, m.User] = Endpoint(
+    "GET", f"{API}/me", "The signed-in user.", "session", response=m.User, tag="accounts"
+)
+TEAMMATES: Endpoint[None, list[m.Teammate]] = Endpoint(
     "GET",
     f"{API}/teammates",
     "Every other active user, to share Spaces with.",
@@ -53,7 +64,7 @@ TEAMMATES = Endpoint(
     response=list[m.Teammate],
     tag="accounts",
 )
-WEB_LINK = Endpoint(
+WEB_LINK: Endpoint[None, m.WebLink] = Endpoint(
     "POST",
     f"{API}/web-links",
     "A one-time link (valid for minutes) that signs a browser in to the web page as you.",
@@ -62,8 +73,10 @@ WEB_LINK = Endpoint(
     tag="accounts",
 )
 
-ADMIN_USERS = Endpoint("GET", f"{API}/admin/users", "All users (admin).", "admin", response=list[m.User], tag="admin")
-ADMIN_ADD_USER = Endpoint(
+ADMIN_USERS: Endpoint[None, list[m.User]] = Endpoint(
+    "GET", f"{API}/admin/users", "All users (admin).", "admin", response=list[m.User], tag="admin"
+)
+ADMIN_ADD_USER: Endpoint[m.NewUserRequest, m.UserWithKey] = Endpoint(
     "POST",
     f"{API}/admin/users",
     "Create a user and their auth key (admin).",
@@ -72,14 +85,14 @@ ADMIN_ADD_USER = Endpoint(
     m.UserWithKey,
     "admin",
 )
-ADMIN_REMOVE_USER = Endpoint(
+ADMIN_REMOVE_USER: Endpoint[None, None] = Endpoint(
     "DELETE",
     f"{API}/admin/users/{{email}}",
     "Remove a user and delete their Spaces (admin).",
     "admin",
     tag="admin",
 )
-ADMIN_RESET_KEY = Endpoint(
+ADMIN_RESET_KEY: Endpoint[None, m.UserWithKey] = Endpoint(
     "POST",
     f"{API}/admin/users/{{email}}/reset-key",
     "Replace a user's auth key and end their sessions (admin).",
@@ -88,11 +101,17 @@ ADMIN_RESET_KEY = Endpoint(
     tag="admin",
 )
 
-KEYS = Endpoint("GET", f"{API}/keys", "Your SSH public keys.", "session", response=list[m.SshKey], tag="keys")
-ADD_KEY = Endpoint("POST", f"{API}/keys", "Add an SSH public key.", "session", m.NewSshKeyRequest, m.SshKey, "keys")
-REMOVE_KEY = Endpoint("DELETE", f"{API}/keys/{{key_id}}", "Remove an SSH public key.", "session", tag="keys")
+KEYS: Endpoint[None, list[m.SshKey]] = Endpoint(
+    "GET", f"{API}/keys", "Your SSH public keys.", "session", response=list[m.SshKey], tag="keys"
+)
+ADD_KEY: Endpoint[m.NewSshKeyRequest, m.SshKey] = Endpoint(
+    "POST", f"{API}/keys", "Add an SSH public key.", "session", m.NewSshKeyRequest, m.SshKey, "keys"
+)
+REMOVE_KEY: Endpoint[None, None] = Endpoint(
+    "DELETE", f"{API}/keys/{{key_id}}", "Remove an SSH public key.", "session", tag="keys"
+)
 
-SPACES = Endpoint(
+SPACES: Endpoint[None, list[m.Space]] = Endpoint(
     "GET",
     f"{API}/spaces",
     "Spaces you own or that are shared with you.",
@@ -100,7 +119,7 @@ SPACES = Endpoint(
     response=list[m.Space],
     tag="spaces",
 )
-AUTHORIZE = Endpoint(
+AUTHORIZE: Endpoint[m.AuthorizeRequest, m.SpaceToken] = Endpoint(
     "POST",
     f"{API}/spaces",
     "Create a Space and issue its bootstrap token.",
@@ -109,15 +128,17 @@ AUTHORIZE = Endpoint(
     m.SpaceToken,
     "spaces",
 )
-SPACE = Endpoint("GET", f"{API}/spaces/{{space_id}}", "One Space.", "session", response=m.Space, tag="spaces")
-DELETE_SPACE = Endpoint(
+SPACE: Endpoint[None, m.Space] = Endpoint(
+    "GET", f"{API}/spaces/{{space_id}}", "One Space.", "session", response=m.Space, tag="spaces"
+)
+DELETE_SPACE: Endpoint[None, None] = Endpoint(
     "DELETE",
     f"{API}/spaces/{{space_id}}",
     "Delete a Space: its tokens and agent credential die.",
     "session",
     tag="spaces",
 )
-NEW_TOKEN = Endpoint(
+NEW_TOKEN: Endpoint[m.NewTokenRequest, m.SpaceToken] = Endpoint(
     "POST",
     f"{API}/spaces/{{space_id}}/tokens",
     "Issue a fresh bootstrap token for a Space you own.",
@@ -126,7 +147,7 @@ NEW_TOKEN = Endpoint(
     m.SpaceToken,
     "spaces",
 )
-SHARE = Endpoint(
+SHARE: Endpoint[m.ShareUpdate, m.Space] = Endpoint(
     "PATCH",
     f"{API}/spaces/{{space_id}}/shares",
     "Share a Space with people, or stop sharing it.",
@@ -136,7 +157,7 @@ SHARE = Endpoint(
     "spaces",
 )
 
-BOOTSTRAP = Endpoint(
+BOOTSTRAP: Endpoint[m.BootstrapRequest, m.AgentRegistration] = Endpoint(
     "POST",
     f"{API}/agent/bootstrap",
     "Exchange a Space token for an agent credential (once per container).",
@@ -145,7 +166,7 @@ BOOTSTRAP = Endpoint(
     m.AgentRegistration,
     "agent",
 )
-CHECKIN = Endpoint(
+CHECKIN: Endpoint[m.AgentCheckin, m.AgentRegistration] = Endpoint(
     "POST",
     f"{API}/agent/checkin",
     "Confirm a stored agent credential and refresh the container's facts.",
@@ -155,7 +176,7 @@ CHECKIN = Endpoint(
     "agent",
 )
 
-HEARTBEAT = Endpoint(
+HEARTBEAT: Endpoint[m.Heartbeat, m.HeartbeatReply] = Endpoint(
     "POST",
     f"{API}/agent/heartbeat",
     "Report the container alive (or stopping); receive the authorized keys when they changed.",
@@ -165,7 +186,7 @@ HEARTBEAT = Endpoint(
     "agent",
 )
 
-SESSIONS = Endpoint(
+SESSIONS: Endpoint[None, list[m.TunnelSession]] = Endpoint(
     "GET",
     f"{API}/spaces/{{space_id}}/sessions",
     "Open sessions in a Space, every kind: SSH, terminals, ports (owner).",
@@ -173,14 +194,14 @@ SESSIONS = Endpoint(
     response=list[m.TunnelSession],
     tag="spaces",
 )
-KICK = Endpoint(
+KICK: Endpoint[None, None] = Endpoint(
     "DELETE",
     f"{API}/spaces/{{space_id}}/sessions/{{email}}",
     "End a person's open sessions in a Space, every kind (owner).",
     "session",
     tag="spaces",
 )
-TERMINALS = Endpoint(
+TERMINALS: Endpoint[None, list[tp.TerminalInfo]] = Endpoint(
     "GET",
     f"{API}/spaces/{{space_id}}/terminals",
     "Open terminals in a Space: who started each, who is attached and how (owner and shares).",
@@ -188,7 +209,7 @@ TERMINALS = Endpoint(
     response=list[tp.TerminalInfo],
     tag="spaces",
 )
-UP = Endpoint(
+UP: Endpoint[None, m.Space] = Endpoint(
     "POST",
     f"{API}/spaces/{{space_id}}/up",
     "Start SSH service in the Space.",
@@ -196,7 +217,7 @@ UP = Endpoint(
     response=m.Space,
     tag="spaces",
 )
-DOWN = Endpoint(
+DOWN: Endpoint[None, m.Space] = Endpoint(
     "POST",
     f"{API}/spaces/{{space_id}}/down",
     "Stop SSH service in the Space; open sessions end.",
@@ -205,7 +226,7 @@ DOWN = Endpoint(
     tag="spaces",
 )
 
-SPACE_PORTS = Endpoint(
+SPACE_PORTS: Endpoint[None, m.SpacePorts] = Endpoint(
     "GET",
     f"{API}/spaces/{{space_id}}/shared-ports",
     "A Space's shared ports with their URLs and levels, and (owner) the ports listening in its container.",
@@ -213,7 +234,7 @@ SPACE_PORTS = Endpoint(
     response=m.SpacePorts,
     tag="ports",
 )
-SHARE_PORT = Endpoint(
+SHARE_PORT: Endpoint[m.PortShare, m.SharedPort] = Endpoint(
     "PUT",
     f"{API}/spaces/{{space_id}}/shared-ports/{{port}}",
     "Share a port of a Space you own at its own URL, or change its level or label.",
@@ -222,7 +243,7 @@ SHARE_PORT = Endpoint(
     m.SharedPort,
     "ports",
 )
-UNSHARE_PORT = Endpoint(
+UNSHARE_PORT: Endpoint[None, None] = Endpoint(
     "DELETE",
     f"{API}/spaces/{{space_id}}/shared-ports/{{port}}",
     "Stop sharing a port; its open connections end.",
@@ -255,4 +276,4 @@ def websocket_url(base_url: str, path: str) -> str:
     return ("wss://" if scheme == "https" else "ws://") + rest.rstrip("/") + path
 
 
-ALL: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))
+ALL: tuple[Endpoint[Any, Any], ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

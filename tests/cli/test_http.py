@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.routing import Route
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
 
 from broker import spaces
+from broker.http import JsonEndpoint
+from pair.api import endpoints as ep
 from tests.cli.helpers import session_token
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person
@@ -115,17 +119,31 @@ def test_success_answers_json_with_its_length(broker: InProcessBroker, people: d
     assert response.json()["email"] == "bob@example.com"
 
 
+def app_routes(broker: InProcessBroker) -> list[BaseRoute]:
+    app = broker.http.app
+    assert isinstance(app, Starlette)
+    return app.routes
+
+
+def test_every_endpoint_in_the_table_is_bound_once(broker: InProcessBroker) -> None:
+    """The table (pair.api.endpoints) is what the client calls and /openapi.json describes: the
+    app answers each entry with exactly one handler, and nothing the table does not name."""
+    bound = Counter(
+        (method, route.path)
+        for route in app_routes(broker)
+        if isinstance(route, Route) and isinstance(route.app, JsonEndpoint)
+        for method in (route.methods or set()) - {"HEAD"}
+    )
+    assert bound == Counter((e.method, e.path) for e in ep.ALL)
+
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 TCHAR = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # RFC 9110 5.6.2
 
 
 def http_paths(broker: InProcessBroker) -> list[str]:
     """A concrete path for every HTTP route of the app (path parameters filled in), and a static file."""
-    paths = [
-        re.sub(r"{(\w+)(:\w+)?}", "x", route.path)
-        for route in broker.http.app.routes  # type: ignore[attr-defined]
-        if isinstance(route, Route)
-    ]
+    paths = [re.sub(r"{(\w+)(:\w+)?}", "x", route.path) for route in app_routes(broker) if isinstance(route, Route)]
     return [*sorted(set(paths)), "/web/static/app.js"]
 
 
