@@ -15,7 +15,7 @@ import msgspec
 from broker import credentials, events, metrics, snapshots
 from broker.context import Context, timestamp
 from broker.errors import Problem
-from broker.signing import TokenInvalid
+from broker.signing import TokenFault, TokenInvalid
 from broker.store import DesiredState, SpaceRecord, TokenRecord
 from pair.api import models as m
 from pair.api.grammar import Invalid, check_facts
@@ -23,13 +23,19 @@ from pair.api.tokens import SPACE_TOKEN, SecretError, normalize
 
 REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
 
-TOKEN_ERRORS = {
-    "malformed": "That is not a valid Space token.",
-    "bad_signature": "The Space token's signature does not match: it was changed or cut short.",
-    "unknown_key": "The Space token was signed by a key this broker does not know.",
-    "wrong_audience": "That token is not a Space token (wrong audience).",
-    "wrong_issuer": "The Space token was issued by another broker URL.",
-    "not_yet_valid": "The Space token is not valid yet: this machine's clock or the broker's is wrong.",
+TOKEN_ERRORS: dict[TokenFault, tuple[str, m.ErrorCode]] = {
+    "malformed": ("That is not a valid Space token.", "token_malformed"),
+    "bad_signature": (
+        "The Space token's signature does not match: it was changed or cut short.",
+        "token_bad_signature",
+    ),
+    "unknown_key": ("The Space token was signed by a key this broker does not know.", "token_unknown_key"),
+    "wrong_audience": ("That token is not a Space token (wrong audience).", "token_wrong_audience"),
+    "wrong_issuer": ("The Space token was issued by another broker URL.", "token_wrong_issuer"),
+    "not_yet_valid": (
+        "The Space token is not valid yet: this machine's clock or the broker's is wrong.",
+        "token_not_yet_valid",
+    ),
 }
 
 
@@ -58,7 +64,8 @@ def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
         "wrong_issuer": f"It names {err.claims.get('iss')!r}; bootstrap against that URL, or issue a new token.",
         "not_yet_valid": "Check the time on both machines (NTP).",
     }.get(err.code, "Copy the whole single line of SPACE_ID.txt written by `pair spaces authorize`.")
-    return Problem(401, TOKEN_ERRORS[err.code], detail, f"token_{err.code}")
+    message, code = TOKEN_ERRORS[err.code]
+    return Problem(401, message, detail, code)
 
 
 async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistration:

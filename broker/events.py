@@ -78,7 +78,7 @@ class Refused(msgspec.Struct, tag="refused", tag_field="type"):
     status: int
     message: str
     detail: str
-    code: str
+    code: m.ErrorCode
 
 
 StreamEvent = EndStreams | Refused

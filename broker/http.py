@@ -277,7 +277,7 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
             ),
             {"Allow": allowed},  # RFC 9110 15.5.6: a 405 names the methods the resource has
         )
-    return problem_response(Problem(exc.status_code, str(exc.detail)), exc.headers)
+    return problem_response(Problem(exc.status_code, str(exc.detail), code="http_error"), exc.headers)
 
 
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:

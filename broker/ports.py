@@ -134,7 +134,7 @@ def to_wire(ctx: Context, domain: AppsDomain, record: PortRecord) -> m.SharedPor
 def _require_domain(ctx: Context) -> AppsDomain:
     domain = apps_domain(ctx)
     if domain is None:
-        raise Problem(409, *OFF, "ports_off")
+        raise Problem(409, OFF[0], OFF[1], "ports_off")
     return domain
 
 
@@ -187,7 +187,7 @@ async def _new_share(
         except Conflict:
             continue  # the readable label is another Space's (`a_b` beside `a-b`): the hashed one
         return record
-    raise Problem(409, f"No address is free for port {port} of {space.name!r}.", "Rename the Space.", "conflict")
+    raise Problem(409, f"No address is free for port {port} of {space.name!r}.", "Rename the Space.", "no_free_address")
 
 
 async def unshare(ctx: Context, user: UserRecord, space_id: str, port_text: str) -> None:

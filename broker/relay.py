@@ -132,16 +132,21 @@ async def _open(ctx: Context, link: AgentLink, command: events.OpenStream) -> No
         await events.stream_refused(ctx, command.stream_id, problem)
 
 
-REFUSALS = {"not_allowed": 403, "unreachable": 502}  # StreamRefused.code → HTTP status
+# StreamRefused.code → the HTTP status, hint and error code the person is answered with
+REFUSALS: dict[m.RefusalCode, tuple[int, str, m.ErrorCode]] = {
+    "not_allowed": (
+        403,
+        "pair reaches only ports on 127.0.0.1 in the container, 1–65535, other than its own.",
+        "target_not_allowed",
+    ),
+    "unreachable": (502, "Start it in the container, or check the port.", "target_unreachable"),
+}
 
 
 def _refusal(message: m.StreamRefused) -> Problem:
     """The Problem a person's stream is refused with when the agent would not open it."""
-    hint = {
-        "not_allowed": "pair reaches only ports on 127.0.0.1 in the container, 1–65535, other than its own.",
-        "unreachable": "Start it in the container, or check the port.",
-    }[message.code]
-    return Problem(REFUSALS[message.code], message.message, hint, f"target_{message.code}")
+    status, hint, code = REFUSALS[message.code]
+    return Problem(status, message.message, hint, code)
 
 
 # -- the agent's end of a stream ----------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import jwt
 import msgspec
@@ -55,10 +55,16 @@ class SigningKey:
         }
 
 
+# Why a token was refused (broker.agents maps each to its sentence and error code).
+TokenFault = Literal[
+    "malformed", "unknown_key", "bad_signature", "wrong_audience", "wrong_issuer", "not_yet_valid", "expired"
+]
+
+
 class TokenInvalid(Exception):
     """Why a token was refused, as a code the caller maps to a message."""
 
-    def __init__(self, code: str, claims: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: TokenFault, claims: dict[str, Any] | None = None) -> None:
         super().__init__(code)
         self.code = code
         self.claims = claims or {}

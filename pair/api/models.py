@@ -82,10 +82,74 @@ SpaceState = Literal["created", "starting", "running", "stopping", "stopped", "d
 Platform = Literal["codespaces", "devfile", "devcontainer", "generic"]
 
 
+# Every `code` the broker answers an error with: a closed set, for programs (the sentences are
+# for people). docs/architecture.md ("Error codes") says what each means; a test holds the two and
+# every Problem the broker raises to this list. A client reads `code` as a plain string, so one
+# from a newer broker is not an error.
+ErrorCode = Literal[
+    # the request itself
+    "bad_json",
+    "bad_form",
+    "invalid",
+    "invalid_facts",
+    "too_large",
+    "unsupported_media_type",
+    "disconnected",
+    "not_found",
+    "method_not_allowed",
+    "http_error",
+    # who is asking
+    "unauthenticated",
+    "bad_credentials",
+    "forbidden",
+    "not_owner",
+    "csrf",
+    "bad_origin",
+    "link_invalid",
+    # accounts and Spaces
+    "exists",
+    "unknown_user",
+    "container_not_running",
+    # Space tokens and agents
+    "token_malformed",
+    "token_bad_signature",
+    "token_unknown_key",
+    "token_wrong_audience",
+    "token_wrong_issuer",
+    "token_not_yet_valid",
+    "token_expired",
+    "token_unknown",
+    "token_used",
+    "token_revoked",
+    "space_deleted",
+    "instance_mismatch",
+    "agent_unauthenticated",
+    # getting in (pair.api.readiness and the relay)
+    "not_running",
+    "ssh_down",
+    "starting",
+    "agent_reconnecting",
+    "agent_not_connected",
+    "agent_timeout",
+    "agent_outdated",
+    # shared ports
+    "ports_off",
+    "no_free_address",
+    # streams (SSH, terminals, ports) once open, or refused by the agent
+    "revoked",
+    "target_not_allowed",
+    "target_unreachable",
+    # the broker itself
+    "storage_unavailable",
+    "unavailable",
+    "internal",
+]
+
+
 class ErrorBody(Struct):
     message: str
     detail: str = ""
-    code: str = ""
+    code: str = ""  # an ErrorCode from this broker; any string from a newer one
 
 
 class User(Struct):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pair.api.models import Space
+from pair.api.models import ErrorCode, Space
 
 
 class Refusal(NamedTuple):
     message: str
     hint: str
-    code: str  # the broker's error code: not_running, ssh_down
+    code: ErrorCode  # the broker's error code: not_running, ssh_down
 
 
 def refusal(space: Space) -> Refusal | None:
