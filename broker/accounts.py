@@ -14,8 +14,7 @@ from broker.errors import Problem, invalid, not_found
 from broker.store import Conflict, SessionRecord, SshKeyRecord, UserRecord
 from pair import sshkeys
 from pair.api import models as m
-
-LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
+from pair.api.errors import login_hint
 
 
 def user_wire(user: UserRecord) -> m.User:
@@ -90,7 +89,9 @@ async def authenticate(ctx: Context, token: str) -> tuple[SessionRecord, UserRec
     now = ctx.now()
     found = await ctx.store.session_by_token(credentials.digest(token), now) if token else None
     if found is None:
-        raise Problem(401, "You are not signed in, or your session has expired.", LOGIN_HINT, "unauthenticated")
+        raise Problem(
+            401, "You are not signed in, or your session has expired.", login_hint(ctx.settings.url), "unauthenticated"
+        )
     session, user = found
     if now - session.last_used_at >= 60:  # one write a minute at most, not one per request
         await ctx.store.touch_session(session.id, now)

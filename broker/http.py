@@ -24,6 +24,7 @@ from broker import access, accounts, agents
 from broker.context import Context
 from broker.errors import Problem
 from broker.store import SessionRecord, SpaceRecord, StoreUnavailable, UserRecord
+from pair.api import models as m
 from pair.api.endpoints import Endpoint
 
 MAX_BODY = 64 * 1024
@@ -67,7 +68,9 @@ def json_response(status: int, data: bytes, headers: dict[str, str] | None = Non
 
 
 def problem_body(problem: Problem) -> bytes:
-    return msgspec.json.encode({"message": problem.message, "detail": problem.detail, "code": problem.code})
+    """The one error body every broker answer carries (pair.api.models.ErrorBody), for the JSON
+    endpoints, the relay's refusals and the web page's scripts alike."""
+    return msgspec.json.encode(m.ErrorBody(message=problem.message, detail=problem.detail, code=problem.code))
 
 
 def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response:

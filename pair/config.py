@@ -8,10 +8,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pair.api.errors import PairError
+from pair.api.errors import PairError, login_hint
 from pair.files import write_private
 
-LOGIN_HINT = "Run `pair login EMAIL --key-file PATH --url BROKER_URL`."
 URL_HINT = "A broker URL looks like https://pair.example.com or http://127.0.0.1:8000."
 
 
@@ -41,7 +40,7 @@ def _read(name: str) -> dict[str, str] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise PairError(f"Cannot read {_path(name)}: {exc}.", f"Delete it and log in again. {LOGIN_HINT}") from exc
+        raise PairError(f"Cannot read {_path(name)}: {exc}.", f"Delete it and log in again. {login_hint()}") from exc
     return data if isinstance(data, dict) else None
 
 

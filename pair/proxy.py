@@ -4,7 +4,6 @@ framework, no HTTP client) and copies with two threads and blocking I/O."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -96,7 +95,7 @@ def main(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     from pair import config
     from pair.api.endpoints import HOST_KEYS_HEADER, SPACE_TUNNEL, websocket_url
-    from pair.api.errors import PairError
+    from pair.api.errors import PairError, answered, login_hint
     from pair.api.grammar import is_space_id
 
     if len(argv) != 1 or not is_space_id(argv[0]):
@@ -107,7 +106,7 @@ def _run(argv: list[str]) -> int:
     except PairError as exc:
         return fail(exc.message, exc.hint)
     if session is None:
-        return fail("You are not logged in.", config.LOGIN_HINT)
+        return fail("You are not logged in.", login_hint())
 
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
     from websockets.sync.client import connect
@@ -127,16 +126,8 @@ def _run(argv: list[str]) -> int:
             ping_interval=None,  # ssh keeps the connection alive itself (ServerAliveInterval)
         )
     except InvalidStatus as exc:
-        try:
-            body = json.loads(exc.response.body or b"{}")
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        return fail(
-            str(body.get("message") or f"The broker refused the tunnel (HTTP {exc.response.status_code})."),
-            str(body.get("detail", "")),
-        )
+        answer = answered(exc.response.status_code, exc.response.body or b"", session.url)
+        return fail(answer.message, answer.hint)
     except (OSError, TimeoutError, WebSocketException) as exc:
         refused = tls.refusal(exc, session.url)
         if refused is not None:

@@ -83,8 +83,7 @@ def redirect(url: str) -> Response:
 
 def problem_page(request: Request, problem: Problem, as_json: bool) -> Response:
     if as_json:
-        body = {"message": problem.message, "detail": problem.detail, "code": problem.code}
-        return JSONResponse(body, status_code=problem.status)
+        return http.json_response(problem.status, http.problem_body(problem))
     return render(request, "message.html", problem.status, title=problem.message, detail=problem.detail)
 
 

@@ -22,13 +22,11 @@ from pair import __version__, tls
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api import terminal as tp
-from pair.api.errors import ApiError, AuthError, BrokerUnreachable, PairError
+from pair.api.errors import ApiError, BrokerUnreachable, PairError, answered
 from pair.api.grammar import Invalid, shown, space_from_json, space_problem
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-LOGIN_HINT = "Run `pair login EMAIL --key-file PATH` to sign in again."
 
 # Where clients get their HTTP connection when none is passed. Tests point it at the in-process
 # broker (Starlette's TestClient is an httpx.Client), so every command and the container code
@@ -104,7 +102,7 @@ class Client:
                 "Check the URL (`pair whoami`, PAIR_URL) and that the broker is running.",
             ) from exc
         if response.status_code >= 400:
-            raise _error(response)
+            raise answered(response.status_code, response.content, self.url)
         if endpoint.response is None:
             return None
         try:
@@ -254,19 +252,6 @@ class Client:
 
 def _warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
-
-
-def _error(response: httpx.Response) -> ApiError:
-    try:
-        body = msgspec.json.decode(response.content, type=m.ErrorBody)
-    except msgspec.DecodeError:
-        body = m.ErrorBody(
-            message=f"The broker answered HTTP {response.status_code} without an error message.",
-            detail="Is the URL a pair broker? Check it with `pair whoami`.",
-        )
-    if response.status_code == 401:
-        return AuthError(401, body.message, body.detail or LOGIN_HINT, body.code)
-    return ApiError(response.status_code, body.message, body.detail, body.code)
 
 
 def _reason(exc: httpx.TransportError) -> str:

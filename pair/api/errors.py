@@ -8,6 +8,8 @@ PairError                  anything the user should see as `error: …` / `hint:
 
 from __future__ import annotations
 
+import json
+
 
 class PairError(Exception):
     """An expected failure: one sentence for the user and, optionally, what to do about it."""
@@ -32,3 +34,29 @@ class AuthError(ApiError):
 
 class BrokerUnreachable(PairError):
     pass
+
+
+def login_hint(url: str = "") -> str:
+    """What to run to get a session: the one hint for "not logged in" and "session expired", from
+    the CLI and from the broker (which names its own URL)."""
+    return f"Run `pair login EMAIL --key-file PATH --url {url or 'BROKER_URL'}` to sign in."
+
+
+def answered(status: int, content: bytes | bytearray, url: str) -> ApiError:
+    """The broker's error answer (`{"message", "detail", "code"}`, pair.api.models.ErrorBody) as
+    an ApiError; AuthError for 401. A body that is not one (not pair's broker, a proxy's page)
+    becomes a sentence naming the status. Parsed with the stdlib so the proxy stays light."""
+    try:
+        body = json.loads(content or b"null")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
+        message, detail, code = body["message"], body.get("detail"), body.get("code")
+        detail = detail if isinstance(detail, str) else ""
+        code = code if isinstance(code, str) else ""
+    else:
+        message = f"The broker answered HTTP {status} without an error message."
+        detail, code = f"Is {url} a pair broker? Check it with `pair whoami`.", ""
+    if status == 401:
+        return AuthError(401, message, detail or login_hint(url), code)
+    return ApiError(status, message, detail, code)

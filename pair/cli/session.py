@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pair import config
-from pair.api.errors import PairError
+from pair.api.errors import PairError, login_hint
 
 if TYPE_CHECKING:
     from pair.api.client import Client
@@ -16,11 +16,11 @@ def signed_in() -> tuple[Client, config.Session]:
 
     session = config.load_session()
     if session is None:
-        raise PairError("You are not logged in.", config.LOGIN_HINT)
+        raise PairError("You are not logged in.", login_hint(config.broker_url() or ""))
     url = config.broker_url() or session.url
     if url != session.url:
         raise PairError(
             f"You are logged in to {session.url}, not {url} (PAIR_URL).",
-            f"Unset PAIR_URL, or log in to {url}. {config.LOGIN_HINT}",
+            f"Unset PAIR_URL, or log in to {url}. {login_hint(url)}",
         )
     return Client(session.url, token=session.token), session
