@@ -197,14 +197,6 @@ class Progress:
             sys.stderr.flush()
 
 
-class _Quiet(Progress):
-    def __init__(self) -> None:
-        super().__init__(0)
-
-    def note(self, message: str) -> None:
-        pass
-
-
 def load_average() -> float:
     """The 1-minute load average: other work on the machine skews every figure."""
     try:

@@ -329,10 +329,6 @@ class _Queries:
         row = self._one("SELECT 1 FROM space_shares WHERE space_id = ? AND user_id = ?", space_id, user_id)
         return row is not None
 
-    async def space_name_taken(self, owner_id: str, name: str) -> bool:
-        row = self._one("SELECT 1 FROM spaces WHERE owner_id = ? AND name = ? AND deleted_at IS NULL", owner_id, name)
-        return row is not None
-
     async def shares(self, space_id: str) -> list[str]:
         return (await self.shares_of([space_id])).get(space_id, [])
 

@@ -18,7 +18,6 @@ from broker.store import UserRecord
 from pair.api import models as m
 from pair.durations import humanize
 
-FILE_NAME = "SPACE_ID.txt"  # what `pair spaces authorize` writes
 NAME_HELP = (
     f"{names.NAME_RULE[0].upper()}{names.NAME_RULE[1:]}. Leave it empty for a generated name like dynamic_stark."
 )

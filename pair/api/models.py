@@ -533,10 +533,6 @@ class SpacePorts(Struct):
     listening: list[Port] = msgspec.field(default_factory=list)  # the owner's view only
 
 
-class StateChange(Struct):
-    state: SpaceState
-
-
 class Health(Struct):
     status: str
     version: str

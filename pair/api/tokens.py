@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pair.api.errors import PairError
 
 AUDIENCE = "pair:space-bootstrap"
-DEFAULT_TTL_SECONDS = 3600
 MAX_PASTE = 16 * 1024  # characters; a Space token is ~400, so anything longer is not one
 
 # The opaque secrets' prefixes (broker.credentials makes them), so a paste of the wrong one is named.
