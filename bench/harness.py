@@ -2,7 +2,7 @@
 
 Every figure compares our median with a baseline median measured in the same run, on the same
 machine, usually interleaved with it (ours, baseline, ours, …), because these machines drift by
-±30% between minutes (../shared/FACTS.md): ratios hold, absolute times do not.
+±30% between minutes (docs/performance.md): ratios hold, absolute times do not.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_feature_options_are_the_ones_install_sh_reads() -> None:
     script = INSTALL_SH.read_text()
     for option in meta["options"]:  # a Feature option arrives as its name upper-cased
         assert f'{option.upper()}="${{{option.upper()}:-' in script, option
-    # Nothing that makes the CLI reach a registry (FACTS.md: an installsAfter ghcr.io id does).
+    # Nothing that makes the CLI reach a registry (an installsAfter ghcr.io id does).
     assert not any("/" in feature for feature in meta.get("installsAfter", []))
     assert "dependsOn" not in meta
 

@@ -101,7 +101,7 @@ def test_token_verifies_with_an_independent_jwt_library_from_the_jwks_alone(
         jwks = json.load(response)
     keys = KeySet.import_key_set(jwks)
     with warnings.catch_warnings():
-        # RFC 9864 prefers the fully specified "Ed25519" name; DESIGN.md fixes "EdDSA" (docs/tokens.md).
+        # RFC 9864 prefers the fully specified "Ed25519" name; docs/tokens.md fixes "EdDSA".
         warnings.simplefilter("ignore", SecurityWarning)
         decoded = jose_jwt.decode(token, keys, algorithms=["EdDSA"])
     assert decoded.header["kid"] in {k["kid"] for k in jwks["keys"]}

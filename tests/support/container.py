@@ -2,9 +2,10 @@
 
 A private mount namespace stands in for the container: inside it a tmpfs covers /mnt and the
 test's PAIR_HOME is bind-mounted at /mnt/pair, a root-owned path, because sshd refuses an
-AuthorizedKeysCommand anywhere under /tmp (FACTS.md). supervisord runs in that namespace with
-the configs `pair.container.configs` renders for install.sh, and starts the real sshd and the
-real `pair agent` through the real launcher.
+AuthorizedKeysCommand anywhere under /tmp (every directory on its path must be root-owned and
+not group- or world-writable). supervisord runs in that namespace with the configs
+`pair.container.configs` renders for install.sh, and starts the real sshd and the real
+`pair agent` through the real launcher.
 """
 
 from __future__ import annotations

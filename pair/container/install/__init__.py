@@ -8,7 +8,7 @@ system (`plan.install_plan`: directories, files with their modes and contents, l
 `plan.uninstall_plan` for --uninstall) and carries it out (`steps.carry_out`), or, with --dry-run,
 prints every step as "would …" and changes nothing, exactly as the shell steps before it did.
 
-- `layout`: where everything goes (DESIGN.md §4), re-rooted in a temporary directory by tests.
+- `layout`: where everything goes (docs/install.md), re-rooted in a temporary directory by tests.
 - `steps`: the kinds of step (`Change`s and what only speaks) and the one loop that performs them.
 - `plan`: the install and uninstall plans, pure functions of options, layout and `Host` facts.
 - `login`: the login user's password field, which sshd (UsePAM no) reads as "locked" if it starts with `!`.

@@ -1,4 +1,4 @@
-"""Where install.sh puts pair's files (DESIGN.md §4).
+"""Where install.sh puts pair's files (docs/install.md, "What it does").
 
 Fixed places outside PREFIX: /etc/ssh/pair_sshd_config (pair's own sshd config; the system's is
 untouched), /etc/supervisor (supervisord.conf only if none exists; conf.d/pair.conf always),
