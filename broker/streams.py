@@ -23,7 +23,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import cast
 
 import msgspec
 
@@ -333,7 +332,7 @@ async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.T
                 opened_at=timestamp(rec.opened_at),
                 bytes_in=s.bytes_in if s else 0,
                 bytes_out=s.bytes_out if s else 0,
-                kind=cast(m.StreamKind, rec.kind),  # the store keeps what open_stream wrote
+                kind=rec.kind,
             )
         )
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from pair.api.models import Role, SpaceState
+from pair.api.models import Role, SpaceState, StreamKind
 
 DesiredState = Literal["running", "stopped"]  # what the owner asked for with up/down
 
@@ -91,7 +91,7 @@ class TunnelRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     close_reason: str = ""
-    kind: str = "ssh"  # what the stream reached: ssh, terminal, port (pair.api.models.StreamKind)
+    kind: StreamKind = "ssh"  # what the stream reached: ssh, terminal, port
 
 
 @dataclass(frozen=True, slots=True)

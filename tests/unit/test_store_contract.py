@@ -17,7 +17,7 @@ import pytest
 from broker.store import Conflict, Store, StoreError, TransactionAborted
 from pair.api.models import SpaceState
 from tests.support import stores
-from tests.support.stores import NOW, Backend, session, space, ssh_key, token, user
+from tests.support.stores import NOW, Backend, session, space, ssh_key, stream, token, user
 
 BACKENDS = ["sqlite"]  # PostgreSQL joins here
 
@@ -358,6 +358,39 @@ async def test_audit_log_gives_the_newest_entries_oldest_first_and_filters(store
     assert await actions(target="sp_1", actor="alice@example.com") == ["space.create", "space.share", "space.delete"]
     first = (await store.audit_log(limit=1, target="ses_1"))[0]
     assert (first.at, first.actor, first.target, first.detail) == (NOW + 3, "bob@example.com", "ses_1", "cli")
+
+
+# -- the connection log (every stream) ------------------------------------------------------------
+
+
+async def test_the_connection_log_lists_open_streams_of_every_kind_oldest_first(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+    await people.create_space(space("sp_2", "u_alice", "other"), [])
+    await people.open_tunnel(stream("ssh_2", "sp_1", "u_bob", "terminal", at=NOW + 2))
+    await people.open_tunnel(stream("ssh_1", "sp_1", "u_alice", "ssh", at=NOW + 1))
+    await people.open_tunnel(stream("tcp_1", "sp_1", "u_bob", "port", at=NOW + 3))
+    await people.open_tunnel(stream("ssh_9", "sp_2", "u_alice"))
+
+    listed = await people.open_tunnels("sp_1")
+    assert [(t.id, t.kind, t.email, t.opened_at) for t in listed] == [
+        ("ssh_1", "ssh", "alice@example.com", NOW + 1),
+        ("ssh_2", "terminal", "bob@example.com", NOW + 2),
+        ("tcp_1", "port", "bob@example.com", NOW + 3),
+    ]
+    assert listed[0] == stream("ssh_1", "sp_1", "u_alice", "ssh", at=NOW + 1)  # every field read back
+
+
+async def test_a_closed_stream_leaves_the_open_list_and_closing_it_again_is_harmless(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.open_tunnel(stream("ssh_1", "sp_1", "u_alice"))
+    await people.open_tunnel(stream("ssh_2", "sp_1", "u_alice", "terminal"))
+
+    await people.close_tunnel("ssh_1", NOW + 5, 100, 2000, "ssh ended")
+    await people.close_tunnel("ssh_1", NOW + 9, 1, 1, "again")
+
+    assert [t.id for t in await people.open_tunnels("sp_1")] == ["ssh_2"]
+    await people.close_dangling_tunnels(NOW + 10)  # a broker restarted: what it held open ended
+    assert await people.open_tunnels("sp_1") == []
 
 
 # -- transactions ----------------------------------------------------------------------------------
