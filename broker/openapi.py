@@ -20,7 +20,8 @@ PATH_PARAMETERS: dict[str, Any] = {"email": m.Email, "port": m.Port}
 
 
 def document(*, max_token_ttl: int) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every JSON endpoint; `max_token_ttl` is this broker's
+    """The OpenAPI 3.1 document of every JSON endpoint (and, as `x-websockets`, every WebSocket
+    one); `max_token_ttl` is this broker's
     PAIR_BROKER_MAX_TOKEN_TTL, the largest ttl_seconds it accepts."""
     types = [t for e in ep.ALL for t in (e.request, e.response) if t is not None] + [m.ErrorBody]
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -67,6 +68,12 @@ def document(*, max_token_ttl: int) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "pair broker", "version": __version__},
         "paths": paths,
+        # OpenAPI 3.1 has no WebSockets: they are listed beside `paths` (an `x-` extension, which
+        # tools ignore) with their summary, tag and who may open them (session, agent: the
+        # security schemes below; web: the web page's cookie session, from the broker's origin).
+        "x-websockets": {
+            w.path: {"summary": w.summary, "tags": [w.tag] if w.tag else [], "auth": w.auth} for w in ep.WEBSOCKETS
+        },
         "components": {
             "schemas": components,
             "securitySchemes": {

@@ -269,6 +269,50 @@ WEB_TERMINAL_PAGE = "/spaces/{space_id}/terminal"
 WEB_TERMINAL = "/web/spaces/{space_id}/terminal/ws"
 
 
+# Who may open a WebSocket endpoint: a person's bearer session, a container's agent credential,
+# or the web page's cookie session from the broker's own origin.
+WebSocketAuth = Literal["session", "agent", "web"]
+
+
+@dataclass(frozen=True)
+class WebSocketEndpoint:
+    """One WebSocket endpoint (RFC 6455): a GET that upgrades, then frames rather than JSON
+    bodies (docs/architecture.md, "Streams"). A refused upgrade answers with the error body."""
+
+    path: str
+    summary: str
+    auth: WebSocketAuth
+    tag: str = ""
+
+
+WEBSOCKETS: tuple[WebSocketEndpoint, ...] = (
+    WebSocketEndpoint(
+        AGENT_CONNECT,
+        "The agent's control channel: heartbeats in; replies, pushes and stream requests out.",
+        "agent",
+        "agent",
+    ),
+    WebSocketEndpoint(AGENT_STREAM, "The agent's end of one stream the broker asked it to open.", "agent", "agent"),
+    WebSocketEndpoint(
+        AGENT_TUNNEL, "The agent's end of one SSH stream, as agents that predate streams dial it.", "agent", "agent"
+    ),
+    WebSocketEndpoint(SPACE_TUNNEL, "A person's SSH stream into a Space (binary frames).", "session", "spaces"),
+    WebSocketEndpoint(
+        SPACE_TERMINAL,
+        "A person's terminal in a Space: `?cols=C&rows=R` opens one, `?join=TERMINAL_ID` joins one"
+        " (pair.api.terminal).",
+        "session",
+        "spaces",
+    ),
+    WebSocketEndpoint(
+        SPACE_PORT, "A person's TCP stream to 127.0.0.1:PORT in a Space (binary frames).", "session", "spaces"
+    ),
+    WebSocketEndpoint(
+        WEB_TERMINAL, "The web page's terminal in a Space: the same query and protocol as the terminal stream.", "web"
+    ),
+)
+
+
 def websocket_url(base_url: str, path: str) -> str:
     """The ws:// or wss:// URL of a WebSocket endpoint `path` on the broker at `base_url`
     (http → ws, https → wss, RFC 6455 §3)."""

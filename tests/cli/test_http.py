@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from broker import spaces
 from broker.http import JsonEndpoint
@@ -135,6 +135,14 @@ def test_every_endpoint_in_the_table_is_bound_once(broker: InProcessBroker) -> N
         for method in (route.methods or set()) - {"HEAD"}
     )
     assert bound == Counter((e.method, e.path) for e in ep.ALL)
+
+
+def test_every_websocket_route_is_in_the_table_and_in_openapi(broker: InProcessBroker) -> None:
+    routed = sorted(route.path for route in app_routes(broker) if isinstance(route, WebSocketRoute))
+    assert routed == sorted(w.path for w in ep.WEBSOCKETS)
+    documented = broker.http.get("/openapi.json").json()["x-websockets"]
+    assert sorted(documented) == routed
+    assert all(entry["summary"] and entry["auth"] in ("session", "agent", "web") for entry in documented.values())
 
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
