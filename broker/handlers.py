@@ -106,8 +106,8 @@ async def heartbeat(call: Call[m.Heartbeat]) -> m.HeartbeatReply:
     return await agents.heartbeat(call.ctx, call.agent_space, call.body)
 
 
-async def sessions(call: Call[None]) -> list[m.TunnelSession]:
-    return await streams.sessions(call.ctx, call.me, call.params["space_id"])
+async def list_streams(call: Call[None]) -> list[m.StreamInfo]:
+    return await streams.listing(call.ctx, call.me, call.params["space_id"])
 
 
 async def kick(call: Call[None]) -> None:
@@ -160,7 +160,7 @@ ROUTES = [
     bind(ep.BOOTSTRAP, bootstrap),
     bind(ep.CHECKIN, checkin),
     bind(ep.HEARTBEAT, heartbeat),
-    bind(ep.SESSIONS, sessions),
+    bind(ep.STREAMS, list_streams),
     bind(ep.KICK, kick),
     bind(ep.TERMINALS, terminals),
     bind(ep.UP, up),

@@ -317,14 +317,14 @@ async def close_all(ctx: Context, timeout: float = 2.0) -> None:
 # -- sessions and kick ------------------------------------------------------------------------
 
 
-async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.TunnelSession]:
+async def _open_streams(ctx: Context, space_id: str, *, full: bool) -> list[m.StreamInfo]:
     """The open streams of a Space, oldest first; without `full`, no address and no bytes."""
     live = {s.id: s for s in ctx.hub.streams_of(space_id)} if full else {}
     out = []
     for rec in await ctx.store.open_tunnels(space_id):
         s = live.get(rec.id)
         out.append(
-            m.TunnelSession(
+            m.StreamInfo(
                 id=rec.id,
                 space_id=rec.space_id,
                 email=rec.email,
@@ -338,18 +338,18 @@ async def _open_sessions(ctx: Context, space_id: str, *, full: bool) -> list[m.T
     return out
 
 
-async def sessions(ctx: Context, user: UserRecord, space_id: str) -> list[m.TunnelSession]:
+async def listing(ctx: Context, user: UserRecord, space_id: str) -> list[m.StreamInfo]:
     """The open streams of a Space `user` owns, every kind. Raises Problem (404, 403 not_owner)."""
     space = await access.get_owned(ctx, user, space_id, "see the sessions of")
-    return await _open_sessions(ctx, space.id, full=True)
+    return await _open_streams(ctx, space.id, full=True)
 
 
-async def who_is_connected(ctx: Context, space: m.Space) -> list[m.TunnelSession]:
+async def who_is_connected(ctx: Context, space: m.Space) -> list[m.StreamInfo]:
     """Who is in a Space, for the person `space` was made for by `visible` (so their access is
     already checked). Everyone with access sees who is connected and since when; only the owner
     also sees from where (`client_address`, host:port) and the bytes each way, as in `pair spaces
     sessions`, which is the owner's. For anyone else those fields are empty."""
-    return await _open_sessions(ctx, space.id, full=space.role == "owner")
+    return await _open_streams(ctx, space.id, full=space.role == "owner")
 
 
 async def terminals(ctx: Context, user: UserRecord, space_id: str) -> list[tp.TerminalInfo]:

@@ -187,11 +187,11 @@ def ways_in(
     return ways
 
 
-def visitors(sessions: list[m.TunnelSession], now: int) -> list[Visitor]:
-    """Open sessions grouped by person, longest connected first."""
-    by_email: dict[str, list[m.TunnelSession]] = {}
-    for session in sorted(sessions, key=lambda s: s.opened_at):
-        by_email.setdefault(session.email, []).append(session)
+def visitors(streams: list[m.StreamInfo], now: int) -> list[Visitor]:
+    """Open streams grouped by person, longest connected first."""
+    by_email: dict[str, list[m.StreamInfo]] = {}
+    for stream in sorted(streams, key=lambda s: s.opened_at):
+        by_email.setdefault(stream.email, []).append(stream)
     out = []
     for email, own in by_email.items():
         first = own[0].opened_at
@@ -204,13 +204,13 @@ def visitors(sessions: list[m.TunnelSession], now: int) -> list[Visitor]:
 def rows(
     visible: list[m.Space],
     teammates: list[str],
-    sessions: Mapping[str, list[m.TunnelSession]],
+    streams: Mapping[str, list[m.StreamInfo]],
     now: int,
     ports: Mapping[str, m.SpacePorts] | None = None,
     terminals: Mapping[str, list[tp.TerminalInfo]] | None = None,
 ) -> list[Row]:
     """The cards of the Spaces a person sees (`visible`), with the teammates they could add,
-    each Space's open sessions (`sessions` by Space id), its shared ports (`ports`) and its open
+    each Space's open streams (`streams` by Space id), its shared ports (`ports`) and its open
     terminals (`terminals`)."""
     aliases = host_aliases(visible)
     terminals = terminals or {}
@@ -220,7 +220,7 @@ def rows(
             teammates,
             now,
             ways_in(s, visible, aliases, terminals.get(s.id, [])),
-            visitors(sessions.get(s.id, []), now),
+            visitors(streams.get(s.id, []), now),
             (ports or {}).get(s.id),
         )
         for s in visible

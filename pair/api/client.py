@@ -202,8 +202,8 @@ class Client:
         body = m.ShareUpdate(add=list(add), remove=list(remove))
         return self._checked(self.call(ep.SHARE, body, path={"space_id": space_id}))
 
-    def sessions(self, space_id: str) -> list[m.TunnelSession]:
-        return self.call(ep.SESSIONS, path={"space_id": space_id})
+    def streams(self, space_id: str) -> list[m.StreamInfo]:
+        return self.call(ep.STREAMS, path={"space_id": space_id})
 
     def kick(self, space_id: str, email: str) -> None:
         self.call(ep.KICK, path={"space_id": space_id, "email": email})

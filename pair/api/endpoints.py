@@ -186,18 +186,20 @@ HEARTBEAT: Endpoint[m.Heartbeat, m.HeartbeatReply] = Endpoint(
     "agent",
 )
 
-SESSIONS: Endpoint[None, list[m.TunnelSession]] = Endpoint(
+# A *session* is a person's login; a *stream* is one connection through the relay (SSH, a
+# terminal, a port). These two paths and `pair spaces sessions` keep the names they were published with.
+STREAMS: Endpoint[None, list[m.StreamInfo]] = Endpoint(
     "GET",
     f"{API}/spaces/{{space_id}}/sessions",
-    "Open sessions in a Space, every kind: SSH, terminals, ports (owner).",
+    "The open streams in a Space, every kind: SSH, terminals, ports (owner).",
     "session",
-    response=list[m.TunnelSession],
+    response=list[m.StreamInfo],
     tag="spaces",
 )
 KICK: Endpoint[None, None] = Endpoint(
     "DELETE",
     f"{API}/spaces/{{space_id}}/sessions/{{email}}",
-    "End a person's open sessions in a Space, every kind (owner).",
+    "End a person's open streams in a Space, every kind (owner).",
     "session",
     tag="spaces",
 )
@@ -220,7 +222,7 @@ UP: Endpoint[None, m.Space] = Endpoint(
 DOWN: Endpoint[None, m.Space] = Endpoint(
     "POST",
     f"{API}/spaces/{{space_id}}/down",
-    "Stop SSH service in the Space; open sessions end.",
+    "Stop SSH service in the Space; its open streams end.",
     "session",
     response=m.Space,
     tag="spaces",

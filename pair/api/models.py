@@ -479,7 +479,7 @@ class StreamRefused(Struct, tag="refused", tag_field="type"):
 AgentMessage = HeartbeatMessage | StreamRefused
 
 
-class TunnelSession(Struct):
+class StreamInfo(Struct):
     """One stream through the relay (an SSH connection, a terminal, a port), open or closed."""
 
     id: str

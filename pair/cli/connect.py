@@ -18,7 +18,7 @@ from typer.core import TyperCommand
 from pair import known_hosts
 from pair.api import readiness
 from pair.api.errors import PairError
-from pair.api.models import Space, SshKey, TunnelSession
+from pair.api.models import Space, SshKey, StreamInfo
 from pair.cli import identities, ssh
 from pair.cli.output import human_bytes, is_interactive, table
 from pair.cli.resolve import choose_space, form, one_ref
@@ -279,9 +279,9 @@ def sessions(
     client, _ = signed_in()
     with client:
         target = choose_space(client.spaces(), one_ref(space, space_option, "sessions"), "sessions", owned=True)
-        rows = client.sessions(target.id)
+        rows = client.streams(target.id)
     if as_json:  # the same fields as the API's, times as in `list --json`
-        print(json.dumps([_session_row(r) for r in rows], indent=2))
+        print(json.dumps([_stream_row(r) for r in rows], indent=2))
         return
     if not rows:
         print(f'Nobody is connected to "{target.name}".')
@@ -304,15 +304,15 @@ def sessions(
     )
 
 
-def _session_row(session: TunnelSession) -> dict[str, object]:
+def _stream_row(stream: StreamInfo) -> dict[str, object]:
     return {
-        "id": session.id,
-        "email": session.email,
-        "kind": session.kind,  # ssh, terminal, port
-        "from": session.client_address,
-        "since": session.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "bytes_in": session.bytes_in,
-        "bytes_out": session.bytes_out,
+        "id": stream.id,
+        "email": stream.email,
+        "kind": stream.kind,  # ssh, terminal, port
+        "from": stream.client_address,
+        "since": stream.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bytes_in": stream.bytes_in,
+        "bytes_out": stream.bytes_out,
     }
 
 
