@@ -353,11 +353,14 @@ class AuthorizedKeys(Struct):
     keys: list[AuthorizedKey]
 
 
+# What an agent reports. running: sshd is meant to serve (`Heartbeat.ssh` says whether it does);
+# stopped: sshd stopped as the owner asked (down); stopping: the agent exits.
+ReportedState = Literal["running", "stopped", "stopping"]
+
+
 class Heartbeat(Struct):
     instance_id: InstanceId
-    # running: sshd is meant to serve (`ssh` says whether it does); stopped: sshd stopped as the owner
-    # asked (down); stopping: the agent exits
-    state: Literal["running", "stopped", "stopping"] = "running"
+    state: ReportedState = "running"
     keys_version: str = ""  # the snapshot the agent has; the reply carries a new one if it differs
     facts: ContainerFacts | None = None
     ssh: SshHealth | None = None  # absent from agents older than this field

@@ -46,6 +46,7 @@ from pair.api.models import (
     HeartbeatReply,
     PtyTarget,
     ReplyMessage,
+    ReportedState,
     SshTarget,
     StreamRefused,
     StreamRequest,
@@ -251,11 +252,11 @@ class Agent:
 
         introduced = False
 
-        async def beat(state: str | None = None) -> None:
+        async def beat(state: ReportedState | None = None) -> None:
             nonlocal introduced
             heartbeat = Heartbeat(
                 instance_id=instance_id,
-                state=state or ("stopped" if self.wanted == "stopped" else "running"),  # type: ignore[arg-type]
+                state=state or ("stopped" if self.wanted == "stopped" else "running"),
                 keys_version=self.keys_version,
                 facts=self.facts,
                 ssh=self.ssh.health,
