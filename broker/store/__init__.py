@@ -178,7 +178,8 @@ class Queries(Protocol):
 
     async def delete_space(self, space_id: str, now: int) -> None:
         """Make the Space a tombstone (state `deleted`, its name free again), revoke its tokens,
-        clear its agent credential and shares. Deleting again keeps the first time."""
+        clear its agent credential, shares and shared ports (their addresses are free again).
+        Deleting again keeps the first time."""
         ...
 
     # Space tokens and the agent

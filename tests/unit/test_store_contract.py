@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker.store import Conflict, Store, StoreError, TransactionAborted
+from broker.store import Conflict, PortRecord, Store, StoreError, TransactionAborted
 from pair.api.models import SpaceState
 from tests.support import stores
 from tests.support.stores import NOW, Backend, session, space, ssh_key, stream, token, user
@@ -391,6 +391,77 @@ async def test_a_closed_stream_leaves_the_open_list_and_closing_it_again_is_harm
     assert [t.id for t in await people.open_tunnels("sp_1")] == ["ssh_2"]
     await people.close_dangling_tunnels(NOW + 10)  # a broker restarted: what it held open ended
     assert await people.open_tunnels("sp_1") == []
+
+
+# -- shared ports -----------------------------------------------------------------------------------
+
+
+def port(space_id: str, number: int, address: str, level: str = "owner", *, at: int = NOW) -> PortRecord:
+    return PortRecord(space_id, number, level, "", address, at, at)
+
+
+async def test_a_handle_is_given_once_and_is_one_users(people: Store) -> None:
+    assert await people.user_handle("u_alice") is None
+    assert await people.set_user_handle("u_alice", "alice")
+    assert await people.set_user_handle("u_alice", "other")  # she has one: it stays
+    assert await people.user_handle("u_alice") == "alice"
+    assert not await people.set_user_handle("u_bob", "alice")  # another user's
+    assert await people.user_handle("u_bob") is None
+    assert await people.user("u_bob") == user("u_bob", "bob@example.com")
+    assert await people.user("u_nobody") is None
+
+
+async def test_a_handle_taken_inside_a_transaction_aborts_it(people: Store) -> None:
+    await people.set_user_handle("u_alice", "alice")
+
+    async def try_to_take_it() -> None:
+        async with people.transaction() as tx:
+            assert not await tx.set_user_handle("u_bob", "alice")
+            with pytest.raises(TransactionAborted):  # as after any failed statement, on every backend
+                await tx.user_handle("u_bob")
+
+    with pytest.raises(TransactionAborted):
+        await try_to_take_it()
+
+
+async def test_a_shared_port_is_found_by_address_and_changed_in_place(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.share_port(port("sp_1", 8080, "8080--demo--alice"))
+    await people.share_port(port("sp_1", 3000, "3000--demo--alice"))
+    await people.share_port(port("sp_1", 8080, "8080--demo--alice", "public", at=NOW + 5))  # a new level
+
+    assert [(p.port, p.level) for p in await people.shared_ports("sp_1")] == [(3000, "owner"), (8080, "public")]
+    found = await people.shared_port("8080--demo--alice")
+    assert found == PortRecord("sp_1", 8080, "public", "", "8080--demo--alice", NOW, NOW + 5)  # created stays
+    assert await people.shared_port("9999--demo--alice") is None
+
+
+async def test_an_address_is_one_ports_until_its_space_is_deleted(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.create_space(space("sp_2", "u_alice", "other"), [])
+    await people.share_port(port("sp_1", 8080, "8080--demo--alice"))
+    with pytest.raises(Conflict):
+        await people.share_port(port("sp_2", 8080, "8080--demo--alice"))
+
+    await people.delete_space("sp_1", NOW + 1)
+    assert await people.shared_port("8080--demo--alice") is None
+    await people.share_port(port("sp_2", 8080, "8080--demo--alice"))  # free again
+    assert (await people.shared_port("8080--demo--alice")) == port("sp_2", 8080, "8080--demo--alice")
+
+
+async def test_unsharing_returns_what_was_shared_once(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.share_port(port("sp_1", 8080, "8080--demo--alice"))
+    assert await people.unshare_port("sp_1", 8080) == port("sp_1", 8080, "8080--demo--alice")
+    assert await people.unshare_port("sp_1", 8080) is None
+    assert await people.shared_ports("sp_1") == []
+
+
+async def test_a_ticket_is_claimed_once_until_it_expires(store: Store) -> None:
+    assert await store.claim_ticket("n1", NOW + 60, NOW)
+    assert not await store.claim_ticket("n1", NOW + 60, NOW + 1)
+    assert await store.claim_ticket("n2", NOW + 60, NOW + 1)
+    assert await store.claim_ticket("n1", NOW + 120, NOW + 60)  # expired: forgotten
 
 
 # -- transactions ----------------------------------------------------------------------------------
