@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from broker import metrics
 from broker.links import Link
 from pair.api.closecodes import CloseCode
 from pair.api.models import BrokerMessage, StreamKind
@@ -71,13 +70,12 @@ class Stream:
     ending: asyncio.Event = field(default_factory=asyncio.Event)  # set by end(): the splice stops
 
     def carried(self, size: int, *, inbound: bool) -> None:
-        """Count `size` bytes relayed person → container (`inbound`) or back: in the log row's
-        totals and in /metrics, as they move."""
+        """Count `size` bytes relayed person → container (`inbound`) or back, as they move: the
+        log row's totals, which /metrics reads too (broker.metrics.RelayedBytes)."""
         if inbound:
             self.bytes_in += size
         else:
             self.bytes_out += size
-        metrics.relayed(self.kind)[0 if inbound else 1].inc(size)
 
     async def end(self, reason: str, code: int = CloseCode.REVOKED) -> None:
         """Close both sides with `code` and `reason`; the splice notices and the log row closes."""

@@ -14,19 +14,22 @@ docs/operations.md lists every metric; a test keeps the two in step.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from pair.api.models import StreamKind
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # No `*_created` series beside every counter and histogram: twice the series for a timestamp
@@ -64,12 +67,6 @@ OPEN_STREAMS = Gauge(
     ["kind"],
     registry=REGISTRY,
 )
-RELAYED_BYTES = Counter(
-    "pair_broker_relayed_bytes",
-    "Bytes relayed through streams, by kind and direction (to_space: from people to the container).",
-    ["kind", "direction"],
-    registry=REGISTRY,
-)
 TOKENS_ISSUED = Counter(
     "pair_broker_tokens_issued",
     "Secrets issued: space_token (authorize, renew), session (a login, a web sign-in), agent_credential (a bootstrap).",
@@ -87,8 +84,6 @@ STREAM_KINDS: tuple[str, ...] = get_args(StreamKind)  # ssh, terminal, port
 TOKEN_KINDS = ("space_token", "session", "agent_credential")
 for _kind in STREAM_KINDS:  # present at 0 from the start, so rate() and absent() behave
     OPEN_STREAMS.labels(kind=_kind)
-    for _direction in ("to_space", "from_space"):
-        RELAYED_BYTES.labels(kind=_kind, direction=_direction)
 for _kind in TOKEN_KINDS:
     TOKENS_ISSUED.labels(kind=_kind)
 
@@ -97,10 +92,52 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS
 UNMATCHED = "unmatched"  # no route took the request (a 404, a scanner's guess)
 
 
-@functools.cache
-def relayed(kind: str) -> tuple[Any, Any]:
-    """The (to_space, from_space) RELAYED_BYTES children of a stream kind, found once."""
-    return RELAYED_BYTES.labels(kind, "to_space"), RELAYED_BYTES.labels(kind, "from_space")
+class Carrier(Protocol):
+    """What RelayedBytes reads of a stream (broker.hub.Stream): its kind and its byte counts."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def bytes_in(self) -> int: ...  # person → container
+    @property
+    def bytes_out(self) -> int: ...  # container → person
+
+
+class RelayedBytes(Collector):
+    """`pair_broker_relayed_bytes_total` by kind and direction (to_space: from people to the
+    container), derived when scraped: what ended streams carried plus what open ones have so far.
+    The streams count their bytes for their log rows anyway, so the relay's per-frame path does
+    no metrics work of its own."""
+
+    def __init__(self) -> None:
+        self.ended = {(kind, direction): 0 for kind in STREAM_KINDS for direction in ("to_space", "from_space")}
+        self.open: set[Carrier] = set()
+
+    def opened(self, stream: Carrier) -> None:
+        self.open.add(stream)
+
+    def closed(self, stream: Carrier) -> None:
+        self.open.discard(stream)
+        self.ended[(stream.kind, "to_space")] += stream.bytes_in
+        self.ended[(stream.kind, "from_space")] += stream.bytes_out
+
+    def collect(self) -> Iterator[Metric]:
+        totals = dict(self.ended)
+        for stream in list(self.open):
+            totals[(stream.kind, "to_space")] += stream.bytes_in
+            totals[(stream.kind, "from_space")] += stream.bytes_out
+        family = CounterMetricFamily(
+            "pair_broker_relayed_bytes",
+            "Bytes relayed through streams, by kind and direction (to_space: from people to the container).",
+            labels=["kind", "direction"],
+        )
+        for (kind, direction), value in totals.items():
+            family.add_metric([kind, direction], value)
+        yield family
+
+
+RELAYED_BYTES = RelayedBytes()
+REGISTRY.register(RELAYED_BYTES)
 
 
 @dataclass(frozen=True)

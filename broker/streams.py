@@ -151,10 +151,12 @@ async def open_stream(
         await ctx.store.audit(ctx.now(), person.email, _audit_open(target), space.id, stream.id)
         logged = True
         metrics.OPEN_STREAMS.labels(kind).inc()
+        metrics.RELAYED_BYTES.opened(stream)
         try:
             yield stream
         finally:
             metrics.OPEN_STREAMS.labels(kind).dec()
+            metrics.RELAYED_BYTES.closed(stream)
     finally:
         ctx.hub.streams.pop(stream.id, None)
         stream.done.set()  # the agent's handler lets its connection go
