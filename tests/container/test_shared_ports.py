@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.container.conftest import BROKER_ENV
 from tests.support.apps import Served, served
 from tests.support.broker import RealBroker, real_broker
+from tests.support.chromium import chromium
 from tests.support.container import Container, container, eventually, free_port
 from tests.support.people import Person
 from tests.support.processes import Output, executable
@@ -36,17 +37,7 @@ pytestmark = pytest.mark.integration
 
 SITE = "pair.test"
 APPS = f"*.apps.{SITE}"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    f"--host-resolver-rules=MAP {SITE} 127.0.0.1, MAP *.{SITE} 127.0.0.1",
-]
+RESOLVE_SITE = [f"--host-resolver-rules=MAP {SITE} 127.0.0.1, MAP *.{SITE} 127.0.0.1"]
 # Opens a WebSocket to the page's own origin, sends `hello`, resolves with the echo; the socket
 # stays open as window.held, and window.wsEnded records how it ended.
 WS_ECHO = """() => new Promise((resolve, reject) => {
@@ -101,13 +92,8 @@ def ports_world(tmp_path: Path) -> Iterator[PortsWorld]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = need_tool("chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium(RESOLVE_SITE) as launched:
+        yield launched
 
 
 def sign_in_through_broker(page: Page, person: Person, app_url: str) -> None:
