@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from bench.bench_ssh import space
+from bench.bench_ssh import key_only, space
 from bench.harness import Figure, Stats, Target, interleave
 from bench.world import World
 from tests.support.apps import served
@@ -157,12 +157,7 @@ def run(world: World) -> list[Figure]:
         ssh_l = [
             "ssh",
             *relay,
-            "-i",
-            str(key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
+            *key_only(key),
             "-o",
             "ExitOnForwardFailure=yes",
             "-N",

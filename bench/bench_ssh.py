@@ -69,16 +69,16 @@ def space(
             "connect",
             "box",
             "--",
-            "-i",
-            str(key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
+            *key_only(key),
             "true",
         ]
         run_once(connect, env=env, cwd=person)
         yield box, env, key, _relay_options(world, env)
+
+
+def key_only(key: Path) -> list[str]:
+    """ssh options that offer `key` alone and never prompt (every benchmark's ssh and scp)."""
+    return ["-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
 
 
 def _relay_options(world: World, env: dict[str, str]) -> list[str]:
@@ -110,7 +110,7 @@ def run(world: World) -> list[Figure]:
     with space(world) as (box, env, key, relay):
         known_hosts = world.tmp / "ssh-user" / "known_hosts_direct"
         known_hosts.write_text(f"[127.0.0.1]:{box.ssh_port} {box.host_public_key}\n")
-        common = ["-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+        common = key_only(key)
         direct = ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
         ssh_relay = ["ssh", *relay, *common, "box.pair", "true"]
         ssh_direct = ["ssh", *direct, *common, "-p", str(box.ssh_port), "root@127.0.0.1", "true"]

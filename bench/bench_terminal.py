@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import ClientConnection, connect
 
-from bench.bench_ssh import space
+from bench.bench_ssh import key_only, space
 from bench.harness import Figure, Stats, Target, interleave, ms
 from bench.world import World, cpu_window, rss_mb, settle
 from pair.api import endpoints as ep
@@ -146,12 +146,7 @@ def run(world: World) -> list[Figure]:
                 "ssh",
                 "-tt",
                 *relay,
-                "-i",
-                str(key),
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
+                *key_only(key),
                 "box.pair",
                 "exec cat",
             ],
