@@ -12,15 +12,13 @@ none does, ssh keeps its defaults (the agent, `~/.ssh/id_*`).
 from __future__ import annotations
 
 import json
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from pair import sshkeys
+from pair.api.errors import PairError
 from pair.config import config_dir
-from pair.files import write_private
-
-MAX_PUBLIC_KEY = 64 * 1024  # an RSA-16384 .pub line is ~2.8 KiB
+from pair.files import read_small_text, write_private
 
 
 def _store() -> Path:
@@ -46,12 +44,11 @@ def remember(public_key: Path) -> None:
 
 
 def _fingerprint(public_key: Path) -> str | None:
+    """The key's fingerprint, or None for anything that is not a small regular file holding one
+    (read_small_text: a FIFO or device is never opened for a blocking read)."""
     try:
-        info = public_key.stat()
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PUBLIC_KEY:
-            return None
-        return sshkeys.parse_public_key(public_key.read_text()).fingerprint
-    except (OSError, UnicodeDecodeError, sshkeys.InvalidKeyError):
+        return sshkeys.parse_public_key(read_small_text(public_key, what="a public key")).fingerprint
+    except (PairError, sshkeys.InvalidKeyError):
         return None
 
 
