@@ -27,7 +27,13 @@ SSHUSER="${SSHUSER:-${_REMOTE_USER:-root}}"
 PAIR_PREFIX="${PAIR_PREFIX:-/opt/pair}"
 DRYRUN="${DRYRUN:-false}"
 UNINSTALL="${UNINSTALL:-false}"
-SPACE_KEY="${PAIR_SPACE_KEY:-}" # a reusable Space key (issue 10): only asked which broker it names
+# A reusable Space key: the Feature's spaceKey option (kept 0600 for the first bootstrap), else
+# PAIR_SPACE_KEY (a secret the running container has too: only asked which broker it names).
+SPACEKEY="${SPACEKEY:-}"
+SPACE_KEY_FROM="SPACEKEY (the Feature's spaceKey option)"
+KEEP_KEY=true
+if [ -z "$SPACEKEY" ]; then SPACE_KEY_FROM=PAIR_SPACE_KEY; KEEP_KEY=false; fi
+SPACE_KEY="${SPACEKEY:-${PAIR_SPACE_KEY:-}}"
 
 PYPI_NAME=pair-spaces
 SUPERVISOR_SPEC="supervisor>=4.2"
@@ -48,9 +54,13 @@ Running it again changes nothing that is already right.
 Options (each also from the environment variable shown):
   --token TOKEN       the Space token (contents of SPACE_ID.txt), kept 0600 in PREFIX/bootstrap.txt
                       for the first `pair spaces bootstrap`            [TOKEN, PAIR_SPACE_TOKEN]
+  --space-key KEY     a reusable Space key (`pair spaces keys create`): every container built with
+                      it becomes its own Space; kept 0600 in PREFIX/space-key for the first
+                      bootstrap, which removes it [SPACEKEY]. From PAIR_SPACE_KEY (a Codespaces
+                      secret) it is only read: bootstrap finds it there again [PAIR_SPACE_KEY]
   --broker-url URL    the broker's URL, kept in PREFIX/broker-url      [BROKERURL]
   --package SPEC      where pair comes from: empty (or `broker`) for URL/download/pair.whl of the
-                      broker --broker-url names, else the one the token names; pair-spaces from
+                      broker --broker-url names, else the one the token (or key) names; pair-spaces from
                       PyPI (pair-spaces, pair-spaces==0.1.0, or a version: 0.1.0); or a local
                       wheel or sdist path                               [PACKAGE]
   --ssh-port PORT     the port sshd listens on (default 2222)          [SSHPORT]
@@ -105,6 +115,8 @@ parse_args() {
         case $1 in
             --token) need_value "$@"; TOKEN=$2; TOKEN_FROM=--token; shift 2 ;;
             --token=*) TOKEN=${1#*=}; TOKEN_FROM=--token; shift ;;
+            --space-key) need_value "$@"; SPACE_KEY=$2; SPACE_KEY_FROM=--space-key; KEEP_KEY=true; shift 2 ;;
+            --space-key=*) SPACE_KEY=${1#*=}; SPACE_KEY_FROM=--space-key; KEEP_KEY=true; shift ;;
             --broker-url) need_value "$@"; BROKERURL=$2; shift 2 ;;
             --broker-url=*) BROKERURL=${1#*=}; shift ;;
             --package) need_value "$@"; PACKAGE=$2; shift 2 ;;
@@ -173,6 +185,10 @@ validate() {
         *[![:space:]]*) ;;
         *) TOKEN="" ;; # blank, as `pair spaces bootstrap` takes a blank token: none given
     esac
+    case $SPACE_KEY in
+        *[![:space:]]*) ;;
+        *) SPACE_KEY="" ;;
+    esac
     BROKERURL=${BROKERURL%/}
     if [ -n "$BROKERURL" ]; then check_url "$BROKERURL" --broker-url; fi
     VENV=$PAIR_PREFIX/venv
@@ -196,8 +212,8 @@ classify_package() {
             if [ -z "$BROKER" ] && [ "$PACKAGE" = broker ]; then
                 die "--package broker needs --broker-url." "Pass --broker-url https://your-broker, or --token: a Space token names its broker."
             fi
-            [ -n "$BROKER" ] || die "install.sh does not know where to get pair: no --token, --broker-url or --package." \
-                "Pass --token \"\$(cat SPACE_ID.txt)\" (pair then comes from the broker the token names), --broker-url https://your-broker, or --package pair-spaces (PyPI) or a wheel path; in a Devcontainer Feature, its token, brokerUrl or package option."
+            [ -n "$BROKER" ] || die "install.sh does not know where to get pair: no --token, --space-key, --broker-url or --package." \
+                "Pass --token \"\$(cat SPACE_ID.txt)\" or a Space key (pair then comes from the broker it names), --broker-url https://your-broker, or --package pair-spaces (PyPI) or a wheel path; in a Devcontainer Feature, its token, spaceKey, brokerUrl or package option."
             PACKAGE_KIND=broker
             PACKAGE_SPEC="$BROKER/download/pair.whl" ;;
         [0-9]*)
@@ -234,11 +250,19 @@ find_broker() {
     fi
 }
 
-# The seam for reusable Space keys (PAIR_SPACE_KEY): a key names its broker as a token does, in a
-# format not settled yet. Once it is, set BROKER from the key here (b64url_decode may serve).
+# BROKER from the Space key: `pair_sk_` + base64url(broker URL) + `.` + secret (docs/tokens.md),
+# read without verifying it (the broker knows its keys only hashed). Like token_issuer, it takes the
+# first run of what pasting leaves around a key that has that shape.
 key_broker() {
-    die "A Space key (PAIR_SPACE_KEY) does not say which broker it belongs to yet, so install.sh cannot tell where to get pair." \
-        "Pass --broker-url https://your-broker (the Feature's brokerUrl option), or --package."
+    encoded=$(printf '%s' "$SPACE_KEY" | tr -c 'A-Za-z0-9_.-' '\n' \
+        | grep -E '^pair_sk_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' | head -n 1 | sed 's/^pair_sk_//' | cut -d. -f1) || true
+    BROKER=""
+    if [ -n "$encoded" ]; then BROKER=$(b64url_decode "$encoded"); fi
+    PACKAGE_WHY="the broker the Space key from $SPACE_KEY_FROM names"
+    [ -n "$BROKER" ] || die "The Space key from $SPACE_KEY_FROM does not name its broker (its first part does not decode to a URL), so install.sh cannot tell where to get pair." \
+        "Pass the whole key \`pair spaces keys create\` printed, or say where pair comes from with --broker-url URL or --package."
+    BROKER=${BROKER%/}
+    check_url "$BROKER" "The broker URL in the Space key from $SPACE_KEY_FROM"
 }
 
 # The `iss` claim (RFC 7519 §4.1.1) of the Space token in $1, read without verifying it (the
@@ -275,9 +299,12 @@ has_pair() { [ -x "$VPY" ] && "$VPY" -I -c 'import pair.container.install' >/dev
 # without what a paste adds (whitespace, CR/LF, a BOM, quotes, NAME=). On a first install pair's
 # installer does the same once pip has installed it.
 normalize_token() {
-    if [ -z "$TOKEN" ] || ! has_pair; then return 0; fi
+    if ! has_pair; then return 0; fi
     # It prints "pair: error: ..." and "pair: hint: ..." itself.
-    if ! TOKEN=$(printf '%s' "$TOKEN" | "$VPY" -I -m pair.api.tokens --source="$TOKEN_FROM"); then
+    if [ -n "$TOKEN" ] && ! TOKEN=$(printf '%s' "$TOKEN" | "$VPY" -I -m pair.api.tokens --source="$TOKEN_FROM"); then
+        exit 1
+    fi
+    if [ -n "$SPACE_KEY" ] && ! SPACE_KEY=$(printf '%s' "$SPACE_KEY" | "$VPY" -I -m pair.api.tokens --kind=space-key --source="$SPACE_KEY_FROM"); then
         exit 1
     fi
 }
@@ -576,10 +603,11 @@ install_file() {
 
 # -- the hand-over to pair's installer ----------------------------------------------------------
 
-# installer COMMAND ARGS...: pair's installer in the venv; the token on its standard input.
+# installer COMMAND ARGS...: pair's installer in the venv; the token on its standard input, the
+# Space key in its environment (neither in a file, an argument or a log).
 installer() {
     if dry; then set -- "$@" --dry-run; fi
-    printf '%s' "$TOKEN" | "$VPY" -I -m pair.container.install "$@"
+    printf '%s' "$TOKEN" | PAIR_INSTALL_SPACE_KEY="$SPACE_KEY" "$VPY" -I -m pair.container.install "$@"
 }
 
 # A dry run before pair is installed has no installer to ask for its plan: say what it will do.
@@ -590,6 +618,7 @@ outline() {
     act "write /etc/supervisor/conf.d/pair.conf (programs sshd and pair-agent), and $SUPERVISORD_CONF if there is none" true
     act "make sure $SSHUSER can log in with a key (a locked password field such as \"!\" becomes \"*\")" true
     if [ -n "$TOKEN" ]; then act "write $PAIR_PREFIX/bootstrap.txt (the Space token, 0600)" true; fi
+    if [ -n "$SPACE_KEY" ] && [ "$KEEP_KEY" = true ]; then act "write $PAIR_PREFIX/space-key (the Space key, 0600)" true; fi
     if [ -n "$BROKERURL" ]; then act "write $PAIR_PREFIX/broker-url" true; fi
     act "write $PAIR_PREFIX/ssh-port and $PAIR_PREFIX/ssh-user" true
     log "dry run: $CHANGES change(s) would be made; nothing was changed."
@@ -613,7 +642,8 @@ do_install() {
     ensure_package
     if has_pair; then
         installer install --prefix="$PAIR_PREFIX" --ssh-port="$SSHPORT" --ssh-user="$SSHUSER" \
-            --sshd="$(find_sshd)" --broker-url="$BROKERURL" --token-source="$TOKEN_FROM" --changes="$CHANGES"
+            --sshd="$(find_sshd)" --broker-url="$BROKERURL" --token-source="$TOKEN_FROM" --changes="$CHANGES" \
+            --space-key-source="$SPACE_KEY_FROM" --keep-space-key="$KEEP_KEY"
     elif dry; then
         outline
     else
@@ -627,6 +657,7 @@ do_uninstall() {
     if dry; then log "dry run: nothing will be changed"; fi
     if has_pair; then
         TOKEN=""
+        SPACE_KEY=""
         installer uninstall --prefix="$PAIR_PREFIX"
         return 0
     fi

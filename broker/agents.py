@@ -39,7 +39,7 @@ TOKEN_ERRORS: dict[TokenFault, tuple[str, m.ErrorCode]] = {
 }
 
 
-def _checked_facts(facts: m.ContainerFacts) -> str:
+def checked_facts(facts: m.ContainerFacts) -> str:
     """The facts as stored, once they fit pair.api.grammar; 422 otherwise. Every fact is refused
     rather than dropped: the login user and host keys end up in teammates' ssh configs and
     known_hosts files, so a container that reports them wrong gets no SSH at all (fail closed)."""
@@ -71,7 +71,7 @@ def _token_problem(err: TokenInvalid, space: SpaceRecord | None) -> Problem:
 async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistration:
     """Exchange a Space token for an agent credential. Single-use across containers; a retry
     from the same container (its first answer lost) gets a fresh credential."""
-    facts = _checked_facts(req.facts)  # before the token is spent on a container that gets no SSH
+    facts = checked_facts(req.facts)  # before the token is spent on a container that gets no SSH
     try:
         pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
     except SecretError as err:
@@ -161,7 +161,7 @@ def _same_instance(space: SpaceRecord, instance_id: str) -> None:
 
 async def checkin(ctx: Context, space: SpaceRecord, req: m.AgentCheckin) -> m.AgentRegistration:
     _same_instance(space, req.instance_id)
-    await ctx.store.update_facts(space.id, _checked_facts(req.facts), ctx.now())
+    await ctx.store.update_facts(space.id, checked_facts(req.facts), ctx.now())
     return m.AgentRegistration(space_id=space.id, space_name=space.name, owner=space.owner_email, state=space.state)
 
 
@@ -191,7 +191,7 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
     if beat.facts is not None:
         facts = msgspec.json.encode(beat.facts).decode()
         if facts != space.facts:  # only facts that changed cost a check
-            facts = _checked_facts(beat.facts)
+            facts = checked_facts(beat.facts)
     ssh = msgspec.json.encode(beat.ssh).decode() if beat.ssh else None
     news = state != space.state or (ssh is not None and ssh != space.ssh)
     if news or (facts is not None and facts != space.facts):

@@ -15,9 +15,12 @@ AUTH_KEY = "pair_ak_"
 SESSION = "pair_st_"
 AGENT = "pair_ac_"
 WEB_LINK = "pair_wl_"  # a one-time sign-in link's secret (broker.web.auth)
+SPACE_KEY = "pair_sk_"  # a reusable Space key (broker.space_keys; its format: pair.api.tokens.space_key)
 
 # Any of our secrets, and anything shaped like a JWT (a Space token), wherever it appears.
-_SECRETS = re.compile(r"(pair_(?:ak|st|ac|wl)_)[A-Za-z0-9_-]+|\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_SECRETS = re.compile(
+    r"(pair_(?:ak|st|ac|wl)_)[A-Za-z0-9_-]+|(pair_sk_)[A-Za-z0-9_.-]+|\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+)
 
 
 def new_secret(prefix: str) -> str:
@@ -29,7 +32,7 @@ def redact(text: str) -> str:
     sees what kind it was) replaced by `[redacted]`: for log lines that carry a URL."""
     if "pair_" not in text and "eyJ" not in text:
         return text
-    return _SECRETS.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "[redacted]", text)
 
 
 def digest(secret: str) -> str:

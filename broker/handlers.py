@@ -4,7 +4,7 @@ handler to its endpoint's request and response types."""
 
 from __future__ import annotations
 
-from broker import access, accounts, admin, agents, ports, spaces, streams
+from broker import access, accounts, admin, agents, ports, space_keys, spaces, streams
 from broker.context import timestamp
 from broker.http import Call, bind
 from pair import __version__
@@ -98,6 +98,22 @@ async def bootstrap(call: Call[m.BootstrapRequest]) -> m.AgentRegistration:
     return await agents.bootstrap(call.ctx, call.body)
 
 
+async def key_bootstrap(call: Call[m.KeyBootstrapRequest]) -> m.AgentRegistration:
+    return await space_keys.bootstrap(call.ctx, call.body)
+
+
+async def list_space_keys(call: Call[None]) -> list[m.SpaceKey]:
+    return await space_keys.listed(call.ctx, call.me)
+
+
+async def create_space_key(call: Call[m.NewSpaceKeyRequest]) -> m.NewSpaceKey:
+    return await space_keys.create(call.ctx, call.me, call.body)
+
+
+async def revoke_space_key(call: Call[m.RevokeSpaceKeyRequest]) -> m.RevokedSpaceKey:
+    return await space_keys.revoke(call.ctx, call.me, call.params["key_id"], call.body)
+
+
 async def checkin(call: Call[m.AgentCheckin]) -> m.AgentRegistration:
     return await agents.checkin(call.ctx, call.agent_space, call.body)
 
@@ -157,7 +173,11 @@ ROUTES = [
     bind(ep.NEW_TOKEN, new_token),
     bind(ep.DELETE_SPACE, delete_space),
     bind(ep.SHARE, share),
+    bind(ep.SPACE_KEYS, list_space_keys),
+    bind(ep.CREATE_SPACE_KEY, create_space_key),
+    bind(ep.REVOKE_SPACE_KEY, revoke_space_key),
     bind(ep.BOOTSTRAP, bootstrap),
+    bind(ep.KEY_BOOTSTRAP, key_bootstrap),
     bind(ep.CHECKIN, checkin),
     bind(ep.HEARTBEAT, heartbeat),
     bind(ep.STREAMS, list_streams),

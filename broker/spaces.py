@@ -58,7 +58,7 @@ async def wire(ctx: Context, user: UserRecord, space: SpaceRecord) -> m.Space:
     return to_wire(space, user, shares)
 
 
-async def _teammates(ctx: Context, owner: UserRecord, emails: list[str]) -> list[UserRecord]:
+async def teammates_by_email(ctx: Context, owner: UserRecord, emails: list[str]) -> list[UserRecord]:
     """Resolve teammates' emails (each once), naming every unknown one in a single error."""
     users, unknown = [], []
     for email in dict.fromkeys(normalize_email(e) for e in emails):
@@ -109,7 +109,7 @@ async def _issue(
 
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
     ttl = _ttl(ctx, req.ttl_seconds)
-    teammates = await _teammates(ctx, user, req.share_with)
+    teammates = await teammates_by_email(ctx, user, req.share_with)
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     now = ctx.now()
@@ -157,8 +157,8 @@ async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTok
 
 async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.ShareUpdate) -> m.Space:
     space = await access.get_owned(ctx, user, space_id, "share")
-    add = [t.id for t in await _teammates(ctx, user, req.add)]
-    removed = await _teammates(ctx, user, req.remove)
+    add = [t.id for t in await teammates_by_email(ctx, user, req.add)]
+    removed = await teammates_by_email(ctx, user, req.remove)
     await ctx.store.update_shares(space.id, add, [t.id for t in removed], ctx.now())
     for verb, emails in (("share", req.add), ("unshare", req.remove)):
         for email in emails:

@@ -39,6 +39,7 @@ from broker.store.records import (
     DesiredState,
     PortRecord,
     SessionRecord,
+    SpaceKeyRecord,
     SpaceRecord,
     SshKeyRecord,
     TokenRecord,
@@ -55,6 +56,7 @@ __all__ = [
     "PortRecord",
     "Queries",
     "SessionRecord",
+    "SpaceKeyRecord",
     "SpaceRecord",
     "SshKeyRecord",
     "Store",
@@ -83,7 +85,9 @@ class StoreUnavailable(StoreError):
 
 class Conflict(StoreError):
     """A uniqueness rule was hit: `rule` names it (`users.email`, `ssh_keys.fingerprint`,
-    `spaces.name`: a live Space's name per owner). Inside a transaction it aborts it (see above)."""
+    `spaces.name`: a live Space's name per owner, `space_keys.name`: a Space key's name per owner
+    among keys not revoked, `spaces.container`: a live Space per Space key and container name).
+    Inside a transaction it aborts it (see above)."""
 
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
@@ -180,6 +184,43 @@ class Queries(Protocol):
         """Make the Space a tombstone (state `deleted`, its name free again), revoke its tokens,
         clear its agent credential, shares and shared ports (their addresses are free again).
         Deleting again keeps the first time."""
+        ...
+
+    # reusable Space keys
+    async def create_space_key(self, key: SpaceKeyRecord, share_user_ids: list[str]) -> None:
+        """Conflict (`space_keys.name`) when the owner has a key of that name not revoked."""
+        ...
+
+    async def space_keys(self, owner_id: str) -> list[SpaceKeyRecord]:
+        """The owner's keys, revoked ones included, oldest first."""
+        ...
+
+    async def space_key_by_hash(self, key_hash: str) -> SpaceKeyRecord | None: ...
+    async def space_key_shares(self, key_ids: list[str]) -> dict[str, list[str]]:
+        """The emails each key shares its Spaces with, sorted; every one of `key_ids` a key."""
+        ...
+
+    async def space_key_user_ids(self, key_id: str) -> list[str]:
+        """The ids of the users the key shares its Spaces with."""
+        ...
+
+    async def revoke_space_key(self, key_id: str, now: int) -> None:
+        """Revoke the key (revoking again keeps the first time)."""
+        ...
+
+    async def spaces_of_key(self, key_id: str) -> list[SpaceRecord]:
+        """The live Spaces the key made, oldest first."""
+        ...
+
+    async def space_for_container(self, key_id: str, container_name: str) -> SpaceRecord | None:
+        """The live Space the key made for that container name, if any."""
+        ...
+
+    async def register_keyed_agent(
+        self, key_id: str, space_id: str, instance_id: str, facts: str, credential_hash: str, now: int
+    ) -> None:
+        """Make the Space the container `instance_id`'s, with the new credential (any earlier
+        container's credential dies), and count a use of the key."""
         ...
 
     # Space tokens and the agent

@@ -56,6 +56,8 @@ class SpaceRecord:
     facts: str | None  # ContainerFacts as JSON, as the agent reported them
     desired_state: DesiredState = "running"
     ssh: str | None = None  # SshHealth as JSON, as the agent last reported it
+    space_key_id: str | None = None  # the Space key that made it (a container registered itself)
+    container_name: str | None = None  # with that key, the container name it was made for
 
 
 class AuthorizedKeyRow(NamedTuple):
@@ -77,6 +79,21 @@ class TokenRecord:
     used_instance_id: str | None
     used_at: int | None
     revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceKeyRecord:
+    """A reusable Space key (its secret only as `key_hash`, SHA-256 hex)."""
+
+    id: str
+    owner_id: str
+    name: str
+    key_hash: str
+    created_at: int
+    expires_at: int | None  # None: never
+    revoked_at: int | None = None
+    uses: int = 0
+    last_used_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from broker.store import (
     DesiredState,
     PortRecord,
     SessionRecord,
+    SpaceKeyRecord,
     SpaceRecord,
     SshKeyRecord,
     StoreError,
@@ -47,9 +48,10 @@ from pair.api.models import SpaceState
 
 DIALECT = "sqlite"
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
-    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh"""
+    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh, s.space_key_id, s.container_name"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 _PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
+_KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at"
 _MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
 # Extended result codes of a uniqueness failure (https://www.sqlite.org/rescode.html).
 _UNIQUE_CODES = {2067, 1555}  # SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
@@ -296,14 +298,26 @@ class _Queries:
         try:
             with self._write() as db:
                 db.execute(
-                    "INSERT INTO spaces (id, owner_id, name, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (space.id, space.owner_id, space.name, space.state, space.created_at, space.updated_at),
+                    "INSERT INTO spaces (id, owner_id, name, state, created_at, updated_at, space_key_id,"
+                    " container_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        space.id,
+                        space.owner_id,
+                        space.name,
+                        space.state,
+                        space.created_at,
+                        space.updated_at,
+                        space.space_key_id,
+                        space.container_name,
+                    ),
                 )
                 db.executemany(
                     "INSERT INTO space_shares (space_id, user_id, created_at) VALUES (?, ?, ?)",
                     [(space.id, uid, space.created_at) for uid in share_user_ids],
                 )
         except sqlite3.IntegrityError as exc:
+            if "container_name" in str(exc):  # the other uniqueness rule on spaces (SQLite names its columns)
+                raise _conflict(exc, "spaces.container", f"container {space.container_name} has a Space") from exc
             raise _conflict(exc, "spaces.name", f"space name {space.name} taken") from exc
 
     async def space(self, space_id: str) -> SpaceRecord | None:
@@ -374,6 +388,79 @@ class _Queries:
             )
             db.execute("DELETE FROM space_shares WHERE space_id = ?", (space_id,))
             db.execute("DELETE FROM shared_ports WHERE space_id = ?", (space_id,))  # their addresses are free
+
+    # -- reusable Space keys ------------------------------------------------------------------
+
+    async def create_space_key(self, key: SpaceKeyRecord, share_user_ids: list[str]) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO space_keys (id, owner_id, name, key_hash, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.id, key.owner_id, key.name, key.key_hash, key.created_at, key.expires_at),
+                )
+                db.executemany(
+                    "INSERT INTO space_key_shares (key_id, user_id) VALUES (?, ?)",
+                    [(key.id, uid) for uid in share_user_ids],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, "space_keys.name", f"Space key name {key.name} taken") from exc
+
+    async def space_keys(self, owner_id: str) -> list[SpaceKeyRecord]:
+        rows = self._all(f"SELECT {_KEY_COLUMNS} FROM space_keys WHERE owner_id = ? ORDER BY created_at, id", owner_id)
+        return [SpaceKeyRecord(*r) for r in rows]
+
+    async def space_key_by_hash(self, key_hash: str) -> SpaceKeyRecord | None:
+        row = self._one(f"SELECT {_KEY_COLUMNS} FROM space_keys WHERE key_hash = ?", key_hash)
+        return SpaceKeyRecord(*row) if row else None
+
+    async def space_key_shares(self, key_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {key_id: [] for key_id in key_ids}
+        if not key_ids:
+            return out
+        marks = ",".join("?" * len(key_ids))
+        rows = self._all(
+            f"SELECT ks.key_id, u.email FROM space_key_shares ks JOIN users u ON u.id = ks.user_id"
+            f" WHERE ks.key_id IN ({marks}) ORDER BY u.email",
+            *key_ids,
+        )
+        for key_id, email in rows:
+            out[key_id].append(email)
+        return out
+
+    async def space_key_user_ids(self, key_id: str) -> list[str]:
+        return [r[0] for r in self._all("SELECT user_id FROM space_key_shares WHERE key_id = ?", key_id)]
+
+    async def revoke_space_key(self, key_id: str, now: int) -> None:
+        self._run("UPDATE space_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id))
+
+    async def spaces_of_key(self, key_id: str) -> list[SpaceRecord]:
+        rows = self._all(
+            f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.space_key_id = ? AND s.deleted_at IS NULL"
+            " ORDER BY s.created_at, s.id",
+            key_id,
+        )
+        return [SpaceRecord(*r) for r in rows]
+
+    async def space_for_container(self, key_id: str, container_name: str) -> SpaceRecord | None:
+        row = self._one(
+            f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM}"
+            " WHERE s.space_key_id = ? AND s.container_name = ? AND s.deleted_at IS NULL",
+            key_id,
+            container_name,
+        )
+        return SpaceRecord(*row) if row else None
+
+    async def register_keyed_agent(
+        self, key_id: str, space_id: str, instance_id: str, facts: str, credential_hash: str, now: int
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE spaces SET instance_id = ?, facts = ?, agent_credential_hash = ?, state = 'starting',"
+                " ssh = NULL, updated_at = ?, last_seen_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (instance_id, facts, credential_hash, now, now, space_id),
+            )
+            db.execute("UPDATE space_keys SET uses = uses + 1, last_used_at = ? WHERE id = ?", (now, key_id))
 
     # -- Space tokens and the agent -----------------------------------------------------------
 

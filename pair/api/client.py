@@ -237,11 +237,32 @@ class Client:
     def unshare_port(self, space_id: str, port: int) -> None:
         self.call(ep.UNSHARE_PORT, path={"space_id": space_id, "port": str(port)})
 
+    # -- Space keys -------------------------------------------------------------------------
+
+    def space_keys(self) -> list[m.SpaceKey]:
+        return self.call(ep.SPACE_KEYS)
+
+    def create_space_key(self, name: str, *, share_with: list[str], expires_in_seconds: int | None) -> m.NewSpaceKey:
+        body = m.NewSpaceKeyRequest(name=name, share_with=share_with, expires_in_seconds=expires_in_seconds)
+        return self.call(ep.CREATE_SPACE_KEY, body)
+
+    def revoke_space_key(self, key_id: str, *, delete_spaces: bool) -> m.RevokedSpaceKey:
+        body = m.RevokeSpaceKeyRequest(delete_spaces=delete_spaces)
+        return self.call(ep.REVOKE_SPACE_KEY, body, path={"key_id": key_id})
+
     # -- container side ---------------------------------------------------------------------
 
     def bootstrap(self, token: str, instance_id: str, facts: m.ContainerFacts) -> m.AgentRegistration:
         body = m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts)
         return self.call(ep.BOOTSTRAP, body)
+
+    def bootstrap_with_key(
+        self, space_key: str, container_name: str, instance_id: str, facts: m.ContainerFacts
+    ) -> m.AgentRegistration:
+        body = m.KeyBootstrapRequest(
+            space_key=space_key, container_name=container_name, instance_id=instance_id, facts=facts
+        )
+        return self.call(ep.KEY_BOOTSTRAP, body)
 
     def heartbeat(self, beat: m.Heartbeat) -> m.HeartbeatReply:
         return self.call(ep.HEARTBEAT, beat)

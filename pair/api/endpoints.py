@@ -157,12 +157,48 @@ SHARE: Endpoint[m.ShareUpdate, m.Space] = Endpoint(
     "spaces",
 )
 
+SPACE_KEYS: Endpoint[None, list[m.SpaceKey]] = Endpoint(
+    "GET",
+    f"{API}/space-keys",
+    "Your reusable Space keys (their use, never their secret).",
+    "session",
+    response=list[m.SpaceKey],
+    tag="space-keys",
+)
+CREATE_SPACE_KEY: Endpoint[m.NewSpaceKeyRequest, m.NewSpaceKey] = Endpoint(
+    "POST",
+    f"{API}/space-keys",
+    "Create a reusable Space key: any container that bootstraps with it becomes its own Space of yours.",
+    "session",
+    m.NewSpaceKeyRequest,
+    m.NewSpaceKey,
+    "space-keys",
+)
+REVOKE_SPACE_KEY: Endpoint[m.RevokeSpaceKeyRequest, m.RevokedSpaceKey] = Endpoint(
+    "POST",
+    f"{API}/space-keys/{{key_id}}/revoke",
+    "Revoke a Space key: no new container registers with it (optionally delete the Spaces it made).",
+    "session",
+    m.RevokeSpaceKeyRequest,
+    m.RevokedSpaceKey,
+    "space-keys",
+)
+
 BOOTSTRAP: Endpoint[m.BootstrapRequest, m.AgentRegistration] = Endpoint(
     "POST",
     f"{API}/agent/bootstrap",
     "Exchange a Space token for an agent credential (once per container).",
     "none",
     m.BootstrapRequest,
+    m.AgentRegistration,
+    "agent",
+)
+KEY_BOOTSTRAP: Endpoint[m.KeyBootstrapRequest, m.AgentRegistration] = Endpoint(
+    "POST",
+    f"{API}/agent/bootstrap-key",
+    "Register a container as its own Space with a reusable Space key (the same container again: the same Space).",
+    "none",
+    m.KeyBootstrapRequest,
     m.AgentRegistration,
     "agent",
 )

@@ -40,6 +40,7 @@ __all__ = [
     "label_problem",
     "shown",
     "space_from_json",
+    "space_name_from",
     "space_problem",
 ]
 
@@ -82,6 +83,18 @@ def shown(value: str, limit: int = 60) -> str:
 
 def is_space_name(text: str) -> bool:
     return NAME_RE.match(text) is not None
+
+
+_NOT_IN_NAME = re.compile(r"[^a-z0-9_-]+")
+MAX_NAME = 63
+
+
+def space_name_from(text: str, fallback: str = "container") -> str:
+    """`text` (a container's name: CODESPACE_NAME, DEVWORKSPACE_NAME, a host name) made into a
+    Space name (NAME_RULE): lowercased, every run of other characters one `-`, leading `-`/`_`
+    dropped, cut to 63 characters; `fallback` when nothing is left. A valid name maps to itself."""
+    name = _NOT_IN_NAME.sub("-", text.lower()).lstrip("-_")[:MAX_NAME]
+    return name if is_space_name(name) else fallback
 
 
 def is_space_id(text: str) -> bool:

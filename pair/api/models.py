@@ -124,6 +124,11 @@ ErrorCode = Literal[
     "space_deleted",
     "instance_mismatch",
     "agent_unauthenticated",
+    # Space keys (a container registering itself with one)
+    "space_key_malformed",
+    "space_key_unknown",
+    "space_key_revoked",
+    "space_key_expired",
     # getting in (pair.api.readiness and the relay)
     "not_running",
     "ssh_down",
@@ -311,6 +316,45 @@ class SpaceToken(Struct):
     ttl_seconds: int
 
 
+SpaceKeyName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SPACE_NAME_PATTERN})]
+SpaceKeyState = Literal["active", "expired", "revoked"]
+
+
+class NewSpaceKeyRequest(Struct):
+    name: SpaceKeyName
+    share_with: list[Email] = msgspec.field(default_factory=list)
+    expires_in_seconds: Annotated[int, msgspec.Meta(ge=60)] | None = None  # None: never expires
+
+
+class SpaceKey(Struct):
+    """A reusable Space key as its owner sees it (never its secret, which the broker keeps hashed)."""
+
+    id: str
+    name: str
+    state: SpaceKeyState
+    share_with: list[str]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    uses: int = 0  # containers registered with it
+    last_used_at: datetime | None = None
+    spaces: list[str] = msgspec.field(default_factory=list)  # names of the live Spaces it made
+
+
+class NewSpaceKey(Struct):
+    key: SpaceKey
+    space_key: str  # the secret, shown this once
+
+
+class RevokeSpaceKeyRequest(Struct):
+    delete_spaces: bool = False  # also delete the Spaces the key made
+
+
+class RevokedSpaceKey(Struct):
+    key: SpaceKey
+    deleted_spaces: list[str] = msgspec.field(default_factory=list)
+
+
 class ShareUpdate(Struct):
     add: list[Email] = msgspec.field(default_factory=list)
     remove: list[Email] = msgspec.field(default_factory=list)
@@ -318,6 +362,18 @@ class ShareUpdate(Struct):
 
 class BootstrapRequest(Struct):
     token: str
+    instance_id: InstanceId
+    facts: ContainerFacts
+
+
+class KeyBootstrapRequest(Struct):
+    """A container that registers itself as its own Space with a reusable Space key."""
+
+    space_key: str
+    # The Space's name as the container asks for it: CODESPACE_NAME, DEVWORKSPACE_NAME or the
+    # host name, made to fit the name rule (pair.api.grammar.space_name_from). With the key, it
+    # is what recognises the same container rebuilt.
+    container_name: SpaceName
     instance_id: InstanceId
     facts: ContainerFacts
 

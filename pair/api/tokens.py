@@ -38,10 +38,12 @@ MAX_PASTE = 16 * 1024  # characters; a Space token is ~400, so anything longer i
 AUTH_KEY_PREFIX = "pair_ak_"
 SESSION_PREFIX = "pair_st_"
 AGENT_CREDENTIAL_PREFIX = "pair_ac_"
+SPACE_KEY_PREFIX = "pair_sk_"
 KNOWN_PREFIXES = {
     AUTH_KEY_PREFIX: "an auth key (pair_ak_…)",
     SESSION_PREFIX: "a session token (pair_st_…)",
     AGENT_CREDENTIAL_PREFIX: "a container's agent credential (pair_ac_…)",
+    SPACE_KEY_PREFIX: "a Space key (pair_sk_…)",
 }
 
 Diagnosis = tuple[str, str]  # (the cause, in words that complete "…: CAUSE."; what to do)
@@ -134,7 +136,72 @@ SPACE_TOKEN = SecretKind(
     hint="Copy the single line of SPACE_ID.txt that `pair spaces authorize` wrote "
     "(`pair spaces authorize --space NAME` issues a new one).",
 )
-KINDS = {"space-token": SPACE_TOKEN}
+
+
+# -- the Space key: `pair_sk_` + base64url(broker URL) + `.` + 43 characters of secret -----------
+
+SPACE_KEY_SECRET_LENGTH = 43  # base64url of 32 random bytes, unpadded (secrets.token_urlsafe(32))
+_KEY_URL = re.compile(r"https?://[A-Za-z0-9.:/_~%-]+")  # install.sh's check_url grammar
+_KEY_RECOPY = "Copy the whole key again: one line that `pair spaces keys create` printed (or its --output file)."
+
+
+def space_key(broker_url: str, secret: str) -> str:
+    """The Space key for `broker_url` with `secret` (docs/tokens.md): the broker's URL travels in
+    the key, base64url without padding (RFC 4648 §5), as a Space token's `iss` does."""
+    encoded = base64.urlsafe_b64encode(broker_url.encode()).decode().rstrip("=")
+    return f"{SPACE_KEY_PREFIX}{encoded}.{secret}"
+
+
+def _key_url(text: str) -> str | None:
+    """The broker URL a key's first part decodes to, or None."""
+    encoded = text[len(SPACE_KEY_PREFIX) :].partition(".")[0]
+    try:
+        url = _b64decode(encoded).decode("ascii")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return url if _KEY_URL.fullmatch(url) and ".." not in url else None
+
+
+def _key_shape(text: str) -> Diagnosis | None:
+    rest = text[len(SPACE_KEY_PREFIX) :]
+    if rest.count(".") != 1:
+        return (
+            f"it has {rest.count('.')} dots where a Space key has one (between its broker and its secret)",
+            _KEY_RECOPY,
+        )
+    encoded, secret = rest.split(".")
+    if not encoded or _key_url(text) is None:
+        return (
+            "its first part does not decode to a broker URL (characters were lost or changed in copying)",
+            _KEY_RECOPY,
+        )
+    if len(secret) != SPACE_KEY_SECRET_LENGTH:
+        what = "cut short" if len(secret) < SPACE_KEY_SECRET_LENGTH else "too long"
+        return (
+            f"it is {what} (its secret has {len(secret)} characters, a Space key's {SPACE_KEY_SECRET_LENGTH})",
+            _KEY_RECOPY,
+        )
+    return None
+
+
+SPACE_KEY = SecretKind(
+    name="Space key",
+    alphabet=_BASE64URL | {"."},
+    shape=_key_shape,
+    hint="Copy the key `pair spaces keys create` printed once (or the file its --output wrote); "
+    "its owner can create a new one.",
+    prefix=SPACE_KEY_PREFIX,
+)
+KINDS = {"space-token": SPACE_TOKEN, "space-key": SPACE_KEY}
+
+
+def space_key_broker(key: str) -> str:
+    """The broker URL a Space key names (not verified: the broker knows its keys only hashed).
+
+    `key` is normalized first (`normalize`), so SecretError says what is wrong with it."""
+    url = _key_url(normalize(key, SPACE_KEY))
+    assert url is not None  # normalize checked that it decodes to one
+    return url
 
 
 # -- normalization ------------------------------------------------------------------------------
@@ -266,7 +333,15 @@ def _looks_like_path(text: str) -> bool:
 def _other_secret(text: str, kind: SecretKind) -> Diagnosis | None:
     for prefix, what in KNOWN_PREFIXES.items():
         if text.startswith(prefix) and prefix != kind.prefix:
-            return f"it is {what}, not a {kind.name}", kind.hint
+            hint = kind.hint
+            if prefix == SPACE_KEY_PREFIX:
+                hint = "Give a Space key as PAIR_SPACE_KEY or with `pair spaces bootstrap --key`."
+            return f"it is {what}, not a {kind.name}", hint
+    if kind.prefix and text.startswith("eyJ") and text.count(".") == 2:  # a JWT's header is `{"…`
+        return (
+            f"it is a Space token (the contents of SPACE_ID.txt), not a {kind.name}",
+            "Give a Space token as PAIR_SPACE_TOKEN or as `pair spaces bootstrap TOKEN`.",
+        )
     return None
 
 
@@ -323,10 +398,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m pair.api.tokens", description=main.__doc__)
     parser.add_argument("--kind", choices=sorted(KINDS), default="space-token")
+    parser.add_argument("--broker", action="store_true", help="print the broker URL a Space key names instead")
     parser.add_argument("--source", default="", help="where the secret came from, for the message")
     args = parser.parse_args(argv)
     try:
-        print(normalize(sys.stdin.buffer.read(MAX_PASTE * 4 + 4), KINDS[args.kind], source=args.source))
+        secret = normalize(sys.stdin.buffer.read(MAX_PASTE * 4 + 4), KINDS[args.kind], source=args.source)
+        print(space_key_broker(secret) if args.broker and KINDS[args.kind] is SPACE_KEY else secret)
     except SecretError as exc:
         print(f"pair: error: {exc.message}", file=sys.stderr)
         print(f"pair: hint: {exc.hint}", file=sys.stderr)

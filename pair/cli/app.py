@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pair import __version__, runner
-from pair.cli import auth, connect, init, keys, ports, spaces, terminal
+from pair.cli import auth, connect, init, keys, ports, space_keys, spaces, terminal
 from pair.cli.web import web
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ terminal.register(spaces.app)
 spaces.app.command("init")(init.init)
 spaces.app.add_typer(ports.app, name="ports")
 spaces.app.command("forward")(ports.forward)
+spaces.app.add_typer(space_keys.app, name="keys")
 
 
 def _version(value: bool) -> None:

@@ -32,15 +32,39 @@ def ssh_keygen_line(key: SshKey) -> str:
     return printable(f"{key.bits} {key.fingerprint} {key.comment or 'no comment'} ({kind})")
 
 
-def _default_key() -> Path:
+def _default_key(generate: bool = False) -> Path:
     ssh_dir = Path.home() / ".ssh"
     for name in DEFAULT_KEYS:
         if (ssh_dir / name).is_file():
             return ssh_dir / name
+    if generate:
+        return _generate(ssh_dir / "id_ed25519")
     raise PairError(
         f"No public key found in {ssh_dir} ({', '.join(DEFAULT_KEYS)}).",
-        "Create one with `ssh-keygen -t ed25519`, or pass the path of a .pub file.",
+        "Create one with `pair keys add --generate` (or `ssh-keygen -t ed25519`), or pass the path of a .pub file.",
     )
+
+
+def _generate(private: Path) -> Path:
+    """Make an Ed25519 key pair with ssh-keygen at `private` (and `.pub`); ssh-keygen asks for a
+    passphrase at a terminal, and without one (a script) the key has none."""
+    import shutil
+    import subprocess
+
+    from pair.cli.output import is_interactive
+
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise PairError("ssh-keygen is not installed, so pair cannot make an SSH key.", "Install OpenSSH's client.")
+    private.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    argv = [keygen, "-q", "-t", "ed25519", "-f", str(private), "-C", f"pair {private.name}"]
+    if not is_interactive():
+        argv[2:2] = ["-N", ""]
+    done = subprocess.run(argv, stdin=None if is_interactive() else subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise PairError(f"ssh-keygen could not make {private} (exit status {done.returncode}).")
+    print(f"Made a new SSH key {private} (ssh-keygen -t ed25519).")
+    return private.with_name(private.name + ".pub")
 
 
 @app.command("add")
@@ -51,9 +75,15 @@ def add(
             help="A .pub file. [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub]", show_default=False
         ),
     ] = None,
+    generate: Annotated[
+        bool,
+        typer.Option("--generate", help="With no key in ~/.ssh yet, make one (ssh-keygen -t ed25519) and add it."),
+    ] = False,
 ) -> None:
     """Register an SSH public key."""
-    path = path or _default_key()
+    if path is not None and generate:
+        raise PairError("--generate makes ~/.ssh/id_ed25519; a PATH names a key you have.", "Pass one of them.")
+    path = path or _default_key(generate)
     text = files.read_small_text(
         path, what="the public key file", hint="Pass the path of your public key, e.g. ~/.ssh/id_ed25519.pub."
     )

@@ -239,18 +239,27 @@ def bootstrap(
             help="The Space token. [default: $PAIR_SPACE_TOKEN, then $PAIR_HOME/bootstrap.txt]", show_default=False
         ),
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="A reusable Space key instead of a token: the container becomes its own Space, named after it. "
+            "[default: $PAIR_SPACE_KEY, then $PAIR_HOME/space-key]",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to keep retrying an unreachable broker.")
     ] = 120.0,
 ) -> None:
-    """(In the container) register it as a Space. Safe to run on every attach."""
+    """(In the container) register it as a Space, with a Space token or a Space key. Safe to run on every attach."""
     from pair.container import supervisor
     from pair.container.bootstrap import bootstrap as run_bootstrap
 
     def waiting() -> None:
         print("Another `pair spaces bootstrap` is running in this container; waiting for it.", file=sys.stderr)
 
-    outcome = run_bootstrap(token, timeout=timeout, on_wait=waiting)
+    outcome = run_bootstrap(token, key=key, timeout=timeout, on_wait=waiting)
     reg = outcome.registration
     if outcome.reused:
         print(printable(f'This container is already the Space "{reg.space_name}" ({reg.space_id}) on {reg.url}.'))

@@ -25,6 +25,20 @@ def detect_platform(env: Mapping[str, str]) -> Platform:
     return "generic"
 
 
+def container_name(env: Mapping[str, str] | None = None) -> str:
+    """The name a Space key's Space takes from this container: CODESPACE_NAME (Codespaces),
+    DEVWORKSPACE_NAME (DevWorkspace operator: Che, OpenShift Dev Spaces), else the host name, made
+    to fit the Space name rule (pair.api.grammar.space_name_from). A rebuilt container keeps it,
+    which is how the broker recognises it as the same Space."""
+    from pair.api.grammar import space_name_from
+
+    env = os.environ if env is None else env
+    for variable in ("CODESPACE_NAME", "DEVWORKSPACE_NAME"):
+        if env.get(variable, "").strip():
+            return space_name_from(env[variable].strip())
+    return space_name_from(socket.gethostname())
+
+
 def cpu_count(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
     """CPUs this container may use: the cgroup v2 quota if there is one, else the affinity mask."""
     try:

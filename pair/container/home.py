@@ -40,6 +40,10 @@ class Home:
         return self.root / "bootstrap.txt"
 
     @property
+    def space_key_file(self) -> Path:
+        return self.root / "space-key"  # install.sh --space-key (the Feature's spaceKey option), 0600
+
+    @property
     def registration_file(self) -> Path:
         return self.root / "agent.json"
 
@@ -188,6 +192,16 @@ class Home:
 
     def save_registration(self, reg: Registration) -> None:
         write_private(self.registration_file, json.dumps(asdict(reg), indent=2) + "\n")
+
+    def stored_key(self) -> bytes | None:
+        """space-key's bytes as they are, or None if there is none."""
+        try:
+            with self.space_key_file.open("rb") as f:
+                return f.read(64 * 1024 + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PairError(f"Cannot read {self.space_key_file}: {exc.strerror}.") from exc
 
     def stored_token(self) -> bytes | None:
         """bootstrap.txt's bytes as they are (pair.api.tokens decodes them: a Windows editor

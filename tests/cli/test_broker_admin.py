@@ -72,6 +72,7 @@ def refused(run: Run, message: str, hint: str = "", code: int = 1) -> None:
 def data_dir(tmp_path: Path) -> Path:
     """A data dir as `serve` leaves it: database, signing key, one user (bob, his key in bob.key)."""
     directory = tmp_path / "data"
+
     async def setup() -> None:
         ctx = await open_context(Settings(data_dir=directory), create=True)
         _, key = await accounts.create_user(ctx, "bob@example.com")

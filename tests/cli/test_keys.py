@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from pair.api.errors import ApiError
 from tests.cli.helpers import assert_error, client_as, ssh_keygen, ssh_keygen_l
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person
+from tests.support.tools import need_tool
 
 
 def default_key(person: Person, kind: str = "ed25519") -> Path:
@@ -73,6 +75,21 @@ def test_add_without_any_default_key(people: dict[str, Person]) -> None:
     bob = people["bob"]
     result = bob.pair("keys", "add")
     assert_error(result, f"No public key found in {bob.home / '.ssh'}", hint="ssh-keygen -t ed25519")
+
+
+def test_add_generate_makes_a_key_when_there_is_none_and_then_reuses_it(people: dict[str, Person]) -> None:
+    need_tool("ssh-keygen")
+    bob = people["bob"]
+    result = bob.pair("keys", "add", "--generate")
+    assert result.ok, result.err
+    private = bob.home / ".ssh" / "id_ed25519"
+    assert result.out.splitlines()[0] == f"Made a new SSH key {private} (ssh-keygen -t ed25519)."
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert result.out.splitlines()[1] == "Added " + ssh_keygen_l(private.with_name("id_ed25519.pub"))
+    before = private.read_bytes()
+    again = bob.pair("keys", "add", "--generate")  # the key exists: added again (refused as a duplicate), not remade
+    assert private.read_bytes() == before
+    assert "Made a new SSH key" not in again.out
 
 
 def test_add_a_missing_file(people: dict[str, Person]) -> None:

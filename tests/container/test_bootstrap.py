@@ -123,8 +123,8 @@ def test_no_token_and_not_bootstrapped(people, tmp_path):
     result = bootstrap(people["alice"], home)
     assert result.code == 1
     assert (
-        "error: No Space token, and this container is not bootstrapped yet (no argument, PAIR_SPACE_TOKEN is "
-        f"not set, there is no {home}/bootstrap.txt)." in result.err
+        "error: No Space token or key, and this container is not bootstrapped yet (no argument, PAIR_SPACE_TOKEN is "
+        f"not set, PAIR_SPACE_KEY is not set, there is no {home}/bootstrap.txt)." in result.err
     )
     assert "hint: Pass the contents of SPACE_ID.txt as `pair spaces bootstrap TOKEN`" in result.err
 
@@ -133,7 +133,7 @@ def test_an_empty_argument_is_named_and_the_hint_is_not_what_was_just_run(people
     """`pair spaces bootstrap "$(cat SPACE_ID.txt)"` of an empty file: say so, never suggest the same."""
     result = bootstrap(people["alice"], tmp_path / "c1", " \r\n", env={"PAIR_SPACE_TOKEN": ""})
     assert result.code == 1
-    assert "(the argument is empty, PAIR_SPACE_TOKEN is empty, there is no " in result.err
+    assert "(the argument is empty, PAIR_SPACE_TOKEN is empty, PAIR_SPACE_KEY is not set, there is no " in result.err
     assert "$(cat SPACE_ID.txt)" not in result.err and "bootstrap TOKEN" not in result.err
 
 

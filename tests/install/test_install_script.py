@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pair.api.models import SpaceTokenClaims
-from pair.api.tokens import AUDIENCE, SecretError, normalize, unverified_claims
+from pair.api.tokens import AUDIENCE, SecretError, normalize, space_key, unverified_claims
 from tests.install.conftest import INSTALL_SH, jwt
 from tests.install.debian import diff, tree
 from tests.support.tools import need_root, need_tool
@@ -89,7 +89,7 @@ def test_help_lists_every_option_and_its_environment_variable() -> None:
         ([], {"PACKAGE": "pair-spaces==1; id"}, 'Not a requirement: "pair-spaces==1; id"'),
         (["--package", "requests"], {}, "--package must be empty, a version"),
         # Where pair comes from: nothing says, or what says cannot be used.
-        ([], {}, "install.sh does not know where to get pair: no --token, --broker-url or --package."),
+        ([], {}, "install.sh does not know where to get pair: no --token, --space-key, --broker-url or --package."),
         ([], {"TOKEN": " \t"}, "install.sh does not know where to get pair"),  # blank: no token
         (["--token", "a.b.c"], {}, "The Space token from --token does not name its broker"),
         ([], {"PAIR_SPACE_TOKEN": jwt({"sub": "sp_x"})}, "The Space token from PAIR_SPACE_TOKEN does not name"),
@@ -109,7 +109,12 @@ def test_help_lists_every_option_and_its_environment_variable() -> None:
             'The broker URL in the Space token from --token has characters a URL should not have: "https://b/?[2J".',
         ),
         ([], {"BROKERURL": "https://b/\x1b[2J"}, '--broker-url has characters a URL should not have: "https://b/?[2J"'),
-        ([], {"PAIR_SPACE_KEY": "pair_sk_" + "x" * 40}, "A Space key (PAIR_SPACE_KEY) does not say which broker"),
+        ([], {"PAIR_SPACE_KEY": "pair_sk_" + "x" * 40}, "The Space key from PAIR_SPACE_KEY does not name its broker"),
+        (
+            ["--space-key", space_key("ftp://b", "s" * 43)],
+            {},
+            "The broker URL in the Space key from --space-key must start with http:// or https://",
+        ),
         (["--package", "broker", "--token", "a.b.c"], {}, "The Space token from --token does not name its broker"),
     ],
 )
@@ -300,6 +305,18 @@ def test_broker_url_wins_over_the_broker_in_the_token_as_for_bootstrap(tmp_path:
 def test_a_space_key_with_a_broker_url_needs_nothing_else(tmp_path: Path) -> None:
     out = dry_run_as_nobody([], {"PAIR_SPACE_KEY": "pair_sk_" + "x" * 40, "BROKERURL": BROKER}, tmp_path)
     assert f"pair comes from {BROKER}/download/pair.whl (the broker --broker-url names)" in out
+
+
+def test_given_only_a_space_key_pair_comes_from_the_broker_it_names(tmp_path: Path) -> None:
+    key = space_key(BROKER, "s" * 43)
+    out = dry_run_as_nobody([], {"PAIR_SPACE_KEY": f"{key}\r\n"}, tmp_path)
+    assert f"pair comes from {BROKER}/download/pair.whl (the broker the Space key from PAIR_SPACE_KEY names)" in out
+    assert "space-key" not in out  # a secret of the running container: bootstrap reads it there again
+    assert key not in out
+    kept = dry_run_as_nobody([], {"SPACEKEY": key}, tmp_path)  # the Feature's spaceKey option
+    assert "(the broker the Space key from SPACEKEY (the Feature's spaceKey option) names)" in kept
+    assert f"would write {PREFIX}/space-key (the Space key, 0600)" in kept
+    assert key not in kept
 
 
 @pytest.mark.parametrize(

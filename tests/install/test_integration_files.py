@@ -55,6 +55,7 @@ def test_feature_options_are_the_ones_install_sh_reads() -> None:
     assert meta["id"] == FEATURE.name == "pairspaces"
     assert {k: v["default"] for k, v in meta["options"].items()} == {
         "token": "",
+        "spaceKey": "",
         "sshPort": "2222",
         "brokerUrl": "",
         "package": "",

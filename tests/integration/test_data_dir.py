@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 def make_data_dir(directory: Path) -> str:
     """A data dir as `serve` leaves it (database, signing key, admin); returns the admin's key."""
+
     async def setup() -> str:
         ctx = await open_context(Settings(data_dir=directory), create=True)
         _, key = await accounts.create_user(ctx, "admin@example.com", is_admin=True)

@@ -2,7 +2,9 @@
 its virtualenv. People run install.sh; its options are documented in docs/install.md.
 
     install --prefix DIR --ssh-port N --ssh-user USER --sshd PATH [--broker-url URL]
-            [--token-source LABEL] [--changes N] [--dry-run]   (the Space token on standard input)
+            [--token-source LABEL] [--space-key-source LABEL] [--keep-space-key true|false]
+            [--changes N] [--dry-run]   (the Space token on standard input, a Space key in
+                                          the environment variable PAIR_INSTALL_SPACE_KEY)
     uninstall --prefix DIR [--dry-run]
 
 install.sh validated every value already; they are checked again here against the same
@@ -14,13 +16,14 @@ pair.api.tokens, the parser `pair spaces bootstrap` uses. Output and exit status
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from pair.api.errors import PairError
-from pair.api.tokens import MAX_PASTE, SPACE_TOKEN, normalize
+from pair.api.tokens import MAX_PASTE, SPACE_KEY, SPACE_TOKEN, normalize
 from pair.container.install.layout import Layout
 from pair.container.install.plan import Host, Options, install_plan, supervisord_running, uninstall_plan
 from pair.container.install.steps import Output, carry_out
@@ -59,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--broker-url", type=lambda v: v and _grammar(_URL, "an http(s) URL")(v), default="")
     install.add_argument("--token-source", default="standard input", help="where the token came from, for messages")
     install.add_argument("--changes", type=int, default=0, help="how many changes install.sh made before")
+    install.add_argument("--space-key-source", default="PAIR_SPACE_KEY", help="where the key came from, for messages")
+    install.add_argument(
+        "--keep-space-key", choices=("true", "false"), default="false", help="keep the key 0600 for the first bootstrap"
+    )
     return parser
 
 
@@ -70,9 +77,24 @@ def _token(source: str) -> str:
     return normalize(pasted, SPACE_TOKEN, source=source)
 
 
+def _space_key(source: str) -> str:
+    """The Space key install.sh put in the environment, normalized; "" if none. Removed from the
+    environment here, so nothing this process starts inherits it."""
+    pasted = os.environ.pop(SPACE_KEY_VARIABLE, "")
+    if not pasted.strip():
+        return ""
+    return normalize(pasted, SPACE_KEY, source=source)
+
+
+SPACE_KEY_VARIABLE = "PAIR_INSTALL_SPACE_KEY"
+
+
 def install(args: argparse.Namespace, output: Output) -> None:
     layout = Layout(prefix=Path(args.prefix))
     options = Options(
+        space_key=_space_key(args.space_key_source),
+        space_key_source=args.space_key_source,
+        keep_space_key=args.keep_space_key == "true",
         ssh_port=args.ssh_port,
         ssh_user=args.ssh_user,
         token=_token(args.token_source),

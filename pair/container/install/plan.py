@@ -49,6 +49,9 @@ class Options:
     token: str = ""
     token_source: str = ""
     broker_url: str = ""
+    space_key: str = ""  # normalized (pair.api.tokens.SPACE_KEY), "" for none
+    space_key_source: str = ""
+    keep_space_key: bool = False  # write it for the first bootstrap (it came from an option, not the environment)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,8 @@ def install_plan(options: Options, layout: Layout, host: Host) -> list[Step]:
     home = layout.home
     if options.token:
         plan.add(Ok(f"the Space token from {options.token_source or 'standard input'} is well-formed"))
+    if options.space_key:
+        plan.add(Ok(f"the Space key from {options.space_key_source} is well-formed"))
 
     for program in SUPERVISOR_PROGRAMS:
         link = layout.bin_dir / program
@@ -206,6 +211,12 @@ def install_plan(options: Options, layout: Layout, host: Host) -> list[Step]:
     plan.file(home.ssh_user_file, options.ssh_user + "\n", 0o644)
     if options.token:
         plan.file(home.bootstrap_token_file, options.token + "\n", 0o600)
+    if options.space_key and options.keep_space_key:
+        plan.file(
+            home.space_key_file, options.space_key + "\n", 0o600, detail=" (the Space key, for the first bootstrap)"
+        )
+    elif options.space_key:
+        plan.add(Ok(f"the Space key stays in {options.space_key_source} only: bootstrap reads it there"))
     if options.broker_url:
         plan.file(home.broker_url_file, options.broker_url + "\n", 0o644)
     plan.file(home.ssh_port_file, f"{options.ssh_port}\n", 0o644)  # the agent dials sshd there

@@ -1,0 +1,208 @@
+"""Reusable Space keys: an owner's key that lets any container register itself as its own Space.
+
+A key is meant for a secret store (the Codespaces secret PAIR_SPACE_KEY): every container that
+bootstraps with it becomes a Space owned by the key's creator, named after the container
+(CODESPACE_NAME, DEVWORKSPACE_NAME, else its host name) and shared with the key's people. The
+same container again (the same container name, with the same key) comes back as the same live
+Space, on a new agent credential. The key can do nothing else: it is not a session, it reads
+nothing, and it never reaches a Space it did not make. The broker keeps only its SHA-256.
+docs/tokens.md describes its format, docs/operations.md what a leaked one allows.
+"""
+
+from __future__ import annotations
+
+from broker import agents, credentials, snapshots
+from broker.context import Context, timestamp
+from broker.errors import Problem, invalid
+from broker.spaces import delete, teammates_by_email
+from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, UserRecord
+from pair.api import models as m
+from pair.api.grammar import NAME_RULE, is_space_name
+from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key
+
+NAME_ATTEMPTS = 20  # `name`, then `name-2` … when the owner has other Spaces of that name
+
+
+def _state(key: SpaceKeyRecord, now: int) -> m.SpaceKeyState:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def _wire(key: SpaceKeyRecord, shares: list[str], spaces: list[str], now: int) -> m.SpaceKey:
+    return m.SpaceKey(
+        id=key.id,
+        name=key.name,
+        state=_state(key, now),
+        share_with=shares,
+        created_at=timestamp(key.created_at),
+        expires_at=timestamp(key.expires_at) if key.expires_at is not None else None,
+        revoked_at=timestamp(key.revoked_at) if key.revoked_at is not None else None,
+        uses=key.uses,
+        last_used_at=timestamp(key.last_used_at) if key.last_used_at is not None else None,
+        spaces=spaces,
+    )
+
+
+async def _wired(ctx: Context, key: SpaceKeyRecord) -> m.SpaceKey:
+    shares = await ctx.store.space_key_shares([key.id])
+    made = [s.name for s in await ctx.store.spaces_of_key(key.id)]
+    return _wire(key, shares[key.id], made, ctx.now())
+
+
+async def listed(ctx: Context, user: UserRecord) -> list[m.SpaceKey]:
+    keys = await ctx.store.space_keys(user.id)
+    shares = await ctx.store.space_key_shares([k.id for k in keys])
+    now = ctx.now()
+    return [_wire(k, shares[k.id], [s.name for s in await ctx.store.spaces_of_key(k.id)], now) for k in keys]
+
+
+async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m.NewSpaceKey:
+    """A new key of `user`'s; its secret is in the answer and nowhere else."""
+    if not is_space_name(req.name):
+        raise invalid(f"{req.name!r} is not a valid Space key name.", f"Use {NAME_RULE}.")
+    people = await teammates_by_email(ctx, user, req.share_with)
+    now = ctx.now()
+    secret = space_key(ctx.settings.url, credentials.new_secret(""))
+    expires_at = now + req.expires_in_seconds if req.expires_in_seconds is not None else None
+    key = SpaceKeyRecord(credentials.new_id("sk_"), user.id, req.name, credentials.digest(secret), now, expires_at)
+    try:
+        await ctx.store.create_space_key(key, [p.id for p in people])
+    except Conflict as exc:
+        raise Problem(
+            409,
+            f'You already have a Space key named "{req.name}".',
+            f"Pick another --name, or revoke it first with `pair spaces keys revoke {req.name}`.",
+            "exists",
+        ) from exc
+    await ctx.store.audit(now, user.email, "space_key.create", key.id, key.name)
+    return m.NewSpaceKey(key=_wire(key, sorted(p.email for p in people), [], now), space_key=secret)
+
+
+async def revoke(ctx: Context, user: UserRecord, key_id: str, req: m.RevokeSpaceKeyRequest) -> m.RevokedSpaceKey:
+    """No container registers with the key any more; with `delete_spaces`, the Spaces it made
+    are deleted too (their agents' credentials die). Containers it registered keep working
+    otherwise: they hold their own credential, not the key."""
+    key = next((k for k in await ctx.store.space_keys(user.id) if k.id == key_id), None)
+    if key is None:
+        raise Problem(404, f"You have no Space key {key_id}.", "List yours with `pair spaces keys list`.", "not_found")
+    now = ctx.now()
+    await ctx.store.revoke_space_key(key.id, now)
+    await ctx.store.audit(now, user.email, "space_key.revoke", key.id, key.name)
+    deleted = []
+    if req.delete_spaces:
+        for space in await ctx.store.spaces_of_key(key.id):
+            await delete(ctx, user, space.id)
+            deleted.append(space.name)
+    fresh = next(k for k in await ctx.store.space_keys(user.id) if k.id == key_id)
+    return m.RevokedSpaceKey(key=await _wired(ctx, fresh), deleted_spaces=deleted)
+
+
+def _refused(key: SpaceKeyRecord, owner: str, now: int) -> Problem | None:
+    ask = f"Ask its owner ({owner}) for a new key (`pair spaces keys create`), then rebuild the container."
+    if key.revoked_at is not None:
+        when = timestamp(key.revoked_at).strftime("%Y-%m-%d %H:%M UTC")
+        return Problem(
+            401,
+            f'The Space key "{key.name}" was revoked at {when}: it registers no new containers.',
+            ask,
+            "space_key_revoked",
+        )
+    if key.expires_at is not None and key.expires_at <= now:
+        when = timestamp(key.expires_at).strftime("%Y-%m-%d %H:%M UTC")
+        return Problem(
+            401,
+            f'The Space key "{key.name}" expired at {when}: it registers no new containers.',
+            ask,
+            "space_key_expired",
+        )
+    return None
+
+
+async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistration:
+    """Register the container as its own Space with a Space key: the live Space the key made
+    for `container_name` (a rebuild of the same container), else a new one named after it (with
+    `-2`, `-3` … when the owner has another Space of that name). Either way it is shared with
+    the key's people (on top of any sharing its owner did since) and gets a new agent
+    credential, which the container keeps instead of the key."""
+    facts = agents.checked_facts(req.facts)
+    try:
+        pasted = normalize(req.space_key, SPACE_KEY)
+    except SecretError as err:
+        raise Problem(401, err.message, err.hint, "space_key_malformed") from err
+    if not is_space_name(req.container_name):  # the wire type's pattern says so too
+        raise invalid(f"{req.container_name!r} is not a valid Space name.", f"Use {NAME_RULE}.")
+    key_hash = credentials.digest(pasted)
+    credential = credentials.new_secret(credentials.AGENT)
+    now = ctx.now()
+    async with ctx.transaction() as tx:
+        key = await tx.store.space_key_by_hash(key_hash)
+        if key is None:
+            raise Problem(
+                401,
+                "This broker does not know that Space key.",
+                "It belongs to another broker, or its owner's account was removed. "
+                "Ask the owner for a new one (`pair spaces keys create`).",
+                "space_key_unknown",
+            )
+        owner = next((u for u in await tx.store.users() if u.id == key.owner_id), None)
+        assert owner is not None  # a key goes with its owner's account (ON DELETE CASCADE)
+        refused = _refused(key, owner.email, now)
+        if refused is not None:
+            raise refused
+        people = await tx.store.space_key_user_ids(key.id)
+        space = await tx.store.space_for_container(key.id, req.container_name)
+        if space is None:
+            space = await _create(tx, key, owner, req.container_name, people, now)
+            await tx.store.audit(now, f"key:{key.id}", "space.create", space.id, space.name)
+        elif people:
+            await tx.store.update_shares(space.id, people, [], now)
+        await tx.store.register_keyed_agent(
+            key.id, space.id, req.instance_id, facts, credentials.digest(credential), now
+        )
+        await tx.store.audit(now, f"key:{key.id}", "space.bootstrap", space.id, req.container_name)
+    await snapshots.push(ctx, space)  # an earlier container's agent, if still there, hears its keys anew
+    return m.AgentRegistration(
+        space_id=space.id, space_name=space.name, owner=owner.email, state="starting", agent_credential=credential
+    )
+
+
+async def _create(
+    ctx: Context, key: SpaceKeyRecord, owner: UserRecord, container: str, people: list[str], now: int
+) -> SpaceRecord:
+    """A new Space for `container`, each name tried in a savepoint (a Conflict aborts only it)."""
+    for attempt in range(NAME_ATTEMPTS):
+        name = container if attempt == 0 else f"{container[: 63 - len(str(attempt + 1)) - 1]}-{attempt + 1}"
+        space = SpaceRecord(
+            credentials.new_id("sp_"),
+            owner.id,
+            owner.email,
+            name,
+            "created",
+            now,
+            now,
+            None,
+            None,
+            None,
+            None,
+            space_key_id=key.id,
+            container_name=container,
+        )
+        try:
+            async with ctx.transaction() as attempt_tx:
+                await attempt_tx.store.create_space(space, people)
+        except Conflict as exc:
+            if exc.rule == "spaces.container":  # the same container, registered a moment ago
+                found = await ctx.store.space_for_container(key.id, container)
+                if found is not None:
+                    return found
+            continue
+        return space
+    raise Problem(  # pragma: no cover - the owner has 20 Spaces named after this container
+        409,
+        f'{owner.email} has too many Spaces named after "{container}".',
+        "Delete some with `pair spaces delete`, or give the container another name.",
+        "exists",
+    )

@@ -1,0 +1,157 @@
+"""`pair spaces keys create|list|revoke`: reusable Space keys, for a secret store.
+
+Not SSH keys (those are `pair keys`): a Space key lets a container register itself as a Space
+of yours, named after the container and shared as the key says (docs/tokens.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pair import durations
+from pair.api.errors import PairError
+from pair.api.models import SpaceKey
+from pair.cli.output import table
+from pair.cli.session import signed_in
+from pair.files import write_private
+from pair.printable import printable
+
+app = typer.Typer(
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="Reusable Space keys: any container that bootstraps with one becomes its own Space of yours "
+    "(for a secret store such as the Codespaces secret PAIR_SPACE_KEY; not your SSH keys, which are `pair keys`).",
+)
+
+NEVER = ("never", "none", "0")
+COLUMNS = ("name", "state", "uses", "last_used", "expires", "shared_with", "spaces")
+
+
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else "-"
+
+
+def _expiry(text: str) -> int | None:
+    if text.strip().lower() in NEVER:
+        return None
+    seconds = durations.parse(text)
+    if seconds < 60:
+        raise PairError("A Space key must live at least one minute.", "Pass a longer --expires, such as 30d, or never.")
+    return seconds
+
+
+def _check_output(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise PairError(f"Cannot write {path}: the directory {parent} does not exist.", "Pick another --output.")
+    if path.is_dir():
+        raise PairError(f"Cannot write {path}: it is a directory.", "Pass a file name with --output.")
+
+
+@app.command()
+def create(
+    name: Annotated[
+        str, typer.Option("--name", help="The key's name (unique among your keys), e.g. the repository's.")
+    ],
+    expires: Annotated[
+        str, typer.Option("--expires", help="How long it registers containers (e.g. 30d, 12h), or never.")
+    ] = "90d",
+    user: Annotated[
+        list[str] | None, typer.Option("--user", help="Share every Space it makes with this person (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the key to this file (0600) instead of printing it.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Create a Space key; it is shown once (or written 0600 with --output)."""
+    expires_in = _expiry(expires)
+    if output is not None:
+        _check_output(output)
+    client, _ = signed_in()
+    with client:
+        made = client.create_space_key(name, share_with=list(user or []), expires_in_seconds=expires_in)
+    key = made.key
+    until = f"until {_when(key.expires_at)} UTC" if key.expires_at else "with no expiry"
+    shared = f"shared with {', '.join(key.share_with)}" if key.share_with else "shared with nobody"
+    if output is not None:
+        write_private(output, made.space_key + "\n")
+        print(printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.'))
+        print(f"It is in {output} (0600); store it as a secret, e.g. `pair spaces init --key-file {output}`.")
+        return
+    print(printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.'), file=sys.stderr)
+    print("It is shown this once; store it as a secret (Codespaces: PAIR_SPACE_KEY):", file=sys.stderr)
+    print(made.space_key)
+
+
+def _row(key: SpaceKey) -> dict[str, object]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "state": key.state,
+        "uses": key.uses,
+        "last_used_at": key.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.last_used_at else None,
+        "expires_at": key.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.expires_at else None,
+        "revoked_at": key.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.revoked_at else None,
+        "created_at": key.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "share_with": key.share_with,
+        "spaces": key.spaces,
+    }
+
+
+@app.command("list")
+def list_keys(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+    """Your Space keys: how often and when last used, when they expire, the Spaces they made."""
+    client, _ = signed_in()
+    with client:
+        keys = client.space_keys()
+    if as_json:
+        print(json.dumps([_row(k) for k in keys], indent=2))
+        return
+    if not keys:
+        print("No Space keys yet. Create one with `pair spaces keys create --name NAME`.", file=sys.stderr)
+        return
+    cells = [
+        [
+            k.name,
+            k.state,
+            str(k.uses),
+            _when(k.last_used_at),
+            _when(k.expires_at) if k.expires_at else "never",
+            ", ".join(k.share_with) or "-",
+            ", ".join(k.spaces) or "-",
+        ]
+        for k in keys
+    ]
+    print(table(COLUMNS, cells))
+
+
+@app.command()
+def revoke(
+    name: Annotated[str, typer.Argument(help="The key's name, as `pair spaces keys list` shows it.")],
+    delete_spaces: Annotated[
+        bool, typer.Option("--delete-spaces", help="Also delete the Spaces it made (their containers lose access).")
+    ] = False,
+) -> None:
+    """Revoke a Space key: no new container registers with it. Containers it registered keep
+    their Spaces unless --delete-spaces."""
+    client, _ = signed_in()
+    with client:
+        found = next((k for k in client.space_keys() if k.name == name and k.state != "revoked"), None)
+        if found is None:
+            raise PairError(
+                f'You have no Space key named "{name}" that is not revoked.', "See yours with `pair spaces keys list`."
+            )
+        done = client.revoke_space_key(found.id, delete_spaces=delete_spaces)
+    print(printable(f'Revoked the Space key "{name}": it registers no new containers.'))
+    if done.deleted_spaces:
+        print(printable(f"Deleted the Spaces it made: {', '.join(done.deleted_spaces)}."))
+    elif done.key.spaces:
+        print(printable(f"The Spaces it made stay: {', '.join(done.key.spaces)} (`pair spaces delete` removes one)."))

@@ -1,0 +1,194 @@
+"""Reusable Space keys: `pair spaces keys create|list|revoke` and containers (temporary
+PAIR_HOMEs) that bootstrap with one, against the in-process broker."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pair.api.grammar import is_space_name, space_name_from
+from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key, space_key_broker
+from tests.cli.helpers import assert_error
+from tests.support.broker import InProcessBroker
+from tests.support.cli import Person, Result
+
+
+def create_key(person: Person, *args: str) -> str:
+    result = person.pair("spaces", "keys", "create", *args)
+    assert result.ok, result.err
+    key = result.out.strip()
+    assert key.startswith("pair_sk_") and "\n" not in key  # the key alone on stdout: `> FILE` works
+    return key
+
+
+def boot(person: Person, home: Path, name: str, key: str, *args: str) -> Result:
+    env = {"PAIR_HOME": str(home), "CODESPACE_NAME": name, "PAIR_SPACE_KEY": key}
+    return person.pair("spaces", "bootstrap", *args, env=env)
+
+
+def spaces_of(person: Person) -> dict[str, dict[str, object]]:
+    result = person.pair("spaces", "list", "--json")
+    assert result.ok, result.err
+    return {s["name"]: s for s in json.loads(result.out)}
+
+
+def keys_of(person: Person) -> dict[str, dict[str, Any]]:
+    result = person.pair("spaces", "keys", "list", "--json")
+    assert result.ok, result.err
+    return {k["name"]: k for k in json.loads(result.out)}
+
+
+def everything_under(*folders: Path) -> str:
+    return "".join(p.read_bytes().decode("utf-8", "replace") for f in folders for p in f.rglob("*") if p.is_file())
+
+
+def test_one_key_two_containers_a_rebuild_then_revoked(people, broker: InProcessBroker, tmp_path):
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    key = create_key(alice, "--name", "shop", "--user", bob.email, "--expires", "30d")
+    assert space_key_broker(key) == broker.url  # the key names its broker: a container needs nothing else
+
+    first = boot(alice, tmp_path / "c1", "octo-shop-x1y2", key)
+    assert first.ok, first.err
+    second = boot(alice, tmp_path / "c2", "Octo Shop_Z9", key)  # sanitized to the Space-name rule
+    assert second.ok, second.err
+    made = spaces_of(alice)
+    assert set(made) == {"octo-shop-x1y2", "octo-shop_z9"}
+    for space in made.values():
+        assert space["role"] == "owner" and space["state"] == "starting"
+    assert set(spaces_of(bob)) == {"octo-shop-x1y2", "octo-shop_z9"}  # shared as the key says
+    assert spaces_of(carol) == {}
+    assert first.out.startswith(
+        f'Bootstrapped this container as the Space "octo-shop-x1y2" ({made["octo-shop-x1y2"]["id"]})'
+    )
+
+    # Attaching again: the container checks in with its credential; the key is not used again.
+    again = boot(alice, tmp_path / "c1", "octo-shop-x1y2", key)
+    assert again.out.startswith('This container is already the Space "octo-shop-x1y2"'), again.err
+
+    # A rebuild: a new container (a new PAIR_HOME, new instance id) with the same name.
+    rebuilt = boot(alice, tmp_path / "c1-rebuilt", "octo-shop-x1y2", key)
+    assert rebuilt.ok, rebuilt.err
+    assert spaces_of(alice)["octo-shop-x1y2"]["id"] == made["octo-shop-x1y2"]["id"]
+    assert len(spaces_of(alice)) == 2
+    stale = alice.pair("spaces", "bootstrap", env={"PAIR_HOME": str(tmp_path / "c1"), "PAIR_SPACE_KEY": ""})
+    assert stale.code == 1 and "no longer valid" in stale.err  # the old container's credential died
+
+    listed = keys_of(alice)["shop"]
+    assert listed["state"] == "active" and listed["uses"] == 3 and listed["last_used_at"]
+    assert listed["share_with"] == [bob.email] and set(listed["spaces"]) == set(made)
+    assert listed["expires_at"]
+
+    revoked = alice.pair("spaces", "keys", "revoke", "shop")
+    assert revoked.ok, revoked.err
+    assert 'Revoked the Space key "shop": it registers no new containers.' in revoked.out
+    refused = boot(alice, tmp_path / "c3", "octo-shop-new", key)
+    message, hint = assert_error(refused, 'The Space key "shop" was revoked at ')
+    assert "it registers no new containers" in message
+    assert f"Ask its owner ({alice.email}) for a new key" in hint
+    assert "octo-shop-new" not in spaces_of(alice)
+    # Containers it registered keep their Spaces (they hold their own credential, not the key).
+    kept = boot(alice, tmp_path / "c2", "Octo Shop_Z9", key)
+    assert kept.ok and kept.out.startswith('This container is already the Space "octo-shop_z9"'), kept.err
+    assert keys_of(alice)["shop"]["state"] == "revoked"
+
+    # The key is nowhere on disk: not in the containers' homes, nor the broker's data, nor the output.
+    homes = [tmp_path / n for n in ("c1", "c2", "c1-rebuilt", "c3")]
+    assert key not in everything_under(*homes, broker.ctx.settings.data_dir)
+    assert key.split(".")[1] not in everything_under(*homes, broker.ctx.settings.data_dir)
+    for home in homes[:3]:
+        assert stat.S_IMODE((home / "agent.json").stat().st_mode) == 0o600
+        assert not (home / "space-key").exists()
+
+
+def test_an_expired_key_registers_no_container(people, broker: InProcessBroker, tmp_path):
+    alice = people["alice"]
+    key = create_key(alice, "--name", "short", "--expires", "1h")
+    broker.clock.advance(3601)
+    refused = boot(alice, tmp_path / "c1", "late", key)
+    _, hint = assert_error(refused, 'The Space key "short" expired at ')
+    assert "rebuild the container" in hint
+    assert keys_of(alice)["short"]["state"] == "expired"
+    assert spaces_of(alice) == {}
+
+
+def test_revoke_can_delete_the_spaces_the_key_made(people, tmp_path):
+    alice, bob = people["alice"], people["bob"]
+    key = create_key(alice, "--name", "ci", "--user", bob.email)
+    assert boot(alice, tmp_path / "c1", "run-1", key).ok
+    result = alice.pair("spaces", "keys", "revoke", "ci", "--delete-spaces")
+    assert result.ok, result.err
+    assert "Deleted the Spaces it made: run-1." in result.out
+    assert "run-1" not in spaces_of(alice)
+    again = alice.pair("spaces", "keys", "revoke", "ci")
+    assert_error(again, 'You have no Space key named "ci" that is not revoked.', hint="pair spaces keys list")
+
+
+def test_a_name_the_owner_uses_already_gets_a_suffix_and_keys_are_per_owner(people, tmp_path):
+    alice, bob = people["alice"], people["bob"]
+    made = alice.pair("spaces", "authorize", "--no-share", "--name", "box")
+    assert made.ok, made.err
+    key = create_key(alice, "--name", "k1")
+    assert boot(alice, tmp_path / "c1", "box", key).ok
+    assert set(spaces_of(alice)) == {"box", "box-2"}
+    assert boot(alice, tmp_path / "c1-again", "box", key).ok  # a rebuild finds "box-2" by its container name
+    assert set(spaces_of(alice)) == {"box", "box-2"}
+    # Another key of the same owner is another set of containers: no takeover across keys.
+    other = create_key(alice, "--name", "k2")
+    assert boot(alice, tmp_path / "c2", "box", other).ok
+    assert set(spaces_of(alice)) == {"box", "box-2", "box-3"}
+    duplicate = alice.pair("spaces", "keys", "create", "--name", "k1")
+    assert_error(duplicate, 'You already have a Space key named "k1".')
+    assert keys_of(bob) == {}
+
+
+def test_output_writes_the_key_0600_and_prints_no_secret(people, tmp_path):
+    alice = people["alice"]
+    result = alice.pair("spaces", "keys", "create", "--name", "repo", "--output", "key.txt", "--expires", "never")
+    assert result.ok, result.err
+    written = alice.cwd / "key.txt"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    key = written.read_text().strip()
+    assert key not in result.out + result.err
+    assert 'Created the Space key "repo", valid with no expiry' in result.out
+    assert keys_of(alice)["repo"]["expires_at"] is None
+    assert boot(alice, tmp_path / "c1", "from-file", written.read_text()).ok
+
+
+def test_bad_keys_are_refused_with_their_cause(people, broker: InProcessBroker, tmp_path):
+    alice = people["alice"]
+    key = create_key(alice, "--name", "k")
+    cut = boot(alice, tmp_path / "c1", "x", key[:-3])
+    assert_error(cut, "The Space key from PAIR_SPACE_KEY is not usable: it is cut short")
+    unknown = space_key(broker.url, "A" * 43)
+    refused = boot(alice, tmp_path / "c1", "x", unknown)
+    assert_error(refused, "This broker does not know that Space key.")
+    token_as_key = alice.pair("spaces", "authorize", "--no-share", "--name", "t")
+    assert token_as_key.ok
+    token = (alice.cwd / "SPACE_ID.txt").read_text().strip()
+    wrong = alice.pair("spaces", "bootstrap", "--key", token, env={"PAIR_HOME": str(tmp_path / "c2")})
+    assert_error(wrong, "it is a Space token (the contents of SPACE_ID.txt), not a Space key")
+    swapped = alice.pair("spaces", "bootstrap", key, env={"PAIR_HOME": str(tmp_path / "c2")})
+    assert_error(swapped, "it is a Space key (pair_sk_…), not a Space token", hint="pair spaces bootstrap --key")
+    with pytest.raises(SecretError):
+        normalize("pair_sk_" + "x" * 50, SPACE_KEY)
+
+
+@given(st.text(max_size=300))
+def test_any_container_name_becomes_a_valid_space_name(text: str) -> None:
+    name = space_name_from(text)
+    assert is_space_name(name)
+    assert space_name_from(name) == name  # a valid name is kept as it is
+
+
+@given(
+    st.from_regex(r"https?://[a-z0-9-]{1,20}(\.[a-z0-9-]{1,20}){0,2}(:[0-9]{1,5})?(/[a-z0-9_-]{0,20})?", fullmatch=True)
+)
+def test_a_key_names_its_broker_whatever_the_url(url: str) -> None:
+    key = space_key(url, "a" * 43)
+    assert space_key_broker(f'  export PAIR_SPACE_KEY="{key}"\r\n') == url
