@@ -9,12 +9,12 @@
 # checkout's .venv (`make run` or `make test` makes it). The root is built once with debootstrap
 # (~1 minute) and cached in /var/cache/pair-tests, as the tests do (tests/install/debian.py).
 set -eu
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd -P "$(dirname "$0")/.." && pwd -P)"
 python="$root/.venv/bin/python"
 if [ ! -x "$python" ]; then
     echo "error: $python is missing." >&2
     echo "hint: Run \`make run\` (or scripts/venv.sh '.[broker,test]') in $root first." >&2
     exit 1
 fi
-cd "$root"
-exec "$python" -m tests.install.local_container "$@"
+# tests/install/debian.py is test support: its imports' deprecation notes are not for this script's user.
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONWARNINGS=ignore exec "$python" -m tests.install.local_container "$@"

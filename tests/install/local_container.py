@@ -85,10 +85,11 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         _step(f"install.sh from {broker} (sshd on port {port})")
         options = ["--ssh-port", str(port), *(["--package", args.package] if args.package else [])]
         installed = root.run("sh", "-s", "--", *options, input=script, env=env, timeout=900)
-        sys.stdout.write(installed.stdout)
         if installed.returncode != 0:
+            sys.stdout.write(installed.stdout)
             sys.stderr.write(installed.stderr)
             return 1
+        sys.stdout.write("".join(ln for ln in installed.stdout.splitlines(True) if ln.startswith("pair:")))
         _step("supervisord (postStartCommand)")
         root.ok("supervisord", "-c", CONF, env=env)
         booted = root.run("/opt/pair/pair", "spaces", "bootstrap", env=env)  # postAttachCommand

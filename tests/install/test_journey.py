@@ -1,0 +1,114 @@
+"""The README's journey, run as written: operator, owner, container (scripts/local-container.sh, a
+real Debian root with install.sh, supervisord, sshd and the agent) and teammate, against a real
+broker, until the teammate has a shell in the container.
+
+The commands are read from README.md, so the README cannot drift from what works. Each role runs
+in its own HOME and config dir (its own machine); `make run` is the real broker started the way
+scripts/serve.sh starts it, on a free port instead of 8000.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.install.conftest import REPO
+from tests.support.broker import real_broker
+from tests.support.processes import Output, clean_env, stop
+from tests.support.tools import need_root, need_tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROLES = ("Operator", "Owner", "Container", "Teammate")
+README_URL = "http://127.0.0.1:8000"
+
+
+def journey() -> dict[str, list[str]]:
+    """Each role's commands: the first ```sh block after its **Role** in the README's Try-it section."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Try it") :]
+    section = section[: section.index("\n## ", 1)]
+    out = {}
+    for role in ROLES:
+        after = section[section.index(f"**{role}**") :]
+        block = re.search(r"```sh\n(.*?)```", after, re.DOTALL)
+        assert block, role
+        lines = [ln.split("  # ")[0].strip() for ln in block.group(1).splitlines()]
+        out[role] = [ln for ln in lines if ln and not ln.startswith("#")]
+    return out
+
+
+def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: Path) -> None:
+    need_root()
+    need_tool("ssh")
+    need_tool("debootstrap")
+    steps = journey()
+    # The commands after the installs (the operator's are the broker's own business).
+    assert sum(len(steps[r]) for r in ("Owner", "Container", "Teammate")) <= 6, steps
+    assert steps["Operator"][0].startswith("make run")
+    assert steps["Operator"][1] == 'export PATH="$PWD/.venv/bin:$PATH"'
+
+    folder = tmp_path / "clone"  # the commands' working folder: as a fresh clone would be
+    folder.mkdir()
+    os.symlink(REPO / "scripts", folder / "scripts")
+    path = f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"
+    with real_broker(folder / ".pair-broker") as broker:
+
+        def role_env(name: str) -> dict[str, str]:
+            home = tmp_path / name
+            home.mkdir(exist_ok=True)
+            return clean_env(HOME=str(home), PAIR_CONFIG_DIR=str(home / ".config" / "pair"), PATH=path)
+
+        def run(name: str, command: str) -> subprocess.CompletedProcess[str]:
+            command = command.replace(README_URL, broker.url)
+            result = subprocess.run(
+                ["sh", "-c", command], cwd=folder, env=role_env(name), capture_output=True, text=True, timeout=120
+            )
+            assert result.returncode == 0, f"{name}: {command}\n{result.stdout}\n{result.stderr}"
+            return result
+
+        for command in steps["Operator"][2:]:
+            run("operator", command)
+        started = time.monotonic()
+        for command in steps["Owner"]:
+            run("owner", command)
+        owner_done = time.monotonic()
+
+        [container] = steps["Container"]
+        argv = shlex.split(container)
+        assert argv[0] == "sudo"  # this test runs as root already
+        proc = subprocess.Popen(
+            argv[1:], cwd=folder, env=role_env("container"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        output = Output(proc)
+        try:
+            output.wait_for(r"local-container: supervisord", timeout=600)  # install.sh (the package installs) done
+            installed = time.monotonic()
+            output.wait_for(r"ready: the container demo is a Space", timeout=120)
+            ready = time.monotonic()
+            *before, connect = steps["Teammate"]
+            for command in before:
+                run("teammate", command)
+            assert shlex.split(connect) == ["pair", "spaces", "connect", "demo"]
+            inside = run("teammate", f"{connect} -- echo in the Space as '$(whoami)'")
+            shell = time.monotonic()
+            assert inside.stdout == "in the Space as root\n"
+            besides_installs = (owner_done - started) + (shell - installed)
+            print(
+                f"journey: the teammate's shell {shell - started:.1f} s after the owner's first command, "
+                f"{besides_installs:.1f} s of it not install.sh (ready {ready - installed:.1f} s after it)"
+            )
+            key = (folder / "demo.key").read_text().strip()
+            assert key not in output.text()
+        finally:
+            stop(proc, timeout=120)
+            output.finish()
+            assert proc.stdout is not None
+            proc.stdout.close()
+        assert "local-container: stopping" in output.text()
