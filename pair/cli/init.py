@@ -174,14 +174,69 @@ def _report(change: Change) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def _secret(project: Path, key: str | None, key_file: Path | None, repo: str | None) -> None:
-    """Offer to store the Space key as the Codespaces secret PAIR_SPACE_KEY, or say how to."""
+@dataclass
+class NewKey:
+    """`--new-key`: a Space key made for the project and stored only in the secret."""
+
+    share_with: list[str]
+    expires_in: int | None
+
+
+def _github(project: Path, repo: str | None) -> tuple[str | None, bool, str | None]:
+    """gh (or None), whether it is signed in, and the project's repository (or None)."""
     from pair.project import codespaces
 
     gh = codespaces.gh_executable()
     signed_in = gh is not None and codespaces.gh_signed_in(gh)
-    repo = repo or codespaces.repository(gh if signed_in else None, project)
+    return gh, signed_in, repo or codespaces.repository(gh if signed_in else None, project)
+
+
+def _make_key(gh: str, repo: str, new: NewKey) -> None:
+    """Create a Space key named after `repo` and store it as its Codespaces secret; it is never
+    printed or written. If gh refuses, the key is revoked again: nothing is left half-made."""
+    from pair.api.grammar import space_name_from
+    from pair.cli.session import signed_in
+    from pair.project import codespaces
+
+    name = space_name_from(repo.replace("/", "-"), "project")
+    client, _ = signed_in()
+    with client:
+        made = client.create_space_key(name, share_with=new.share_with, expires_in_seconds=new.expires_in)
+        try:
+            codespaces.set_secret(gh, repo, made.space_key)
+        except PairError:
+            client.revoke_space_key(made.key.id, delete_spaces=False)
+            raise
+    shared = ", ".join(made.key.share_with) or "nobody"
+    print(f'Made the Space key "{name}" (its Spaces are shared with {shared}; `pair spaces keys list` shows it)')
+    print(f"and set it as the Codespaces secret {codespaces.SECRET} of {repo} (gh secret set, on standard input).")
+
+
+def _offer_new_key(repo: str) -> bool:
+    """At a terminal, and signed in to a broker: whether the person wants a new key made now."""
+    from pair import config
+    from pair.project import codespaces
+
+    if config.load_session() is None:
+        return False
+    return typer.confirm(
+        f"Make a new Space key and store it as the Codespaces secret {codespaces.SECRET} of {repo} "
+        "(its Spaces shared with nobody yet; valid 90 days)?",
+        default=True,
+    )
+
+
+def _secret(
+    project: Path, key: str | None, key_file: Path | None, repo: str | None, new_key: NewKey | None = None
+) -> None:
+    """Offer to store the Space key as the Codespaces secret PAIR_SPACE_KEY (or make one), or say how to."""
+    from pair.project import codespaces
+
+    gh, signed_in, repo = _github(project, repo)
     command = codespaces.set_command(repo, key_file)
+    if new_key is not None and gh is not None and signed_in and repo is not None:
+        _make_key(gh, repo, new_key)
+        return
     if gh is None or not signed_in or repo is None:
         why = (
             "With GitHub's CLI (gh) installed"
@@ -194,6 +249,9 @@ def _secret(project: Path, key: str | None, key_file: Path | None, repo: str | N
         print(f"  {command}")
         return
     if key is None and is_interactive():
+        if _offer_new_key(repo):
+            _make_key(gh, repo, NewKey(share_with=[], expires_in=90 * 86400))
+            return
         key = (
             typer.prompt(
                 f"A Space key to store as the Codespaces secret {codespaces.SECRET} of {repo} (Enter skips)",
@@ -211,6 +269,33 @@ def _secret(project: Path, key: str | None, key_file: Path | None, repo: str | N
         return
     codespaces.set_secret(gh, repo, key)
     print(f"Set the Codespaces secret {codespaces.SECRET} of {repo} (gh secret set, the key on standard input).")
+
+
+def _new_key_request(project: Path, repo: str | None, user: list[str] | None, expires: str) -> NewKey:
+    """`--new-key`, checked before anything is written: gh signed in, the repository known, and a
+    pair session to make the key with."""
+    from pair import config, durations
+
+    seconds = None if expires.strip().lower() in ("never", "none", "0") else durations.parse(expires)
+    gh, signed_in, found = _github(project, repo)
+    if gh is None or not signed_in or found is None:
+        raise PairError(
+            "--new-key stores the new key as a Codespaces secret with GitHub's CLI, which "
+            + (
+                "is not installed."
+                if gh is None
+                else "is not signed in."
+                if not signed_in
+                else "knows no repository here."
+            ),
+            "Install gh and run `gh auth login` (pass --repo OWNER/REPO if needed), or make a key with "
+            "`pair spaces keys create --name NAME --output FILE` and store it yourself.",
+        )
+    if config.load_session() is None:
+        from pair.api.errors import login_hint
+
+        raise PairError("--new-key makes the key on your broker, and you are not logged in.", login_hint())
+    return NewKey(share_with=list(user or []), expires_in=seconds)
 
 
 def init(
@@ -233,22 +318,40 @@ def init(
         str | None, typer.Option("--repo", help="The GitHub repository for the secret. [default: this project's]")
     ] = None,
     no_secret: Annotated[bool, typer.Option("--no-secret", help="Skip the Codespaces secret step.")] = False,
+    new_key: Annotated[
+        bool,
+        typer.Option(
+            "--new-key", help="Make a Space key named after the repository and store it as the secret (needs gh)."
+        ),
+    ] = False,
+    user: Annotated[
+        list[str] | None, typer.Option("--user", help="With --new-key: share its Spaces with this person (repeatable).")
+    ] = None,
+    expires: Annotated[
+        str, typer.Option("--expires", help="With --new-key: how long it registers containers.")
+    ] = "90d",
 ) -> None:
     """Add pair to the project here: the Feature and lifecycle commands in devcontainer.json, or
     commands and postStart events in a Devfile (comments kept); safe to run again."""
     from pair.project import codespaces
 
-    if no_secret and (key_file or repo):
+    if no_secret and (key_file or repo or new_key):
         raise PairError(
-            "--no-secret skips the secret, so --key-file and --repo have nothing to do.", "Pass one or the other."
+            "--no-secret skips the secret, so --key-file, --new-key and --repo have nothing to do.",
+            "Pass one or the other.",
         )
+    if new_key and key_file:
+        raise PairError("--new-key makes a key; --key-file stores one you have.", "Pass one of them.")
+    if user and not new_key:
+        raise PairError("--user names who a new key's Spaces are shared with.", "Add --new-key, or drop --user.")
+    wanted = _new_key_request(directory, repo, user, expires) if new_key else None
     if not directory.is_dir():
         raise PairError(f"{directory} is not a folder.", "Pass the project's folder with --dir.")
     key = codespaces.read_key(key_file) if key_file else None
     if repo is not None:
         codespaces.check_repository(repo)
     targets, notes = _targets(directory, kind, file)
-    if key is not None and not no_secret and all(t.kind is not Kind.devcontainer for t in targets):
+    if (key is not None or new_key) and not no_secret and all(t.kind is not Kind.devcontainer for t in targets):
         raise PairError(
             "--key-file sets a Codespaces secret, which only a devcontainer.json reads.",
             "Give a Devfile workspace its key through the platform's secret store (docs/install.md).",
@@ -263,7 +366,7 @@ def init(
     if no_secret:
         return
     if any(t.kind is Kind.devcontainer for t in targets):
-        _secret(directory, key, key_file, repo)
+        _secret(directory, key, key_file, repo, wanted)
     if any(t.kind is Kind.devfile for t in targets):
         print(
             "Devfile workspaces read the Space key from the environment variable PAIR_SPACE_KEY: give it from your "

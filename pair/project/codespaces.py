@@ -21,7 +21,6 @@ _GITHUB_REMOTE = re.compile(
     r"^(?:https://(?:[^@/]+@)?github\.com/|(?:ssh://)?git@github\.com[:/])"
     r"(?P<repo>[A-Za-z0-9-]+/[A-Za-z0-9._-]+?)(?:\.git)?/?$"
 )
-_KEY = re.compile(r"[\x21-\x7e]{1,49152}")  # one line of printable ASCII; GitHub secrets hold at most 48 KiB
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 TIMEOUT = 60.0
 
@@ -34,27 +33,25 @@ def check_repository(repo: str) -> str:
 
 
 def read_key(path: Path) -> str:
-    """The key in `path` (one line; a final newline is dropped). Raises PairError if it cannot be
-    read or is not one line of printable characters."""
+    """The Space key in `path`, as pasted (pair.api.tokens.normalize: what pasting adds around it
+    goes). Raises PairError if it cannot be read, SecretError (a PairError naming the cause) if
+    it holds something other than a Space key."""
+    from pair.api.tokens import SPACE_KEY, normalize
+
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise PairError(
             f"Cannot read the key file {path}: {exc.strerror}.", "Pass a readable file to --key-file."
         ) from None
-    key = data.decode("ascii", errors="replace").rstrip("\r\n")
-    if not _KEY.fullmatch(key):
-        raise PairError(
-            f"The key file {path} does not hold one line of printable text.",
-            "Write the key alone in it, as `pair spaces authorize --output` writes a token.",
-        )
-    return key
+    return normalize(data, SPACE_KEY, source=str(path))
 
 
 def check_key(key: str) -> str:
-    if not _KEY.fullmatch(key):
-        raise PairError("A Space key is one line of printable characters.", "Paste it again, without spaces.")
-    return key
+    """`key` as a Space key (normalized); SecretError naming the cause otherwise."""
+    from pair.api.tokens import SPACE_KEY, normalize
+
+    return normalize(key, SPACE_KEY, source="what was typed")
 
 
 def gh_executable() -> str | None:

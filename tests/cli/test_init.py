@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
+from pair.api.tokens import space_key
 from pair.cli.app import run
 from pair.project.devcontainer import COMMANDS, FEATURE_ID
 from tests.cli.helpers import assert_error
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "tests" / "install" / "schemas"
 DEVCONTAINER_CLI = Path(sys.executable).parent.parent / "npm" / "node_modules" / ".bin" / "devcontainer"
 START, ATTACH = COMMANDS["postStartCommand"], COMMANDS["postAttachCommand"]
-KEY = "psk_live_7f3a9c2e41b84d0f9a6e5c3b2d1f0e9a"
+KEY = space_key("https://pair.example.com", "7f3a9c2e41b84d0f9a6e5c3b2d1f0e9a7f3a9c2e41b")
 ONE_CONTAINER = (
     "schemaVersion: 2.2.0\nmetadata:\n  name: x\ncomponents:\n  - name: dev\n    container:\n      image: debian:12\n"
 )
@@ -618,7 +619,7 @@ def test_gh_refusing_the_secret_is_an_error_with_its_reason(
     [
         (["--no-secret", "--key-file", "k"], "--no-secret skips the secret"),
         (["--key-file", "missing.key"], "Cannot read the key file missing.key"),
-        (["--key-file", "two-lines.key"], "does not hold one line of printable text"),
+        (["--key-file", "two-lines.key"], "The Space key from two-lines.key is not usable: it has a line break inside"),
         (["devfile", "--key-file", "good.key"], "only a devcontainer.json reads"),
         (["--file", "setup.cfg"], "Cannot tell whether setup.cfg is a devcontainer.json or a Devfile"),
     ],

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pair.api.grammar import is_space_name, space_name_from
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key, space_key_broker
 from tests.cli.helpers import assert_error
+from tests.support import fake_gh
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person, Result
 
@@ -192,3 +193,38 @@ def test_any_container_name_becomes_a_valid_space_name(text: str) -> None:
 def test_a_key_names_its_broker_whatever_the_url(url: str) -> None:
     key = space_key(url, "a" * 43)
     assert space_key_broker(f'  export PAIR_SPACE_KEY="{key}"\r\n') == url
+
+
+def test_init_new_key_makes_a_key_and_stores_it_only_in_the_secret(people, tmp_path):
+    alice, bob = people["alice"], people["bob"]
+    gh = fake_gh.install(tmp_path / "bin", repo="octo/shop")
+    project = alice.cwd / "shop"
+    project.mkdir()
+    result = alice.pair(
+        "spaces", "init", "devcontainer", "--dir", "shop", "--new-key", "--user", bob.email, env={"PATH": gh.path()}
+    )
+    assert result.ok, result.err
+    assert 'Made the Space key "octo-shop" (its Spaces are shared with bob@example.com;' in result.out
+    [secret_set] = [c for c in gh.calls() if c["args"][:2] == ["secret", "set"]]
+    assert secret_set["args"] == ["secret", "set", "PAIR_SPACE_KEY", "--app", "codespaces", "--repo", "octo/shop"]
+    key = secret_set["stdin"]
+    assert space_key_broker(key) == "http://testserver"  # a real key, on gh's standard input only
+    assert key not in result.out + result.err + everything_under(project)
+    assert keys_of(alice)["octo-shop"]["share_with"] == [bob.email]
+    assert boot(alice, tmp_path / "c1", "cs-1", key).ok  # and it works
+
+
+def test_init_new_key_without_gh_writes_nothing_and_a_key_gh_refused_is_revoked(people, tmp_path):
+    alice = people["alice"]
+    project = alice.cwd / "shop"
+    project.mkdir()
+    nothing = alice.pair("spaces", "init", "devcontainer", "--dir", "shop", "--new-key", env={"PATH": str(tmp_path)})
+    assert_error(
+        nothing, "--new-key stores the new key as a Codespaces secret with GitHub's CLI, which is not installed."
+    )
+    assert list(project.iterdir()) == []
+    failing = fake_gh.install(tmp_path / "bin", repo="octo/shop", secret_error="HTTP 403: Resource not accessible")
+    refused = alice.pair("spaces", "init", "devcontainer", "--dir", "shop", "--new-key", env={"PATH": failing.path()})
+    assert refused.code == 1  # after the configuration was written, as with --key-file
+    assert "error: gh could not set the Codespaces secret PAIR_SPACE_KEY of octo/shop: HTTP 403" in refused.err
+    assert keys_of(alice)["octo-shop"]["state"] == "revoked"  # not left usable and unstored

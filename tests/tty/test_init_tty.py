@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from pair.api.tokens import space_key
 from tests.support import fake_gh
 from tests.support.processes import clean_env, executable
 from tests.support.terminal import Terminal, tty_env
 
 pytestmark = pytest.mark.tty
 
-KEY = "psk_live_0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+KEY = space_key("https://pair.example.com", "7f3a9c2e41b84d0f9a6e5c3b2d1f0e9a7f3a9c2e41b")
 
 
 def init(project: Path, path: str, *args: str) -> Terminal:
