@@ -10,6 +10,8 @@ import pytest
 
 from pair.api.tokens import space_key
 from tests.support import fake_gh
+from tests.support.broker import real_broker
+from tests.support.people import Person
 from tests.support.processes import clean_env, executable
 from tests.support.terminal import Terminal, tty_env
 
@@ -81,3 +83,27 @@ def test_enter_skips_the_secret_and_prints_the_command(tmp_path: Path) -> None:
     finally:
         term.close()
     assert not any(c["args"][:2] == ["secret", "set"] for c in gh.calls())
+
+
+def test_signed_in_it_offers_to_make_a_space_key_and_stores_it_with_gh(tmp_path: Path) -> None:
+    with real_broker(tmp_path / "broker") as broker:
+        alice = Person(broker, "alice", tmp_path / "people", ssh_key=False)
+        project = tmp_path / "shop"
+        project.mkdir()
+        gh = fake_gh.install(tmp_path / "bin", repo="octo/shop")
+        env = tty_env(clean_env(PATH=gh.path(), HOME=str(alice.dir), PAIR_CONFIG_DIR=alice.env["PAIR_CONFIG_DIR"]))
+        term = Terminal(executable("pair"), ["spaces", "init", "devcontainer"], cwd=project, env=env)
+        try:
+            term.expect_screen(
+                "Make a new Space key and store it as the Codespaces secret PAIR_SPACE_KEY of octo/shop",
+                "[Y/n]:",
+            )
+            term.send("\r")
+            term.expect_screen('Made the Space key "octo-shop"')
+            assert term.wait_exit() == 0
+        finally:
+            term.close()
+        [secret_set] = [c for c in gh.calls() if c["args"][:2] == ["secret", "set"]]
+        key = secret_set["stdin"]
+        assert key.startswith("pair_sk_") and key not in term.transcript
+        assert "octo-shop" in alice.ok("spaces", "keys", "list")
