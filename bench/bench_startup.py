@@ -1,5 +1,6 @@
 """Commands people and sshd start: `pair verify` (through the real launcher, with the empty
-environment sshd gives it), `pair --help`, `pair spaces list` against the local broker."""
+environment sshd gives it), `pair --help`, `pair spaces list` against the local broker, and the
+time until `pair spaces authorize` shows its picker in a terminal (issue 10: time to a prompt)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import io
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from bench.harness import Figure, Target, interleave, ms, run_once
 from bench.seed import ssh_public_key
 from bench.world import World, venv
 
-NAME = "start-up: pair verify, pair --help, pair spaces list"
+NAME = "start-up: pair verify, pair --help, pair spaces list, the authorize picker"
 N_KEYS = 1000
 
 
@@ -92,16 +94,60 @@ def run(world: World) -> list[Figure]:
     plain = [sys.executable, "-c", "pass"]
     n = 8 if world.quick else 20
     for key, label, argv, limit in (
-        ("help", "`pair --help`", [venv("pair"), "--help"], 150.0),
+        ("help", "`pair --help`", [venv("pair"), "--help"], 120.0),
         (
             "spaces_list",
             "`pair spaces list` (local broker, 10 of 10,000 Spaces)",
             [venv("pair"), "spaces", "list"],
-            350.0,
+            120.0,
         ),
     ):
         ours, baseline = interleave(p, label, partial(run_once, argv, env=env), lambda: run_once(plain, env=env), n)
         fig = Figure(key, label, "ms", ms(ours), ms(baseline), "`python -c pass`", Target("<=", limit))
         p.result(fig)
         figures.append(fig)
+
+    def picker() -> float:
+        """Spawn `pair spaces authorize` in a pseudo-terminal until the picker is on the screen,
+        then cancel it (q): nothing is created."""
+        from pair.cli.picker import HEADER
+        from tests.support.terminal import Terminal, tty_env
+
+        start = time.perf_counter()
+        term = Terminal(
+            venv("pair"), ["spaces", "authorize", "--output", str(world.tmp / "SPACE_ID.txt")], env=tty_env(env)
+        )
+        try:
+            term.expect_screen(HEADER)
+            shown = time.perf_counter() - start
+            term.send("q")
+            term.wait_exit()
+        finally:
+            term.close()
+        return shown
+
+    def python_in_terminal() -> float:
+        from tests.support.terminal import Terminal, tty_env
+
+        start = time.perf_counter()
+        term = Terminal(sys.executable, ["-c", "print('ready')"], env=tty_env(env))
+        try:
+            term.expect_screen("ready")
+            return time.perf_counter() - start
+        finally:
+            term.close()
+
+    ours, baseline = interleave(p, "authorize picker", picker, python_in_terminal, n)
+    fig = Figure(
+        "authorize_picker",
+        "`pair spaces authorize`: until its picker shows (pty, local broker)",
+        "ms",
+        ms(ours),
+        ms(baseline),
+        "`python -c print` in a pty",
+        Target("<=", 250.0),
+        notes="the teammates from the broker, prompt_toolkit drawn; q cancels (nothing created)",
+    )
+    p.result(fig)
+    figures.append(fig)
     return figures

@@ -1,5 +1,6 @@
 """Entry point. Dispatches before importing the CLI framework, so that the commands sshd and ssh
-run per connection (`pair verify`, `pair spaces proxy`) start as fast as Python can."""
+run per connection (`pair verify`, `pair spaces proxy`) start as fast as Python can, and
+`pair spaces list [--json]` and `pair --help` answer without building the whole command tree."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def _dispatch() -> None:
         from pair.verify import main as verify
 
         sys.exit(verify(sys.argv[2:]))
+    if sys.argv[1:] in (["spaces", "list"], ["spaces", "list", "--json"]):  # pair.cli.listing.FAST_ARGV
+        from pair.cli.listing import main as list_spaces
+
+        sys.exit(list_spaces(sys.argv[1:]))
     from pair.cli.app import run
 
     run()

@@ -12,14 +12,9 @@ import typer
 from typer.exceptions import TyperException
 
 from pair.api.errors import PairError
-from pair.printable import printable
+from pair.report import error
 
-
-def error(message: str, hint: str = "") -> None:
-    """The one place errors are printed: `error: MESSAGE` and `hint: HINT` on stderr."""
-    print(f"error: {printable(message)}", file=sys.stderr)  # it may carry the broker's text
-    if hint:
-        print(f"hint: {printable(hint)}", file=sys.stderr)
+__all__ = ["error", "run"]
 
 
 def run(app: typer.Typer, prog_name: str, argv: list[str] | None = None) -> NoReturn:

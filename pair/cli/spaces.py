@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pair import durations, files
-from pair.api import readiness
 from pair.api.errors import PairError
 from pair.api.models import Space
-from pair.cli.output import human_bytes, is_interactive, table
+from pair.cli import listing
+from pair.cli.output import is_interactive
 from pair.cli.resolve import choose_space, form, one_ref, resolve_space
 from pair.cli.session import signed_in
 from pair.printable import printable
@@ -31,7 +30,6 @@ SpaceArg = Annotated[str | None, typer.Argument(metavar="SPACE", help=SPACE_HELP
 SpaceOption = Annotated[
     str | None, typer.Option("--space", metavar="SPACE", help="The same as the SPACE argument.", show_default=False)
 ]
-LIST_COLUMNS = ("id", "name", "role", "state", "created_at", "cpu", "memory", "disk")
 
 
 def _find(client: Client, ref: str, verb: str) -> Space:
@@ -53,58 +51,10 @@ def split_space_and_emails(words: list[str], option: str | None, verb: str) -> t
     return one_ref(space, option, verb), words
 
 
-def _row(space: Space) -> dict[str, object]:
-    c = space.container
-    return {
-        "id": space.id,
-        "name": space.name,
-        "role": space.role,
-        "state": space.state,
-        "created_at": space.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cpu": c.cpus if c and c.cpus else None,
-        "memory": c.memory_bytes if c and c.memory_bytes else None,
-        "disk": c.disk_bytes if c and c.disk_bytes else None,
-        "owner": space.owner,
-        # {"serving", "reason", "supervisor_state"} as the container's agent last reported, or null
-        "ssh": {f: getattr(space.ssh, f) for f in space.ssh.__struct_fields__} if space.ssh else None,
-    }
-
-
-def _state_cell(space: Space) -> str:
-    """The state, and `(ssh down)` when the Space should serve SSH but its sshd does not."""
-    return f"{space.state} (ssh down)" if readiness.ssh_failure(space) else space.state
-
-
 @app.command("list")
 def list_spaces(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
     """Spaces you own or that are shared with you."""
-    client, _ = signed_in()
-    with client:
-        spaces = client.spaces()
-    rows = [_row(s) for s in spaces]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    if not spaces:
-        print("No Spaces yet. Create one with `pair spaces authorize`.", file=sys.stderr)
-        return
-    cells = [
-        [
-            s.id,
-            s.name,
-            s.role,
-            _state_cell(s),
-            str(row["created_at"]),
-            f"{s.container.cpus:g}" if s.container and s.container.cpus else "-",
-            human_bytes(s.container.memory_bytes if s.container else 0),
-            human_bytes(s.container.disk_bytes if s.container else 0),
-        ]
-        for s, row in zip(spaces, rows, strict=True)
-    ]
-    print(table(LIST_COLUMNS, cells))
-    for s in spaces:
-        if why := readiness.ssh_failure(s):
-            print(printable(f"{s.name}: SSH is not being served: {why}"))  # the container's words
+    listing.list_spaces(as_json=as_json)
 
 
 OUTPUT_HINT = "Pass --output a new file name in a directory you can write, or --output - for standard output."
