@@ -130,7 +130,7 @@ def run(world: World) -> list[Figure]:
         from tests.support.terminal import Terminal, tty_env
 
         start = time.perf_counter()
-        term = Terminal(sys.executable, ["-c", "print('ready')"], env=tty_env(env))
+        term = Terminal(sys.executable, ["-c", "print('ready')"], env=tty_env(env), cwd=world.tmp)
         try:
             term.expect_screen("ready")
             return time.perf_counter() - start
