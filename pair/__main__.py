@@ -1,6 +1,6 @@
 """Entry point. Dispatches before importing the CLI framework, so that the commands sshd and ssh
 run per connection (`pair verify`, `pair spaces proxy`) start as fast as Python can, and
-`pair spaces list [--json]` and `pair --help` answer without building the whole command tree."""
+`pair spaces list [--json]` and `pair spaces connect` answer without building the command tree."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def _dispatch() -> None:
         from pair.verify import main as verify
 
         sys.exit(verify(sys.argv[2:]))
+    if sys.argv[1:3] == ["spaces", "connect"]:
+        from pair.cli import connecting
+
+        if connecting.space_option(sys.argv[3:])[0]:  # else (--help, a bad --space) Typer answers
+            sys.exit(connecting.main(sys.argv[3:]))
     if sys.argv[1:] in (["spaces", "list"], ["spaces", "list", "--json"]):  # pair.cli.listing.FAST_ARGV
         from pair.cli.listing import main as list_spaces
 

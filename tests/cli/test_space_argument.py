@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pair.cli.connect import parse_connect_args
+from pair.cli.connecting import parse_connect_args
 from tests.cli.helpers import assert_error, authorize, space_id
 from tests.support.cli import Person
 
