@@ -323,7 +323,8 @@ SpaceKeyState = Literal["active", "expired", "revoked"]
 class NewSpaceKeyRequest(Struct):
     name: SpaceKeyName
     share_with: list[Email] = msgspec.field(default_factory=list)
-    expires_in_seconds: Annotated[int, msgspec.Meta(ge=60)] | None = None  # None: never expires
+    # None: never expires; at most ten years (a bound the store's 64-bit times and datetimes hold)
+    expires_in_seconds: Annotated[int, msgspec.Meta(ge=60, le=10 * 366 * 86400)] | None = None
 
 
 class SpaceKey(Struct):
