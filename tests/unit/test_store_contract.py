@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from broker.store import Conflict, PortRecord, Store, StoreError, TransactionAborted
+from broker.store import Conflict, PortRecord, SpaceKeyRecord, Store, StoreError, TransactionAborted
 from pair.api.models import SpaceState
 from tests.support import stores
 from tests.support.stores import NOW, Backend, session, space, ssh_key, stream, token, user
@@ -551,3 +551,48 @@ async def test_a_transaction_is_over_when_its_block_ends(people: Store) -> None:
     with pytest.raises(StoreError):
         await tx.space("sp_1")
     assert await people.space("sp_1") is not None
+
+
+# -- reusable Space keys ----------------------------------------------------------------------------
+
+
+async def test_a_space_key_name_is_unique_per_owner_among_keys_not_revoked(people: Store) -> None:
+    await people.create_space_key(SpaceKeyRecord("sk_1", "u_alice", "ci", "kh_1", NOW, None), ["u_bob"])
+    with pytest.raises(Conflict) as taken:
+        await people.create_space_key(SpaceKeyRecord("sk_2", "u_alice", "ci", "kh_2", NOW, None), [])
+    assert taken.value.rule == "space_keys.name"
+    await people.create_space_key(SpaceKeyRecord("sk_3", "u_bob", "ci", "kh_3", NOW, None), [])  # another owner's
+    await people.revoke_space_key("sk_1", NOW + 5)
+    await people.revoke_space_key("sk_1", NOW + 9)  # revoking again keeps the first time
+    await people.create_space_key(SpaceKeyRecord("sk_4", "u_alice", "ci", "kh_4", NOW + 10, NOW + 99), [])
+    keys = await people.space_keys("u_alice")
+    assert [(k.id, k.revoked_at, k.expires_at) for k in keys] == [("sk_1", NOW + 5, None), ("sk_4", None, NOW + 99)]
+    found = await people.space_key_by_hash("kh_4")
+    assert found is not None and found.id == "sk_4"
+    assert await people.space_key_by_hash("kh_nobody") is None
+    assert await people.space_key_shares(["sk_1", "sk_4"]) == {"sk_1": ["bob@example.com"], "sk_4": []}
+    assert await people.space_key_user_ids("sk_1") == ["u_bob"]
+
+
+async def test_a_keyed_space_is_found_by_its_container_name_and_one_per_key(people: Store) -> None:
+    await people.create_space_key(SpaceKeyRecord("sk_1", "u_alice", "ci", "kh_1", NOW, None), [])
+    keyed = dataclasses.replace(space("sp_1", "u_alice", "box"), space_key_id="sk_1", container_name="box")
+    await people.create_space(keyed, ["u_bob"])
+    again = dataclasses.replace(space("sp_2", "u_alice", "box-2"), space_key_id="sk_1", container_name="box")
+    with pytest.raises(Conflict) as same:
+        await people.create_space(again, [])
+    assert same.value.rule == "spaces.container"
+    found = await people.space_for_container("sk_1", "box")
+    assert found is not None and found.id == "sp_1" and found.owner_email == "alice@example.com"
+    await people.register_keyed_agent("sk_1", "sp_1", "inst_1", "{}", "ac_1", NOW + 1)
+    await people.register_keyed_agent("sk_1", "sp_1", "inst_2", "{}", "ac_2", NOW + 2)  # a rebuild
+    assert await people.space_by_credential("ac_1") is None  # the earlier container's credential died
+    registered = await people.space_by_credential("ac_2")
+    assert registered is not None and registered.instance_id == "inst_2"
+    [key] = await people.space_keys("u_alice")
+    assert (key.uses, key.last_used_at) == (2, NOW + 2)
+    assert [s.id for s in await people.spaces_of_key("sk_1")] == ["sp_1"]
+    await people.delete_space("sp_1", NOW + 3)
+    assert await people.space_for_container("sk_1", "box") is None  # a deleted Space is not revived
+    assert await people.spaces_of_key("sk_1") == []
+    await people.create_space(again, [])  # the name per key is free again
