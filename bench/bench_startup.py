@@ -115,7 +115,10 @@ def run(world: World) -> list[Figure]:
 
         start = time.perf_counter()
         term = Terminal(
-            venv("pair"), ["spaces", "authorize", "--output", str(world.tmp / "SPACE_ID.txt")], env=tty_env(env)
+            venv("pair"),
+            ["spaces", "authorize", "--output", str(world.tmp / "SPACE_ID.txt")],
+            env=tty_env(env),
+            cwd=world.tmp,
         )
         try:
             term.expect_screen(HEADER)
