@@ -71,6 +71,10 @@ include-operation-id = "post_api_v1_spaces"
 parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }} }}
 
 [[operations]]
+include-operation-id = "post_api_v1_space_keys"
+parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }} }}
+
+[[operations]]
 include-path = "/api/v1/spaces/{{space_id}}/shares"
 parameters = {{ "body.add[*]" = {{ dictionary = "teammates" }}, "body.remove[*]" = {{ dictionary = "teammates" }} }}
 
@@ -83,7 +87,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "409", "422"]
 # The same for the SSH host keys a container reports (pair.api.grammar.check_facts): one that has
 # the documented `TYPE BASE64` shape but is not a key of its type is refused with 422 invalid_facts.
 [[operations]]
-include-path-regex = "^/api/v1/agent/(bootstrap|checkin|heartbeat)$"
+include-path-regex = "^/api/v1/agent/(bootstrap|bootstrap-key|checkin|heartbeat)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "410", "422", "429"]
 """
 
