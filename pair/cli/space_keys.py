@@ -9,17 +9,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pair import durations
+from pair import durations, files
 from pair.api.errors import PairError
-from pair.api.models import SpaceKey
+from pair.api.models import NewSpaceKey, SpaceKey
 from pair.cli.output import table
 from pair.cli.session import signed_in
-from pair.files import write_private
 from pair.printable import printable
+
+if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
+    from pair.api.client import Client
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -45,12 +47,26 @@ def _expiry(text: str) -> int | None:
     return seconds
 
 
-def _check_output(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise PairError(f"Cannot write {path}: the directory {parent} does not exist.", "Pick another --output.")
-    if path.is_dir():
-        raise PairError(f"Cannot write {path}: it is a directory.", "Pass a file name with --output.")
+OUTPUT_HINT = "Pass --output a new file name in a directory you can write, or leave it out to see the key once."
+
+
+def _write_or_revoke(client: Client, made: NewSpaceKey, output: Path) -> None:
+    """Write the new key to `output` (checked before it was made); if that fails all the same
+    (the disk filled up, the directory went away), revoke it, so no key lives that nobody holds."""
+    try:
+        files.write_new_file(output, made.space_key + "\n", what="the Space key", hint=OUTPUT_HINT)
+    except PairError as failed:
+        try:
+            client.revoke_space_key(made.key.id, delete_spaces=False)
+        except PairError as exc:
+            raise PairError(
+                f'{failed.message.rstrip(".")}, and revoking the new Space key "{made.key.name}" failed: {exc.message}',
+                f"Revoke it with `pair spaces keys revoke {made.key.name}`, then create another.",
+            ) from exc
+        raise PairError(
+            f'{failed.message.rstrip(".")}; the new Space key "{made.key.name}" is revoked, as nobody holds it.',
+            failed.hint,
+        ) from failed
 
 
 @app.command()
@@ -67,22 +83,23 @@ def create(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write the key to this file (0600) instead of printing it.", show_default=False
+            "--output", "-o", help="Write the key to this new file (0600) instead of printing it.", show_default=False
         ),
     ] = None,
 ) -> None:
     """Create a Space key; it is shown once (or written 0600 with --output)."""
     expires_in = _expiry(expires)
-    if output is not None:
-        _check_output(output)
+    if output is not None:  # pair.files' rule for a secret a person names a path for, before the key exists
+        files.check_new_file(output, replace=False, what="the Space key", hint=OUTPUT_HINT)
     client, _ = signed_in()
     with client:
         made = client.create_space_key(name, share_with=list(user or []), expires_in_seconds=expires_in)
+        if output is not None:
+            _write_or_revoke(client, made, output)
     key = made.key
     until = f"until {_when(key.expires_at)} UTC" if key.expires_at else "with no expiry"
     shared = f"shared with {', '.join(key.share_with)}" if key.share_with else "shared with nobody"
     if output is not None:
-        write_private(output, made.space_key + "\n")
         print(printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.'))
         print(f"It is in {output} (0600); store it as a secret, e.g. `pair spaces init --key-file {output}`.")
         return

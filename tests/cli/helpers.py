@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,25 @@ from pair.api.client import Client
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person, Result
 from tests.support.tools import need_tool
+
+
+def _link_to_a_file(path: Path) -> None:
+    path.with_name("real.txt").write_text("mine\n")
+    path.symlink_to("real.txt")
+
+
+# What an --output path a person names may be besides a new regular file, how to make it there,
+# and what pair.files.check_new_file says of it.
+NOT_A_REGULAR_FILE: dict[str, tuple[Callable[[Path], object], str]] = {
+    "fifo": (os.mkfifo, "exists and is not a regular file"),
+    "link": (_link_to_a_file, "symbolic link"),
+    "link to /dev/null": (lambda p: p.symlink_to("/dev/null"), "symbolic link"),
+}
+if os.geteuid() == 0:  # as root, writing there once turned a device node into a 0600 file holding the secret
+    NOT_A_REGULAR_FILE["device"] = (
+        lambda p: os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(1, 3)),
+        "exists and is not a regular file",
+    )
 
 LIST_HEADER = ["id", "name", "role", "state", "created_at", "cpu", "memory", "disk"]
 READY = re.compile(r'You\'re ready to bootstrap your Space "([a-z0-9][a-z0-9_-]*)"\.')

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from broker import names
 from tests.cli.helpers import (
+    NOT_A_REGULAR_FILE,
     assert_error,
     authorize,
     b64url,
@@ -155,29 +154,12 @@ def test_output_that_is_a_directory_creates_nothing(people: dict[str, Person]) -
     nothing_created(alice)
 
 
-def _link_to_a_file(path: Path) -> None:
-    path.with_name("real.txt").write_text("mine\n")
-    path.symlink_to("real.txt")
-
-
-NOT_A_FILE: dict[str, tuple[Callable[[Path], object], str]] = {
-    "fifo": (os.mkfifo, "exists and is not a regular file"),
-    "link": (_link_to_a_file, "symbolic link"),
-    "link to /dev/null": (lambda p: p.symlink_to("/dev/null"), "symbolic link"),
-}
-if os.geteuid() == 0:  # as root, the old code turned a device node into a 0600 file holding the token
-    NOT_A_FILE["device"] = (
-        lambda p: os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(1, 3)),
-        "exists and is not a regular file",
-    )
-
-
-@pytest.mark.parametrize("kind", sorted(NOT_A_FILE))
+@pytest.mark.parametrize("kind", sorted(NOT_A_REGULAR_FILE))
 def test_output_that_is_not_a_regular_file_is_refused_before_anything_is_created(
     people: dict[str, Person], kind: str
 ) -> None:
     alice = people["alice"]
-    make, message = NOT_A_FILE[kind]
+    make, message = NOT_A_REGULAR_FILE[kind]
     target = alice.cwd / "out.txt"
     make(target)
     before = {p.name: (p.lstat().st_mode, p.is_symlink()) for p in alice.cwd.iterdir()}

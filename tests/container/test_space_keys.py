@@ -4,6 +4,7 @@ PAIR_HOMEs) that bootstrap with one, against the in-process broker."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from pair.api.grammar import is_space_name, space_name_from
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key, space_key_broker
-from tests.cli.helpers import assert_error
+from tests.cli.helpers import NOT_A_REGULAR_FILE, assert_error
 from tests.support import fake_gh
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person, Result
@@ -159,6 +160,55 @@ def test_output_writes_the_key_0600_and_prints_no_secret(people, tmp_path):
     assert 'Created the Space key "repo", valid with no expiry' in result.out
     assert keys_of(alice)["repo"]["expires_at"] is None
     assert boot(alice, tmp_path / "c1", "from-file", written.read_text()).ok
+
+
+def _existing_file(path: Path) -> None:
+    path.write_text("mine\n")
+
+
+OUTPUT_REFUSED = {
+    **NOT_A_REGULAR_FILE,
+    "existing file": (_existing_file, "out.txt already exists, and the Space key is not written over an existing file"),
+    "directory": (Path.mkdir, "out.txt is a directory"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OUTPUT_REFUSED))
+def test_an_output_that_cannot_take_the_key_is_refused_before_a_key_is_made(people, kind):
+    alice = people["alice"]
+    make, message = OUTPUT_REFUSED[kind]
+    make(alice.cwd / "out.txt")
+    before = {p.name: (p.lstat().st_mode, p.is_symlink(), p.lstat().st_size) for p in alice.cwd.iterdir()}
+    result = alice.pair("spaces", "keys", "create", "--name", "repo", "--output", "out.txt")
+    assert_error(result, message, hint="--output")
+    assert keys_of(alice) == {}  # nothing made on the broker
+    assert {p.name: (p.lstat().st_mode, p.is_symlink(), p.lstat().st_size) for p in alice.cwd.iterdir()} == before
+
+
+def test_an_output_in_a_missing_directory_is_refused_before_a_key_is_made(people):
+    alice = people["alice"]
+    result = alice.pair("spaces", "keys", "create", "--name", "repo", "--output", "missing/key.txt")
+    assert_error(result, "The directory missing does not exist.", hint="--output")
+    assert keys_of(alice) == {}
+    assert list(alice.cwd.iterdir()) == []
+
+
+def test_a_key_that_could_not_be_written_is_revoked(people, monkeypatch: pytest.MonkeyPatch):
+    alice = people["alice"]
+
+    def full(src: object, dst: object) -> None:  # the disk filled up after the check
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", full)
+        result = alice.pair("spaces", "keys", "create", "--name", "repo", "--output", "key.txt")
+    assert_error(
+        result,
+        'Cannot write the Space key to key.txt: No space left on device; the new Space key "repo" is revoked',
+        hint="--output",
+    )
+    assert keys_of(alice)["repo"]["state"] == "revoked"  # never a key nobody holds
+    assert list(alice.cwd.iterdir()) == []  # no temp file left either
 
 
 def test_bad_keys_are_refused_with_their_cause(people, broker: InProcessBroker, tmp_path):
