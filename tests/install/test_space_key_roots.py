@@ -6,14 +6,17 @@ Codespaces secret PAIR_SPACE_KEY), so pair comes from the broker the key names. 
 fresh overlays on that image, as containers are of theirs; each starts supervisord and
 bootstraps with the key and its CODESPACE_NAME (and re-runs install.sh for an sshd port of its
 own: the roots share this machine's network). Then: two containers, two Spaces named after them,
-shared as the key says; a rebuild is the same Space; a revoked key turns a new container away;
-the key is in no file and no log.
+shared as the key says; a rebuild is the same Space; a revoked key, and a key past its expiry,
+turn a new container away; the keys are in no file and no log. The real broker's clock is this
+machine's, so the expired key is made as its owner makes one (`--expires 1h`) and then has its
+expiry moved into the past in the broker's database, as an hour passing would.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +28,7 @@ from tests.install.debian import CACHE, Chroot, base_root
 from tests.support.broker import real_broker
 from tests.support.container import eventually, free_port
 from tests.support.people import Person
+from tests.support.stores import SqliteBackend
 from tests.support.tools import need_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -87,7 +91,7 @@ def connect(person: Person, space: str) -> str:
     return result.stdout.strip()
 
 
-def test_one_key_two_containers_a_rebuild_and_a_revoked_key(tmp_path: Path) -> None:
+def test_one_key_two_containers_a_rebuild_and_a_revoked_or_expired_key(tmp_path: Path) -> None:
     need_root()
     env = {"PAIR_BROKER_AGENT_INTERVAL": "0.5"}
     with real_broker(tmp_path / "broker", env=env) as broker:
@@ -150,10 +154,26 @@ def test_one_key_two_containers_a_rebuild_and_a_revoked_key(tmp_path: Path) -> N
             # The rebuilt container keeps its Space: it holds a credential, not the key.
             assert connect(bob, "shop-c1") == "shop-c1 rebuilt"
 
+        late = alice.pair("spaces", "keys", "create", "--name", "late", "--expires", "1h")
+        assert late.returncode == 0, late.stderr
+        late_key = late.stdout.strip()
+        past = int(time.time()) - 60
+        SqliteBackend(broker.data_dir).execute(f"UPDATE space_keys SET expires_at = {past} WHERE name = 'late'")
+        with root(tmp_path / "c4", lower) as c4:
+            refused = start_container(c4, late_key, "shop-c4")
+            outputs.append(refused.stdout + refused.stderr)
+            assert refused.returncode == 1
+            assert 'error: The Space key "late" expired at ' in refused.stderr
+            assert "it registers no new containers" in refused.stderr
+            assert f"hint: Ask its owner ({alice.email}) for a new key" in refused.stderr
+            assert "shop-c4" not in space_ids(alice)
+            assert contains(c4.upper, late_key.split(".")[1]) == []
+
         listed = alice.ok("spaces", "keys", "list")
         assert "shop  revoked  3" in listed  # three registrations: c1, c2, c1 rebuilt
-        for text in [*outputs, broker.output.text(), created.stderr, listed]:
-            assert secret not in text
+        assert "late  expired  0" in listed
+        for text in [*outputs, broker.output.text(), created.stderr, late.stderr, listed]:
+            assert secret not in text and late_key.split(".")[1] not in text
         assert contains(image / "upper", secret) == []
         assert contains(broker.data_dir, secret) == []
         shutil.rmtree(image, ignore_errors=True)
