@@ -78,17 +78,19 @@ class Stream:
             self.bytes_out += size
 
     async def end(self, reason: str, code: int = CloseCode.REVOKED) -> None:
-        """Close both sides with `code` and `reason`; the splice notices and the log row closes."""
+        """Close both sides with `code` and `reason`; the splice stops at once (`ending`) and the
+        log row closes. The container's side closes first, so nothing more the person sends
+        reaches it however long the person's side takes (each close at most CLOSE_WAIT s)."""
         if self.close_reason:
             return
         self.close_reason = reason
         self.ending.set()
-        if self.client is not None:
-            await self.client.close(code, reason)
         if self.agent.done() and not self.agent.cancelled() and self.agent.exception() is None:
             await self.agent.result().close(code, reason)
         elif not self.agent.done():
             self.agent.cancel()  # still waiting for the agent: the opener gives up
+        if self.client is not None:
+            await self.client.close(code, reason)
 
 
 class Hub:

@@ -7,6 +7,7 @@ replica (issue 13: a stream whose person and agent reached different replicas) c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +17,9 @@ from starlette.websockets import WebSocket, WebSocketState
 from pair.api.closecodes import CloseCode
 
 MAX_REASON = 120  # characters of a close reason (RFC 6455 §5.5: 123 bytes in all; ours are ASCII-ish)
+# Seconds a close may take. Sending the close frame waits while the other end is not reading
+# (flow control); a person who stops reading must not hold up whoever ends their stream.
+CLOSE_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,9 @@ class Link(Protocol):
         ...
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Close with `code` and `reason` (cut to MAX_REASON); does nothing if already closed."""
+        """Close with `code` and `reason` (cut to MAX_REASON); does nothing if already closed.
+        Returns within CLOSE_WAIT seconds even when the other end reads nothing (the close frame
+        may then never reach it; the link counts as closed all the same)."""
         ...
 
 
@@ -71,5 +77,8 @@ class WebSocketLink:
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         if WebSocketState.DISCONNECTED in (self.ws.application_state, self.ws.client_state):
             return
-        with contextlib.suppress(Exception):  # the client left meanwhile: closed all the same
-            await self.ws.close(code=int(code), reason=reason[:MAX_REASON])
+        # The client left meanwhile, or reads nothing (the frame waits for flow control past
+        # CLOSE_WAIT): closed all the same. Starlette counts it closed from the first attempt, and
+        # the server drops the connection when the handler returns.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=int(code), reason=reason[:MAX_REASON]), CLOSE_WAIT)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -273,10 +274,11 @@ async def splice(
 
     inbound = asyncio.create_task(pump(client, agent, True))
     outbound = asyncio.create_task(pump(agent, client, False))
-    done, pending = await asyncio.wait((inbound, outbound), return_when=asyncio.FIRST_COMPLETED)
+    ended = asyncio.create_task(stream.ending.wait())  # end(): stop copying before the closes finish
+    done, pending = await asyncio.wait((inbound, outbound, ended), return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
-    ends = await asyncio.gather(inbound, outbound, return_exceptions=True)  # every error collected
+    ends = await asyncio.gather(inbound, outbound, ended, return_exceptions=True)  # every error collected
     agent_end = ends[1]
     vanished = outbound in done and isinstance(agent_end, Closed) and agent_end.code != CloseCode.NORMAL
     if vanished and not stream.close_reason:  # the container's side went without closing: say so
@@ -300,8 +302,19 @@ async def on_event(ctx: Context, payload: bytes) -> None:
         return
     user_ids = None if event.user_ids is None else set(event.user_ids)
     kinds = None if event.kinds is None else set(event.kinds)
-    ending = ctx.hub.streams_of(event.space_id, user_ids, kinds, event.apps)
-    await asyncio.gather(*(stream.end(event.reason, event.code) for stream in ending))
+    for stream in ctx.hub.streams_of(event.space_id, user_ids, kinds, event.apps):
+        # Each in a task of its own, not awaited: the bus delivers the next event only when this
+        # listener returns, and a person who reads nothing makes their close take CLOSE_WAIT s.
+        _closing(stream.end(event.reason, event.code))
+
+
+_CLOSES: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
+
+
+def _closing(close: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(close)
+    _CLOSES.add(task)
+    task.add_done_callback(_CLOSES.discard)
 
 
 SHUTDOWN_REASON = "The broker is restarting; connect again in a few seconds."

@@ -146,7 +146,7 @@ def kick(
     ],
     space_option: SpaceOption = None,
 ) -> None:
-    """End a person's open SSH sessions in a Space you own (they can reconnect if still shared)."""
+    """End a person's open streams (SSH, terminals, ports) in a Space you own; they can reconnect if still shared."""
     if len(words) > 2 or (len(words) == 2 and "@" in words[0]):
         raise PairError(
             "kick ends one person's sessions: name the Space (optional) and one email.", f"Run `{form('kick')}`."

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pair.api.closecodes import CloseCode
 from pair.api.errors import PairError
 from pair.api.models import Space
 from pair.printable import printable
@@ -168,7 +169,7 @@ async def _connection(
                     task.cancel()
                 results = await asyncio.gather(*tasks, return_exceptions=True)
             reason = ws.close_reason
-            if ws.close_code not in (None, 1000, 1005) and reason:
+            if ws.close_code not in (None, CloseCode.NORMAL, CloseCode.NO_STATUS) and reason:
                 print(f"pair: port {spec.remote}: {printable(reason)}", file=sys.stderr)
             del results  # ConnectionClosed / OSError: the connection ended, which is what we report
     except (ConnectionClosed, OSError):

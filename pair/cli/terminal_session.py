@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from pair.api import terminal as tp
-from pair.api.closecodes import SENTENCES
+from pair.api.closecodes import SENTENCES, CloseCode
 from pair.api.errors import PairError
 from pair.printable import printable
 
@@ -168,7 +168,7 @@ class Session:
                     return 1
         except ConnectionClosed:
             pass
-        code = self.ws.close_code or 1006
+        code = self.ws.close_code or CloseCode.ABNORMAL
         reason = self.ws.close_reason or SENTENCES.get(code, "")
         self.note(reason or LOST)
         return 1

@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from pair import tls, verify
 from pair.api import endpoints as ep
 from pair.api import terminal as tp
-from pair.api.closecodes import BROKER_RESTARTING, CREDENTIAL_ENDED
+from pair.api.closecodes import BROKER_RESTARTING, CREDENTIAL_ENDED, CloseCode
 from pair.api.models import (
     STREAM_TARGETS,
     AuthorizedKeys,
@@ -469,7 +469,7 @@ class Agent:
                     return f"refused: {exc.message}"
                 await pump(attachment, ws)
                 rcvd = ws.protocol.close_rcvd
-                if rcvd is not None and rcvd.code != 1000:
+                if rcvd is not None and rcvd.code != CloseCode.NORMAL:
                     return f"the broker closed it ({streams.closed(rcvd.code, rcvd.reason)})"
                 return "the terminal stream ended"
         except (OSError, TimeoutError, WebSocketException) as exc:

@@ -1,7 +1,7 @@
 """The agent's end of a stream: which targets it will dial (the allow-list), and the copying.
 
 The broker names a target (pair.api.models.StreamTarget), never an address; each kind maps to
-one dialer here:
+one dialer (`Agent._stream` chooses by the target's type; the rules are here):
 
 - `ssh` → 127.0.0.1:SSH_PORT, the Space's sshd;
 - `pty` → the Space's terminals (pair.container.terminals.TerminalManager);
@@ -21,6 +21,7 @@ from collections.abc import Collection
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from pair.api.closecodes import CloseCode
 from pair.api.models import RefusalCode
 from pair.container.health import os_error
 
@@ -81,7 +82,7 @@ async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ws: C
     results = await asyncio.gather(*tasks, return_exceptions=True)  # every error collected
     outcome = results[tasks.index(next(iter(done)))]
     rcvd = ws.protocol.close_rcvd
-    if rcvd is not None and rcvd.code != 1000:
+    if rcvd is not None and rcvd.code != CloseCode.NORMAL:
         return f"the broker closed it ({closed(rcvd.code, rcvd.reason)})"
     if isinstance(outcome, str):
         return outcome

@@ -246,3 +246,33 @@ def test_the_codes_agents_and_proxies_of_the_last_release_read_keep_their_number
     assert for_status(401) == 4401 and for_status(409) == 4409 and for_status(503) == 4503
     assert for_status(422) == 4422  # invalid container facts (docs/architecture.md, trust boundaries)
     assert for_status(400) == CloseCode.BAD_DATA and for_status(500) == CloseCode.INTERNAL_ERROR
+
+
+# -- a person who reads nothing holds up nobody -------------------------------------------------
+
+
+class UnreadLink(FakeLink):
+    """A person's side whose close never finishes by itself, as a WebSocket's close frame waits
+    for flow control while the person reads nothing (broker.links.WebSocketLink bounds it)."""
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        await asyncio.Event().wait()
+
+
+def test_a_close_that_hangs_holds_up_neither_other_endings_nor_its_own_container_side() -> None:
+    async def scenario() -> None:
+        ctx = context()
+        await listening(ctx, "sp_a")
+        stuck = Stream("s1", "sp_a", BOB.id, BOB.email, "port")
+        stuck.client, stucks_agent = UnreadLink(), FakeLink()
+        stuck.agent.set_result(stucks_agent)
+        ctx.hub.streams[stuck.id] = stuck
+        alices = add_stream(ctx, "s2", "sp_b", ALICE, "ssh")
+
+        await events.end_streams(ctx, "sp_a", "bob@example.com stopped sharing.", people=[BOB])
+        await events.end_streams(ctx, "sp_b", "You were removed from this Space.", people=[ALICE])
+        await asyncio.wait_for(alices.closed_event.wait(), 5)  # the next event was not held up
+        await asyncio.wait_for(stucks_agent.closed_event.wait(), 5)  # nothing more reaches the container
+        assert stuck.ending.is_set()
+
+    run(scenario())
