@@ -7,6 +7,7 @@ from __future__ import annotations
 from broker import access, accounts, admin, agents, ports, space_keys, spaces, streams
 from broker.context import timestamp
 from broker.http import Call, bind
+from broker.terminals import listing as terminal_listing
 from pair import __version__
 from pair.api import endpoints as ep
 from pair.api import models as m
@@ -131,7 +132,7 @@ async def kick(call: Call[None]) -> None:
 
 
 async def terminals(call: Call[None]) -> list[tp.TerminalInfo]:
-    return await streams.terminals(call.ctx, call.me, call.params["space_id"])
+    return await terminal_listing(call.ctx, call.me, call.params["space_id"])
 
 
 async def up(call: Call[None]) -> m.Space:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from broker.links import Link
+from broker.links import Closed, Frame, Link
 from pair.api.closecodes import CloseCode
 from pair.api.models import BrokerMessage, StreamKind
 from pair.api.terminal import TerminalInfo
@@ -62,6 +62,8 @@ class Stream:
     app: str = ""  # the shared port's address (`PORT--SPACE--OWNER`) for the app proxy's streams
     agent: asyncio.Future[Link] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     client: Link | None = None  # the person's side, once spliced
+    first: Frame | Closed | None = None  # the agent's first message, read before the splice, which passes it on first
+    terminal_id: str = ""  # a terminal stream's terminal, once the agent's `hello` named it
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
     bytes_in: int = 0  # person → container

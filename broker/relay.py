@@ -13,7 +13,7 @@ import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from broker import accounts, agents, bus, credentials, events, metrics, snapshots, streams
+from broker import accounts, agents, bus, credentials, events, metrics, snapshots, streams, terminals
 from broker.context import Context
 from broker.errors import Problem
 from broker.http import as_problem, bearer, problem_response
@@ -75,6 +75,8 @@ async def agent_connect(ws: WebSocket) -> None:
                 link.listening = tuple(beat.listening)
             if beat.terminals is not None:
                 link.terminals = beat.terminals
+            if beat.roles:
+                await terminals.roles_changed(ctx, space.id, beat.roles)
             current = await ctx.store.space(space.id)  # its state now (not who it is: that was settled above)
             if current is None or current.deleted_at is not None:
                 await link.link.close(CloseCode.CREDENTIAL_DEAD, "the Space was deleted")
@@ -191,7 +193,8 @@ async def _person(
     """A person's stream: authenticate (their session), name the target, wait until the Space
     takes it, open it, accept (with `headers_for(space)`), splice. Every refusal before that is
     an HTTP answer with our JSON error body; after it, a close code and a sentence. Terminal
-    streams are bounded by their protocol's message sizes, and their role changes audited."""
+    streams are bounded by their protocol's message sizes, and a grant is checked as it passes
+    (broker.terminals.refusal)."""
     ctx: Context = ws.app.state.ctx
     accepted = False
     try:
@@ -203,8 +206,7 @@ async def _person(
             await ws.accept(headers=headers_for(space))
             accepted = True
             if kind == "terminal":
-                watch = streams.terminal_audit(ctx, user, space.id)
-                await streams.splice(stream, WebSocketLink(ws), limits=streams.TERMINAL_LIMITS, watch=watch)
+                await streams.splice(stream, WebSocketLink(ws), limits=streams.TERMINAL_LIMITS)
             else:
                 await streams.splice(stream, WebSocketLink(ws))
     except (Problem, StoreUnavailable) as exc:

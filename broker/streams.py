@@ -25,9 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
-from broker import access, credentials, emails, events, metrics, spaces
+from broker import access, credentials, emails, events, metrics, spaces, terminals
 from broker.context import Context, timestamp
 from broker.errors import Problem, not_found
 from broker.hub import Stream
@@ -45,7 +43,8 @@ AGENT_ANSWER_TIMEOUT = 8.0
 
 KINDS: dict[type[m.StreamTarget], m.StreamKind] = {m.SshTarget: "ssh", m.PtyTarget: "terminal", m.TcpTarget: "port"}
 _ID_PREFIXES: dict[m.StreamKind, str] = {"ssh": "tun_", "terminal": "pty_", "port": "tcp_"}
-_AUDIT: dict[m.StreamKind, str] = {"ssh": "tunnel.open", "terminal": "terminal.open", "port": "port.open"}
+# A terminal's is `terminal.open` or `terminal.join`, once the agent's `hello` names it.
+_AUDIT: dict[m.StreamKind, str] = {"ssh": "tunnel.open", "port": "port.open"}
 CONTAINER_LOST = SENTENCES[CloseCode.CONTAINER_LOST]
 
 
@@ -132,7 +131,9 @@ async def open_stream(
 ) -> AsyncIterator[Stream]:
     """A stream from `person` to `target` in `space` (which `ready` returned): the agent asked
     and dialed in, the stream logged. Yields it for `splice`; on leaving, the stream is
-    forgotten and its log row closed with its byte counts and why it ended.
+    forgotten and its log row closed with its byte counts and why it ended. A terminal stream
+    is audited once the agent's first message (`hello`) names the terminal (`terminal.open`,
+    `terminal.join`, then `terminal.leave`); one the agent answers `closed` is not.
 
     Raises Problem before yielding: the agent refused (its sentence), did not answer within
     AGENT_ANSWER_TIMEOUT (504), the Space stopped taking streams meanwhile (409), the person's
@@ -145,11 +146,18 @@ async def open_stream(
     logged = False
     try:
         await events.ask_for_stream(ctx, space.id, stream.id, target)
-        await _agent_answer(ctx, person, stream, look or (lambda: access.get_visible(ctx, person, space.id)))
+        agent = await _agent_answer(ctx, person, stream, look or (lambda: access.get_visible(ctx, person, space.id)))
+        if kind == "terminal":
+            await _terminal_answer(space, stream, agent)
         await ctx.store.open_tunnel(
             TunnelRecord(stream.id, space.id, person.id, person.email, client_address, ctx.now(), kind=kind)
         )
-        await ctx.store.audit(ctx.now(), person.email, _audit_open(target), space.id, stream.id)
+        if kind != "terminal":
+            await ctx.store.audit(ctx.now(), person.email, _AUDIT[kind], space.id, stream.id)
+        elif stream.terminal_id:  # opened or joined; a refusal (`closed`) is neither
+            joined = isinstance(target, m.PtyTarget) and isinstance(target.terminal, tp.JoinTerminal)
+            action = "terminal.join" if joined else "terminal.open"
+            await ctx.store.audit(ctx.now(), person.email, action, space.id, _terminal_detail(stream))
         logged = True
         metrics.OPEN_STREAMS.labels(kind).inc()
         metrics.RELAYED_BYTES.opened(stream)
@@ -170,16 +178,36 @@ async def open_stream(
                 await ctx.store.close_tunnel(
                     stream.id, ctx.now(), stream.bytes_in, stream.bytes_out, stream.close_reason or "closed"
                 )
-                if kind == "terminal":  # who left which terminal, and how much flowed (never what)
-                    detail = f"{stream.id}: {stream.bytes_in} bytes in, {stream.bytes_out} out"
+                if stream.terminal_id:  # who left which terminal, and how much flowed (never what)
+                    detail = f"{_terminal_detail(stream)}: {stream.bytes_in} bytes in, {stream.bytes_out} out"
                     await ctx.store.audit(ctx.now(), person.email, "terminal.leave", space.id, detail)
 
 
-def _audit_open(target: m.StreamTarget) -> str:
-    """The audit action for opening a stream to `target`: joining a terminal is not opening one."""
-    if isinstance(target, m.PtyTarget) and isinstance(target.terminal, tp.JoinTerminal):
-        return "terminal.join"
-    return _AUDIT[kind_of(target)]
+def _terminal_detail(stream: Stream) -> str:
+    """How the audit log names a terminal stream: its terminal, then the stream (the connection
+    log's row): `TERMINAL_ID stream STREAM_ID`."""
+    return f"{stream.terminal_id} stream {stream.id}"
+
+
+async def _terminal_answer(space: SpaceRecord, stream: Stream, agent: Link) -> None:
+    """Read the agent's first message on a terminal stream, which the splice passes on first:
+    `hello` names the terminal opened or joined (`stream.terminal_id`); `closed` (no such
+    terminal, too many, no shell) leaves it empty, and reaches the person as the agent's words.
+    Raises Problem 504 when the agent says nothing within AGENT_ANSWER_TIMEOUT, 403 when the
+    stream was ended meanwhile."""
+    try:
+        stream.first = await asyncio.wait_for(agent.receive(), AGENT_ANSWER_TIMEOUT)
+    except TimeoutError:
+        raise Problem(
+            504,
+            f'The container of "{space.name}" did not answer.',
+            "Its agent may be restarting; try again in a few seconds.",
+            "agent_timeout",
+        ) from None
+    if stream.close_reason:  # ended while waiting (unshare, kick, down…)
+        raise Problem(403, stream.close_reason, "", "revoked")
+    if not isinstance(stream.first, Closed) and (hello := terminals.hello(stream.first)) is not None:
+        stream.terminal_id = hello.terminal_id
 
 
 async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: Look) -> Link:
@@ -223,54 +251,59 @@ def agent_dialed(ctx: Context, space_id: str, stream_id: str, link: Link) -> Str
 
 @dataclass(frozen=True)
 class FrameLimits:
-    """The largest message a person may send on a stream, in bytes, per kind of frame."""
+    """What a person may send on a stream: the largest message, in bytes, per kind of frame, and
+    `refusal`, why a text frame (a control protocol's JSON) is refused (None: it passes)."""
 
     binary: int
     text: int
+    refusal: Callable[[str], str | None] = lambda _text: None
 
 
 # A terminal's protocol bounds what a person sends (pair.api.terminal); the broker enforces it too,
-# so an oversized frame never reaches the container.
-TERMINAL_LIMITS = FrameLimits(binary=tp.MAX_INPUT_BYTES, text=tp.MAX_CONTROL_BYTES)
+# so an oversized frame never reaches the container, nor a grant of a text that is no email.
+TERMINAL_LIMITS = FrameLimits(binary=tp.MAX_INPUT_BYTES, text=tp.MAX_CONTROL_BYTES, refusal=terminals.refusal)
 TOO_LARGE = "A message on this stream was larger than its protocol allows."
 
-# Called with each text frame (a control protocol's JSON) and whether it goes to the container.
-Watch = Callable[[str, bool], Awaitable[None]]
 
-
-async def splice(
-    stream: Stream, client: Link, *, limits: FrameLimits | None = None, watch: Watch | None = None
-) -> None:
+async def splice(stream: Stream, client: Link, *, limits: FrameLimits | None = None) -> None:
     """Copy between the person's `client` and the agent's end until either closes; each message
     keeps its kind. Each direction awaits the other side's send, so a slow reader slows the
     writer instead of growing a buffer. Either side closing closes both; the container's side
     vanishing (any close but a normal one) is told to the person as CONTAINER_LOST. A person's
-    frame above `limits` closes the stream with 1009 (TOO_BIG); `watch` sees every text frame
-    (the terminal's audit of role changes) before it is passed on."""
+    frame above `limits` closes the stream with 1009 (TOO_BIG), a text frame it refuses with
+    4422 (INVALID) and its sentence. The agent's message read before the splice
+    (`stream.first`) is passed on first."""
     agent = stream.agent.result()
     stream.client = client
     if stream.close_reason:  # ended between the agent dialing in and now
         await client.close(CloseCode.REVOKED, stream.close_reason)
         return
 
+    async def refuse(code: CloseCode, reason: str) -> Closed:
+        stream.close_reason = reason
+        await client.close(code, reason)
+        return Closed(code, reason)
+
     async def pump(src: Link, dst: Link, inbound: bool) -> Closed:
         """Copy until `src` closes; return how it closed."""
+        frame: Frame | Closed | None = None if inbound else stream.first
         while True:
-            frame: Frame | Closed = await src.receive()
+            if frame is None:
+                frame = await src.receive()
             if isinstance(frame, Closed):
                 return frame
             size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
-            if inbound and limits is not None and size > (limits.binary if isinstance(frame, bytes) else limits.text):
-                stream.close_reason = TOO_LARGE
-                await client.close(CloseCode.TOO_BIG, TOO_LARGE)
-                return Closed(CloseCode.TOO_BIG, TOO_LARGE)
+            if inbound and limits is not None:
+                if size > (limits.binary if isinstance(frame, bytes) else limits.text):
+                    return await refuse(CloseCode.TOO_BIG, TOO_LARGE)
+                if isinstance(frame, str) and (refused := limits.refusal(frame)) is not None:
+                    return await refuse(CloseCode.INVALID, refused)
             if isinstance(frame, bytes):
                 await dst.send_bytes(frame)
             else:
-                if watch is not None:
-                    await watch(frame, inbound)
                 await dst.send_text(frame)
             stream.carried(size, inbound=inbound)
+            frame = None
 
     inbound = asyncio.create_task(pump(client, agent, True))
     outbound = asyncio.create_task(pump(agent, client, False))
@@ -365,34 +398,6 @@ async def who_is_connected(ctx: Context, space: m.Space) -> list[m.StreamInfo]:
     also sees from where (`client_address`, host:port) and the bytes each way, as in `pair spaces
     sessions`, which is the owner's. For anyone else those fields are empty."""
     return await _open_streams(ctx, space.id, full=space.role == "owner")
-
-
-async def terminals(ctx: Context, user: UserRecord, space_id: str) -> list[tp.TerminalInfo]:
-    """The open terminals of a Space `user` owns or that is shared with them (who started each,
-    who is attached and how), as its agent last reported them: none while it is not connected.
-    Raises Problem 404 for a Space `user` cannot see."""
-    space = await access.get_visible(ctx, user, space_id)
-    return ctx.hub.terminals(space.id)
-
-
-def terminal_audit(ctx: Context, person: UserRecord, space_id: str) -> Watch:
-    """A `splice` watch for a person's terminal stream: it learns the terminal from `hello` and
-    records the starter's role changes (`grant`) in the audit log. Keystrokes are binary frames,
-    which it never sees."""
-    seen: dict[str, str] = {}
-
-    async def watch(frame: str, inbound: bool) -> None:
-        try:
-            message = tp.decode_client(frame) if inbound else tp.decode_server(frame)
-        except msgspec.MsgspecError:  # not ours to judge: the agent answers bad messages
-            return
-        if isinstance(message, tp.Hello):
-            seen.update(terminal=message.terminal_id, started_by=message.started_by)
-        elif isinstance(message, tp.Grant) and seen.get("started_by") == person.email:
-            detail = f"{seen['terminal']}: {message.email} is now a {message.role}"
-            await ctx.store.audit(ctx.now(), person.email, "terminal.role", space_id, detail)
-
-    return watch
 
 
 async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "NAME_RULE",
     "Invalid",
     "check_facts",
+    "email_address",
     "host_key_problem",
     "is_email",
     "is_login_user",
@@ -106,6 +107,14 @@ def is_email(text: str) -> bool:
     specials, quotes, white space, control or bidi characters (pair.api.models.EMAIL_PATTERN), at
     most 254 characters (RFC 5321)."""
     return len(text) <= MAX_EMAIL and EMAIL_RE.match(text) is not None
+
+
+def email_address(text: str) -> str:
+    """`text` as pair keeps an email address: in lower case (pair.api.models.EMAIL_PATTERN's rule,
+    as `is_email`). Raises Invalid, naming the value escaped, when it is not one."""
+    if not is_email(text):
+        raise Invalid(f"{shown(text)} is not an email address.", "Name a person by their email, name@example.com.")
+    return text.lower()
 
 
 def is_login_user(text: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from pair.api.terminal import RoleChange as TerminalRoleChange
 from pair.api.terminal import TerminalInfo, TerminalTarget
 from pair.api.wire import Struct
 
@@ -434,6 +435,11 @@ class Heartbeat(Struct):
     # leaves or changes role. The broker keeps the latest list in memory (the Spaces page, `pair
     # spaces terminals`). Absent from agents older than this field.
     terminals: list[TerminalInfo] | None = None
+    # The role changes the agent carried out since its last heartbeat, oldest first: each a
+    # starter's grant that changed who may type (a refused grant, or one that changed nothing, is
+    # none), sent at once on the control channel. The broker audits each (`terminal.role`).
+    # Absent when there are none, and from agents older than this field.
+    roles: list[TerminalRoleChange] | None = None
 
 
 class HeartbeatReply(Struct):

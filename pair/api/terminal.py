@@ -13,7 +13,8 @@ person → agent (`ClientMessage`):
 - `resize {cols, rows}` (each 1..1000): my window's size. From a driver it becomes the
   terminal's (the latest driver's size wins); a viewer's is ignored.
 - `grant {email, role}`: the starter makes a person a driver, or a viewer again; anyone else's
-  grant is answered `error` (`forbidden`).
+  grant is answered `error` (`forbidden`), one whose email is not an address (pair.api.grammar)
+  `error` (`bad_message`) by the agent, and a close with 4422 by the broker it passes.
 
 agent → person (`ServerMessage`):
 
@@ -36,7 +37,9 @@ terminal, started by `email`, at `cols`×`rows`) or `join` (an existing `termina
 agent lists it (who started it, who is attached and how).
 
 Sizes are bounded here, so a decoded message is already in range; emails are bounded in length
-only (the broker authenticated them). Limits: `MAX_CONTROL_BYTES` per text frame,
+only here: the broker authenticated those of `open` and `join`, and a grant's is checked against
+pair.api.grammar where it passes the broker and where it arrives at the agent (this module cannot
+import the grammar, which imports the models that import it). Limits: `MAX_CONTROL_BYTES` per text frame,
 `MAX_INPUT_BYTES` per binary frame from a person (the page splits pastes below it).
 """
 
@@ -51,7 +54,8 @@ from pair.api.wire import Struct
 
 Role = Literal["driver", "viewer"]
 Dimension = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-TerminalId = Annotated[str, msgspec.Meta(pattern=r"^term_[a-z2-7]{12}$")]
+TERMINAL_ID_PATTERN: Final = r"^term_[a-z2-7]{12}$"  # the agent's ids: `term_` and 60 random bits in base32
+TerminalId = Annotated[str, msgspec.Meta(pattern=TERMINAL_ID_PATTERN)]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 
 MAX_CONTROL_BYTES: Final = 4 * 1024
@@ -162,6 +166,17 @@ class JoinTerminal(Struct, tag="join", tag_field="type"):
 
 
 TerminalTarget = OpenTerminal | JoinTerminal
+
+
+class RoleChange(Struct):
+    """A change in who may type that the agent carried out: `by` (the terminal's starter) made
+    `email` a driver or a viewer again in `terminal_id`. Agents report them in heartbeats
+    (`Heartbeat.roles`); the broker audits each."""
+
+    terminal_id: str
+    email: str
+    role: Role
+    by: str
 
 
 class TerminalInfo(Struct):

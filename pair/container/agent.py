@@ -263,6 +263,7 @@ class Agent:
                 streams=None if introduced else list(STREAM_TARGETS),  # said once per channel
                 listening=self.listening,
                 terminals=self.terminals.list(),
+                roles=self.terminals.take_role_changes() or None,
             )
             introduced = True
             await ws.send(msgspec.json.encode(HeartbeatMessage(heartbeat=heartbeat)).decode())

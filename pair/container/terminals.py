@@ -30,7 +30,10 @@ and the person's stream until either ends. The protocol on that stream is docume
   logged: the log says who opened, joined, left, changed roles, and how a shell ended.
 - **Roles**: the starter (recorded by email) always drives; everyone else joins as a viewer
   unless the starter granted them the keyboard (grants are per person, so they survive a
-  reload and apply to every tab of that person). `read_only` joins stay viewers regardless.
+  reload and apply to every tab of that person). `read_only` joins stay viewers regardless. A
+  grant's email is checked against pair.api.grammar here, where it arrives, and kept in lower
+  case. Each grant that changes who may type (not one refused, not one that changes nothing) is
+  reported to the broker in the next heartbeat, sent at once (`take_role_changes`): its audit.
 - **Size**: drivers' windows decide, and the latest driver to resize (or join) wins, as tmux's
   `window-size latest`; viewers are told the size and show the terminal at it.
 - **Lifetime**: the PTY keeps running with nobody attached. When nobody has been attached for
@@ -61,6 +64,7 @@ from typing import Any, Protocol
 import msgspec
 from websockets.exceptions import ConnectionClosed
 
+from pair.api import grammar
 from pair.api import terminal as tp
 from pair.container.facts import workspace_folder
 
@@ -69,6 +73,8 @@ USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games"  # OpenSSH's _PATH_STDPATH
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NO_LOGIN_SHELLS = {"nologin", "false"}
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32's, lowercase, as the broker's ids
+ROLE_CHANGES_KEPT = 100  # role changes waiting for the next heartbeat (the broker audits as many)
+RoleChanges = list[tp.RoleChange]  # named here: TerminalManager.list hides the builtin in its class
 
 
 @dataclass(frozen=True)
@@ -387,7 +393,8 @@ class Attachment:
             await self.terminal._write(data)
 
     async def control(self, frame: str | bytes) -> None:
-        """One text frame: `resize` or `grant`. A frame that is not one is answered `error`
+        """One text frame: `resize` or `grant`. A frame that is not one, or a grant whose email
+        is not an address (pair.api.grammar; it is kept in lower case), is answered `error`
         (`bad_message`); one above `Limits.max_control_bytes` closes the attachment."""
         if self.finished:
             return
@@ -406,7 +413,12 @@ class Attachment:
                 self.terminal.resize(message.cols, message.rows)
         else:
             try:
-                self.terminal.set_role(message.email, message.role, by=self.email)
+                email = grammar.email_address(message.email)  # a person's text, checked where it arrives
+            except grammar.Invalid as exc:
+                self._send(tp.Refused(message=f"{exc.message} {exc.hint}", code="bad_message"))
+                return
+            try:
+                self.terminal.set_role(email, message.role, by=self.email)
             except TerminalError as exc:
                 self._send(tp.Refused(message=exc.message, code=exc.code))
 
@@ -549,7 +561,8 @@ class Terminal:
     def set_role(self, email: str, role: tp.Role, *, by: str) -> None:
         """Let `email` type (`driver`) or not (`viewer`); only the starter (`by`) may, and the
         starter stays a driver. Applies to every attachment of that person (except read-only
-        ones) and to their later joins. Raises TerminalError (`forbidden`)."""
+        ones) and to their later joins. A grant that changes nothing (the person already has
+        that role) does nothing: no log line, no new listing. Raises TerminalError (`forbidden`)."""
         if by != self.started_by:
             message = f"Only {self.started_by}, who started this terminal, decides who may type."
             raise TerminalError(message, "forbidden")
@@ -557,10 +570,12 @@ class Terminal:
             if role != "driver":
                 raise TerminalError("The person who started a terminal always drives it.", "forbidden")
             return
+        if (email in self.drivers) == (role == "driver"):
+            return
         if role == "driver":
             self.drivers[email] = None
         else:
-            self.drivers.pop(email, None)
+            del self.drivers[email]
         changed = False
         for attachment in self.attachments.values():
             if attachment.email == email and not attachment.read_only and attachment.role != role:
@@ -568,6 +583,7 @@ class Terminal:
                 attachment._send(tp.RoleChanged(role=role))
                 changed = True
         self.manager._log(f"terminal {self.id}: {by} made {email} a {role}")
+        self.manager._role_changed(tp.RoleChange(terminal_id=self.id, email=email, role=role, by=by))
         if changed:
             self._people_changed()
         self.manager._changed()
@@ -764,12 +780,24 @@ class TerminalManager:
         self.env = os.environ if env is None else env
         self.terminals: dict[str, Terminal] = {}
         self._log = log or (lambda _line: None)
+        self._role_changes: collections.deque[tp.RoleChange] = collections.deque(maxlen=ROLE_CHANGES_KEPT)
         # Called when the listing changes: a terminal opened or ended, someone attached, left or
         # changed role (not on resizes, which a dragged window sends many of).
         self._changed = on_change or (lambda: None)
 
     def list(self) -> list[tp.TerminalInfo]:
         return [terminal.info() for terminal in self.terminals.values()]
+
+    def take_role_changes(self) -> RoleChanges:
+        """The role changes carried out since the last call, oldest first (for the broker's
+        audit, `Heartbeat.roles`): only grants that changed who may type. At most
+        ROLE_CHANGES_KEPT wait; older ones are dropped (the log has every one)."""
+        changes = list(self._role_changes)
+        self._role_changes.clear()
+        return changes
+
+    def _role_changed(self, change: tp.RoleChange) -> None:
+        self._role_changes.append(change)
 
     def get(self, terminal_id: str) -> Terminal:
         """Raises TerminalError (`not_found`)."""

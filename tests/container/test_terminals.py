@@ -32,7 +32,7 @@ from tests.support.tools import need_tool
 T = TypeVar("T")
 ROOT = os.geteuid() == 0
 USER = "nobody" if ROOT else getpass.getuser()
-ALICE, BOB = "alice@example.com", "bob@example.com"
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 TIMEOUT = 20.0
 
 
@@ -219,6 +219,43 @@ def test_drivers_type_viewers_only_watch_until_the_starter_hands_over(workspace:
     run(scenario())
     assert any("made bob@example.com a driver" in line for line in log)
     assert not any("touch" in line for line in log)  # nothing typed is logged
+
+
+def test_a_grant_is_judged_where_it_arrives_and_only_a_change_is_news(workspace: Path) -> None:
+    """Reproduction: a grant's email was not checked by the agent (a text with ESC or a newline
+    became a "driver"), and a grant that changed nothing was logged and listed as a change. Only
+    the one real change is reported to the broker, for its audit."""
+    log: list[str] = []
+    changes: list[None] = []
+
+    async def scenario() -> None:
+        terminals = manager(workspace, log)
+        terminals._changed = lambda: changes.append(None)
+        alice, _ = await drive(terminals)
+        terminal = alice.attachment.terminal
+        for bad in ("bob", "bob@example.com\n", "x\x1b]0;owned\x07@example.com", "\u202ebob@example.com"):
+            alice.messages.clear()
+            await alice.attachment.control(tp.encode(tp.Grant(email=bad, role="driver")))
+            refused = await alice.wait_message(tp.Refused)
+            assert refused.code == "bad_message" and "is not an email address" in refused.message
+        assert list(terminal.drivers) == [ALICE]
+        before = len(changes)
+        for _ in range(5):  # the same grant, again and again: one change
+            await alice.attachment.control(tp.encode(tp.Grant(email="Bob@Example.COM", role="driver")))
+        assert list(terminal.drivers) == [ALICE, BOB]  # kept as the broker keeps emails
+        await alice.attachment.control(tp.encode(tp.Grant(email=CAROL, role="viewer")))  # already one
+        assert len(changes) == before + 1
+        assert terminals.take_role_changes() == [
+            tp.RoleChange(terminal_id=terminal.id, email=BOB, role="driver", by=ALICE)
+        ]  # what the broker audits
+        await terminals.aclose()
+
+    run(scenario())
+    assert [line for line in log if " made " in line] == [f"terminal {terminal_id(log)}: {ALICE} made {BOB} a driver"]
+
+
+def terminal_id(log: list[str]) -> str:
+    return next(line.split()[1].rstrip(":") for line in log if line.startswith("terminal "))
 
 
 def test_a_grant_outlives_a_reload_and_read_only_joins_stay_viewers(workspace: Path) -> None:

@@ -223,8 +223,8 @@
     ws.onclose = function (event) {
       if (socket === ws) socket = null;
       if (finished) return;
-      if (event.code === 1008 || event.code === 4403 || event.code === 4404) {
-        finished = true; // refused (not allowed, or no such terminal): retrying would not help
+      if (event.code === 1008 || event.code === 4403 || event.code === 4404 || event.code === 4422) {
+        finished = true; // refused (not allowed, no such terminal, a message refused): retrying would not help
         showBanner(event.reason || "The broker refused this terminal.", "", true);
         setStatus("Ended");
         return;
