@@ -121,8 +121,14 @@ def terminal_role(
     role: Annotated[str, typer.Argument(metavar="driver|viewer", help="driver: may type; viewer: watches.")],
 ) -> None:
     """Let someone type in a terminal you started (driver), or take the keyboard back (viewer)."""
+    from pair.api.grammar import Invalid, email_address
+
     if role not in ("driver", "viewer"):
         raise PairError(f"{role!r} is not a role.", "Say driver (may type) or viewer (watches).")
+    try:
+        email = email_address(email.strip())  # as the broker and the agent keep emails
+    except Invalid as exc:
+        raise PairError(exc.message, exc.hint) from None
     client, _ = signed_in()
     with client:
         target = resolve_space(client.spaces(), space, "terminal-role")
@@ -131,7 +137,6 @@ def terminal_role(
 
         from pair.cli import terminal_session
 
-        email = email.strip().lower()  # as the broker keeps emails
         asyncio.run(terminal_session.grant(url, client.bearer(), email, "driver" if role == "driver" else "viewer"))
         if not _wait_for_role(client, target.id, terminal_id, email, role):
             raise PairError(

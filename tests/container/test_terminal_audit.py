@@ -75,7 +75,12 @@ def test_the_audit_log_holds_what_the_agent_did_with_each_terminal(world: World)
                 assert await message(joined, tp.RoleChanged) == tp.RoleChanged(role="viewer")
                 await asyncio.to_thread(eventually, lambda: drivers() == [[alice]], "the listing shows it")
 
-                # a grant naming a text with terminal escapes: the broker closes the stream
+                # a grant naming a text with terminal escapes: the CLI refuses it before sending,
+                args = ("spaces", "terminal-role", "demo", opened, f"{bob}\x1b]0;owned\x07", "driver")
+                cli = await asyncio.to_thread(world.alice.pair, *args)
+                assert cli.returncode == 1 and cli.stdout == ""
+                assert cli.stderr.startswith(f"error: '{bob}\\x1b]0;owned\\x07' is not an email address.")
+                # and the broker closes a stream that sends one
                 await started.send(tp.encode(tp.Grant(email=f"{bob}\x1b]0;owned\x07", role="driver")))
                 await asyncio.wait_for(started.wait_closed(), 20)
                 assert (started.close_code, started.close_reason) == (CloseCode.INVALID, BAD_GRANT)
