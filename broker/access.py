@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from broker.context import Context
 from broker.errors import Problem, not_found
-from broker.store import SpaceRecord, UserRecord
+from broker.store import GroupRecord, SpaceRecord, UserRecord
 
 
 async def visible_spaces(ctx: Context, user_id: str) -> list[SpaceRecord]:
@@ -18,14 +18,17 @@ async def visible_spaces(ctx: Context, user_id: str) -> list[SpaceRecord]:
     return await ctx.store.visible_spaces(user_id)
 
 
+async def can_see(ctx: Context, user: UserRecord, space: SpaceRecord) -> bool:
+    """Whether `user` may reach the live `space`: they own it, or it is shared with them directly
+    or with a group of theirs."""
+    return space.deleted_at is None and (space.owner_id == user.id or await ctx.store.is_shared_with(space.id, user.id))
+
+
 async def get_visible(ctx: Context, user: UserRecord, space_id: str) -> SpaceRecord:
-    """The Space, if `user` owns it or it is shared with them; Problem 404 otherwise."""
+    """The Space, if `user` owns it or it is shared with them (directly or with a group of
+    theirs); Problem 404 otherwise."""
     space = await ctx.store.space(space_id)
-    if (
-        space is None
-        or space.deleted_at is not None
-        or (space.owner_id != user.id and not await ctx.store.is_shared_with(space.id, user.id))
-    ):
+    if space is None or not await can_see(ctx, user, space):
         raise not_found(f"The Space {space_id}", "List the Spaces you can see with `pair spaces list`.")
     return space
 
@@ -73,3 +76,12 @@ async def may_open_port(ctx: Context, user: UserRecord | None, space: SpaceRecor
     except Problem:
         return False
     return level == "shared"
+
+
+async def group_by_name(ctx: Context, name: str) -> GroupRecord:
+    """The group; Problem 404 (`not_found`) when there is none of that name. Anyone signed in may
+    name a group to share with (as they may name any teammate)."""
+    group = await ctx.store.group(name)
+    if group is None:
+        raise not_found(f"The group {name!r}", "Ask an admin for the group's name (`pair-broker groups list`).")
+    return group

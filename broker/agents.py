@@ -12,7 +12,7 @@ import math
 
 import msgspec
 
-from broker import credentials, events, metrics, snapshots
+from broker import credentials, events, metrics, quotas, snapshots
 from broker.context import Context, timestamp
 from broker.errors import Problem
 from broker.signing import TokenFault, TokenInvalid
@@ -93,9 +93,13 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
         )
     _refuse_spent(token, space, req.instance_id)
     credential = credentials.new_secret(credentials.AGENT)
-    won = await ctx.store.register_agent(
-        claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
-    )
+    # The Space starts to run: its compute units are checked in the transaction that claims the
+    # token, so a refusal leaves the token unspent (it works once the owner has room).
+    async with ctx.transaction() as tx:
+        await quotas.check(tx, space.owner_id, quotas.starting(await tx.store.space(space.id) or space))
+        won = await tx.store.register_agent(
+            claims.jti, space.id, req.instance_id, facts, credentials.digest(credential), ctx.now()
+        )
     if not won:  # another request (or broker process) claimed it since we read it: say why
         fresh_token, fresh_space = await ctx.store.token(claims.jti), await ctx.store.space(claims.sub)
         if fresh_token is not None and fresh_space is not None:
@@ -193,6 +197,8 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
         if facts != space.facts:  # only facts that changed cost a check
             facts = checked_facts(beat.facts)
     ssh = msgspec.json.encode(beat.ssh).decode() if beat.ssh else None
+    if state in quotas.COMPUTE_STATES and space.state not in quotas.COMPUTE_STATES:
+        space, state = await _start_within_quota(ctx, space, state, now)
     news = state != space.state or (ssh is not None and ssh != space.ssh)
     if news or (facts is not None and facts != space.facts):
         await ctx.store.heartbeat(space.id, state, now, facts, ssh)
@@ -204,6 +210,26 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
     else:
         ctx.seen[space.id] = now
     return await snapshots.reply_for(ctx, space, beat.keys_version)
+
+
+async def _start_within_quota(
+    ctx: Context, space: SpaceRecord, state: m.SpaceState, now: int
+) -> tuple[SpaceRecord, m.SpaceState]:
+    """A stopped Space whose agent reports it running again (its container came back) starts to
+    use compute units: within the owner's quota it does; past it the broker asks the agent to
+    stop sshd (desired `stopped`, as `down` does) and says why in the audit log. Either way one
+    transaction, so racing starts cannot both slip under the limit."""
+    async with ctx.transaction() as tx:
+        try:
+            await quotas.check(tx, space.owner_id, quotas.starting(space))
+        except Problem as refused:
+            await tx.store.set_desired_state(space.id, "stopped", "stopped", now)
+            await tx.store.audit(now, f"agent:{space.id}", "space.quota_stop", space.id, refused.message)
+        else:
+            return space, state
+    stopped = await ctx.store.space(space.id) or space
+    await snapshots.push(ctx, stopped)
+    return stopped, "stopped"
 
 
 async def flush_seen(ctx: Context) -> None:

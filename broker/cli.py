@@ -18,13 +18,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from broker import accounts, admin, serve_lock, serving
+from broker import access_requests, accounts, admin, groups, quotas, serve_lock, serving, templates
 from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
 from broker.errors import Problem
 from broker.settings import Settings, SettingsError, split_address
 from broker.signing import SigningKey
 from broker.store import StoreUnavailable
 from pair import durations, runner
+from pair.api import models as m
 from pair.api.errors import PairError
 from pair.files import check_new_file, stage_private
 from pair.printable import printable
@@ -43,8 +44,24 @@ users_app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Create, list and remove users, and reset auth keys."
 )
 keys_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Token signing keys.")
+templates_app = typer.Typer(
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="Space templates: what a Space costs in compute and storage units.",
+)
+groups_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Groups of people: shares and quotas.")
+members_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Add people to a group or take them out.")
+quota_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Quotas of users and groups.")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(templates_app, name="templates")
+app.add_typer(groups_app, name="groups")
+groups_app.add_typer(members_app, name="members")
+app.add_typer(quota_app, name="quota")
+requests_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Access requests: people asking for an account."
+)
+app.add_typer(requests_app, name="requests")
 
 DataDir = Annotated[
     Path | None,
@@ -372,6 +389,206 @@ def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = No
         lambda ctx: _create_with_key(ctx, key_file, lambda tx: accounts.reset_key(tx, email.strip(), actor=_actor())),
     )
     _emitted(user.email, key_file)
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+@templates_app.command("add")
+def templates_add(
+    name: str,
+    compute: Annotated[int, typer.Option("--compute", help="Compute units a running Space of it uses.")],
+    storage: Annotated[int, typer.Option("--storage", help="Storage units every Space of it uses.")],
+    default: Annotated[bool, typer.Option("--default", help="New Spaces get it when they name none.")] = False,
+    description: Annotated[str, typer.Option("--description", help="One line for people picking one.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Add a Space template."""
+    made = _with_context(
+        data_dir,
+        lambda ctx: templates.add(
+            ctx, name, compute=compute, storage=storage, default=default, description=description, actor=_actor()
+        ),
+    )
+    print(f"Added the template {made.name}{' (the default)' if made.is_default else ''}.")
+
+
+@templates_app.command("list")
+def templates_list(data_dir: DataDir = None) -> None:
+    """List Space templates."""
+    found = _with_context(data_dir, lambda ctx: ctx.store.templates())
+    if not found:
+        print("No templates: new Spaces cost nothing. Add one with `pair-broker templates add`.", file=sys.stderr)
+        return
+    print(f"{'NAME':<24} {'COMPUTE':>7} {'STORAGE':>7} DEFAULT  DESCRIPTION")
+    for t in found:
+        print(
+            f"{t.name:<24} {t.compute_units:>7} {t.storage_units:>7} {'yes' if t.is_default else '':<7}  "
+            f"{printable(t.description)}".rstrip()
+        )
+
+
+@templates_app.command("remove")
+def templates_remove(name: str, data_dir: DataDir = None) -> None:
+    """Remove a template; Spaces made from it keep its name and units."""
+    _with_context(data_dir, lambda ctx: templates.remove(ctx, name, actor=_actor()))
+    print(f"Removed the template {name}.")
+
+
+@templates_app.command("set-default")
+def templates_set_default(name: str, data_dir: DataDir = None) -> None:
+    """Make a template the default one."""
+    _with_context(data_dir, lambda ctx: templates.set_default(ctx, name, actor=_actor()))
+    print(f"{name} is the default template.")
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+
+@groups_app.command("add")
+def groups_add(name: str, data_dir: DataDir = None) -> None:
+    """Create a group."""
+    _with_context(data_dir, lambda ctx: groups.add(ctx, name, actor=_actor()))
+    print(f"Created the group {name}.")
+
+
+@groups_app.command("list")
+def groups_list(data_dir: DataDir = None) -> None:
+    """List groups, their quotas and members."""
+    found = _with_context(data_dir, lambda ctx: ctx.store.groups())
+    if not found:
+        print("No groups yet. Create one with `pair-broker groups add NAME`.", file=sys.stderr)
+        return
+    for g in found:
+        print(f"{g.name}  ({quotas.describe(g.quota)})")
+        for email in g.members:
+            print(f"  {printable(email)}")
+
+
+@groups_app.command("remove")
+def groups_remove(name: str, data_dir: DataDir = None) -> None:
+    """Remove a group: its members lose the Spaces it was shared with, and its quota."""
+    _with_context(data_dir, lambda ctx: groups.remove(ctx, name, actor=_actor()))
+    print(f"Removed the group {name}.")
+
+
+Members = Annotated[list[str], typer.Argument(metavar="EMAIL", help="People's emails.")]
+
+
+@members_app.command("add")
+def members_add(name: str, emails: Members, data_dir: DataDir = None) -> None:
+    """Add people to a group."""
+    group = _with_context(data_dir, lambda ctx: groups.add_members(ctx, name, emails, actor=_actor()))
+    print(f"{group.name}: {printable(', '.join(group.members)) or 'nobody'}.")
+
+
+@members_app.command("remove")
+def members_remove(name: str, emails: Members, data_dir: DataDir = None) -> None:
+    """Take people out of a group; they lose its Spaces at once."""
+    group = _with_context(data_dir, lambda ctx: groups.remove_members(ctx, name, emails, actor=_actor()))
+    print(f"{group.name}: {printable(', '.join(group.members)) or 'nobody'}.")
+
+
+# -- quotas ---------------------------------------------------------------------------------
+
+
+def _limit(option: str) -> Callable[[str | None], str | None]:
+    def check(value: str | None) -> str | None:
+        if value is None or value == "unlimited" or value.isdigit():
+            return value
+        raise typer.BadParameter(f"{value!r} is not a whole number or `unlimited`.", param_hint=option)
+
+    return check
+
+
+def _limit_option(option: str, what: str) -> Any:
+    return typer.Option(
+        option, metavar="N|unlimited", callback=_limit(option), help=f"Most {what}; `unlimited` unsets it."
+    )
+
+
+@quota_app.command("set")
+def quota_set(
+    email: Annotated[str | None, typer.Argument(help="The user's email (or pass --group).", show_default=False)] = None,
+    group: Annotated[str | None, typer.Option("--group", help="A group's quota instead.")] = None,
+    spaces: Annotated[str | None, _limit_option("--spaces", "Spaces (running or stopped)")] = None,
+    compute: Annotated[str | None, _limit_option("--compute", "compute units of starting and running Spaces")] = None,
+    storage: Annotated[str | None, _limit_option("--storage", "storage units of all Spaces")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a user's or a group's limits (the others stay). A person's limit is their own plus
+    their groups'; one set nowhere is unlimited."""
+    if (email is None) == (group is None):
+        raise PairError(
+            "Name a user by email or a group with --group (one of them).", "pair-broker quota set EMAIL --compute 10"
+        )
+    given: dict[m.QuotaResource, str | None] = {"spaces": spaces, "compute": compute, "storage": storage}
+    changes: quotas.Changes = {k: (None if v == "unlimited" else int(v)) for k, v in given.items() if v is not None}
+    if not changes:
+        raise PairError("Nothing to set.", "Pass --spaces, --compute or --storage (N, or unlimited).")
+    if group is not None:
+        limits = _with_context(data_dir, lambda ctx: quotas.set_for_group(ctx, group, changes, actor=_actor()))
+        print(f"group {group}: {quotas.describe(limits)}.")
+    else:
+        assert email is not None
+        limits = _with_context(data_dir, lambda ctx: quotas.set_for_user(ctx, email.strip(), changes, actor=_actor()))
+        print(f"{email.strip().lower()}: {quotas.describe(limits)}.")
+
+
+@quota_app.command("show")
+def quota_show(email: str, data_dir: DataDir = None) -> None:
+    """A user's limits, where each comes from, and their usage (as `pair quota` shows them)."""
+
+    async def report(ctx: Context) -> Any:
+        return await quotas.report(ctx, await accounts.user_by_email(ctx, email))
+
+    found = _with_context(data_dir, report)
+    for line in found.lines:
+        limit = "unlimited" if line.limit is None else str(line.limit)
+        sources = " + ".join(f"{s.limit} ({s.kind} {s.name})" for s in line.sources) or "nobody sets it"
+        print(f"{quotas.UNITS[line.resource]}: {line.used} of {limit}  ({printable(sources)})")
+
+
+# -- access requests --------------------------------------------------------------------------
+
+
+@requests_app.command("list")
+def requests_list(
+    show_all: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False, data_dir: DataDir = None
+) -> None:
+    """Pending access requests (oldest first); with --all, every request."""
+    found = _with_context(data_dir, lambda ctx: ctx.store.access_requests(None if show_all else "pending"))
+    if not found:
+        print("No pending access requests." if not show_all else "No access requests.", file=sys.stderr)
+        return
+    for r in found:
+        line = f"{r.id}  {timestamp(r.created_at):%Y-%m-%d %H:%M}  {r.state:<8} {r.email}"
+        print(printable(f"{line}  {r.message}".rstrip() if r.message else line))
+
+
+RequestRef = Annotated[str, typer.Argument(metavar="ID|EMAIL", help="The request's id, or its email.")]
+
+
+@requests_app.command("approve")
+def requests_approve(ref: RequestRef, data_dir: DataDir = None) -> None:
+    """Approve: the account and a Space are made; the person's waiting `pair login --request` signs in."""
+
+    async def approve(ctx: Context) -> Any:
+        return await access_requests.approve(ctx, await access_requests.resolve_id(ctx, ref), actor=_actor())
+
+    done = _with_context(data_dir, approve)
+    print(f"Approved {done.id}: {done.email} has an account and the Space {done.space}.")
+
+
+@requests_app.command("deny")
+def requests_deny(ref: RequestRef, data_dir: DataDir = None) -> None:
+    """Deny: the person's waiting `pair login --request` is told."""
+
+    async def deny(ctx: Context) -> Any:
+        return await access_requests.deny(ctx, await access_requests.resolve_id(ctx, ref), actor=_actor())
+
+    done = _with_context(data_dir, deny)
+    print(f"Denied {done.id} ({done.email}).")
 
 
 # -- keys -----------------------------------------------------------------------------------

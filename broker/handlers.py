@@ -4,7 +4,20 @@ handler to its endpoint's request and response types."""
 
 from __future__ import annotations
 
-from broker import access, accounts, admin, agents, ports, space_keys, spaces, streams
+from broker import (
+    access,
+    access_requests,
+    accounts,
+    admin,
+    agents,
+    groups,
+    ports,
+    quotas,
+    space_keys,
+    spaces,
+    streams,
+    templates,
+)
 from broker.context import timestamp
 from broker.http import Call, bind
 from broker.terminals import listing as terminal_listing
@@ -155,6 +168,98 @@ async def unshare_port(call: Call[None]) -> None:
     await ports.unshare(call.ctx, call.me, call.params["space_id"], call.params["port"])
 
 
+async def quota(call: Call[None]) -> m.Quota:
+    return await quotas.report(call.ctx, call.me)
+
+
+async def list_templates(call: Call[None]) -> list[m.Template]:
+    return [templates.to_wire(t) for t in await call.ctx.store.templates()]
+
+
+async def admin_add_template(call: Call[m.Template]) -> m.Template:
+    req = call.body
+    made = await templates.add(
+        call.ctx,
+        req.name,
+        compute=req.compute_units,
+        storage=req.storage_units,
+        default=req.is_default,
+        description=req.description,
+        actor=call.me.email,
+    )
+    return templates.to_wire(made)
+
+
+async def admin_remove_template(call: Call[None]) -> None:
+    await templates.remove(call.ctx, call.params["name"], actor=call.me.email)
+
+
+async def admin_default_template(call: Call[None]) -> None:
+    await templates.set_default(call.ctx, call.params["name"], actor=call.me.email)
+
+
+async def admin_groups(call: Call[None]) -> list[m.Group]:
+    return [groups.to_wire(g) for g in await call.ctx.store.groups()]
+
+
+async def admin_add_group(call: Call[m.NewGroupRequest]) -> m.Group:
+    req = call.body
+    return groups.to_wire(await groups.add(call.ctx, req.name, actor=call.me.email))
+
+
+async def admin_remove_group(call: Call[None]) -> None:
+    await groups.remove(call.ctx, call.params["name"], actor=call.me.email)
+
+
+async def admin_group_members(call: Call[m.GroupMembersUpdate]) -> m.Group:
+    req = call.body
+    name = call.params["name"]
+    if req.add:
+        await groups.add_members(call.ctx, name, req.add, actor=call.me.email)
+    if req.remove:
+        await groups.remove_members(call.ctx, name, req.remove, actor=call.me.email)
+    return groups.to_wire(await access.group_by_name(call.ctx, name))
+
+
+def _changes(limits: m.Limits) -> quotas.Changes:
+    return {"spaces": limits.spaces, "compute": limits.compute, "storage": limits.storage}
+
+
+async def admin_user_quota(call: Call[m.Limits]) -> m.Quota:
+    user = await accounts.user_by_email(call.ctx, call.params["email"])
+    await quotas.set_for_user(call.ctx, user.email, _changes(call.body), actor=call.me.email)
+    return await quotas.report(call.ctx, user)
+
+
+async def admin_group_quota(call: Call[m.Limits]) -> m.Group:
+    await quotas.set_for_group(call.ctx, call.params["name"], _changes(call.body), actor=call.me.email)
+    return groups.to_wire(await access.group_by_name(call.ctx, call.params["name"]))
+
+
+async def access_request(call: Call[m.NewAccessRequest]) -> m.DeviceAuthorization:
+    req = call.body
+    return await access_requests.file(call.ctx, req.email, req.message, call.client_address)
+
+
+async def access_request_token(call: Call[m.DeviceTokenRequest]) -> m.DeviceToken:
+    req = call.body
+    return await access_requests.poll(call.ctx, req.device_code)
+
+
+async def admin_access_requests(call: Call[None]) -> list[m.AccessRequest]:
+    found = await call.ctx.store.access_requests()
+    pending_first = sorted(found, key=lambda r: (r.state != "pending", r.created_at))
+    return [access_requests.to_wire(r) for r in pending_first]
+
+
+async def admin_approve_request(call: Call[None]) -> m.AccessRequest:
+    return await access_requests.approve(call.ctx, call.params["request_id"], actor=call.me.email)
+
+
+async def admin_deny_request(call: Call[None]) -> m.AccessRequest:
+    return await access_requests.deny(call.ctx, call.params["request_id"], actor=call.me.email)
+
+
 ROUTES = [
     bind(ep.HEALTH, health),
     bind(ep.LOGIN, login),
@@ -189,4 +294,20 @@ ROUTES = [
     bind(ep.SPACE_PORTS, space_ports),
     bind(ep.SHARE_PORT, share_port),
     bind(ep.UNSHARE_PORT, unshare_port),
+    bind(ep.QUOTA, quota),
+    bind(ep.TEMPLATES, list_templates),
+    bind(ep.ADMIN_TEMPLATES, admin_add_template),
+    bind(ep.ADMIN_REMOVE_TEMPLATE, admin_remove_template),
+    bind(ep.ADMIN_DEFAULT_TEMPLATE, admin_default_template),
+    bind(ep.ADMIN_GROUPS, admin_groups),
+    bind(ep.ADMIN_ADD_GROUP, admin_add_group),
+    bind(ep.ADMIN_REMOVE_GROUP, admin_remove_group),
+    bind(ep.ADMIN_GROUP_MEMBERS, admin_group_members),
+    bind(ep.ADMIN_USER_QUOTA, admin_user_quota),
+    bind(ep.ADMIN_GROUP_QUOTA, admin_group_quota),
+    bind(ep.ACCESS_REQUEST, access_request),
+    bind(ep.ACCESS_REQUEST_TOKEN, access_request_token),
+    bind(ep.ADMIN_ACCESS_REQUESTS, admin_access_requests),
+    bind(ep.ADMIN_APPROVE_REQUEST, admin_approve_request),
+    bind(ep.ADMIN_DENY_REQUEST, admin_deny_request),
 ]

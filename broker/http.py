@@ -47,6 +47,7 @@ class Call(Generic[Req]):
     session: SessionRecord | None = None
     user: UserRecord | None = None
     space: SpaceRecord | None = None  # the calling agent's Space
+    client_address: str = ""  # the peer's IP address, as the server (or a trusted proxy header) gives it
 
     @property
     def me(self) -> UserRecord:
@@ -171,7 +172,8 @@ class JsonEndpoint:
 
     async def _answer(self, scope: Scope, receive: Receive) -> bytes | None:
         ctx: Context = scope["app"].state.ctx
-        call: Call[Any] = Call(ctx, None, scope.get("path_params") or {})
+        peer = scope.get("client")
+        call: Call[Any] = Call(ctx, None, scope.get("path_params") or {}, client_address=str(peer[0]) if peer else "")
         auth = self.endpoint.auth
         if auth == "session" or auth == "admin":
             call.session, call.user = await accounts.authenticate(ctx, _authorization(scope))

@@ -47,6 +47,8 @@ class Settings:
     apps_domain: str = field(default="", metadata={"env": "PAIR_BROKER_APPS_DOMAIN"})
     # HOST:PORT of the separate /metrics listener (Prometheus); empty: none.
     metrics_address: str = field(default="", metadata={"env": "PAIR_BROKER_METRICS_ADDRESS"})
+    # Where new access requests are announced (POST JSON), if anywhere.
+    request_webhook: str = field(default="", metadata={"env": "PAIR_BROKER_REQUEST_WEBHOOK"})
 
     @property
     def database_path(self) -> Path:
@@ -115,7 +117,7 @@ def _check(name: str, label: str, value: Any) -> Any:
     """Rules beyond the type, for the settings that have them."""
     if name == "port" and value > 65535:
         raise SettingsError(f"The setting {label} must be a port number from 0 to 65535, not {value}.")
-    if name == "public_url" and value:
+    if name in ("public_url", "request_webhook") and value:
         return check_public_url(label, value)
     if name == "log_level" and value.lower() not in LOG_LEVELS:
         raise SettingsError(f"The setting {label} must be one of {', '.join(LOG_LEVELS)}, not {value!r}.")

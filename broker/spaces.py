@@ -12,14 +12,15 @@ import secrets
 
 import msgspec
 
-from broker import access, credentials, events, metrics, names, snapshots
+from broker import access, credentials, events, metrics, names, quotas, snapshots, templates
 from broker.context import Context, timestamp
 from broker.emails import normalize_email
 from broker.errors import Problem, invalid
-from broker.store import Conflict, SpaceRecord, TokenRecord, UserRecord
+from broker.store import Conflict, SpaceRecord, TemplateRecord, TokenRecord, UserRecord
 from pair.api import models as m
 from pair.api.tokens import AUDIENCE
 
+NET_WINDOW = 86400  # seconds: `net` in lists is the bytes through the relay in the last 24 h
 LIVE = ("starting", "running", "stopping")  # states in which the agent's reports are current
 
 
@@ -30,7 +31,9 @@ def ssh_health(space: SpaceRecord) -> m.SshHealth | None:
     return msgspec.json.decode(space.ssh, type=m.SshHealth)
 
 
-def to_wire(space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | None) -> m.Space:
+def to_wire(
+    space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | None, groups: list[str] | None = None
+) -> m.Space:
     owner = space.owner_id == viewer.id
     return m.Space(
         id=space.id,
@@ -44,18 +47,32 @@ def to_wire(space: SpaceRecord, viewer: UserRecord, shared_with: list[str] | Non
         container=msgspec.json.decode(space.facts, type=m.ContainerFacts) if space.facts else None,
         ssh=ssh_health(space),
         shared_with=shared_with if owner else None,
+        shared_with_groups=(groups or []) if owner and shared_with is not None else None,
+        template=space.template,
+        compute_units=space.compute_units,
+        storage_units=space.storage_units,
     )
 
 
 async def visible(ctx: Context, user: UserRecord) -> list[m.Space]:
     spaces = await access.visible_spaces(ctx, user.id)
-    shares = await ctx.store.shares_of([s.id for s in spaces if s.owner_id == user.id])
-    return [to_wire(s, user, shares.get(s.id)) for s in spaces]
+    owned = [s.id for s in spaces if s.owner_id == user.id]
+    shares = await ctx.store.shares_of(owned)
+    groups = await ctx.store.group_shares_of(owned)
+    net = await ctx.store.net_bytes([s.id for s in spaces], ctx.now() - NET_WINDOW)
+    out = []
+    for s in spaces:
+        wired = to_wire(s, user, shares.get(s.id), groups.get(s.id))
+        wired.net_bytes = net[s.id] + sum(t.bytes_in + t.bytes_out for t in ctx.hub.streams_of(s.id))
+        out.append(wired)
+    return out
 
 
 async def wire(ctx: Context, user: UserRecord, space: SpaceRecord) -> m.Space:
-    shares = await ctx.store.shares(space.id) if space.owner_id == user.id else None
-    return to_wire(space, user, shares)
+    if space.owner_id != user.id:
+        return to_wire(space, user, None)
+    groups = await ctx.store.group_shares_of([space.id])
+    return to_wire(space, user, await ctx.store.shares(space.id), groups[space.id])
 
 
 async def teammates_by_email(ctx: Context, owner: UserRecord, emails: list[str]) -> list[UserRecord]:
@@ -112,9 +129,12 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
     teammates = await teammates_by_email(ctx, user, req.share_with)
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
+    template = await templates.resolve(ctx, req.template)
     now = ctx.now()
-    async with ctx.transaction() as tx:  # one commit for the Space, its shares, token and audit
-        space = await _create(tx, user, req.name, [t.id for t in teammates], now)
+    async with ctx.transaction() as tx:  # one commit for the quota check, the Space, its shares, token and audit
+        storage = template.storage_units if template else 0
+        await quotas.check(tx, user.id, quotas.new_space(template.name if template else None, storage))
+        space = await _create(tx, user, req.name, [t.id for t in teammates], now, template)
         await tx.store.audit(now, user.email, "space.create", space.id, space.name)
         shared_with = sorted(t.email for t in teammates)
         for email in shared_with:
@@ -122,7 +142,26 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
         return await _issue(tx, user, space, ttl, shared_with)
 
 
-async def _create(ctx: Context, user: UserRecord, name: str | None, shares: list[str], now: int) -> SpaceRecord:
+async def create_in(tx: Context, user: UserRecord, *, actor: str, now: int) -> SpaceRecord:
+    """A new Space for `user` from the default template, within their quota, with a generated
+    name and no token (they get one with `pair spaces authorize --space NAME`): what approving an
+    access request makes. Call it inside the transaction that makes the account."""
+    template = await templates.resolve(tx, None)
+    storage = template.storage_units if template else 0
+    await quotas.check(tx, user.id, quotas.new_space(template.name if template else None, storage))
+    space = await _create(tx, user, None, [], now, template)
+    await tx.store.audit(now, actor, "space.create", space.id, space.name)
+    return space
+
+
+async def _create(
+    ctx: Context,
+    user: UserRecord,
+    name: str | None,
+    shares: list[str],
+    now: int,
+    template: TemplateRecord | None = None,
+) -> SpaceRecord:
     """A new Space of `user` named `name`, or by a generated name that is free. Each attempt is a
     savepoint, so a name taken meanwhile (a Conflict, which aborts what it runs in) undoes only
     that attempt; 409 (`exists`) when `name` is taken."""
@@ -131,7 +170,20 @@ async def _create(ctx: Context, user: UserRecord, name: str | None, shares: list
         if attempt >= 10 and not name:
             chosen = f"{chosen}_{secrets.randbelow(1000)}"
         space = SpaceRecord(
-            credentials.new_id("sp_"), user.id, user.email, chosen, "created", now, now, None, None, None, None
+            credentials.new_id("sp_"),
+            user.id,
+            user.email,
+            chosen,
+            "created",
+            now,
+            now,
+            None,
+            None,
+            None,
+            None,
+            template=template.name if template else None,
+            compute_units=template.compute_units if template else 0,
+            storage_units=template.storage_units if template else 0,
         )
         try:
             async with ctx.transaction() as attempt_tx:
@@ -156,19 +208,42 @@ async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTok
 
 
 async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.ShareUpdate) -> m.Space:
+    """Share a Space with people and groups, or stop; those who lose access lose it at once."""
     space = await access.get_owned(ctx, user, space_id, "share")
     add = [t.id for t in await teammates_by_email(ctx, user, req.add)]
     removed = await teammates_by_email(ctx, user, req.remove)
-    await ctx.store.update_shares(space.id, add, [t.id for t in removed], ctx.now())
-    for verb, emails in (("share", req.add), ("unshare", req.remove)):
-        for email in emails:
-            await ctx.store.audit(ctx.now(), user.email, f"space.{verb}", space.id, normalize_email(email))
+    add_groups = [await access.group_by_name(ctx, name) for name in dict.fromkeys(req.add_groups)]
+    remove_groups = [await access.group_by_name(ctx, name) for name in dict.fromkeys(req.remove_groups)]
+    now = ctx.now()
+    async with ctx.transaction() as tx:
+        await tx.store.update_shares(space.id, add, [t.id for t in removed], now)
+        if add_groups or remove_groups:
+            await tx.store.update_group_shares(space.id, [g.id for g in add_groups], [g.id for g in remove_groups], now)
+        for verb, emails in (("share", req.add), ("unshare", req.remove)):
+            for email in emails:
+                await tx.store.audit(now, user.email, f"space.{verb}", space.id, normalize_email(email))
+        for verb, groups in (("share", add_groups), ("unshare", remove_groups)):
+            for group in groups:
+                await tx.store.audit(now, user.email, f"space.{verb}", space.id, f"group:{group.name}")
+    candidates = {t.email for t in removed} | {email for g in remove_groups for email in g.members}
     space = await ctx.store.space(space.id) or space
-    await snapshots.push(ctx, space)  # the agent updates its snapshot now, not at its next heartbeat
-    if removed:
-        reason = f'{user.email} stopped sharing "{space.name}" with you.'
-        await events.end_streams(ctx, space.id, reason, people=removed)
+    await revoke_lost(ctx, space, candidates, f'{user.email} stopped sharing "{space.name}" with you.')
     return await wire(ctx, user, space)
+
+
+async def revoke_lost(ctx: Context, space: SpaceRecord, emails: set[str], reason: str) -> None:
+    """After a change of who may reach `space` (a share, a group's share or membership): its
+    agent gets the new keys now, and those of `emails` who can no longer see it lose their
+    open sessions at once (each with `reason`). Someone still reaching it another way (shared
+    directly, or through another group) keeps theirs."""
+    await snapshots.push(ctx, space)  # the agent updates its snapshot now, not at its next heartbeat
+    lost = []
+    for email in sorted(emails):
+        person = await ctx.store.user_by_email(email)
+        if person is not None and not await access.can_see(ctx, person, space):
+            lost.append(person)
+    if lost:
+        await events.end_streams(ctx, space.id, reason, people=lost)
 
 
 async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | None = None) -> SpaceRecord:
@@ -195,9 +270,12 @@ async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool
             )
         await ctx.store.set_desired_state(space.id, "stopped", "stopped", ctx.now())
     elif up:
-        await ctx.store.set_desired_state(
-            space.id, "running", "running" if space.state == "running" else "starting", ctx.now()
-        )
+        async with ctx.transaction() as tx:  # the quota check and the start commit together
+            fresh = await tx.store.space(space.id) or space
+            await quotas.check(tx, space.owner_id, quotas.starting(fresh))
+            await tx.store.set_desired_state(
+                space.id, "running", "running" if fresh.state == "running" else "starting", ctx.now()
+            )
     else:
         await ctx.store.set_desired_state(space.id, "stopped", "stopping", ctx.now())
         await events.end_streams(ctx, space.id, f'The owner stopped SSH in "{space.name}".')

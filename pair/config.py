@@ -119,3 +119,32 @@ def check_broker_url(url: str, source: str) -> str:
     if port == 0:
         raise bad("has port 0")
     return url.rstrip("/")
+
+
+@dataclass
+class PendingRequest:
+    """An access request this machine filed and waits on (`pair login EMAIL --request`): its
+    device code is a secret, kept 0600 like the session, so a second run resumes waiting."""
+
+    url: str
+    email: str
+    request_id: str
+    device_code: str
+
+
+def load_pending_request() -> PendingRequest | None:
+    data = _read("access-request.json")
+    if not data:
+        return None
+    try:
+        return PendingRequest(**{k: str(data[k]) for k in ("url", "email", "request_id", "device_code")})
+    except KeyError:
+        return None
+
+
+def save_pending_request(pending: PendingRequest) -> None:
+    _write("access-request.json", asdict(pending))
+
+
+def clear_pending_request() -> None:
+    _path("access-request.json").unlink(missing_ok=True)

@@ -34,25 +34,33 @@ from pathlib import Path
 from typing import Protocol
 
 from broker.store.records import (
+    AccessRequestRecord,
     AuditRecord,
     AuthorizedKeyRow,
     DesiredState,
+    GroupRecord,
+    Limits,
     PortRecord,
     SessionRecord,
     SpaceKeyRecord,
     SpaceRecord,
     SshKeyRecord,
+    TemplateRecord,
     TokenRecord,
     TunnelRecord,
+    Usage,
     UserRecord,
 )
 from pair.api.models import SpaceState
 
 __all__ = [
+    "AccessRequestRecord",
     "AuditRecord",
     "AuthorizedKeyRow",
     "Conflict",
     "DesiredState",
+    "GroupRecord",
+    "Limits",
     "PortRecord",
     "Queries",
     "SessionRecord",
@@ -62,10 +70,12 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "TemplateRecord",
     "TokenRecord",
     "Transaction",
     "TransactionAborted",
     "TunnelRecord",
+    "Usage",
     "UserRecord",
 ]
 
@@ -86,8 +96,8 @@ class StoreUnavailable(StoreError):
 class Conflict(StoreError):
     """A uniqueness rule was hit: `rule` names it (`users.email`, `ssh_keys.fingerprint`,
     `spaces.name`: a live Space's name per owner, `space_keys.name`: a Space key's name per owner
-    among keys not revoked, `spaces.container`: a live Space per Space key and container name).
-    Inside a transaction it aborts it (see above)."""
+    among keys not revoked, `spaces.container`: a live Space per Space key and container name,
+    `templates.name`, `groups.name`). Inside a transaction it aborts it (see above)."""
 
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
@@ -163,10 +173,14 @@ class Queries(Protocol):
         ...
 
     async def visible_spaces(self, user_id: str) -> list[SpaceRecord]:
-        """The live Spaces the user owns or that are shared with them, oldest first."""
+        """The live Spaces the user owns or that are shared with them (directly or with a group
+        of theirs), each once, oldest first."""
         ...
 
-    async def is_shared_with(self, space_id: str, user_id: str) -> bool: ...
+    async def is_shared_with(self, space_id: str, user_id: str) -> bool:
+        """Whether the Space is shared with the user, directly or with a group of theirs."""
+        ...
+
     async def shares(self, space_id: str) -> list[str]:
         """The emails the Space is shared with, sorted."""
         ...
@@ -239,8 +253,8 @@ class Queries(Protocol):
     async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None: ...
     async def update_facts(self, space_id: str, facts: str, now: int) -> None: ...
     async def authorized_keys(self, space_id: str) -> list[AuthorizedKeyRow]:
-        """Every key that may log in to the Space: the owner's first, then by role, email and
-        fingerprint."""
+        """Every key that may log in to the Space, each once: the owner's first, then those of
+        the people it is shared with directly or through a group, by role, email and fingerprint."""
         ...
 
     async def heartbeat(
@@ -266,6 +280,11 @@ class Queries(Protocol):
     async def open_tunnel(self, tunnel: TunnelRecord) -> None: ...
     async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
     async def open_tunnels(self, space_id: str) -> list[TunnelRecord]: ...
+    async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
+        """Bytes both ways of each Space's relayed connections that closed at or after `since`
+        (the connection log); every one of `space_ids` a key."""
+        ...
+
     async def close_dangling_tunnels(self, now: int) -> None:
         """Close every connection the log still holds open (a broker restarted: they ended with it)."""
         ...
@@ -297,6 +316,106 @@ class Queries(Protocol):
 
     async def claim_ticket(self, nonce: str, expires_at: int, now: int) -> bool:
         """True the first time `nonce` is claimed (until `expires_at`), False after."""
+
+    # templates
+    async def add_template(self, template: TemplateRecord) -> None:
+        """Conflict (`templates.name`) when the name is taken. A default template makes the
+        previous default an ordinary one, in the same write."""
+        ...
+
+    async def templates(self) -> list[TemplateRecord]:
+        """Every template, by name."""
+        ...
+
+    async def template(self, name: str) -> TemplateRecord | None: ...
+    async def default_template(self) -> TemplateRecord | None: ...
+    async def set_default_template(self, name: str) -> bool:
+        """Make `name` the only default; False (nothing changed) when there is no such template."""
+        ...
+
+    async def remove_template(self, name: str) -> bool:
+        """False when there is no such template. Spaces made from it keep its name and units."""
+        ...
+
+    # quotas
+    async def set_user_quota(self, user_id: str, limits: Limits) -> None:
+        """Replace the user's own limits (None: unset)."""
+        ...
+
+    async def set_group_quota(self, group_id: str, limits: Limits) -> None: ...
+    async def quotas_of(self, user_id: str) -> tuple[Limits, list[tuple[str, Limits]]]:
+        """The user's own limits, and each of their groups' (by group name)."""
+        ...
+
+    async def usage(self, user_id: str) -> Usage:
+        """What the user's live Spaces use (`Usage`), counted by the database.
+
+        The quota contract: a check and the change it allows are one transaction that calls
+        `usage` first. Inside a transaction, `usage` holds the user's quota until the
+        transaction ends: another transaction's `usage` of the same user waits for it, so two
+        racing requests cannot both slip under a limit. SQLite gets this from BEGIN IMMEDIATE
+        (one writer at a time); PostgreSQL locks the user's row first (`SELECT … FROM users
+        WHERE id = $1 FOR UPDATE`) under READ COMMITTED, so the count that follows sees every
+        change committed before the lock was granted."""
+        ...
+
+    # groups
+    async def create_group(self, group: GroupRecord) -> None:
+        """Conflict (`groups.name`) when the name is taken."""
+        ...
+
+    async def groups(self) -> list[GroupRecord]:
+        """Every group with its members' emails, by name."""
+        ...
+
+    async def group(self, name: str) -> GroupRecord | None: ...
+    async def remove_group(self, group_id: str) -> None:
+        """Remove the group, its memberships and its shares."""
+        ...
+
+    async def add_group_members(self, group_id: str, user_ids: list[str], now: int) -> None:
+        """Members already in it stay."""
+        ...
+
+    async def remove_group_members(self, group_id: str, user_ids: list[str]) -> None: ...
+    async def update_group_shares(self, space_id: str, add: list[str], remove: list[str], now: int) -> None:
+        """Share the Space with the groups `add` (ids) and stop sharing it with `remove`."""
+        ...
+
+    async def group_shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
+        """The names of the groups each Space is shared with, sorted; every one of `space_ids` a key."""
+        ...
+
+    async def spaces_shared_with_group(self, group_id: str) -> list[SpaceRecord]:
+        """The live Spaces shared with the group, oldest first."""
+        ...
+
+    # access requests
+    async def add_access_request(self, request: AccessRequestRecord, device_code_hash: str) -> None: ...
+    async def access_requests(self, state: str | None = None) -> list[AccessRequestRecord]:
+        """Requests (in `state`, or all), oldest first."""
+        ...
+
+    async def access_request(self, request_id: str) -> AccessRequestRecord | None: ...
+    async def access_request_by_device_code(self, device_code_hash: str) -> AccessRequestRecord | None: ...
+    async def count_access_requests(self, email: str, client_address: str, since: int) -> tuple[int, int]:
+        """How many requests since `since` named `email`, and how many came from `client_address`."""
+        ...
+
+    async def decide_access_request(
+        self, request_id: str, state: str, by: str, now: int, user_id: str | None = None, space_id: str | None = None
+    ) -> bool:
+        """Move a pending, unexpired request to `state` (approved or denied); False, with nothing
+        changed, when it is not pending any more (decided by a conditional update, so two admins
+        cannot both decide it)."""
+        ...
+
+    async def claim_access_request(self, request_id: str, now: int) -> bool:
+        """Approved → claimed, once: only the first caller gets True (the CLI's session)."""
+        ...
+
+    async def touch_access_request(self, request_id: str, now: int) -> None:
+        """Record a poll (for slow_down)."""
         ...
 
     # audit

@@ -58,6 +58,9 @@ class SpaceRecord:
     ssh: str | None = None  # SshHealth as JSON, as the agent last reported it
     space_key_id: str | None = None  # the Space key that made it (a container registered itself)
     container_name: str | None = None  # with that key, the container name it was made for
+    template: str | None = None  # the template's name when the Space was made (None: made without one)
+    compute_units: int = 0  # what it costs while starting or running (its template's, when made)
+    storage_units: int = 0  # what it costs while it exists
 
 
 class AuthorizedKeyRow(NamedTuple):
@@ -133,3 +136,57 @@ class PortRecord:
     address: str
     created_at: int
     updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRecord:
+    name: str
+    description: str
+    compute_units: int
+    storage_units: int
+    is_default: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A quota's three limits; None is unset."""
+
+    spaces: int | None = None
+    compute: int | None = None
+    storage: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a person's Spaces use: live Spaces they own, their storage units, and the compute
+    units of those starting or running."""
+
+    spaces: int = 0
+    compute: int = 0
+    storage: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    id: str
+    name: str
+    created_at: int
+    quota: Limits
+    members: tuple[str, ...] = ()  # emails, sorted
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequestRecord:
+    id: str
+    email: str
+    message: str
+    client_address: str
+    state: str  # pending, approved, claimed, denied
+    created_at: int
+    expires_at: int
+    decided_at: int | None = None
+    decided_by: str = ""
+    user_id: str | None = None
+    space_id: str | None = None
+    last_polled_at: int | None = None

@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from broker.store import (
+    AccessRequestRecord,
     AuditRecord,
     AuthorizedKeyRow,
     Conflict,
     DesiredState,
+    GroupRecord,
+    Limits,
     PortRecord,
     SessionRecord,
     SpaceKeyRecord,
@@ -36,9 +39,11 @@ from broker.store import (
     SshKeyRecord,
     StoreError,
     StoreUnavailable,
+    TemplateRecord,
     TokenRecord,
     TransactionAborted,
     TunnelRecord,
+    Usage,
     UserRecord,
     migrations,
 )
@@ -48,7 +53,12 @@ from pair.api.models import SpaceState
 
 DIALECT = "sqlite"
 _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.updated_at,
-    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh, s.space_key_id, s.container_name"""
+    s.last_seen_at, s.deleted_at, s.instance_id, s.facts, s.desired_state, s.ssh, s.space_key_id, s.container_name,
+    s.template, s.compute_units, s.storage_units"""
+_REQUEST_COLUMNS = """id, email, message, client_address, state, created_at, expires_at, decided_at, decided_by,
+    user_id, space_id, last_polled_at"""
+_TEMPLATE_COLUMNS = "name, description, compute_units, storage_units, is_default, created_at"
+_COMPUTE_STATES = "('starting', 'running')"  # the states that use compute units (seed 001's lifecycle)
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 _PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
 _KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at"
@@ -299,7 +309,7 @@ class _Queries:
             with self._write() as db:
                 db.execute(
                     "INSERT INTO spaces (id, owner_id, name, state, created_at, updated_at, space_key_id,"
-                    " container_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " container_name, template, compute_units, storage_units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         space.id,
                         space.owner_id,
@@ -309,6 +319,9 @@ class _Queries:
                         space.updated_at,
                         space.space_key_id,
                         space.container_name,
+                        space.template,
+                        space.compute_units,
+                        space.storage_units,
                     ),
                 )
                 db.executemany(
@@ -328,19 +341,32 @@ class _Queries:
         return list(self._memoized(("visible", user_id), lambda: self._visible_spaces(user_id)))
 
     def _visible_spaces(self, user_id: str) -> list[SpaceRecord]:
-        # Two indexed lookups joined by UNION: an OR across them makes SQLite scan every Space.
+        # Indexed lookups joined by UNION: an OR across them makes SQLite scan every Space. UNION
+        # (not ALL) keeps a Space once when it reaches the user several ways (owner, share, groups).
         rows = self._all(
             f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.owner_id = ? AND s.deleted_at IS NULL"
-            f" UNION ALL SELECT {_SPACE_COLUMNS} FROM space_shares sh JOIN spaces s ON s.id = sh.space_id"
+            f" UNION SELECT {_SPACE_COLUMNS} FROM space_shares sh JOIN spaces s ON s.id = sh.space_id"
             " JOIN users u ON u.id = s.owner_id WHERE sh.user_id = ? AND s.deleted_at IS NULL"
+            f" UNION SELECT {_SPACE_COLUMNS} FROM group_members gm"
+            " JOIN space_group_shares gs ON gs.group_id = gm.group_id JOIN spaces s ON s.id = gs.space_id"
+            " JOIN users u ON u.id = s.owner_id WHERE gm.user_id = ? AND s.deleted_at IS NULL"
             " ORDER BY 6, 1",
+            user_id,
             user_id,
             user_id,
         )
         return [SpaceRecord(*r) for r in rows]
 
     async def is_shared_with(self, space_id: str, user_id: str) -> bool:
-        row = self._one("SELECT 1 FROM space_shares WHERE space_id = ? AND user_id = ?", space_id, user_id)
+        row = self._one(
+            "SELECT 1 FROM space_shares WHERE space_id = ? AND user_id = ?"
+            " UNION ALL SELECT 1 FROM space_group_shares gs JOIN group_members gm ON gm.group_id = gs.group_id"
+            " WHERE gs.space_id = ? AND gm.user_id = ?",
+            space_id,
+            user_id,
+            space_id,
+            user_id,
+        )
         return row is not None
 
     async def shares(self, space_id: str) -> list[str]:
@@ -388,6 +414,7 @@ class _Queries:
             )
             db.execute("DELETE FROM space_shares WHERE space_id = ?", (space_id,))
             db.execute("DELETE FROM shared_ports WHERE space_id = ?", (space_id,))  # their addresses are free
+            db.execute("DELETE FROM space_group_shares WHERE space_id = ?", (space_id,))
 
     # -- reusable Space keys ------------------------------------------------------------------
 
@@ -519,11 +546,17 @@ class _Queries:
             "SELECT u.email, 'owner', k.public_key, k.fingerprint FROM spaces s"
             " JOIN users u ON u.id = s.owner_id JOIN ssh_keys k ON k.user_id = u.id"
             " WHERE s.id = ? AND s.deleted_at IS NULL"
-            " UNION ALL"
+            " UNION"
             " SELECT u.email, 'shared', k.public_key, k.fingerprint FROM space_shares sh"
             " JOIN users u ON u.id = sh.user_id JOIN ssh_keys k ON k.user_id = u.id"
             " WHERE sh.space_id = ?"
+            " UNION"
+            " SELECT u.email, 'shared', k.public_key, k.fingerprint FROM space_group_shares gs"
+            " JOIN spaces s ON s.id = gs.space_id JOIN group_members gm ON gm.group_id = gs.group_id"
+            " JOIN users u ON u.id = gm.user_id JOIN ssh_keys k ON k.user_id = u.id"
+            " WHERE gs.space_id = ? AND gm.user_id <> s.owner_id"
             " ORDER BY 2, 1, 4",
+            space_id,
             space_id,
             space_id,
         )
@@ -599,6 +632,19 @@ class _Queries:
         )
         return [TunnelRecord(*r) for r in rows]
 
+    async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
+        out = dict.fromkeys(space_ids, 0)
+        if space_ids:
+            marks = ", ".join("?" for _ in space_ids)
+            for space_id, total in self._all(
+                "SELECT space_id, SUM(bytes_in + bytes_out) FROM tunnels"
+                f" WHERE space_id IN ({marks}) AND closed_at >= ? GROUP BY space_id",
+                *space_ids,
+                since,
+            ):
+                out[space_id] = int(total)
+        return out
+
     async def close_dangling_tunnels(self, now: int) -> None:
         # A broker that stopped mid-session never logged the end; its sessions ended with it.
         self._run("UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,))
@@ -666,6 +712,242 @@ class _Queries:
                 (nonce, expires_at),
             )
         return cur.rowcount > 0
+
+    # -- templates ----------------------------------------------------------------------------
+
+    async def add_template(self, template: TemplateRecord) -> None:
+        try:
+            with self._write() as db:
+                if template.is_default:
+                    db.execute("UPDATE templates SET is_default = 0 WHERE is_default = 1")
+                db.execute(
+                    f"INSERT INTO templates ({_TEMPLATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        template.name,
+                        template.description,
+                        template.compute_units,
+                        template.storage_units,
+                        int(template.is_default),
+                        template.created_at,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, "templates.name", f"template {template.name} exists") from exc
+
+    async def templates(self) -> list[TemplateRecord]:
+        return [_template(r) for r in self._all(f"SELECT {_TEMPLATE_COLUMNS} FROM templates ORDER BY name")]
+
+    async def template(self, name: str) -> TemplateRecord | None:
+        row = self._one(f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE name = ?", name)
+        return _template(row) if row else None
+
+    async def default_template(self) -> TemplateRecord | None:
+        row = self._one(f"SELECT {_TEMPLATE_COLUMNS} FROM templates WHERE is_default = 1")
+        return _template(row) if row else None
+
+    async def set_default_template(self, name: str) -> bool:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM templates WHERE name = ?", (name,)).fetchone() is None:
+                return False
+            db.execute("UPDATE templates SET is_default = 0 WHERE is_default = 1 AND name <> ?", (name,))
+            db.execute("UPDATE templates SET is_default = 1 WHERE name = ?", (name,))
+        return True
+
+    async def remove_template(self, name: str) -> bool:
+        return self._run("DELETE FROM templates WHERE name = ?", (name,)).rowcount > 0
+
+    # -- quotas -------------------------------------------------------------------------------
+
+    async def set_user_quota(self, user_id: str, limits: Limits) -> None:
+        self._run(
+            "UPDATE users SET quota_spaces = ?, quota_compute = ?, quota_storage = ? WHERE id = ?",
+            (limits.spaces, limits.compute, limits.storage, user_id),
+        )
+
+    async def set_group_quota(self, group_id: str, limits: Limits) -> None:
+        self._run(
+            "UPDATE user_groups SET quota_spaces = ?, quota_compute = ?, quota_storage = ? WHERE id = ?",
+            (limits.spaces, limits.compute, limits.storage, group_id),
+        )
+
+    async def quotas_of(self, user_id: str) -> tuple[Limits, list[tuple[str, Limits]]]:
+        own = self._one("SELECT quota_spaces, quota_compute, quota_storage FROM users WHERE id = ?", user_id)
+        groups = self._all(
+            "SELECT g.name, g.quota_spaces, g.quota_compute, g.quota_storage FROM group_members gm"
+            " JOIN user_groups g ON g.id = gm.group_id WHERE gm.user_id = ? ORDER BY g.name",
+            user_id,
+        )
+        return (Limits(*own) if own else Limits()), [(r[0], Limits(*r[1:])) for r in groups]
+
+    async def usage(self, user_id: str) -> Usage:
+        # Inside a transaction this already holds the quota: BEGIN IMMEDIATE took the write lock.
+        row = self._one(
+            "SELECT COUNT(*),"
+            f" COALESCE(SUM(CASE WHEN state IN {_COMPUTE_STATES} THEN compute_units ELSE 0 END), 0),"
+            " COALESCE(SUM(storage_units), 0)"
+            " FROM spaces WHERE owner_id = ? AND deleted_at IS NULL",
+            user_id,
+        )
+        return Usage(int(row[0]), int(row[1]), int(row[2]))
+
+    # -- groups -------------------------------------------------------------------------------
+
+    async def create_group(self, group: GroupRecord) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO user_groups (id, name, created_at, quota_spaces, quota_compute, quota_storage)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        group.id,
+                        group.name,
+                        group.created_at,
+                        group.quota.spaces,
+                        group.quota.compute,
+                        group.quota.storage,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, "groups.name", f"group {group.name} exists") from exc
+
+    def _groups(self, where: str, *args: Any) -> list[GroupRecord]:
+        rows = self._all(
+            "SELECT id, name, created_at, quota_spaces, quota_compute, quota_storage FROM user_groups"
+            f" WHERE {where} ORDER BY name",
+            *args,
+        )
+        members: dict[str, list[str]] = {r[0]: [] for r in rows}
+        if rows:
+            marks = ", ".join("?" for _ in rows)
+            for group_id, email in self._all(
+                "SELECT gm.group_id, u.email FROM group_members gm JOIN users u ON u.id = gm.user_id"
+                f" WHERE gm.group_id IN ({marks}) ORDER BY u.email",
+                *members,
+            ):
+                members[group_id].append(email)
+        return [GroupRecord(r[0], r[1], r[2], Limits(*r[3:6]), tuple(members[r[0]])) for r in rows]
+
+    async def groups(self) -> list[GroupRecord]:
+        return self._groups("1 = 1")
+
+    async def group(self, name: str) -> GroupRecord | None:
+        found = self._groups("name = ?", name)
+        return found[0] if found else None
+
+    async def remove_group(self, group_id: str) -> None:
+        self._run("DELETE FROM user_groups WHERE id = ?", (group_id,))
+
+    async def add_group_members(self, group_id: str, user_ids: list[str], now: int) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO group_members (group_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [(group_id, uid, now) for uid in user_ids],
+            )
+
+    async def remove_group_members(self, group_id: str, user_ids: list[str]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "DELETE FROM group_members WHERE group_id = ? AND user_id = ?", [(group_id, uid) for uid in user_ids]
+            )
+
+    async def update_group_shares(self, space_id: str, add: list[str], remove: list[str], now: int) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO space_group_shares (space_id, group_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(space_id, gid, now) for gid in add],
+            )
+            db.executemany(
+                "DELETE FROM space_group_shares WHERE space_id = ? AND group_id = ?",
+                [(space_id, gid) for gid in remove],
+            )
+            db.execute("UPDATE spaces SET updated_at = ? WHERE id = ?", (now, space_id))
+
+    async def group_shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {sid: [] for sid in space_ids}
+        if space_ids:
+            marks = ", ".join("?" for _ in space_ids)
+            for space_id, name in self._all(
+                "SELECT gs.space_id, g.name FROM space_group_shares gs JOIN user_groups g ON g.id = gs.group_id"
+                f" WHERE gs.space_id IN ({marks}) ORDER BY g.name",
+                *space_ids,
+            ):
+                out[space_id].append(name)
+        return out
+
+    async def spaces_shared_with_group(self, group_id: str) -> list[SpaceRecord]:
+        rows = self._all(
+            f"SELECT {_SPACE_COLUMNS} FROM space_group_shares gs JOIN spaces s ON s.id = gs.space_id"
+            " JOIN users u ON u.id = s.owner_id WHERE gs.group_id = ? AND s.deleted_at IS NULL ORDER BY 6, 1",
+            group_id,
+        )
+        return [SpaceRecord(*r) for r in rows]
+
+    # -- access requests ----------------------------------------------------------------------
+
+    async def add_access_request(self, request: AccessRequestRecord, device_code_hash: str) -> None:
+        self._run(
+            "INSERT INTO access_requests (id, email, message, client_address, device_code_hash, state, created_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.id,
+                request.email,
+                request.message,
+                request.client_address,
+                device_code_hash,
+                request.state,
+                request.created_at,
+                request.expires_at,
+            ),
+        )
+
+    async def access_requests(self, state: str | None = None) -> list[AccessRequestRecord]:
+        if state is None:
+            rows = self._all(f"SELECT {_REQUEST_COLUMNS} FROM access_requests ORDER BY created_at, id")
+        else:
+            rows = self._all(
+                f"SELECT {_REQUEST_COLUMNS} FROM access_requests WHERE state = ? ORDER BY created_at, id", state
+            )
+        return [AccessRequestRecord(*r) for r in rows]
+
+    async def access_request(self, request_id: str) -> AccessRequestRecord | None:
+        row = self._one(f"SELECT {_REQUEST_COLUMNS} FROM access_requests WHERE id = ?", request_id)
+        return AccessRequestRecord(*row) if row else None
+
+    async def access_request_by_device_code(self, device_code_hash: str) -> AccessRequestRecord | None:
+        row = self._one(f"SELECT {_REQUEST_COLUMNS} FROM access_requests WHERE device_code_hash = ?", device_code_hash)
+        return AccessRequestRecord(*row) if row else None
+
+    async def count_access_requests(self, email: str, client_address: str, since: int) -> tuple[int, int]:
+        row = self._one(
+            "SELECT (SELECT COUNT(*) FROM access_requests WHERE email = ? AND created_at >= ?),"
+            " (SELECT COUNT(*) FROM access_requests WHERE client_address = ? AND created_at >= ?)",
+            email,
+            since,
+            client_address,
+            since,
+        )
+        return int(row[0]), int(row[1])
+
+    async def decide_access_request(
+        self, request_id: str, state: str, by: str, now: int, user_id: str | None = None, space_id: str | None = None
+    ) -> bool:
+        cur = self._run(
+            "UPDATE access_requests SET state = ?, decided_by = ?, decided_at = ?, user_id = ?, space_id = ?"
+            " WHERE id = ? AND state = 'pending' AND expires_at > ?",
+            (state, by, now, user_id, space_id, request_id, now),
+        )
+        return cur.rowcount == 1
+
+    async def claim_access_request(self, request_id: str, now: int) -> bool:
+        cur = self._run(
+            "UPDATE access_requests SET state = 'claimed', last_polled_at = ? WHERE id = ? AND state = 'approved'",
+            (now, request_id),
+        )
+        return cur.rowcount == 1
+
+    async def touch_access_request(self, request_id: str, now: int) -> None:
+        self._run("UPDATE access_requests SET last_polled_at = ? WHERE id = ?", (now, request_id))
 
     # -- audit --------------------------------------------------------------------------------
 
@@ -852,6 +1134,10 @@ class SqliteStore(_Queries):
     @property
     def unavailable(self) -> StoreUnavailable | None:
         return self.health.failure
+
+
+def _template(row: Any) -> TemplateRecord:
+    return TemplateRecord(row[0], row[1], int(row[2]), int(row[3]), bool(row[4]), int(row[5]))
 
 
 def _user(row: Any) -> UserRecord:

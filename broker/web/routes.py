@@ -23,13 +23,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from broker import access, accounts, http, ports, spaces, streams
+from broker import access, accounts, http, ports, quotas, spaces, streams
 from broker.apps import auth as app_auth
 from broker.context import Context
 from broker.emails import normalize_email
 from broker.errors import Problem
 from broker.store import StoreUnavailable, UserRecord
-from broker.web import auth, create, security, text, views
+from broker.web import admin, auth, create, security, text, views
 from broker.web.auth import WebSession
 from pair.api import endpoints as ep
 from pair.api import models as m
@@ -57,6 +57,7 @@ TEMPLATES = Environment(
 )
 TEMPLATES.filters["prose"] = text.prose
 TEMPLATES.filters["plain"] = text.plain
+TEMPLATES.filters["who"] = views.who
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -112,7 +113,9 @@ async def _signed_in(request: Request) -> WebSession:
 
 
 async def _teammates(ctx: Context, user: UserRecord) -> list[str]:
-    return [u.email for u in await access.teammates(ctx, user)]
+    """Whom `user` may share with: people (emails), then groups (`group:NAME`, views.GROUP)."""
+    people = [u.email for u in await access.teammates(ctx, user)]
+    return people + [views.GROUP + g.name for g in await ctx.store.groups()]
 
 
 async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
@@ -280,6 +283,8 @@ async def index(request: Request) -> Response:
         heading=views.heading(len(rows)),
         flash=security.decode_flash(web.token, raw_flash) if raw_flash else None,
         poll_ms=POLL_MS,
+        quota=await quotas.report(_ctx(request), web.user),
+        quota_names={"spaces": "Spaces", "compute": "compute units", "storage": "storage units"},
     )
     if raw_flash:
         security.clear_cookie(request, response, security.FLASH_COOKIE)
@@ -335,12 +340,21 @@ async def share(request: Request) -> Response:
     if not add and not remove:
         raise Problem(422, "Choose a teammate first.", code="invalid")
     ctx = _ctx(request)
-    update = m.ShareUpdate(add=[add] if add else [], remove=[remove] if remove else [])
+
+    def split(value: str) -> tuple[list[str], list[str]]:  # (emails, group names)
+        if not value:
+            return [], []
+        return ([], [value.removeprefix(views.GROUP)]) if value.startswith(views.GROUP) else ([value], [])
+
+    (add_people, add_groups), (remove_people, remove_groups) = split(add), split(remove)
+    update = m.ShareUpdate(add=add_people, remove=remove_people, add_groups=add_groups, remove_groups=remove_groups)
     space = await spaces.update_shares(ctx, web.user, request.path_params["space_id"], update)
+    shown = views.who(add if add.startswith(views.GROUP) else normalize_email(add)) if add else ""
     if add:
-        message = f'"{space.name}" is now shared with {normalize_email(add)}.'
+        message = f'"{space.name}" is now shared with {shown}.'
     else:
-        message = f'"{space.name}" is no longer shared with {normalize_email(remove)}.'
+        gone = views.who(remove if remove.startswith(views.GROUP) else normalize_email(remove))
+        message = f'"{space.name}" is no longer shared with {gone}.'
     return _done(request, web, message, row_html=str(row_html(await _row(ctx, web.user, space.id), web.csrf)))
 
 
@@ -485,6 +499,43 @@ async def create_space(request: Request) -> Response:
     return render(request, "new.html", status, **values)
 
 
+# -- the admin page ----------------------------------------------------------------------------
+
+
+async def admin_page(request: Request) -> Response:
+    """GET /admin: for admins; 403 for anyone else signed in."""
+    web = await auth.current(request)
+    if web is None:
+        return redirect("/signin")
+    access.require_admin(web.user)
+    raw_flash = request.cookies.get(security.FLASH_COOKIE, "")
+    flash = security.decode_flash(web.token, raw_flash) if raw_flash else None
+    response = render(request, "admin.html", **await admin.values(_ctx(request), web, request, flash=flash))
+    if raw_flash:
+        security.clear_cookie(request, response, security.FLASH_COOKIE)
+    return response
+
+
+async def admin_change(request: Request) -> Response:
+    """POST /admin/ACTION: one change (CSRF-checked, admins only); back to the page with a flash,
+    or the page itself when it shows a new auth key (once, never in a cookie or URL)."""
+    web, form = await admin.guard(request)
+    ctx = _ctx(request)
+    try:
+        message, key = await admin.change(ctx, web, request.path_params["action"], form)
+    except Problem as exc:
+        if exc.status in (401, 403):
+            raise
+        flash = {"kind": "error", "text": f"{exc.message} {exc.detail}".strip()}
+        return render(request, "admin.html", exc.status, **await admin.values(ctx, web, request, flash=flash))
+    if key is not None:
+        flash = {"kind": "ok", "text": message}
+        return render(request, "admin.html", **await admin.values(ctx, web, request, flash=flash, new_key=key))
+    response = redirect("/admin")
+    security.set_cookie(request, response, security.FLASH_COOKIE, security.encode_flash(web.token, "ok", message), 60)
+    return response
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", page(index), methods=["GET"]),
@@ -505,6 +556,8 @@ def routes() -> list[BaseRoute]:
         Route(ep.WEB_TERMINAL_PAGE, terminal_page, methods=["GET"]),
         Route("/spaces/new", page(create_form), methods=["GET"]),
         Route("/spaces/new", page(create_space), methods=["POST"]),
+        Route("/admin", page(admin_page), methods=["GET"]),
+        Route("/admin/{action}", page(admin_change), methods=["POST"]),
         Mount("/web/static", app=security.StaticHeaders(StaticFiles(directory=STATIC)), name="web-static"),
         http.bind(ep.WEB_LINK, auth.web_link_handler),
     ]

@@ -32,6 +32,14 @@ PLATFORMS = {
 }
 
 
+GROUP = "group:"  # a group among the people a Space is or could be shared with (no email holds a colon)
+
+
+def who(value: str) -> str:
+    """How a share reads: an email, or `group eng`."""
+    return f"group {value.removeprefix(GROUP)}" if value.startswith(GROUP) else value
+
+
 @dataclass(frozen=True)
 class Way:
     """One way into a Space: a command to copy (after `setup`, once per laptop, when there is
@@ -91,6 +99,7 @@ class Row:
     status_class: str  # the pill's colour: the state, or ssh-down (the label and hint say it in words)
     platform: str
     hostname: str
+    template: str
     last_seen_text: str
     last_seen_iso: str
     last_seen_title: str
@@ -240,7 +249,7 @@ def row(
     if failure:  # the container is connected but its sshd does not serve: the agent's words
         label, hint = "SSH down", f"SSH is not being served: {failure}"
     container = space.container
-    shared = list(space.shared_with or [])
+    shared = list(space.shared_with or []) + [GROUP + g for g in space.shared_with_groups or []]
     can_add = [e for e in teammates if e not in shared] if space.role == "owner" else []
     seen = space.last_seen_at
     shared_ports = [
@@ -263,6 +272,7 @@ def row(
         status_class="ssh-down" if failure else space.state,
         platform=PLATFORMS.get(container.platform, "Container") if container else "Not bootstrapped yet",
         hostname=container.hostname if container else "",
+        template=space.template or "",
         last_seen_text=ago(seen, now),
         last_seen_iso=_iso(seen) if seen else "",
         last_seen_title=_title(seen) if seen else "The container has not reported yet.",

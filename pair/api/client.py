@@ -183,8 +183,10 @@ class Client:
     def space(self, space_id: str) -> m.Space:
         return self._checked(self.call(ep.SPACE, path={"space_id": space_id}))
 
-    def authorize(self, *, name: str | None, share_with: list[str], ttl_seconds: int | None) -> m.SpaceToken:
-        body = m.AuthorizeRequest(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
+    def authorize(
+        self, *, name: str | None, share_with: list[str], ttl_seconds: int | None, template: str | None = None
+    ) -> m.SpaceToken:
+        body = m.AuthorizeRequest(name=name, share_with=share_with, ttl_seconds=ttl_seconds, template=template)
         issued = self.call(ep.AUTHORIZE, body)
         self._checked(issued.space)
         return issued
@@ -198,8 +200,18 @@ class Client:
     def delete_space(self, space_id: str) -> None:
         self.call(ep.DELETE_SPACE, path={"space_id": space_id})
 
-    def share(self, space_id: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> m.Space:
-        body = m.ShareUpdate(add=list(add), remove=list(remove))
+    def share(
+        self,
+        space_id: str,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+        add_groups: Sequence[str] = (),
+        remove_groups: Sequence[str] = (),
+    ) -> m.Space:
+        body = m.ShareUpdate(
+            add=list(add), remove=list(remove), add_groups=list(add_groups), remove_groups=list(remove_groups)
+        )
         return self._checked(self.call(ep.SHARE, body, path={"space_id": space_id}))
 
     def streams(self, space_id: str) -> list[m.StreamInfo]:
@@ -221,6 +233,43 @@ class Client:
     def bearer(self) -> dict[str, str]:
         """The session's Authorization header, for a WebSocket this client's URL names."""
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def request_access(self, email: str, message: str = "") -> m.DeviceAuthorization:
+        return self.call(ep.ACCESS_REQUEST, m.NewAccessRequest(email=email, message=message))
+
+    def poll_access(self, device_code: str) -> m.DeviceToken:
+        return self.call(ep.ACCESS_REQUEST_TOKEN, m.DeviceTokenRequest(device_code=device_code))
+
+    def access_requests(self) -> list[m.AccessRequest]:
+        return self.call(ep.ADMIN_ACCESS_REQUESTS)
+
+    def decide_access(self, request_id: str, *, approve: bool) -> m.AccessRequest:
+        endpoint = ep.ADMIN_APPROVE_REQUEST if approve else ep.ADMIN_DENY_REQUEST
+        return self.call(endpoint, path={"request_id": request_id})
+
+    # -- admin: groups, templates, quotas ---------------------------------------------------
+
+    def add_group(self, name: str) -> m.Group:
+        return self.call(ep.ADMIN_ADD_GROUP, m.NewGroupRequest(name=name))
+
+    def groups(self) -> list[m.Group]:
+        return self.call(ep.ADMIN_GROUPS)
+
+    def group_members(self, name: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> m.Group:
+        body = m.GroupMembersUpdate(add=list(add), remove=list(remove))
+        return self.call(ep.ADMIN_GROUP_MEMBERS, body, path={"name": name})
+
+    def set_user_quota(self, email: str, limits: m.Limits) -> m.Quota:
+        return self.call(ep.ADMIN_USER_QUOTA, limits, path={"email": email})
+
+    def set_group_quota(self, name: str, limits: m.Limits) -> m.Group:
+        return self.call(ep.ADMIN_GROUP_QUOTA, limits, path={"name": name})
+
+    def quota(self) -> m.Quota:
+        return self.call(ep.QUOTA)
+
+    def templates(self) -> list[m.Template]:
+        return self.call(ep.TEMPLATES)
 
     def up(self, space_id: str) -> m.Space:
         return self._checked(self.call(ep.UP, path={"space_id": space_id}))

@@ -288,6 +288,115 @@ UNSHARE_PORT: Endpoint[None, None] = Endpoint(
     "session",
     tag="ports",
 )
+QUOTA: Endpoint[None, m.Quota] = Endpoint(
+    "GET",
+    f"{API}/quota",
+    "Your limits (Spaces, compute and storage units), where each comes from, and your usage.",
+    "session",
+    response=m.Quota,
+    tag="quotas",
+)
+TEMPLATES: Endpoint[None, list[m.Template]] = Endpoint(
+    "GET",
+    f"{API}/templates",
+    "The Space templates, to pick one from.",
+    "session",
+    response=list[m.Template],
+    tag="quotas",
+)
+
+ADMIN_TEMPLATES: Endpoint[m.Template, m.Template] = Endpoint(
+    "POST", f"{API}/admin/templates", "Add a Space template (admin).", "admin", m.Template, m.Template, "admin"
+)
+ADMIN_REMOVE_TEMPLATE: Endpoint[None, None] = Endpoint(
+    "DELETE", f"{API}/admin/templates/{{name}}", "Remove a Space template (admin).", "admin", tag="admin"
+)
+ADMIN_DEFAULT_TEMPLATE: Endpoint[None, None] = Endpoint(
+    "POST", f"{API}/admin/templates/{{name}}/default", "Make a template the default (admin).", "admin", tag="admin"
+)
+ADMIN_GROUPS: Endpoint[None, list[m.Group]] = Endpoint(
+    "GET", f"{API}/admin/groups", "All groups (admin).", "admin", response=list[m.Group], tag="admin"
+)
+ADMIN_ADD_GROUP: Endpoint[m.NewGroupRequest, m.Group] = Endpoint(
+    "POST", f"{API}/admin/groups", "Create a group (admin).", "admin", m.NewGroupRequest, m.Group, "admin"
+)
+ADMIN_REMOVE_GROUP: Endpoint[None, None] = Endpoint(
+    "DELETE",
+    f"{API}/admin/groups/{{name}}",
+    "Remove a group: its members lose what it gave them at once (admin).",
+    "admin",
+    tag="admin",
+)
+ADMIN_GROUP_MEMBERS: Endpoint[m.GroupMembersUpdate, m.Group] = Endpoint(
+    "PATCH",
+    f"{API}/admin/groups/{{name}}/members",
+    "Add people to a group or take them out; those who lose a Space lose its sessions at once (admin).",
+    "admin",
+    m.GroupMembersUpdate,
+    m.Group,
+    "admin",
+)
+ADMIN_USER_QUOTA: Endpoint[m.Limits, m.Quota] = Endpoint(
+    "PUT",
+    f"{API}/admin/users/{{email}}/quota",
+    "Set a user's own limits; null unsets one (admin).",
+    "admin",
+    m.Limits,
+    m.Quota,
+    "admin",
+)
+ADMIN_GROUP_QUOTA: Endpoint[m.Limits, m.Group] = Endpoint(
+    "PUT",
+    f"{API}/admin/groups/{{name}}/quota",
+    "Set a group's limits; null unsets one (admin).",
+    "admin",
+    m.Limits,
+    m.Group,
+    "admin",
+)
+
+ACCESS_REQUEST: Endpoint[m.NewAccessRequest, m.DeviceAuthorization] = Endpoint(
+    "POST",
+    f"{API}/access-requests",
+    "Ask for an account (no session): returns a device code to poll with (RFC 8628).",
+    "none",
+    m.NewAccessRequest,
+    m.DeviceAuthorization,
+    "accounts",
+)
+ACCESS_REQUEST_TOKEN: Endpoint[m.DeviceTokenRequest, m.DeviceToken] = Endpoint(
+    "POST",
+    f"{API}/access-requests/token",
+    "Poll with a device code: pending, slow_down, or approved with a session.",
+    "none",
+    m.DeviceTokenRequest,
+    m.DeviceToken,
+    "accounts",
+)
+ADMIN_ACCESS_REQUESTS: Endpoint[None, list[m.AccessRequest]] = Endpoint(
+    "GET",
+    f"{API}/admin/access-requests",
+    "Access requests, pending first (admin).",
+    "admin",
+    response=list[m.AccessRequest],
+    tag="admin",
+)
+ADMIN_APPROVE_REQUEST: Endpoint[None, m.AccessRequest] = Endpoint(
+    "POST",
+    f"{API}/admin/access-requests/{{request_id}}/approve",
+    "Approve: the account and a Space are made, and the waiting CLI is signed in (admin).",
+    "admin",
+    response=m.AccessRequest,
+    tag="admin",
+)
+ADMIN_DENY_REQUEST: Endpoint[None, m.AccessRequest] = Endpoint(
+    "POST",
+    f"{API}/admin/access-requests/{{request_id}}/deny",
+    "Deny: the waiting CLI is told (admin).",
+    "admin",
+    response=m.AccessRequest,
+    tag="admin",
+)
 
 # WebSocket endpoints (not JSON; described in docs/architecture.md, "Streams").
 AGENT_CONNECT = f"{API}/agent/connect"  # the agent's control channel (agent credential)

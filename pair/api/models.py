@@ -111,6 +111,14 @@ ErrorCode = Literal[
     "exists",
     "unknown_user",
     "container_not_running",
+    # teams: templates, quotas, access requests (docs/operations.md)
+    "unknown_template",
+    "quota_exceeded",
+    "too_many_requests",
+    "pending",
+    "not_pending",
+    "access_denied",
+    "expired_token",
     # Space tokens and agents
     "token_malformed",
     "token_bad_signature",
@@ -298,10 +306,18 @@ class Space(Struct):
     ssh: SshHealth | None = None
     # Only the owner sees who else has access.
     shared_with: list[str] | None = None
+    shared_with_groups: list[str] | None = None  # group names; the owner's, like shared_with
+    template: str | None = None  # the template it was made from (None: made without one)
+    compute_units: int = 0  # what it uses of its owner's quota while starting or running
+    storage_units: int = 0  # what it uses of its owner's quota while it exists
+    # Bytes both ways through the relay in the last 24 h: connections that ended then (the
+    # connection log) and those open now. Only in lists (`GET /spaces`); 0 elsewhere.
+    net_bytes: int = 0
 
 
 class AuthorizeRequest(Struct):
     name: SpaceName | None = None
+    template: SpaceName | None = None  # None: the broker's default template (if it has templates)
     share_with: list[Email] = msgspec.field(default_factory=list)
     ttl_seconds: TokenTtl | None = None
 
@@ -360,6 +376,72 @@ class RevokedSpaceKey(Struct):
 class ShareUpdate(Struct):
     add: list[Email] = msgspec.field(default_factory=list)
     remove: list[Email] = msgspec.field(default_factory=list)
+    add_groups: list[SpaceName] = msgspec.field(default_factory=list)  # group names
+    remove_groups: list[SpaceName] = msgspec.field(default_factory=list)
+
+
+Units = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+QuotaResource = Literal["spaces", "compute", "storage"]
+
+
+class Template(Struct):
+    """What a Space made from it costs (seed 001: compute units while it runs, storage units
+    while it exists)."""
+
+    name: SpaceName
+    compute_units: Units
+    storage_units: Units
+    description: str = ""
+    is_default: bool = False
+
+
+Limit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+
+class Limits(Struct):
+    """A user's or a group's own limits; null is unset (see `Quota` for how they add up)."""
+
+    spaces: Limit | None = None
+    compute: Limit | None = None
+    storage: Limit | None = None
+
+
+class Group(Struct):
+    name: SpaceName
+    members: list[str]  # emails, sorted
+    quota: Limits
+    created_at: datetime
+
+
+class NewGroupRequest(Struct):
+    name: SpaceName
+
+
+class GroupMembersUpdate(Struct):
+    add: list[Email] = msgspec.field(default_factory=list)
+    remove: list[Email] = msgspec.field(default_factory=list)
+
+
+class QuotaSource(Struct):
+    """One limit that adds to a person's quota: their own (`kind` user) or a group's."""
+
+    kind: Literal["user", "group"]
+    name: str  # the email or the group's name
+    limit: int
+
+
+class QuotaLine(Struct):
+    resource: QuotaResource
+    limit: int | None  # None: unlimited (nobody sets it)
+    used: int
+    sources: list[QuotaSource] = msgspec.field(default_factory=list)
+
+
+class Quota(Struct):
+    """A person's limits, where each comes from, and what their Spaces use now."""
+
+    email: str
+    lines: list[QuotaLine]
 
 
 class BootstrapRequest(Struct):
@@ -614,3 +696,53 @@ class SpaceTokenClaims(Struct):
     nbf: int
     exp: int
     jti: str
+
+
+# -- access requests: a device-flow hand-off (RFC 8628 vocabulary) ----------------------------
+
+AccessRequestState = Literal["pending", "approved", "claimed", "denied"]
+RequestMessage = Annotated[
+    str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*" + END)
+]
+
+
+class NewAccessRequest(Struct):
+    email: Email
+    message: RequestMessage = ""  # for the admins: who you are, why
+
+
+class DeviceAuthorization(Struct):
+    """RFC 8628 3.2: the device code the CLI keeps (a secret) and polls with."""
+
+    request_id: str
+    device_code: str
+    expires_in: int  # seconds
+    interval: int  # seconds between polls
+
+
+class DeviceTokenRequest(Struct):
+    device_code: str
+
+
+class DeviceToken(Struct):
+    """A poll's answer (RFC 8628 3.5): still `authorization_pending`, `slow_down` (wait
+    `interval`, now longer), or `approved` with the new account's session. A denial is 403
+    `access_denied`, an expired or used code 410 `expired_token`."""
+
+    status: Literal["authorization_pending", "slow_down", "approved"]
+    interval: int
+    session_token: str = ""
+    expires_at: datetime | None = None
+    user: User | None = None
+    space: str = ""  # the name of the Space made for them
+
+
+class AccessRequest(Struct):
+    id: str
+    email: str
+    message: str
+    state: AccessRequestState
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str = ""
+    space: str = ""  # the Space made on approval (its id)

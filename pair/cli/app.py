@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pair import __version__, runner
-from pair.cli import auth, connect, init, keys, ports, space_keys, spaces, terminal
+from pair.cli import auth, connect, init, keys, ports, quota, space_keys, spaces, terminal
 from pair.cli.web import web
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)
 app.command()(web)
+app.command()(quota.quota)
 app.add_typer(keys.app, name="keys")
 
 

@@ -22,11 +22,28 @@ def login(
         Path | None, typer.Option("--key-file", help="File holding your auth key ('-' for stdin).")
     ] = None,
     url: Annotated[str | None, typer.Option("--url", help="The broker's URL. [env: PAIR_URL]")] = None,
+    request: Annotated[
+        bool,
+        typer.Option("--request", help="No account yet: ask the admins for one and wait until they decide."),
+    ] = False,
+    message: Annotated[str, typer.Option("--message", help="With --request: a word for the admins.")] = "",
 ) -> None:
-    """Log in with the auth key your admin gave you; the session is saved 0600 under ~/.config/pair."""
+    """Log in with the auth key your admin gave you; the session is saved 0600 under ~/.config/pair.
+    Without an account, `--request` asks for one and signs you in once an admin approves."""
     broker = config.broker_url(url)
     if not broker:
         raise PairError("Which broker? No URL was given and none is saved.", "Pass --url URL, or set PAIR_URL.")
+    if request:
+        if key_file is not None:
+            raise PairError(
+                "--request is for people without an auth key; --key-file is for those with one.", "Pass one of them."
+            )
+        from pair.cli.access_request import request_access
+
+        request_access(broker, email, message)
+        return
+    if message:
+        raise PairError("--message goes with --request.", "Add --request, or drop --message.")
     key = _read_key(key_file)
     try:
         previous = config.load_session()

@@ -16,7 +16,9 @@ from pair.printable import printable
 if TYPE_CHECKING:
     from pair.api.models import Space
 
-LIST_COLUMNS = ("id", "name", "role", "state", "created_at", "cpu", "memory", "disk")
+# The seed's columns (id name role state … so `awk '{print $1, $2, $4}'` prints id, name and
+# state), then pair's own. `llm_tokens` is always `-`: pair runs no models (docs/web.md).
+LIST_COLUMNS = ("id", "name", "role", "state", "created_at", "cpu", "memory", "disk", "net", "llm_tokens", "template")
 FAST_ARGV = (["spaces", "list"], ["spaces", "list", "--json"])  # what __main__ runs here directly
 
 
@@ -32,6 +34,9 @@ def _row(space: Space) -> dict[str, object]:
         "memory": c.memory_bytes if c and c.memory_bytes else None,
         "disk": c.disk_bytes if c and c.disk_bytes else None,
         "owner": space.owner,
+        "template": space.template,
+        "net": space.net_bytes,  # bytes through the relay in the last 24 h
+        "llm_tokens": None,  # the seed's column: pair runs no models
         # {"serving", "reason", "supervisor_state"} as the container's agent last reported, or null
         "ssh": {f: getattr(space.ssh, f) for f in space.ssh.__struct_fields__} if space.ssh else None,
     }
@@ -65,6 +70,9 @@ def list_spaces(*, as_json: bool) -> None:
             f"{s.container.cpus:g}" if s.container and s.container.cpus else "-",
             human_bytes(s.container.memory_bytes if s.container else 0),
             human_bytes(s.container.disk_bytes if s.container else 0),
+            human_bytes(s.net_bytes),
+            "-",
+            s.template or "-",
         ]
         for s, row in zip(spaces, rows, strict=True)
     ]

@@ -41,13 +41,16 @@ def _owned(client: Client, ref: str | None, verb: str) -> Space:
     return choose_space(client.spaces(), ref, verb, owned=True)
 
 
-def split_space_and_emails(words: list[str], option: str | None, verb: str) -> tuple[str | None, list[str]]:
-    """`[SPACE] EMAIL…`: a first word without `@` is the Space (Space names cannot hold one)."""
+def split_space_and_emails(
+    words: list[str], option: str | None, verb: str, *, groups: Sequence[str] = ()
+) -> tuple[str | None, list[str]]:
+    """`[SPACE] EMAIL…`: a first word without `@` is the Space (Space names cannot hold one).
+    With `groups`, no email is needed."""
     space = None
     if words and "@" not in words[0]:
         space, words = words[0], words[1:]
-    if not words:
-        raise PairError("Name at least one person by their email.", f"Run `{form(verb)}`.")
+    if not words and not groups:
+        raise PairError("Name at least one person by their email, or a group with --group.", f"Run `{form(verb)}`.")
     return one_ref(space, option, verb), words
 
 
@@ -89,11 +92,17 @@ def authorize(
     ttl: Annotated[
         str, typer.Option("--ttl", help="How long the token is valid (e.g. 1h, 30m); the broker caps it.")
     ] = "1h",
+    template: Annotated[
+        str | None,
+        typer.Option("--template", help="The new Space's template. [default: the broker's default template]"),
+    ] = None,
 ) -> None:
     """Create a Space (or renew one's token) and write its bootstrap token to SPACE_ID.txt."""
     ttl_seconds = durations.parse(ttl)
     if space and name:
         raise PairError("--space renews an existing Space's token; --name is for a new Space.", "Pass one of them.")
+    if space and template:
+        raise PairError("--space renews an existing Space's token; --template is for a new Space.", "Pass one of them.")
     if user and no_share:
         raise PairError("--user and --no-share contradict each other.", "Pass one of them.")
     files.check_new_file(output, replace=True, what="the token", hint=OUTPUT_HINT, stdout=True)
@@ -118,7 +127,7 @@ def authorize(
                     "Who should the Space be shared with? There is no terminal to ask on.",
                     "Pass --user EMAIL (repeatable), or --no-share.",
                 )
-            issued = client.authorize(name=name, share_with=share_with, ttl_seconds=ttl_seconds)
+            issued = client.authorize(name=name, share_with=share_with, ttl_seconds=ttl_seconds, template=template)
     again = f"The Space exists: run `pair spaces authorize --space {issued.space.name} --output FILE` for a new token."
     files.write_new_file(output, issued.token + "\n", what="the token", hint=again, stdout=True)
     ready = f'You\'re ready to bootstrap your Space "{issued.space.name}".'
@@ -151,34 +160,57 @@ def delete(
     print(f'Deleted space "{target.name}" ({target.id}).')
 
 
-def _update_shares(ref: str | None, verb: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+def _update_shares(
+    ref: str | None,
+    verb: str,
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    add_groups: Sequence[str] = (),
+    remove_groups: Sequence[str] = (),
+) -> None:
     client, _ = signed_in()
     with client:
-        updated = client.share(_owned(client, ref, verb).id, add=add, remove=remove)
-    print(f'"{updated.name}" is shared with {printable(", ".join(updated.shared_with or [])) or "nobody"}.')
+        updated = client.share(
+            _owned(client, ref, verb).id, add=add, remove=remove, add_groups=add_groups, remove_groups=remove_groups
+        )
+    people = ", ".join(updated.shared_with or [])
+    groups = ", ".join(f"group {g}" for g in updated.shared_with_groups or [])
+    print(f'"{updated.name}" is shared with {printable(", ".join(x for x in (people, groups) if x)) or "nobody"}.')
 
 
 Emails = Annotated[
-    list[str],
+    list[str] | None,
     typer.Argument(
         metavar="EMAIL",
         help="People's emails; a first word without @ names the Space instead (default: the only one you own).",
+        show_default=False,
     ),
+]
+Groups = Annotated[
+    list[str] | None, typer.Option("--group", metavar="NAME", help="A group (repeatable).", show_default=False)
 ]
 
 
-@app.command(options_metavar="[SPACE] [--space SPACE]")
-def share(words: Emails, space_option: SpaceOption = None) -> None:
-    """Share a Space you own with people: they can see it and SSH into it."""
-    ref, emails = split_space_and_emails(words, space_option, "share")
-    _update_shares(ref, "share", add=emails)
+def _need_someone(words: list[str] | None, groups: list[str] | None) -> None:
+    if not words and not groups:  # a usage error, as a missing argument is
+        raise typer.BadParameter("Missing argument 'EMAIL...' (or --group NAME).", param_hint="EMAIL")
 
 
-@app.command(options_metavar="[SPACE] [--space SPACE]")
-def unshare(words: Emails, space_option: SpaceOption = None) -> None:
-    """Stop sharing a Space with people; their open sessions end at once."""
-    ref, emails = split_space_and_emails(words, space_option, "unshare")
-    _update_shares(ref, "unshare", remove=emails)
+@app.command(options_metavar="[SPACE] [--space SPACE] [--group NAME]")
+def share(words: Emails = None, space_option: SpaceOption = None, group: Groups = None) -> None:
+    """Share a Space you own with people or groups: they can see it and SSH into it."""
+    _need_someone(words, group)
+    ref, emails = split_space_and_emails(words or [], space_option, "share", groups=group or [])
+    _update_shares(ref, "share", add=emails, add_groups=group or [])
+
+
+@app.command(options_metavar="[SPACE] [--space SPACE] [--group NAME]")
+def unshare(words: Emails = None, space_option: SpaceOption = None, group: Groups = None) -> None:
+    """Stop sharing a Space with people or groups; those who lose access lose their open sessions at once."""
+    _need_someone(words, group)
+    ref, emails = split_space_and_emails(words or [], space_option, "unshare", groups=group or [])
+    _update_shares(ref, "unshare", remove=emails, remove_groups=group or [])
 
 
 @app.command()

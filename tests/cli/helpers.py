@@ -4,6 +4,8 @@ given person, Space tokens decoded without a JWT library, and real SSH keys from
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import re
@@ -15,6 +17,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from broker.cli import main as broker_main
 from pair.api.client import Client
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person, Result
@@ -39,7 +42,7 @@ if os.geteuid() == 0:  # as root, writing there once turned a device node into a
         "exists and is not a regular file",
     )
 
-LIST_HEADER = ["id", "name", "role", "state", "created_at", "cpu", "memory", "disk"]
+LIST_HEADER = ["id", "name", "role", "state", "created_at", "cpu", "memory", "disk", "net", "llm_tokens", "template"]
 READY = re.compile(r'You\'re ready to bootstrap your Space "([a-z0-9][a-z0-9_-]*)"\.')
 
 
@@ -63,6 +66,24 @@ def assert_error(result: Result, *fragments: str, hint: str | None = None) -> tu
     if hint is not None:
         assert hint in got_hint, (hint, result.err)
     return message, got_hint
+
+
+def admin(broker: InProcessBroker, *args: str) -> Result:
+    """`pair-broker ARGS --data-dir …` in this process, next to the serving app (another
+    connection to its database, as an operator's shell would be)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            broker_main([*args, "--data-dir", str(broker.ctx.settings.data_dir)])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def ok(result: Result) -> str:
+    assert result.ok, result.err
+    return result.out
 
 
 def session_file(person: Person) -> Path:

@@ -37,13 +37,13 @@ def demo(people: dict[str, Person]) -> str:
 
 def test_list_columns_and_roles(people: dict[str, Person], demo: str) -> None:
     alice, bob = people["alice"], people["bob"]
-    assert table(alice) == [LIST_HEADER, [demo, "demo", "owner", "created", CREATED_AT, "-", "-", "-"]]
-    assert table(bob) == [LIST_HEADER, [demo, "demo", "shared", "created", CREATED_AT, "-", "-", "-"]]
+    assert table(alice) == [LIST_HEADER, [demo, "demo", "owner", "created", CREATED_AT, *"------"]]
+    assert table(bob) == [LIST_HEADER, [demo, "demo", "shared", "created", CREATED_AT, *"------"]]
 
 
 def test_list_header_line_is_exactly_the_column_names(people: dict[str, Person], demo: str) -> None:
     header = people["alice"].pair("spaces", "list").out.splitlines()[0]
-    assert " ".join(header.split()) == "id name role state created_at cpu memory disk"
+    assert " ".join(header.split()) == "id name role state created_at cpu memory disk net llm_tokens template"
     assert header == header.rstrip()
 
 
@@ -82,6 +82,9 @@ def test_list_json(people: dict[str, Person], demo: str) -> None:
             "disk": None,
             "owner": "alice@example.com",
             "ssh": None,
+            "net": 0,
+            "llm_tokens": None,
+            "template": None,
         }
 
 
@@ -93,7 +96,19 @@ def test_list_shows_the_containers_size_once_bootstrapped(broker: InProcessBroke
         container.bootstrap(token, "instance-1", facts)
 
     sid = space_id(alice, "demo")
-    assert table(people["bob"])[1] == [sid, "demo", "shared", "starting", CREATED_AT, "2", "4.0", "GiB", "32.0", "GiB"]
+    assert table(people["bob"])[1] == [
+        sid,
+        "demo",
+        "shared",
+        "starting",
+        CREATED_AT,
+        "2",
+        "4.0",
+        "GiB",
+        "32.0",
+        "GiB",
+        *"---",
+    ]
     (row,) = list_json(alice)
     assert (row["state"], row["cpu"], row["memory"], row["disk"]) == ("starting", 2, 4 * GIB, 32 * GIB)
 

@@ -14,7 +14,18 @@ from typing import Any
 
 import pytest
 
-from broker.store import Conflict, PortRecord, SpaceKeyRecord, Store, StoreError, TransactionAborted
+from broker.store import (
+    Conflict,
+    GroupRecord,
+    Limits,
+    PortRecord,
+    SpaceKeyRecord,
+    Store,
+    StoreError,
+    TemplateRecord,
+    TransactionAborted,
+    TunnelRecord,
+)
 from pair.api.models import SpaceState
 from tests.support import stores
 from tests.support.stores import NOW, Backend, session, space, ssh_key, stream, token, user
@@ -596,3 +607,77 @@ async def test_a_keyed_space_is_found_by_its_container_name_and_one_per_key(peop
     assert await people.space_for_container("sk_1", "box") is None  # a deleted Space is not revived
     assert await people.spaces_of_key("sk_1") == []
     await people.create_space(again, [])  # the name per key is free again
+
+
+# -- templates, groups and quotas (issue 16) -------------------------------------------------------
+
+
+async def test_templates_have_one_default_at_most(people: Store) -> None:
+    await people.add_template(TemplateRecord("small", "", 1, 2, True, NOW))
+    await people.add_template(TemplateRecord("large", "big one", 3, 5, True, NOW))
+    assert [(t.name, t.is_default) for t in await people.templates()] == [("large", True), ("small", False)]
+    with pytest.raises(Conflict) as taken:
+        await people.add_template(TemplateRecord("small", "", 1, 1, False, NOW))
+    assert taken.value.rule == "templates.name"
+    assert await people.set_default_template("small")
+    assert not await people.set_default_template("nosuch")
+    default = await people.default_template()
+    assert default is not None
+    assert default.name == "small"
+    assert await people.remove_template("small")
+    assert await people.default_template() is None
+    assert not await people.remove_template("small")
+
+
+async def test_a_group_share_reaches_members_once_and_never_the_owner_twice(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
+    for uid in ("u_alice", "u_bob", "u_carol"):
+        await people.add_ssh_key(ssh_key(f"k_{uid}", uid))
+    await people.create_group(GroupRecord("grp_1", "eng", NOW, Limits()))
+    with pytest.raises(Conflict) as taken:
+        await people.create_group(GroupRecord("grp_2", "eng", NOW, Limits()))
+    assert taken.value.rule == "groups.name"
+    await people.add_group_members("grp_1", ["u_alice", "u_bob", "u_carol"], NOW)
+    await people.add_group_members("grp_1", ["u_bob"], NOW)  # already in: stays once
+    assert not await people.is_shared_with("sp_1", "u_carol")
+    await people.update_group_shares("sp_1", ["grp_1"], [], NOW)
+
+    assert await people.is_shared_with("sp_1", "u_carol")
+    for uid in ("u_alice", "u_bob", "u_carol"):
+        assert [s.id for s in await people.visible_spaces(uid)] == ["sp_1"]
+    keys = await people.authorized_keys("sp_1")
+    assert [(k.email, k.role) for k in keys] == [
+        ("alice@example.com", "owner"),
+        ("bob@example.com", "shared"),
+        ("carol@example.com", "shared"),
+    ]
+    assert await people.group_shares_of(["sp_1", "sp_x"]) == {"sp_1": ["eng"], "sp_x": []}
+    assert [s.id for s in await people.spaces_shared_with_group("grp_1")] == ["sp_1"]
+    group = await people.group("eng")
+    assert group is not None
+    assert group.members == ("alice@example.com", "bob@example.com", "carol@example.com")
+
+    await people.remove_group_members("grp_1", ["u_carol"])
+    assert not await people.is_shared_with("sp_1", "u_carol")
+    assert await people.visible_spaces("u_carol") == []
+    await people.remove_group("grp_1")
+    assert await people.groups() == []
+    assert await people.is_shared_with("sp_1", "u_bob")  # still shared with bob directly
+
+
+async def test_quotas_are_set_per_user_and_group(people: Store) -> None:
+    await people.set_user_quota("u_alice", Limits(compute=4))
+    await people.create_group(GroupRecord("grp_1", "eng", NOW, Limits(spaces=2)))
+    await people.set_group_quota("grp_1", Limits(compute=6))
+    await people.add_group_members("grp_1", ["u_alice"], NOW)
+    assert await people.quotas_of("u_alice") == (Limits(compute=4), [("eng", Limits(compute=6))])
+    assert await people.quotas_of("u_bob") == (Limits(), [])
+
+
+async def test_net_bytes_counts_connections_that_ended_in_the_window(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    for tid, closed in (("t_old", NOW - 10), ("t_new", NOW + 10), ("t_open", None)):
+        await people.open_tunnel(TunnelRecord(tid, "sp_1", "u_alice", "alice@example.com", "", NOW - 20))
+        if closed is not None:
+            await people.close_tunnel(tid, closed, 100, 1000 if tid == "t_new" else 7, "done")
+    assert await people.net_bytes(["sp_1", "sp_2"], NOW) == {"sp_1": 1100, "sp_2": 0}

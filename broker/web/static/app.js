@@ -11,6 +11,7 @@
 //   (data-focus-key), and dialogs hand focus back to their opener the same way.
 (function () {
   "use strict";
+  var GROUP = "group:";  // a group among the choices (views.GROUP): emails cannot hold a colon
 
   var CODE = /`([^`\n]+)`/g; // as broker/web/text.py's CODE
   var POLL_TIMEOUT_MS = 2000; // a poll that takes longer counts as "cannot reach the broker"
@@ -349,7 +350,7 @@
       input.name = "add";
       input.value = email;
       var text = document.createElement("span");
-      text.textContent = email;
+      text.textContent = email.indexOf(GROUP) === 0 ? "group " + email.slice(GROUP.length) : email;  // views.who
       label.appendChild(input);
       label.appendChild(document.createTextNode(" "));
       label.appendChild(text);
@@ -373,7 +374,7 @@
 
   shareChoices.addEventListener("change", function () {
     var email = chosen();
-    shareConfirm.textContent = email ? "Share with " + email : "Share";
+    shareConfirm.textContent = email ? "Share with " + (email.indexOf(GROUP) === 0 ? "group " + email.slice(GROUP.length) : email) : "Share";
     shareError.hidden = true;
   });
   shareDialog.querySelector('[data-action="cancel"]').addEventListener("click", function () { closeShare(); });

@@ -1,0 +1,72 @@
+"""Groups and quotas with a real container (issue 16): a Space shared with a group lets its
+members in, a member taken out loses their session within 2 s and their key at once; a real
+bootstrap past the compute quota is refused without spending its token, and runs once there is
+room."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pair.api.client import Client
+from tests.container.conftest import BROKER_ENV, World
+from tests.support.broker import real_broker
+from tests.support.container import container, eventually
+from tests.support.people import Person
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def admin(world: World) -> Iterator[Client]:
+    """The broker's first admin, over the API (the serving process ends sessions at once)."""
+    broker = world.broker
+    with Client(broker.url) as anonymous:
+        session = anonymous.login(broker.admin_email, broker.admin_key_file.read_text().strip())
+    with Client(broker.url, token=session.session_token) as client:
+        yield client
+
+
+def test_a_member_taken_out_of_a_group_loses_ssh_within_two_seconds(world: World, admin: Client) -> None:
+    eventually(lambda: world.alice.state("demo") == "running", "the Space is running")
+    admin.add_group("eng")
+    admin.group_members("eng", add=[world.carol.email, world.bob.email])
+    assert world.carol.run_in_space("true").returncode == 1  # not yet shared with the group
+    world.alice.ok("spaces", "share", "demo", "--group", "eng")
+    eventually(lambda: world.carol.email in (world.box.snapshot_emails() or set()), "carol's key reaches the agent")
+    assert world.carol.run_in_space("true").returncode == 0
+
+    with world.carol.session() as carols, world.bob.session() as bobs:
+        group = admin.group_members("eng", remove=[world.carol.email, world.bob.email])
+        assert group.members == []
+        assert carols.wait(timeout=2) != 0
+        assert carols.stderr is not None
+        assert 'You were taken out of the group "eng".' in carols.stderr.read()
+        assert bobs.poll() is None  # bob reaches demo directly as well: his session goes on
+    assert world.carol.email not in (world.box.snapshot_emails() or set())  # pushed with the change
+    refused = world.carol.run_in_space("true")
+    assert refused.returncode == 1
+    assert "No Space you can see" in refused.stderr
+    assert world.bob.run_in_space("true").returncode == 0
+
+
+def test_a_real_bootstrap_past_the_compute_quota_waits_for_room(tmp_path: Path) -> None:
+    with real_broker(tmp_path / "broker", env=BROKER_ENV) as broker:
+        assert broker.admin("templates", "add", "t", "--compute", "3", "--storage", "1", "--default").returncode == 0
+        alice = Person(broker, "alice", tmp_path)
+        assert broker.admin("quota", "set", alice.email, "--compute", "2").returncode == 0
+        alice.ok("spaces", "authorize", "--no-share", "--name", "demo")
+        token = (alice.dir / "SPACE_ID.txt").read_text().strip()
+        with container(tmp_path / "space") as box:
+            refused = alice.pair("spaces", "bootstrap", token, "--timeout", "5", env=box.env())
+            assert refused.returncode == 1
+            assert "error: You are using 0 of 2 compute units; template t needs 3." in refused.stderr
+            assert alice.state("demo") == "created"
+            assert broker.admin("quota", "set", alice.email, "--compute", "3").returncode == 0
+            booted = alice.pair("spaces", "bootstrap", token, env=box.env())  # the same token
+            assert booted.returncode == 0, booted.stderr
+            eventually(lambda: alice.state("demo") == "running", "the agent runs the Space")
+            quota = alice.ok("quota")
+            assert "compute units  3     3" in quota

@@ -1,0 +1,181 @@
+"""The admin page (issue 16) in Chromium against a real broker: admins manage users, groups,
+templates and quotas and decide access requests (the waiting `pair login --request` is signed in
+once approved here); every change needs the page's CSRF token; anyone else gets 403; axe-clean in
+light and dark."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.support.broker import RealBroker
+from tests.support.people import Person
+from tests.support.processes import Output, clean_env, executable
+from tests.web import pages
+from tests.web.conftest import Screenshot
+from tests.web.pages import sign_in
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Admin:
+    email: str
+    key_file: Path
+
+
+def admin_of(broker: RealBroker) -> Admin:
+    return Admin(broker.admin_email, broker.admin_key_file)
+
+
+def row(page: Page, kind: str, key: str) -> object:
+    return page.locator(f'[data-{kind}="{key}"]')
+
+
+def test_an_admin_manages_the_broker_and_approves_a_waiting_request(
+    page: Page, live_broker: RealBroker, team: dict[str, Person], tmp_path: Path, screenshot: Screenshot
+) -> None:
+    bob = team["bob"]
+    home = tmp_path / "newcomer"
+    env = clean_env(PAIR_CONFIG_DIR=str(home / "config"), HOME=str(home))
+    newcomer = f"newcomer{id(page) % 100000}@example.com"
+    waiting = subprocess.Popen(
+        [executable("pair"), "login", newcomer, "--request", "--url", live_broker.url, "--message", "hello"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    output = Output(waiting)
+    try:
+        output.wait_for("waiting for an admin")
+        sign_in(page, admin_of(live_broker))  # type: ignore[arg-type]
+        page.get_by_role("link", name="Admin").click()
+        expect(page.get_by_role("heading", name="Admin", exact=True)).to_be_visible()
+
+        # groups, members, quotas, templates
+        page.get_by_label("New group's name").fill("eng")
+        page.get_by_role("button", name="Create group").click()
+        expect(page.locator("#flash")).to_have_text("Created the group eng.")
+        page.get_by_label("Email to add to eng").fill(bob.email)
+        page.get_by_role("button", name="Add to eng").click()
+        expect(page.locator('[data-group="eng"] .members')).to_contain_text(bob.email)
+        page.get_by_label("Compute limit of group eng").fill("6")
+        page.get_by_role("button", name="Set quota of group eng").click()
+        expect(page.locator("#flash")).to_have_text("eng: spaces unlimited, compute 6, storage unlimited.")
+        page.get_by_label("Template name").fill("small")
+        page.get_by_label("Compute units", exact=True).fill("2")
+        page.get_by_label("Storage units", exact=True).fill("1")
+        page.get_by_label("Default", exact=True).check()
+        page.get_by_role("button", name="Add template").click()
+        expect(page.locator('[data-template="small"]')).to_be_visible()
+        page.get_by_label(f"Compute limit of {bob.email}").fill("4")
+        page.get_by_role("button", name=f"Set the quota of {bob.email}").click()
+        expect(page.locator(f'[data-user="{bob.email}"]')).to_contain_text("0 of 10")  # own 4 + group 6
+        assert "compute units  0     10" in bob.ok("quota")
+
+        # the access request: approve it here, and the waiting CLI is signed in
+        expect(page.locator(f'[data-request="{newcomer}"]')).to_contain_text("hello")
+        screenshot(page, "admin.png")
+        page.get_by_role("button", name=f"Approve {newcomer}").click()
+        expect(page.locator("#flash")).to_contain_text(f"Approved {newcomer}")
+        assert waiting.wait(timeout=15) == 0
+        output.finish()
+        assert f"as {newcomer}." in output.text()
+        listed = subprocess.run(
+            [executable("pair"), "spaces", "list", "--json"], capture_output=True, text=True, env=env, check=True
+        )
+        [space] = json.loads(listed.stdout)
+        assert (space["owner"], space["role"]) == (newcomer, "owner")
+
+        # reset a key: shown once
+        page.get_by_role("button", name=f"Reset key of {bob.email}").click()
+        key = page.locator("#new-key").inner_text()
+        assert key.startswith("pair_ak_")
+        page.goto("/admin")  # the key was in that one answer only
+        expect(page.locator("#new-key")).to_have_count(0)
+        assert key not in page.content()
+        # the audit log with a filter
+        page.get_by_label("Action").fill("group")
+        page.get_by_role("button", name="Filter").click()
+        expect(page).to_have_url(re.compile(r"action=group"))
+        expect(page.locator("table.audit tbody tr")).to_have_count(2)  # group.add, group.member_add
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+        waiting.wait(timeout=10)
+        assert waiting.stdout is not None
+        waiting.stdout.close()
+
+
+def test_every_change_needs_the_token_and_non_admins_get_403(
+    page: Page, live_broker: RealBroker, team: dict[str, Person]
+) -> None:
+    sign_in(page, admin_of(live_broker))  # type: ignore[arg-type]
+    page.goto("/admin")
+    token = pages.csrf(page)
+    actions = sorted(set(page.locator("form[method=post]").evaluate_all("fs => fs.map(f => f.getAttribute('action'))")))
+    actions = [a for a in actions if a.startswith("/admin/")]
+    assert len(actions) >= 10, actions
+    for action in actions:
+        for sent in ({}, {"csrf_token": "not-the-token"}):
+            answer = page.request.post(action, form={"email": "x@example.com", "name": "x", **sent})
+            assert answer.status == 403, (action, sent, answer.status)
+    assert page.request.post("/admin/group-add", form={"name": "ok", "csrf_token": token}).status == 200
+
+    sign_in_other = page.context.browser.new_context(base_url=live_broker.url)  # type: ignore[union-attr]
+    try:
+        other = sign_in_other.new_page()
+        sign_in(other, team["carol"])
+        expect(other.get_by_role("link", name="Admin")).to_have_count(0)
+        assert other.goto("/admin").status == 403  # type: ignore[union-attr]
+        expect(other.get_by_role("heading", name="This needs an admin account.")).to_be_visible()
+        other.goto("/")
+        theirs = pages.csrf(other)  # carol's own valid token: still not an admin
+        refused = other.request.post("/admin/group-add", form={"name": "sneaky", "csrf_token": theirs})
+        assert refused.status == 403
+    finally:
+        sign_in_other.close()
+    page.goto("/admin")
+    expect(page.locator('[data-group="sneaky"]')).to_have_count(0)
+
+
+def test_the_admin_page_is_axe_clean(page: Page, live_broker: RealBroker, team: dict[str, Person]) -> None:
+    source = pages.axe_source()
+    sign_in(page, admin_of(live_broker))  # type: ignore[arg-type]
+    page.goto("/admin")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        pages.axe(page, source, f"the admin page ({scheme})")
+
+
+def test_an_owner_shares_with_a_group_from_the_page_and_sees_template_and_quota(
+    page: Page, live_broker: RealBroker, team: dict[str, Person]
+) -> None:
+    alice, bob, carol = team["alice"], team["bob"], team["carol"]
+    group = f"team{alice.email.split('@')[0].removeprefix('alice')}"
+    for args in (("groups", "add", group), ("groups", "members", "add", group, bob.email, carol.email)):
+        assert live_broker.admin(*args).returncode == 0
+    assert live_broker.admin("quota", "set", alice.email, "--spaces", "5").returncode == 0
+    pages.authorize(alice, "demo")
+    sign_in(page, alice)
+    expect(page.locator("#quota")).to_contain_text("Spaces 1 of 5")
+    demo = pages.card(page, "demo")
+    demo.get_by_role("button", name="Share demo…").click()
+    dialog = page.get_by_role("dialog", name="Share “demo”")
+    dialog.get_by_role("radio", name=f"group {group}", exact=True).check()
+    dialog.get_by_role("button", name=f"Share with group {group}").click()
+    expect(page.get_by_role("status").filter(has_text="now shared")).to_have_text(
+        f'"demo" is now shared with group {group}.'
+    )
+    assert [s["name"] for s in bob.spaces()] == [s["name"] for s in carol.spaces()] == ["demo"]
+    demo.get_by_role("button", name=f"Stop sharing demo with group {group}").click()
+    expect(page.get_by_role("status").filter(has_text="no longer")).to_contain_text(f"group {group}")
+    assert bob.spaces() == []
