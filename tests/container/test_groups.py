@@ -1,16 +1,21 @@
 """Groups and quotas with a real container (issue 16): a Space shared with a group lets its
-members in, a member taken out loses their session within 2 s and their key at once; a real
+members in, a member taken out loses their SSH session and terminal within 2 s and their key at once; a real
 bootstrap past the compute quota is refused without spending its token, and runs once there is
 room."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
+from pair.api import endpoints as ep
+from pair.api import terminal as tp
 from pair.api.client import Client
+from pair.api.closecodes import CloseCode
 from tests.container.conftest import BROKER_ENV, World
 from tests.support.broker import real_broker
 from tests.support.container import container, eventually
@@ -38,13 +43,27 @@ def test_a_member_taken_out_of_a_group_loses_ssh_within_two_seconds(world: World
     eventually(lambda: world.carol.email in (world.box.snapshot_emails() or set()), "carol's key reaches the agent")
     assert world.carol.run_in_space("true").returncode == 0
 
-    with world.carol.session() as carols, world.bob.session() as bobs:
-        group = admin.group_members("eng", remove=[world.carol.email, world.bob.email])
-        assert group.members == []
-        assert carols.wait(timeout=2) != 0
-        assert carols.stderr is not None
-        assert 'You were taken out of the group "eng".' in carols.stderr.read()
-        assert bobs.poll() is None  # bob reaches demo directly as well: his session goes on
+    space_id = next(str(sp["id"]) for sp in world.alice.spaces() if sp["name"] == "demo")
+    terminal_url = ep.websocket_url(world.broker.url, ep.SPACE_TERMINAL.format(space_id=space_id))
+
+    async def scenario() -> None:
+        headers = {"Authorization": f"Bearer {world.carol.session_token}"}
+        async with connect(terminal_url, additional_headers=headers, open_timeout=20) as terminal:
+            assert isinstance(tp.decode_server(await terminal.recv()), tp.Hello)
+            with world.carol.session() as carols, world.bob.session() as bobs:
+                started = asyncio.get_running_loop().time()
+                group = await asyncio.to_thread(admin.group_members, "eng", remove=[world.carol.email, world.bob.email])
+                assert group.members == []
+                await asyncio.wait_for(terminal.wait_closed(), 2)
+                assert terminal.close_code == CloseCode.REVOKED
+                assert terminal.close_reason == 'You were taken out of the group "eng".'
+                assert await asyncio.to_thread(carols.wait, 2) != 0
+                assert asyncio.get_running_loop().time() - started < 2 + 1  # the API call's own time included
+                assert carols.stderr is not None
+                assert 'You were taken out of the group "eng".' in carols.stderr.read()
+                assert bobs.poll() is None  # bob reaches demo directly as well: his session goes on
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
     assert world.carol.email not in (world.box.snapshot_emails() or set())  # pushed with the change
     refused = world.carol.run_in_space("true")
     assert refused.returncode == 1

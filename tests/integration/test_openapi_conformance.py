@@ -78,6 +78,10 @@ parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }} }}
 include-path = "/api/v1/spaces/{{space_id}}/shares"
 parameters = {{ "body.add[*]" = {{ dictionary = "teammates" }}, "body.remove[*]" = {{ dictionary = "teammates" }} }}
 
+[[operations]]
+include-path = "/api/v1/admin/groups/{{name}}/members"
+parameters = {{ "body.add[*]" = {{ dictionary = "teammates" }}, "body.remove[*]" = {{ dictionary = "teammates" }} }}
+
 # Whether a text is an OpenSSH public key (its base64 decodes to a key of the named type, an RSA
 # key has 2048 bits or more) is beyond JSON Schema: such a key is refused with 422.
 [[operations]]
