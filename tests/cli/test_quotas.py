@@ -206,7 +206,7 @@ def test_templates_are_named_checked_and_listed(broker: InProcessBroker, people:
     assert list_json(alice)[0]["template"] == "b"  # a Space keeps its template's name and units
     ok(admin(broker, "templates", "remove", "a"))
     authorize(alice, "--no-share", "--name", "y")  # no templates left: a Space without one
-    assert [r["template"] for r in list_json(alice)] == ["b", None]
+    assert {r["name"]: r["template"] for r in list_json(alice)} == {"x": "b", "y": None}
     bad = admin(broker, "templates", "add", "Bad Name", "--compute", "1", "--storage", "1")
     assert bad.code == 1
     assert "not a valid template name" in bad.err
