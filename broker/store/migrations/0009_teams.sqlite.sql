@@ -1,5 +1,5 @@
+-- SQLite's dialect: INTEGER columns hold 64 bits (times).
 -- Teams (issue 16): Space templates, groups, quotas and access requests.
--- Portable SQL: every dialect runs it as written.
 
 -- A template says what a Space of it costs: compute units while it runs (starting or running),
 -- storage units while it exists. At most one is the default (the partial unique index).
