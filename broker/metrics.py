@@ -2,7 +2,7 @@
 of their own (`--metrics-address`, `PAIR_BROKER_METRICS_ADDRESS`), never on the public port.
 
 The metric objects are module-level, as prometheus_client intends: any room increments them
-where the thing happens (`metrics.QUOTA_REFUSALS.labels(quota="spaces").inc()`). Names follow
+where the thing happens (`metrics.TOKENS_ISSUED.labels(kind="session").inc()`). Names follow
 Prometheus' conventions (https://prometheus.io/docs/practices/naming/): the `pair_broker_`
 prefix, base units (`_seconds`, `_bytes`), `_total` on counters (the library appends it).
 Every label takes values from a fixed set, so the number of series stays bounded whatever
@@ -25,7 +25,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from pair.api.models import StreamKind
+from pair.api.models import QuotaResource, StreamKind
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,17 +75,20 @@ TOKENS_ISSUED = Counter(
 )
 QUOTA_REFUSALS = Counter(
     "pair_broker_quota_refusals",
-    "Requests refused because a quota or limit was reached, by quota.",
+    "Requests refused because a quota was reached, by the resource refused (spaces, compute, storage).",
     ["quota"],
     registry=REGISTRY,
 )
 
 STREAM_KINDS: tuple[str, ...] = get_args(StreamKind)  # ssh, terminal, port
 TOKEN_KINDS = ("space_token", "session", "agent_credential")
+QUOTA_RESOURCES: tuple[str, ...] = get_args(QuotaResource)  # spaces, compute, storage (broker.quotas)
 for _kind in STREAM_KINDS:  # present at 0 from the start, so rate() and absent() behave
     OPEN_STREAMS.labels(kind=_kind)
 for _kind in TOKEN_KINDS:
     TOKENS_ISSUED.labels(kind=_kind)
+for _kind in QUOTA_RESOURCES:
+    QUOTA_REFUSALS.labels(quota=_kind)
 
 # RFC 9110 section 9 and PATCH (RFC 5789); anything else a client invents counts as `other`.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})

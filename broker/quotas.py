@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from broker import access, accounts
+from broker import access, accounts, metrics
 from broker.context import Context
 from broker.errors import Problem, invalid
 from broker.store import Limits, SpaceRecord, Usage, UserRecord
@@ -94,10 +94,12 @@ async def limits_of(ctx: Context, user_id: str) -> Limits:
 async def check(ctx: Context, owner_id: str, need: Need) -> None:
     """Problem 403 (`quota_exceeded`) unless `need` fits the owner's limits. Call it inside the
     transaction that makes the change, before the change: the store's `usage` holds the owner's
-    quota until that transaction ends."""
+    quota until that transaction ends. Each refusal counts in /metrics
+    (`pair_broker_quota_refusals_total`, by the resource refused)."""
     usage = await ctx.store.usage(owner_id)
     over = excess(await limits_of(ctx, owner_id), usage, need)
     if over is not None:
+        metrics.QUOTA_REFUSALS.labels(quota=over[0]).inc()  # the one place a quota refuses
         raise refusal(*over, "a new Space" if over[0] == "spaces" else need.what)
 
 

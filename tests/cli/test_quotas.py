@@ -7,11 +7,14 @@ real requests against a real broker process."""
 from __future__ import annotations
 
 import json
+import urllib.request
+from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from broker import agents
+from broker import agents, metrics
 from pair.api.client import Client
 from pair.api.errors import ApiError
 from pair.api.models import ContainerFacts, Heartbeat
@@ -162,6 +165,50 @@ def test_new_spaces_are_refused_past_the_space_and_storage_limits(
         hint="pair quota",
     )
     assert sorted(states(alice)) == ["one", "two"]  # nothing half-made
+
+
+@pytest.fixture
+def metrics_url() -> Iterator[str]:
+    """The broker's /metrics listener (`--metrics-address 127.0.0.1:0`), in this process."""
+    server, port = metrics.serve("127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{port}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def refusals(url: str) -> dict[str, float]:
+    """`pair_broker_quota_refusals_total` by its `quota` label, as a scrape reads it."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["quota"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pair_broker_quota_refusals_total"
+    }
+
+
+def test_each_quota_refusal_counts_once_in_metrics_by_the_resource_refused(
+    broker: InProcessBroker, people: dict[str, Person], seed: None, metrics_url: str
+) -> None:
+    alice = people["alice"]
+    before = refusals(metrics_url)
+    assert set(before) == {"spaces", "compute", "storage"}  # every series there from the start
+    ok(admin(broker, "quota", "set", "alice@example.com", "--spaces", "2", "--compute", "3", "--storage", "5"))
+    ok(admin(broker, "templates", "add", "big", "--compute", "1", "--storage", "5"))
+    _, first = authorize(alice, "--no-share", "--name", "one")  # a: 3 compute, 1 storage
+    assert_error(alice.pair("spaces", "authorize", "--no-share", "--template", "big"), "storage units")
+    _, second = authorize(alice, "--no-share", "--name", "two")
+    assert_error(alice.pair("spaces", "authorize", "--no-share"), "of 2 Spaces")
+    bootstrap(broker, first, "box-1")
+    assert refused_bootstrap(broker, second, "box-2").code == "quota_exceeded"
+    assert refused_bootstrap(broker, second, "box-2").code == "quota_exceeded"
+    ok(alice.pair("spaces", "down", "--space", "one"))
+    bootstrap(broker, second, "box-2")  # room again: no refusal counted
+    after = refusals(metrics_url)
+    assert {k: after[k] - before[k] for k in before} == {"spaces": 1, "compute": 2, "storage": 1}
 
 
 def test_a_stopped_space_whose_agent_comes_back_past_the_quota_is_told_to_stop(
