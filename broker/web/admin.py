@@ -1,7 +1,8 @@
 """The admin page (/admin): users, groups and members, templates, quotas with usage, access
 requests, and the audit log, for admins only (anyone else is answered 403), in the same web app
 with the same measures as the Spaces page: the cookie session, a CSRF token on every change, the
-page's Content-Security-Policy. Plain forms (POST, then a redirect with a flash), no script.
+page's Content-Security-Policy. Plain forms (POST, then a 303 back with a flash and any new key
+sealed for that page to show once), no script.
 
 Every change goes through the functions the CLI and the API use (`accounts`, `admin`, `groups`,
 `templates`, `quotas`, `access_requests`), so a rule holds everywhere or nowhere.

@@ -465,18 +465,28 @@ async def terminal_page(request: Request) -> Response:
 # -- create a Space -------------------------------------------------------------------------
 
 
-def _create_values(web: WebSession, teammates: list[str], **values: Any) -> dict[str, Any]:
+async def _create_values(ctx: Context, web: WebSession, *, form: bool = True, **values: Any) -> dict[str, Any]:
+    """What the create section shows; the form's choices (teammates, templates) only with `form`."""
     values.setdefault("draft", create.Draft())
     values.setdefault("created", None)
-    return {"user": web.user, "csrf": web.csrf, "teammates": teammates, "name_help": create.NAME_HELP, **values}
+    teammates = await _teammates(ctx, web.user) if form else []
+    choices = create.choices(await ctx.store.templates()) if form else []
+    return {
+        "user": web.user,
+        "csrf": web.csrf,
+        "teammates": teammates,
+        "templates": choices,
+        "name_help": create.NAME_HELP,
+        **values,
+    }
 
 
 async def create_form(request: Request) -> Response:
-    """GET /spaces/new: name a Space, choose teammates."""
+    """GET /spaces/new: name a Space, choose teammates and a template."""
     web = await auth.current(request)
     if web is None:
         return redirect("/signin")
-    return render(request, "new.html", **_create_values(web, await _teammates(_ctx(request), web.user)))
+    return render(request, "new.html", **await _create_values(_ctx(request), web))
 
 
 async def create_space(request: Request) -> Response:
@@ -489,10 +499,10 @@ async def create_space(request: Request) -> Response:
     form = create.draft(pairs)
     status = 200
     try:
-        values = _create_values(web, [], created=await create.create(ctx, web.user, form))
+        values = await _create_values(ctx, web, form=False, created=await create.create(ctx, web.user, form))
     except Problem as exc:
         status = exc.status
-        values = _create_values(web, await _teammates(ctx, web.user), draft=create.refused(form, exc))
+        values = await _create_values(ctx, web, draft=create.refused(form, exc))
     if wants_json(request):
         section = TEMPLATES.get_template("_create.html").module.create_section(**values)  # type: ignore[attr-defined]
         return JSONResponse({"ok": status == 200, "html": str(section)}, status_code=status)
@@ -508,17 +518,22 @@ async def admin_page(request: Request) -> Response:
     if web is None:
         return redirect("/signin")
     access.require_admin(web.user)
-    raw_flash = request.cookies.get(security.FLASH_COOKIE, "")
+    raw_flash = security.read_cookie(request, security.FLASH_COOKIE)
     flash = security.decode_flash(web.token, raw_flash) if raw_flash else None
-    response = render(request, "admin.html", **await admin.values(_ctx(request), web, request, flash=flash))
-    if raw_flash:
-        security.clear_cookie(request, response, security.FLASH_COOKIE)
+    sealed = security.read_cookie(request, security.ONCE_COOKIE)
+    new_key = security.open_secret(web.token, sealed) if sealed else None
+    values = await admin.values(_ctx(request), web, request, flash=flash, new_key=new_key)
+    response = render(request, "admin.html", **values)
+    for name, sent in ((security.FLASH_COOKIE, raw_flash), (security.ONCE_COOKIE, sealed)):
+        if sent:  # each is shown once
+            security.clear_cookie(request, response, name)
     return response
 
 
 async def admin_change(request: Request) -> Response:
-    """POST /admin/ACTION: one change (CSRF-checked, admins only); back to the page with a flash,
-    or the page itself when it shows a new auth key (once, never in a cookie or URL)."""
+    """POST /admin/ACTION: one change (CSRF-checked, admins only); back to the page (303, so a
+    reload never sends the change again) with a flash, and a new auth key sealed for that page
+    to show once (`security.seal_secret`: never in the URL)."""
     web, form = await admin.guard(request)
     ctx = _ctx(request)
     try:
@@ -528,11 +543,16 @@ async def admin_change(request: Request) -> Response:
             raise
         flash = {"kind": "error", "text": f"{exc.message} {exc.detail}".strip()}
         return render(request, "admin.html", exc.status, **await admin.values(ctx, web, request, flash=flash))
-    if key is not None:
-        flash = {"kind": "ok", "text": message}
-        return render(request, "admin.html", **await admin.values(ctx, web, request, flash=flash, new_key=key))
+    if key is not None and await auth.current(request) is None:
+        # The admin reset their own key: their session ended with it, so no next page can open
+        # a sealed key; this answer is the only place left to show it.
+        values = await admin.values(ctx, web, request, flash={"kind": "ok", "text": message}, new_key=key)
+        return render(request, "admin.html", **values)
     response = redirect("/admin")
     security.set_cookie(request, response, security.FLASH_COOKIE, security.encode_flash(web.token, "ok", message), 60)
+    if key is not None:
+        sealed = security.seal_secret(web.token, key)
+        security.set_cookie(request, response, security.ONCE_COOKIE, sealed, security.ONCE_MAX_AGE)
     return response
 
 

@@ -1,4 +1,5 @@
-"""The web page's defences in one place: response headers, cookies, CSRF tokens, signed flashes.
+"""The web page's defences in one place: response headers, cookies, CSRF tokens, signed flashes,
+a new secret shown once after a redirect (sealed, never in a URL).
 
 - Every web response carries a strict Content-Security-Policy (no inline script, no framing;
   the terminal page alone also admits `<style>` elements with its per-response nonce),
@@ -35,6 +36,8 @@ from broker.errors import Problem
 SESSION_COOKIE = "pair_session"
 SIGNIN_COOKIE = "pair_signin"  # the sign-in form's double-submit CSRF value
 FLASH_COOKIE = "pair_flash"
+ONCE_COOKIE = "pair_once"  # a new auth key for the next page to show once, sealed
+ONCE_MAX_AGE = 60  # seconds: the redirect's GET follows at once
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 MAX_FORM = 16 * 1024
@@ -290,3 +293,39 @@ def decode_flash(session_token: str, value: str) -> dict[str, Any] | None:
     if kind not in ("ok", "error") or not isinstance(text, str):
         return None
     return {"kind": kind, "text": text}
+
+
+# -- a secret shown once (after a redirect) ---------------------------------------------------
+
+_SEAL_PURPOSE = b"pair web secret once v1"
+
+
+def _seal_key(session_token: str) -> bytes:
+    return hmac.new(session_token.encode(), _SEAL_PURPOSE, hashlib.sha256).digest()
+
+
+def seal_secret(session_token: str, secret: str) -> str:
+    """`secret` (a new auth key) for the page after a POST's redirect, as a cookie value: sealed
+    with AES-256-GCM (RFC 5116) under a key derived from the session, so only this broker, for
+    this browser's session, can open it, and nothing it passes through (a proxy's log, the
+    browser's cookie file) holds it readable. The page that shows it deletes the cookie (one
+    time); it never travels in a URL, where history and logs would keep it."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_seal_key(session_token)).encrypt(nonce, secret.encode(), _SEAL_PURPOSE)
+    return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+
+def open_secret(session_token: str, value: str) -> str | None:
+    """What `seal_secret` sealed for this session; None for anything else (another session's,
+    altered, or not a sealed value at all)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        opened = AESGCM(_seal_key(session_token)).decrypt(raw[:12], raw[12:], _SEAL_PURPOSE)
+        return opened.decode()
+    except (InvalidTag, ValueError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None

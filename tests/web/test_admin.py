@@ -95,13 +95,26 @@ def test_an_admin_manages_the_broker_and_approves_a_waiting_request(
         [space] = json.loads(listed.stdout)
         assert (space["owner"], space["role"]) == (newcomer, "owner")
 
-        # reset a key: shown once
-        page.get_by_role("button", name=f"Reset key of {bob.email}").click()
+        # reset a key: POST, 303 to /admin, the key shown once there (never in the URL)
+        with page.expect_response(lambda r: r.url.endswith("/admin/user-reset")) as posted:
+            page.get_by_role("button", name=f"Reset key of {bob.email}").click()
+        assert posted.value.status == 303 and posted.value.headers["location"] == "/admin"
         key = page.locator("#new-key").inner_text()
         assert key.startswith("pair_ak_")
-        page.goto("/admin")  # the key was in that one answer only
+        assert page.url == f"{live_broker.url}/admin" and key not in page.url
+        expect(page.locator("#flash")).to_contain_text(f"Gave {bob.email} a new auth key")
+        assert not [c for c in page.context.cookies() if key in c["value"]]  # sealed, not carried readable
+        # A reload is a GET: it sends no reset again (one audit row) and shows the key no more.
+        with page.expect_response(lambda r: r.url.endswith("/admin")) as reloaded:
+            page.reload()
+        assert reloaded.value.request.method == "GET"
         expect(page.locator("#new-key")).to_have_count(0)
         assert key not in page.content()
+        resets = json.loads(live_broker.admin("audit", "--action", "user.reset_key", "--json").stdout)
+        assert [row["target"] for row in resets] == [bob.email]
+        key_file = tmp_path / "bob.key"
+        key_file.write_text(key + "\n")
+        bob.ok("login", bob.email, "--key-file", str(key_file))  # the key shown is the one that works
         # the audit log with a filter
         page.get_by_label("Action").fill("group")
         page.get_by_role("button", name="Filter").click()
