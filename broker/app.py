@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broker import agents, bus, downloads, http, metrics, openapi, relay, snapshots, streams, web
+from broker import agents, bus, downloads, http, metrics, openapi, outbox, relay, snapshots, streams, web
 from broker.app_gate import AppsGate
 from broker.bus import Unsubscribe
 from broker.context import Context, open_context
@@ -74,10 +74,13 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         listening = await _listen(app.state.ctx)
+        newest = await app.state.ctx.store.outbox_newest()  # what came before this broker is moot
+        relaying = asyncio.create_task(outbox.relay(app.state.ctx, newest))  # what the admin verbs announce
         try:
             yield
         finally:
             sweeper.cancel()
+            relaying.cancel()
             for unsubscribe in listening:
                 await unsubscribe()
             await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen

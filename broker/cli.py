@@ -21,6 +21,7 @@ import typer
 from broker import access_requests, accounts, admin, groups, quotas, serve_lock, serving, templates
 from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
 from broker.errors import Problem
+from broker.outbox import OutboxBus
 from broker.settings import Settings, SettingsError, split_address
 from broker.signing import SigningKey
 from broker.store import StoreUnavailable
@@ -80,11 +81,13 @@ def _settings(**overrides: Any) -> Settings:
 
 def _with_context(data_dir: Path | None, work: Callable[[Context], Awaitable[T]]) -> T:
     """Run `work` on the data dir's existing database (admin verbs never create one), in an
-    event loop of its own that opens and closes the store."""
+    event loop of its own that opens and closes the store. What it announces on the bus (streams
+    to end, keys to push) reaches the serving broker through the database (broker.outbox)."""
     settings = _settings(data_dir=data_dir)
 
     async def run() -> T:
         ctx = await open_context(settings, create=False)
+        ctx.bus = OutboxBus(ctx.database, ctx.clock)  # what the verb announces reaches the serving broker
         try:
             return await work(ctx)
         finally:

@@ -418,6 +418,25 @@ class Queries(Protocol):
         """Record a poll (for slow_down)."""
         ...
 
+    # the outbox: bus messages from processes that do not serve (broker.outbox)
+    async def outbox_put(self, channel: str, payload: bytes, now: int) -> None:
+        """Keep a message for the serving brokers to publish; each gets a larger id than every
+        message put before it."""
+        ...
+
+    async def outbox_after(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """(id, channel, payload) of the messages with an id above `after`, oldest first, at
+        most `limit`."""
+        ...
+
+    async def outbox_newest(self) -> int:
+        """The id of the newest message kept; 0 when there is none."""
+        ...
+
+    async def outbox_trim(self, before: int) -> None:
+        """Forget the messages put before `before` (a time)."""
+        ...
+
     # audit
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None: ...
 

@@ -949,6 +949,22 @@ class _Queries:
     async def touch_access_request(self, request_id: str, now: int) -> None:
         self._run("UPDATE access_requests SET last_polled_at = ? WHERE id = ?", (now, request_id))
 
+    # -- the outbox ---------------------------------------------------------------------------
+
+    async def outbox_put(self, channel: str, payload: bytes, now: int) -> None:
+        # AUTOINCREMENT: ids only grow, even after the newest is trimmed
+        self._run("INSERT INTO bus_outbox (channel, payload, created_at) VALUES (?, ?, ?)", (channel, payload, now))
+
+    async def outbox_after(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        rows = self._all("SELECT id, channel, payload FROM bus_outbox WHERE id > ? ORDER BY id LIMIT ?", after, limit)
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    async def outbox_newest(self) -> int:
+        return int(self._one("SELECT coalesce(max(id), 0) FROM bus_outbox")[0])
+
+    async def outbox_trim(self, before: int) -> None:
+        self._run("DELETE FROM bus_outbox WHERE created_at < ?", (before,))
+
     # -- audit --------------------------------------------------------------------------------
 
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:

@@ -6,6 +6,7 @@ room."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,39 @@ def test_a_member_taken_out_of_a_group_loses_ssh_within_two_seconds(world: World
     assert refused.returncode == 1
     assert "No Space you can see" in refused.stderr
     assert world.bob.run_in_space("true").returncode == 0
+
+
+def test_admin_verbs_end_the_streams_of_those_they_take_access_from(world: World) -> None:
+    """`pair-broker groups members remove` and `users remove` run in a process of their own,
+    beside the serving broker: what they announce reaches its bus through the database
+    (broker.outbox), so real open SSH sessions end within 2 s of the verb's return, each with
+    its reason, as the API's changes end them."""
+    eventually(lambda: world.alice.state("demo") == "running", "the Space is running")
+    for args in (("groups", "add", "eng"), ("groups", "members", "add", "eng", world.carol.email)):
+        done = world.broker.admin(*args)
+        assert done.returncode == 0, done.stderr
+    world.alice.ok("spaces", "share", "demo", "--group", "eng")
+    eventually(lambda: world.carol.email in (world.box.snapshot_emails() or set()), "carol's key reaches the agent")
+
+    def ended_within_two_seconds(session: subprocess.Popen[str], reason: str) -> None:
+        assert session.wait(timeout=2) != 0
+        assert session.stderr is not None
+        assert reason in session.stderr.read()
+
+    with world.carol.session() as carols, world.bob.session() as bobs, world.alice.session() as alices:
+        done = world.broker.admin("groups", "members", "remove", "eng", world.carol.email)
+        assert done.returncode == 0, done.stderr
+        ended_within_two_seconds(carols, 'You were taken out of the group "eng".')
+        assert bobs.poll() is None and alices.poll() is None
+
+        done = world.broker.admin("users", "remove", world.bob.email)  # demo was shared with him
+        assert done.returncode == 0, done.stderr
+        ended_within_two_seconds(bobs, f"The account {world.bob.email} was removed.")
+        assert alices.poll() is None
+
+        done = world.broker.admin("users", "remove", world.alice.email)  # the owner: demo is deleted
+        assert done.returncode == 0, done.stderr
+        ended_within_two_seconds(alices, 'The Space "demo" was deleted.')
 
 
 def test_a_real_bootstrap_past_the_compute_quota_waits_for_room(tmp_path: Path) -> None:

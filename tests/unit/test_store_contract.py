@@ -681,3 +681,44 @@ async def test_net_bytes_counts_connections_that_ended_in_the_window(people: Sto
         if closed is not None:
             await people.close_tunnel(tid, closed, 100, 1000 if tid == "t_new" else 7, "done")
     assert await people.net_bytes(["sp_1", "sp_2"], NOW) == {"sp_1": 1100, "sp_2": 0}
+
+
+# -- the outbox (broker.outbox) -------------------------------------------------------------------
+
+
+async def test_the_outbox_hands_messages_out_in_order_after_an_id_and_forgets_old_ones(store: Store) -> None:
+    assert await store.outbox_newest() == 0
+    assert await store.outbox_after(0, 10) == []
+    payloads = [b"one", b"\x00two\xff", b"three"]
+    for i, payload in enumerate(payloads):
+        await store.outbox_put(f"pair_chan{i}", payload, NOW + i)
+    found = await store.outbox_after(0, 10)
+    assert [(channel, payload) for _, channel, payload in found] == [
+        ("pair_chan0", b"one"),
+        ("pair_chan1", b"\x00two\xff"),
+        ("pair_chan2", b"three"),
+    ]
+    ids = [message_id for message_id, _, _ in found]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert await store.outbox_newest() == ids[-1]
+    assert [m[0] for m in await store.outbox_after(ids[0], 10)] == ids[1:]
+    assert [m[0] for m in await store.outbox_after(0, 2)] == ids[:2]
+
+    await store.outbox_trim(NOW + 2)  # the two older go
+    assert [m[0] for m in await store.outbox_after(0, 10)] == ids[2:]
+    await store.outbox_trim(NOW + 3)
+    assert await store.outbox_after(0, 10) == []
+    await store.outbox_put("pair_chan", b"four", NOW + 4)  # an id is never reused
+    [(newer, _, _)] = await store.outbox_after(0, 10)
+    assert newer > ids[-1]
+
+
+async def test_an_outbox_message_put_in_a_transaction_that_rolls_back_is_not_handed_out(store: Store) -> None:
+    async def change_its_mind() -> None:
+        async with store.transaction() as tx:
+            await tx.outbox_put("pair_chan", b"undone", NOW)
+            raise RuntimeError("changed its mind")
+
+    with pytest.raises(RuntimeError):
+        await change_its_mind()
+    assert await store.outbox_after(0, 10) == []

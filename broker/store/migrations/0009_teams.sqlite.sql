@@ -1,5 +1,6 @@
 -- SQLite's dialect: INTEGER columns hold 64 bits (times).
--- Teams (issue 16): Space templates, groups, quotas and access requests.
+-- Teams (issue 16): Space templates, groups, quotas and access requests; and the bus outbox,
+-- through which the admin verbs (another process) reach the serving broker's bus.
 
 -- A template says what a Space of it costs: compute units while it runs (starting or running),
 -- storage units while it exists. At most one is the default (the partial unique index).
@@ -71,3 +72,14 @@ CREATE TABLE access_requests (
 );
 CREATE INDEX access_requests_email ON access_requests(email, created_at);
 CREATE INDEX access_requests_address ON access_requests(client_address, created_at);
+
+-- Bus messages from processes that do not serve (the admin verbs): the serving brokers publish
+-- them on their own bus (broker/outbox.py). AUTOINCREMENT: an id is never reused, so a reader
+-- that remembers the last id it published never skips or repeats one.
+CREATE TABLE bus_outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel    TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX bus_outbox_created ON bus_outbox(created_at);
