@@ -11,11 +11,11 @@ docs/tokens.md describes its format, docs/operations.md what a leaked one allows
 
 from __future__ import annotations
 
-from broker import agents, credentials, snapshots
+from broker import agents, credentials, quotas, snapshots, templates
 from broker.context import Context, timestamp
 from broker.errors import Problem, invalid
 from broker.spaces import delete, teammates_by_email
-from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, UserRecord
+from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, TemplateRecord, UserRecord
 from pair.api import models as m
 from pair.api.grammar import NAME_RULE, is_space_name
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key
@@ -126,7 +126,9 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
     for `container_name` (a rebuild of the same container), else a new one named after it (with
     `-2`, `-3` … when the owner has another Space of that name). Either way it is shared with
     the key's people (on top of any sharing its owner did since) and gets a new agent
-    credential, which the container keeps instead of the key."""
+    credential, which the container keeps instead of the key. A new Space gets the default
+    template; the owner's quota holds as for `pair spaces authorize` and a bootstrap (a new
+    Space, then its compute units), and a refusal leaves nothing made and the key unused."""
     facts = agents.checked_facts(req.facts)
     try:
         pasted = normalize(req.space_key, SPACE_KEY)
@@ -154,11 +156,15 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
             raise refused
         people = await tx.store.space_key_user_ids(key.id)
         space = await tx.store.space_for_container(key.id, req.container_name)
-        if space is None:
-            space = await _create(tx, key, owner, req.container_name, people, now)
+        if space is None:  # a new Space, of the default template, within the owner's quota
+            template = await templates.resolve(tx, None)
+            storage = template.storage_units if template else 0
+            await quotas.check(tx, owner.id, quotas.new_space(template.name if template else None, storage))
+            space = await _create(tx, key, owner, req.container_name, people, now, template)
             await tx.store.audit(now, f"key:{key.id}", "space.create", space.id, space.name)
         elif people:
             await tx.store.update_shares(space.id, people, [], now)
+        await quotas.check(tx, owner.id, quotas.starting(space))  # it starts to run, as a bootstrap does
         await tx.store.register_keyed_agent(
             key.id, space.id, req.instance_id, facts, credentials.digest(credential), now
         )
@@ -170,7 +176,13 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
 
 
 async def _create(
-    ctx: Context, key: SpaceKeyRecord, owner: UserRecord, container: str, people: list[str], now: int
+    ctx: Context,
+    key: SpaceKeyRecord,
+    owner: UserRecord,
+    container: str,
+    people: list[str],
+    now: int,
+    template: TemplateRecord | None,
 ) -> SpaceRecord:
     """A new Space for `container`, each name tried in a savepoint (a Conflict aborts only it)."""
     for attempt in range(NAME_ATTEMPTS):
@@ -189,6 +201,9 @@ async def _create(
             None,
             space_key_id=key.id,
             container_name=container,
+            template=template.name if template else None,
+            compute_units=template.compute_units if template else 0,
+            storage_units=template.storage_units if template else 0,
         )
         try:
             async with ctx.transaction() as attempt_tx:

@@ -18,24 +18,24 @@ from broker import agents, metrics
 from pair.api.client import Client
 from pair.api.errors import ApiError
 from pair.api.models import ContainerFacts, Heartbeat
-from tests.cli.helpers import admin, assert_error, authorize, list_json, ok
+from tests.cli.helpers import admin, assert_error, authorize, client_as, list_json, ok
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person
 
 FACTS = ContainerFacts(hostname="box")
 
 
-def container(broker: InProcessBroker, credential: str | None = None) -> Client:
+def container_client(broker: InProcessBroker, credential: str | None = None) -> Client:
     return Client(broker.url, token=credential, http=TestClient(broker.http.app, base_url=broker.url))
 
 
 def bootstrap(broker: InProcessBroker, token: str, instance: str) -> str:
-    with container(broker) as c:
+    with container_client(broker) as c:
         return c.bootstrap(token, instance, FACTS).agent_credential
 
 
 def refused_bootstrap(broker: InProcessBroker, token: str, instance: str) -> ApiError:
-    with container(broker) as c, pytest.raises(ApiError) as refused:
+    with container_client(broker) as c, pytest.raises(ApiError) as refused:
         c.bootstrap(token, instance, FACTS)
     return refused.value
 
@@ -167,6 +167,45 @@ def test_new_spaces_are_refused_past_the_space_and_storage_limits(
     assert sorted(states(alice)) == ["one", "two"]  # nothing half-made
 
 
+def test_containers_a_space_key_registers_get_the_default_template_within_the_quota(
+    broker: InProcessBroker, people: dict[str, Person], seed: None
+) -> None:
+    """A Space key makes Spaces as authorize does: the default template, the owner's Space and
+    storage limits for a new one, then its compute units as a bootstrap; a refusal makes nothing
+    and leaves the key unused."""
+    alice = people["alice"]
+    ok(admin(broker, "quota", "set", "alice@example.com", "--spaces", "3", "--compute", "6"))
+    with client_as(broker, alice) as api:
+        key = api.create_space_key("ci", share_with=[], expires_in_seconds=None).space_key
+    authorize(alice, "--no-share", "--name", "by_hand")  # one Space, not running
+
+    def register(container: str) -> None:
+        with container_client(broker) as c:
+            c.bootstrap_with_key(key, container, f"inst-{container}", FACTS)
+
+    register("box-1")
+    register("box-2")  # 6 of 6 compute units now
+    assert {(r["name"], r["template"], r["state"]) for r in list_json(alice)} == {
+        ("by_hand", "a", "created"),
+        ("box-1", "a", "starting"),
+        ("box-2", "a", "starting"),
+    }
+    with pytest.raises(ApiError) as refused:
+        register("box-3")  # a fourth Space: past the limit of 3
+    assert (refused.value.code, refused.value.message) == (
+        "quota_exceeded",
+        "You are using 3 of 3 Spaces; a new Space needs 1.",
+    )
+    ok(alice.pair("spaces", "delete", "by_hand", "--yes"))
+    with pytest.raises(ApiError) as refused:
+        register("box-3")  # room for the Space, none for its compute units
+    assert refused.value.message == "You are using 6 of 6 compute units; template a needs 3."
+    assert sorted(r["name"] for r in list_json(alice)) == ["box-1", "box-2"]  # nothing half-made
+    with client_as(broker, alice) as api:
+        [listed] = api.space_keys()
+    assert listed.uses == 2  # the refusals did not count as uses
+
+
 @pytest.fixture
 def metrics_url() -> Iterator[str]:
     """The broker's /metrics listener (`--metrics-address 127.0.0.1:0`), in this process."""
@@ -220,13 +259,13 @@ def test_a_stopped_space_whose_agent_comes_back_past_the_quota_is_told_to_stop(
     credentials = [bootstrap(broker, tokens[i], f"box-{i}") for i in range(2)]
     # box-0's container goes away; the sweep stops its Space once box-1 alone keeps beating
     broker.clock.advance(3 * broker.ctx.settings.agent_interval + 2)
-    with container(broker, credentials[1]) as box1:
+    with container_client(broker, credentials[1]) as box1:
         box1.heartbeat(Heartbeat(instance_id="box-1"))
     broker.run(agents.stop_silent(broker.ctx))
     assert states(alice)["a0"] == "stopped"
     bootstrap(broker, tokens[2], "box-2")  # the room it left
 
-    with container(broker, credentials[0]) as box0:  # box-0 is back, but there is no room
+    with container_client(broker, credentials[0]) as box0:  # box-0 is back, but there is no room
         reply = box0.heartbeat(Heartbeat(instance_id="box-0"))
     assert reply.desired_state == "stopped"
     assert states(alice)["a0"] == "stopped"
