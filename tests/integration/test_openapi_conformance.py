@@ -30,11 +30,15 @@ TEAMMATES = ("owner@example.com", "friend@example.com")
 # The admin endpoints that name a user by email act on this one only: run against the acting
 # admin, they would reset its key or remove it mid-run.
 DOOMED = "doomed@example.com"
+# Shared with as a group: one that exists (sharing with a group that does not is a 404, a fact
+# about the database again).
+GROUPS = ("eng",)
 
 
 def config(broker: RealBroker, agent_credential: str) -> str:
     key = broker.admin_key_file.read_text().strip()
     teammates = ", ".join(f'"{e}"' for e in TEAMMATES)
+    groups = ", ".join(f'"{g}"' for g in GROUPS)
     return f"""
 seed = {SEED}
 workers = 1
@@ -61,6 +65,9 @@ extract_selector = "/session_token"
 [dictionaries.teammates]
 values = [{teammates}]
 
+[dictionaries.groups]
+values = [{groups}]
+
 [[operations]]
 include-path-regex = "^/api/v1/admin/users/"
 phases.stateful.enabled = false
@@ -76,7 +83,8 @@ parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }} }}
 
 [[operations]]
 include-path = "/api/v1/spaces/{{space_id}}/shares"
-parameters = {{ "body.add[*]" = {{ dictionary = "teammates" }}, "body.remove[*]" = {{ dictionary = "teammates" }} }}
+parameters = {{ "body.add[*]" = {{ dictionary = "teammates" }}, "body.remove[*]" = {{ dictionary = "teammates" }}, \
+"body.add_groups[*]" = {{ dictionary = "groups" }}, "body.remove_groups[*]" = {{ dictionary = "groups" }} }}
 
 [[operations]]
 include-path = "/api/v1/admin/groups/{{name}}/members"
@@ -101,6 +109,8 @@ def agent_credential(broker: RealBroker, tmp_path: Path) -> str:
     generated request can delete the Space or take its credential."""
     owner_key = broker.add_user(TEAMMATES[0], tmp_path)
     broker.add_user(TEAMMATES[1], tmp_path)
+    for group in GROUPS:
+        assert broker.admin("groups", "add", group).returncode == 0
     with httpx.Client(base_url=broker.url) as http:
         session = http.post(
             "/api/v1/login", json={"email": TEAMMATES[0], "auth_key": owner_key.read_text().strip()}
