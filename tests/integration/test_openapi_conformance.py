@@ -33,12 +33,16 @@ DOOMED = "doomed@example.com"
 # Shared with as a group: one that exists (sharing with a group that does not is a 404, a fact
 # about the database again).
 GROUPS = ("eng",)
+# A new Space's template: one that exists, the default (a name the broker has none of is a 404
+# again).
+TEMPLATES = ("standard",)
 
 
 def config(broker: RealBroker, agent_credential: str) -> str:
     key = broker.admin_key_file.read_text().strip()
     teammates = ", ".join(f'"{e}"' for e in TEAMMATES)
     groups = ", ".join(f'"{g}"' for g in GROUPS)
+    templates = ", ".join(f'"{t}"' for t in TEMPLATES)
     return f"""
 seed = {SEED}
 workers = 1
@@ -73,9 +77,13 @@ include-path-regex = "^/api/v1/admin/users/"
 phases.stateful.enabled = false
 parameters = {{ "path.email" = "{DOOMED}" }}
 
+[dictionaries.templates]
+values = [{templates}]
+
 [[operations]]
 include-operation-id = "post_api_v1_spaces"
-parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }} }}
+parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }}, \
+"body.template" = {{ dictionary = "templates" }} }}
 
 [[operations]]
 include-operation-id = "post_api_v1_space_keys"
@@ -111,6 +119,9 @@ def agent_credential(broker: RealBroker, tmp_path: Path) -> str:
     broker.add_user(TEAMMATES[1], tmp_path)
     for group in GROUPS:
         assert broker.admin("groups", "add", group).returncode == 0
+    for template in TEMPLATES:
+        made = broker.admin("templates", "add", template, "--compute", "1", "--storage", "1", "--default")
+        assert made.returncode == 0, made.stderr
     with httpx.Client(base_url=broker.url) as http:
         session = http.post(
             "/api/v1/login", json={"email": TEAMMATES[0], "auth_key": owner_key.read_text().strip()}
