@@ -4,4 +4,4 @@
 set -euo pipefail
 here="$(dirname "$0")"
 "$here/node-tools.sh"
-"$here/apt-ensure.sh" openssh-client openssh-server debootstrap shellcheck chromium nginx openssl
+"$here/apt-ensure.sh" openssh-client openssh-server debootstrap shellcheck chromium nginx openssl postgresql

@@ -1,5 +1,5 @@
 """Shared fixtures: an in-process broker with a fake clock, people who use the CLI against it,
-and a real broker process for integration tests."""
+a real broker process for integration tests, and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.broker import InProcessBroker, RealBroker, in_process_broker, real_broker
 from tests.support.cli import Person, connect_cli
+from tests.support.postgres import PostgresServer, postgres_server
 
 
 @pytest.fixture
@@ -36,3 +37,11 @@ def people(broker: InProcessBroker, tmp_path: Path) -> dict[str, Person]:
 def live_broker(tmp_path: Path) -> Iterator[RealBroker]:
     with real_broker(tmp_path / "broker-data") as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session, started on first use; tests take fresh
+    databases from it (`create_database()`)."""
+    with postgres_server() as server:
+        yield server

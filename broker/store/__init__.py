@@ -85,10 +85,11 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be used right now (disk full, read-only, I/O error, locked): the
-    environment's fault, not the request's. `why` says what, `hint` what the operator can do."""
+    """The database cannot be used right now (disk full, read-only, I/O error, locked, its server
+    unreachable): the environment's fault, not the request's. `path` is the SQLite file, or the
+    PostgreSQL URL without its password; `why` says what, `hint` what the operator can do."""
 
-    def __init__(self, path: Path, why: str, hint: str) -> None:
+    def __init__(self, path: Path | str, why: str, hint: str) -> None:
         super().__init__(f"Cannot use the database {path}: {why}.")
         self.path, self.why, self.hint = path, why, hint
 

@@ -1,19 +1,24 @@
 """The store tests' backends and rows: a database per test for each backend the contract suite
 runs against, opened in the test's own event loop.
 
-A backend adds a class here with the same three methods and one name in
-tests/unit/test_store_contract.py's BACKENDS.
+A backend adds a class here with the same three methods, a branch in `backend`, and one name
+in tests/unit/test_store_contract.py's BACKENDS.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+
+import pytest
 
 from broker.store import SessionRecord, SpaceRecord, SshKeyRecord, Store, TokenRecord, TunnelRecord, UserRecord
 from broker.store.backends import open_store
 from pair.api.models import StreamKind
+from tests.support.postgres import PostgresServer
 
 NOW = 1_800_000_000
 
@@ -60,9 +65,41 @@ class SqliteBackend:
             db.close()
 
 
-def backend(name: str, directory: Path) -> Backend:
-    backends: dict[str, type[SqliteBackend]] = {"sqlite": SqliteBackend}
-    return backends[name](directory)
+class PostgresBackend:
+    """A fresh database on the session's PostgreSQL server (tests/support/postgres.py)."""
+
+    name = "postgresql"
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.url = server.create_database()
+
+    async def open(self) -> Store:
+        return await open_store(self.url)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.server.rows(self.url, sql)
+
+    def execute(self, sql: str) -> None:
+        self.server.execute(self.url, sql)
+
+    def drop(self) -> None:
+        self.server.drop_database(self.url)
+
+
+@contextmanager
+def backend(request: pytest.FixtureRequest, name: str, directory: Path) -> Iterator[Backend]:
+    """The backend `name` for one test: SQLite in `directory`, or a fresh PostgreSQL database
+    (the session's server starts on first use: the `postgres` fixture)."""
+    if name == "sqlite":
+        yield SqliteBackend(directory)
+        return
+    assert name == "postgresql", name
+    pg = PostgresBackend(request.getfixturevalue("postgres"))
+    try:
+        yield pg
+    finally:
+        pg.drop()
 
 
 # -- rows ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker import quotas
-from broker.store import GroupRecord, Limits, Usage
+from broker.store import GroupRecord, Limits, Store, Usage
 from tests.support import stores
 from tests.support.stores import NOW, space
 
@@ -81,7 +81,7 @@ space_st = st.tuples(
 )
 
 
-@pytest.mark.parametrize("backend_name", ["sqlite"])
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
 @settings(max_examples=25, deadline=None)
 @given(
     spaces=st.lists(space_st, max_size=8),
@@ -90,6 +90,7 @@ space_st = st.tuples(
     member_of=st.lists(st.booleans(), min_size=3, max_size=3),
 )
 def test_the_store_counts_usage_and_limits_as_the_rules_say(
+    request: pytest.FixtureRequest,
     backend_name: str,
     spaces: list[tuple[str, int, int, bool, bool]],
     own: Limits,
@@ -97,7 +98,10 @@ def test_the_store_counts_usage_and_limits_as_the_rules_say(
     member_of: list[bool],
 ) -> None:
     async def check(directory: Path) -> None:
-        store = await stores.backend(backend_name, directory).open()
+        with stores.backend(request, backend_name, directory) as backend:  # a fresh database per example
+            await counted(await backend.open())
+
+    async def counted(store: Store) -> None:
         try:
             await stores.add_people(store)
             await store.set_user_quota("u_alice", own)

@@ -8,7 +8,7 @@ Each test opens its store in its own event loop, as the broker does (async drive
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from pair.api.models import SpaceState
 from tests.support import stores
 from tests.support.stores import NOW, Backend, session, space, ssh_key, stream, token, user
 
-BACKENDS = ["sqlite"]  # PostgreSQL joins here
+BACKENDS = ["sqlite", "postgresql"]
 
 pytestmark = pytest.mark.anyio
 
@@ -41,8 +41,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return stores.backend(request.param, tmp_path)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with stores.backend(request, request.param, tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from importlib.abc import Traversable
 
 from broker.store import StoreError
 
-DIALECTS = ("sqlite",)  # every backend's dialect; PostgreSQL joins with its store
+DIALECTS = ("sqlite", "postgresql")  # every backend's dialect
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,156 @@
+"""A real PostgreSQL server for the tests: Debian's `postgresql` package, its own data directory
+in a temporary directory and a free port on 127.0.0.1, started once per test session; each test
+gets a fresh database copied from a migrated template (CREATE DATABASE … TEMPLATE), which takes
+milliseconds where migrating would take longer.
+
+initdb refuses to run as root, so as root the server runs as the `postgres` user, in a directory
+that user can reach (../../../shared/FACTS.md). fsync is off: the tests never survive a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.support.tools import need_tool
+
+TEMPLATE = "pair_template"
+
+
+def _binaries() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        need_tool("initdb")  # skips locally, fails under CI=true
+        found = [str(shutil.which("initdb"))]
+    return Path(found[-1]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    """One server; `create_database()` hands out fresh, migrated databases by URL."""
+
+    def __init__(self, root: Path, port: int, run_as: dict[str, Any]) -> None:
+        self.root = root
+        self.port = port
+        self._run_as = run_as
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, *, migrated: bool = True) -> str:
+        """A new database's URL: a copy of the migrated template, or empty."""
+        with self._lock:
+            self._count += 1
+            name = f"test_{os.getpid()}_{self._count}"
+        template = TEMPLATE if migrated else "template0"
+        with psycopg.connect(self.admin_url, autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.admin_url, autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def rows(self, url: str, sql: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url, autocommit=True) as db:
+            return list(db.execute(sql).fetchall())
+
+    def execute(self, url: str, sql: str) -> None:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(sql)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    bin_dir = _binaries()
+    run_as: dict[str, Any] = {}
+    root = Path(tempfile.mkdtemp(prefix="pair-postgres-"))
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        run_as = {"user": pw.pw_uid, "group": pw.pw_gid}
+        root.chmod(0o755)  # mkdtemp's 0700 would keep the postgres user out
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    data, log = root / "data", root / "server.log"
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+    try:
+        subprocess.run(
+            [bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+            env=env,
+            cwd=root,
+            **run_as,
+        )
+        server = None
+        for _ in range(5):  # another process may take the free port between choosing and binding it
+            port = _free_port()
+            options = (
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+                " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            )
+            started = subprocess.run(
+                [bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=root,
+                **run_as,
+            )
+            if started.returncode == 0:
+                server = PostgresServer(root, port, run_as)
+                break
+        if server is None:
+            raise RuntimeError(f"PostgreSQL did not start: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            _make_template(server)
+            yield server
+        finally:
+            subprocess.run(
+                [bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                env=env,
+                cwd=root,
+                **run_as,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _make_template(server: PostgresServer) -> None:
+    """A database with every migration applied, which each test's database copies."""
+    import asyncio
+
+    from broker.store.postgres import PostgresStore
+
+    with psycopg.connect(server.admin_url, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{TEMPLATE}"')
+
+    async def migrate() -> None:
+        store = await PostgresStore.open(server.url(TEMPLATE), pool_max=1)
+        await store.close()
+
+    asyncio.run(migrate())
