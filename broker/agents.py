@@ -76,9 +76,15 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
         pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
     except SecretError as err:
         raise Problem(401, err.message, err.hint, "token_malformed") from err
-    ctx.keyring.refresh()
+    await ctx.keyring.update()
     try:
-        claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
+        try:
+            claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
+        except TokenInvalid as err:
+            if err.code != "unknown_key":
+                raise
+            await ctx.keyring.update(force=True)  # another replica or process may have just rotated
+            claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
     except TokenInvalid as err:
         sub = err.claims.get("sub")
         raise _token_problem(err, await ctx.store.space(sub) if isinstance(sub, str) else None) from err

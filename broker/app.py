@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
 
     async def jwks(request: Request) -> Response:
         keyring = request.app.state.ctx.keyring
-        keyring.refresh()
+        await keyring.update()
         return http.json_response(200, keyring.jwks(), {"Cache-Control": "public, max-age=300"})
 
     async def openapi_json(request: Request) -> Response:

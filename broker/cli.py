@@ -12,19 +12,28 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from broker import access_requests, accounts, admin, groups, quotas, serve_lock, serving, templates
-from broker.context import Context, DataDirError, check_writable, data_dir_error, open_context, timestamp
+from broker.context import (
+    DATA_DIR_HINT,
+    Context,
+    DataDirError,
+    check_writable,
+    data_dir_error,
+    open_context,
+    timestamp,
+)
 from broker.errors import Problem
 from broker.outbox import OutboxBus
 from broker.settings import Settings, SettingsError, split_address
 from broker.signing import SigningKey
-from broker.store import StoreUnavailable
+from broker.store import StoreError, StoreUnavailable
+from broker.store.backends import shown
 from pair import durations, runner
 from pair.api import models as m
 from pair.api.errors import PairError
@@ -72,6 +81,26 @@ DataDir = Annotated[
 ]
 
 
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="The database: a postgresql:// URL (several replicas share it), or sqlite:///PATH; "
+        "default the SQLite file in the data dir. [env: PAIR_BROKER_DATABASE_URL]",
+        show_default=False,
+    ),
+]
+EncryptionKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--encryption-key-file",
+        help="A 0600 file holding the key that seals the signing keys in the database (needed with "
+        "PostgreSQL). [env: PAIR_BROKER_ENCRYPTION_KEY_FILE, or the key itself in PAIR_BROKER_ENCRYPTION_KEY]",
+        show_default=False,
+    ),
+]
+
+
 def _settings(**overrides: Any) -> Settings:
     try:
         return Settings.load(**overrides)
@@ -79,14 +108,22 @@ def _settings(**overrides: Any) -> Settings:
         raise PairError(str(exc), "See docs/operations.md for every setting.") from exc
 
 
-def _with_context(data_dir: Path | None, work: Callable[[Context], Awaitable[T]]) -> T:
-    """Run `work` on the data dir's existing database (admin verbs never create one), in an
-    event loop of its own that opens and closes the store. What it announces on the bus (streams
-    to end, keys to push) reaches the serving broker through the database (broker.outbox)."""
-    settings = _settings(data_dir=data_dir)
+def _with_context(
+    data_dir: Path | None,
+    work: Callable[[Context], Awaitable[T]],
+    database: str | None = None,
+    encryption_key_file: Path | None = None,
+    *,
+    discard_unreadable_keys: bool = False,
+) -> T:
+    """Run `work` on the existing database (admin verbs never create one: the data dir's SQLite
+    file, or `database`), in an event loop of its own that opens and closes the store. What it
+    announces on the bus (streams to end, keys to push) reaches the serving broker through the
+    database (broker.outbox)."""
+    settings = _settings(data_dir=data_dir, database=database, encryption_key_file=encryption_key_file)
 
     async def run() -> T:
-        ctx = await open_context(settings, create=False)
+        ctx = await open_context(settings, create=False, discard_unreadable_keys=discard_unreadable_keys)
         ctx.bus = OutboxBus(ctx.database, ctx.clock)  # what the verb announces reaches the serving broker
         try:
             return await work(ctx)
@@ -144,8 +181,10 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
-    """Run the broker (SQLite in the data dir; a signing key and first admin are made on first start)."""
+    """Run the broker (SQLite in the data dir, or --database; a signing key and first admin are made on first start)."""
     import uvicorn
 
     from broker import streams
@@ -158,6 +197,8 @@ def serve(
         public_url=public_url,
         apps_domain=apps_domain,
         metrics_address=metrics_address,
+        database=database,
+        encryption_key_file=encryption_key_file,
     )
     lock = _lock_data_dir(settings.data_dir)  # held until this process ends
     sock = _listen(settings.host, settings.port)
@@ -177,9 +218,14 @@ def serve(
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:
+                where = (
+                    f"database {shown(settings.database_location)}"
+                    if settings.database
+                    else f"data in {settings.data_dir}"
+                )
                 print(
                     f"pair broker listening on http://{_display(settings.host)}:{settings.port}"
-                    f" (public URL {settings.url}, data in {settings.data_dir})",
+                    f" (public URL {settings.url}, {where})",
                     flush=True,
                 )
 
@@ -267,8 +313,10 @@ async def _first_admin(ctx: Context) -> None:
             key_file,
             lambda tx: accounts.create_user(tx, ctx.settings.admin_email.strip(), is_admin=True, actor="first-start"),
         )
-    except Problem as exc:  # PAIR_BROKER_ADMIN_EMAIL is not an email
-        raise PairError(f"PAIR_BROKER_ADMIN_EMAIL: {exc.message}", exc.detail) from exc
+    except Problem as exc:
+        if exc.code == "exists":  # another replica on the same database made it first
+            return
+        raise PairError(f"PAIR_BROKER_ADMIN_EMAIL: {exc.message}", exc.detail) from exc  # not an email
     print(
         f"Created the first admin, {user.email}; their auth key is in {key_file} (mode 0600).\n"
         f"Log in with:  pair login {user.email} --key-file {key_file} --url {ctx.settings.url}",
@@ -354,6 +402,8 @@ def users_add(
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
     key_file: KeyFile = None,
     data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Create a user and their auth key (shown once)."""
     _check_key_file(key_file, replace=False)  # a new key never overwrites a file: it may be someone's key
@@ -362,14 +412,18 @@ def users_add(
         lambda ctx: _create_with_key(
             ctx, key_file, lambda tx: accounts.create_user(tx, email.strip(), is_admin=admin, actor=_actor())
         ),
+        database,
+        encryption_key_file,
     )
     _emitted(user.email, key_file)
 
 
 @users_app.command("list")
-def users_list(data_dir: DataDir = None) -> None:
+def users_list(
+    data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """List users."""
-    users = _with_context(data_dir, lambda ctx: ctx.store.users())
+    users = _with_context(data_dir, lambda ctx: ctx.store.users(), database, encryption_key_file)
     print(f"{'EMAIL':<40} {'ROLE':<6} CREATED")
     for u in users:
         role = "admin" if u.is_admin else "user"
@@ -377,19 +431,31 @@ def users_list(data_dir: DataDir = None) -> None:
 
 
 @users_app.command("remove")
-def users_remove(email: str, data_dir: DataDir = None) -> None:
+def users_remove(
+    email: str, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Remove a user; the Spaces they own are deleted."""
-    user = _with_context(data_dir, lambda ctx: admin.remove_user(ctx, email.strip(), actor=_actor()))
+    user = _with_context(
+        data_dir, lambda ctx: admin.remove_user(ctx, email.strip(), actor=_actor()), database, encryption_key_file
+    )
     print(f"Removed {user.email}.")
 
 
 @users_app.command("reset-key")
-def users_reset_key(email: str, key_file: KeyFile = None, data_dir: DataDir = None) -> None:
+def users_reset_key(
+    email: str,
+    key_file: KeyFile = None,
+    data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
+) -> None:
     """Replace a user's auth key; their sessions end."""
     _check_key_file(key_file, replace=True)  # the user's old key file is the natural place for the new key
     user = _with_context(
         data_dir,
         lambda ctx: _create_with_key(ctx, key_file, lambda tx: accounts.reset_key(tx, email.strip(), actor=_actor())),
+        database,
+        encryption_key_file,
     )
     _emitted(user.email, key_file)
 
@@ -405,6 +471,8 @@ def templates_add(
     default: Annotated[bool, typer.Option("--default", help="New Spaces get it when they name none.")] = False,
     description: Annotated[str, typer.Option("--description", help="One line for people picking one.")] = "",
     data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Add a Space template."""
     made = _with_context(
@@ -412,14 +480,18 @@ def templates_add(
         lambda ctx: templates.add(
             ctx, name, compute=compute, storage=storage, default=default, description=description, actor=_actor()
         ),
+        database,
+        encryption_key_file,
     )
     print(f"Added the template {made.name}{' (the default)' if made.is_default else ''}.")
 
 
 @templates_app.command("list")
-def templates_list(data_dir: DataDir = None) -> None:
+def templates_list(
+    data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """List Space templates."""
-    found = _with_context(data_dir, lambda ctx: ctx.store.templates())
+    found = _with_context(data_dir, lambda ctx: ctx.store.templates(), database, encryption_key_file)
     if not found:
         print("No templates: new Spaces cost nothing. Add one with `pair-broker templates add`.", file=sys.stderr)
         return
@@ -432,16 +504,20 @@ def templates_list(data_dir: DataDir = None) -> None:
 
 
 @templates_app.command("remove")
-def templates_remove(name: str, data_dir: DataDir = None) -> None:
+def templates_remove(
+    name: str, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Remove a template; Spaces made from it keep its name and units."""
-    _with_context(data_dir, lambda ctx: templates.remove(ctx, name, actor=_actor()))
+    _with_context(data_dir, lambda ctx: templates.remove(ctx, name, actor=_actor()), database, encryption_key_file)
     print(f"Removed the template {name}.")
 
 
 @templates_app.command("set-default")
-def templates_set_default(name: str, data_dir: DataDir = None) -> None:
+def templates_set_default(
+    name: str, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Make a template the default one."""
-    _with_context(data_dir, lambda ctx: templates.set_default(ctx, name, actor=_actor()))
+    _with_context(data_dir, lambda ctx: templates.set_default(ctx, name, actor=_actor()), database, encryption_key_file)
     print(f"{name} is the default template.")
 
 
@@ -449,16 +525,20 @@ def templates_set_default(name: str, data_dir: DataDir = None) -> None:
 
 
 @groups_app.command("add")
-def groups_add(name: str, data_dir: DataDir = None) -> None:
+def groups_add(
+    name: str, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Create a group."""
-    _with_context(data_dir, lambda ctx: groups.add(ctx, name, actor=_actor()))
+    _with_context(data_dir, lambda ctx: groups.add(ctx, name, actor=_actor()), database, encryption_key_file)
     print(f"Created the group {name}.")
 
 
 @groups_app.command("list")
-def groups_list(data_dir: DataDir = None) -> None:
+def groups_list(
+    data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """List groups, their quotas and members."""
-    found = _with_context(data_dir, lambda ctx: ctx.store.groups())
+    found = _with_context(data_dir, lambda ctx: ctx.store.groups(), database, encryption_key_file)
     if not found:
         print("No groups yet. Create one with `pair-broker groups add NAME`.", file=sys.stderr)
         return
@@ -469,9 +549,11 @@ def groups_list(data_dir: DataDir = None) -> None:
 
 
 @groups_app.command("remove")
-def groups_remove(name: str, data_dir: DataDir = None) -> None:
+def groups_remove(
+    name: str, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Remove a group: its members lose the Spaces it was shared with, and its quota."""
-    _with_context(data_dir, lambda ctx: groups.remove(ctx, name, actor=_actor()))
+    _with_context(data_dir, lambda ctx: groups.remove(ctx, name, actor=_actor()), database, encryption_key_file)
     print(f"Removed the group {name}.")
 
 
@@ -479,16 +561,32 @@ Members = Annotated[list[str], typer.Argument(metavar="EMAIL", help="People's em
 
 
 @members_app.command("add")
-def members_add(name: str, emails: Members, data_dir: DataDir = None) -> None:
+def members_add(
+    name: str,
+    emails: Members,
+    data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
+) -> None:
     """Add people to a group."""
-    group = _with_context(data_dir, lambda ctx: groups.add_members(ctx, name, emails, actor=_actor()))
+    group = _with_context(
+        data_dir, lambda ctx: groups.add_members(ctx, name, emails, actor=_actor()), database, encryption_key_file
+    )
     print(f"{group.name}: {printable(', '.join(group.members)) or 'nobody'}.")
 
 
 @members_app.command("remove")
-def members_remove(name: str, emails: Members, data_dir: DataDir = None) -> None:
+def members_remove(
+    name: str,
+    emails: Members,
+    data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
+) -> None:
     """Take people out of a group; they lose its Spaces at once."""
-    group = _with_context(data_dir, lambda ctx: groups.remove_members(ctx, name, emails, actor=_actor()))
+    group = _with_context(
+        data_dir, lambda ctx: groups.remove_members(ctx, name, emails, actor=_actor()), database, encryption_key_file
+    )
     print(f"{group.name}: {printable(', '.join(group.members)) or 'nobody'}.")
 
 
@@ -518,6 +616,8 @@ def quota_set(
     compute: Annotated[str | None, _limit_option("--compute", "compute units of starting and running Spaces")] = None,
     storage: Annotated[str | None, _limit_option("--storage", "storage units of all Spaces")] = None,
     data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Set a user's or a group's limits (the others stay). A person's limit is their own plus
     their groups'; one set nowhere is unlimited."""
@@ -530,22 +630,34 @@ def quota_set(
     if not changes:
         raise PairError("Nothing to set.", "Pass --spaces, --compute or --storage (N, or unlimited).")
     if group is not None:
-        limits = _with_context(data_dir, lambda ctx: quotas.set_for_group(ctx, group, changes, actor=_actor()))
+        limits = _with_context(
+            data_dir,
+            lambda ctx: quotas.set_for_group(ctx, group, changes, actor=_actor()),
+            database,
+            encryption_key_file,
+        )
         print(f"group {group}: {quotas.describe(limits)}.")
     else:
         assert email is not None
-        limits = _with_context(data_dir, lambda ctx: quotas.set_for_user(ctx, email.strip(), changes, actor=_actor()))
+        limits = _with_context(
+            data_dir,
+            lambda ctx: quotas.set_for_user(ctx, email.strip(), changes, actor=_actor()),
+            database,
+            encryption_key_file,
+        )
         print(f"{email.strip().lower()}: {quotas.describe(limits)}.")
 
 
 @quota_app.command("show")
-def quota_show(email: str, data_dir: DataDir = None) -> None:
+def quota_show(
+    email: str, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """A user's limits, where each comes from, and their usage (as `pair quota` shows them)."""
 
     async def report(ctx: Context) -> Any:
         return await quotas.report(ctx, await accounts.user_by_email(ctx, email))
 
-    found = _with_context(data_dir, report)
+    found = _with_context(data_dir, report, database, encryption_key_file)
     for line in found.lines:
         limit = "unlimited" if line.limit is None else str(line.limit)
         sources = " + ".join(f"{s.limit} ({s.kind} {s.name})" for s in line.sources) or "nobody sets it"
@@ -557,10 +669,15 @@ def quota_show(email: str, data_dir: DataDir = None) -> None:
 
 @requests_app.command("list")
 def requests_list(
-    show_all: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False, data_dir: DataDir = None
+    show_all: Annotated[bool, typer.Option("--all", help="Decided ones too.")] = False,
+    data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Pending access requests (oldest first); with --all, every request."""
-    found = _with_context(data_dir, lambda ctx: ctx.store.access_requests(None if show_all else "pending"))
+    found = _with_context(
+        data_dir, lambda ctx: ctx.store.access_requests(None if show_all else "pending"), database, encryption_key_file
+    )
     if not found:
         print("No pending access requests." if not show_all else "No access requests.", file=sys.stderr)
         return
@@ -573,24 +690,28 @@ RequestRef = Annotated[str, typer.Argument(metavar="ID|EMAIL", help="The request
 
 
 @requests_app.command("approve")
-def requests_approve(ref: RequestRef, data_dir: DataDir = None) -> None:
+def requests_approve(
+    ref: RequestRef, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Approve: the account and a Space are made; the person's waiting `pair login --request` signs in."""
 
     async def approve(ctx: Context) -> Any:
         return await access_requests.approve(ctx, await access_requests.resolve_id(ctx, ref), actor=_actor())
 
-    done = _with_context(data_dir, approve)
+    done = _with_context(data_dir, approve, database, encryption_key_file)
     print(f"Approved {done.id}: {done.email} has an account and the Space {done.space}.")
 
 
 @requests_app.command("deny")
-def requests_deny(ref: RequestRef, data_dir: DataDir = None) -> None:
+def requests_deny(
+    ref: RequestRef, data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """Deny: the person's waiting `pair login --request` is told."""
 
     async def deny(ctx: Context) -> Any:
         return await access_requests.deny(ctx, await access_requests.resolve_id(ctx, ref), actor=_actor())
 
-    done = _with_context(data_dir, deny)
+    done = _with_context(data_dir, deny, database, encryption_key_file)
     print(f"Denied {done.id} ({done.email}).")
 
 
@@ -598,28 +719,161 @@ def requests_deny(ref: RequestRef, data_dir: DataDir = None) -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(data_dir: DataDir = None) -> None:
+def keys_rotate(
+    data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
+    discard_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--discard-unreadable",
+            help="First remove the sealed keys this encryption key cannot open (the key that sealed them is lost).",
+        ),
+    ] = False,
+) -> None:
     """Add a new signing key. Tokens signed by older keys keep verifying until they expire."""
 
     async def rotate(ctx: Context) -> tuple[str, int]:
         try:
-            return ctx.keyring.rotate().kid, len(ctx.keyring.keys)
+            return (await ctx.keyring.add_key()).kid, len(ctx.keyring.keys)
         except OSError as exc:
             raise data_dir_error(ctx.settings.keys_dir, exc) from exc
 
-    kid, count = _with_context(data_dir, rotate)
+    kid, count = _with_context(
+        data_dir, rotate, database, encryption_key_file, discard_unreadable_keys=discard_unreadable
+    )
     print(f"New signing key {kid}; {count} key(s) published in the JWKS.")
 
 
 @keys_app.command("list")
-def keys_list(data_dir: DataDir = None) -> None:
+def keys_list(
+    data_dir: DataDir = None, database: Database = None, encryption_key_file: EncryptionKeyFile = None
+) -> None:
     """List signing keys, newest (the one that signs) first."""
 
     async def keys(ctx: Context) -> list[SigningKey]:
         return list(ctx.keyring.keys)
 
-    for i, key in enumerate(_with_context(data_dir, keys)):
+    for i, key in enumerate(_with_context(data_dir, keys, database, encryption_key_file)):
         print(f"{key.kid}  {timestamp(key.created_at):%Y-%m-%d %H:%M}  {'signing' if i == 0 else 'verifying'}")
+
+
+# -- migrate --------------------------------------------------------------------------------
+
+
+@app.command("migrate")
+def migrate(
+    data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Move this SQLite broker's data (sqlite:///PATH/broker.db) into --to.", show_default=False
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--to", help="The PostgreSQL database (postgresql://…) to move --from into.", show_default=False),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Empty a --to database that holds data first (its data is lost).")
+    ] = False,
+) -> None:
+    """Apply the database's schema migrations (serve does it on start too), or move a SQLite
+    broker's data into PostgreSQL with --from and --to."""
+    if source is None and target is None:
+        _migrate_in_place(_settings(data_dir=data_dir, database=database))
+        return
+    if source is None or target is None:
+        raise PairError("--from and --to go together.", "pair-broker migrate --from sqlite:///PATH --to postgresql://…")
+    _move(source, target, replace, _settings(data_dir=data_dir, encryption_key_file=encryption_key_file))
+
+
+def _migrate_in_place(settings: Settings) -> None:
+    from broker.store.backends import open_store
+
+    location = settings.database_location
+    if isinstance(location, Path) and not location.is_file():
+        raise DataDirError(
+            f"No broker database at {location}.", f"{DATA_DIR_HINT} `pair-broker serve` creates one on its first start."
+        )
+
+    async def run() -> list[str]:
+        store = await open_store(location)
+        await store.close()
+        return store.applied
+
+    applied = _database_call(run)
+    if applied:
+        print(f"Applied {len(applied)} migration(s) to {shown(location)}: {', '.join(applied)}.")
+    else:
+        print(f"{shown(location)} is up to date.")
+
+
+def _move(source: str, target: str, replace: bool, settings: Settings) -> None:
+    from broker import move
+    from broker.context import sealer_for
+    from broker.sealed_keys import UnreadableKeys
+    from broker.store.backends import DatabaseUrlError, locate
+
+    try:
+        src = locate(source if source.startswith("sqlite:") else Path(source).expanduser().resolve())
+        dst = locate(target)
+    except DatabaseUrlError as exc:
+        raise PairError(f"--from or --to is not a usable database URL: {exc}.", MOVE_HINT) from None
+    if not isinstance(src, Path) or not isinstance(dst, str):
+        raise PairError(
+            "Data moves from a SQLite broker (--from sqlite:///PATH) to PostgreSQL (--to postgresql://…).", MOVE_HINT
+        )
+    sealer = sealer_for(settings)
+    if sealer is None:
+        raise PairError(
+            "The broker on PostgreSQL keeps its signing keys sealed with an encryption key, and none is set.",
+            "Set PAIR_BROKER_ENCRYPTION_KEY (or --encryption-key-file) to the key the PostgreSQL brokers will "
+            "use; make one with: openssl rand -base64 32",
+        )
+    try:
+        moved = asyncio.run(
+            move.move(src, dst, sealer=sealer, replace=replace, retain_seconds=settings.max_token_ttl + 3600)
+        )
+    except move.TargetNotEmpty as exc:
+        raise PairError(
+            str(exc), "Pass --replace to empty it first (what it holds is lost), or --to an empty database."
+        ) from exc
+    except UnreadableKeys as exc:
+        raise PairError(
+            f"The signing keys in {src} ({', '.join(exc.kids)}) do not open with this encryption key;"
+            " nothing was moved.",
+            "Give the encryption key that SQLite broker uses (PAIR_BROKER_ENCRYPTION_KEY).",
+        ) from exc
+    except StoreUnavailable as exc:
+        raise DataDirError(str(exc), exc.hint) from exc
+    except StoreError as exc:
+        raise PairError(str(exc), "Nothing was moved; see docs/operations.md.") from exc
+    if moved.emptied:
+        print(f"Emptied {shown(dst)} first ({sum(moved.emptied.values())} rows).")
+    for table, count in moved.counts.items():
+        print(f"{table:<16} {count:>8} rows")
+    if moved.sealed_files:
+        print(f"Sealed {len(moved.sealed_files)} signing key(s) from {src.parent / 'signing-keys'} into the database.")
+    print(
+        f"Moved {src} into {shown(dst)}; every table's row count matches. Serve it with: "
+        "pair-broker serve --database URL (and the same encryption key)."
+    )
+
+
+MOVE_HINT = "pair-broker migrate --from sqlite:///PATH/broker.db --to postgresql://USER@HOST/DB (docs/operations.md)"
+
+
+def _database_call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """`work()` in an event loop of its own; a database that cannot be used said in one sentence."""
+    try:
+        return asyncio.run(work())
+    except StoreUnavailable as exc:
+        raise DataDirError(str(exc), exc.hint) from exc
+    except StoreError as exc:
+        raise PairError(str(exc), "Nothing was changed; see docs/operations.md.") from exc
 
 
 # -- audit ----------------------------------------------------------------------------------
@@ -642,6 +896,8 @@ def audit(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array, for scripts.")] = False,
     data_dir: DataDir = None,
+    database: Database = None,
+    encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Show the audit log: who created, shared, connected to and deleted what, and when (UTC)."""
     since_at: int | None = None
@@ -655,6 +911,8 @@ def audit(
         lambda ctx: ctx.store.audit_log(
             limit=limit, since=since_at, actor=actor or "", action=action or "", target=target or ""
         ),
+        database,
+        encryption_key_file,
     )
     if as_json:
         rows = [

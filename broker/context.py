@@ -14,10 +14,11 @@ from pathlib import Path
 
 from broker.bus import Bus, MemoryBus
 from broker.hub import Hub
+from broker.sealing import EncryptionKeyError, Sealer, parse_key, read_key_file
 from broker.settings import Settings
-from broker.signing import Keyring
-from broker.store import Queries, Store, StoreUnavailable
-from broker.store.backends import open_store
+from broker.signing import Keyring, KeySet
+from broker.store import Queries, Store, StoreError, StoreUnavailable
+from broker.store.backends import is_postgres, open_store, shown
 from pair.api.errors import PairError
 from pair.api.models import AuthorizedKeys
 
@@ -28,7 +29,7 @@ DATA_DIR_HINT = "Pass the broker's data dir with --data-dir (or set PAIR_BROKER_
 class Context:
     settings: Settings
     database: Store  # the store as a whole: opened and closed with the app, where transactions begin
-    keyring: Keyring
+    keyring: KeySet  # files in the data dir, or sealed in the database (broker.sealed_keys)
     hub: Hub = field(default_factory=Hub)
     bus: Bus = field(default_factory=MemoryBus)  # broker.events publishes on it; see broker.bus
     clock: Callable[[], float] = field(default=time.time)
@@ -85,33 +86,89 @@ class DataDirError(PairError):
     """The data dir cannot be used: missing, not writable, full, or its database unusable."""
 
 
-async def open_context(settings: Settings, *, create: bool) -> Context:
+async def open_context(settings: Settings, *, create: bool, discard_unreadable_keys: bool = False) -> Context:
     """Open and migrate the database and load the signing keys, in the event loop that will use
     them (async drivers bind to one). With `create` (only `serve`, on first start), make the data
-    dir (0700), the database and the first key when missing; without it, a data dir that holds no
-    database is refused rather than filled. The caller closes `ctx.database`.
+    dir (0700), a SQLite database and the first key when missing; without it, a data dir that
+    holds no SQLite database is refused rather than filled. With an encryption key (always on
+    PostgreSQL) the keys are sealed in the database, and a SQLite data dir's key files move
+    there on first use. `discard_unreadable_keys`: drop sealed keys this encryption key cannot
+    open instead of refusing to start (the old key is lost). The caller closes `ctx.database`.
 
-    Raises DataDirError (one sentence and a hint) when the data dir or database cannot be used."""
-    if not create and not settings.database_path.is_file():
+    Raises DataDirError (one sentence and a hint) when the data dir, the database or the keys
+    cannot be used."""
+    database = settings.database_location
+    sealer = sealer_for(settings)
+    if is_postgres(database) and sealer is None:
         raise DataDirError(
-            f"No broker database in {settings.data_dir}.",
+            "On PostgreSQL the signing keys live in the database, sealed with an encryption key, and none is set.",
+            "Set PAIR_BROKER_ENCRYPTION_KEY (or --encryption-key-file) to the same key on every replica. "
+            "Make one with: openssl rand -base64 32",
+        )
+    if isinstance(database, Path) and not create and not database.is_file():
+        raise DataDirError(
+            f"No broker database in {database.parent}.",
             f"{DATA_DIR_HINT} `pair-broker serve` creates one on its first start.",
         )
     try:
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = await open_store(settings.database_path)
+        if create:
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = await open_store(database)
     except OSError as exc:
         raise data_dir_error(settings.data_dir, exc) from exc
     except StoreUnavailable as exc:
         raise DataDirError(str(exc), exc.hint) from exc
+    except StoreError as exc:
+        raise DataDirError(str(exc), f"Check the database {shown(database)}.") from exc
     try:
-        settings.database_path.chmod(0o600)
-        keyring = Keyring(settings.keys_dir, retain_seconds=settings.max_token_ttl + 3600)
-        keyring.load()
+        if isinstance(database, Path):
+            database.chmod(0o600)
+        keyring = await _keyring(settings, store, sealer, discard_unreadable_keys)
     except OSError as exc:
         await store.close()
         raise data_dir_error(settings.keys_dir, exc) from exc
+    except BaseException:
+        await store.close()
+        raise
     return Context(settings=settings, database=store, keyring=keyring)
+
+
+def sealer_for(settings: Settings) -> Sealer | None:
+    """The sealer of the configured encryption key, if one is. DataDirError when it is unusable."""
+    try:
+        if settings.encryption_key_file is not None:
+            return Sealer(read_key_file(settings.encryption_key_file))
+        if settings.encryption_key:
+            return Sealer(parse_key(settings.encryption_key, "PAIR_BROKER_ENCRYPTION_KEY"))
+    except EncryptionKeyError as exc:
+        raise DataDirError(exc.message, exc.hint) from exc
+    return None
+
+
+async def _keyring(settings: Settings, store: Store, sealer: Sealer | None, discard_unreadable: bool) -> KeySet:
+    retain = settings.max_token_ttl + 3600
+    if sealer is None:
+        files = Keyring(settings.keys_dir, retain_seconds=retain)
+        files.load()
+        return files
+    from broker.sealed_keys import SealedKeyring, UnreadableKeys
+
+    sealed = SealedKeyring(store, sealer, retain_seconds=retain)
+    # A SQLite broker given an encryption key moves its own key files in; PostgreSQL never
+    # takes files from wherever the command runs (`pair-broker migrate` moves a broker's keys).
+    own_files = settings.keys_dir if isinstance(settings.database_location, Path) else None
+    if discard_unreadable:
+        await sealed.discard_unreadable()
+    try:
+        await sealed.load(import_from=own_files)
+    except UnreadableKeys as exc:
+        raise DataDirError(
+            f"The signing keys in the database ({', '.join(exc.kids)}) do not open with this encryption key.",
+            "Give this broker the encryption key the other replicas use. If that key is lost, "
+            "`pair-broker keys rotate --discard-unreadable` removes them and makes a new one "
+            "(Space tokens they signed stop working; sessions and running agents do not notice).",
+        ) from exc
+    return sealed
 
 
 PROBE_BYTES = 1 << 20  # a start-up probe: room for a few hundred writes, or the broker says so now

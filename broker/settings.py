@@ -49,10 +49,26 @@ class Settings:
     metrics_address: str = field(default="", metadata={"env": "PAIR_BROKER_METRICS_ADDRESS"})
     # Where new access requests are announced (POST JSON), if anywhere.
     request_webhook: str = field(default="", metadata={"env": "PAIR_BROKER_REQUEST_WEBHOOK"})
+    # Where the broker's data lives: empty for SQLite in the data dir, a sqlite:/// URL, or a
+    # postgresql:// URL (several replicas share one PostgreSQL database).
+    database: str = field(default="", metadata={"env": "PAIR_BROKER_DATABASE_URL"})
+    # The key (32 bytes, base64) that seals the signing keys kept in the database; required with
+    # PostgreSQL. Given as the value itself, or as a 0600 file that holds it.
+    encryption_key: str = field(default="", repr=False, metadata={"env": "PAIR_BROKER_ENCRYPTION_KEY"})
+    encryption_key_file: Path | None = field(default=None, metadata={"env": "PAIR_BROKER_ENCRYPTION_KEY_FILE"})
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "broker.db"
+
+    @property
+    def database_location(self) -> Path | str:
+        """The SQLite file (a Path) or the PostgreSQL URL (a str) the broker uses."""
+        if not self.database:
+            return self.database_path
+        from broker.store.backends import locate
+
+        return locate(self.database)
 
     @property
     def keys_dir(self) -> Path:
@@ -108,7 +124,7 @@ def _convert(name: str, type_name: Any, value: Any) -> Any:
         if not math.isfinite(decimal) or decimal <= 0:
             raise SettingsError(f"The setting {name} must be positive.")
         return decimal
-    if type_name in ("Path", Path):
+    if type_name in ("Path", Path, "Path | None"):
         return Path(value).expanduser()
     return str(value)
 
@@ -132,6 +148,13 @@ def _check(name: str, label: str, value: Any) -> Any:
             raise SettingsError(f"The setting {label}: {exc}") from exc
     if name == "metrics_address" and value:
         split_address(label, value)
+    if name == "database" and value:
+        from broker.store.backends import DatabaseUrlError, locate
+
+        try:
+            locate(value)
+        except DatabaseUrlError as exc:
+            raise SettingsError(f"The setting {label} is not a usable database URL: {exc}.") from None
     return value
 
 

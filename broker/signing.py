@@ -1,9 +1,10 @@
 """Ed25519 signing keys for Space tokens, their JWKS, and token verification.
 
-Keys live in the data dir, one 0600 JSON file each. The newest signs; every key stays published
-until no token it signed can still be valid, so rotation never breaks an unexpired token.
-`pair-broker keys rotate` may run while the broker serves: the keyring reloads when the
-directory changes.
+Keys live in the data dir, one 0600 JSON file each (`Keyring`), or, with an encryption key (and
+always on PostgreSQL), sealed in the database (`broker.sealed_keys`). The newest signs; every
+key stays published until no token it signed can still be valid, so rotation never breaks an
+unexpired token. `pair-broker keys rotate` may run while the broker serves: the keyring reloads
+when the directory (or the table) changes.
 """
 
 from __future__ import annotations
@@ -73,81 +74,28 @@ class TokenInvalid(Exception):
 SETTLE_NS = 2_000_000_000
 
 
-class Keyring:
-    def __init__(self, directory: Path, *, retain_seconds: int) -> None:
-        self.directory = directory
+class KeySet:
+    """The keys tokens are signed and verified with, wherever they are kept: `Keyring` (files in
+    the data dir) or `broker.sealed_keys.SealedKeyring` (sealed in the database, shared by
+    replicas). The broker calls `update` before it signs or verifies, and `add_key` to rotate."""
+
+    def __init__(self, *, retain_seconds: int) -> None:
         self.retain_seconds = retain_seconds
         self._keys: list[SigningKey] = []
-        self._stamp: tuple[str, ...] | None = None
-        self._settled_mtime: int | None = None
         self._jwks: bytes = b""
 
-    # -- loading and rotation ---------------------------------------------------------------
+    async def update(self, *, force: bool = False) -> None:
+        """Pick up keys other processes added or pruned (cheaply; `force`: look now)."""
+        raise NotImplementedError
 
-    def load(self) -> None:
-        """Read the keys, creating the first one on first start."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not any(self.directory.glob("*.json")):
-            self.rotate()
-        self._reload()
+    async def add_key(self, now: int | None = None) -> SigningKey:
+        """Rotate: add a new signing key; drop keys retired long enough that nothing they signed
+        is valid."""
+        raise NotImplementedError
 
-    def _listing(self) -> tuple[str, ...]:
-        return tuple(sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(".json")))
-
-    def _reload(self) -> None:
-        # The stamp is the listing actually read, so a key added meanwhile shows up next refresh.
-        names = self._listing()
-        keys = []
-        for name in names:
-            try:
-                data = json.loads((self.directory / name).read_text())
-            except FileNotFoundError:
-                continue  # pruned by another process since the listing
-            private = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
-            assert isinstance(private, Ed25519PrivateKey)
-            keys.append(SigningKey(data["kid"], int(data["created_at"]), private))
+    def _install(self, keys: list[SigningKey]) -> None:
         self._keys = sorted(keys, key=lambda k: (k.created_at, k.kid), reverse=True)
         self._jwks = json.dumps({"keys": [k.jwk() for k in self._keys]}, separators=(",", ":")).encode()
-        self._stamp = names
-
-    def refresh(self) -> None:
-        """Pick up keys another process added or pruned: one stat while nothing changed.
-
-        Adding or removing a key file moves the directory's mtime. The clock behind mtimes is
-        coarse (a change within the same tick keeps it), so an mtime is trusted only once it is
-        older than SETTLE_NS at the time the listing is read; until then every call lists."""
-        mtime = os.stat(self.directory).st_mtime_ns
-        if mtime == self._settled_mtime:
-            return
-        settled = time.time_ns() - mtime > SETTLE_NS
-        if self._listing() != self._stamp:
-            self._reload()
-        self._settled_mtime = mtime if settled else None
-
-    def rotate(self, now: int | None = None) -> SigningKey:
-        """Add a new signing key; drop keys retired long enough that nothing they signed is valid."""
-        now = int(time.time()) if now is None else now
-        private = Ed25519PrivateKey.generate()
-        kid = _thumbprint(private.public_key())
-        pem = private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        body = json.dumps({"kid": kid, "created_at": now, "private_key": pem}).encode()
-        write_private(self.directory / f"{now:012d}-{kid}.json", body)
-        self._prune(now)
-        self._reload()
-        return self._keys[0]
-
-    def _prune(self, now: int) -> None:
-        # A key is retired when its successor is created; it can have signed tokens until then.
-        files = sorted(self.directory.glob("*.json"), reverse=True)
-        successor_created: int | None = None
-        for path in files:
-            created = int(path.name.split("-", 1)[0])
-            if successor_created is not None and now - successor_created > self.retain_seconds:
-                path.unlink()
-            successor_created = created
 
     @property
     def keys(self) -> list[SigningKey]:
@@ -211,6 +159,113 @@ class Keyring:
         return SpaceTokenClaims(
             iss=claims.iss, aud=claims.aud, sub=claims.sub, iat=claims.iat, nbf=nbf, exp=claims.exp, jti=claims.jti
         )
+
+
+class Keyring(KeySet):
+    """Keys in the data dir, one 0600 JSON file each (the default, without an encryption key)."""
+
+    def __init__(self, directory: Path, *, retain_seconds: int) -> None:
+        super().__init__(retain_seconds=retain_seconds)
+        self.directory = directory
+        self._stamp: tuple[str, ...] | None = None
+        self._settled_mtime: int | None = None
+
+    async def update(self, *, force: bool = False) -> None:
+        if force:
+            self._settled_mtime = None
+        self.refresh()
+
+    async def add_key(self, now: int | None = None) -> SigningKey:
+        return self.rotate(now)
+
+    # -- loading and rotation ---------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the keys, creating the first one on first start."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not any(self.directory.glob("*.json")):
+            self.rotate()
+        self._reload()
+
+    def _listing(self) -> tuple[str, ...]:
+        return tuple(sorted(e.name for e in os.scandir(self.directory) if e.name.endswith(".json")))
+
+    def _reload(self) -> None:
+        # The stamp is the listing actually read, so a key added meanwhile shows up next refresh.
+        names = self._listing()
+        keys = []
+        for name in names:
+            try:
+                data = json.loads((self.directory / name).read_text())
+            except FileNotFoundError:
+                continue  # pruned by another process since the listing
+            keys.append(from_pem(data["kid"], int(data["created_at"]), data["private_key"]))
+        self._install(keys)
+        self._stamp = names
+
+    def refresh(self) -> None:
+        """Pick up keys another process added or pruned: one stat while nothing changed.
+
+        Adding or removing a key file moves the directory's mtime. The clock behind mtimes is
+        coarse (a change within the same tick keeps it), so an mtime is trusted only once it is
+        older than SETTLE_NS at the time the listing is read; until then every call lists."""
+        mtime = os.stat(self.directory).st_mtime_ns
+        if mtime == self._settled_mtime:
+            return
+        settled = time.time_ns() - mtime > SETTLE_NS
+        if self._listing() != self._stamp:
+            self._reload()
+        self._settled_mtime = mtime if settled else None
+
+    def rotate(self, now: int | None = None) -> SigningKey:
+        """Add a new signing key; drop keys retired long enough that nothing they signed is valid."""
+        key = generate(now)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        body = json.dumps({"kid": key.kid, "created_at": key.created_at, "private_key": private_pem(key)}).encode()
+        write_private(self.directory / f"{key.created_at:012d}-{key.kid}.json", body)
+        now = key.created_at
+        self._prune(now)
+        self._reload()
+        return self._keys[0]
+
+    def _prune(self, now: int) -> None:
+        files = {path.name.split(".", 1)[0]: path for path in self.directory.glob("*.json")}
+        created = [(name, int(name.split("-", 1)[0])) for name in files]
+        for name in retired(created, now, self.retain_seconds):
+            files[name].unlink()
+
+
+def retired(keys: list[tuple[str, int]], now: int, retain_seconds: int) -> list[str]:
+    """Which of `keys` ((name, created_at) pairs) may go: a key is retired when its successor is
+    created, and can have signed tokens until then, valid for up to `retain_seconds` more."""
+    out = []
+    successor_created: int | None = None
+    for name, created in sorted(keys, key=lambda k: (k[1], k[0]), reverse=True):
+        if successor_created is not None and now - successor_created > retain_seconds:
+            out.append(name)
+        successor_created = created
+    return out
+
+
+def generate(now: int | None = None) -> SigningKey:
+    """A new Ed25519 key, its id the RFC 7638 thumbprint, created at `now` (default: the time)."""
+    private = Ed25519PrivateKey.generate()
+    return SigningKey(_thumbprint(private.public_key()), int(time.time()) if now is None else now, private)
+
+
+def private_pem(key: SigningKey) -> str:
+    """The private key as PKCS#8 PEM (RFC 5958), unencrypted: seal it or keep it 0600."""
+    return key.private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def from_pem(kid: str, created_at: int, pem: str | bytes) -> SigningKey:
+    """The key `private_pem` wrote. ValueError when it is not an Ed25519 private key."""
+    private = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise ValueError("not an Ed25519 private key")
+    return SigningKey(kid, int(created_at), private)
 
 
 MAX_TOKEN_LENGTH = 4096  # characters; this broker's tokens are about 400

@@ -115,8 +115,7 @@ async def _issue(
     claims = m.SpaceTokenClaims(
         iss=ctx.settings.url, aud=AUDIENCE, sub=space.id, iat=now, nbf=now, exp=now + ttl, jti=secrets.token_urlsafe(16)
     )
-    ctx.keyring.refresh()
-    token = ctx.keyring.sign(claims)
+    token = ctx.keyring.sign(claims)  # the caller brought the keys up to date, outside any transaction
     await ctx.store.add_token(TokenRecord(claims.jti, space.id, user.id, now, claims.exp, None, None, None))
     await ctx.store.audit(now, user.email, "space.token", space.id, claims.jti)
     metrics.TOKENS_ISSUED.labels("space_token").inc()
@@ -130,6 +129,7 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     template = await templates.resolve(ctx, req.template)
+    await ctx.keyring.update()  # it may read the database: before the transaction, not inside it
     now = ctx.now()
     async with ctx.transaction() as tx:  # one commit for the quota check, the Space, its shares, token and audit
         storage = template.storage_units if template else 0
@@ -204,6 +204,7 @@ async def _create(
 
 async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTokenRequest) -> m.SpaceToken:
     space = await access.get_owned(ctx, user, space_id, "authorize")
+    await ctx.keyring.update()
     return await _issue(ctx, user, space, _ttl(ctx, req.ttl_seconds))
 
 

@@ -41,6 +41,7 @@ from broker.store.records import (
     GroupRecord,
     Limits,
     PortRecord,
+    SealedKeyRecord,
     SessionRecord,
     SpaceKeyRecord,
     SpaceRecord,
@@ -63,6 +64,7 @@ __all__ = [
     "Limits",
     "PortRecord",
     "Queries",
+    "SealedKeyRecord",
     "SessionRecord",
     "SpaceKeyRecord",
     "SpaceRecord",
@@ -438,6 +440,17 @@ class Queries(Protocol):
         """Forget the messages put before `before` (a time)."""
         ...
 
+    # token signing keys, when the database keeps them (sealed: broker.sealing)
+    async def signing_keys(self) -> list[SealedKeyRecord]:
+        """Every key, oldest first."""
+        ...
+
+    async def add_signing_key(self, key: SealedKeyRecord) -> None:
+        """Conflict (`signing_keys.kid`) when a key of that id exists."""
+        ...
+
+    async def remove_signing_keys(self, kids: list[str]) -> None: ...
+
     # audit
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None: ...
 
@@ -456,6 +469,11 @@ class Transaction(Queries, Protocol):
 
 class Store(Queries, Protocol):
     """A database as the broker holds it: queries, transactions, and its life."""
+
+    @property
+    def applied(self) -> list[str]:
+        """The migrations opening this store applied (file names, in order)."""
+        ...
 
     async def close(self) -> None: ...
 

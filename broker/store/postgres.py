@@ -22,7 +22,8 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from psycopg import conninfo
+from psycopg import conninfo, sql
+from psycopg.abc import Query
 
 from broker.store import (
     AccessRequestRecord,
@@ -33,6 +34,7 @@ from broker.store import (
     GroupRecord,
     Limits,
     PortRecord,
+    SealedKeyRecord,
     SessionRecord,
     SpaceKeyRecord,
     SpaceRecord,
@@ -150,17 +152,17 @@ class _Queries:
         out translated (a Conflict with `conflict`'s rule and message)."""
         raise NotImplementedError
 
-    async def _run(self, sql: str, args: Sequence[Any] = (), conflict: Conflicts | None = None) -> int:
+    async def _run(self, query: Query, args: Sequence[Any] = (), conflict: Conflicts | None = None) -> int:
         """Run one statement; the rows it changed."""
         async with self._connection(conflict) as db:
-            return int((await db.execute(sql, args)).rowcount)
+            return int((await db.execute(query, args)).rowcount)
 
-    async def _all(self, sql: str, *args: Any) -> Rows:
+    async def _all(self, query: Query, *args: Any) -> Rows:
         async with self._connection() as db:
-            return list(await (await db.execute(sql, args)).fetchall())
+            return list(await (await db.execute(query, args)).fetchall())
 
-    async def _one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
-        rows = await self._all(sql, *args)
+    async def _one(self, query: Query, *args: Any) -> tuple[Any, ...] | None:
+        rows = await self._all(query, *args)
         return rows[0] if rows else None
 
     # -- users --------------------------------------------------------------------------------
@@ -692,6 +694,23 @@ class _Queries:
             )
             return int(cur.rowcount) > 0
 
+    # -- token signing keys -------------------------------------------------------------------
+
+    async def signing_keys(self) -> list[SealedKeyRecord]:
+        rows = await self._all("SELECT kid, created_at, sealed FROM signing_keys ORDER BY created_at, kid")
+        return [SealedKeyRecord(*r) for r in rows]
+
+    async def add_signing_key(self, key: SealedKeyRecord) -> None:
+        await self._run(
+            "INSERT INTO signing_keys (kid, created_at, sealed) VALUES (%s, %s, %s)",
+            (key.kid, key.created_at, key.sealed),
+            conflict=("signing_keys.kid", f"signing key {key.kid} exists"),
+        )
+
+    async def remove_signing_keys(self, kids: list[str]) -> None:
+        if kids:
+            await self._run("DELETE FROM signing_keys WHERE kid = ANY(%s)", (kids,))
+
     # -- templates ----------------------------------------------------------------------------
 
     async def add_template(self, template: TemplateRecord) -> None:
@@ -1032,12 +1051,68 @@ class PostgresTransaction(_Queries):
         finally:
             inner.finished = True
 
+    # -- writing every row, for moving data in (broker/store/move.py) --------------------------
+
+    async def schema_version(self) -> int:
+        rows = await self._all("SELECT MAX(version) FROM schema_migrations")
+        return int(rows[0][0] or 0)
+
+    async def tables(self) -> list[str]:
+        rows = await self._all(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_type = 'BASE TABLE' AND table_name != 'schema_migrations' ORDER BY table_name"
+        )
+        return [r[0] for r in rows]
+
+    async def columns(self, table: str) -> dict[str, str]:
+        """`table`'s columns and their types (`boolean`, `bigint`, `text`, …)."""
+        rows = await self._all(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+            table,
+        )
+        return {name: kind for name, kind in rows}
+
+    async def count(self, table: str) -> int:
+        rows = await self._all(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(table)))
+        return int(rows[0][0])
+
+    async def empty(self, tables: list[str]) -> None:
+        async with self._connection() as db:
+            await db.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+
+    async def copy_rows(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Append `rows` (values of `columns`) to `table` with COPY."""
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        async with self._connection() as db, db.cursor().copy(statement) as copy:
+            for row in rows:
+                await copy.write_row(row)
+
+    async def restart_identities(self) -> None:
+        """Move every identity column's sequence past the largest value copied in."""
+        async with self._connection() as db:
+            cur = await db.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND is_identity = 'YES'"
+            )
+            for table, column in await cur.fetchall():
+                await db.execute(
+                    sql.SQL(
+                        "SELECT setval(pg_get_serial_sequence(%s, %s), GREATEST(MAX({}), 1), MAX({}) IS NOT NULL)"
+                        " FROM {}"
+                    ).format(sql.Identifier(column), sql.Identifier(column), sql.Identifier(table)),
+                    (table, column),
+                )
+
 
 class PostgresStore(_Queries):
     """A pool of connections to one PostgreSQL database; `open` makes one in the running loop."""
 
-    def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
+    def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool[Any], applied: list[str]) -> None:
         self.url = url
+        self.applied = applied
         self.where = describe(url)
         self.health = Health()
         self._pool = pool
@@ -1052,7 +1127,7 @@ class PostgresStore(_Queries):
             async with await psycopg.AsyncConnection.connect(
                 url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
             ) as db:
-                await migrate(db)
+                applied = await migrate(db)
         except psycopg.Error as exc:
             raise _unavailable_or(exc, where) from exc
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
@@ -1069,7 +1144,7 @@ class PostgresStore(_Queries):
         except psycopg.Error as exc:
             await pool.close()
             raise _unavailable_or(exc, where) from exc
-        return cls(url, pool)
+        return cls(url, pool, applied)
 
     def translate(self, exc: psycopg.Error, conflict: Conflicts | None = None) -> StoreError:
         return translate(exc, self.where, self.health, conflict)
@@ -1084,21 +1159,21 @@ class PostgresStore(_Queries):
         if self.health.failing:
             self.health.recovered()
 
-    async def _run(self, sql: str, args: Sequence[Any] = (), conflict: Conflicts | None = None) -> int:
+    async def _run(self, query: Query, args: Sequence[Any] = (), conflict: Conflicts | None = None) -> int:
         # One statement commits on its own: no BEGIN/COMMIT round trips around it.
         try:
             async with self._pool.connection() as db:
-                changed = int((await db.execute(sql, args)).rowcount)
+                changed = int((await db.execute(query, args)).rowcount)
         except psycopg.Error as exc:
             raise self.translate(exc, conflict) from exc
         if self.health.failing:
             self.health.recovered()
         return changed
 
-    async def _all(self, sql: str, *args: Any) -> Rows:
+    async def _all(self, query: Query, *args: Any) -> Rows:
         try:
             async with self._pool.connection() as db:
-                rows = list(await (await db.execute(sql, args)).fetchall())
+                rows = list(await (await db.execute(query, args)).fetchall())
         except psycopg.Error as exc:
             raise self.translate(exc) from exc
         if self.health.failing:

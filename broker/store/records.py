@@ -139,6 +139,15 @@ class PortRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SealedKeyRecord:
+    """A token signing key as the database keeps it: its private key sealed (broker.sealing)."""
+
+    kid: str
+    created_at: int
+    sealed: str
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateRecord:
     name: str
     description: str

@@ -33,6 +33,7 @@ from broker.store import (
     GroupRecord,
     Limits,
     PortRecord,
+    SealedKeyRecord,
     SessionRecord,
     SpaceKeyRecord,
     SpaceRecord,
@@ -965,6 +966,25 @@ class _Queries:
     async def outbox_trim(self, before: int) -> None:
         self._run("DELETE FROM bus_outbox WHERE created_at < ?", (before,))
 
+    # -- token signing keys -------------------------------------------------------------------
+
+    async def signing_keys(self) -> list[SealedKeyRecord]:
+        rows = self._all("SELECT kid, created_at, sealed FROM signing_keys ORDER BY created_at, kid")
+        return [SealedKeyRecord(*r) for r in rows]
+
+    async def add_signing_key(self, key: SealedKeyRecord) -> None:
+        try:
+            self._run(
+                "INSERT INTO signing_keys (kid, created_at, sealed) VALUES (?, ?, ?)",
+                (key.kid, key.created_at, key.sealed),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise _conflict(exc, "signing_keys.kid", f"signing key {key.kid} exists") from exc
+
+    async def remove_signing_keys(self, kids: list[str]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM signing_keys WHERE kid = ?", [(kid,) for kid in kids])
+
     # -- audit --------------------------------------------------------------------------------
 
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
@@ -1064,7 +1084,7 @@ class SqliteStore(_Queries):
         try:
             for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
                 self._db.execute(f"PRAGMA {pragma}")
-            migrate(self._db)
+            self.applied = migrate(self._db)
         except BaseException:
             self._db.close()
             raise
@@ -1129,6 +1149,42 @@ class SqliteStore(_Queries):
     async def close(self) -> None:
         self.close_now()
 
+    # -- reading every row, for moving the data elsewhere (broker/store/move.py) ----------------
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] or 0)
+
+    def tables(self) -> list[str]:
+        """The broker's tables, each after the tables its foreign keys name."""
+        names = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                " AND name != 'schema_migrations' ORDER BY name"
+            )
+        ]
+        parents = {n: {r[2] for r in self._db.execute(f"PRAGMA foreign_key_list({_quoted(n)})")} - {n} for n in names}
+        ordered: list[str] = []
+        while len(ordered) < len(names):
+            ready = [n for n in names if n not in ordered and parents[n] <= set(ordered)]
+            if not ready:
+                raise StoreError(f"The tables' foreign keys form a cycle: {sorted(set(names) - set(ordered))}.")
+            ordered += ready
+        return ordered
+
+    def columns(self, table: str) -> list[str]:
+        return [r[1] for r in self._db.execute(f"PRAGMA table_info({_quoted(table)})")]
+
+    def count(self, table: str) -> int:
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {_quoted(table)}").fetchone()[0])
+
+    def batches(self, table: str, columns: list[str], size: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of `table` (those `columns`), `size` rows at a time, in one read transaction
+        so the rows are one snapshot."""
+        cursor = self._db.execute(f"SELECT {', '.join(map(_quoted, columns))} FROM {_quoted(table)}")
+        while batch := cursor.fetchmany(size):
+            yield batch
+
     def close_now(self) -> None:
         self._checkpointer.stop()
         self._db.close()
@@ -1154,6 +1210,11 @@ class SqliteStore(_Queries):
 
 def _template(row: Any) -> TemplateRecord:
     return TemplateRecord(row[0], row[1], int(row[2]), int(row[3]), bool(row[4]), int(row[5]))
+
+
+def _quoted(name: str) -> str:
+    """An SQL identifier, double-quoted (names come from the database's own catalog)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _user(row: Any) -> UserRecord:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -292,3 +293,23 @@ def test_an_accepted_public_url_is_a_plain_http_url(url: str) -> None:
     assert parts.username is None and parts.password is None
     assert not parts.query and not parts.fragment and "#" not in checked and "?" not in checked
     assert all(32 < ord(c) < 127 for c in checked)
+
+
+def test_every_command_takes_the_database_and_its_encryption_key() -> None:
+    """An admin verb works on whatever database the broker uses (docs/operations.md): every
+    `pair-broker` command takes --database and --encryption-key-file, as `serve` does."""
+    import typer
+
+    from broker.cli import app
+
+    def commands(command: Any, path: str) -> Iterator[tuple[str, set[str]]]:
+        subcommands = getattr(command, "commands", None)
+        if not subcommands:
+            yield path, {o for p in command.params for o in getattr(p, "opts", [])}
+        for name, sub in (subcommands or {}).items():
+            yield from commands(sub, f"{path} {name}".strip())
+
+    found = dict(commands(typer.main.get_command(app), ""))
+    assert "serve" in found and "users add" in found
+    lacking = sorted(path for path, opts in found.items() if not {"--database", "--encryption-key-file"} <= opts)
+    assert lacking == []

@@ -77,14 +77,17 @@ class RealBroker:
     admin_email: str
     admin_key_file: Path
     output: Output
+    database: str | None = None  # a postgresql:// URL, or None for SQLite in the data dir
+    env: dict[str, str] = field(default_factory=dict)  # what the server was given (the encryption key)
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run `pair-broker ARGS --data-dir DATA_DIR` next to the live server."""
+        """Run `pair-broker ARGS --data-dir DATA_DIR` (and `--database`) next to the live server."""
+        database = ("--database", self.database) if self.database else ()
         return subprocess.run(
-            [executable("pair-broker"), *args, "--data-dir", str(self.data_dir)],
+            [executable("pair-broker"), *args, "--data-dir", str(self.data_dir), *database],
             capture_output=True,
             text=True,
-            env=clean_env(),
+            env=clean_env(**self.env),
             timeout=60,
             check=False,
         )
@@ -98,18 +101,27 @@ class RealBroker:
 
 @contextmanager
 def real_broker(
-    data_dir: Path, *extra_args: str, env: dict[str, str] | None = None, port: int = 0
+    data_dir: Path,
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+    port: int = 0,
+    database: str | None = None,
+    fresh: bool | None = None,
 ) -> Iterator[RealBroker]:
-    """`pair-broker serve` on 127.0.0.1 (a free port, or `port` to come back where a stopped one was)."""
+    """`pair-broker serve` on 127.0.0.1 (a free port, or `port` to come back where a stopped one was),
+    on the SQLite file in `data_dir` or on `database` (a PostgreSQL URL). `fresh`: whether it
+    will make the first admin (default: when there is no database yet; PostgreSQL: yes)."""
+    if fresh is None:
+        fresh = database is not None or not (data_dir / "broker.db").exists()
+    on = ("--database", database) if database else ()
     proc = subprocess.Popen(
-        [executable("pair-broker"), "serve", "--port", str(port), "--data-dir", str(data_dir), *extra_args],
+        [executable("pair-broker"), "serve", "--port", str(port), "--data-dir", str(data_dir), *on, *extra_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=clean_env(**(env or {})),
     )
     output = Output(proc)
-    fresh = not (data_dir / "broker.db").exists()
     try:
         if fresh:
             admin = output.wait_for(r"first admin, (\S+); their auth key is in (\S+) ")
@@ -117,7 +129,7 @@ def real_broker(
         else:
             admin_email, admin_key = "admin@example.com", data_dir / "admin.key"
         listening = output.wait_for(r"listening on (http://\S+)")
-        yield RealBroker(proc, listening.group(1), data_dir, admin_email, admin_key, output)
+        yield RealBroker(proc, listening.group(1), data_dir, admin_email, admin_key, output, database, env or {})
     finally:
         stop(proc)
         output.finish()  # what it said while shutting down

@@ -150,3 +150,21 @@ def test_a_metrics_address_that_is_not_host_and_port_is_refused_by_name(
 
 def test_there_is_no_metrics_listener_by_default() -> None:
     assert Settings.load().metrics_address == ""
+
+
+def test_the_database_is_the_data_dirs_sqlite_file_unless_a_url_names_another(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PAIR_BROKER_DATA_DIR", str(tmp_path / "data"))
+    assert Settings.load().database_location == tmp_path / "data" / "broker.db"
+    monkeypatch.setenv("PAIR_BROKER_DATABASE_URL", "postgresql://pair:pw@db.example.com/pair")
+    assert Settings.load().database_location == "postgresql://pair:pw@db.example.com/pair"
+    assert Settings.load(database=f"sqlite://{tmp_path}/other.db").database_location == tmp_path / "other.db"
+    monkeypatch.setenv("PAIR_BROKER_DATABASE_URL", "mysql://pair:pw@db/pair")
+    with pytest.raises(SettingsError, match=r"^The setting PAIR_BROKER_DATABASE_URL is not a usable database URL"):
+        Settings.load()
+
+
+def test_the_encryption_key_is_never_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAIR_BROKER_ENCRYPTION_KEY", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYg==")
+    assert "c2VjcmV0" not in repr(Settings.load())

@@ -19,6 +19,7 @@ from broker.store import (
     GroupRecord,
     Limits,
     PortRecord,
+    SealedKeyRecord,
     SpaceKeyRecord,
     Store,
     StoreError,
@@ -723,3 +724,17 @@ async def test_an_outbox_message_put_in_a_transaction_that_rolls_back_is_not_han
     with pytest.raises(RuntimeError):
         await change_its_mind()
     assert await store.outbox_after(0, 10) == []
+
+
+# -- token signing keys (sealed) ------------------------------------------------------------------
+
+
+async def test_signing_keys_are_kept_oldest_first_and_unique_by_id(store: Store) -> None:
+    await store.add_signing_key(SealedKeyRecord("kid_b", NOW + 10, "sealed-b"))
+    await store.add_signing_key(SealedKeyRecord("kid_a", NOW, "sealed-a"))
+    with pytest.raises(Conflict) as clash:
+        await store.add_signing_key(SealedKeyRecord("kid_a", NOW + 20, "other"))
+    assert clash.value.rule == "signing_keys.kid"
+    assert [(k.kid, k.sealed) for k in await store.signing_keys()] == [("kid_a", "sealed-a"), ("kid_b", "sealed-b")]
+    await store.remove_signing_keys(["kid_a", "kid_unknown"])
+    assert [k.kid for k in await store.signing_keys()] == ["kid_b"]

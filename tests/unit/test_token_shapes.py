@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.signing import MAX_TOKEN_LENGTH, Keyring, TokenInvalid
+from broker.signing import MAX_TOKEN_LENGTH, KeySet, TokenInvalid
 from pair.api.tokens import AUDIENCE
 from tests.support.broker import TEST_URL, InProcessBroker, in_process_broker
 
@@ -72,7 +72,7 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def signed(keyring: Keyring, header: dict[str, Any], claims: dict[str, Any]) -> str:
+def signed(keyring: KeySet, header: dict[str, Any], claims: dict[str, Any]) -> str:
     """A compact JWS of exactly these JSON objects, signed with the keyring's real key."""
     signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
     return signing_input + "." + b64(keyring.active.private.sign(signing_input.encode()))
@@ -85,7 +85,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessBroker
         yield b
 
 
-def verify(keyring: Keyring, token: str) -> str:
+def verify(keyring: KeySet, token: str) -> str:
     """The outcome: "ok" or the TokenInvalid code (any other exception fails the test)."""
     try:
         keyring.verify(token, issuer=TEST_URL, now=NOW)
