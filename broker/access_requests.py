@@ -57,17 +57,10 @@ def _too_many(what: str) -> Problem:
 
 
 async def file(ctx: Context, email: str, message: str, client_address: str) -> m.DeviceAuthorization:
-    """A new pending request; Problem 409 when the email has an account or a pending request,
-    429 past the bounds."""
+    """A new pending request; Problem 429 past the bounds (checked first), else 409 when the
+    email has an account or a pending request."""
     email = normalize_email(email)
     now = ctx.now()
-    if await ctx.store.user_by_email(email) is not None:
-        raise Problem(
-            409,
-            f"{email} has an account on this broker already.",
-            "Log in with its auth key: `pair login EMAIL --key-file PATH`; an admin can reset a lost key.",
-            "exists",
-        )
     device_code = credentials.new_secret(DEVICE_CODE)
     request = AccessRequestRecord(
         credentials.new_id("req_"), email, message, client_address, "pending", now, now + LIFETIME
@@ -79,6 +72,15 @@ async def file(ctx: Context, email: str, message: str, client_address: str) -> m
             raise _too_many("from your address")
         if by_email >= MAX_PER_EMAIL:
             raise _too_many(f"for {email} today")
+        # Told only within the bounds, so that asking is no way to list who has an account here
+        # beyond them (login answers 401 alike for known and unknown emails).
+        if await tx.store.user_by_email(email) is not None:
+            raise Problem(
+                409,
+                f"{email} has an account on this broker already.",
+                "Log in with its auth key: `pair login EMAIL --key-file PATH`; an admin can reset a lost key.",
+                "exists",
+            )
         pending = [r for r in await tx.store.access_requests("pending") if r.email == email and r.expires_at > now]
         if pending:
             raise Problem(

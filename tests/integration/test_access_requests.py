@@ -104,6 +104,8 @@ def test_flooding_requests_is_bounded(live_broker: RealBroker) -> None:
         refused = http.post(path, json={"email": "more@example.com"})
         assert refused.status_code == 429
         assert refused.json()["message"] == "Too many access requests from your address."
+        # past the bound, an email with an account is answered alike: no listing of accounts
+        assert http.post(path, json={"email": "admin@example.com"}).status_code == 429
         device = first.json()["device_code"]
         polled = http.post(ep.ACCESS_REQUEST_TOKEN.path, json={"device_code": device}).json()
         assert polled["status"] in ("authorization_pending", "slow_down")
