@@ -24,7 +24,8 @@ agent → person (`ServerMessage`):
   leaves, or changes role.
 - `role {role}`: your role changed (the starter granted or took back the keyboard).
 - `size {cols, rows}`: the terminal's size changed (a viewer's page shows it at that size).
-- `error {message, code}`: a request of yours was refused (`forbidden`, `bad_message`); the
+- `error {message, code}`: a request of yours was refused (`forbidden`, `bad_message`, or
+  `busy`: too many role changes wait for the broker's audit, try again in a moment); the
   stream goes on.
 - `exit {status, signal}`: the shell ended (`status` as a shell reports it: 128+N for signal N,
   whose name is `signal`); nothing follows.

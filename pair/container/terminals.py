@@ -34,6 +34,7 @@ and the person's stream until either ends. The protocol on that stream is docume
   grant's email is checked against pair.api.grammar here, where it arrives, and kept in lower
   case. Each grant that changes who may type (not one refused, not one that changes nothing) is
   reported to the broker in the next heartbeat, sent at once (`take_role_changes`): its audit.
+  None is ever dropped: while ROLE_CHANGES_KEPT wait unsent, the next grant is refused (`busy`).
 - **Size**: drivers' windows decide, and the latest driver to resize (or join) wins, as tmux's
   `window-size latest`; viewers are told the size and show the terminal at it.
 - **Lifetime**: the PTY keeps running with nobody attached. When nobody has been attached for
@@ -74,6 +75,7 @@ ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NO_LOGIN_SHELLS = {"nologin", "false"}
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32's, lowercase, as the broker's ids
 ROLE_CHANGES_KEPT = 100  # role changes waiting for the next heartbeat (the broker audits as many)
+BUSY = "Too many role changes at once; try again in a moment."
 RoleChanges = list[tp.RoleChange]  # named here: TerminalManager.list hides the builtin in its class
 
 
@@ -94,7 +96,7 @@ class Limits:
 
 class TerminalError(Exception):
     """A terminal request that cannot be met: `message` is one sentence for people, `code` one of
-    `pair.api.terminal.CLOSE_CODES` (or `forbidden` for a refused role change)."""
+    `pair.api.terminal.CLOSE_CODES` (or `forbidden`, `busy` for a refused role change)."""
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
@@ -562,7 +564,8 @@ class Terminal:
         """Let `email` type (`driver`) or not (`viewer`); only the starter (`by`) may, and the
         starter stays a driver. Applies to every attachment of that person (except read-only
         ones) and to their later joins. A grant that changes nothing (the person already has
-        that role) does nothing: no log line, no new listing. Raises TerminalError (`forbidden`)."""
+        that role) does nothing: no log line, no new listing. Raises TerminalError (`forbidden`; `busy`
+        while ROLE_CHANGES_KEPT changes wait for the next heartbeat, so none goes unaudited)."""
         if by != self.started_by:
             message = f"Only {self.started_by}, who started this terminal, decides who may type."
             raise TerminalError(message, "forbidden")
@@ -572,6 +575,8 @@ class Terminal:
             return
         if (email in self.drivers) == (role == "driver"):
             return
+        if not self.manager._role_change_room():
+            raise TerminalError(BUSY, "busy")  # refused rather than a change the audit log never hears of
         if role == "driver":
             self.drivers[email] = None
         else:
@@ -780,7 +785,7 @@ class TerminalManager:
         self.env = os.environ if env is None else env
         self.terminals: dict[str, Terminal] = {}
         self._log = log or (lambda _line: None)
-        self._role_changes: collections.deque[tp.RoleChange] = collections.deque(maxlen=ROLE_CHANGES_KEPT)
+        self._role_changes: collections.deque[tp.RoleChange] = collections.deque()
         # Called when the listing changes: a terminal opened or ended, someone attached, left or
         # changed role (not on resizes, which a dragged window sends many of).
         self._changed = on_change or (lambda: None)
@@ -791,10 +796,13 @@ class TerminalManager:
     def take_role_changes(self) -> RoleChanges:
         """The role changes carried out since the last call, oldest first (for the broker's
         audit, `Heartbeat.roles`): only grants that changed who may type. At most
-        ROLE_CHANGES_KEPT wait; older ones are dropped (the log has every one)."""
+        ROLE_CHANGES_KEPT wait: `Terminal.set_role` refuses more (`busy`) rather than drop any."""
         changes = list(self._role_changes)
         self._role_changes.clear()
         return changes
+
+    def _role_change_room(self) -> bool:
+        return len(self._role_changes) < ROLE_CHANGES_KEPT
 
     def _role_changed(self, change: tp.RoleChange) -> None:
         self._role_changes.append(change)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from broker import streams, terminals
@@ -31,11 +31,19 @@ from pair.api import grammar
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.closecodes import CloseCode
-from pair.container.terminals import Attachment, Limits, Terminal, TerminalError, TerminalManager
+from pair.container.terminals import (
+    BUSY,
+    ROLE_CHANGES_KEPT,
+    Attachment,
+    Limits,
+    Terminal,
+    TerminalError,
+    TerminalManager,
+)
 from pair.printable import printable
 
 T = TypeVar("T")
-ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
+ALICE, BOB, CAROL, DAVE = "alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"
 TERMINAL = "term_abcdefghijkl"
 WHEN = datetime(2027, 1, 15, tzinfo=timezone.utc)
 
@@ -245,6 +253,49 @@ def test_each_reported_role_change_is_one_row_by_the_starter_escaped_and_bounded
         flood = [tp.RoleChange(terminal_id=TERMINAL, email=BOB, role="driver", by=ALICE)] * 1000
         await terminals.roles_changed(ctx, "sp_x", flood)
         assert len(store.rows) == 4 + terminals.MAX_ROLE_ROWS
+
+    run(scenario())
+
+
+@example(heartbeats=set())
+@given(st.sets(st.integers(min_value=0, max_value=249), max_size=6))
+def test_a_burst_of_grants_is_each_audited_once_or_refused(heartbeats: set[int]) -> None:
+    """Repro: the starter grants dave, then toggles bob 249 times within a second. The agent kept
+    at most 100 unsent changes, dropping the oldest, so dave's grant had no audit row. Now each
+    change carried out has exactly one row, in order, whenever the heartbeats (`heartbeats`: before
+    which grants one is sent) come; a grant refused while the queue is full (`busy`) has none."""
+    assert ROLE_CHANGES_KEPT <= terminals.MAX_ROLE_ROWS  # what waits fits in one heartbeat's rows
+
+    async def scenario() -> None:
+        store = AuditStore()
+        ctx = cast(Context, SimpleNamespace(store=store, now=lambda: 1))
+        manager = TerminalManager("nobody")
+        terminal = SimpleNamespace(
+            id=TERMINAL, started_by=ALICE, drivers={ALICE: None}, attachments={}, manager=manager, _people_changed=list
+        )
+        ops: list[tuple[str, tp.Role]] = [(DAVE, "driver")]
+        ops += [(BOB, "driver" if i % 2 == 0 else "viewer") for i in range(249)]
+        carried_out, refused = [], 0
+        for i, (email, role) in enumerate(ops):
+            if i in heartbeats:
+                await terminals.roles_changed(ctx, "sp_x", manager.take_role_changes())
+            before = set(terminal.drivers)
+            refusal: TerminalError | None = None
+            try:
+                Terminal.set_role(cast(Any, terminal), email, role, by=ALICE)
+            except TerminalError as exc:
+                refusal = exc
+            if refusal is not None:
+                assert (refusal.code, refusal.message) == ("busy", BUSY)
+                assert set(terminal.drivers) == before  # refused: nothing changed
+                refused += 1
+            elif set(terminal.drivers) != before:
+                carried_out.append((ALICE, "terminal.role", "sp_x", f"{TERMINAL}: {email} is now a {role}"))
+        await terminals.roles_changed(ctx, "sp_x", manager.take_role_changes())
+        assert store.rows == carried_out
+        assert store.rows[0][3] == f"{TERMINAL}: {DAVE} is now a driver"
+        if not heartbeats:  # all 250 before one heartbeat: the queue filled, then grants were refused
+            assert len(carried_out) == ROLE_CHANGES_KEPT and refused > 0
 
     run(scenario())
 
