@@ -47,6 +47,20 @@ async def get_owned(ctx: Context, user: UserRecord, space_id: str, action: str) 
     return space
 
 
+async def may_reach(ctx: Context, space_id: str, email: str) -> bool:
+    """Whether the person with `email` (an address, any case) owns the Space or it is shared
+    with them (`get_visible`): whom its terminals' starters may grant the keyboard. False for
+    an email that is no user's."""
+    user = await ctx.store.user_by_email(email.lower())
+    if user is None:
+        return False
+    try:
+        await get_visible(ctx, user, space_id)
+    except Problem:
+        return False
+    return True
+
+
 def require_admin(user: UserRecord) -> None:
     """Problem 403 (`forbidden`) unless `user` is an admin of this broker."""
     if not user.is_admin:

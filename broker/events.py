@@ -44,6 +44,7 @@ class EndTerminals(msgspec.Struct, tag="end_terminals", tag_field="type"):
 
     emails: list[str] | None
     reason: str
+    kicked: bool = False  # the owner ended their sessions; their access goes on
 
 
 class Recheck(msgspec.Struct, tag="recheck", tag_field="type"):
@@ -119,13 +120,15 @@ async def end_streams(
     kinds: Collection[m.StreamKind] | None = None,
     code: CloseCode = CloseCode.REVOKED,
     apps: Collection[str] | None = None,
+    kicked: bool = False,
 ) -> None:
     """The one way to end streams: those of `people` (None: everyone's) in a Space, of `kinds`
     (None: all), on every replica, each closed with `code` and `reason` (one sentence the person
     reads). Terminals go further: the agent also ends the people's attachments and the
     terminals they started (or all of them), and drops their grants. `apps` narrows it to the
     app proxy's streams to those shared ports' addresses (a port unshared, its level narrowed).
-    Used by unshare, kick, delete, down and broker.ports."""
+    Used by unshare, kick (`kicked`: the people's access goes on, which the others in their
+    terminals are told), delete, down and broker.ports."""
     wanted = None if kinds is None else sorted(kinds)
     if people is not None and not people:
         return
@@ -135,7 +138,7 @@ async def end_streams(
         await ctx.bus.publish(bus.STREAMS, message)
     if (kinds is None or "terminal" in kinds) and apps is None:
         emails = None if people is None else [p.email for p in people]
-        for message in _packed(emails, lambda some: EndTerminals(some, reason)):
+        for message in _packed(emails, lambda some: EndTerminals(some, reason, kicked)):
             await ctx.bus.publish(bus.agent_channel(space_id), message)
 
 

@@ -112,7 +112,7 @@ async def _command(ctx: Context, link: AgentLink, payload: bytes) -> None:
     elif isinstance(command, events.OpenStream):
         await _open(ctx, link, command)
     elif "pty" in link.streams:  # EndTerminals; an agent without terminals has none to end
-        await link.send(m.EndTerminals(emails=command.emails, reason=command.reason))
+        await link.send(m.EndTerminals(emails=command.emails, reason=command.reason, kicked=command.kicked))
 
 
 async def _open(ctx: Context, link: AgentLink, command: events.OpenStream) -> None:
@@ -206,7 +206,7 @@ async def _person(
             await ws.accept(headers=headers_for(space))
             accepted = True
             if kind == "terminal":
-                await streams.splice(stream, WebSocketLink(ws), limits=streams.TERMINAL_LIMITS)
+                await streams.splice(stream, WebSocketLink(ws), limits=streams.terminal_limits(ctx, space.id))
             else:
                 await streams.splice(stream, WebSocketLink(ws))
     except (Problem, StoreUnavailable) as exc:
@@ -229,13 +229,15 @@ async def space_tunnel(ws: WebSocket) -> None:
 
 def _terminal(ws: WebSocket, user: UserRecord) -> m.PtyTarget:
     """`?cols=C&rows=R` opens a terminal started by `user`; `?join=ID[&read_only=true][&cols&rows]`
-    joins one as `user` (never as an email the query names). Raises Problem 422 otherwise."""
+    joins one as `user` (never as an email the query names); `&control=true` only to send it
+    control messages (`tp.JoinTerminal.control`). Raises Problem 422 otherwise."""
     query = ws.query_params
     fields: dict[str, str] = {name: query[name] for name in ("cols", "rows") if name in query}
     kind: type[tp.OpenTerminal] | type[tp.JoinTerminal] = tp.OpenTerminal
     if "join" in query:
         kind = tp.JoinTerminal
         fields.update(terminal_id=query["join"], read_only=query.get("read_only", "false"))
+        fields.update(control=query.get("control", "false"))
     try:
         terminal = msgspec.convert({**fields, "email": user.email}, kind, strict=False)
     except msgspec.ValidationError as exc:

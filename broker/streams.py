@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -133,7 +135,8 @@ async def open_stream(
     and dialed in, the stream logged. Yields it for `splice`; on leaving, the stream is
     forgotten and its log row closed with its byte counts and why it ended. A terminal stream
     is audited once the agent's first message (`hello`) names the terminal (`terminal.open`,
-    `terminal.join`, then `terminal.leave`); one the agent answers `closed` is not.
+    `terminal.join`, then `terminal.leave`); one the agent answers `closed` is not, nor a
+    control-only one (the agent's `hello` says `control`: it sees nothing of the terminal).
 
     Raises Problem before yielding: the agent refused (its sentence), did not answer within
     AGENT_ANSWER_TIMEOUT (504), the Space stopped taking streams meanwhile (409), the person's
@@ -147,14 +150,16 @@ async def open_stream(
     try:
         await events.ask_for_stream(ctx, space.id, stream.id, target)
         agent = await _agent_answer(ctx, person, stream, look or (lambda: access.get_visible(ctx, person, space.id)))
+        control_only = False  # the agent said the attachment sees nothing: no join, no leave
         if kind == "terminal":
-            await _terminal_answer(space, stream, agent)
+            hello = await _terminal_answer(space, stream, agent)
+            control_only = hello is not None and hello.control
         await ctx.store.open_tunnel(
             TunnelRecord(stream.id, space.id, person.id, person.email, client_address, ctx.now(), kind=kind)
         )
         if kind != "terminal":
             await ctx.store.audit(ctx.now(), person.email, _AUDIT[kind], space.id, stream.id)
-        elif stream.terminal_id:  # opened or joined; a refusal (`closed`) is neither
+        elif stream.terminal_id and not control_only:  # opened or joined; a refusal (`closed`) is neither
             joined = isinstance(target, m.PtyTarget) and isinstance(target.terminal, tp.JoinTerminal)
             action = "terminal.join" if joined else "terminal.open"
             await ctx.store.audit(ctx.now(), person.email, action, space.id, _terminal_detail(stream))
@@ -178,7 +183,7 @@ async def open_stream(
                 await ctx.store.close_tunnel(
                     stream.id, ctx.now(), stream.bytes_in, stream.bytes_out, stream.close_reason or "closed"
                 )
-                if stream.terminal_id:  # who left which terminal, and how much flowed (never what)
+                if stream.terminal_id and not control_only:  # who left which terminal, how much flowed
                     detail = f"{_terminal_detail(stream)}: {stream.bytes_in} bytes in, {stream.bytes_out} out"
                     await ctx.store.audit(ctx.now(), person.email, "terminal.leave", space.id, detail)
 
@@ -189,10 +194,11 @@ def _terminal_detail(stream: Stream) -> str:
     return f"{stream.terminal_id} stream {stream.id}"
 
 
-async def _terminal_answer(space: SpaceRecord, stream: Stream, agent: Link) -> None:
+async def _terminal_answer(space: SpaceRecord, stream: Stream, agent: Link) -> tp.Hello | None:
     """Read the agent's first message on a terminal stream, which the splice passes on first:
     `hello` names the terminal opened or joined (`stream.terminal_id`); `closed` (no such
     terminal, too many, no shell) leaves it empty, and reaches the person as the agent's words.
+    Returns the `hello`, or None.
     Raises Problem 504 when the agent says nothing within AGENT_ANSWER_TIMEOUT, 403 when the
     stream was ended meanwhile."""
     try:
@@ -208,6 +214,8 @@ async def _terminal_answer(space: SpaceRecord, stream: Stream, agent: Link) -> N
         raise Problem(403, stream.close_reason, "", "revoked")
     if not isinstance(stream.first, Closed) and (hello := terminals.hello(stream.first)) is not None:
         stream.terminal_id = hello.terminal_id
+        return hello
+    return None
 
 
 async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: Look) -> Link:
@@ -257,6 +265,9 @@ class FrameLimits:
     binary: int
     text: int
     refusal: Callable[[str], str | None] = lambda _text: None
+    # A text frame answered by the broker instead of passed on: the answer, sent back to the
+    # person (the stream goes on), or None to pass the frame.
+    answer: Callable[[str], Awaitable[str | None]] | None = None
 
 
 # A terminal's protocol bounds what a person sends (pair.api.terminal); the broker enforces it too,
@@ -265,13 +276,20 @@ TERMINAL_LIMITS = FrameLimits(binary=tp.MAX_INPUT_BYTES, text=tp.MAX_CONTROL_BYT
 TOO_LARGE = "A message on this stream was larger than its protocol allows."
 
 
+def terminal_limits(ctx: Context, space_id: str) -> FrameLimits:
+    """TERMINAL_LIMITS, and grants to someone who cannot reach `space_id` answered by the broker
+    (broker.terminals.grant_answer)."""
+    return dataclasses.replace(TERMINAL_LIMITS, answer=functools.partial(terminals.grant_answer, ctx, space_id))
+
+
 async def splice(stream: Stream, client: Link, *, limits: FrameLimits | None = None) -> None:
     """Copy between the person's `client` and the agent's end until either closes; each message
     keeps its kind. Each direction awaits the other side's send, so a slow reader slows the
     writer instead of growing a buffer. Either side closing closes both; the container's side
     vanishing (any close but a normal one) is told to the person as CONTAINER_LOST. A person's
     frame above `limits` closes the stream with 1009 (TOO_BIG), a text frame it refuses with
-    4422 (INVALID) and its sentence. The agent's message read before the splice
+    4422 (INVALID) and its sentence; one it answers (`limits.answer`) gets the answer and goes
+    no further. The agent's message read before the splice
     (`stream.first`) is passed on first."""
     agent = stream.agent.result()
     stream.client = client
@@ -298,6 +316,12 @@ async def splice(stream: Stream, client: Link, *, limits: FrameLimits | None = N
                     return await refuse(CloseCode.TOO_BIG, TOO_LARGE)
                 if isinstance(frame, str) and (refused := limits.refusal(frame)) is not None:
                     return await refuse(CloseCode.INVALID, refused)
+                if isinstance(frame, str) and limits.answer is not None:
+                    answer = await limits.answer(frame)
+                    if answer is not None:
+                        await client.send_text(answer)
+                        frame = None
+                        continue
             if isinstance(frame, bytes):
                 await dst.send_bytes(frame)
             else:
@@ -408,6 +432,7 @@ async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int
     if target is None:
         raise not_found(f"The user {email}")
     ended = sum(1 for rec in await ctx.store.open_tunnels(space.id) if rec.user_id == target.id)
-    await events.end_streams(ctx, space.id, f'{user.email} ended your session in "{space.name}".', people=[target])
+    reason = f'{user.email} ended your session in "{space.name}".'
+    await events.end_streams(ctx, space.id, reason, people=[target], kicked=True)
     await ctx.store.audit(ctx.now(), user.email, "space.kick", space.id, f"{target.email}: {ended}")
     return ended

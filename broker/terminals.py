@@ -4,7 +4,10 @@ written from the agent's word rather than from what a person asked for.
 
 - **A grant's email** is a person's text on its way to the container: checked against
   pair.api.grammar as it passes the broker (`refusal`; the splice closes the stream with 4422
-  and the sentence), and again by the agent where it arrives.
+  and the sentence), and again by the agent where it arrives. A grant to someone who cannot
+  reach the Space (no user, or one it is not shared with: broker.access.may_reach) is answered
+  `error {forbidden}` by the broker and never reaches the agent (`grant_answer`), so a starter
+  cannot hand the keyboard to a person ahead of a share; nothing is audited of it.
 - **Opening and joining** are audited once the agent's first message, `hello`, names the
   terminal (`hello`, read by broker.streams.open_stream): a join to a terminal that does not
   exist is answered `closed {not_found}` by the agent instead, and is no join.
@@ -59,6 +62,27 @@ def refusal(text: str) -> str | None:
     if isinstance(message, tp.Grant) and not grammar.is_email(message.email):
         return BAD_GRANT
     return None
+
+
+def no_reach(email: str) -> str:
+    """Why a grant to `email` (an address) is refused: the person cannot reach the Space."""
+    return f"{email} cannot reach this Space, so they cannot be given the keyboard; share the Space with them first."
+
+
+async def grant_answer(ctx: Context, space_id: str, text: str) -> str | None:
+    """The broker's answer (an `error {forbidden}` frame for the person) to a text frame that
+    grants a role to someone who cannot reach `space_id` (broker.access.may_reach), which is
+    not passed on; None to pass the frame on. Runs after `refusal`, so a grant's email is an
+    address here."""
+    try:
+        message = tp.decode_client(text)
+    except msgspec.MsgspecError:
+        return None
+    if not isinstance(message, tp.Grant) or not grammar.is_email(message.email):
+        return None
+    if await access.may_reach(ctx, space_id, message.email):
+        return None
+    return tp.encode(tp.Refused(message=no_reach(message.email.lower()), code="forbidden"))
 
 
 def hello(frame: Frame) -> tp.Hello | None:

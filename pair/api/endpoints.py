@@ -407,7 +407,8 @@ SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"  # a person's SSH stream (ses
 # (`TYPE BASE64`, comma-separated), so the proxy can re-pin them before ssh checks the server's key.
 HOST_KEYS_HEADER = "x-pair-host-keys"
 # A person's terminal stream (session): `?cols=C&rows=R` opens a new terminal, `?join=TERMINAL_ID`
-# (with `&read_only=true`, and the window's `cols`/`rows`) joins one; pair.api.terminal's protocol.
+# (with `&read_only=true`, and the window's `cols`/`rows`) joins one, `&control=true` only to send
+# it control messages (no output, no join audited); pair.api.terminal's protocol.
 SPACE_TERMINAL = f"{API}/spaces/{{space_id}}/terminal"
 SPACE_PORT = f"{API}/spaces/{{space_id}}/ports/{{port}}"  # a person's TCP stream to 127.0.0.1:PORT (session)
 # The terminal page (a signed-in browser) and its stream: the web session cookie, the broker's own

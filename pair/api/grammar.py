@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, get_args
 import msgspec
 
 from pair.api import models as m
+from pair.api import terminal as tp
 from pair.printable import printable
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
     "space_from_json",
     "space_name_from",
     "space_problem",
+    "terminal_id",
 ]
 
 # The name and email rules are the wire contract's (pair.api.models), so /openapi.json states
@@ -115,6 +117,19 @@ def email_address(text: str) -> str:
     if not is_email(text):
         raise Invalid(f"{shown(text)} is not an email address.", "Name a person by their email, name@example.com.")
     return text.lower()
+
+
+TERMINAL_ID_RE = re.compile(tp.TERMINAL_ID_PATTERN)
+TERMINALS_HINT = "List them with `pair spaces terminals SPACE`."
+
+
+def terminal_id(text: str) -> str:
+    """`text` if it is a terminal id (pair.api.terminal.TERMINAL_ID_PATTERN: `term_` and 12
+    lowercase base32 characters, as the agent makes them). Raises Invalid, naming the value
+    escaped, when it is not one."""
+    if TERMINAL_ID_RE.fullmatch(text) is None:
+        raise Invalid(f"{shown(text)} is not a terminal id (term_ and 12 letters and digits).", TERMINALS_HINT)
+    return text
 
 
 def is_login_user(text: str) -> bool:

@@ -601,10 +601,12 @@ class StreamRequest(Struct, tag="stream", tag_field="type"):
 class EndTerminals(Struct, tag="end_terminals", tag_field="type"):
     """broker → agent: these people's access ended (unshare, kick), or everyone's (`emails` null:
     down, delete). Their attachments close with `reason` (`revoked`), their grants go, and the
-    terminals they started end. Sent only to agents that listed `pty`."""
+    terminals they started end. Sent only to agents that listed `pty`. `kicked`: the owner ended
+    their sessions (`pair spaces kick`), their access goes on: the others are told so."""
 
     emails: list[str] | None
     reason: str
+    kicked: bool = False
 
 
 BrokerMessage = ReplyMessage | TunnelRequest | StreamRequest | EndTerminals

@@ -18,8 +18,10 @@ person → agent (`ClientMessage`):
 
 agent → person (`ServerMessage`):
 
-- `hello {terminal_id, email, role, started_by, started_at, cols, rows}`: first, on attaching;
-  the scrollback follows as binary frames, then live output.
+- `hello {terminal_id, email, role, started_by, started_at, cols, rows, control}`: first, on
+  attaching; the scrollback follows as binary frames, then live output — except on a
+  control-only attach (`control`, asked by `join … control`), which gets no output, only
+  answers to what it sends.
 - `attached {people: [{email, role, since}]}`: after `hello`, and whenever someone attaches,
   leaves, or changes role.
 - `role {role}`: your role changed (the starter granted or took back the keyboard).
@@ -34,7 +36,7 @@ agent → person (`ServerMessage`):
 
 broker → agent, when it asks for a stream to a PTY target (`TerminalTarget`): `open` (a new
 terminal, started by `email`, at `cols`×`rows`) or `join` (an existing `terminal_id`, as `email`,
-`read_only` or with the role the starter granted). `TerminalInfo` is one open terminal as the
+`read_only` or with the role the starter granted, or `control` only). `TerminalInfo` is one open terminal as the
 agent lists it (who started it, who is attached and how).
 
 Sizes are bounded here, so a decoded message is already in range; emails are bounded in length
@@ -112,6 +114,7 @@ class Hello(Struct, tag="hello", tag_field="type"):
     started_at: datetime
     cols: int
     rows: int
+    control: bool = False  # a control-only attachment (`JoinTerminal.control`): no output follows
 
 
 class Attached(Struct, tag="attached", tag_field="type"):
@@ -164,6 +167,9 @@ class JoinTerminal(Struct, tag="join", tag_field="type"):
     read_only: bool = False  # stay a viewer even if granted the keyboard
     cols: Dimension | None = None  # a driver's window size, applied on joining
     rows: Dimension | None = None
+    # A control-only attach (`pair spaces terminal-role`, to change a role): `hello` and answers to
+    # control messages, no scrollback or output, not one of the people attached, no join audited.
+    control: bool = False
 
 
 TerminalTarget = OpenTerminal | JoinTerminal

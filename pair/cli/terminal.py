@@ -12,10 +12,10 @@ Start-up stays lazy: asyncio and websockets load when a command runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -56,6 +56,8 @@ def terminal(
     """Open a terminal in a Space here (a login shell that teammates can join), or join one with --join."""
     if read_only and not join:
         raise PairError("--read-only is for joining a terminal.", "Add --join ID (`pair spaces terminals` lists them).")
+    if join is not None:
+        _check_terminal_id(join)
     client, _ = signed_in()
     with client:
         target = choose_space(client.spaces(), one_ref(space, space_option, "terminal"), "terminal")
@@ -73,6 +75,17 @@ def terminal(
 
     status = asyncio.run(terminal_session.run(url, headers, target.name))
     raise typer.Exit(status)
+
+
+def _check_terminal_id(text: str) -> None:
+    """Raises PairError unless `text` is a terminal id (pair.api.grammar.terminal_id): checked
+    here, before anything connects."""
+    from pair.api.grammar import Invalid, terminal_id
+
+    try:
+        terminal_id(text)
+    except Invalid as exc:
+        raise PairError(exc.message, exc.hint) from None
 
 
 def _people(info: tp.TerminalInfo) -> str:
@@ -123,6 +136,7 @@ def terminal_role(
     """Let someone type in a terminal you started (driver), or take the keyboard back (viewer)."""
     from pair.api.grammar import Invalid, email_address
 
+    _check_terminal_id(terminal_id)
     if role not in ("driver", "viewer"):
         raise PairError(f"{role!r} is not a role.", "Say driver (may type) or viewer (watches).")
     try:
@@ -132,13 +146,14 @@ def terminal_role(
     client, _ = signed_in()
     with client:
         target = resolve_space(client.spaces(), space, "terminal-role")
-        url = client.terminal_url(target.id, join=terminal_id, read_only=True)
+        url = client.terminal_url(target.id, join=terminal_id, control=True)  # not a join: no output
         import asyncio
 
         from pair.cli import terminal_session
 
-        asyncio.run(terminal_session.grant(url, client.bearer(), email, "driver" if role == "driver" else "viewer"))
-        if not _wait_for_role(client, target.id, terminal_id, email, role):
+        wanted: tp.Role = "driver" if role == "driver" else "viewer"
+        shows = functools.partial(_shows_role, client, target.id, terminal_id, email, role)
+        if not asyncio.run(terminal_session.grant(url, client.bearer(), email, wanted, shows, ROLE_WAIT)):
             raise PairError(
                 f"The container did not confirm that {email} is now a {role}.",
                 "Check with `pair spaces terminals`; the terminal may have ended.",
@@ -146,16 +161,10 @@ def terminal_role(
     print(f"{email} {'may type' if role == 'driver' else 'watches'} in {terminal_id} now.")
 
 
-def _wait_for_role(client: Client, space_id: str, terminal_id: str, email: str, role: str) -> bool:
-    """Until the Space's listing (its agent's report) shows `email` with `role`."""
-    deadline = time.monotonic() + ROLE_WAIT
-    while True:
-        info = next((t for t in client.terminals(space_id) if t.id == terminal_id), None)
-        if info is not None and (email in info.drivers) == (role == "driver"):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
+def _shows_role(client: Client, space_id: str, terminal_id: str, email: str, role: str) -> bool:
+    """Whether the Space's listing (its agent's report) shows `email` with `role`."""
+    info = next((t for t in client.terminals(space_id) if t.id == terminal_id), None)
+    return info is not None and (email in info.drivers) == (role == "driver")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ import signal
 import sys
 import termios
 import tty
+from collections.abc import Callable
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -26,6 +27,7 @@ from pair.printable import printable
 
 READ_CHUNK = 16 * 1024  # bytes of stdin per frame, well below the protocol's MAX_INPUT_BYTES
 LOST = "The connection to the broker was lost."
+CONFIRM_POLL = 0.2  # seconds between looks at the Space's listing while a grant is confirmed
 
 
 async def open_stream(url: str, headers: dict[str, str]) -> ClientConnection:
@@ -214,22 +216,41 @@ async def run(url: str, headers: dict[str, str], space: str) -> int:
         await ws.close()
 
 
-async def grant(url: str, headers: dict[str, str], email: str, role: tp.Role) -> None:
-    """Join the terminal at `url` (read-only) and, as its starter, give `email` the `role`.
-    Raises PairError when we did not start it, or it is not open."""
+async def grant(
+    url: str, headers: dict[str, str], email: str, role: tp.Role, confirmed: Callable[[], bool], wait: float
+) -> bool:
+    """Attach to the terminal at `url` (control-only) and, as its starter, give `email` the `role`; then
+    until `confirmed()` (called in a thread, every CONFIRM_POLL seconds) says it shows, at most
+    `wait` seconds: True once it does, False if not in time. Raises PairError when we did not
+    start it, it is not open, or the grant is refused (`error`: the broker's or the agent's
+    sentence, e.g. the person cannot reach the Space)."""
+    loop = asyncio.get_running_loop()
     async with await open_stream(url, headers) as ws:
-        async for frame in ws:
+        sent_at: float | None = None
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), CONFIRM_POLL if sent_at is not None else None)
+            except TimeoutError:
+                assert sent_at is not None
+                if await asyncio.to_thread(confirmed):
+                    return True
+                if loop.time() - sent_at > wait:
+                    return False
+                continue
+            except ConnectionClosed:
+                raise PairError(ws.close_reason or LOST) from None
             if isinstance(frame, bytes):
                 continue
             message = tp.decode_server(frame)
             if isinstance(message, tp.Closed):
                 raise PairError(message.reason, "`pair spaces terminals` lists the open ones.")
-            if isinstance(message, tp.Hello):
+            if isinstance(message, tp.Refused) and sent_at is not None:
+                raise PairError(printable(message.message), "Nothing changed.")
+            if isinstance(message, tp.Hello) and sent_at is None:
                 if message.started_by != message.email:
                     raise PairError(
                         f"Only {message.started_by}, who started this terminal, decides who may type.",
                         "Ask them to run `pair spaces terminal-role`.",
                     )
                 await ws.send(tp.encode(tp.Grant(email=email, role=role)))
-                return
-        raise PairError(ws.close_reason or LOST)
+                sent_at = loop.time()

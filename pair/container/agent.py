@@ -408,7 +408,7 @@ class Agent:
         if message.emails is None:
             self.terminals.end_all(message.reason, "revoked")
         for email in message.emails or ():
-            self.terminals.revoke(email, message.reason)
+            self.terminals.revoke(email, message.reason, kicked=message.kicked)
 
     async def _refuse(self, stream_id: str, refused: streams.Refused) -> None:
         """Tell the broker why a stream it asked for will not open, so the person hears it now."""

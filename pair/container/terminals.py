@@ -104,6 +104,14 @@ class TerminalError(Exception):
         self.code = code
 
 
+def started_ended(email: str, *, kicked: bool) -> str:
+    """What the others in a terminal `email` started read when it ends because `email` was
+    kicked (the owner disconnected them; their access goes on) or lost access to the Space."""
+    if kicked:
+        return f"The Space's owner disconnected {email}, so the terminal they started ended."
+    return f"{email}'s access to this Space ended, so the terminal they started ended."
+
+
 def new_terminal_id() -> str:
     """`term_` and 60 random bits in lowercase base32 (the grammar of `pair.api.terminal.TerminalId`)."""
     bits = secrets.randbits(60)
@@ -527,6 +535,28 @@ class Terminal:
         self._flow()
         return attachment
 
+    def attach_control(self, email: str) -> Attachment:
+        """A control-only attachment for `email` (`JoinTerminal.control`: `pair spaces
+        terminal-role`): `hello` (with `control`), then only the answers to its control messages
+        (a grant's `error`); no scrollback or output, so it watches nothing, is not one of the
+        people attached and keeps no idle terminal alive. Raises TerminalError (`not_found`)."""
+        if self.ending or self._master is None:
+            raise TerminalError("That terminal has ended.", "not_found")
+        attachment = Attachment(self, email, "viewer", True)
+        attachment._send(
+            tp.Hello(
+                terminal_id=self.id,
+                email=email,
+                role="viewer",
+                started_by=self.started_by,
+                started_at=self.started_at,
+                cols=self.cols,
+                rows=self.rows,
+                control=True,
+            )
+        )
+        return attachment
+
     def _detach(self, attachment: Attachment) -> None:
         if self.attachments.pop(attachment.id, None) is None:
             return
@@ -837,21 +867,24 @@ class TerminalManager:
             terminal = await self.open(target.email, target.cols, target.rows)
             return terminal.attach(target.email)
         terminal = self.get(target.terminal_id)
+        if target.control:
+            return terminal.attach_control(target.email)
         return terminal.attach(target.email, read_only=target.read_only, cols=target.cols, rows=target.rows)
 
     def set_role(self, terminal_id: str, email: str, role: tp.Role, *, by: str) -> None:
         """`Terminal.set_role` by id. Raises TerminalError (`not_found`, `forbidden`)."""
         self.get(terminal_id).set_role(email, role, by=by)
 
-    def revoke(self, email: str, reason: str) -> None:
-        """`email` lost access to the Space: their attachments close (`revoked`, with `reason`),
-        their grants go, and the terminals they started end for everyone."""
+    def revoke(self, email: str, reason: str, *, kicked: bool = False) -> None:
+        """`email` lost access to the Space, or was `kicked` (the owner ended their sessions;
+        their access goes on): their attachments close (`revoked`, with `reason`), their grants
+        go, and the terminals they started end for everyone, who are told which it was."""
         for terminal in list(self.terminals.values()):
             for attachment in list(terminal.attachments.values()):
                 if attachment.email == email:
                     terminal._close_attachment(attachment, tp.Closed(reason=reason, code="revoked"))
             if terminal.started_by == email:
-                terminal.end(f"{email}'s access to this Space ended, so the terminal they started ended.")
+                terminal.end(started_ended(email, kicked=kicked))
             else:
                 terminal.drivers.pop(email, None)
 

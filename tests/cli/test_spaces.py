@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
+from pair.api import grammar
 from pair.api.client import Client
 from pair.api.errors import ApiError
 from pair.api.models import ContainerFacts
@@ -311,3 +312,19 @@ def test_each_owner_still_resolves_their_own_name(people: dict[str, Person], two
     assert space_ids(people["carol"]) == {alices}
     result = people["carol"].pair("spaces", "delete", "--space", "demo", "--yes")  # unambiguous now, not hers
     assert_error(result, 'Only the owner of "demo" (alice@example.com) can delete it.')
+
+
+# -- terminals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["bogus", "TERM_ABCDEFGHIJKL", "term_abcdefghijk1", "term_abc\x1b]0;x\x07defghi"])
+@pytest.mark.parametrize("command", ["terminal", "terminal-role"])
+def test_a_terminal_id_is_checked_before_anything_connects(
+    people: dict[str, Person], demo: str, command: str, bad: str
+) -> None:
+    """Repro: `pair spaces terminal demo --join bogus` printed msgspec's regex error and a hint
+    about the URL's query, from the broker."""
+    args = ("--join", bad) if command == "terminal" else (bad, "bob@example.com", "driver")
+    message, hint = assert_error(people["alice"].pair("spaces", command, "demo", *args))
+    assert message == f"{grammar.shown(bad)} is not a terminal id (term_ and 12 letters and digits)."
+    assert hint == "List them with `pair spaces terminals SPACE`."

@@ -4,7 +4,9 @@ Reproductions of a tester's findings: `terminal.role` was written when the start
 so a refused one (alice making herself a viewer), a repeated one (a flood) or one naming a text
 with terminal escapes was logged as done; a grant's email was checked nowhere; `terminal.open` and
 `terminal.join` named the stream, not the terminal, and a join to a terminal that does not exist
-was logged as a join."""
+was logged as a join; a grant to a person who cannot reach the Space (not shared, or no user)
+was carried out, so they would type once shared; `pair spaces terminal-role` was audited as the
+starter joining and leaving."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import re
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from broker.terminals import BAD_GRANT
+from broker.terminals import BAD_GRANT, no_reach
 from pair.api import endpoints as ep
 from pair.api import terminal as tp
 from pair.api.closecodes import CloseCode
@@ -39,7 +41,7 @@ async def message(ws: ClientConnection, kind: type[tp.ServerMessage]) -> tp.Serv
 
 def test_the_audit_log_holds_what_the_agent_did_with_each_terminal(world: World) -> None:
     space_id = running(world)
-    alice, bob = world.alice.email, world.bob.email
+    alice, bob, carol = world.alice.email, world.bob.email, world.carol.email
     opened = ""
 
     def drivers() -> list[list[str]]:
@@ -75,6 +77,25 @@ def test_the_audit_log_holds_what_the_agent_did_with_each_terminal(world: World)
                 assert await message(joined, tp.RoleChanged) == tp.RoleChanged(role="viewer")
                 await asyncio.to_thread(eventually, lambda: drivers() == [[alice]], "the listing shows it")
 
+                # a grant to someone the Space is not shared with, or to no user: the broker
+                # answers it and the agent never hears of it; the CLI says so and changes nothing
+                await started.send(tp.encode(tp.Grant(email=carol.upper(), role="driver")))
+                refused = await message(started, tp.Refused)
+                assert refused == tp.Refused(message=no_reach(carol), code="forbidden")
+                for nobody in (carol, "nobody@example.com"):
+                    args = ("spaces", "terminal-role", "demo", opened, nobody, "driver")
+                    cli = await asyncio.to_thread(world.alice.pair, *args)
+                    assert cli.returncode == 1 and cli.stdout == ""
+                    assert cli.stderr.startswith(f"error: {no_reach(nobody)}\n"), cli.stderr
+                assert drivers() == [[alice]]
+                # the CLI's grants: a control-only attach, so role rows and no join or leave of alice's
+                for role in ("driver", "viewer"):
+                    cli = await asyncio.to_thread(
+                        world.alice.pair, "spaces", "terminal-role", "demo", opened, bob, role
+                    )
+                    assert cli.returncode == 0, cli.stderr
+                    assert await message(joined, tp.RoleChanged) == tp.RoleChanged(role=role)
+
                 # a grant naming a text with terminal escapes: the CLI refuses it before sending,
                 args = ("spaces", "terminal-role", "demo", opened, f"{bob}\x1b]0;owned\x07", "driver")
                 cli = await asyncio.to_thread(world.alice.pair, *args)
@@ -99,13 +120,15 @@ def test_the_audit_log_holds_what_the_agent_did_with_each_terminal(world: World)
         (actor, action, re.sub(r"stream pty_[a-z2-7]{12}", "stream S", detail))
         for actor, action, detail in terminal_rows
     ]
-    assert shapes[:4] == [
+    assert shapes[:6] == [
         (alice, "terminal.open", f"{opened} stream S"),
         (bob, "terminal.join", f"{opened} stream S"),
         (alice, "terminal.role", f"{opened}: {bob} is now a driver"),
         (alice, "terminal.role", f"{opened}: {bob} is now a viewer"),
+        (alice, "terminal.role", f"{opened}: {bob} is now a driver"),
+        (alice, "terminal.role", f"{opened}: {bob} is now a viewer"),
     ]
-    assert sorted(actor for actor, _, _ in shapes[4:]) == sorted([alice, bob])
-    for _, action, detail in shapes[4:]:
+    assert sorted(actor for actor, _, _ in shapes[6:]) == sorted([alice, bob])
+    for _, action, detail in shapes[6:]:
         assert action == "terminal.leave" and re.fullmatch(rf"{opened} stream S: \d+ bytes in, \d+ out", detail)
     assert not any(NOWHERE in detail or "\x1b" in detail for _, _, detail in terminal_rows)

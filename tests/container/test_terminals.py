@@ -254,6 +254,37 @@ def test_a_grant_is_judged_where_it_arrives_and_only_a_change_is_news(workspace:
     assert [line for line in log if " made " in line] == [f"terminal {terminal_id(log)}: {ALICE} made {BOB} a driver"]
 
 
+def test_a_control_only_attach_grants_and_sees_nothing(workspace: Path) -> None:
+    """`pair spaces terminal-role`'s attach (repro: it joined as a viewer, so the broker audited
+    the starter joining and leaving): its `hello` says `control`, then only answers to what it
+    sends; no scrollback, no output, not one of the people attached, keystrokes dropped."""
+
+    async def scenario() -> None:
+        terminals = manager(workspace)
+        alice, _ = await drive(terminals)
+        terminal = alice.attachment.terminal
+        await alice.run("echo secret-$((6*7))")
+        control = Screen(await terminals.connect(tp.JoinTerminal(terminal_id=terminal.id, email=ALICE, control=True)))
+        hello = await control.wait_message(tp.Hello)
+        assert hello.control and hello.terminal_id == terminal.id and hello.started_by == ALICE
+        assert [p.email for p in terminal.people()] == [ALICE]
+        await control.attachment.write(b"echo typed-by-control\n")
+        await control.attachment.control(tp.encode(tp.Grant(email=BOB, role="driver")))
+        await control.attachment.control(tp.encode(tp.Grant(email=ALICE, role="viewer")))
+        refused = await control.wait_message(tp.Refused)
+        assert refused.code == "forbidden"
+        assert list(terminal.drivers) == [ALICE, BOB]
+        await alice.run("echo more")  # output after the control attach: none of it reaches it
+        assert "typed-by-control" not in alice.text
+        assert control.output == b"" and [type(m) for m in control.messages] == [tp.Hello, tp.Refused]
+        control.attachment.detach()
+        assert [p.email for p in terminal.people()] == [ALICE]
+        await terminals.aclose()
+        control.task.cancel()
+
+    run(scenario())
+
+
 def terminal_id(log: list[str]) -> str:
     return next(line.split()[1].rstrip(":") for line in log if line.startswith("terminal "))
 
@@ -395,7 +426,11 @@ def test_limits_terminals_messages_and_a_slow_reader(workspace: Path) -> None:
     run(scenario())
 
 
-def test_revoking_a_person_closes_their_attachments_and_ends_what_they_started(workspace: Path) -> None:
+@pytest.mark.parametrize("kicked", [False, True], ids=["unshared", "kicked"])
+def test_revoking_a_person_closes_their_attachments_and_ends_what_they_started(workspace: Path, kicked: bool) -> None:
+    """The others in a terminal the person started are told why it ended: their access ended,
+    or (a kick; repro: they were told the access ended) the owner disconnected them."""
+
     async def scenario() -> None:
         terminals = manager(workspace)
         alice, _ = await drive(terminals)
@@ -408,7 +443,7 @@ def test_revoking_a_person_closes_their_attachments_and_ends_what_they_started(w
         for screen in (bob_in_mine, alice_in_bobs):
             await screen.wait_message(tp.Hello)
         terminals.set_role(mine.id, BOB, "driver", by=ALICE)
-        terminals.revoke(BOB, "alice@example.com stopped sharing the Space with you.")
+        terminals.revoke(BOB, "alice@example.com stopped sharing the Space with you.", kicked=kicked)
         for screen in (bob_in_mine, bobs):
             await asyncio.wait_for(screen.task, TIMEOUT)
             assert screen.messages[-1] == tp.Closed(
@@ -416,7 +451,12 @@ def test_revoking_a_person_closes_their_attachments_and_ends_what_they_started(w
             )
         await asyncio.wait_for(alice_in_bobs.task, TIMEOUT)
         closed = alice_in_bobs.messages[-1]
-        assert isinstance(closed, tp.Closed) and closed.code == "ended" and BOB in closed.reason
+        ended = (
+            f"The Space's owner disconnected {BOB}, so the terminal they started ended."
+            if kicked
+            else f"{BOB}'s access to this Space ended, so the terminal they started ended."
+        )
+        assert closed == tp.Closed(reason=ended, code="ended")
         await asyncio.wait_for(bobs.attachment.terminal.ended.wait(), TIMEOUT)
         assert [info.id for info in terminals.list()] == [mine.id]
         assert mine.drivers == {ALICE: None}  # bob's grant went with his access

@@ -153,6 +153,45 @@ def test_end_streams_ends_a_persons_streams_of_every_kind_and_their_terminals() 
     run(scenario())
 
 
+class KickStore:
+    """alice owns sp_demo ("demo"), shared with bob; the audit rows are kept."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    async def space(self, space_id: str) -> Any:
+        return SimpleNamespace(id=space_id, name="demo", owner_id=ALICE.id, owner_email=ALICE.email, deleted_at=None)
+
+    async def is_shared_with(self, space_id: str, user_id: str) -> bool:
+        return user_id == BOB.id
+
+    async def user_by_email(self, email: str) -> UserRecord | None:
+        return {BOB.email: BOB, ALICE.email: ALICE}.get(email)
+
+    async def open_tunnels(self, space_id: str) -> list[Any]:
+        return []
+
+    async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
+        self.rows.append((actor, action))
+
+
+def test_a_kick_tells_the_agent_the_persons_access_goes_on() -> None:
+    """Repro: the others in a terminal a kicked person started were told that person's access
+    to the Space ended; the agent could not tell a kick from an unshare."""
+
+    async def scenario() -> None:
+        ctx = cast(Context, SimpleNamespace(hub=Hub(), bus=bus.MemoryBus(), store=KickStore(), now=lambda: 1))
+        commands = await listening(ctx, "sp_demo")
+        await streams.kick(ctx, ALICE, "sp_demo", BOB.email)
+        await events.end_streams(ctx, "sp_demo", "unshared", people=[BOB])
+        assert [events.agent_commands.decode(c) for c in await commands.settled(ctx)] == [
+            events.EndTerminals([BOB.email], 'alice@example.com ended your session in "demo".', kicked=True),
+            events.EndTerminals([BOB.email], "unshared", kicked=False),
+        ]
+
+    run(scenario())
+
+
 def test_end_streams_of_some_kinds_leaves_the_others_and_none_means_everyone() -> None:
     async def scenario() -> None:
         ctx = context()
@@ -233,7 +272,7 @@ def test_an_agent_that_knows_streams_gets_the_target_and_the_end_of_terminals() 
     control, _ = run(ask(frozenset(m.STREAM_TARGETS), target))
     assert [json.loads(cast(str, f)) for f in control.sent] == [
         {"type": "stream", "stream_id": "tun_abcdefghijkl", "target": {"kind": "tcp", "port": 8080, "shared": False}},
-        {"type": "end_terminals", "emails": ["bob@example.com"], "reason": "unshared"},
+        {"type": "end_terminals", "emails": ["bob@example.com"], "reason": "unshared", "kicked": False},
     ]
 
 

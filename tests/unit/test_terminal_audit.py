@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Coroutine
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import msgspec
 import pytest
@@ -130,6 +130,47 @@ def test_the_splice_closes_a_terminal_stream_that_grants_to_a_text_that_is_no_em
         assert person.sent[0] == hello  # the message read before the splice comes first
         assert person.closed == Closed(CloseCode.INVALID, terminals.BAD_GRANT)
         assert stream.close_reason == terminals.BAD_GRANT
+
+    run(scenario())
+
+
+class ReachStore:
+    """Users alice (owns sp_x), bob (it is shared with him) and carol (not shared)."""
+
+    users: ClassVar[dict[str, str]] = {ALICE: "usr_alice", BOB: "usr_bob", CAROL: "usr_carol"}
+
+    async def user_by_email(self, email: str) -> Any:
+        user_id = self.users.get(email)
+        return SimpleNamespace(id=user_id, email=email) if user_id else None
+
+    async def space(self, space_id: str) -> Any:
+        return SimpleNamespace(id=space_id, owner_id="usr_alice", deleted_at=None) if space_id == "sp_x" else None
+
+    async def is_shared_with(self, space_id: str, user_id: str) -> bool:
+        return (space_id, user_id) == ("sp_x", "usr_bob")
+
+
+def test_the_splice_answers_a_grant_to_someone_who_cannot_reach_the_space_and_passes_it_on_no_further() -> None:
+    """Repro: a grant to carol (the Space not shared with her) or to an email that is no user's
+    reached the agent and was carried out, so carol would type the moment she was shared."""
+
+    async def scenario() -> None:
+        ctx = cast(Context, SimpleNamespace(store=ReachStore()))
+        unknown = "nobody@example.com"
+        person = QueueLink(grant(CAROL), grant(unknown.upper()), grant(BOB), grant(ALICE, "viewer"), b"ls\r")
+        agent = QueueLink()
+        stream = Stream("pty_x", "sp_x", "usr_alice", ALICE, "terminal")
+        stream.agent.set_result(cast(Any, agent))
+        stream.first = tp.encode(_hello())
+        person.end()
+        await streams.splice(stream, cast(Any, person), limits=streams.terminal_limits(ctx, "sp_x"))
+        assert agent.sent == [grant(BOB), grant(ALICE, "viewer"), b"ls\r"]  # bob and alice may be granted
+        answers = [tp.decode_server(f) for f in person.sent if isinstance(f, str)]
+        assert [a for a in answers if not isinstance(a, tp.Hello)] == [
+            tp.Refused(message=terminals.no_reach(CAROL), code="forbidden"),
+            tp.Refused(message=terminals.no_reach(unknown), code="forbidden"),
+        ]
+        assert person.closed == Closed(CloseCode.NORMAL, "") and not stream.close_reason  # the stream went on
 
     run(scenario())
 
@@ -298,6 +339,18 @@ def test_a_burst_of_grants_is_each_audited_once_or_refused(heartbeats: set[int])
             assert len(carried_out) == ROLE_CHANGES_KEPT and refused > 0
 
     run(scenario())
+
+
+@given(st.one_of(st.from_regex(tp.TERMINAL_ID_PATTERN, fullmatch=True), st.text(max_size=40)))
+def test_the_cli_takes_a_terminal_id_only_of_the_agents_grammar(text: str) -> None:
+    if terminals.TERMINAL_ID_RE.fullmatch(text):
+        assert grammar.terminal_id(text) == text
+        return
+    with pytest.raises(grammar.Invalid) as refused:
+        grammar.terminal_id(text)
+    assert refused.value.message.endswith(" is not a terminal id (term_ and 12 letters and digits).")
+    assert printable(refused.value.message) == refused.value.message  # the value is shown escaped
+    assert refused.value.hint == "List them with `pair spaces terminals SPACE`."
 
 
 @given(st.text(max_size=400))
