@@ -67,12 +67,21 @@ def _step(what: str) -> None:
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
-    from tests.install.debian import debian  # needs root, debootstrap, unshare, nsenter
+    # A `make run` venv has no pytest: this support code imports none (tests/install/test_local_container.py).
+    from tests.install.debian import BASE_VERSION, CACHE, debian
+    from tests.support.tools import find_tool
 
     if not is_space_name(args.name):
         raise PairError(f"{args.name!r} is not a Space name.", f"Use {NAME_RULE}.")
     if os.geteuid() != 0:
         raise PairError("scripts/local-container.sh needs root (it mounts a Debian root).", "Run it with sudo.")
+    needed = ("unshare", "nsenter") + (() if (CACHE / BASE_VERSION).is_dir() else ("debootstrap",))
+    missing = [tool for tool in needed if not find_tool(tool)]
+    if missing:
+        raise PairError(
+            f"scripts/local-container.sh needs {' and '.join(missing)}, which this machine lacks.",
+            "Install them: apt-get install -y debootstrap util-linux.",
+        )
     key = _key(args)
     broker = space_key_broker(key)
     port = args.ssh_port or _free_port()

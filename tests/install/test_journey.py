@@ -2,9 +2,12 @@
 real Debian root with install.sh, supervisord, sshd and the agent) and teammate, against a real
 broker, until the teammate has a shell in the container.
 
-The commands are read from README.md, so the README cannot drift from what works. Each role runs
-in its own HOME and config dir (its own machine); `make run` is the real broker started the way
-scripts/serve.sh starts it, on a free port instead of 8000.
+The commands are read from README.md, so the README cannot drift from what works. Each role's
+block runs in one fresh shell, as in a new terminal: its own HOME and config dir (its own
+machine), and nothing another block set (PATH without .venv/bin, unless the block puts it there).
+The container runs as `make run` leaves the machine: its Python can import none of the test
+extra. `make run` is the real broker started the way scripts/serve.sh starts it, on a free port
+instead of 8000.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,12 +25,14 @@ import pytest
 from tests.install.conftest import REPO
 from tests.support.broker import real_broker
 from tests.support.processes import Output, clean_env, stop
+from tests.support.run_venv import only_run_deps
 from tests.support.tools import need_root, need_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROLES = ("Operator", "Owner", "Container", "Teammate")
 README_URL = "http://127.0.0.1:8000"
+ON_PATH = 'export PATH="$PWD/.venv/bin:$PATH"'
 
 
 def journey() -> dict[str, list[str]]:
@@ -50,14 +56,17 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
     need_tool("debootstrap")
     steps = journey()
     # The commands after the installs (the operator's are the broker's own business).
-    assert sum(len(steps[r]) for r in ("Owner", "Container", "Teammate")) <= 6, steps
+    assert sum(len([c for c in steps[r] if c != ON_PATH]) for r in ("Owner", "Container", "Teammate")) <= 6, steps
     assert steps["Operator"][0].startswith("make run")
-    assert steps["Operator"][1] == 'export PATH="$PWD/.venv/bin:$PATH"'
 
-    folder = tmp_path / "clone"  # the commands' working folder: as a fresh clone would be
+    folder = tmp_path / "clone"  # the commands' working folder: as a fresh clone would be after `make run`
     folder.mkdir()
     os.symlink(REPO / "scripts", folder / "scripts")
-    path = f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"
+    os.symlink(REPO / ".venv", folder / ".venv")
+    venv_bin = str(REPO / ".venv" / "bin")
+    # A new terminal's PATH: none of this test's venv (scripts/test.sh may have put it first).
+    path = ":".join(p for p in os.environ["PATH"].split(":") if p and os.path.realpath(p) != os.path.realpath(venv_bin))
+    assert shutil.which("pair", path=path) is None, "a pair outside .venv would hide a block that forgets PATH"
     with real_broker(folder / ".pair-broker") as broker:
 
         def role_env(name: str) -> dict[str, str]:
@@ -65,26 +74,30 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
             home.mkdir(exist_ok=True)
             return clean_env(HOME=str(home), PAIR_CONFIG_DIR=str(home / ".config" / "pair"), PATH=path)
 
-        def run(name: str, command: str) -> subprocess.CompletedProcess[str]:
-            command = command.replace(README_URL, broker.url)
+        def run(name: str, commands: list[str]) -> subprocess.CompletedProcess[str]:
+            """One block in one fresh shell, as typed into a new terminal: stops at the first failure."""
+            script = "set -e\n" + "\n".join(c.replace(README_URL, broker.url) for c in commands) + "\n"
             result = subprocess.run(
-                ["sh", "-c", command], cwd=folder, env=role_env(name), capture_output=True, text=True, timeout=120
+                ["sh", "-c", script], cwd=folder, env=role_env(name), capture_output=True, text=True, timeout=240
             )
-            assert result.returncode == 0, f"{name}: {command}\n{result.stdout}\n{result.stderr}"
+            assert result.returncode == 0, f"{name}:\n{script}\n{result.stdout}\n{result.stderr}"
             return result
 
-        for command in steps["Operator"][2:]:
-            run("operator", command)
+        run("operator", steps["Operator"][1:])  # "then, in another terminal": make run holds its own
         started = time.monotonic()
-        for command in steps["Owner"]:
-            run("owner", command)
+        run("owner", steps["Owner"])
         owner_done = time.monotonic()
 
         [container] = steps["Container"]
         argv = shlex.split(container)
         assert argv[0] == "sudo"  # this test runs as root already
         proc = subprocess.Popen(
-            argv[1:], cwd=folder, env=role_env("container"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv[1:],
+            cwd=folder,
+            env=only_run_deps(role_env("container")),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         output = Output(proc)
         try:
@@ -93,12 +106,10 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
             output.wait_for(r"ready: the container demo is a Space", timeout=120)
             ready = time.monotonic()
             *before, connect = steps["Teammate"]
-            for command in before:
-                run("teammate", command)
             assert shlex.split(connect) == ["pair", "spaces", "connect", "demo"]
-            inside = run("teammate", f"{connect} -- echo in the Space as '$(whoami)'")
+            inside = run("teammate", [*before, f"{connect} -- echo in the Space as '$(whoami)'"])
             shell = time.monotonic()
-            assert inside.stdout == "in the Space as root\n"
+            assert inside.stdout.splitlines()[-1] == "in the Space as root", inside.stdout
             besides_installs = (owner_done - started) + (shell - installed)
             print(
                 f"journey: the teammate's shell {shell - started:.1f} s after the owner's first command, "
