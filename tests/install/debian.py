@@ -32,6 +32,15 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_IN_ROOT = "/etc/pair-test-ca.pem"  # this machine's CA bundle, for pip behind a TLS-inspecting egress
 POLICY_RC_D = "#!/bin/sh\n# Nothing starts services in a chroot.\nexit 101\n"
+APT_ARCHIVES = "/var/cache/apt/archives"  # bound to one host folder shared by every root (debian())
+# Every root's apt-get runs holding a flock on the shared archives folder itself (a file in it
+# would go with `apt-get clean`): apt's own lock there (archives/lock) is taken without waiting, so
+# a second root's apt-get would fail while the first downloads. /usr/local/sbin comes first on
+# PATH; flock is util-linux's (Essential in Debian).
+APT_GET = (
+    f"#!/bin/sh\n# One root at a time in the shared {APT_ARCHIVES} (tests/install/debian.py).\n"
+    f'exec /usr/bin/flock {APT_ARCHIVES} /usr/bin/apt-get "$@"\n'
+)
 
 
 def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
@@ -157,6 +166,7 @@ class Chroot:
         """Files every test needs, written into the upper layer before it is mounted."""
         for rel, text, mode in (
             ("usr/sbin/policy-rc.d", POLICY_RC_D, 0o755),
+            ("usr/local/sbin/apt-get", APT_GET, 0o755),
             ("etc/resolv.conf", Path("/etc/resolv.conf").read_text(), 0o644),
             (CA_IN_ROOT.lstrip("/"), HOST_CA.read_text() if HOST_CA.exists() else "", 0o644),
         ):
@@ -236,11 +246,12 @@ class Chroot:
 
 
 @contextmanager
-def debian(work: Path) -> Iterator[Chroot]:
-    """A fresh Debian 12 root for one test, with persistent pip and apt download caches."""
+def debian(work: Path, apt_archives: Path = CACHE / "apt-archives") -> Iterator[Chroot]:
+    """A fresh Debian 12 root for one test, with persistent pip and apt download caches (shared
+    by every root at once: their apt-get runs take turns, see APT_GET)."""
     chroot = Chroot(base_root(), work)
-    (CACHE / "apt-archives" / "partial").mkdir(parents=True, exist_ok=True)
-    chroot.start(binds={"/root/.cache/pip": CACHE / "pip-cache", "/var/cache/apt/archives": CACHE / "apt-archives"})
+    (apt_archives / "partial").mkdir(parents=True, exist_ok=True)
+    chroot.start(binds={"/root/.cache/pip": CACHE / "pip-cache", APT_ARCHIVES: apt_archives})
     try:
         yield chroot
     finally:
