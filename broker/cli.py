@@ -37,7 +37,7 @@ from broker.store.backends import shown
 from pair import durations, runner
 from pair.api import models as m
 from pair.api.errors import PairError
-from pair.files import check_new_file, stage_private
+from pair.files import check_new_file, is_stdout, stage_private
 from pair.printable import printable
 
 T = TypeVar("T")
@@ -375,10 +375,13 @@ async def _create_with_key(
 KEY_FILE_HINT = "Pass --key-file a new file in a directory you can write."
 
 
-def _check_key_file(key_file: Path | None, *, replace: bool) -> None:
-    """Asked before the database is touched: a key that cannot be written is never made."""
-    if key_file is not None:
-        check_new_file(key_file, replace=replace, what="an auth key", hint=KEY_FILE_HINT)
+def _check_key_file(key_file: Path | None, *, replace: bool) -> Path | None:
+    """Asked before the database is touched: a key that cannot be written is never made. Returns
+    where the key goes: None for standard output (no --key-file, or "-": pair.files.is_stdout)."""
+    if key_file is None or is_stdout(key_file):
+        return None
+    check_new_file(key_file, replace=replace, what="an auth key", hint=KEY_FILE_HINT)
+    return key_file
 
 
 def _emitted(email: str, key_file: Path | None) -> None:
@@ -406,7 +409,7 @@ def users_add(
     encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Create a user and their auth key (shown once)."""
-    _check_key_file(key_file, replace=False)  # a new key never overwrites a file: it may be someone's key
+    key_file = _check_key_file(key_file, replace=False)  # a new key never overwrites a file: it may be someone's key
     user = _with_context(
         data_dir,
         lambda ctx: _create_with_key(
@@ -450,7 +453,7 @@ def users_reset_key(
     encryption_key_file: EncryptionKeyFile = None,
 ) -> None:
     """Replace a user's auth key; their sessions end."""
-    _check_key_file(key_file, replace=True)  # the user's old key file is the natural place for the new key
+    key_file = _check_key_file(key_file, replace=True)  # the user's old key file is the natural place for the new key
     user = _with_context(
         data_dir,
         lambda ctx: _create_with_key(ctx, key_file, lambda tx: accounts.reset_key(tx, email.strip(), actor=_actor())),

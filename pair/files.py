@@ -97,7 +97,13 @@ def _text(data: bytes, limit: int, described: str, hint: str) -> str:
 STDOUT = "-"  # as an output path: standard output, as gh and curl read it
 
 
-def check_new_file(path: Path, *, replace: bool, what: str, hint: str, stdout: bool = False) -> None:
+def is_stdout(path: Path | None) -> bool:
+    """Whether an output path a person named (`--output`, `--key-file`) means standard output: "-",
+    for every command (check_new_file and write_new_file decide it here)."""
+    return path is not None and str(path) == STDOUT
+
+
+def check_new_file(path: Path, *, replace: bool, what: str, hint: str) -> None:
     """Raise PairError unless `write_new_file(path, …)` can succeed. The one rule for a secret
     written to a path a person names (`--output`, `--key-file`), asked BEFORE anything else
     changes (the broker, the database), so a refusal leaves nothing half-done.
@@ -106,10 +112,10 @@ def check_new_file(path: Path, *, replace: bool, what: str, hint: str, stdout: b
     hang); a symbolic link (the write is an atomic rename, which would replace the link itself,
     so pair never writes through one: name the file the link points at); an existing file
     unless `replace`; a file the rename cannot replace (immutable or append-only, or another
-    user's in a sticky directory like /tmp); a missing or unwritable directory. With `stdout`,
-    the path "-" means standard output and is always accepted. It cannot promise the disk keeps
+    user's in a sticky directory like /tmp); a missing or unwritable directory. The path "-"
+    means standard output (is_stdout) and is always accepted. It cannot promise the disk keeps
     room for the write itself: write_new_file reports that in one sentence too."""
-    if stdout and str(path) == STDOUT:
+    if is_stdout(path):
         return
     parent = path.parent
     try:
@@ -148,12 +154,12 @@ def check_new_file(path: Path, *, replace: bool, what: str, hint: str, stdout: b
     os.unlink(probe)
 
 
-def write_new_file(path: Path, data: bytes | str, *, what: str, hint: str, stdout: bool = False) -> None:
+def write_new_file(path: Path, data: bytes | str, *, what: str, hint: str) -> None:
     """Write `data` to a path check_new_file accepted: atomically and 0600 (write_private), or
-    to standard output when `stdout` and the path is "-". A failure of the write itself (the
+    to standard output when the path is "-" (is_stdout). A failure of the write itself (the
     disk filled up, the file turned immutable since the check) is one PairError naming `what`,
     and leaves no temp file behind."""
-    if stdout and str(path) == STDOUT:
+    if is_stdout(path):
         sys.stdout.write(data if isinstance(data, str) else data.decode())
         sys.stdout.flush()
         return

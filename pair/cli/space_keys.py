@@ -47,7 +47,7 @@ def _expiry(text: str) -> int | None:
     return seconds
 
 
-OUTPUT_HINT = "Pass --output a new file name in a directory you can write, or leave it out to see the key once."
+OUTPUT_HINT = "Pass --output a new file name in a directory you can write, or - (or nothing) to see the key once."
 
 
 def _write_or_revoke(client: Client, made: NewSpaceKey, output: Path) -> None:
@@ -83,29 +83,32 @@ def create(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write the key to this new file (0600) instead of printing it.", show_default=False
+            "--output",
+            "-o",
+            help="Write the key to this new file (0600) instead of printing it ('-': standard output).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
     """Create a Space key; it is shown once (or written 0600 with --output)."""
     expires_in = _expiry(expires)
-    if output is not None:  # pair.files' rule for a secret a person names a path for, before the key exists
-        files.check_new_file(output, replace=False, what="the Space key", hint=OUTPUT_HINT)
+    target = output if output is not None else Path(files.STDOUT)  # shown once: standard output
+    # pair.files' rule for a secret a person names a path for (and what "-" means), before the key exists
+    files.check_new_file(target, replace=False, what="the Space key", hint=OUTPUT_HINT)
     client, _ = signed_in()
     with client:
         made = client.create_space_key(name, share_with=list(user or []), expires_in_seconds=expires_in)
-        if output is not None:
-            _write_or_revoke(client, made, output)
-    key = made.key
-    until = f"until {_when(key.expires_at)} UTC" if key.expires_at else "with no expiry"
-    shared = f"shared with {', '.join(key.share_with)}" if key.share_with else "shared with nobody"
-    if output is not None:
-        print(printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.'))
-        print(f"It is in {output} (0600); store it as a secret, e.g. `pair spaces init --key-file {output}`.")
-        return
-    print(printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.'), file=sys.stderr)
-    print("It is shown this once; store it as a secret (Codespaces: PAIR_SPACE_KEY):", file=sys.stderr)
-    print(made.space_key)
+        key = made.key
+        until = f"until {_when(key.expires_at)} UTC" if key.expires_at else "with no expiry"
+        shared = f"shared with {', '.join(key.share_with)}" if key.share_with else "shared with nobody"
+        created = printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.')
+        if files.is_stdout(target):  # the key alone on standard output (`> FILE`, a pipe); the rest on stderr
+            print(created, file=sys.stderr)
+            print("It is shown this once; store it as a secret (Codespaces: PAIR_SPACE_KEY):", file=sys.stderr)
+        _write_or_revoke(client, made, target)
+    if not files.is_stdout(target):
+        print(created)
+        print(f"It is in {target} (0600); store it as a secret, e.g. `pair spaces init --key-file {target}`.")
 
 
 def _row(key: SpaceKey) -> dict[str, object]:

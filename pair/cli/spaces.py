@@ -105,7 +105,7 @@ def authorize(
         raise PairError("--space renews an existing Space's token; --template is for a new Space.", "Pass one of them.")
     if user and no_share:
         raise PairError("--user and --no-share contradict each other.", "Pass one of them.")
-    files.check_new_file(output, replace=True, what="the token", hint=OUTPUT_HINT, stdout=True)
+    files.check_new_file(output, replace=True, what="the token", hint=OUTPUT_HINT)
     client, _ = signed_in()
     with client:
         if space:
@@ -129,10 +129,10 @@ def authorize(
                 )
             issued = client.authorize(name=name, share_with=share_with, ttl_seconds=ttl_seconds, template=template)
     again = f"The Space exists: run `pair spaces authorize --space {issued.space.name} --output FILE` for a new token."
-    files.write_new_file(output, issued.token + "\n", what="the token", hint=again, stdout=True)
+    files.write_new_file(output, issued.token + "\n", what="the token", hint=again)
     ready = f'You\'re ready to bootstrap your Space "{issued.space.name}".'
     valid = f"Your Space's token is valid for {durations.humanize(issued.ttl_seconds)}"
-    if str(output) == files.STDOUT:  # the token alone on standard output, for a pipe
+    if files.is_stdout(output):  # the token alone on standard output, for a pipe
         print(f"{ready}\n{valid}; it is the line printed on standard output.", file=sys.stderr)
     else:
         print(f"{ready}\n{valid} and is available from {output}.")

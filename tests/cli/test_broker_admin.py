@@ -165,6 +165,20 @@ def test_a_key_file_that_cannot_be_written_changes_nothing(
         assert key_works(data_dir, "bob@example.com", (tmp_path / "bob.key").read_text())  # no key replaced
 
 
+@pytest.mark.parametrize("verb", ["add", "reset-key"])
+def test_key_file_dash_is_standard_output_as_for_every_output(
+    admin: Admin, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verb: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if verb == "reset-key":
+        assert admin("users", "add", "new@example.com", "--data-dir", str(data_dir)).code == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    run = admin("users", verb, "new@example.com", "--key-file", "-", "--data-dir", str(data_dir))
+    assert run.code == 0, run
+    assert key_works(data_dir, "new@example.com", run.out.strip()) and run.out.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file named "-"
+
+
 def test_users_add_never_overwrites_a_file_and_a_rerun_works(admin: Admin, data_dir: Path, tmp_path: Path) -> None:
     existing = tmp_path / "alice.key"
     existing.write_text("alice's key\n")

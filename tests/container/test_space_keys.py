@@ -173,6 +173,18 @@ OUTPUT_REFUSED = {
 }
 
 
+@pytest.mark.parametrize("flag", ["--output", "-o"])
+def test_output_dash_is_the_key_alone_on_standard_output_as_for_authorize(people, flag):
+    # `pair spaces keys create --output - | cat`: "-" is standard output for every --output (pair.files).
+    alice = people["alice"]
+    result = alice.pair("spaces", "keys", "create", "--name", "repo", flag, "-")
+    assert result.ok, result.err
+    assert result.out == normalize(result.out, SPACE_KEY) + "\n"
+    assert result.err.startswith('Created the Space key "repo"'), result.err
+    assert list(alice.cwd.iterdir()) == []  # no file named "-"
+    assert keys_of(alice)["repo"]["state"] == "active"
+
+
 @pytest.mark.parametrize("kind", sorted(OUTPUT_REFUSED))
 def test_an_output_that_cannot_take_the_key_is_refused_before_a_key_is_made(people, kind):
     alice = people["alice"]

@@ -74,12 +74,12 @@ def test_only_a_new_or_replaceable_regular_file_is_written(kind: str, replace: b
         assert sorted(p.name for p in directory.iterdir()) == sorted({*before, name})  # no temp file left
 
 
-def test_dash_is_standard_output_only_where_allowed(
+def test_dash_is_standard_output_for_every_output(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    check_new_file(Path("-"), replace=False, what="the token", hint="", stdout=True)
-    write_new_file(Path("-"), "secret\n", what="the token", hint="", stdout=True)
+    check_new_file(Path("-"), replace=False, what="the token", hint="")
+    write_new_file(Path("-"), "secret\n", what="the token", hint="")
     assert capsys.readouterr().out == "secret\n"
     assert list(tmp_path.iterdir()) == []
 
