@@ -63,7 +63,7 @@ async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m
     """A new key of `user`'s; its secret is in the answer and nowhere else."""
     if not is_space_name(req.name):
         raise invalid(f"{req.name!r} is not a valid Space key name.", f"Use {NAME_RULE}.")
-    people = await teammates_by_email(ctx, user, req.share_with)
+    people = await teammates_by_email(ctx, user, req.share_with, of="key")
     now = ctx.now()
     secret = space_key(ctx.settings.url, credentials.new_secret(""))
     expires_at = now + req.expires_in_seconds if req.expires_in_seconds is not None else None

@@ -9,6 +9,7 @@ the container's side is `broker.agents`, the keys its agent holds `broker.snapsh
 from __future__ import annotations
 
 import secrets
+from typing import Literal
 
 import msgspec
 
@@ -75,12 +76,23 @@ async def wire(ctx: Context, user: UserRecord, space: SpaceRecord) -> m.Space:
     return to_wire(space, user, await ctx.store.shares(space.id), groups[space.id])
 
 
-async def teammates_by_email(ctx: Context, owner: UserRecord, emails: list[str]) -> list[UserRecord]:
-    """Resolve teammates' emails (each once), naming every unknown one in a single error."""
+# What an owner is told who names themselves among the people to share with: a Space, or a Space
+# key (whose Spaces are theirs already).
+OWN_EMAIL = {
+    "space": "You own this Space; share it with other people.",
+    "key": "You own this key and every Space it makes; share them with other people.",
+}
+
+
+async def teammates_by_email(
+    ctx: Context, owner: UserRecord, emails: list[str], *, of: Literal["space", "key"] = "space"
+) -> list[UserRecord]:
+    """Resolve teammates' emails (each once), naming every unknown one in a single error; the
+    owner's own email is refused in the words for what is shared (`of`)."""
     users, unknown = [], []
     for email in dict.fromkeys(normalize_email(e) for e in emails):
         if email == owner.email:
-            raise invalid("You own this Space; share it with other people.", "Drop your own email from the list.")
+            raise invalid(OWN_EMAIL[of], "Drop your own email from the list.")
         user = await ctx.store.user_by_email(email)
         if user is None:
             unknown.append(email)
