@@ -337,11 +337,17 @@ SpaceKeyName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SPACE_N
 SpaceKeyState = Literal["active", "expired", "revoked"]
 
 
+# A Space key's lifetime: at least a minute, at most ten years (a bound the store's 64-bit times
+# and datetimes hold). The CLI checks a typed --expires against these (pair.cli.space_keys.expiry).
+SPACE_KEY_MIN_SECONDS = 60
+SPACE_KEY_MAX_SECONDS = 10 * 366 * 86400
+
+
 class NewSpaceKeyRequest(Struct):
     name: SpaceKeyName
     share_with: list[Email] = msgspec.field(default_factory=list)
-    # None: never expires; at most ten years (a bound the store's 64-bit times and datetimes hold)
-    expires_in_seconds: Annotated[int, msgspec.Meta(ge=60, le=10 * 366 * 86400)] | None = None
+    # None: never expires
+    expires_in_seconds: Annotated[int, msgspec.Meta(ge=SPACE_KEY_MIN_SECONDS, le=SPACE_KEY_MAX_SECONDS)] | None = None
 
 
 class SpaceKey(Struct):

@@ -193,7 +193,8 @@ def _github(project: Path, repo: str | None) -> tuple[str | None, bool, str | No
 
 def _make_key(gh: str, repo: str, new: NewKey) -> None:
     """Create a Space key named after `repo` and store it as its Codespaces secret; it is never
-    printed or written. If gh refuses, the key is revoked again: nothing is left half-made."""
+    printed or written. If gh refuses, the key is revoked again: nothing is left half-made. A key
+    of that name made before (an earlier `--new-key`) is kept: a second run changes nothing."""
     from pair.api.grammar import space_name_from
     from pair.cli.session import signed_in
     from pair.project import codespaces
@@ -201,6 +202,19 @@ def _make_key(gh: str, repo: str, new: NewKey) -> None:
     name = space_name_from(repo.replace("/", "-"), "project")
     client, _ = signed_in()
     with client:
+        earlier = next((k for k in client.space_keys() if k.name == name and k.state != "revoked"), None)
+        if earlier is not None and earlier.state == "active":
+            print(
+                f'The Space key "{name}" exists already (an earlier --new-key made it): kept, and the '
+                f"Codespaces secret {codespaces.SECRET} of {repo} left as it is."
+            )
+            print(f"For a new key: `pair spaces keys revoke {name}`, then `pair spaces init --new-key` again.")
+            return
+        if earlier is not None:
+            raise PairError(
+                f'Your Space key "{name}" (made by an earlier --new-key) has expired.',
+                f"Revoke it with `pair spaces keys revoke {name}`, then run `pair spaces init --new-key` again.",
+            )
         made = client.create_space_key(name, share_with=new.share_with, expires_in_seconds=new.expires_in)
         try:
             codespaces.set_secret(gh, repo, made.space_key)
@@ -274,9 +288,10 @@ def _secret(
 def _new_key_request(project: Path, repo: str | None, user: list[str] | None, expires: str) -> NewKey:
     """`--new-key`, checked before anything is written: gh signed in, the repository known, and a
     pair session to make the key with."""
-    from pair import config, durations
+    from pair import config
+    from pair.cli.space_keys import expiry
 
-    seconds = None if expires.strip().lower() in ("never", "none", "0") else durations.parse(expires)
+    seconds = expiry(expires)  # the one check of a key's lifetime, as `pair spaces keys create` does
     gh, signed_in, found = _github(project, repo)
     if gh is None or not signed_in or found is None:
         raise PairError(

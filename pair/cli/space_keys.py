@@ -15,7 +15,7 @@ import typer
 
 from pair import durations, files
 from pair.api.errors import PairError
-from pair.api.models import NewSpaceKey, SpaceKey
+from pair.api.models import SPACE_KEY_MAX_SECONDS, SPACE_KEY_MIN_SECONDS, NewSpaceKey, SpaceKey
 from pair.cli.output import table
 from pair.cli.session import signed_in
 from pair.printable import printable
@@ -38,12 +38,16 @@ def _when(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else "-"
 
 
-def _expiry(text: str) -> int | None:
+def expiry(text: str) -> int | None:
+    """Seconds a Space key lives, from `--expires` as typed (pair.durations; never/none/0: None).
+    Raises PairError outside the lifetimes the broker takes (pair.api.models.SPACE_KEY_*_SECONDS)."""
     if text.strip().lower() in NEVER:
         return None
     seconds = durations.parse(text)
-    if seconds < 60:
+    if seconds < SPACE_KEY_MIN_SECONDS:
         raise PairError("A Space key must live at least one minute.", "Pass a longer --expires, such as 30d, or never.")
+    if seconds > SPACE_KEY_MAX_SECONDS:
+        raise PairError("A Space key lives at most 10 years.", "Pass a shorter --expires, such as 365d, or never.")
     return seconds
 
 
@@ -91,7 +95,7 @@ def create(
     ] = None,
 ) -> None:
     """Create a Space key; it is shown once (or written 0600 with --output)."""
-    expires_in = _expiry(expires)
+    expires_in = expiry(expires)
     target = output if output is not None else Path(files.STDOUT)  # shown once: standard output
     # pair.files' rule for a secret a person names a path for (and what "-" means), before the key exists
     files.check_new_file(target, replace=False, what="the Space key", hint=OUTPUT_HINT)

@@ -173,6 +173,13 @@ OUTPUT_REFUSED = {
 }
 
 
+def test_the_owner_among_the_keys_people_is_told_about_the_key_not_a_space(people):
+    alice = people["alice"]
+    result = alice.pair("spaces", "keys", "create", "--name", "repo", "--user", alice.email.upper())
+    assert_error(result, "You own this key and every Space it makes; share them with other people.", hint="Drop")
+    assert keys_of(alice) == {}
+
+
 @pytest.mark.parametrize("flag", ["--output", "-o"])
 def test_output_dash_is_the_key_alone_on_standard_output_as_for_authorize(people, flag):
     # `pair spaces keys create --output - | cat`: "-" is standard output for every --output (pair.files).
@@ -274,6 +281,17 @@ def test_init_new_key_makes_a_key_and_stores_it_only_in_the_secret(people, tmp_p
     assert key not in result.out + result.err + everything_under(project)
     assert keys_of(alice)["octo-shop"]["share_with"] == [bob.email]
     assert boot(alice, tmp_path / "c1", "cs-1", key).ok  # and it works
+
+    # Running it twice changes nothing: the key it made is found by its name, and kept.
+    files = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
+    again = alice.pair(
+        "spaces", "init", "devcontainer", "--dir", "shop", "--new-key", "--user", bob.email, env={"PATH": gh.path()}
+    )
+    assert again.ok, again.err
+    assert 'The Space key "octo-shop" exists already (an earlier --new-key made it): kept' in again.out
+    assert [c for c in gh.calls() if c["args"][:2] == ["secret", "set"]] == [secret_set]
+    assert list(keys_of(alice)) == ["octo-shop"]
+    assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == files
 
 
 def test_init_new_key_without_gh_writes_nothing_and_a_key_gh_refused_is_revoked(people, tmp_path):
