@@ -6,6 +6,16 @@ from __future__ import annotations
 import re
 import subprocess
 
+# The secrets a container's environment holds for `pair spaces bootstrap` only (a Codespaces
+# secret, a Devfile env entry): nothing pair starts afterwards carries them, so no long-lived
+# process (supervisord, sshd, the agent) shows them in /proc/PID/environ. (The container's own
+# first process keeps its environment: docs/operations.md#space-keys says who can read it.)
+BOOTSTRAP_SECRETS = ("PAIR_SPACE_KEY", "PAIR_SPACE_TOKEN")
+WITHOUT_SECRETS = "/usr/bin/env " + " ".join(f"-u {name}" for name in BOOTSTRAP_SECRETS)
+SUPERVISORD_CONF_PATH = "/etc/supervisor/supervisord.conf"
+# The lifecycle command that starts supervisord (postStartCommand, the Devfile's start-supervisord).
+START_SUPERVISORD = f"{WITHOUT_SECRETS} supervisord -c {SUPERVISORD_CONF_PATH}"
+
 SSHD_CONFIG = """\
 # pair: sshd for the Space, on its own port with its own host key. Written by install.sh.
 # Only keys `pair verify` vouches for get in: the Space's owner and the people it is shared with.
@@ -72,7 +82,7 @@ PROGRAMS = """\
 ; pair: the Space's sshd and its agent. Written by install.sh.
 [program:sshd]
 ; /run is often a fresh tmpfs when the container starts: sshd needs its privilege-separation dir.
-command=/bin/sh -c 'mkdir -p /run/sshd && exec {sshd} -D -e -f {sshd_config}'
+command={without_secrets} /bin/sh -c 'mkdir -p /run/sshd && exec {sshd} -D -e -f {sshd_config}'
 
 autostart=true
 autorestart=true
@@ -81,7 +91,8 @@ redirect_stderr=true
 stdout_logfile={log_dir}/pair-sshd.log
 
 [program:pair-agent]
-command={prefix}/pair agent
+; Whoever started supervisord, sshd and the agent never carry PAIR_SPACE_KEY or PAIR_SPACE_TOKEN.
+command={without_secrets} {prefix}/pair agent
 autostart=true
 autorestart=true
 startsecs=1
@@ -119,4 +130,6 @@ def supervisord_conf(conf_d: str, run_dir: str = "/var/run", log_dir: str = "/va
 def programs(
     prefix: str, sshd_config_path: str, sshd: str = "/usr/sbin/sshd", log_dir: str = "/var/log/supervisor"
 ) -> str:
-    return PROGRAMS.format(prefix=prefix, sshd=sshd, sshd_config=sshd_config_path, log_dir=log_dir)
+    return PROGRAMS.format(
+        prefix=prefix, sshd=sshd, sshd_config=sshd_config_path, log_dir=log_dir, without_secrets=WITHOUT_SECRETS
+    )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pair.container.configs import WITHOUT_SECRETS
+
 DEFAULT_CONF = "/etc/supervisor/supervisord.conf"
 RUNNING, NOT_RUNNING, SUPERVISORD_DOWN = 0, 3, 4  # `supervisorctl status` exit codes
 
@@ -42,7 +44,7 @@ def ensure_agent() -> str:
     if status is None or status.returncode == SUPERVISORD_DOWN:
         return (
             f"note: supervisord is not running, so neither is the agent. Start it with "
-            f"`supervisord -c {conf_path()}` (the Devcontainer's postStartCommand)."
+            f"`{WITHOUT_SECRETS} supervisord -c {conf_path()}` (the Devcontainer's postStartCommand)."
         )
     if status.returncode not in (RUNNING, NOT_RUNNING):
         return f"note: supervisord has no pair-agent program ({status.stdout.strip() or status.stderr.strip()})."

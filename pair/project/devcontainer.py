@@ -3,9 +3,13 @@
 What is added is the configuration docs/install.md and the Feature's README prescribe:
 
     "features": {"ghcr.io/pairspaces/devcontainers/pairspaces": {}},
-    "postStartCommand": "supervisord -c /etc/supervisor/supervisord.conf",
+    "postStartCommand": START_SUPERVISORD,
     "postAttachCommand": "/opt/pair/pair spaces bootstrap",
     "remoteUser": "root"
+
+START_SUPERVISORD (pair.container.configs) starts supervisord without the bootstrap secrets
+(`/usr/bin/env -u PAIR_SPACE_KEY -u PAIR_SPACE_TOKEN supervisord -c …`), so neither it nor sshd
+nor the agent carries them.
 
 An existing lifecycle command is combined with pair's, never replaced: a string or an array becomes
 the object form (the devcontainer spec runs an object's commands in parallel, keyed by name) as
@@ -23,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from pair.api.errors import PairError
+from pair.container.configs import START_SUPERVISORD
 from pair.project import jsonc
 
 FEATURE_ID = "ghcr.io/pairspaces/devcontainers/pairspaces"  # as published (devcontainer-feature/)
 FEATURE_NAME = "pairspaces"
 COMMANDS = {
-    "postStartCommand": "supervisord -c /etc/supervisor/supervisord.conf",  # sshd and the pair agent
+    "postStartCommand": START_SUPERVISORD,  # sshd and the pair agent, without the bootstrap secrets
     "postAttachCommand": "/opt/pair/pair spaces bootstrap",  # registers the container; harmless again
 }
 REMOTE_USER = "root"  # bootstrap writes the credential into the root-owned /opt/pair

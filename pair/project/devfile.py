@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pair.api.errors import PairError
+from pair.container.configs import START_SUPERVISORD
 from pair.project.devcontainer import Outcome
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ COMMANDS = (
         "start-supervisord",
         "supervisord",
         re.compile(r"(?:^|[\s;&|/])supervisord(?:\s|$)"),
-        "supervisord -c /etc/supervisor/supervisord.conf",
+        START_SUPERVISORD,
     ),
     Command(
         "bootstrap",

@@ -416,7 +416,8 @@ def test_the_devfile_init_writes_is_the_recommended_one(project: Path) -> None:
     ]  # the token placeholder: init writes no secret, not even a slot
     assert created["components"] == recommended["components"]
     assert created["metadata"] == {"name": "shop"}
-    assert "PAIR_SPACE_TOKEN" not in text and "PAIR_SPACE_KEY" not in text
+    # No slot for a secret (the commands name the secrets only to keep them from supervisord).
+    assert "env" not in created["components"][0]["container"] and "name: PAIR_SPACE" not in text
 
 
 def test_a_crlf_devfile_keeps_its_line_endings_and_layout(project: Path) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from pair.api.errors import PairError
 from pair.api.grammar import NAME_RULE, is_space_name
 from pair.api.tokens import SPACE_KEY, normalize, space_key_broker
+from pair.container.configs import START_SUPERVISORD
 
-CONF = "/etc/supervisor/supervisord.conf"
 READY = "ready:"  # the line that says the Space is up (tests wait for it)
 
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             return 1
         sys.stdout.write("".join(ln for ln in installed.stdout.splitlines(True) if ln.startswith("pair:")))
         _step("supervisord (postStartCommand)")
-        root.ok("supervisord", "-c", CONF, env=env)
+        root.ok("sh", "-c", START_SUPERVISORD, env=env)  # as a Codespace: the secret is in its environment
         booted = root.run("/opt/pair/pair", "spaces", "bootstrap", env=env)  # postAttachCommand
         sys.stdout.write(booted.stdout)
         if booted.returncode != 0:

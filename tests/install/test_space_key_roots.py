@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pair.container.configs import START_SUPERVISORD
 from tests.install.conftest import INSTALL_SH
 from tests.install.debian import CACHE, Chroot, base_root
 from tests.support.broker import real_broker
@@ -33,7 +34,6 @@ from tests.support.tools import need_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-CONF = "/etc/supervisor/supervisord.conf"
 BINDS = {"/root/.cache/pip": CACHE / "pip-cache", "/var/cache/apt/archives": CACHE / "apt-archives"}
 
 
@@ -61,8 +61,24 @@ def start_container(chroot: Chroot, key: str, name: str) -> subprocess.Completed
     installed = install(chroot, key, free_port())
     assert installed.returncode == 0, installed.stderr
     env = {"PAIR_SPACE_KEY": key, "CODESPACE_NAME": name}
-    chroot.ok("supervisord", "-c", CONF, env=env)
-    return chroot.run("/opt/pair/pair", "spaces", "bootstrap", env=env)
+    chroot.ok("sh", "-c", START_SUPERVISORD, env=env)
+    booted = chroot.run("/opt/pair/pair", "spaces", "bootstrap", env=env)
+    # After bootstrap nothing pair started carries the key: supervisord, sshd, the agent (any
+    # process in the container can otherwise read it from /proc/PID/environ as its user can).
+    assert carrying(chroot, key) == [], "a process pair started carries PAIR_SPACE_KEY"
+    return booted
+
+
+def carrying(chroot: Chroot, secret: str) -> list[str]:
+    """The command lines of the container's processes whose environment holds `secret`."""
+    found = []
+    for pid in chroot.processes():
+        try:
+            if secret.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # ended meanwhile
+    return found
 
 
 def space_ids(person: Person) -> dict[str, str]:

@@ -70,8 +70,9 @@ Options (each also from the environment variable shown):
   --uninstall         remove what install.sh installed (not the OS packages) [UNINSTALL=true]
   -h, --help          this text
 
-Needs root. Then start supervisord (supervisord -c /etc/supervisor/supervisord.conf) and run
-PREFIX/pair spaces bootstrap.
+Needs root. Then start supervisord without the bootstrap secrets
+(/usr/bin/env -u PAIR_SPACE_KEY -u PAIR_SPACE_TOKEN supervisord -c /etc/supervisor/supervisord.conf)
+and run PREFIX/pair spaces bootstrap.
 EOF
 }
 

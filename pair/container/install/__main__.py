@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pair.api.errors import PairError
 from pair.api.tokens import MAX_PASTE, SPACE_KEY, SPACE_TOKEN, normalize
+from pair.container.configs import WITHOUT_SECRETS
 from pair.container.install.layout import Layout
 from pair.container.install.plan import Host, Options, install_plan, supervisord_running, uninstall_plan
 from pair.container.install.steps import Output, carry_out
@@ -110,7 +111,7 @@ def install(args: argparse.Namespace, output: Output) -> None:
     else:
         installed = f"pair is installed in {layout.prefix} ({done} change(s))"
         output.log(f"{installed}. sshd will listen on port {args.ssh_port}.")
-        output.log(f"next: supervisord -c {layout.supervisord_conf}   (postStartCommand), then")
+        output.log(f"next: {WITHOUT_SECRETS} supervisord -c {layout.supervisord_conf}   (postStartCommand), then")
         output.log(f"      {layout.launcher} spaces bootstrap           (postAttachCommand)")
 
 
