@@ -214,7 +214,7 @@ classify_package() {
                 die "--package broker needs --broker-url." "Pass --broker-url https://your-broker, or --token: a Space token names its broker."
             fi
             [ -n "$BROKER" ] || die "install.sh does not know where to get pair: no --token, --space-key, --broker-url or --package." \
-                "Pass --token \"\$(cat SPACE_ID.txt)\" or a Space key (pair then comes from the broker it names), --broker-url https://your-broker, or --package pair-spaces (PyPI) or a wheel path; in a Devcontainer Feature, its token, spaceKey, brokerUrl or package option."
+                "Pass --token \"\$(cat SPACE_ID.txt)\" or a Space key (pair then comes from the broker it names), --broker-url https://your-broker, or --package with a wheel path (or pair-spaces, once published on PyPI); in a Devcontainer Feature, its token, spaceKey, brokerUrl or package option."
             PACKAGE_KIND=broker
             PACKAGE_SPEC="$BROKER/download/pair.whl" ;;
         [0-9]*)
