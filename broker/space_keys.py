@@ -17,7 +17,7 @@ from broker.errors import Problem, invalid
 from broker.spaces import delete, teammates_by_email
 from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, TemplateRecord, UserRecord
 from pair.api import models as m
-from pair.api.grammar import NAME_RULE, is_space_name
+from pair.api.grammar import NAME_RULE, container_identity, is_space_name
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key
 
 NAME_ATTEMPTS = 20  # `name`, then `name-2` … when the owner has other Spaces of that name
@@ -123,7 +123,8 @@ def _refused(key: SpaceKeyRecord, owner: str, now: int) -> Problem | None:
 
 async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistration:
     """Register the container as its own Space with a Space key: the live Space the key made
-    for `container_name` (a rebuild of the same container), else a new one named after it (with
+    for this container (a rebuild of it: the same raw name, pair.api.grammar.container_identity),
+    else a new one named `container_name` (with
     `-2`, `-3` … when the owner has another Space of that name). Either way it is shared with
     the key's people (on top of any sharing its owner did since) and gets a new agent
     credential, which the container keeps instead of the key. A new Space gets the default
@@ -155,12 +156,13 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
         if refused is not None:
             raise refused
         people = await tx.store.space_key_user_ids(key.id)
-        space = await tx.store.space_for_container(key.id, req.container_name)
+        container = container_identity(req.container_name, req.container_digest)  # the raw name's
+        space = await tx.store.space_for_container(key.id, container)
         if space is None:  # a new Space, of the default template, within the owner's quota
             template = await templates.resolve(tx, None)
             storage = template.storage_units if template else 0
             await quotas.check(tx, owner.id, quotas.new_space(template.name if template else None, storage))
-            space = await _create(tx, key, owner, req.container_name, people, now, template)
+            space = await _create(tx, key, owner, req.container_name, container, people, now, template)
             await tx.store.audit(now, f"key:{key.id}", "space.create", space.id, space.name)
         elif people:
             await tx.store.update_shares(space.id, people, [], now)
@@ -179,14 +181,16 @@ async def _create(
     ctx: Context,
     key: SpaceKeyRecord,
     owner: UserRecord,
+    wanted: str,
     container: str,
     people: list[str],
     now: int,
     template: TemplateRecord | None,
 ) -> SpaceRecord:
-    """A new Space for `container`, each name tried in a savepoint (a Conflict aborts only it)."""
+    """A new Space for the container `container` (its identity), named `wanted` or `wanted-N`, each
+    name tried in a savepoint (a Conflict aborts only it)."""
     for attempt in range(NAME_ATTEMPTS):
-        name = container if attempt == 0 else f"{container[: 63 - len(str(attempt + 1)) - 1]}-{attempt + 1}"
+        name = wanted if attempt == 0 else f"{wanted[: 63 - len(str(attempt + 1)) - 1]}-{attempt + 1}"
         space = SpaceRecord(
             credentials.new_id("sp_"),
             owner.id,
@@ -217,7 +221,7 @@ async def _create(
         return space
     raise Problem(  # pragma: no cover - the owner has 20 Spaces named after this container
         409,
-        f'{owner.email} has too many Spaces named after "{container}".',
+        f'{owner.email} has too many Spaces named after "{wanted}".',
         "Delete some with `pair spaces delete`, or give the container another name.",
         "exists",
     )

@@ -57,7 +57,7 @@ class SpaceRecord:
     desired_state: DesiredState = "running"
     ssh: str | None = None  # SshHealth as JSON, as the agent last reported it
     space_key_id: str | None = None  # the Space key that made it (a container registered itself)
-    container_name: str | None = None  # with that key, the container name it was made for
+    container_name: str | None = None  # with that key, the container it was made for (grammar.container_identity)
     template: str | None = None  # the template's name when the Space was made (None: made without one)
     compute_units: int = 0  # what it costs while starting or running (its template's, when made)
     storage_units: int = 0  # what it costs while it exists

@@ -306,10 +306,19 @@ class Client:
         return self.call(ep.BOOTSTRAP, body)
 
     def bootstrap_with_key(
-        self, space_key: str, container_name: str, instance_id: str, facts: m.ContainerFacts
+        self,
+        space_key: str,
+        container_name: str,
+        instance_id: str,
+        facts: m.ContainerFacts,
+        container_digest: str | None = None,
     ) -> m.AgentRegistration:
         body = m.KeyBootstrapRequest(
-            space_key=space_key, container_name=container_name, instance_id=instance_id, facts=facts
+            space_key=space_key,
+            container_name=container_name,
+            instance_id=instance_id,
+            facts=facts,
+            container_digest=container_digest,
         )
         return self.call(ep.KEY_BOOTSTRAP, body)
 

@@ -32,6 +32,8 @@ __all__ = [
     "NAME_RULE",
     "Invalid",
     "check_facts",
+    "container_digest",
+    "container_identity",
     "email_address",
     "host_key_problem",
     "is_email",
@@ -89,15 +91,41 @@ def is_space_name(text: str) -> bool:
 
 
 _NOT_IN_NAME = re.compile(r"[^a-z0-9_-]+")
+_EDGES = re.compile(r"^[^a-z0-9_-]+|[^a-z0-9_-]+$")
 MAX_NAME = 63
 
 
 def space_name_from(text: str, fallback: str = "container") -> str:
     """`text` (a container's name: CODESPACE_NAME, DEVWORKSPACE_NAME, a host name) made into a
-    Space name (NAME_RULE): lowercased, every run of other characters one `-`, leading `-`/`_`
-    dropped, cut to 63 characters; `fallback` when nothing is left. A valid name maps to itself."""
-    name = _NOT_IN_NAME.sub("-", text.lower()).lstrip("-_")[:MAX_NAME]
+    Space name (NAME_RULE): case-folded, letters stripped of their accents (Unicode NFKD without
+    combining marks: `ünïcödé` → `unicode`), other characters at either end dropped and every
+    run of them inside one `-`, leading `-`/`_` dropped, cut to 63 characters; `fallback` when
+    nothing is left. A valid name maps to itself. Names that differ can map to one Space name:
+    the broker tells containers apart by container_identity, not by this."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))
+    name = _NOT_IN_NAME.sub("-", _EDGES.sub("", plain)).lstrip("-_")[:MAX_NAME]
     return name if is_space_name(name) else fallback
+
+
+def container_digest(raw: str) -> str:
+    """SHA-256 (hex) of a container's raw name (UTF-8; an environment's undecodable bytes kept
+    as they came, PEP 383), sent with its Space name so the broker can tell containers apart."""
+    import hashlib  # only a bootstrap and the broker need it
+
+    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def container_identity(name: str, digest: str | None) -> str:
+    """What makes "the same container" for a Space key (stored with its Space): the container's
+    raw name. A raw name that is its own Space name (`name`, whose digest `digest` is) is kept as
+    it is, as is `name` from a container that sends no digest (pair before 2026-11-30), so their
+    rebuilds find their Spaces; any other is `sha256:DIGEST`, which no Space name can be (':').
+    So two different raw names never share a Space, whatever their cleaned names (`my.app`,
+    `my-app`, and every non-Latin name, which all clean to one name), and one raw name always
+    finds its own."""
+    if digest is None or digest == container_digest(name):
+        return name
+    return f"sha256:{digest}"
 
 
 def is_space_id(text: str) -> bool:

@@ -461,11 +461,15 @@ class KeyBootstrapRequest(Struct):
 
     space_key: str
     # The Space's name as the container asks for it: CODESPACE_NAME, DEVWORKSPACE_NAME or the
-    # host name, made to fit the name rule (pair.api.grammar.space_name_from). With the key, it
-    # is what recognises the same container rebuilt.
+    # host name, made to fit the name rule (pair.api.grammar.space_name_from); made unique among
+    # the owner's Spaces (`-2`) by the broker.
     container_name: SpaceName
     instance_id: InstanceId
     facts: ContainerFacts
+    # SHA-256 (hex) of the raw name container_name was made from (pair.api.grammar.container_digest):
+    # what tells two containers apart whose names clean to one Space name. Absent from pair
+    # before 2026-11-30: the Space name is then the identity.
+    container_digest: Annotated[str, msgspec.Meta(pattern=whole("[0-9a-f]{64}"))] | None = None
 
 
 class AgentCheckin(Struct):

@@ -183,9 +183,9 @@ def _bootstrap_locked(home: Home, given: FoundToken | FoundKey | None, timeout: 
 
 def _register_with_key(home: Home, given: FoundKey, instance_id: str, found: ContainerFacts, timeout: float) -> Outcome:
     url = home.broker_url_override() or space_key_broker(given.key)
-    name = facts.container_name()
+    name, digest = facts.container_name()
     with Client(url, timeout=15) as client:
-        answer = _retrying(lambda: client.bootstrap_with_key(given.key, name, instance_id, found), timeout)
+        answer = _retrying(lambda: client.bootstrap_with_key(given.key, name, instance_id, found, digest), timeout)
     registration = _registration(url, answer, answer.agent_credential)
     home.save_registration(registration)
     _forget_token(home)

@@ -25,18 +25,25 @@ def detect_platform(env: Mapping[str, str]) -> Platform:
     return "generic"
 
 
-def container_name(env: Mapping[str, str] | None = None) -> str:
-    """The name a Space key's Space takes from this container: CODESPACE_NAME (Codespaces),
-    DEVWORKSPACE_NAME (DevWorkspace operator: Che, OpenShift Dev Spaces), else the host name, made
-    to fit the Space name rule (pair.api.grammar.space_name_from). A rebuilt container keeps it,
-    which is how the broker recognises it as the same Space."""
-    from pair.api.grammar import space_name_from
-
+def raw_container_name(env: Mapping[str, str] | None = None) -> str:
+    """This container's own name: CODESPACE_NAME (Codespaces), DEVWORKSPACE_NAME (DevWorkspace
+    operator: Che, OpenShift Dev Spaces), else the host name. A rebuilt container keeps it, which
+    is how the broker recognises it as the same Space (pair.api.grammar.container_identity)."""
     env = os.environ if env is None else env
     for variable in ("CODESPACE_NAME", "DEVWORKSPACE_NAME"):
         if env.get(variable, "").strip():
-            return space_name_from(env[variable].strip())
-    return space_name_from(socket.gethostname())
+            return env[variable].strip()
+    return socket.gethostname()
+
+
+def container_name(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The name a Space key's Space takes from this container (raw_container_name made to fit the
+    Space name rule: pair.api.grammar.space_name_from), and the digest of the raw name that
+    tells it apart from containers whose names clean to the same (container_digest)."""
+    from pair.api.grammar import container_digest, space_name_from
+
+    raw = raw_container_name(env)
+    return space_name_from(raw), container_digest(raw)
 
 
 def cpu_count(cgroup: Path = Path("/sys/fs/cgroup")) -> float:

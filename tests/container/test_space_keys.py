@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pair.api.grammar import is_space_name, space_name_from
+from pair.api.grammar import container_digest, container_identity, is_space_name, space_name_from
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key, space_key_broker
 from tests.cli.helpers import NOT_A_REGULAR_FILE, assert_error
 from tests.support import fake_gh
@@ -254,6 +254,45 @@ def test_any_container_name_becomes_a_valid_space_name(text: str) -> None:
     name = space_name_from(text)
     assert is_space_name(name)
     assert space_name_from(name) == name  # a valid name is kept as it is
+
+
+def _identity(raw: str) -> str:
+    """What the broker recognises a container by, from its raw name (as pair.container.facts sends it)."""
+    return container_identity(space_name_from(raw), container_digest(raw))
+
+
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_two_raw_container_names_never_share_a_space_and_one_always_finds_its_own(a: str, b: str) -> None:
+    assert _identity(a) == _identity(a)
+    assert (_identity(a) == _identity(b)) == (a == b)
+    if is_space_name(a):  # a container of pair before digests (name only) finds the same Space
+        assert container_identity(a, None) == _identity(a)
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("ünïcödé", "unicode"),
+        ("Crème Brûlée!", "creme-brulee"),
+        ("my app!", "my-app"),
+        ("日本語", "container"),
+        ("-x-", "x-"),
+    ],
+)
+def test_container_names_keep_their_letters(raw: str, name: str) -> None:
+    assert space_name_from(raw) == name
+
+
+def test_names_that_clean_alike_are_two_containers_and_a_rebuild_finds_its_own(people, tmp_path):
+    alice = people["alice"]
+    key = create_key(alice, "--name", "repo")
+    became = {}
+    for n, raw in enumerate(["my.app", "my-app", "日本", "中文", "my.app"]):
+        result = boot(alice, tmp_path / f"c{n}", raw, key)
+        assert result.ok, result.err
+        became[n] = result.out.split('"')[1]  # Bootstrapped this container as the Space "NAME" …
+    assert became == {0: "my-app", 1: "my-app-2", 2: "container", 3: "container-2", 4: "my-app"}
+    assert sorted(spaces_of(alice)) == ["container", "container-2", "my-app", "my-app-2"]
 
 
 @given(
