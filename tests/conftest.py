@@ -3,6 +3,7 @@ a real broker process for integration tests, and a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,12 @@ import pytest
 from tests.support.broker import InProcessBroker, RealBroker, in_process_broker, real_broker
 from tests.support.cli import Person, connect_cli
 from tests.support.postgres import PostgresServer, postgres_server
+
+# A suite started in the background by a shell without job control (`make test &`, nohup, some CI
+# runners) inherits SIGINT ignored, and so would every program the tests start: ssh and Python then
+# never see the Ctrl-C the tests send them. A handler, unlike an ignore, resets to the default on exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
