@@ -14,7 +14,7 @@ from __future__ import annotations
 from broker import agents, credentials, quotas, snapshots, templates
 from broker.context import Context, timestamp
 from broker.errors import Problem, invalid
-from broker.spaces import delete, teammates_by_email
+from broker.spaces import delete, new_space, teammates_by_email
 from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, TemplateRecord, UserRecord
 from pair.api import models as m
 from pair.api.grammar import NAME_RULE, container_identity, is_space_name
@@ -191,24 +191,7 @@ async def _create(
     name tried in a savepoint (a Conflict aborts only it)."""
     for attempt in range(NAME_ATTEMPTS):
         name = wanted if attempt == 0 else f"{wanted[: 63 - len(str(attempt + 1)) - 1]}-{attempt + 1}"
-        space = SpaceRecord(
-            credentials.new_id("sp_"),
-            owner.id,
-            owner.email,
-            name,
-            "created",
-            now,
-            now,
-            None,
-            None,
-            None,
-            None,
-            space_key_id=key.id,
-            container_name=container,
-            template=template.name if template else None,
-            compute_units=template.compute_units if template else 0,
-            storage_units=template.storage_units if template else 0,
-        )
+        space = new_space(owner, name, now, template, space_key_id=key.id, container_name=container)
         try:
             async with ctx.transaction() as attempt_tx:
                 await attempt_tx.store.create_space(space, people)

@@ -135,6 +135,37 @@ async def _issue(
     return m.SpaceToken(space=space_wire, token=token, expires_at=timestamp(claims.exp), ttl_seconds=ttl)
 
 
+def new_space(
+    owner: UserRecord,
+    name: str,
+    now: int,
+    template: TemplateRecord | None,
+    *,
+    space_key_id: str | None = None,
+    container_name: str | None = None,
+) -> SpaceRecord:
+    """A Space not yet stored: a new id, state `created`, `template`'s name and units (none: 0),
+    and for one a Space key makes, the key's id and the container's identity."""
+    return SpaceRecord(
+        credentials.new_id("sp_"),
+        owner.id,
+        owner.email,
+        name,
+        "created",
+        now,
+        now,
+        None,
+        None,
+        None,
+        None,
+        template=template.name if template else None,
+        compute_units=template.compute_units if template else 0,
+        storage_units=template.storage_units if template else 0,
+        space_key_id=space_key_id,
+        container_name=container_name,
+    )
+
+
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
     ttl = _ttl(ctx, req.ttl_seconds)
     teammates = await teammates_by_email(ctx, user, req.share_with)
@@ -181,22 +212,7 @@ async def _create(
         chosen = name or names.generate()
         if attempt >= 10 and not name:
             chosen = f"{chosen}_{secrets.randbelow(1000)}"
-        space = SpaceRecord(
-            credentials.new_id("sp_"),
-            user.id,
-            user.email,
-            chosen,
-            "created",
-            now,
-            now,
-            None,
-            None,
-            None,
-            None,
-            template=template.name if template else None,
-            compute_units=template.compute_units if template else 0,
-            storage_units=template.storage_units if template else 0,
-        )
+        space = new_space(user, chosen, now, template)
         try:
             async with ctx.transaction() as attempt_tx:
                 await attempt_tx.store.create_space(space, shares)
