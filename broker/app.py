@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
                 await unsubscribe()
             await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
             if own:
-                await app.state.ctx.database.close()
+                await app.state.ctx.close()
 
     routes: list[BaseRoute] = list(ROUTES)
     routes += [

@@ -2,11 +2,12 @@
 an agent, "end these streams", a Space's authorized keys changed (Coder's `pubsub`).
 
 Callers publish to a channel and subscribe to channels; they never know which implementation
-runs. `MemoryBus` serves one broker process; a PostgreSQL one (LISTEN/NOTIFY) will serve several
-replicas without touching callers, so the rules are NOTIFY's:
+runs. `MemoryBus` serves one broker process; `broker.postgres_bus.PostgresBus` (LISTEN/NOTIFY)
+serves several replicas sharing one PostgreSQL database, so the rules are NOTIFY's:
 
-- a payload is at most `MAX_PAYLOAD` bytes (NOTIFY refuses 8000 and more): ids and small
-  sentences, never a snapshot — the receiver reads the rest from the store;
+- a payload is UTF-8 text without NUL (NOTIFY's payload is a string) of at most `MAX_PAYLOAD`
+  bytes (NOTIFY refuses 8000 and more): ids and small sentences, never a snapshot — the
+  receiver reads the rest from the store;
 - delivery is asynchronous: when `publish` returns, listeners may not have run yet;
 - each subscription sees its channel's messages in the order they were published, and a
   listener never runs concurrently with itself; nothing is kept for subscribers that come later.
@@ -47,9 +48,27 @@ class PayloadTooLarge(ValueError):
     pass
 
 
+class PayloadNotText(ValueError):
+    pass
+
+
+def check_payload(payload: bytes) -> str:
+    """`payload` as the text NOTIFY carries. PayloadTooLarge past MAX_PAYLOAD bytes,
+    PayloadNotText when it is not UTF-8 or holds a NUL (PostgreSQL text cannot)."""
+    if len(payload) > MAX_PAYLOAD:
+        raise PayloadTooLarge(f"a bus payload is at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+    try:
+        text = payload.decode()
+    except UnicodeDecodeError as exc:
+        raise PayloadNotText(f"a bus payload is UTF-8 text: {exc}") from None
+    if "\x00" in text:
+        raise PayloadNotText("a bus payload cannot hold a NUL character")
+    return text
+
+
 class Bus(Protocol):
     async def publish(self, channel: str, payload: bytes) -> None:
-        """Send `payload` (at most MAX_PAYLOAD bytes, else PayloadTooLarge) to every current
+        """Send `payload` (`check_payload`'s rules, else its errors) to every current
         subscriber of `channel`, in any process sharing this bus."""
         ...
 
@@ -59,6 +78,10 @@ class Bus(Protocol):
         still delivered."""
         ...
 
+    async def close(self) -> None:
+        """Stop every subscription and let the bus's connections go."""
+        ...
+
 
 class MemoryBus:
     """The in-process Bus: each subscription has a queue and a task that calls its listener, so
@@ -66,16 +89,15 @@ class MemoryBus:
     collected in one place."""
 
     def __init__(self) -> None:
-        self._subscriptions: dict[str, set[_Subscription]] = {}
+        self._subscriptions: dict[str, set[Subscription]] = {}
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        if len(payload) > MAX_PAYLOAD:
-            raise PayloadTooLarge(f"a bus payload is at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+        check_payload(payload)
         for subscription in list(self._subscriptions.get(channel, ())):
             subscription.queue.put_nowait(payload)
 
     async def subscribe(self, channel: str, listener: Listener) -> Unsubscribe:
-        subscription = _Subscription(channel, listener)
+        subscription = Subscription(channel, listener)
         self._subscriptions.setdefault(channel, set()).add(subscription)
 
         async def unsubscribe() -> None:
@@ -92,8 +114,17 @@ class MemoryBus:
         """How many subscriptions `channel` has (for tests and metrics)."""
         return len(self._subscriptions.get(channel, ()))
 
+    async def close(self) -> None:
+        for subscriptions in list(self._subscriptions.values()):
+            for subscription in list(subscriptions):
+                await subscription.stop()
+        self._subscriptions.clear()
 
-class _Subscription:
+
+class Subscription:
+    """One listener of one channel: its own queue and task, so each subscription sees its
+    messages in order and a listener never runs concurrently with itself (any Bus uses it)."""
+
     def __init__(self, channel: str, listener: Listener) -> None:
         self.channel = channel
         self.listener = listener

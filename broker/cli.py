@@ -128,7 +128,7 @@ def _with_context(
         try:
             return await work(ctx)
         finally:
-            await ctx.database.close()
+            await ctx.close()
 
     try:
         return asyncio.run(run())
@@ -302,7 +302,7 @@ async def _prepare(settings: Settings) -> None:
         if not await ctx.store.users():
             await _first_admin(ctx)
     finally:
-        await ctx.database.close()
+        await ctx.close()
 
 
 async def _first_admin(ctx: Context) -> None:

@@ -74,6 +74,13 @@ class Context:
         for listener in list(self.keys_listeners):
             await listener(self, user_id)
 
+    async def close(self) -> None:
+        """Let the bus and the store go (what `open_context` opened)."""
+        try:
+            await self.bus.close()
+        finally:
+            await self.database.close()
+
 
 KeysListener = Callable[[Context, str], Awaitable[None]]
 
@@ -88,12 +95,14 @@ class DataDirError(PairError):
 
 async def open_context(settings: Settings, *, create: bool, discard_unreadable_keys: bool = False) -> Context:
     """Open and migrate the database and load the signing keys, in the event loop that will use
-    them (async drivers bind to one). With `create` (only `serve`, on first start), make the data
-    dir (0700), a SQLite database and the first key when missing; without it, a data dir that
-    holds no SQLite database is refused rather than filled. With an encryption key (always on
-    PostgreSQL) the keys are sealed in the database, and a SQLite data dir's key files move
-    there on first use. `discard_unreadable_keys`: drop sealed keys this encryption key cannot
-    open instead of refusing to start (the old key is lost). The caller closes `ctx.database`.
+    them (async drivers bind to one), with the bus that reaches the other processes sharing the
+    database (PostgreSQL's LISTEN/NOTIFY; in-process for SQLite). With `create` (only `serve`,
+    on first start), make the data dir (0700), a SQLite database and the first key when
+    missing; without it, a data dir that holds no SQLite database is refused rather than
+    filled. With an encryption key (always on PostgreSQL) the keys are sealed in the database,
+    and a SQLite data dir's key files move there on first use. `discard_unreadable_keys`: drop
+    sealed keys this encryption key cannot open instead of refusing to start (the old key is
+    lost). The caller closes it (`ctx.close()`).
 
     Raises DataDirError (one sentence and a hint) when the data dir, the database or the keys
     cannot be used."""
@@ -130,7 +139,16 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
     except BaseException:
         await store.close()
         raise
-    return Context(settings=settings, database=store, keyring=keyring)
+    ctx = Context(settings=settings, database=store, keyring=keyring)
+    if is_postgres(database):
+        from broker.postgres_bus import PostgresBus
+
+        try:
+            ctx.bus = await PostgresBus.open(str(database))
+        except StoreUnavailable as exc:
+            await store.close()
+            raise DataDirError(str(exc), exc.hint) from exc
+    return ctx
 
 
 def sealer_for(settings: Settings) -> Sealer | None:

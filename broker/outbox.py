@@ -50,6 +50,9 @@ class OutboxBus:
     async def subscribe(self, channel: str, listener: Listener) -> Unsubscribe:
         return await self._local.subscribe(channel, listener)
 
+    async def close(self) -> None:
+        await self._local.close()
+
 
 async def relay_once(ctx: Context, after: int) -> int:
     """Publish on `ctx.bus` the outbox's messages with ids above `after`, oldest first; the last

@@ -1,23 +1,64 @@
-"""The in-memory bus: what callers may rely on of any Bus (broker.bus), so that a PostgreSQL
-LISTEN/NOTIFY one can replace it: per-subscription order, channels kept apart, nothing for those
-who left, a failing listener contained, payloads within NOTIFY's limit."""
+"""The bus contract (broker.bus), held by MemoryBus (one process) and PostgresBus (LISTEN/NOTIFY,
+replicas on a real PostgreSQL server the tests start): per-subscription order, channels kept
+apart, nothing for those who left, a failing listener contained, payloads within NOTIFY's
+limits, and — what only the PostgreSQL one can show — two bus instances (two processes) hearing
+each other, and listening again after its connection is lost."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
 
-from broker.bus import MAX_PAYLOAD, MemoryBus, PayloadTooLarge
+from broker.bus import MAX_PAYLOAD, Bus, MemoryBus, PayloadNotText, PayloadTooLarge
 
 T = TypeVar("T")
 
+BACKENDS = ["memory", "postgresql"]
+
+# Two buses: for MemoryBus the same one (one process); for PostgreSQL two instances, as two
+# replicas have.
+Buses = Callable[[], AbstractAsyncContextManager[tuple[Bus, Bus]]]
+
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, 10))
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+@pytest.fixture(params=BACKENDS)
+def buses(request: pytest.FixtureRequest) -> Iterator[Buses]:
+    if request.param == "memory":
+
+        @asynccontextmanager
+        async def memory() -> AsyncIterator[tuple[Bus, Bus]]:
+            bus = MemoryBus()
+            try:
+                yield bus, bus
+            finally:
+                await bus.close()
+
+        yield memory
+        return
+    server = request.getfixturevalue("postgres")
+    url = server.create_database(migrated=False)
+
+    @asynccontextmanager
+    async def postgresql() -> AsyncIterator[tuple[Bus, Bus]]:
+        from broker.postgres_bus import PostgresBus
+
+        one, two = await PostgresBus.open(url), await PostgresBus.open(url)
+        try:
+            yield one, two
+        finally:
+            await one.close()
+            await two.close()
+
+    yield postgresql
+    server.drop_database(url)
 
 
 class Inbox:
@@ -38,77 +79,98 @@ class Inbox:
         return self.got
 
 
-def test_each_subscriber_of_a_channel_gets_its_messages_in_order_and_no_others() -> None:
+def test_each_subscriber_of_a_channel_gets_its_messages_in_order_and_no_others(buses: Buses) -> None:
     async def scenario() -> None:
-        bus = MemoryBus()
-        first, second, elsewhere = Inbox(), Inbox(), Inbox()
-        await bus.subscribe("a", first)
-        await bus.subscribe("a", second)
-        await bus.subscribe("b", elsewhere)
-        sent = [str(n).encode() for n in range(50)]
-        for payload in sent:
-            await bus.publish("a", payload)
-        await bus.publish("b", b"for b")
-        assert await first.wait(50) == sent
-        assert await second.wait(50) == sent
-        assert await elsewhere.wait(1) == [b"for b"]
+        async with buses() as (bus, peer):
+            first, second, elsewhere = Inbox(), Inbox(), Inbox()
+            await bus.subscribe("a", first)
+            await peer.subscribe("a", second)
+            await bus.subscribe("b", elsewhere)
+            sent = [str(n).encode() for n in range(50)]
+            for payload in sent:
+                await bus.publish("a", payload)
+            await peer.publish("b", b"for b")
+            assert await first.wait(50) == sent
+            assert await second.wait(50) == sent
+            assert await elsewhere.wait(1) == [b"for b"]
 
     run(scenario())
 
 
-def test_publishing_does_not_wait_for_listeners() -> None:
+def test_two_buses_hear_each_other(buses: Buses) -> None:
+    """What one replica publishes, another's subscribers hear, and its own."""
+
     async def scenario() -> None:
-        bus = MemoryBus()
-        release = asyncio.Event()
-        heard = Inbox()
-
-        async def slow(payload: bytes) -> None:
-            await release.wait()
-            await heard(payload)
-
-        await bus.subscribe("a", slow)
-        await bus.publish("a", b"one")
-        await bus.publish("a", b"two")  # returns although the first is still being handled
-        assert heard.got == []
-        release.set()
-        assert await heard.wait(2) == [b"one", b"two"]
+        async with buses() as (bus, peer):
+            here, there = Inbox(), Inbox()
+            await bus.subscribe("pair_streams", here)
+            await peer.subscribe("pair_streams", there)
+            await peer.publish("pair_streams", b'{"type":"end"}')
+            await bus.publish("pair_streams", "ünïcode".encode())
+            assert await here.wait(2) == [b'{"type":"end"}', "ünïcode".encode()]
+            assert await there.wait(2) == [b'{"type":"end"}', "ünïcode".encode()]
 
     run(scenario())
 
 
-def test_after_unsubscribing_nothing_more_arrives_and_the_channel_is_forgotten() -> None:
+def test_publishing_does_not_wait_for_listeners(buses: Buses) -> None:
     async def scenario() -> None:
-        bus = MemoryBus()
-        inbox = Inbox()
-        unsubscribe = await bus.subscribe("a", inbox)
-        await bus.publish("a", b"before")
-        await inbox.wait(1)
-        await unsubscribe()
-        assert bus.subscribers("a") == 0
-        await bus.publish("a", b"after")
-        late = Inbox()
-        await bus.subscribe("a", late)  # nothing is kept for subscribers that come later
-        await bus.publish("a", b"later")
-        assert await late.wait(1) == [b"later"]
-        assert inbox.got == [b"before"]
+        async with buses() as (bus, _peer):
+            release = asyncio.Event()
+            heard = Inbox()
+
+            async def slow(payload: bytes) -> None:
+                await release.wait()
+                await heard(payload)
+
+            await bus.subscribe("a", slow)
+            await bus.publish("a", b"one")
+            await bus.publish("a", b"two")  # returns although the first is still being handled
+            assert heard.got == []
+            release.set()
+            assert await heard.wait(2) == [b"one", b"two"]
 
     run(scenario())
 
 
-def test_a_failing_listener_is_logged_and_hears_the_next_message(caplog: pytest.LogCaptureFixture) -> None:
+def test_after_unsubscribing_nothing_more_arrives_and_the_channel_is_forgotten(buses: Buses) -> None:
     async def scenario() -> None:
-        bus = MemoryBus()
-        inbox = Inbox()
+        async with buses() as (bus, peer):
+            inbox, witness = Inbox(), Inbox()
+            unsubscribe = await bus.subscribe("a", inbox)
+            await bus.subscribe("w", witness)
+            await peer.publish("a", b"before")
+            await inbox.wait(1)
+            await unsubscribe()
+            assert bus.subscribers("a") == 0  # type: ignore[attr-defined]
+            await peer.publish("a", b"after")
+            await peer.publish("w", b"after")  # published after "a"'s: once it is here, "a"'s would be
+            await witness.wait(1)
+            late = Inbox()
+            await bus.subscribe("a", late)  # nothing is kept for subscribers that come later
+            await peer.publish("a", b"later")
+            assert await late.wait(1) == [b"later"]
+            assert inbox.got == [b"before"]
 
-        async def picky(payload: bytes) -> None:
-            if payload == b"bad":
-                raise ValueError("cannot take this one")
-            await inbox(payload)
+    run(scenario())
 
-        await bus.subscribe("a", picky)
-        await bus.publish("a", b"bad")
-        await bus.publish("a", b"good")
-        assert await inbox.wait(1) == [b"good"]
+
+def test_a_failing_listener_is_logged_and_hears_the_next_message(
+    buses: Buses, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with buses() as (bus, peer):
+            inbox = Inbox()
+
+            async def picky(payload: bytes) -> None:
+                if payload == b"bad":
+                    raise ValueError("cannot take this one")
+                await inbox(payload)
+
+            await bus.subscribe("a", picky)
+            await peer.publish("a", b"bad")
+            await peer.publish("a", b"good")
+            assert await inbox.wait(1) == [b"good"]
 
     with caplog.at_level(logging.ERROR, logger="pair.broker.bus"):
         run(scenario())
@@ -117,15 +179,56 @@ def test_a_failing_listener_is_logged_and_hears_the_next_message(caplog: pytest.
     assert record.exc_info is not None and "cannot take this one" in str(record.exc_info[1])
 
 
-def test_payloads_are_held_to_notifys_limit() -> None:
+def test_payloads_are_held_to_notifys_limits(buses: Buses) -> None:
     async def scenario() -> None:
-        bus = MemoryBus()
-        inbox = Inbox()
-        await bus.subscribe("a", inbox)
-        await bus.publish("a", bytes(MAX_PAYLOAD))
-        with pytest.raises(PayloadTooLarge):
-            await bus.publish("a", bytes(MAX_PAYLOAD + 1))
-        assert [len(p) for p in await inbox.wait(1)] == [MAX_PAYLOAD]
+        async with buses() as (bus, peer):
+            inbox = Inbox()
+            await peer.subscribe("a", inbox)
+            await bus.publish("a", b"x" * MAX_PAYLOAD)
+            with pytest.raises(PayloadTooLarge):
+                await bus.publish("a", b"x" * (MAX_PAYLOAD + 1))
+            with pytest.raises(PayloadNotText):
+                await bus.publish("a", b"\xff")
+            with pytest.raises(PayloadNotText):
+                await bus.publish("a", b"nul \x00")
+            assert [len(p) for p in await inbox.wait(1)] == [MAX_PAYLOAD]
 
     run(scenario())
     assert MAX_PAYLOAD < 8000  # PostgreSQL: "the payload string must be shorter than 8000 bytes"
+
+
+def test_postgres_bus_listens_again_after_losing_its_connection(
+    postgres: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the listening backend (as a restart does): the bus says so, connects
+    again, LISTENs to its channels and delivers what is published afterwards."""
+    from broker.postgres_bus import PostgresBus
+
+    url = postgres.create_database(migrated=False)
+
+    async def scenario() -> None:
+        bus, peer = await PostgresBus.open(url), await PostgresBus.open(url)
+        try:
+            inbox = Inbox()
+            await bus.subscribe("pair_agent_sp_aaaaaaaaaaaa", inbox)
+            await peer.publish("pair_agent_sp_aaaaaaaaaaaa", b"before")
+            await inbox.wait(1)
+            postgres.execute(
+                url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            )
+            while bus.reconnects == 0:  # the reader notices at once: the socket closes
+                await asyncio.sleep(0.02)
+            await peer.publish("pair_agent_sp_aaaaaaaaaaaa", b"after")
+            assert await inbox.wait(2) == [b"before", b"after"]
+        finally:
+            await bus.close()
+            await peer.close()
+
+    with caplog.at_level(logging.WARNING, logger="pair.broker.bus"):
+        run(scenario())
+    postgres.drop_database(url)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(s.startswith("the bus lost its PostgreSQL connection") for s in said), said
+    assert "the bus listens on PostgreSQL again (1 channels)" in said
