@@ -29,6 +29,7 @@ suite (tests/unit/test_store_contract.py) runs against every backend.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,7 @@ from broker.store.records import (
     GroupRecord,
     Limits,
     PortRecord,
+    ReplicaRecord,
     SealedKeyRecord,
     SessionRecord,
     SpaceKeyRecord,
@@ -64,6 +66,7 @@ __all__ = [
     "Limits",
     "PortRecord",
     "Queries",
+    "ReplicaRecord",
     "SealedKeyRecord",
     "SessionRecord",
     "SpaceKeyRecord",
@@ -288,8 +291,9 @@ class Queries(Protocol):
         (the connection log); every one of `space_ids` a key."""
         ...
 
-    async def close_dangling_tunnels(self, now: int) -> None:
-        """Close every connection the log still holds open (a broker restarted: they ended with it)."""
+    async def close_dangling_tunnels(self, now: int, keep: Collection[str] = ()) -> None:
+        """Close every connection the log still holds open but those logged by the replicas in
+        `keep` (the live ones): a broker that stopped took its streams with it."""
         ...
 
     # shared ports (issue 12)
@@ -450,6 +454,31 @@ class Queries(Protocol):
         ...
 
     async def remove_signing_keys(self, kids: list[str]) -> None: ...
+
+    # broker replicas sharing the database (issue 13), and where each agent's channel is held
+    async def beat_replica(self, replica: ReplicaRecord) -> None:
+        """Register the replica, or move its address and `seen_at` to the record's."""
+        ...
+
+    async def live_replicas(self, seen_since: int) -> list[ReplicaRecord]:
+        """The replicas that beat at `seen_since` or later, by id."""
+        ...
+
+    async def remove_replica(self, replica_id: str) -> None:
+        """Forget the replica and the agent channels it held (it stopped)."""
+        ...
+
+    async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
+        """The Space's agent control channel is now held by `replica_id`."""
+        ...
+
+    async def release_agent_channel(self, space_id: str, replica_id: str) -> None:
+        """The channel closed on `replica_id`; nothing changes if another replica holds it now."""
+        ...
+
+    async def agent_channel(self, space_id: str) -> ReplicaRecord | None:
+        """The replica recorded holding the Space's agent channel (alive or not: its `seen_at` says)."""
+        ...
 
     # audit
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None: ...

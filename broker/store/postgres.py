@@ -16,7 +16,7 @@ its pool (psycopg_pool), opened in the event loop that uses it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ from broker.store import (
     GroupRecord,
     Limits,
     PortRecord,
+    ReplicaRecord,
     SealedKeyRecord,
     SessionRecord,
     SpaceKeyRecord,
@@ -71,6 +72,7 @@ _REQUEST_COLUMNS = """id, email, message, client_address, state, created_at, exp
 _TEMPLATE_COLUMNS = "name, description, compute_units, storage_units, is_default, created_at"
 _GROUP_COLUMNS = "id, name, created_at, quota_spaces, quota_compute, quota_storage"
 _COMPUTE_STATES = "('starting', 'running')"  # the states that use compute units (seed 001's lifecycle)
+_REPLICA_COLUMNS = "id, address, started_at, seen_at"
 _PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
 
 Rows = list[tuple[Any, ...]]
@@ -586,8 +588,8 @@ class _Queries:
 
     async def open_tunnel(self, tunnel: TunnelRecord) -> None:
         await self._run(
-            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind, replica_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 tunnel.id,
                 tunnel.space_id,
@@ -596,6 +598,7 @@ class _Queries:
                 tunnel.client_address,
                 tunnel.opened_at,
                 tunnel.kind,
+                tunnel.replica_id,
             ),
         )
 
@@ -609,7 +612,8 @@ class _Queries:
     async def open_tunnels(self, space_id: str) -> list[TunnelRecord]:
         rows = await self._all(
             "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
-            " close_reason, kind FROM tunnels WHERE space_id = %s AND closed_at IS NULL ORDER BY opened_at, id",
+            " close_reason, kind, replica_id FROM tunnels"
+            " WHERE space_id = %s AND closed_at IS NULL ORDER BY opened_at, id",
             space_id,
         )
         return [TunnelRecord(*r) for r in rows]
@@ -626,10 +630,12 @@ class _Queries:
                 out[space_id] = int(total)
         return out
 
-    async def close_dangling_tunnels(self, now: int) -> None:
+    async def close_dangling_tunnels(self, now: int, keep: Collection[str] = ()) -> None:
         # A broker that stopped mid-session never logged the end; its sessions ended with it.
         await self._run(
-            "UPDATE tunnels SET closed_at = %s, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,)
+            "UPDATE tunnels SET closed_at = %s, close_reason = 'broker restarted'"
+            " WHERE closed_at IS NULL AND NOT (replica_id = ANY(%s))",
+            (now, list(keep)),
         )
 
     # -- shared ports -------------------------------------------------------------------------
@@ -969,6 +975,43 @@ class _Queries:
 
     async def outbox_trim(self, before: int) -> None:
         await self._run("DELETE FROM bus_outbox WHERE created_at < %s", (before,))
+
+    # -- replicas -----------------------------------------------------------------------------
+
+    async def beat_replica(self, replica: ReplicaRecord) -> None:
+        await self._run(
+            "INSERT INTO replicas (id, address, started_at, seen_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_at = excluded.seen_at",
+            (replica.id, replica.address, replica.started_at, replica.seen_at),
+        )
+
+    async def live_replicas(self, seen_since: int) -> list[ReplicaRecord]:
+        rows = await self._all(f"SELECT {_REPLICA_COLUMNS} FROM replicas WHERE seen_at >= %s ORDER BY id", seen_since)
+        return [ReplicaRecord(*r) for r in rows]
+
+    async def remove_replica(self, replica_id: str) -> None:
+        async with self._connection() as db:
+            await db.execute("DELETE FROM agent_channels WHERE replica_id = %s", (replica_id,))
+            await db.execute("DELETE FROM replicas WHERE id = %s", (replica_id,))
+
+    async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
+        await self._run(
+            "INSERT INTO agent_channels (space_id, replica_id, attached_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (space_id) DO UPDATE"
+            " SET replica_id = excluded.replica_id, attached_at = excluded.attached_at",
+            (space_id, replica_id, now),
+        )
+
+    async def release_agent_channel(self, space_id: str, replica_id: str) -> None:
+        await self._run("DELETE FROM agent_channels WHERE space_id = %s AND replica_id = %s", (space_id, replica_id))
+
+    async def agent_channel(self, space_id: str) -> ReplicaRecord | None:
+        row = await self._one(
+            "SELECT r.id, r.address, r.started_at, r.seen_at FROM agent_channels c"
+            " JOIN replicas r ON r.id = c.replica_id WHERE c.space_id = %s",
+            space_id,
+        )
+        return ReplicaRecord(*row) if row else None
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class TunnelRecord:
     bytes_out: int = 0
     close_reason: str = ""
     kind: StreamKind = "ssh"  # what the stream reached: ssh, terminal, port
+    replica_id: str = ""  # the broker replica that logged it (empty: a single broker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,3 +200,14 @@ class AccessRequestRecord:
     user_id: str | None = None
     space_id: str | None = None
     last_polled_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    """A broker replica sharing the database: its id, the address the other replicas reach it
+    at (an http(s) URL), when it started and when it last beat (Unix seconds)."""
+
+    id: str
+    address: str
+    started_at: int
+    seen_at: int

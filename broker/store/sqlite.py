@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -33,6 +33,7 @@ from broker.store import (
     GroupRecord,
     Limits,
     PortRecord,
+    ReplicaRecord,
     SealedKeyRecord,
     SessionRecord,
     SpaceKeyRecord,
@@ -61,6 +62,7 @@ _REQUEST_COLUMNS = """id, email, message, client_address, state, created_at, exp
 _TEMPLATE_COLUMNS = "name, description, compute_units, storage_units, is_default, created_at"
 _COMPUTE_STATES = "('starting', 'running')"  # the states that use compute units (seed 001's lifecycle)
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
+_REPLICA_COLUMNS = "id, address, started_at, seen_at"
 _PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
 _KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at"
 _MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
@@ -605,8 +607,8 @@ class _Queries:
 
     async def open_tunnel(self, tunnel: TunnelRecord) -> None:
         self._run(
-            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind, replica_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 tunnel.id,
                 tunnel.space_id,
@@ -615,6 +617,7 @@ class _Queries:
                 tunnel.client_address,
                 tunnel.opened_at,
                 tunnel.kind,
+                tunnel.replica_id,
             ),
         )
 
@@ -628,7 +631,8 @@ class _Queries:
     async def open_tunnels(self, space_id: str) -> list[TunnelRecord]:
         rows = self._all(
             "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
-            " close_reason, kind FROM tunnels WHERE space_id = ? AND closed_at IS NULL ORDER BY opened_at, id",
+            " close_reason, kind, replica_id FROM tunnels"
+            " WHERE space_id = ? AND closed_at IS NULL ORDER BY opened_at, id",
             space_id,
         )
         return [TunnelRecord(*r) for r in rows]
@@ -646,9 +650,14 @@ class _Queries:
                 out[space_id] = int(total)
         return out
 
-    async def close_dangling_tunnels(self, now: int) -> None:
+    async def close_dangling_tunnels(self, now: int, keep: Collection[str] = ()) -> None:
         # A broker that stopped mid-session never logged the end; its sessions ended with it.
-        self._run("UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted' WHERE closed_at IS NULL", (now,))
+        marks = ", ".join("?" * len(keep))
+        self._run(
+            "UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted'"
+            f" WHERE closed_at IS NULL AND replica_id NOT IN ({marks})",
+            (now, *keep),
+        )
 
     # -- shared ports -------------------------------------------------------------------------
 
@@ -984,6 +993,43 @@ class _Queries:
     async def remove_signing_keys(self, kids: list[str]) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM signing_keys WHERE kid = ?", [(kid,) for kid in kids])
+
+    # -- replicas -----------------------------------------------------------------------------
+
+    async def beat_replica(self, replica: ReplicaRecord) -> None:
+        self._run(
+            "INSERT INTO replicas (id, address, started_at, seen_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_at = excluded.seen_at",
+            (replica.id, replica.address, replica.started_at, replica.seen_at),
+        )
+
+    async def live_replicas(self, seen_since: int) -> list[ReplicaRecord]:
+        rows = self._all(f"SELECT {_REPLICA_COLUMNS} FROM replicas WHERE seen_at >= ? ORDER BY id", seen_since)
+        return [ReplicaRecord(*r) for r in rows]
+
+    async def remove_replica(self, replica_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM agent_channels WHERE replica_id = ?", (replica_id,))
+            db.execute("DELETE FROM replicas WHERE id = ?", (replica_id,))
+
+    async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
+        self._run(
+            "INSERT INTO agent_channels (space_id, replica_id, attached_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (space_id) DO UPDATE"
+            " SET replica_id = excluded.replica_id, attached_at = excluded.attached_at",
+            (space_id, replica_id, now),
+        )
+
+    async def release_agent_channel(self, space_id: str, replica_id: str) -> None:
+        self._run("DELETE FROM agent_channels WHERE space_id = ? AND replica_id = ?", (space_id, replica_id))
+
+    async def agent_channel(self, space_id: str) -> ReplicaRecord | None:
+        row = self._one(
+            "SELECT r.id, r.address, r.started_at, r.seen_at FROM agent_channels c"
+            " JOIN replicas r ON r.id = c.replica_id WHERE c.space_id = ?",
+            space_id,
+        )
+        return ReplicaRecord(*row) if row else None
 
     # -- audit --------------------------------------------------------------------------------
 

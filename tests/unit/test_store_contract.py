@@ -19,6 +19,7 @@ from broker.store import (
     GroupRecord,
     Limits,
     PortRecord,
+    ReplicaRecord,
     SealedKeyRecord,
     SpaceKeyRecord,
     Store,
@@ -738,3 +739,46 @@ async def test_signing_keys_are_kept_oldest_first_and_unique_by_id(store: Store)
     assert [(k.kid, k.sealed) for k in await store.signing_keys()] == [("kid_a", "sealed-a"), ("kid_b", "sealed-b")]
     await store.remove_signing_keys(["kid_a", "kid_unknown"])
     assert [k.kid for k in await store.signing_keys()] == ["kid_b"]
+
+
+# -- replicas and where agents' channels are held ---------------------------------------------------
+
+
+async def test_a_starting_replica_closes_only_the_streams_of_replicas_that_are_gone(people: Store) -> None:
+    await people.create_space(space("sp_1", "u_alice", "demo"), [])
+    await people.open_tunnel(dataclasses.replace(stream("ssh_1", "sp_1", "u_alice"), replica_id="rep_live"))
+    await people.open_tunnel(dataclasses.replace(stream("ssh_2", "sp_1", "u_alice"), replica_id="rep_dead"))
+    await people.open_tunnel(stream("ssh_3", "sp_1", "u_alice"))  # a single broker's (no replica)
+    assert [t.replica_id for t in await people.open_tunnels("sp_1")] == ["rep_live", "rep_dead", ""]
+
+    await people.close_dangling_tunnels(NOW + 10, keep=["rep_live", "rep_other"])
+    assert [t.id for t in await people.open_tunnels("sp_1")] == ["ssh_1"]
+
+
+async def test_replicas_beat_and_the_live_ones_are_those_seen_lately(store: Store) -> None:
+    await store.beat_replica(ReplicaRecord("rep_b", "http://10.0.0.2:8000", NOW, NOW))
+    await store.beat_replica(ReplicaRecord("rep_a", "http://10.0.0.1:8000", NOW, NOW))
+    await store.beat_replica(ReplicaRecord("rep_a", "http://10.0.0.9:8000", NOW + 99, NOW + 5))  # moved; started stays
+    assert await store.live_replicas(NOW) == [
+        ReplicaRecord("rep_a", "http://10.0.0.9:8000", NOW, NOW + 5),
+        ReplicaRecord("rep_b", "http://10.0.0.2:8000", NOW, NOW),
+    ]
+    assert [r.id for r in await store.live_replicas(NOW + 1)] == ["rep_a"]
+
+
+async def test_an_agent_channel_is_held_by_one_replica_and_released_only_by_it(store: Store) -> None:
+    a = ReplicaRecord("rep_a", "http://a:8000", NOW, NOW)
+    b = ReplicaRecord("rep_b", "http://b:8000", NOW, NOW + 1)
+    await store.beat_replica(a)
+    await store.beat_replica(b)
+    assert await store.agent_channel("sp_1") is None
+    await store.hold_agent_channel("sp_1", "rep_a", NOW)
+    assert await store.agent_channel("sp_1") == a
+    await store.hold_agent_channel("sp_1", "rep_b", NOW + 1)  # the agent reconnected elsewhere
+    await store.release_agent_channel("sp_1", "rep_a")  # the old channel's late goodbye changes nothing
+    assert await store.agent_channel("sp_1") == b
+    await store.hold_agent_channel("sp_2", "rep_b", NOW)
+    await store.remove_replica("rep_b")  # it stopped: its channels go with it
+    assert await store.agent_channel("sp_1") is None
+    assert await store.agent_channel("sp_2") is None
+    assert await store.live_replicas(0) == [a]
