@@ -212,7 +212,7 @@ async def heartbeat(ctx: Context, space: SpaceRecord, beat: m.Heartbeat) -> m.He
         if state != space.state:
             await ctx.store.audit(now, f"agent:{space.id}", f"space.{state}", space.id)
         if news:
-            ctx.hub.changed(space.id)  # a person's tunnel may be waiting for this
+            await events.space_changed(ctx, space.id)  # a person's stream may be waiting for this
     else:
         ctx.seen[space.id] = now
     return await snapshots.reply_for(ctx, space, beat.keys_version)
@@ -258,5 +258,5 @@ async def stop_silent(ctx: Context) -> list[str]:
         return []
     stopped = await ctx.store.stop_silent_spaces(seen_before, now)
     for space_id in stopped:
-        ctx.hub.changed(space_id)  # a person waiting for it hears at once
+        await events.space_changed(ctx, space_id)  # a person waiting for it hears at once
     return stopped

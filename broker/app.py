@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from broker import agents, bus, downloads, http, metrics, openapi, outbox, relay, snapshots, streams, web
+from broker import agents, bus, downloads, http, metrics, openapi, outbox, peering, relay, snapshots, streams, web
 from broker.app_gate import AppsGate
 from broker.bus import Unsubscribe
 from broker.context import Context, open_context
@@ -41,10 +41,16 @@ async def _sweep(ctx: Context) -> None:
 
 
 async def _listen(ctx: Context) -> list[Unsubscribe]:
-    """What every broker process hears on the bus: streams to end (or refused), keys changed."""
+    """What every broker process hears on the bus: streams to end (or refused, or dialed
+    elsewhere), keys changed, Spaces whose agent or state moved."""
+
+    async def space_changed(payload: bytes) -> None:
+        ctx.hub.changed(payload.decode())
+
     return [
         await ctx.bus.subscribe(bus.STREAMS, functools.partial(streams.on_event, ctx)),
         await ctx.bus.subscribe(bus.SNAPSHOTS, functools.partial(snapshots.forget_keys, ctx)),
+        await ctx.bus.subscribe(bus.SPACES, space_changed),
     ]
 
 
@@ -71,7 +77,9 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         app.state.ctx = await open_context(settings or Settings.load(), create=True) if own else ctx
         app.state.ctx.started_at = app.state.ctx.now()
         app.state.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
-        await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
+        beating = await peering.start(app.state.ctx)  # among replicas: registered, beating
+        if beating is None:  # a single broker: whatever the log holds open ended with the last run
+            await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         listening = await _listen(app.state.ctx)
         newest = await app.state.ctx.store.outbox_newest()  # what came before this broker is moot
@@ -83,6 +91,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
             relaying.cancel()
             for unsubscribe in listening:
                 await unsubscribe()
+            await peering.stop(app.state.ctx, beating)
             await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
             if own:
                 await app.state.ctx.close()
@@ -93,6 +102,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     routes += relay.ROUTES  # WebSockets: the agent's control channel and streams
+    routes += relay.INTERNAL_ROUTES  # a replica claiming its stream's agent end (broker.peering)
     routes += downloads.ROUTES  # /install.sh and /download/pair.whl, for self-hosted teams
     routes += web.routes()  # the web page (/, /signin, /web/…) and POST /api/v1/web-links
     app = Starlette(

@@ -16,8 +16,11 @@ Channels (a PostgreSQL channel is an identifier of at most 63 bytes):
 
 - `agent_channel(space_id)`: commands for the replica holding that Space's agent control
   channel (broker.events.AgentCommand); it subscribes while it holds the channel.
-- `STREAMS`: every replica ends its own part of the streams named (broker.events.StreamEvent).
+- `STREAMS`: every replica ends its own part of the streams named, and the one holding a stream
+  hears its agent's refusal, or that its agent dialed another replica (broker.events.StreamEvent).
 - `SNAPSHOTS`: a Space's authorized keys changed (its id): every replica drops its cached copy.
+- `SPACES`: a Space's agent connected or its state or health moved (its id): every replica wakes
+  the streams waiting on it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ MAX_PAYLOAD = 7999  # bytes; PostgreSQL's NOTIFY takes payloads shorter than 800
 
 STREAMS = "pair_streams"
 SNAPSHOTS = "pair_snapshots"
+SPACES = "pair_spaces"
 
 log = logging.getLogger("pair.broker.bus")
 

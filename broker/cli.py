@@ -183,6 +183,15 @@ def serve(
     ] = None,
     database: Database = None,
     encryption_key_file: EncryptionKeyFile = None,
+    replica_address: Annotated[
+        str | None,
+        typer.Option(
+            "--replica-address",
+            help="On PostgreSQL, the URL the other replicas reach this one at on the internal network."
+            " [env: PAIR_BROKER_REPLICA_ADDRESS; default http://HOST:PORT]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the broker (SQLite in the data dir, or --database; a signing key and first admin are made on first start)."""
     import uvicorn
@@ -199,6 +208,7 @@ def serve(
         metrics_address=metrics_address,
         database=database,
         encryption_key_file=encryption_key_file,
+        replica_address=replica_address,
     )
     lock = _lock_data_dir(settings.data_dir)  # held until this process ends
     sock = _listen(settings.host, settings.port)

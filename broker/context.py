@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from broker import replicas
 from broker.bus import Bus, MemoryBus
 from broker.hub import Hub
 from broker.sealing import EncryptionKeyError, Sealer, parse_key, read_key_file
@@ -44,6 +45,9 @@ class Context:
     # change pushes to each Space the person reaches, and each push goes on the bus to wherever
     # that Space's agent is connected (broker.events.push), so one fan-out serves every replica.
     keys_listeners: list[KeysListener] = field(default_factory=list)
+    # This process among the replicas sharing a PostgreSQL database (broker.peering starts it
+    # with the app); None for a single broker.
+    replica: replicas.Replica | None = None
     # What requests query: the store, or inside `transaction()` the transaction.
     store: Queries = field(init=False)
 
@@ -73,6 +77,17 @@ class Context:
     async def announce_keys_changed(self, user_id: str) -> None:
         for listener in list(self.keys_listeners):
             await listener(self, user_id)
+
+    async def agent_connected(self, space_id: str) -> bool:
+        """Whether the Space's agent control channel is open on this process or, among
+        replicas, on another one that is alive (broker.replicas). StoreUnavailable when the
+        registry cannot be read."""
+        if self.hub.connected(space_id):
+            return True
+        if self.replica is None:
+            return False
+        holder = await self.store.agent_channel(space_id)
+        return holder is not None and holder.id != self.replica.id and replicas.alive(holder, self.now())
 
     async def close(self) -> None:
         """Let the bus and the store go (what `open_context` opened)."""
@@ -153,11 +168,17 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
 
 def sealer_for(settings: Settings) -> Sealer | None:
     """The sealer of the configured encryption key, if one is. DataDirError when it is unusable."""
+    key = encryption_key(settings)
+    return None if key is None else Sealer(key)
+
+
+def encryption_key(settings: Settings) -> bytes | None:
+    """The configured encryption key (32 bytes), if one is. DataDirError when it is unusable."""
     try:
         if settings.encryption_key_file is not None:
-            return Sealer(read_key_file(settings.encryption_key_file))
+            return read_key_file(settings.encryption_key_file)
         if settings.encryption_key:
-            return Sealer(parse_key(settings.encryption_key, "PAIR_BROKER_ENCRYPTION_KEY"))
+            return parse_key(settings.encryption_key, "PAIR_BROKER_ENCRYPTION_KEY")
     except EncryptionKeyError as exc:
         raise DataDirError(exc.message, exc.hint) from exc
     return None

@@ -2,8 +2,9 @@
 
 Every room may call these, and none needs to know who listens: the replica holding a Space's
 agent control channel acts on `AgentCommand`s (broker.relay), every replica ends its own part of
-the streams an `EndStreams` names and answers a waiting stream's `Refused` (broker.streams), and
-drops a Space's cached authorized keys on `SNAPSHOTS` (broker.spaces). Payloads carry ids and
+the streams an `EndStreams` names, answers a waiting stream's `Refused` and claims its agent's
+end where a `Dialed` says it is (broker.streams), drops a Space's cached authorized keys on
+`SNAPSHOTS` (broker.spaces) and wakes what waits on a Space on `SPACES`. Payloads carry ids and
 short sentences only, never a snapshot: a receiver reads the rest from the store.
 
 The messages are msgspec structs tagged by `type`; unknown fields are ignored, so replicas of
@@ -82,7 +83,16 @@ class Refused(msgspec.Struct, tag="refused", tag_field="type"):
     code: m.ErrorCode
 
 
-StreamEvent = EndStreams | Refused
+class Dialed(msgspec.Struct, tag="dialed", tag_field="type"):
+    """The agent of `space_id` dialed replica `replica_id` for the stream `stream_id`, which it
+    does not hold: the replica that does claims it there (broker.peering)."""
+
+    stream_id: str
+    space_id: str
+    replica_id: str
+
+
+StreamEvent = EndStreams | Refused | Dialed
 
 _encoder = msgspec.json.Encoder()
 agent_commands = msgspec.json.Decoder(AgentCommand)
@@ -109,6 +119,17 @@ async def credential_changed(ctx: Context, space_id: str, reason: str) -> None:
 async def stream_refused(ctx: Context, stream_id: str, problem: Problem) -> None:
     refused = Refused(stream_id, problem.status, problem.message, problem.detail, problem.code)
     await ctx.bus.publish(bus.STREAMS, _encoder.encode(refused))
+
+
+async def stream_dialed(ctx: Context, stream_id: str, space_id: str, replica_id: str) -> None:
+    await ctx.bus.publish(bus.STREAMS, _encoder.encode(Dialed(stream_id, space_id, replica_id)))
+
+
+async def space_changed(ctx: Context, space_id: str) -> None:
+    """A Space's agent connected or its state or health moved: every replica wakes the streams
+    waiting on it (`Hub.changed`), this one at once."""
+    ctx.hub.changed(space_id)
+    await ctx.bus.publish(bus.SPACES, space_id.encode())
 
 
 async def end_streams(

@@ -95,10 +95,36 @@ class Stream:
             await self.client.close(code, reason)
 
 
+@dataclass(frozen=True)
+class Leg:
+    """Who a stream relayed for another replica is for (broker.peering), as that replica said."""
+
+    space_id: str
+    user_id: str
+    email: str
+    kind: StreamKind
+    app: str = ""
+
+
+@dataclass(eq=False)
+class Claim:
+    """Another replica's claim on an agent's end of a stream that dialed this one: its link (an
+    internal WebSocket) and who the stream is for; `done` once this replica let both go."""
+
+    link: Link
+    leg: Leg
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Hub:
     def __init__(self) -> None:
         self.agents: dict[str, AgentLink] = {}
-        self.streams: dict[str, Stream] = {}
+        self.streams: dict[str, Stream] = {}  # the streams of people connected to this process
+        # Streams whose agent dialed this process while their person is on another replica:
+        # waiting for that replica's claim (by stream id, with the Space the agent is of), and
+        # the legs relayed for it (broker.peering, broker.streams.relay_leg).
+        self.parked: dict[str, tuple[str, asyncio.Future[Claim]]] = {}
+        self.legs: dict[str, Stream] = {}
         self._changes: dict[str, asyncio.Event] = {}  # per Space, for those waiting on it
 
     def attach(self, link: AgentLink) -> AgentLink | None:
@@ -160,5 +186,5 @@ class Hub:
         """Close every stream (`reason` reaches the person, e.g. through `pair spaces proxy`) and
         every agent channel, e.g. with 1012 when the broker stops: sent before the server drops
         the connections, so each side knows why and the agents come back at once."""
-        await asyncio.gather(*(s.end(reason, code) for s in list(self.streams.values())))
+        await asyncio.gather(*(s.end(reason, code) for s in [*self.streams.values(), *self.legs.values()]))
         await asyncio.gather(*(agent.link.close(code, agent_reason) for agent in list(self.agents.values())))

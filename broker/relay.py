@@ -6,6 +6,7 @@ WebSockets carry bytes as binary frames, compression off (on random bytes it cos
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 
@@ -13,13 +14,13 @@ import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from broker import accounts, agents, bus, credentials, events, metrics, snapshots, streams, terminals
+from broker import accounts, agents, bus, credentials, events, metrics, peering, snapshots, streams, terminals
 from broker.context import Context
 from broker.errors import Problem
 from broker.http import as_problem, bearer, problem_response
-from broker.hub import AgentLink
+from broker.hub import AgentLink, Claim
 from broker.links import Closed, WebSocketLink
-from broker.store import SpaceRecord, StoreUnavailable, UserRecord
+from broker.store import SpaceRecord, StoreError, StoreUnavailable, UserRecord
 from broker.web import auth
 from pair.api import endpoints as ep
 from pair.api import models as m
@@ -59,6 +60,9 @@ async def agent_connect(ws: WebSocket) -> None:
         await replaced.link.close(CloseCode.REPLACED, "replaced by a newer connection")
     unsubscribe = await ctx.bus.subscribe(bus.agent_channel(space.id), functools.partial(_command, ctx, link))
     try:
+        if ctx.replica is not None:  # the other replicas send its commands here and count it connected
+            await ctx.store.hold_agent_channel(space.id, ctx.replica.id, ctx.now())
+        await events.space_changed(ctx, space.id)  # streams waiting for it on any replica go on
         while True:
             frame = await link.link.receive()
             if isinstance(frame, Closed):
@@ -92,6 +96,9 @@ async def agent_connect(ws: WebSocket) -> None:
         await unsubscribe()
         ctx.hub.detach(link)
         metrics.CONNECTED_AGENTS.dec()
+        if ctx.replica is not None and not ctx.hub.connected(space.id):
+            with contextlib.suppress(StoreError):  # a dead replica's records count for nothing anyway
+                await ctx.store.release_agent_channel(space.id, ctx.replica.id)
 
 
 async def _command(ctx: Context, link: AgentLink, payload: bytes) -> None:
@@ -155,18 +162,62 @@ def _refusal(message: m.StreamRefused) -> Problem:
 
 
 async def agent_stream(ws: WebSocket) -> None:
-    """The agent's end of a stream: hand the socket to the waiting person's side, which splices.
-    Served at AGENT_STREAM and, for agents that predate streams, AGENT_TUNNEL."""
+    """The agent's end of a stream: hand the socket to the waiting person's side, which splices;
+    among replicas, when the person is on another one, carry it there once that one claims it
+    (broker.peering). Served at AGENT_STREAM and, for agents that predate streams, AGENT_TUNNEL."""
     ctx: Context = ws.app.state.ctx
     stream_id = ws.path_params.get("stream_id") or ws.path_params["tunnel_id"]
+    link = WebSocketLink(ws)
+    claim: Claim | None = None
     try:
         space = await agents.authenticate_agent(ctx, bearer(ws))
-        stream = streams.agent_dialed(ctx, space.id, stream_id, WebSocketLink(ws))
+        if ctx.replica is None or streams.waits_here(ctx, space.id, stream_id):
+            stream = streams.agent_dialed(ctx, space.id, stream_id, link)
+        else:
+            claim = await peering.wait_claim(ctx, space.id, stream_id)
+            if claim is None:
+                raise streams.stream_not_found()
     except (Problem, StoreUnavailable) as exc:
         await deny(ws, as_problem(exc))
         return
     await ws.accept()
-    await stream.done.wait()  # the person's side splices; this connection lives until it is done
+    if claim is None:
+        await stream.done.wait()  # the person's side splices; this connection lives until it is done
+        return
+    try:
+        await streams.relay_leg(ctx, stream_id, claim, link)
+    finally:
+        claim.done.set()
+
+
+async def peer_stream(ws: WebSocket) -> None:
+    """Another replica claims the agent's end of one of its streams that dialed this one
+    (broker.peering): only a replica proving the replicas' secret, only for an agent connection
+    parked here for that stream and Space; everything else is refused."""
+    ctx: Context = ws.app.state.ctx
+    replica = ctx.replica
+    if replica is None:
+        await deny(ws, Problem(404, "Not found.", "", "not_found"))
+        return
+    if not replica.admits(ws.headers.get("authorization")):
+        await deny(ws, Problem(403, "Only another replica of this broker may do that.", "", "forbidden"))
+        return
+    try:
+        leg = peering.decode_leg(ws.headers.get(peering.LEG_HEADER, ""))
+    except ValueError as exc:
+        await deny(ws, Problem(422, str(exc), "", "invalid"))
+        return
+    waiting = peering.parked(ctx, ws.path_params["stream_id"], leg)
+    if waiting is None:
+        await deny(ws, streams.stream_not_found())
+        return
+    await ws.accept()
+    claim = Claim(WebSocketLink(ws), leg)
+    if waiting.done():  # the agent's connection stopped waiting meanwhile
+        await claim.link.close(CloseCode.INTERNAL_ERROR, "the container's connection went away")
+        return
+    waiting.set_result(claim)
+    await claim.done.wait()  # the agent's handler splices; this connection lives until it is done
 
 
 # -- a person's end of a stream -------------------------------------------------------------------
@@ -284,3 +335,7 @@ ROUTES = [
     WebSocketRoute(ep.SPACE_PORT, space_port),
     WebSocketRoute(ep.WEB_TERMINAL, web_terminal),
 ]
+
+# Between replicas only (broker.peering): not part of the API, so not in pair.api.endpoints nor
+# /openapi.json; a load balancer need not (and should not) pass /internal/ from outside.
+INTERNAL_ROUTES = [WebSocketRoute(peering.PEER_STREAM, peer_stream)]

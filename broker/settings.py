@@ -56,6 +56,9 @@ class Settings:
     # PostgreSQL. Given as the value itself, or as a 0600 file that holds it.
     encryption_key: str = field(default="", repr=False, metadata={"env": "PAIR_BROKER_ENCRYPTION_KEY"})
     encryption_key_file: Path | None = field(default=None, metadata={"env": "PAIR_BROKER_ENCRYPTION_KEY_FILE"})
+    # On PostgreSQL, the address the other replicas reach this one at (an http(s) URL on the
+    # internal network, e.g. http://10.0.0.5:8000); empty: http://HOST:PORT as it listens.
+    replica_address: str = field(default="", metadata={"env": "PAIR_BROKER_REPLICA_ADDRESS"})
 
     @property
     def database_path(self) -> Path:
@@ -69,6 +72,11 @@ class Settings:
         from broker.store.backends import locate
 
         return locate(self.database)
+
+    @property
+    def replica_url(self) -> str:
+        """Where the other replicas reach this one (`replica_address`, else as it listens)."""
+        return (self.replica_address or f"http://{_url_host(self.host)}:{self.port}").rstrip("/")
 
     @property
     def keys_dir(self) -> Path:
@@ -133,7 +141,7 @@ def _check(name: str, label: str, value: Any) -> Any:
     """Rules beyond the type, for the settings that have them."""
     if name == "port" and value > 65535:
         raise SettingsError(f"The setting {label} must be a port number from 0 to 65535, not {value}.")
-    if name in ("public_url", "request_webhook") and value:
+    if name in ("public_url", "request_webhook", "replica_address") and value:
         return check_public_url(label, value)
     if name == "log_level" and value.lower() not in LOG_LEVELS:
         raise SettingsError(f"The setting {label} must be one of {', '.join(LOG_LEVELS)}, not {value!r}.")

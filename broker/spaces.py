@@ -288,7 +288,7 @@ async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | 
 async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool) -> m.Space:
     """`up`/`down`: ask the agent to start or stop sshd. Down ends open sessions at once."""
     space = await access.get_owned(ctx, user, space_id, "start or stop")
-    if not ctx.hub.connected(space.id):
+    if not await ctx.agent_connected(space.id):
         if up:
             raise Problem(
                 409,
@@ -310,6 +310,6 @@ async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool
         await events.end_streams(ctx, space.id, f'The owner stopped SSH in "{space.name}".')
     await ctx.store.audit(ctx.now(), user.email, "space.up" if up else "space.down", space.id)
     space = await ctx.store.space(space.id) or space
-    ctx.hub.changed(space.id)
+    await events.space_changed(ctx, space.id)
     await snapshots.push(ctx, space, start_ssh=up)  # `up` also starts an sshd that failed (the cause fixed, say)
     return await wire(ctx, user, space)

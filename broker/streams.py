@@ -27,10 +27,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from broker import access, credentials, emails, events, metrics, spaces, terminals
+from broker import access, credentials, emails, events, metrics, peering, spaces, terminals
 from broker.context import Context, timestamp
 from broker.errors import Problem, not_found
-from broker.hub import Stream
+from broker.hub import Claim, Stream
 from broker.links import Closed, Frame, Link
 from broker.store import SpaceRecord, TunnelRecord, UserRecord
 from pair.api import models as m
@@ -85,7 +85,7 @@ async def ready(
         refused = refusal(spaces.to_wire(space, user, None), kind)
         if refused is not None:
             raise Problem(409, *refused)
-        connected = ctx.hub.connected(space.id)
+        connected = await ctx.agent_connected(space.id)
         if connected and (space.state == "running" or (kind != "ssh" and space.state == "starting")):
             return space
         left = deadline - time.monotonic()
@@ -155,7 +155,16 @@ async def open_stream(
             hello = await _terminal_answer(space, stream, agent)
             control_only = hello is not None and hello.control
         await ctx.store.open_tunnel(
-            TunnelRecord(stream.id, space.id, person.id, person.email, client_address, ctx.now(), kind=kind)
+            TunnelRecord(
+                stream.id,
+                space.id,
+                person.id,
+                person.email,
+                client_address,
+                ctx.now(),
+                kind=kind,
+                replica_id=ctx.replica.id if ctx.replica else "",
+            )
         )
         if kind != "terminal":
             await ctx.store.audit(ctx.now(), person.email, _AUDIT[kind], space.id, stream.id)
@@ -244,14 +253,40 @@ async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: 
             )
 
 
+def waits_here(ctx: Context, space_id: str, stream_id: str) -> bool:
+    """Whether a person's stream `stream_id` of `space_id` held by this process waits for its agent."""
+    stream = ctx.hub.streams.get(stream_id)
+    return stream is not None and stream.space_id == space_id and not stream.agent.done()
+
+
 def agent_dialed(ctx: Context, space_id: str, stream_id: str, link: Link) -> Stream:
     """Hand the agent's end of a stream to the person's side waiting for it; the caller keeps
     the link open until `stream.done`. Raises Problem 404 if no such stream waits for this Space."""
-    stream = ctx.hub.streams.get(stream_id)
-    if stream is None or stream.space_id != space_id or stream.agent.done():
-        raise Problem(404, "That stream was not found.", "It may have been closed already.", "not_found")
+    if not waits_here(ctx, space_id, stream_id):
+        raise stream_not_found()
+    stream = ctx.hub.streams[stream_id]
     stream.agent.set_result(link)
     return stream
+
+
+def stream_not_found() -> Problem:
+    return Problem(404, "That stream was not found.", "It may have been closed already.", "not_found")
+
+
+async def relay_leg(ctx: Context, stream_id: str, claim: Claim, agent: Link) -> None:
+    """Carry a stream whose agent dialed this replica to the replica holding its person, which
+    claimed it (broker.peering): the same splice, the claim's link in the person's place. The
+    person's replica logs and counts it; here it is a leg (`Hub.legs`), ended with the others
+    on shutdown."""
+    leg = claim.leg
+    stream = Stream(stream_id, leg.space_id, leg.user_id, leg.email, leg.kind, leg.app)
+    stream.agent.set_result(agent)
+    ctx.hub.legs[stream_id] = stream
+    try:
+        await splice(stream, claim.link)
+    finally:
+        ctx.hub.legs.pop(stream_id, None)
+        stream.done.set()
 
 
 # -- the splice -------------------------------------------------------------------------------
@@ -350,8 +385,13 @@ async def splice(stream: Stream, client: Link, *, limits: FrameLimits | None = N
 
 async def on_event(ctx: Context, payload: bytes) -> None:
     """A `broker.events.StreamEvent` from the bus: end this process's part of the streams named,
-    or answer a waiting stream's person with the agent's refusal."""
+    answer a waiting stream's person with the agent's refusal, or claim its agent's end from the
+    replica it dialed."""
     event = events.stream_events.decode(payload)
+    if isinstance(event, events.Dialed):
+        if waits_here(ctx, event.space_id, event.stream_id):
+            peering.on_dialed(ctx, ctx.hub.streams[event.stream_id], event.replica_id)
+        return
     if isinstance(event, events.Refused):
         stream = ctx.hub.streams.get(event.stream_id)
         if stream is not None and not stream.agent.done():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from broker import spaces
+from broker import relay, spaces
 from broker.http import JsonEndpoint
 from pair.api import endpoints as ep
 from tests.cli.helpers import session_token
@@ -138,8 +138,14 @@ def test_every_endpoint_in_the_table_is_bound_once(broker: InProcessBroker) -> N
 
 
 def test_every_websocket_route_is_in_the_table_and_in_openapi(broker: InProcessBroker) -> None:
-    routed = sorted(route.path for route in app_routes(broker) if isinstance(route, WebSocketRoute))
+    """Every WebSocket route but the replicas' internal ones (under /internal/, never listed)."""
+    internal = sorted(route.path for route in relay.INTERNAL_ROUTES)
+    assert internal and all(path.startswith("/internal/") for path in internal)
+    routed = sorted(
+        route.path for route in app_routes(broker) if isinstance(route, WebSocketRoute) and route.path not in internal
+    )
     assert routed == sorted(w.path for w in ep.WEBSOCKETS)
+    assert [r for r in app_routes(broker) if isinstance(r, WebSocketRoute) and r.path in internal]
     documented = broker.http.get("/openapi.json").json()["x-websockets"]
     assert sorted(documented) == routed
     assert all(entry["summary"] and entry["auth"] in ("session", "agent", "web") for entry in documented.values())
