@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         listening = await _listen(app.state.ctx)
         newest = await app.state.ctx.store.outbox_newest()  # what came before this broker is moot
         relaying = asyncio.create_task(outbox.relay(app.state.ctx, newest))  # what the admin verbs announce
+        app.state.ctx.bus.on_gap(functools.partial(streams.recheck, app.state.ctx))
         try:
             yield
         finally:

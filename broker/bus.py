@@ -82,6 +82,12 @@ class Bus(Protocol):
         still delivered."""
         ...
 
+    def on_gap(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call `callback()` whenever messages may have been lost (a bus whose connection was
+        made again: nothing is kept for those not listening), so a process can re-check what it
+        would have heard."""
+        ...
+
     async def close(self) -> None:
         """Stop every subscription and let the bus's connections go."""
         ...
@@ -117,6 +123,9 @@ class MemoryBus:
     def subscribers(self, channel: str) -> int:
         """How many subscriptions `channel` has (for tests and metrics)."""
         return len(self._subscriptions.get(channel, ()))
+
+    def on_gap(self, callback: Callable[[], Awaitable[None]]) -> None:
+        pass  # in one process nothing is ever lost
 
     async def close(self) -> None:
         for subscriptions in list(self._subscriptions.values()):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from broker.bus import MAX_PAYLOAD, Listener, MemoryBus, PayloadTooLarge, Unsubscribe
 from broker.context import Context
@@ -49,6 +49,9 @@ class OutboxBus:
 
     async def subscribe(self, channel: str, listener: Listener) -> Unsubscribe:
         return await self._local.subscribe(channel, listener)
+
+    def on_gap(self, callback: Callable[[], Awaitable[None]]) -> None:
+        pass  # the outbox keeps every message: nothing is lost
 
     async def close(self) -> None:
         await self._local.close()

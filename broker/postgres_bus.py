@@ -12,7 +12,8 @@
   says so in the log, connects again with a growing pause (0.1 s to 2 s), LISTENs to every
   channel that has subscribers and says so again. NOTIFY keeps nothing for a session that was
   not listening: messages sent meanwhile are lost, as the bus's rules allow (a receiver reads
-  the truth from the store; agents get the full state on their next heartbeat).
+  the truth from the store; agents get the full state on their next heartbeat), and the
+  `on_gap` callbacks run (the broker re-checks the streams it holds: broker.streams.recheck).
 
 `psycopg`'s `notifies()` holds the connection while it waits, so a LISTEN or UNLISTEN stops the
 reader (cancelling a wait on an idle connection consumes nothing: notifications read meanwhile
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -53,6 +55,8 @@ class PostgresBus:
         self._reader: asyncio.Task[None] | None = None
         self._changing = asyncio.Lock()  # one LISTEN/UNLISTEN at a time, with the reader stopped
         self.reconnects = 0  # how often the listening connection was made again (for tests)
+        self._gap_callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._gap_tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, url: str) -> PostgresBus:
@@ -123,6 +127,16 @@ class PostgresBus:
         """How many subscriptions `channel` has in this process."""
         return len(self._channels.get(channel, ()))
 
+    def on_gap(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._gap_callbacks.append(callback)
+
+    async def _after_gap(self) -> None:
+        for callback in list(self._gap_callbacks):
+            try:
+                await callback()
+            except Exception:  # one failed check must not keep the bus from listening
+                log.exception("re-checking after the bus listened again failed")
+
     # -- the listening connection ---------------------------------------------------------------
 
     async def _while_stopped(self, statement: sql.Composed, channel: str, listen: bool) -> None:
@@ -180,6 +194,9 @@ class PostgresBus:
                 self.reconnects += 1
                 pause = RECONNECT_FIRST
                 log.warning("the bus listens on PostgreSQL again (%d channels)", len(self._listening))
+                gap = asyncio.create_task(self._after_gap())  # not awaited here: the reader goes on
+                self._gap_tasks.add(gap)
+                gap.add_done_callback(self._gap_tasks.discard)
             try:
                 async for notify in self._conn.notifies():
                     payload = notify.payload.encode()

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from broker import accounts, agents, bus, credentials, events, metrics, peering, snapshots, streams, terminals
 from broker.context import Context
@@ -89,6 +89,8 @@ async def agent_connect(ws: WebSocket) -> None:
             await link.send(m.ReplyMessage(reply=reply))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         await link.link.close(CloseCode.BAD_DATA, f"bad message: {exc}")
+    except WebSocketDisconnect:  # the agent went while it was being answered (it stopped, say): closed all the same
+        pass
     except (Problem, StoreUnavailable) as exc:  # the agent reconnects after UNAVAILABLE
         problem = as_problem(exc)
         await link.link.close(for_status(problem.status), problem.message)

@@ -414,6 +414,26 @@ def _closing(close: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_CLOSES.discard)
 
 
+ACCESS_ENDED = "Your access to this Space ended."
+
+
+async def recheck(ctx: Context) -> None:
+    """After the bus may have lost messages (broker.bus.Bus.on_gap): end the streams this
+    process holds whose person may no longer reach their Space (unshared, the Space deleted,
+    the person removed), as `end_streams` would have. App proxy streams are the app gate's to
+    re-check (it does, on every request and every second)."""
+    for stream in list(ctx.hub.streams.values()):
+        if stream.app:
+            continue
+        person = await ctx.store.user(stream.user_id)
+        try:
+            if person is None:
+                raise not_found("The user")
+            await access.get_visible(ctx, person, stream.space_id)
+        except Problem:
+            await stream.end(ACCESS_ENDED)
+
+
 SHUTDOWN_REASON = "The broker is restarting; connect again in a few seconds."
 
 

@@ -1,30 +1,43 @@
 """Two broker replicas on one real PostgreSQL server (issue 13), for real: two `pair-broker serve`
-sharing a database the tests start, a Space's container (supervisord, sshd, `pair agent`) whose
-agent holds its control channel on the first, and people on the second. A person's stream that
-lands on one replica while the agent is on the other is spliced across them; unsharing through
-one replica ends the streams held by the other within 2 s."""
+sharing a database the tests start, a Space's container (supervisord, sshd, `pair agent`) and the
+real `pair`; directly, and behind Debian's nginx terminating TLS with a test CA
+(tests/support/tls.py: round robin over both replicas, and one nginx per replica to address each).
+
+A person's stream that lands on one replica while the agent is on the other is spliced across
+them; unsharing through one replica ends the streams held by the other within 2 s; kill -9 of the
+replica holding the agent: the agent is back on the other within 10 s, `pair spaces connect`
+works at once, and every write acknowledged with a 2xx is still there."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from pair.api import endpoints as ep
 from pair.api import terminal as tp
+from pair.api.client import Client
 from pair.api.closecodes import CloseCode
+from pair.api.errors import PairError
 from tests.container.conftest import BROKER_ENV
 from tests.container.test_streams import Terminal, opening, run
 from tests.support.broker import RealBroker, real_broker
 from tests.support.container import Container, container, eventually, free_port
 from tests.support.people import Person
 from tests.support.postgres import PostgresServer
+from tests.support.tls import test_ca, tls_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -34,27 +47,58 @@ ENV = {**BROKER_ENV, "PAIR_BROKER_ENCRYPTION_KEY": KEY}
 
 @dataclass
 class Replicas:
-    one: RealBroker
+    one: RealBroker  # url: where people and agents address replica 1 (itself, or its own nginx)
     two: RealBroker
+    public_url: str  # what tokens carry: replica 1 itself, or nginx over both
+    addresses: tuple[str, str]  # each replica's own http:// address (as registered in the database)
     database: str
     postgres: PostgresServer
 
 
-@pytest.fixture
-def replicas(postgres: PostgresServer, tmp_path: Path) -> Iterator[Replicas]:
-    """Two replicas on a fresh database, both naming the first as the public URL (what tokens
-    carry, so the agent dials the first)."""
+@contextmanager
+def replicas_on(postgres: PostgresServer, root: Path, public_url: str, port: int = 0) -> Iterator[Replicas]:
+    """Two replicas on a fresh database, both with `public_url`; the first on `port`."""
     database = postgres.create_database(migrated=False)
-    port = free_port()
-    public = ("--public-url", f"http://127.0.0.1:{port}")
+    public = ("--public-url", public_url)
     try:
         with (
-            real_broker(tmp_path / "replica-1", *public, port=port, database=database, env=ENV) as one,
-            real_broker(tmp_path / "replica-2", *public, database=database, env=ENV, fresh=False) as two,
+            real_broker(root / "replica-1", *public, port=port, database=database, env=ENV) as one,
+            real_broker(root / "replica-2", *public, database=database, env=ENV, fresh=False) as two,
         ):
-            yield Replicas(one, two, database, postgres)
+            yield Replicas(one, two, public_url, (one.url, two.url), database, postgres)
     finally:
         postgres.drop_database(database)
+
+
+def upstream(broker: RealBroker) -> str:
+    return broker.url.removeprefix("http://")
+
+
+@pytest.fixture(params=["direct", "tls"])
+def replicas(
+    request: pytest.FixtureRequest, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Replicas]:
+    """Two replicas addressed directly (tokens name the first), or through TLS at nginx: tokens
+    name nginx over both, and each replica has an nginx of its own for addressing it."""
+    if request.param == "direct":
+        port = free_port()
+        with replicas_on(postgres, tmp_path, f"http://127.0.0.1:{port}", port) as plain:
+            yield plain
+        return
+    ca = test_ca(tmp_path / "ca")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_file))  # people, supervisord and the agent inherit it
+    port = free_port()
+    with (
+        replicas_on(postgres, tmp_path, f"https://127.0.0.1:{port}") as plain,
+        tls_proxy(tmp_path / "nginx", [upstream(plain.one), upstream(plain.two)], ca, port=port),
+        tls_proxy(tmp_path / "nginx-1", [upstream(plain.one)], ca) as to_one,
+        tls_proxy(tmp_path / "nginx-2", [upstream(plain.two)], ca) as to_two,
+    ):
+        yield dataclasses.replace(
+            plain,
+            one=dataclasses.replace(plain.one, url=to_one.url),
+            two=dataclasses.replace(plain.two, url=to_two.url),
+        )
 
 
 @dataclass
@@ -69,13 +113,13 @@ class World:
 @pytest.fixture
 def world(replicas: Replicas, tmp_path: Path) -> Iterator[World]:
     """alice (on replica 1) bootstraps "demo", shared with bob (on replica 2), in a real container
-    whose agent connects to replica 1."""
+    whose agent connects to replica 1 (bootstrapped with PAIR_URL naming it)."""
     bob = Person(replicas.two, "bob", tmp_path)
     alice = Person(replicas.one, "alice", tmp_path)
     alice.ok("spaces", "authorize", "--user", bob.email, "--name", "demo")
     token = (alice.dir / "SPACE_ID.txt").read_text().strip()
     with container(tmp_path / "space") as box:
-        booted = alice.pair("spaces", "bootstrap", token, env=box.env())
+        booted = alice.pair("spaces", "bootstrap", token, env=box.env(PAIR_URL=replicas.one.url))
         assert booted.returncode == 0, booted.stderr
         eventually(lambda: bob.state("demo") == "running", "the Space is running, as replica 2 sees it")
         space_id = next(str(s["id"]) for s in bob.spaces() if s["name"] == "demo")
@@ -94,7 +138,7 @@ def held_by(world: World) -> str:
 
 def test_a_persons_streams_on_one_replica_reach_the_agent_on_the_other_and_unshare_ends_them(world: World) -> None:
     one, two = world.replicas.one, world.replicas.two
-    assert held_by(world) == one.url  # the agent is on replica 1; bob's CLI speaks to replica 2
+    assert held_by(world) == world.replicas.addresses[0]  # the agent is on replica 1; bob's CLI on replica 2
 
     async def scenario() -> None:
         terminal_url = ep.websocket_url(two.url, ep.SPACE_TERMINAL.format(space_id=world.space_id))
@@ -121,12 +165,14 @@ def test_a_persons_streams_on_one_replica_reach_the_agent_on_the_other_and_unsha
         "SELECT t.kind, r.address, t.closed_at IS NOT NULL FROM tunnels t JOIN replicas r ON r.id = t.replica_id"
         " ORDER BY t.opened_at, t.kind",
     )
-    assert sorted(rows) == [("ssh", two.url, True), ("terminal", two.url, True)]
+    logged_by = world.replicas.addresses[1]
+    assert sorted(rows) == [("ssh", logged_by, True), ("terminal", logged_by, True)]
     for replica in (one, two):
         said = replica.output.text()
         assert "Traceback" not in said and "never retrieved" not in said
 
 
+@pytest.mark.parametrize("replicas", ["direct"], indirect=True)
 def test_pushes_and_up_reach_the_agent_through_the_other_replica(world: World) -> None:
     """A key added, `down` and `up` through replica 2 reach the agent on replica 1 (the bus)."""
     carol = Person(world.replicas.two, "carol", world.alice.dir.parent)
@@ -143,21 +189,100 @@ def test_pushes_and_up_reach_the_agent_through_the_other_replica(world: World) -
     assert done.stdout == "carol-was-here\n"
 
 
+@pytest.mark.parametrize("replicas", ["direct"], indirect=True)
 def test_the_internal_channel_refuses_anyone_without_the_replicas_secret(world: World) -> None:
     """Only a replica proving the secret derived from the encryption key may claim a stream."""
-    two = world.replicas.two
-    url = ep.websocket_url(two.url, "/internal/v1/streams/tun_aaaaaaaaaaaa")
-
-    async def attempt(headers: dict[str, str]) -> int:
-        try:
-            async with connect(url, additional_headers=headers, open_timeout=10):
-                return 101
-        except InvalidStatus as exc:
-            return exc.response.status_code
+    url = ep.websocket_url(world.replicas.addresses[1], "/internal/v1/streams/tun_aaaaaaaaaaaa")
 
     async def scenario() -> None:
-        assert await attempt({}) == 403
-        assert await attempt({"Authorization": f"Bearer {world.bob.session_token}"}) == 403
-        assert await attempt({"Authorization": "Bearer " + "A" * 43}) == 403
+        assert await upgrade(url, {}) == 403
+        assert await upgrade(url, {"Authorization": f"Bearer {world.bob.session_token}"}) == 403
+        assert await upgrade(url, {"Authorization": "Bearer " + "A" * 43}) == 403
 
     run(scenario())
+
+
+async def upgrade(url: str, headers: dict[str, str]) -> int:
+    """The status a WebSocket upgrade to `url` is answered with (101 when accepted)."""
+    try:
+        async with connect(url, additional_headers=headers, open_timeout=10):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+# -- kill -9 of the replica holding the agent ----------------------------------------------------------
+
+
+def new_public_key() -> str:
+    key = Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+class Writer(threading.Thread):
+    """Adds SSH keys through nginx as fast as answers come, keeping the ids of those answered 2xx."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(url, token=token, timeout=10)
+        self.acknowledged: list[str] = []
+        self.failed = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with self.client:
+            while not self.stop.is_set():
+                try:
+                    self.acknowledged.append(self.client.add_key(new_public_key()).id)
+                except PairError:  # 502 from nginx, or the connection cut: not acknowledged
+                    self.failed += 1
+
+
+def test_kill_9_of_the_replica_holding_the_agent(
+    postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = test_ca(tmp_path / "ca")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_file))
+    port = free_port()
+    with (
+        replicas_on(postgres, tmp_path, f"https://127.0.0.1:{port}") as plain,
+        tls_proxy(tmp_path / "nginx", [upstream(plain.one), upstream(plain.two)], ca, port=port) as proxy,
+    ):
+        behind = dataclasses.replace(plain.one, url=proxy.url)
+        alice, bob = Person(behind, "alice", tmp_path), Person(behind, "bob", tmp_path)
+        alice.ok("spaces", "authorize", "--user", bob.email, "--name", "demo")
+        token = (alice.dir / "SPACE_ID.txt").read_text().strip()
+        with container(tmp_path / "space") as box:
+            booted = alice.pair("spaces", "bootstrap", token, env=box.env())  # through nginx: either replica
+            assert booted.returncode == 0, booted.stderr
+            eventually(lambda: alice.state("demo") == "running", "the Space is running")
+            space_id = next(str(s["id"]) for s in alice.spaces() if s["name"] == "demo")
+            world = World(plain, alice, bob, box, space_id)
+            holder = eventually(lambda: held_by(world), "an agent channel is recorded")
+            victim, survivor = (plain.one, plain.two) if holder == plain.addresses[0] else (plain.two, plain.one)
+
+            internal = "/internal/v1/streams/tun_aaaaaaaaaaaa"
+            assert run(upgrade(ep.websocket_url(proxy.url, internal), {})) == 404  # nginx keeps it inside
+            assert run(upgrade(ep.websocket_url(victim.url, internal), {})) == 403  # the replica refuses
+
+            writer = Writer(proxy.url, alice.session_token)
+            writer.start()
+            eventually(lambda: len(writer.acknowledged) >= 5, "writes are acknowledged")
+            victim.proc.kill()  # SIGKILL: no goodbye to agents, people, the registry or the database
+            killed = time.monotonic()
+            eventually(lambda: held_by(world) == survivor.url, "the agent is on the other replica", timeout=10)
+            back_after = time.monotonic() - killed
+            done = bob.run_in_space("echo", "still", "here")  # at once: through nginx, to the survivor
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == "still here\n"
+            writer.stop.set()
+            writer.join(20)
+            assert back_after < 10, back_after
+
+            acknowledged = set(writer.acknowledged)
+            assert len(acknowledged) > 5
+            with Client(proxy.url, token=alice.session_token) as client:
+                stored = {k.id for k in client.ssh_keys()}
+            assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged writes are missing"
+        said = survivor.output.text()
+        assert "Traceback" not in said and "never retrieved" not in said, said

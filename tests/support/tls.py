@@ -43,6 +43,9 @@ LOCATION = """\
     }
 """
 
+# Replicas reach each other at /internal/ on their own addresses; the public side never passes it.
+INTERNAL = "location /internal/ { return 404; }"
+
 
 @dataclass
 class TestCA:
@@ -90,8 +93,7 @@ def nginx_conf(work: Path, port: int, upstreams: list[str], cert: Path, key: Pat
         f"        ssl_certificate {cert};\n"
         f"        ssl_certificate_key {key};\n"
         "        location = /healthz { proxy_pass http://pair_broker; }\n"
-        + "".join(f"    {line}\n" for line in LOCATION.splitlines())
-        + "    }\n"
+        f"        {INTERNAL}\n" + "".join(f"    {line}\n" for line in LOCATION.splitlines()) + "    }\n"
         "}\n"
     )
 

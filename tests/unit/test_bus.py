@@ -201,7 +201,8 @@ def test_postgres_bus_listens_again_after_losing_its_connection(
     postgres: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The server ends the listening backend (as a restart does): the bus says so, connects
-    again, LISTENs to its channels and delivers what is published afterwards."""
+    again, LISTENs to its channels, tells its `on_gap` listeners (messages may have been lost
+    meanwhile) and delivers what is published afterwards."""
     from broker.postgres_bus import PostgresBus
 
     url = postgres.create_database(migrated=False)
@@ -210,6 +211,12 @@ def test_postgres_bus_listens_again_after_losing_its_connection(
         bus, peer = await PostgresBus.open(url), await PostgresBus.open(url)
         try:
             inbox = Inbox()
+            gap = asyncio.Event()
+
+            async def heard_of_a_gap() -> None:
+                gap.set()
+
+            bus.on_gap(heard_of_a_gap)
             await bus.subscribe("pair_agent_sp_aaaaaaaaaaaa", inbox)
             await peer.publish("pair_agent_sp_aaaaaaaaaaaa", b"before")
             await inbox.wait(1)
@@ -218,8 +225,8 @@ def test_postgres_bus_listens_again_after_losing_its_connection(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND query LIKE 'LISTEN%'",
             )
-            while bus.reconnects == 0:  # the reader notices at once: the socket closes
-                await asyncio.sleep(0.02)
+            await gap.wait()  # the reader notices at once (the socket closes) and listens again
+            assert bus.reconnects == 1
             await peer.publish("pair_agent_sp_aaaaaaaaaaaa", b"after")
             assert await inbox.wait(2) == [b"before", b"after"]
         finally:

@@ -19,7 +19,7 @@ from broker import bus, events, relay, streams
 from broker.context import Context
 from broker.hub import AgentLink, Hub, Stream
 from broker.links import Closed, Frame
-from broker.store import UserRecord
+from broker.store import SpaceRecord, UserRecord
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.closecodes import CREDENTIAL_ENDED, CloseCode, for_status
@@ -313,5 +313,46 @@ def test_a_close_that_hangs_holds_up_neither_other_endings_nor_its_own_container
         await asyncio.wait_for(alices.closed_event.wait(), 5)  # the next event was not held up
         await asyncio.wait_for(stucks_agent.closed_event.wait(), 5)  # nothing more reaches the container
         assert stuck.ending.is_set()
+
+    run(scenario())
+
+
+class Shares:
+    """The store calls `access.get_visible` makes, over a few Spaces and who they are shared with."""
+
+    def __init__(self, people: list[UserRecord], spaces: dict[str, tuple[str, set[str]]]) -> None:
+        self.people = {p.id: p for p in people}
+        self.spaces = spaces  # id -> (owner id, shared with)
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        return self.people.get(user_id)
+
+    async def space(self, space_id: str) -> SpaceRecord | None:
+        if space_id not in self.spaces:
+            return None
+        return SpaceRecord(space_id, self.spaces[space_id][0], "", space_id, "running", 0, 0, None, None, None, None)
+
+    async def is_shared_with(self, space_id: str, user_id: str) -> bool:
+        return user_id in self.spaces[space_id][1]
+
+
+def test_after_a_gap_on_the_bus_streams_whose_person_lost_access_end() -> None:
+    """Messages the bus lost (a PostgreSQL bus listening again) may have ended streams: the
+    broker re-checks each person's access and ends the streams of those who lost it."""
+
+    async def scenario() -> None:
+        ctx = context()
+        carol = UserRecord("usr_carol", "carol@example.com", False, 0)
+        ctx.store = cast(Any, Shares([ALICE, BOB], {"sp_demo": (ALICE.id, set()), "sp_bobs": (BOB.id, set())}))
+        unshared = add_stream(ctx, "s1", "sp_demo", BOB, "terminal")
+        owners = add_stream(ctx, "s2", "sp_demo", ALICE, "ssh")
+        own_space = add_stream(ctx, "s3", "sp_bobs", BOB, "ssh")
+        removed = add_stream(ctx, "s4", "sp_demo", carol, "ssh")  # no such user any more
+        deleted = add_stream(ctx, "s5", "sp_gone", ALICE, "ssh")
+
+        await streams.recheck(ctx)
+        for link in (unshared, removed, deleted):
+            assert link.closed == Closed(CloseCode.REVOKED, streams.ACCESS_ENDED)
+        assert owners.closed is None and own_space.closed is None
 
     run(scenario())
