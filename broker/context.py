@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from broker import replicas
 from broker.bus import Bus, MemoryBus
 from broker.hub import Hub
 from broker.sealing import EncryptionKeyError, Sealer, parse_key, read_key_file
 from broker.settings import Settings
 from broker.signing import Keyring, KeySet
-from broker.store import Queries, Store, StoreError, StoreUnavailable
+from broker.store import AgentChannelRecord, Queries, Store, StoreError, StoreUnavailable
 from broker.store.backends import is_postgres, open_store, shown
 from pair.api.errors import PairError
 from pair.api.models import AuthorizedKeys
+from pair.api.terminal import TerminalInfo
 
 DATA_DIR_HINT = "Pass the broker's data dir with --data-dir (or set PAIR_BROKER_DATA_DIR)."
 
@@ -82,12 +85,28 @@ class Context:
         """Whether the Space's agent control channel is open on this process or, among
         replicas, on another one that is alive (broker.replicas). StoreUnavailable when the
         registry cannot be read."""
-        if self.hub.connected(space_id):
-            return True
+        return self.hub.connected(space_id) or await self._held_elsewhere(space_id) is not None
+
+    async def agent_report(self, space_id: str) -> AgentReport:
+        """What the Space's agent last reported (its terminals, the ports listening in the
+        container), wherever its channel is held; nothing while it is not connected."""
+        agent = self.hub.agents.get(space_id)
+        if agent is not None:
+            return AgentReport(list(agent.terminals), agent.listening)
+        held = await self._held_elsewhere(space_id)
+        if held is None:
+            return AgentReport([], ())
+        terminals = msgspec.json.decode(held.terminals or "[]", type=list[TerminalInfo])
+        return AgentReport(terminals, tuple(msgspec.json.decode(held.listening or "[]", type=list[int])))
+
+    async def _held_elsewhere(self, space_id: str) -> AgentChannelRecord | None:
+        """The record of the Space's agent channel held by another replica that is alive."""
         if self.replica is None:
-            return False
-        holder = await self.store.agent_channel(space_id)
-        return holder is not None and holder.id != self.replica.id and replicas.alive(holder, self.now())
+            return None
+        held = await self.store.agent_channel(space_id)
+        if held is None or held.replica.id == self.replica.id or not replicas.alive(held.replica, self.now()):
+            return None
+        return held
 
     async def close(self) -> None:
         """Let the bus and the store go (what `open_context` opened)."""
@@ -98,6 +117,14 @@ class Context:
 
 
 KeysListener = Callable[[Context, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """What an agent reports besides its state: its terminals and the ports listening in the container."""
+
+    terminals: list[TerminalInfo]
+    listening: tuple[int, ...]
 
 
 def timestamp(seconds: int) -> datetime:

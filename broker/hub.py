@@ -160,12 +160,6 @@ class Hub:
     def connected(self, space_id: str) -> bool:
         return space_id in self.agents
 
-    def terminals(self, space_id: str) -> list[TerminalInfo]:
-        """The Space's open terminals, as its agent last reported them (none when it is not
-        connected to this process)."""
-        agent = self.agents.get(space_id)
-        return list(agent.terminals) if agent is not None else []
-
     def streams_of(
         self,
         space_id: str,

@@ -216,9 +216,8 @@ async def listing(ctx: Context, user: UserRecord, space_id: str) -> m.SpacePorts
         return m.SpacePorts(space_id=space.id, enabled=False, reason=f"{OFF[0]} {OFF[1]}")
     owner = space.owner_id == user.id
     records = [r for r in await ctx.store.shared_ports(space.id) if owner or r.level != "owner"]
-    agent = ctx.hub.agents.get(space.id)
     shared = {r.port for r in records}
-    listening = [p for p in agent.listening if p not in shared] if owner and agent is not None else []
+    listening = [p for p in (await ctx.agent_report(space.id)).listening if p not in shared] if owner else []
     return m.SpacePorts(
         space_id=space.id, enabled=True, shared=[to_wire(ctx, domain, r) for r in records], listening=listening
     )

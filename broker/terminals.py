@@ -48,7 +48,7 @@ async def listing(ctx: Context, user: UserRecord, space_id: str) -> list[tp.Term
     who is attached and how), as its agent last reported them: none while it is not connected.
     Raises Problem 404 for a Space `user` cannot see."""
     space = await access.get_visible(ctx, user, space_id)
-    return ctx.hub.terminals(space.id)
+    return (await ctx.agent_report(space.id)).terminals
 
 
 def refusal(text: str) -> str | None:

@@ -36,6 +36,7 @@ from typing import Protocol
 
 from broker.store.records import (
     AccessRequestRecord,
+    AgentChannelRecord,
     AuditRecord,
     AuthorizedKeyRow,
     DesiredState,
@@ -58,6 +59,7 @@ from pair.api.models import SpaceState
 
 __all__ = [
     "AccessRequestRecord",
+    "AgentChannelRecord",
     "AuditRecord",
     "AuthorizedKeyRow",
     "Conflict",
@@ -469,15 +471,20 @@ class Queries(Protocol):
         ...
 
     async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
-        """The Space's agent control channel is now held by `replica_id`."""
+        """The Space's agent control channel is now held by `replica_id` (nothing reported yet)."""
+        ...
+
+    async def report_agent(self, space_id: str, replica_id: str, terminals: str, listening: str) -> None:
+        """What the agent reported on `replica_id` (JSON); nothing if another replica holds it now."""
         ...
 
     async def release_agent_channel(self, space_id: str, replica_id: str) -> None:
         """The channel closed on `replica_id`; nothing changes if another replica holds it now."""
         ...
 
-    async def agent_channel(self, space_id: str) -> ReplicaRecord | None:
-        """The replica recorded holding the Space's agent channel (alive or not: its `seen_at` says)."""
+    async def agent_channel(self, space_id: str) -> AgentChannelRecord | None:
+        """Where the Space's agent channel is recorded held (by a replica alive or not: its
+        `seen_at` says), and what the agent reported there."""
         ...
 
     # audit

@@ -27,6 +27,7 @@ from psycopg.abc import Query
 
 from broker.store import (
     AccessRequestRecord,
+    AgentChannelRecord,
     AuditRecord,
     AuthorizedKeyRow,
     Conflict,
@@ -997,21 +998,27 @@ class _Queries:
     async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
         await self._run(
             "INSERT INTO agent_channels (space_id, replica_id, attached_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT (space_id) DO UPDATE"
-            " SET replica_id = excluded.replica_id, attached_at = excluded.attached_at",
+            " ON CONFLICT (space_id) DO UPDATE SET replica_id = excluded.replica_id,"
+            " attached_at = excluded.attached_at, terminals = NULL, listening = NULL",
             (space_id, replica_id, now),
         )
 
     async def release_agent_channel(self, space_id: str, replica_id: str) -> None:
         await self._run("DELETE FROM agent_channels WHERE space_id = %s AND replica_id = %s", (space_id, replica_id))
 
-    async def agent_channel(self, space_id: str) -> ReplicaRecord | None:
+    async def report_agent(self, space_id: str, replica_id: str, terminals: str, listening: str) -> None:
+        await self._run(
+            "UPDATE agent_channels SET terminals = %s, listening = %s WHERE space_id = %s AND replica_id = %s",
+            (terminals, listening, space_id, replica_id),
+        )
+
+    async def agent_channel(self, space_id: str) -> AgentChannelRecord | None:
         row = await self._one(
-            "SELECT r.id, r.address, r.started_at, r.seen_at FROM agent_channels c"
+            "SELECT r.id, r.address, r.started_at, r.seen_at, c.terminals, c.listening FROM agent_channels c"
             " JOIN replicas r ON r.id = c.replica_id WHERE c.space_id = %s",
             space_id,
         )
-        return ReplicaRecord(*row) if row else None
+        return AgentChannelRecord(space_id, ReplicaRecord(*row[:4]), row[4], row[5]) if row else None
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -211,3 +211,15 @@ class ReplicaRecord:
     address: str
     started_at: int
     seen_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChannelRecord:
+    """Where a Space's agent control channel is held, and what the agent last reported there
+    (JSON: its terminals, `list[TerminalInfo]`, and listening ports, `list[int]`; None before
+    its first heartbeat)."""
+
+    space_id: str
+    replica: ReplicaRecord
+    terminals: str | None = None
+    listening: str | None = None

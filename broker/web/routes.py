@@ -122,7 +122,7 @@ async def _rows(ctx: Context, user: UserRecord) -> list[views.Row]:
     visible = await spaces.visible(ctx, user)
     here = {s.id: await streams.who_is_connected(ctx, s) for s in visible}
     shared_ports = {s.id: await ports.listing(ctx, user, s.id) for s in visible}
-    terminals = {s.id: ctx.hub.terminals(s.id) for s in visible}
+    terminals = {s.id: (await ctx.agent_report(s.id)).terminals for s in visible}
     return views.rows(visible, await _teammates(ctx, user), here, ctx.now(), shared_ports, terminals)
 
 

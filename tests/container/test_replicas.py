@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -148,6 +149,9 @@ def test_a_persons_streams_on_one_replica_reach_the_agent_on_the_other_and_unsha
             terminal = Terminal(ws)
             await ws.send(b"echo across-$((40+2))\r")
             await terminal.until(b"across-42\r\n")  # typed on replica 2, run by the agent on replica 1
+            # What the agent reports on replica 1 (its terminals) replica 2 lists too.
+            listed = await asyncio.to_thread(world.bob.ok, "spaces", "terminals", "demo", "--json")
+            assert [t["id"] for t in json.loads(listed)] == [hello.terminal_id]
             with world.bob.session() as ssh:  # ssh through real sshd, the same way
                 started = asyncio.get_running_loop().time()
                 await asyncio.to_thread(world.alice.ok, "spaces", "unshare", "--space", "demo", world.bob.email)
