@@ -1,0 +1,78 @@
+"""What replicas prove and tell each other (broker.replicas, broker.peering): the shared secret
+every replica derives from the encryption key, its constant-time check, the internal URL built
+from a registered address, and the leg header, refused unless it holds exactly a leg."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker import peering, replicas
+from broker.hub import Leg
+from broker.replicas import Replica
+from broker.store import ReplicaRecord
+
+KEY = bytes(range(32))
+
+
+def test_every_replica_derives_the_same_secret_and_another_key_another() -> None:
+    secret = replicas.derive_secret(KEY)
+    assert secret == replicas.derive_secret(bytes(KEY))
+    assert len(base64.urlsafe_b64decode(secret + "=")) == 32
+    assert secret != replicas.derive_secret(bytes(range(1, 33)))
+    assert base64.b64encode(KEY).decode().rstrip("=") not in secret  # the key itself never travels
+
+
+def test_only_the_exact_secret_is_admitted() -> None:
+    replica = Replica("rep_a", "http://10.0.0.1:8000", replicas.derive_secret(KEY), 0)
+    assert replica.admits(replica.authorization())
+    for wrong in (None, "", replica.secret, f"Bearer {replica.secret}x", f"bearer {replica.secret}", "Bearer ü"):
+        assert not replica.admits(wrong)
+    other = Replica("rep_b", "http://10.0.0.2:8000", replicas.derive_secret(bytes(32)), 0)
+    assert not replica.admits(other.authorization())
+
+
+def test_a_replica_is_alive_while_it_beats() -> None:
+    record = ReplicaRecord("rep_a", "http://a", 0, 100)
+    assert replicas.alive(record, 100 + replicas.LIVE_FOR)
+    assert not replicas.alive(record, 101 + replicas.LIVE_FOR)
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("http://10.0.0.1:8000", "ws://10.0.0.1:8000/internal/v1/streams/tun_aaaaaaaaaaaa"),
+        ("https://b.internal/", "wss://b.internal/internal/v1/streams/tun_aaaaaaaaaaaa"),
+        ("http://[fd00::1]:8000/pair", "ws://[fd00::1]:8000/pair/internal/v1/streams/tun_aaaaaaaaaaaa"),
+    ],
+)
+def test_the_internal_url_is_the_registered_address_over_websockets(address: str, url: str) -> None:
+    assert peering.peer_url(address, "tun_aaaaaaaaaaaa") == url
+
+
+def test_a_leg_travels_in_its_header_and_nothing_else_passes_for_one() -> None:
+    leg = Leg("sp_aaaaaaaaaaaa", "usr_bob", "bøb@example.com", "terminal", "")
+    header = peering.encode_leg(leg)
+    assert header.isascii()
+    assert peering.decode_leg(header) == leg
+    for garbage in ("", "!!!", base64.urlsafe_b64encode(b'{"space_id": 1}').decode()):
+        with pytest.raises(ValueError, match="not a stream leg"):
+            peering.decode_leg(garbage)
+    wrong_kind = base64.urlsafe_b64encode(
+        b'{"space_id":"sp_a","user_id":"u","email":"e","kind":"shell","app":""}'
+    ).decode()
+    with pytest.raises(ValueError, match="not a stream leg"):
+        peering.decode_leg(wrong_kind)
+
+
+@given(st.text(max_size=200))
+def test_any_header_text_is_a_leg_or_refused_with_a_value_error(text: str) -> None:
+    outcome: Leg | str
+    try:
+        outcome = peering.decode_leg(text)
+    except ValueError as exc:  # any other exception fails the test
+        outcome = str(exc)
+    assert isinstance(outcome, Leg) or outcome.startswith("not a stream leg")
