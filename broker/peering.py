@@ -62,7 +62,13 @@ async def start(ctx: Context) -> asyncio.Task[None] | None:
     key = encryption_key(ctx.settings)
     assert key is not None, "open_context refuses PostgreSQL without an encryption key"
     now = ctx.now()
-    ctx.replica = Replica(credentials.new_id("rep_"), ctx.settings.replica_url, replicas.derive_secret(key), now)
+    ctx.replica = Replica(
+        credentials.new_id("rep_"),
+        ctx.settings.replica_url,
+        replicas.derive_secret(key),
+        now,
+        app_secret=replicas.derive(key, replicas.APP_SECRET_INFO),
+    )
     await ctx.store.beat_replica(ctx.replica.record(now))
     live = {r.id for r in await ctx.store.live_replicas(now - replicas.LIVE_FOR)}
     await ctx.store.close_dangling_tunnels(now, keep=live)

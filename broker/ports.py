@@ -59,8 +59,17 @@ def _credentials(data_dir: Path) -> auth.AppCredentials:
     return auth.AppCredentials(auth.load_secret(data_dir / SECRET_FILE))
 
 
+@functools.lru_cache(maxsize=8)
+def _shared_credentials(secret: bytes) -> auth.AppCredentials:
+    return auth.AppCredentials(secret)
+
+
 def credentials(ctx: Context) -> auth.AppCredentials:
-    """The app-origin credentials' HMAC key, from the data dir (made once, 0600)."""
+    """The app-origin credentials' HMAC key: among replicas, derived from the encryption key
+    they share (broker.replicas), so a sign-in begun on one ends on another; otherwise from the
+    data dir (made once, 0600)."""
+    if ctx.replica is not None and ctx.replica.app_secret:
+        return _shared_credentials(ctx.replica.app_secret)
     return _credentials(ctx.settings.data_dir)
 
 

@@ -5,6 +5,9 @@ where the others reach it, and the secret they prove themselves with.
   (`--replica-address`, else http://HOST:PORT as it listens) in the `replicas` table and beats
   every BEAT seconds; one silent for longer than LIVE_FOR is gone (killed, cut off), and the
   agent channels it was recorded holding (`agent_channels`) count for nothing.
+- What must be the same on every replica and is no row of the database is derived from the
+  encryption key too: the app-origin credentials' key (broker.ports), which a SQLite broker
+  keeps in its data dir.
 - Replicas reach each other over an internal WebSocket (broker.peering) carrying the
   `Authorization: Bearer …` of a secret every replica derives from the encryption key they all
   have (HKDF-SHA256, RFC 5869, with its own label): nothing else to configure or leak, and the
@@ -25,13 +28,18 @@ from broker.store import ReplicaRecord
 BEAT = 2.0  # seconds between a replica's beats
 LIVE_FOR = 7  # seconds: a replica not seen for longer is gone (three beats missed)
 SECRET_INFO = b"pair broker replica peering v1"  # HKDF's info: this secret and no other
+APP_SECRET_INFO = b"pair app-origin credentials v1"
+
+
+def derive(encryption_key: bytes, info: bytes) -> bytes:
+    """32 bytes for the purpose `info` names, derived from the 32-byte encryption key with
+    HKDF-SHA256 (RFC 5869): every replica computes the same, and none reveals the key or another."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(encryption_key)
 
 
 def derive_secret(encryption_key: bytes) -> str:
-    """The replicas' shared secret (URL-safe base64 of 32 bytes) derived from the 32-byte
-    encryption key with HKDF-SHA256 (RFC 5869), so every replica computes the same one."""
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SECRET_INFO).derive(encryption_key)
-    return base64.urlsafe_b64encode(derived).decode().rstrip("=")
+    """The replicas' shared secret (URL-safe base64 of 32 bytes)."""
+    return base64.urlsafe_b64encode(derive(encryption_key, SECRET_INFO)).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Replica:
     address: str
     secret: str
     started_at: int
+    app_secret: bytes = b""  # the app-origin credentials' HMAC key (broker.ports), the same on every replica
 
     def record(self, now: int) -> ReplicaRecord:
         return ReplicaRecord(self.id, self.address, self.started_at, now)

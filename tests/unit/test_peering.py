@@ -1,18 +1,25 @@
 """What replicas prove and tell each other (broker.replicas, broker.peering): the shared secret
 every replica derives from the encryption key, its constant-time check, the internal URL built
-from a registered address, and the leg header, refused unless it holds exactly a leg."""
+from a registered address, the leg header, refused unless it holds exactly a leg, and the app
+credentials' key, derived the same way."""
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker import peering, replicas
+from broker import peering, ports, replicas
+from broker.apps.auth import CredentialRejected
+from broker.context import Context
 from broker.hub import Leg
 from broker.replicas import Replica
+from broker.settings import Settings
 from broker.store import ReplicaRecord
 
 KEY = bytes(range(32))
@@ -76,3 +83,20 @@ def test_any_header_text_is_a_leg_or_refused_with_a_value_error(text: str) -> No
     except ValueError as exc:  # any other exception fails the test
         outcome = str(exc)
     assert isinstance(outcome, Leg) or outcome.startswith("not a stream leg")
+
+
+def test_an_app_cookie_one_replica_issues_another_accepts(tmp_path: Path) -> None:
+    """The app-origin credentials' key is no file among replicas: each derives it from the
+    encryption key, so a cookie (or ticket) made on one is good on another, with its own data dir."""
+
+    def replica_ctx(name: str) -> Context:
+        replica = Replica(f"rep_{name}", "http://x", "", 0, app_secret=replicas.derive(KEY, replicas.APP_SECRET_INFO))
+        return cast(Context, SimpleNamespace(replica=replica, settings=Settings(data_dir=tmp_path / name)))
+
+    host = "8080--demo--alice.apps.example.com"
+    value = ports.credentials(replica_ctx("one")).cookie(user_id="usr_bob", host=host, now=100, ttl=60)
+    assert ports.credentials(replica_ctx("two")).open_cookie(value, host=host, now=110).user_id == "usr_bob"
+    assert not (tmp_path / "one").exists()  # nothing on disk
+    single = cast(Context, SimpleNamespace(replica=None, settings=Settings(data_dir=tmp_path / "single")))
+    with pytest.raises(CredentialRejected):  # a single broker's own key, in its data dir
+        ports.credentials(single).open_cookie(value, host=host, now=110)
