@@ -178,7 +178,16 @@ def test_a_persons_streams_on_one_replica_reach_the_agent_on_the_other_and_unsha
 
 @pytest.mark.parametrize("replicas", ["direct"], indirect=True)
 def test_pushes_and_up_reach_the_agent_through_the_other_replica(world: World) -> None:
-    """A key added, `down` and `up` through replica 2 reach the agent on replica 1 (the bus)."""
+    """A key added, `down` and `up` through replica 2 reach the agent on replica 1 (the bus);
+    only a replica proving the secret derived from the encryption key may claim a stream."""
+    internal = ep.websocket_url(world.replicas.addresses[1], "/internal/v1/streams/tun_aaaaaaaaaaaa")
+
+    async def strangers() -> None:
+        assert await upgrade(internal, {}) == 403
+        assert await upgrade(internal, {"Authorization": f"Bearer {world.bob.session_token}"}) == 403
+        assert await upgrade(internal, {"Authorization": "Bearer " + "A" * 43}) == 403
+
+    run(strangers())
     carol = Person(world.replicas.two, "carol", world.alice.dir.parent)
     world.alice.ok("spaces", "share", "--space", "demo", carol.email)
     eventually(lambda: carol.email in (world.box.snapshot_emails() or set()), "carol's key reached the container")
@@ -191,19 +200,6 @@ def test_pushes_and_up_reach_the_agent_through_the_other_replica(world: World) -
     done = carol.run_in_space("echo", "carol-was-here")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "carol-was-here\n"
-
-
-@pytest.mark.parametrize("replicas", ["direct"], indirect=True)
-def test_the_internal_channel_refuses_anyone_without_the_replicas_secret(world: World) -> None:
-    """Only a replica proving the secret derived from the encryption key may claim a stream."""
-    url = ep.websocket_url(world.replicas.addresses[1], "/internal/v1/streams/tun_aaaaaaaaaaaa")
-
-    async def scenario() -> None:
-        assert await upgrade(url, {}) == 403
-        assert await upgrade(url, {"Authorization": f"Bearer {world.bob.session_token}"}) == 403
-        assert await upgrade(url, {"Authorization": "Bearer " + "A" * 43}) == 403
-
-    run(scenario())
 
 
 async def upgrade(url: str, headers: dict[str, str]) -> int:
