@@ -6,7 +6,8 @@ real `pair`; directly, and behind Debian's nginx terminating TLS with a test CA
 A person's stream that lands on one replica while the agent is on the other is spliced across
 them; unsharing through one replica ends the streams held by the other within 2 s; kill -9 of the
 replica holding the agent: the agent is back on the other within 10 s, `pair spaces connect`
-works at once, and every write acknowledged with a 2xx is still there."""
+works at once, and every write acknowledged with a 2xx is still there; PostgreSQL restarting:
+both replicas listen again and serve on."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from tests.container.test_streams import Terminal, opening, run
 from tests.support.broker import RealBroker, real_broker
 from tests.support.container import Container, container, eventually, free_port
 from tests.support.people import Person
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.tls import test_ca, tls_proxy
 
 pytestmark = pytest.mark.integration
@@ -286,3 +287,23 @@ def test_kill_9_of_the_replica_holding_the_agent(
             assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged writes are missing"
         said = survivor.output.text()
         assert "Traceback" not in said and "never retrieved" not in said, said
+
+
+# -- PostgreSQL restarting under the replicas ---------------------------------------------------------
+
+
+def test_replicas_recover_when_postgresql_restarts(tmp_path: Path) -> None:
+    """PostgreSQL restarts (every connection cut): each replica's bus says so and listens again,
+    and both serve again, without a restart of their own. A server of this test's own."""
+    with postgres_server() as own, replicas_on(own, tmp_path, "http://127.0.0.1:1") as plain:
+        bob = Person(plain.two, "bob", tmp_path, ssh_key=False)
+        alice = Person(plain.one, "alice", tmp_path, ssh_key=False)
+        own.restart()
+        for replica in (plain.one, plain.two):
+            replica.output.wait_for(r"the bus lost its PostgreSQL connection")
+            replica.output.wait_for(r"the bus listens on PostgreSQL again \(\d+ channels\)")
+        alice.ok("spaces", "authorize", "--user", bob.email, "--name", "after")  # through replica 1
+        assert [s["name"] for s in bob.spaces()] == ["after"]  # read through replica 2
+        for replica in (plain.one, plain.two):
+            assert replica.proc.poll() is None
+            assert "Traceback" not in replica.output.text()
