@@ -191,14 +191,16 @@ async def agent_stream(ws: WebSocket) -> None:
     except (Problem, StoreUnavailable) as exc:
         await deny(ws, as_problem(exc))
         return
-    await ws.accept()
-    if claim is None:
-        await stream.done.wait()  # the person's side splices; this connection lives until it is done
+    if claim is not None:
+        try:
+            await ws.accept()
+            await streams.relay_leg(ctx, stream_id, claim, link)
+        finally:  # the agent gone before its accept, say: the claiming replica hears it at once
+            await claim.link.close(CloseCode.CONTAINER_LOST, streams.CONTAINER_LOST)
+            claim.done.set()
         return
-    try:
-        await streams.relay_leg(ctx, stream_id, claim, link)
-    finally:
-        claim.done.set()
+    await ws.accept()
+    await stream.done.wait()  # the person's side splices; this connection lives until it is done
 
 
 async def peer_stream(ws: WebSocket) -> None:
