@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from broker import credentials, events, replicas
 from broker.context import Context, encryption_key
 from broker.hub import Claim, Leg, Stream
-from broker.links import MAX_REASON, Closed, Frame
+from broker.links import CLOSE_WAIT, MAX_REASON, Closed, Frame
 from broker.replicas import Replica
 from broker.store import StoreError
 from broker.store.backends import is_postgres
@@ -46,7 +46,6 @@ LEG_HEADER = "x-pair-leg"  # who the stream is for: base64url of the Leg's JSON
 CLAIM_WAIT = 5.0  # seconds an agent's connection waits for the replica holding its stream
 CONNECT_TIMEOUT = 5.0  # seconds to open the internal WebSocket
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes, as uvicorn bounds a WebSocket message by default
-CLOSE_TIMEOUT = 2.0  # seconds a close may take: a replica that stopped reading holds up nobody
 
 _tasks: set[asyncio.Task[None]] = set()  # claims under way (held so they are not collected)
 
@@ -183,7 +182,7 @@ async def claim(ctx: Context, stream: Stream, replica_id: str) -> None:
             max_size=MAX_MESSAGE,
             ping_interval=20,
             ping_timeout=20,
-            close_timeout=CLOSE_TIMEOUT,
+            close_timeout=CLOSE_WAIT,  # a replica that stopped reading holds up nobody
         )
     except (OSError, TimeoutError, WebSocketException) as exc:
         log.warning("could not reach replica %s at %s for stream %s: %s", replica_id, holder.address, stream.id, exc)
