@@ -69,6 +69,7 @@ class Stream:
     bytes_in: int = 0  # person → container
     bytes_out: int = 0  # container → person
     close_reason: str = ""
+    close_code: int = CloseCode.NORMAL  # what end() closes both sides with (and the splice, if it gets there first)
     ending: asyncio.Event = field(default_factory=asyncio.Event)  # set by end(): the splice stops
 
     def carried(self, size: int, *, inbound: bool) -> None:
@@ -85,7 +86,7 @@ class Stream:
         reaches it however long the person's side takes (each close at most CLOSE_WAIT s)."""
         if self.close_reason:
             return
-        self.close_reason = reason
+        self.close_reason, self.close_code = reason, code
         self.ending.set()
         if self.agent.done() and not self.agent.cancelled() and self.agent.exception() is None:
             await self.agent.result().close(code, reason)

@@ -329,7 +329,7 @@ async def splice(stream: Stream, client: Link, *, limits: FrameLimits | None = N
     agent = stream.agent.result()
     stream.client = client
     if stream.close_reason:  # ended between the agent dialing in and now
-        await client.close(CloseCode.REVOKED, stream.close_reason)
+        await client.close(stream.close_code, stream.close_reason)
         return
 
     async def refuse(code: CloseCode, reason: str) -> Closed:
@@ -376,8 +376,10 @@ async def splice(stream: Stream, client: Link, *, limits: FrameLimits | None = N
     if vanished and not stream.close_reason:  # the container's side went without closing: say so
         stream.close_reason = CONTAINER_LOST
         await client.close(CloseCode.CONTAINER_LOST, CONTAINER_LOST)
-    await client.close()
-    await agent.close()
+    # Ended (end()): the person reads why, whichever of end()'s closes and these comes first
+    # (end() closes the container's side first, which may take a round trip to another replica).
+    await client.close(stream.close_code, stream.close_reason)
+    await agent.close(stream.close_code, stream.close_reason)
 
 
 # -- ending -------------------------------------------------------------------------------------

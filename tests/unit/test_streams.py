@@ -356,3 +356,27 @@ def test_after_a_gap_on_the_bus_streams_whose_person_lost_access_end() -> None:
         assert owners.closed is None and own_space.closed is None
 
     run(scenario())
+
+
+class SlowToCloseLink(FakeLink):
+    """A container side whose close takes a round trip (another replica's link waits for the
+    close handshake), so the splice, woken by the ending, gets to its own closes first."""
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        await asyncio.sleep(0.2)
+        await super().close(code, reason)
+
+
+def test_an_ended_stream_tells_its_person_why_however_slowly_its_container_side_closes() -> None:
+    async def scenario() -> None:
+        stream = Stream("s1", "sp_a", BOB.id, BOB.email, "terminal")
+        person, container = FakeLink(), SlowToCloseLink()
+        stream.agent.set_result(container)
+        splicing = asyncio.create_task(streams.splice(stream, person))
+        await asyncio.sleep(0)  # the splice is copying
+        await stream.end("alice@example.com stopped sharing.")
+        await splicing
+        assert person.closed == Closed(CloseCode.REVOKED, "alice@example.com stopped sharing.")
+        assert container.closed == Closed(CloseCode.REVOKED, "alice@example.com stopped sharing.")
+
+    run(scenario())
