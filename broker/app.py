@@ -82,14 +82,17 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
             await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         listening = await _listen(app.state.ctx)
-        newest = await app.state.ctx.store.outbox_newest()  # what came before this broker is moot
-        relaying = asyncio.create_task(outbox.relay(app.state.ctx, newest))  # what the admin verbs announce
+        relaying = None  # what the admin verbs announce, through the database; a shared bus carries it itself
+        if not app.state.ctx.bus.shared:
+            newest = await app.state.ctx.store.outbox_newest()  # what came before this broker is moot
+            relaying = asyncio.create_task(outbox.relay(app.state.ctx, newest))
         app.state.ctx.bus.on_gap(functools.partial(streams.recheck, app.state.ctx))
         try:
             yield
         finally:
             sweeper.cancel()
-            relaying.cancel()
+            if relaying is not None:
+                relaying.cancel()
             for unsubscribe in listening:
                 await unsubscribe()
             await peering.stop(app.state.ctx, beating)

@@ -71,6 +71,10 @@ def check_payload(payload: bytes) -> str:
 
 
 class Bus(Protocol):
+    # Whether other processes hear what is published here (PostgreSQL's bus); a bus that reaches
+    # only its own process is helped by the outbox (broker.outbox) for the admin verbs.
+    shared: bool
+
     async def publish(self, channel: str, payload: bytes) -> None:
         """Send `payload` (`check_payload`'s rules, else its errors) to every current
         subscriber of `channel`, in any process sharing this bus."""
@@ -97,6 +101,8 @@ class MemoryBus:
     """The in-process Bus: each subscription has a queue and a task that calls its listener, so
     publishing never waits for listeners (as with NOTIFY) and every listener's error is
     collected in one place."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._subscriptions: dict[str, set[Subscription]] = {}

@@ -119,12 +119,14 @@ def _with_context(
     """Run `work` on the existing database (admin verbs never create one: the data dir's SQLite
     file, or `database`), in an event loop of its own that opens and closes the store. What it
     announces on the bus (streams to end, keys to push) reaches the serving broker through the
-    database (broker.outbox)."""
+    database (broker.outbox), or, on PostgreSQL, through its bus (NOTIFY) as any replica's does."""
     settings = _settings(data_dir=data_dir, database=database, encryption_key_file=encryption_key_file)
 
     async def run() -> T:
         ctx = await open_context(settings, create=False, discard_unreadable_keys=discard_unreadable_keys)
-        ctx.bus = OutboxBus(ctx.database, ctx.clock)  # what the verb announces reaches the serving broker
+        if not ctx.bus.shared:  # what the verb announces reaches the serving broker (PostgreSQL's bus does itself)
+            await ctx.bus.close()
+            ctx.bus = OutboxBus(ctx.database, ctx.clock)
         try:
             return await work(ctx)
         finally:

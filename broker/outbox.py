@@ -11,8 +11,9 @@ streams it should within a second, through the same `broker.events` path as the 
 put while no broker served are skipped at start-up: the streams and agent channels they were
 about did not outlive that broker.
 
-Each reader remembers the last id it published, so several replicas on one database each relay
-every message once (an id is never reused: the store's contract).
+Each reader remembers the last id it published (an id is never reused: the store's contract).
+On PostgreSQL none of this runs: the admin verbs and the replicas share a bus that reaches every
+process (broker.postgres_bus), so an admin verb publishes there as a replica would.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ log = logging.getLogger("pair.broker.outbox")
 class OutboxBus:
     """A Bus (broker.bus) that also hands every message to the serving brokers, through the
     database: for processes that serve nothing themselves."""
+
+    shared = True  # through the serving brokers' relay
 
     def __init__(self, store: Queries, clock: Callable[[], float]) -> None:
         self._store = store

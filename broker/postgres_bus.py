@@ -46,6 +46,8 @@ class PostgresBus:
     """A Bus over one PostgreSQL database; open with `PostgresBus.open(url)`, in the event loop
     that uses it, and `close()` when done."""
 
+    shared = True
+
     def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool[Any]) -> None:
         self._url = url
         self._pool = pool

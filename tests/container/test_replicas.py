@@ -179,8 +179,9 @@ def test_a_persons_streams_on_one_replica_reach_the_agent_on_the_other_and_unsha
 
 @pytest.mark.parametrize("replicas", ["direct"], indirect=True)
 def test_pushes_and_up_reach_the_agent_through_the_other_replica(world: World) -> None:
-    """A key added, `down` and `up` through replica 2 reach the agent on replica 1 (the bus);
-    only a replica proving the secret derived from the encryption key may claim a stream."""
+    """A key added, `down` and `up` through replica 2 reach the agent on replica 1 (the bus), and
+    so does an admin verb's change; only a replica proving the secret derived from the
+    encryption key may claim a stream."""
     internal = ep.websocket_url(world.replicas.addresses[1], "/internal/v1/streams/tun_aaaaaaaaaaaa")
 
     async def strangers() -> None:
@@ -201,6 +202,10 @@ def test_pushes_and_up_reach_the_agent_through_the_other_replica(world: World) -
     done = carol.run_in_space("echo", "carol-was-here")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "carol-was-here\n"
+    # An admin verb runs in a process of its own: on PostgreSQL it publishes on the replicas' bus.
+    removed = world.replicas.two.admin("users", "remove", carol.email)
+    assert removed.returncode == 0, removed.stderr
+    eventually(lambda: carol.email not in (world.box.snapshot_emails() or {carol.email}), "carol's key left", 5)
 
 
 async def upgrade(url: str, headers: dict[str, str]) -> int:
