@@ -4,18 +4,20 @@ for the forms the fast path leaves to Typer (`--help`, a malformed `--space`).""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 from typing import IO, TYPE_CHECKING, Any
 
 from pair import known_hosts
 from pair.api import readiness
 from pair.api.errors import PairError
-from pair.cli import identities, ssh
+from pair.cli import handoff, identities, ssh
 from pair.cli.output import is_interactive
 from pair.cli.resolve import choose_space, one_ref
 from pair.cli.session import signed_in
@@ -105,10 +107,13 @@ def _check_ready(client: Client, space: Space) -> list[SshKey]:
     return keys
 
 
-def _forward(stream: IO[bytes], seen: list[bytes]) -> None:
-    """Pass ssh's stderr through, remembering it so a host-key mismatch can be explained."""
+def _forward(stream: IO[bytes], seen: list[bytes], is_noise: Callable[[bytes], bool]) -> None:
+    """Pass ssh's stderr through, remembering it so a host-key mismatch can be explained; lines
+    `is_noise` picks (ssh's words for a refusal connect states itself) are left out."""
     for line in iter(stream.readline, b""):
         seen.append(line)
+        if is_noise(line):
+            continue
         sys.stderr.buffer.write(line)
         sys.stderr.flush()
 
@@ -163,6 +168,18 @@ def _write_known_hosts(spaces: list[Space]) -> None:
         ) from exc
 
 
+def _ssh_environment() -> dict[str, str] | None:
+    """ssh's environment under the handoff: this one, with SHLVL at least 1. ssh runs its
+    ProxyCommand with `$SHELL -c`, and with ProxyUseFdpass that shell's stdin is a socket; bash
+    at shell level 1 (SHLVL unset or 0: started by a program, not from a terminal's shell) takes
+    that for rshd's and reads ~/.bashrc first (bash(1), INVOCATION), which can take longer than
+    the rest of the connection (pyenv init: 250 ms)."""
+    level = os.environ.get("SHLVL", "")
+    if level.isdigit() and int(level) >= 1:
+        return None
+    return {**os.environ, "SHLVL": "1"}
+
+
 def connect(words: list[str], space_option: str | None) -> int:
     """`pair spaces connect`: `words` are those after `connect` as typed (`--` kept), `space_option`
     the value of `--space`. Runs ssh through the broker and returns the exit status to leave with
@@ -172,27 +189,42 @@ def connect(words: list[str], space_option: str | None) -> int:
     program = shutil.which("ssh")
     if program is None:
         raise PairError("The ssh client is not installed.", "Install OpenSSH (e.g. `apt-get install openssh-client`).")
-    client, _ = signed_in()
+    client, session = signed_in()
     with client:
         spaces = client.spaces()
         target = _pick(spaces, ref)
         registered = _check_ready(client, target)
         _write_known_hosts(spaces)
     keys = identities.private_keys(k.fingerprint for k in registered)
+    # The stream opens here while ssh starts (pair.cli.handoff); `pair spaces proxy` where a
+    # descriptor cannot be passed.
+    stream = handoff.Handoff(session, target.id) if handoff.supported() else None
     # pair's own connection: no multiplexing, so its stderr (pair's reasons) reaches the person
     # and SIGTERM ends the connection that carries its forwards, not a master's client.
-    options = ssh.option_args([*ssh.ssh_options(target, keys), ("ControlMaster", "no"), ("ControlPath", "none")])
+    fdpass = stream.proxy_command() if stream else None
+    options = ssh.option_args(
+        [*ssh.ssh_options(target, keys, fdpass), ("ControlMaster", "no"), ("ControlPath", "none")]
+    )
     extra_options, remote_command = split_ssh_args(ssh_args)
     command = [program, *options, *extra_options, f"{target.name}.pair", *remote_command]
-    with _Signals() as signals:
-        proc = subprocess.Popen(command, stderr=subprocess.PIPE)
-        signals.adopt(proc)
-        assert proc.stderr is not None
-        seen: list[bytes] = []
-        forwarder = threading.Thread(target=_forward, args=(proc.stderr, seen), daemon=True)
-        forwarder.start()
-        code = proc.wait()
+    seen: list[bytes] = []
+    try:
+        with _Signals() as signals:
+            proc = subprocess.Popen(command, stderr=subprocess.PIPE, env=_ssh_environment() if stream else None)
+            signals.adopt(proc)
+            if stream:  # ssh starts and runs fdpass.py while the stream opens
+                stream.start(proc.pid)
+            assert proc.stderr is not None
+            is_noise = stream.is_noise if stream else lambda _line: False
+            forwarder = threading.Thread(target=_forward, args=(proc.stderr, seen, is_noise), daemon=True)
+            forwarder.start()
+            code = proc.wait()
+    finally:
+        if stream:
+            stream.close()
     forwarder.join(2)
+    if stream and stream.error and code == 255:  # ssh stopped for want of the stream: say why
+        raise stream.error
     if code == 255 and any(HOST_KEY_CHANGED.encode() in line for line in seen):
         raise PairError(
             f'The Space "{target.name}" answered with a different SSH host key than its container '

@@ -132,16 +132,21 @@ def login_user(space: Space) -> str:
     return (space.container.login_user if space.container else "") or "root"
 
 
-def ssh_options(space: Space, identities: Sequence[Path] = ()) -> list[tuple[str, Value]]:
+def ssh_options(
+    space: Space, identities: Sequence[Path] = (), fdpass: tuple[str, ...] | None = None
+) -> list[tuple[str, Value]]:
     """The ssh_config options for one (checked) Space, in order; `identities` are the private keys
-    of the person's registered keys found on this machine (offered alone, IdentitiesOnly).
+    of the person's registered keys found on this machine (offered alone, IdentitiesOnly). The
+    ProxyCommand is `pair spaces proxy`, or `fdpass` with ProxyUseFdpass (`pair spaces connect`'s
+    own stream, pair.cli.handoff).
 
     ControlPersist is off: with it, ssh sends a ProxyCommand's stderr to /dev/null (sshconnect.c),
     and the person would never read pair's reason for a refusal. Connections still share a master
     while its first session lasts when the person's own config asks for ControlMaster."""
     options: list[tuple[str, Value]] = [
         ("User", login_user(space)),
-        ("ProxyCommand", proxy_command(space.id)),
+        ("ProxyCommand", fdpass or proxy_command(space.id)),
+        *([("ProxyUseFdpass", "yes")] if fdpass else []),
         ("HostKeyAlias", known_hosts.alias(space.id)),
         ("UserKnownHostsFile", str(known_hosts.path())),
         ("StrictHostKeyChecking", "yes"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -294,3 +295,76 @@ def test_a_broker_restart_ends_open_sessions_with_a_sentence(world: World) -> No
         stderr = session.stderr.read()
     assert "pair: The broker is restarting; connect again in a few seconds." in stderr, stderr
     assert "Traceback" not in stderr
+
+
+# -- connect's own stream (pair.cli.handoff) --------------------------------------------------------
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes still in process group `pgid` (zombies included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[3]) == pgid:
+                found.append(int(entry.name))
+    return found
+
+
+def proxy_words(ssh_pid: int) -> list[str]:
+    """The ProxyCommand ssh was given, as words."""
+    argv = Path(f"/proc/{ssh_pid}/cmdline").read_bytes().decode().split("\0")
+    (value,) = [a.removeprefix("ProxyCommand=") for a in argv if a.startswith("ProxyCommand=")]
+    return shlex.split(value)
+
+
+def test_connect_holds_the_stream_and_ssh_starts_no_second_pair(world: World, tmp_path: Path) -> None:
+    running(world)
+    bob = world.bob
+    bob.env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    with bob.session() as connect:
+        (ssh,) = children(connect.pid)
+        assert "ProxyUseFdpass=yes" in Path(f"/proc/{ssh}/cmdline").read_bytes().decode().split("\0")
+        words = proxy_words(ssh)
+        assert words[1:3] == ["-I", "-S"] and words[3].endswith("/pair/fdpass.py")
+        assert children(ssh) == []  # fdpass.py handed ssh the socket and left: no process copies but connect
+        assert not Path(words[4]).exists()  # the rendezvous is gone once used
+        assert list((tmp_path / "tmp").iterdir()) == []
+        listing = world.alice.ok("spaces", "sessions", "demo")
+        assert bob.email in listing
+        assert connect.poll() is None
+    eventually(lambda: "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo"), "the stream is closed")
+
+
+def test_ssh_stopping_before_it_takes_the_stream_closes_it_and_leaves_nothing(world: World, tmp_path: Path) -> None:
+    running(world)
+    bob = world.bob
+    bob.env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    argv = [executable("pair"), "spaces", "connect", "demo", "--", "-o", "NoSuchOption=yes", "true"]
+    with started(argv, bob) as (connect, output):
+        assert connect.wait(timeout=30) == 255  # ssh's own refusal of the option, passed on
+        assert group_members(connect.pid) == []  # neither ssh nor fdpass.py is left behind
+    assert "Bad configuration option" in output.text(), output.text()
+    assert "Traceback" not in output.text()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    eventually(lambda: "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo"), "no stream is left")
+
+
+def test_ctrl_c_while_connect_sets_up_leaves_no_process_and_no_stream(world: World, tmp_path: Path) -> None:
+    running(world)
+    bob = world.bob
+    bob.env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    with started(bob.connect("sleep", "30"), bob) as (connect, output):
+        eventually(lambda: children(connect.pid), "connect started ssh")
+        os.killpg(connect.pid, signal.SIGINT)  # Ctrl-C at once: ssh, fdpass.py and connect all get it
+        assert connect.wait(timeout=15) in (130, 255)
+        assert group_members(connect.pid) == []
+    assert "Traceback" not in output.text(), output.text()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    eventually(lambda: "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo"), "no stream is left")

@@ -17,7 +17,7 @@ import pytest
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
-from pair.proxy import ending
+from pair.tunnel import ending
 
 SPACE = "sp_abcdefghijkl"
 KEY = "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
