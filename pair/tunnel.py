@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 
 
+def preload() -> threading.Thread:
+    """Import the WebSocket client on a thread (started, daemon), so a caller that waits on the
+    network meanwhile (`pair spaces connect`'s API calls) does not pay for it afterwards."""
+
+    def load() -> None:
+        import websockets.sync.client  # noqa: F401
+
+    thread = threading.Thread(target=load, name="pair-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def say(sentence: str) -> None:
     """One line for the person, on ssh's stderr; CR LF because their terminal may be in raw mode
     (an interactive session), and escaped because the text may come from the broker."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import IO, TYPE_CHECKING, Any
 
-from pair import known_hosts
+from pair import known_hosts, tunnel
 from pair.api import readiness
 from pair.api.errors import PairError
 from pair.cli import handoff, identities, ssh
@@ -190,6 +190,8 @@ def connect(words: list[str], space_option: str | None) -> int:
     if program is None:
         raise PairError("The ssh client is not installed.", "Install OpenSSH (e.g. `apt-get install openssh-client`).")
     client, session = signed_in()
+    if handoff.supported():
+        tunnel.preload()  # while the API answers
     with client:
         spaces = client.spaces()
         target = _pick(spaces, ref)
