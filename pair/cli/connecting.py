@@ -14,10 +14,10 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import IO, TYPE_CHECKING, Any
 
-from pair import known_hosts, tunnel
+from pair import known_hosts
 from pair.api import readiness
 from pair.api.errors import PairError
-from pair.cli import handoff, identities, ssh
+from pair.cli import identities, ssh
 from pair.cli.output import is_interactive
 from pair.cli.resolve import choose_space, one_ref
 from pair.cli.session import signed_in
@@ -184,6 +184,9 @@ def connect(words: list[str], space_option: str | None) -> int:
     """`pair spaces connect`: `words` are those after `connect` as typed (`--` kept), `space_option`
     the value of `--space`. Runs ssh through the broker and returns the exit status to leave with
     (ssh's, or 128+N when a signal stopped it). Raises PairError."""
+    from pair import tunnel
+    from pair.cli import handoff  # sockets and temporary directories: not for `pair --help`
+
     positional, ssh_args = parse_connect_args(words)
     ref = one_ref(positional, space_option, "connect")
     program = shutil.which("ssh")
