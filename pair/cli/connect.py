@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from typer.core import TyperCommand
 
-from pair.api import readiness
 from pair.api.errors import PairError
-from pair.api.models import Space, StreamInfo
 from pair.cli import connecting
 from pair.cli.output import human_bytes, table
 from pair.cli.resolve import choose_space, form, one_ref
@@ -23,6 +21,7 @@ if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
     from typer._click.core import Context as ClickContext
 
     from pair.api.client import Client
+    from pair.api.models import Space, StreamInfo
 
 
 def connect(
@@ -48,6 +47,8 @@ def proxy(space_id: Annotated[str, typer.Argument(help="The Space's sp_… id.")
 def _wait_for(client: Client, space: Space, states: tuple[str, ...], timeout: float = 20.0) -> Space:
     """Poll until the Space reaches one of `states`, or its agent reports that sshd failed (in two
     polls running: a report sent just before the agent heard the request is overtaken at once)."""
+    from pair.api import readiness
+
     deadline = time.monotonic() + timeout
     failed = False
     while space.state not in states and time.monotonic() < deadline:
@@ -63,6 +64,8 @@ def _wait_for(client: Client, space: Space, states: tuple[str, ...], timeout: fl
 
 
 def _set_service(ref: str | None, *, up: bool) -> None:
+    from pair.api import readiness
+
     client, _ = signed_in()
     with client:
         target = choose_space(client.spaces(), ref, "up" if up else "down", owned=True)

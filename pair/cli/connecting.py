@@ -15,7 +15,6 @@ from contextlib import suppress
 from typing import IO, TYPE_CHECKING, Any
 
 from pair import known_hosts
-from pair.api import readiness
 from pair.api.errors import PairError
 from pair.cli import identities, ssh
 from pair.cli.output import is_interactive
@@ -90,6 +89,8 @@ def _pick(spaces: list[Space], ref: str | None) -> Space:
 
 def _check_ready(client: Client, space: Space) -> list[SshKey]:
     """Refuse early, with the reason, what ssh would only fail at; returns the person's keys."""
+    from pair.api import readiness
+
     refused = readiness.refusal(space)  # the relay's own words; a Space on its way up is waited for there
     if refused is not None:
         raise PairError(refused.message, refused.hint)

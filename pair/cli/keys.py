@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pair import files, sshkeys
 from pair.api.errors import PairError
-from pair.api.models import SshKey
 from pair.cli import identities
 from pair.cli.session import signed_in
 from pair.printable import printable
+
+if TYPE_CHECKING:
+    from pair.api.models import SshKey
 
 app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Your SSH public keys: they let you into the Spaces you can see."

@@ -8,7 +8,6 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from pair.api import readiness
 from pair.cli.output import human_bytes, table
 from pair.cli.session import signed_in
 from pair.printable import printable
@@ -44,12 +43,16 @@ def _row(space: Space) -> dict[str, object]:
 
 def _state_cell(space: Space) -> str:
     """The state, and `(ssh down)` when the Space should serve SSH but its sshd does not."""
+    from pair.api import readiness
+
     return f"{space.state} (ssh down)" if readiness.ssh_failure(space) else space.state
 
 
 def list_spaces(*, as_json: bool) -> None:
     """Print the Spaces the signed-in person owns or that are shared with them (a table, or JSON).
     Raises PairError."""
+    from pair.api import readiness
+
     client, _ = signed_in()
     with client:
         spaces = client.spaces()

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from pair.api.errors import PairError
-from pair.api.models import SharedPort
 from pair.cli.output import table
 from pair.cli.resolve import choose_space, one_ref
 from pair.cli.session import signed_in
 from pair.cli.spaces import SpaceOption
 from pair.printable import printable
+
+if TYPE_CHECKING:
+    from pair.api.models import SharedPort
 
 app = typer.Typer(
     rich_markup_mode=None,

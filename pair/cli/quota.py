@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pair.api.models import Quota, QuotaLine
 from pair.cli.output import table
 from pair.cli.session import signed_in
+
+if TYPE_CHECKING:
+    from pair.api.models import Quota, QuotaLine
 
 RESOURCE_NAMES = {"spaces": "Spaces", "compute": "compute units", "storage": "storage units"}
 

@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pair.api.errors import PairError
-from pair.api.grammar import shown
-from pair.api.models import Space
+
+if TYPE_CHECKING:
+    from pair.api.models import Space
 
 # How each verb names its Space, for hints: a form the verb really accepts.
 FORMS = {
@@ -41,6 +44,8 @@ def form(verb: str) -> str:
 def one_ref(positional: str | None, option: str | None, verb: str) -> str | None:
     """The Space named by the positional SPACE and/or `--space`; an error if they disagree."""
     if positional is not None and option is not None and positional.strip() != option.strip():
+        from pair.api.grammar import shown
+
         raise PairError(
             f"Two different Spaces were named: {shown(positional)} and --space {shown(option)}.",
             f"Name one: `{form(verb)}`.",
@@ -51,6 +56,8 @@ def one_ref(positional: str | None, option: str | None, verb: str) -> str | None
 def resolve_space(spaces: list[Space], ref: str, verb: str = "") -> Space:
     """The Space `ref` names: the exact `sp_…` id, else the one Space with that name. Raises
     PairError naming the candidates when none or several match."""
+    from pair.api.grammar import shown
+
     ref = ref.strip()
     for space in spaces:
         if space.id == ref:

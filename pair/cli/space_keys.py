@@ -15,13 +15,13 @@ import typer
 
 from pair import durations, files
 from pair.api.errors import PairError
-from pair.api.models import SPACE_KEY_MAX_SECONDS, SPACE_KEY_MIN_SECONDS, NewSpaceKey, SpaceKey
 from pair.cli.output import table
 from pair.cli.session import signed_in
 from pair.printable import printable
 
-if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
+if TYPE_CHECKING:  # httpx (and msgspec) load only when a command talks to the broker
     from pair.api.client import Client
+    from pair.api.models import NewSpaceKey, SpaceKey
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -41,6 +41,8 @@ def _when(value: object) -> str:
 def expiry(text: str) -> int | None:
     """Seconds a Space key lives, from `--expires` as typed (pair.durations; never/none/0: None).
     Raises PairError outside the lifetimes the broker takes (pair.api.models.SPACE_KEY_*_SECONDS)."""
+    from pair.api.models import SPACE_KEY_MAX_SECONDS, SPACE_KEY_MIN_SECONDS
+
     if text.strip().lower() in NEVER:
         return None
     seconds = durations.parse(text)

@@ -11,7 +11,6 @@ import typer
 
 from pair import durations, files
 from pair.api.errors import PairError
-from pair.api.models import Space
 from pair.cli import listing
 from pair.cli.output import is_interactive
 from pair.cli.resolve import choose_space, form, one_ref, resolve_space
@@ -20,6 +19,7 @@ from pair.printable import printable
 
 if TYPE_CHECKING:  # httpx loads only when a command talks to the broker
     from pair.api.client import Client
+    from pair.api.models import Space
 
 app = typer.Typer(
     rich_markup_mode=None, no_args_is_help=True, help="Create, share and manage Spaces; bootstrap one in a container."
