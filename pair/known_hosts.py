@@ -78,10 +78,12 @@ def _read() -> str:
 
 
 def write(pins: dict[str, list[str]]) -> None:
-    """Replace the whole file with these Spaces' pins (space id → its lines from `lines_for`)."""
+    """Replace the whole file with these Spaces' pins (space id → its lines from `lines_for`);
+    left as it is when it holds exactly them already (every `connect`: no rewrite, no fsync)."""
     text = "".join(line + "\n" for lines in pins.values() for line in lines)
     with _locked():
-        write_private(path(), text)
+        if _read() != text:
+            write_private(path(), text)
 
 
 def refresh(space_id: str, host_keys: list[str]) -> bool:

@@ -257,3 +257,16 @@ def test_every_quoted_path_reads_back_through_the_real_ssh(name: str) -> None:
         ).stdout
     assert from_file["userknownhostsfile"] == str(directory / "known_hosts")
     assert f"userknownhostsfile {directory / 'known_hosts'}\n" in on_command_line
+
+
+def test_known_hosts_is_rewritten_only_when_its_pins_change() -> None:
+    """`connect` writes every visible Space's pins on each run: unchanged, the file (and its fsync)
+    is left alone; changed, it is replaced."""
+    with config_dir():
+        known_hosts.write({"sp_aaa": [f"sp_aaa.pair {KEYS[0]}"]})
+        first = known_hosts.path().stat().st_ino
+        known_hosts.write({"sp_aaa": [f"sp_aaa.pair {KEYS[0]}"]})
+        assert known_hosts.path().stat().st_ino == first  # os.replace would give a new inode
+        known_hosts.write({"sp_aaa": [f"sp_aaa.pair {KEYS[1]}"]})
+        assert known_hosts.path().stat().st_ino != first
+        assert known_hosts.path().read_text() == f"sp_aaa.pair {KEYS[1]}\n"
