@@ -64,9 +64,15 @@ OUTPUT_HINT = "Pass --output a new file name in a directory you can write, or --
 
 
 def _choose_teammates(client: Client) -> list[str] | None:
+    import threading
+
     from pair.cli.picker import pick_users  # prompt_toolkit loads only when a person is asked
 
+    # prompt_toolkit (~50 ms to import) loads while the broker answers, not after.
+    loading = threading.Thread(target=__import__, args=("prompt_toolkit",), daemon=True)
+    loading.start()
     teammates = [t.email for t in client.teammates()]
+    loading.join()
     if not teammates:
         print("There is nobody else on this broker yet; the Space is shared with no one for now.")
         return []
