@@ -203,18 +203,22 @@ def connect(words: list[str], space_option: str | None) -> int:
         _write_known_hosts(spaces)
     keys = identities.private_keys(k.fingerprint for k in registered)
     # The stream opens here while ssh starts (pair.cli.handoff); `pair spaces proxy` where a
-    # descriptor cannot be passed.
-    stream = handoff.Handoff(session, target.id) if handoff.supported() else None
-    # pair's own connection: no multiplexing, so its stderr (pair's reasons) reaches the person
-    # and SIGTERM ends the connection that carries its forwards, not a master's client.
-    fdpass = stream.proxy_command() if stream else None
-    options = ssh.option_args(
-        [*ssh.ssh_options(target, keys, fdpass), ("ControlMaster", "no"), ("ControlPath", "none")]
-    )
-    extra_options, remote_command = split_ssh_args(ssh_args)
-    command = [program, *options, *extra_options, f"{target.name}.pair", *remote_command]
+    # descriptor cannot be passed, or no private Unix socket can be made (a TMPDIR too long for
+    # one, an XDG_RUNTIME_DIR that is not ours).
+    stream: handoff.Handoff | None = None
+    if handoff.supported():
+        with suppress(OSError):
+            stream = handoff.Handoff(session, target.id)
     seen: list[bytes] = []
-    try:
+    try:  # the rendezvous is removed however this ends (an ssh option that cannot be written too)
+        # pair's own connection: no multiplexing, so its stderr (pair's reasons) reaches the person
+        # and SIGTERM ends the connection that carries its forwards, not a master's client.
+        fdpass = stream.proxy_command() if stream else None
+        options = ssh.option_args(
+            [*ssh.ssh_options(target, keys, fdpass), ("ControlMaster", "no"), ("ControlPath", "none")]
+        )
+        extra_options, remote_command = split_ssh_args(ssh_args)
+        command = [program, *options, *extra_options, f"{target.name}.pair", *remote_command]
         with _Signals() as signals:
             proc = subprocess.Popen(command, stderr=subprocess.PIPE, env=_ssh_environment() if stream else None)
             signals.adopt(proc)

@@ -46,7 +46,8 @@ MAX_ANCESTRY = 4  # ssh → the shell it runs ProxyCommand with (usually `exec`s
 
 
 def supported() -> bool:
-    return SUPPORTED and FDPASS.is_file()
+    """Whether descriptors can be passed here (not on Windows) and fdpass.py can be run."""
+    return SUPPORTED and bool(sys.executable) and FDPASS.is_file()
 
 
 def _runtime_dir() -> str | None:
@@ -64,6 +65,8 @@ class Handoff:
     `close()` once it has exited; then `error` holds the broker's refusal, if any."""
 
     def __init__(self, session: Session, space_id: str) -> None:
+        """Makes the rendezvous. Raises OSError when it cannot be made (a directory that cannot
+        be written, a path too long for a Unix socket); nothing is left behind then."""
         self.session = session
         self.space_id = space_id
         self.error: PairError | None = None

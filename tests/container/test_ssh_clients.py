@@ -368,3 +368,15 @@ def test_ctrl_c_while_connect_sets_up_leaves_no_process_and_no_stream(world: Wor
     assert "Traceback" not in output.text(), output.text()
     assert list((tmp_path / "tmp").iterdir()) == []
     eventually(lambda: "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo"), "no stream is left")
+
+
+def test_connect_without_a_place_for_its_rendezvous_goes_through_the_proxy(world: World, tmp_path: Path) -> None:
+    running(world)
+    bob = world.bob
+    deep = tmp_path / ("d" * 100)  # too long a path for a Unix socket
+    deep.mkdir()
+    bob.env["TMPDIR"] = str(deep)
+    with bob.session() as connect:
+        (ssh,) = children(connect.pid)
+        assert proxy_words(ssh)[-3:-1] == ["spaces", "proxy"]
+    assert list(deep.iterdir()) == []

@@ -1,5 +1,6 @@
 """`pair spaces connect` hands its stream only to the fdpass.py its own ssh started
-(pair.cli.handoff.peer_is_of): a process of the same user outside that ssh gets nothing."""
+(pair.cli.handoff.peer_is_of): a process of the same user outside that ssh gets nothing. A
+rendezvous that cannot be made fails whole (connect then uses `pair spaces proxy`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pair.cli.handoff import peer_is_of
+from pair.cli.handoff import Handoff, peer_is_of
+from pair.config import Session
 
-pytestmark = pytest.mark.skipif(not hasattr(socket, "SO_PEERCRED"), reason="SO_PEERCRED is Linux's")
+linux_only = pytest.mark.skipif(not hasattr(socket, "SO_PEERCRED"), reason="SO_PEERCRED is Linux's")
 
 # Connects to the socket named by argv[1] and waits until its stdin closes.
 CLIENT = "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); sys.stdin.read()"
@@ -44,6 +46,7 @@ def started(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
         proc.wait(timeout=10)
 
 
+@linux_only
 def test_the_process_itself_and_its_descendants_are_its_own(tmp_path: Path) -> None:
     with rendezvous(tmp_path) as (listener, path):
         with started([sys.executable, "-c", CLIENT, path]) as child:
@@ -57,6 +60,7 @@ def test_the_process_itself_and_its_descendants_are_its_own(tmp_path: Path) -> N
                 assert peer_is_of(conn, shell.pid)
 
 
+@linux_only
 def test_a_process_outside_that_ssh_is_refused(tmp_path: Path) -> None:
     with (
         rendezvous(tmp_path) as (listener, path),
@@ -66,3 +70,13 @@ def test_a_process_outside_that_ssh_is_refused(tmp_path: Path) -> None:
         conn, _ = listener.accept()
         with conn:
             assert not peer_is_of(conn, ssh.pid)
+
+
+def test_a_rendezvous_that_cannot_be_made_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / ("d" * 100)  # a Unix socket's path holds 108 bytes at most
+    deep.mkdir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(deep))
+    with pytest.raises(OSError, match="too long"):
+        Handoff(Session("http://127.0.0.1:9", "a@example.com", "token", "never"), "sp_abc")
+    assert list(deep.iterdir()) == []
