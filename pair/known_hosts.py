@@ -82,7 +82,7 @@ def write(pins: dict[str, list[str]]) -> None:
     left as it is when it holds exactly them already (every `connect`: no rewrite, no fsync)."""
     text = "".join(line + "\n" for lines in pins.values() for line in lines)
     with _locked():
-        if _read() != text:
+        if not path().is_file() or _read() != text:  # an empty file is written too: ssh-config points at it
             write_private(path(), text)
 
 

@@ -270,3 +270,6 @@ def test_known_hosts_is_rewritten_only_when_its_pins_change() -> None:
         known_hosts.write({"sp_aaa": [f"sp_aaa.pair {KEYS[1]}"]})
         assert known_hosts.path().stat().st_ino != first
         assert known_hosts.path().read_text() == f"sp_aaa.pair {KEYS[1]}\n"
+        known_hosts.path().unlink()
+        known_hosts.write({})
+        assert known_hosts.path().read_text() == ""  # no pins is a file too
