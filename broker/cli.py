@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from broker import access_requests, accounts, admin, groups, quotas, serve_lock, serving, templates
+from broker import access_requests, accounts, admin, database_wait, groups, quotas, serve_lock, serving, templates
 from broker.context import (
     DATA_DIR_HINT,
     Context,
@@ -213,18 +213,20 @@ def serve(
         replica_address=replica_address,
     )
     lock = _lock_data_dir(settings.data_dir)  # held until this process ends
-    sock = _listen(settings.host, settings.port)
+    # Bound at once (a taken port says so now), listening only once the database is open: until
+    # then connecting is refused, and a load balancer sends this replica nothing.
+    sock = _bind(settings.host, settings.port)
     _serve_metrics(settings)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     lock.record(settings.url)
+    app = create_app(settings)  # opens its own store in uvicorn's event loop
+    config = serving.config(app, log_level=settings.log_level, access_log=access_log)  # and the log
     try:
         asyncio.run(_prepare(settings))
+        _listen(sock, settings)
     except BaseException:
         sock.close()
         raise
-
-    app = create_app(settings)  # opens its own store in uvicorn's event loop
-    config = serving.config(app, log_level=settings.log_level, access_log=access_log)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -274,14 +276,25 @@ def _lock_data_dir(data_dir: Path) -> serve_lock.ServeLock:
         raise data_dir_error(data_dir, exc) from exc
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int) -> socket.socket:
     try:
-        return serving.listen(host, port)
+        return serving.bind(host, port)
     except OSError as exc:
-        raise PairError(
-            f"Cannot listen on {host}:{port}: {exc.strerror}.",
-            "Pick another --port (or PAIR_BROKER_PORT), or stop what is using it.",
-        ) from exc
+        raise _cannot_listen(host, port, exc) from exc
+
+
+def _listen(sock: socket.socket, settings: Settings) -> None:
+    try:
+        sock.listen(serving.BACKLOG)
+    except OSError as exc:  # another process bound it too meanwhile, and listens first
+        raise _cannot_listen(settings.host, settings.port, exc) from exc
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> PairError:
+    return PairError(
+        f"Cannot listen on {host}:{port}: {exc.strerror}.",
+        "Pick another --port (or PAIR_BROKER_PORT), or stop what is using it.",
+    )
 
 
 def _serve_metrics(settings: Settings) -> None:
@@ -307,10 +320,20 @@ def _display(host: str) -> str:
 
 async def _prepare(settings: Settings) -> None:
     """Before listening, in an event loop and with a store of its own: the data dir and database
-    take writes (DataDirError otherwise), and an empty database gets its first admin."""
-    ctx = await open_context(settings, create=True)
+    take writes (DataDirError otherwise), and an empty database gets its first admin. A
+    PostgreSQL server that does not answer is waited for, saying so (broker.database_wait)."""
+
+    async def opened() -> Context:
+        ctx = await open_context(settings, create=True)
+        try:
+            await check_writable(ctx)
+        except BaseException:
+            await ctx.close()
+            raise
+        return ctx
+
+    ctx = await database_wait.open_waiting(str(settings.database_location), opened)
     try:
-        await check_writable(ctx)
         if not await ctx.store.users():
             await _first_admin(ctx)
     finally:

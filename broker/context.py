@@ -135,6 +135,15 @@ class DataDirError(PairError):
     """The data dir cannot be used: missing, not writable, full, or its database unusable."""
 
 
+class DatabaseUnavailable(DataDirError):
+    """The database cannot be used right now (`unavailable` says why: its server unreachable,
+    a full disk…): the environment's fault, which `serve` may wait out (broker.database_wait)."""
+
+    def __init__(self, unavailable: StoreUnavailable) -> None:
+        super().__init__(str(unavailable), unavailable.hint)
+        self.unavailable = unavailable
+
+
 async def open_context(settings: Settings, *, create: bool, discard_unreadable_keys: bool = False) -> Context:
     """Open and migrate the database and load the signing keys, in the event loop that will use
     them (async drivers bind to one), with the bus that reaches the other processes sharing the
@@ -147,7 +156,8 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
     lost). The caller closes it (`ctx.close()`).
 
     Raises DataDirError (one sentence and a hint) when the data dir, the database or the keys
-    cannot be used."""
+    cannot be used: DatabaseUnavailable when the database cannot be used right now (its server
+    unreachable, a full disk)."""
     database = settings.database_location
     sealer = sealer_for(settings)
     if is_postgres(database) and sealer is None:
@@ -168,7 +178,7 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
     except OSError as exc:
         raise data_dir_error(settings.data_dir, exc) from exc
     except StoreUnavailable as exc:
-        raise DataDirError(str(exc), exc.hint) from exc
+        raise DatabaseUnavailable(exc) from exc
     except StoreError as exc:
         raise DataDirError(str(exc), f"Check the database {shown(database)}.") from exc
     try:
@@ -178,6 +188,9 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
     except OSError as exc:
         await store.close()
         raise data_dir_error(settings.keys_dir, exc) from exc
+    except StoreUnavailable as exc:  # the server went away between the migrations and the keys
+        await store.close()
+        raise DatabaseUnavailable(exc) from exc
     except BaseException:
         await store.close()
         raise
@@ -189,7 +202,7 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
             ctx.bus = await PostgresBus.open(str(database))
         except StoreUnavailable as exc:
             await store.close()
-            raise DataDirError(str(exc), exc.hint) from exc
+            raise DatabaseUnavailable(exc) from exc
     return ctx
 
 
@@ -242,7 +255,7 @@ PROBE_BYTES = 1 << 20  # a start-up probe: room for a few hundred writes, or the
 
 async def check_writable(ctx: Context) -> None:
     """What `serve` checks before it listens: it can write a file into the data dir and commit
-    to its database. Raises DataDirError otherwise."""
+    to its database. Raises DataDirError otherwise (DatabaseUnavailable for the database)."""
     probe = ctx.settings.data_dir / f".write-probe-{os.getpid()}"
     try:
         with probe.open("wb") as f:
@@ -256,7 +269,7 @@ async def check_writable(ctx: Context) -> None:
     try:
         await ctx.database.check_writable()
     except StoreUnavailable as exc:
-        raise DataDirError(str(exc), exc.hint) from exc
+        raise DatabaseUnavailable(exc) from exc
 
 
 def data_dir_error(path: Path, exc: OSError) -> DataDirError:

@@ -21,8 +21,12 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A bound, listening socket (port 0 picks a free one); OSError if the address is taken."""
+BACKLOG = 2048  # connections the kernel queues before the server accepts them
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to the address (port 0 picks a free one), not yet listening: connecting
+    to it is refused until `sock.listen(BACKLOG)`. OSError if a listening socket has the address."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -31,8 +35,18 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound, listening socket (port 0 picks a free one); OSError if the address is taken."""
+    sock = bind(host, port)
+    try:
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 

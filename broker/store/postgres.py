@@ -15,6 +15,7 @@ its pool (psycopg_pool), opened in the event loop that uses it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,7 +23,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from psycopg import conninfo, sql
+from psycopg import conninfo, pq, sql
 from psycopg.abc import Query
 
 from broker.store import (
@@ -93,6 +94,28 @@ def describe(url: str) -> str:
     host = str(parts.get("host") or "")
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+def server_address(url: str) -> str:
+    """The server `url` names as HOST:PORT (libpq's defaults: a local socket, 5432), for the
+    log; several hosts (libpq's failover list) are separated by commas."""
+    parts = conninfo.conninfo_to_dict(url)
+    hosts = str(parts.get("host") or parts.get("hostaddr") or "localhost").split(",")
+    ports = str(parts.get("port") or "").split(",")
+    return ",".join(f"{host}:{ports[min(i, len(ports) - 1)] or 5432}" for i, host in enumerate(hosts))
+
+
+async def server_answers(url: str) -> bool:
+    """Whether the PostgreSQL server `url` names accepts connections: libpq's PQping says
+    PQPING_OK (whatever it would say to the broker's role: a wrong password or database still
+    answers), not PQPING_NO_RESPONSE (down, unreachable) or PQPING_REJECT (starting up, shutting
+    down, recovering). At most CONNECT_TIMEOUT seconds unless the URL sets `connect_timeout`;
+    libpq blocks, so it runs in a thread.
+    https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PQPINGPARAMS"""
+    params = conninfo.conninfo_to_dict(url)
+    params.setdefault("connect_timeout", str(int(CONNECT_TIMEOUT)))
+    target = conninfo.make_conninfo("", **params).encode()
+    return await asyncio.to_thread(pq.PGconn.ping, target) == pq.Ping.OK
 
 
 def translate(exc: psycopg.Error, where: str, health: Health | None, conflict: Conflicts | None = None) -> StoreError:

@@ -1,6 +1,6 @@
 """The broker on a real PostgreSQL server (tests/support/postgres.py): a real `pair-broker serve`
-and the real `pair` through the core journey, `pair-broker migrate`, and moving a SQLite
-broker's data (and its signing keys) into PostgreSQL."""
+and the real `pair` through the core journey, `pair-broker migrate`, moving a SQLite broker's
+data (and its signing keys) into PostgreSQL, and a replica started before its PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from broker import accounts
@@ -18,9 +19,10 @@ from broker.settings import Settings
 from pair.api.models import SpaceTokenClaims
 from pair.api.tokens import AUDIENCE
 from tests.support.broker import RealBroker, real_broker
+from tests.support.container import free_port
 from tests.support.people import Person
-from tests.support.postgres import PostgresServer
-from tests.support.processes import clean_env, executable
+from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.processes import Output, clean_env, executable, stop
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +195,47 @@ def test_a_second_replica_serves_the_same_data(database: str, tmp_path: Path) ->
         assert "first admin" not in second_replica.output.text()  # the database has one already
         alice.ok("login", alice.email, "--key-file", str(alice.key_file), "--url", second_replica.url)
         assert [s["name"] for s in alice.spaces()] == ["demo"]
+
+
+def test_serve_waits_for_a_postgresql_that_starts_late(tmp_path: Path) -> None:
+    """A replica started while PostgreSQL is down says so in one line, listens on nothing
+    meanwhile (a load balancer skips it), and serves once PostgreSQL is up; an admin verb run
+    meanwhile fails at once instead. A server of this test's own, stopped and started."""
+    with postgres_server() as own:
+        database = own.create_database(migrated=False)
+        own.stop_making()
+        own.stop()
+        port = free_port()
+        data = str(tmp_path / "replica")
+        proc = subprocess.Popen(
+            [executable("pair-broker"), "serve", "--port", str(port), "--data-dir", data, "--database", database],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=clean_env(PAIR_BROKER_ENCRYPTION_KEY=KEY),
+        )
+        output = Output(proc)
+        try:
+            output.wait_for(
+                rf"^waiting for PostgreSQL at 127\.0\.0\.1:{own.port}: the broker cannot connect to the database"
+                r" server \(.*Connection refused.*\); retrying in 1 s$"
+            )
+            with pytest.raises(httpx.ConnectError):  # refused: nothing listens yet
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+            admin = broker_cmd("users", "list", "--database", database, "--data-dir", str(tmp_path / "admin"))
+            refused(admin, "cannot connect to the database server", "Connection refused")
+            assert proc.poll() is None
+
+            own.start()
+            output.wait_for(rf"^PostgreSQL at 127\.0\.0\.1:{own.port} answers; starting\.$")
+            output.wait_for(r"first admin, admin@example\.com")
+            url = output.wait_for(r"listening on (http://\S+)").group(1)
+            assert httpx.get(f"{url}/healthz").status_code == 200
+        finally:
+            stop(proc)
+            output.finish()
+            assert proc.stdout is not None
+            proc.stdout.close()
+        said = output.text()
+        assert said.count("waiting for PostgreSQL") == 1, said  # the same reason is said once (a minute apart)
+        assert "Traceback" not in said

@@ -48,9 +48,10 @@ def _free_port() -> int:
 class PostgresServer:
     """One server; `create_database()` hands out fresh, migrated databases by URL."""
 
-    def __init__(self, root: Path, port: int, run_as: dict[str, Any]) -> None:
+    def __init__(self, root: Path, port: int, options: str, run_as: dict[str, Any]) -> None:
         self.root = root
         self.port = port
+        self._options = options  # the server's own (`pg_ctl -o`): its port, socket dir, settings
         self._run_as = run_as
         self._count = 0
         self._lock = threading.Lock()
@@ -125,10 +126,22 @@ class PostgresServer:
         server runs without fsync and synchronous commits, so a crash would lose recent
         commits) on the same port: pg_ctl reuses the options it was started with. For a server
         of a test's own: the session's is shared."""
+        self._pg_ctl("-m", "fast", "-w", "-t", "60", "restart")
+
+    def stop(self) -> None:
+        """Stop the server (`fast`), e.g. to start a broker before it. Stop making databases
+        first (`stop_making`). For a server of a test's own."""
+        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+
+    def start(self) -> None:
+        """Start the server stopped by `stop`, on the same port, and wait until it takes connections."""
+        self._pg_ctl("-o", self._options, "-w", "-t", "60", "start")
+
+    def _pg_ctl(self, *args: str) -> None:
         env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
         data, log = self.root / "data", self.root / "server.log"
         subprocess.run(
-            [_binaries() / "pg_ctl", "-D", data, "-l", log, "-m", "fast", "-w", "-t", "60", "restart"],
+            [_binaries() / "pg_ctl", "-D", data, "-l", log, *args],
             check=True,
             capture_output=True,
             env=env,
@@ -174,7 +187,7 @@ def postgres_server() -> Iterator[PostgresServer]:
                 **run_as,
             )
             if started.returncode == 0:
-                server = PostgresServer(root, port, run_as)
+                server = PostgresServer(root, port, options, run_as)
                 break
         if server is None:
             raise RuntimeError(f"PostgreSQL did not start: {log.read_text(errors='replace')[-2000:]}")
