@@ -39,6 +39,11 @@ class AgentLink:
     introduced: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first heartbeat
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    def report(self) -> tuple[str, str]:
+        """What the agent last reported besides its state, as the replicas' registry keeps it
+        (`Store.report_agent`): its terminals and listening ports, each in JSON."""
+        return msgspec.json.encode(self.terminals).decode(), msgspec.json.encode(self.listening).decode()
+
     async def send(self, message: BrokerMessage) -> None:
         async with self.lock:  # one frame at a time from the many tasks that push
             await self.link.send_text(msgspec.json.encode(message).decode())

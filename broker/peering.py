@@ -77,22 +77,47 @@ async def start(ctx: Context) -> asyncio.Task[None] | None:
 
 
 async def _beat(ctx: Context, replica: Replica, live: set[str]) -> None:
-    """Every BEAT seconds: say this replica is alive; when another one went (killed, cut off),
-    close the streams the log still holds open for it."""
+    """Every BEAT seconds, `beat` (until cancelled)."""
     while True:
         await asyncio.sleep(replicas.BEAT)
         try:
-            now = ctx.now()
-            await ctx.store.beat_replica(replica.record(now))
-            now_live = {r.id for r in await ctx.store.live_replicas(now - replicas.LIVE_FOR)}
-            if live - now_live:
-                log.warning("replica gone: %s", ", ".join(sorted(live - now_live)))
-                await ctx.store.close_dangling_tunnels(now, keep=now_live)
-            live = now_live
+            live = await beat(ctx, replica, live)
         except StoreError:
             pass  # the store told the operator (rate-limited); the next beat tries again
         except Exception:  # one failed beat must not end the loop
             log.exception("a replica beat failed")
+
+
+async def beat(ctx: Context, replica: Replica, live: set[str]) -> set[str]:
+    """Say this replica is alive; when another one of `live` went (killed, cut off), close the
+    streams the log still holds open for it; forget the replicas gone for longer than
+    FORGET_AFTER. Finding this replica forgotten (it stalled that long), record the agent
+    channels it holds again. The ids of the replicas alive now."""
+    now = ctx.now()
+    if not await ctx.store.beat_replica(replica.record(now)):
+        await _hold_again(ctx, replica, now)
+    now_live = {r.id for r in await ctx.store.live_replicas(now - replicas.LIVE_FOR)}
+    if live - now_live:
+        log.warning("replica gone: %s", ", ".join(sorted(live - now_live)))
+        await ctx.store.close_dangling_tunnels(now, keep=now_live)
+    forgotten = await ctx.store.forget_replicas(now - replicas.FORGET_AFTER)
+    if forgotten:
+        log.info("forgot replicas gone for over %d s: %s", replicas.FORGET_AFTER, ", ".join(forgotten))
+    return now_live
+
+
+async def _hold_again(ctx: Context, replica: Replica, now: int) -> None:
+    """This replica was forgotten while it lived: record again the agent channels it holds,
+    and what each agent last reported."""
+    log.warning(
+        "replica %s was silent for over %d s and forgotten; recording its %d agent channels again",
+        replica.id,
+        replicas.FORGET_AFTER,
+        len(ctx.hub.agents),
+    )
+    for agent in list(ctx.hub.agents.values()):
+        await ctx.store.hold_agent_channel(agent.space_id, replica.id, now)
+        await ctx.store.report_agent(agent.space_id, replica.id, *agent.report())
 
 
 async def stop(ctx: Context, beating: asyncio.Task[None] | None) -> None:

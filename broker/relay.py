@@ -84,12 +84,7 @@ async def agent_connect(ws: WebSocket) -> None:
                 await terminals.roles_changed(ctx, space.id, beat.roles)
             if ctx.replica is not None and (link.terminals, link.listening) != reported:
                 # the other replicas read it from the database (Context.agent_report)
-                await ctx.store.report_agent(
-                    space.id,
-                    ctx.replica.id,
-                    msgspec.json.encode(link.terminals).decode(),
-                    msgspec.json.encode(link.listening).decode(),
-                )
+                await ctx.store.report_agent(space.id, ctx.replica.id, *link.report())
             current = await ctx.store.space(space.id)  # its state now (not who it is: that was settled above)
             if current is None or current.deleted_at is not None:
                 await link.link.close(CloseCode.CREDENTIAL_DEAD, "the Space was deleted")

@@ -4,7 +4,9 @@ where the others reach it, and the secret they prove themselves with.
 - Each replica registers its id (`rep_…`, new on every start) and its internal address
   (`--replica-address`, else http://HOST:PORT as it listens) in the `replicas` table and beats
   every BEAT seconds; one silent for longer than LIVE_FOR is gone (killed, cut off), and the
-  agent channels it was recorded holding (`agent_channels`) count for nothing.
+  agent channels it was recorded holding (`agent_channels`) count for nothing. One silent for
+  longer than FORGET_AFTER is removed, with those records, by whichever live replica beats
+  next; one that was only stalled hears so from its next beat and records its channels again.
 - What must be the same on every replica and is no row of the database is derived from the
   encryption key too: the app-origin credentials' key (broker.ports), which a SQLite broker
   keeps in its data dir.
@@ -27,6 +29,7 @@ from broker.store import ReplicaRecord
 
 BEAT = 2.0  # seconds between a replica's beats
 LIVE_FOR = 7  # seconds: a replica not seen for longer is gone (three beats missed)
+FORGET_AFTER = 60  # seconds: a replica not seen for longer is removed from the registry by the live ones
 SECRET_INFO = b"pair broker replica peering v1"  # HKDF's info: this secret and no other
 APP_SECRET_INFO = b"pair app-origin credentials v1"
 

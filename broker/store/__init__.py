@@ -458,8 +458,10 @@ class Queries(Protocol):
     async def remove_signing_keys(self, kids: list[str]) -> None: ...
 
     # broker replicas sharing the database (issue 13), and where each agent's channel is held
-    async def beat_replica(self, replica: ReplicaRecord) -> None:
-        """Register the replica, or move its address and `seen_at` to the record's."""
+    async def beat_replica(self, replica: ReplicaRecord) -> bool:
+        """Register the replica, or move its address and `seen_at` to the record's. True when it
+        was registered already; False when this beat registered it: its first, or one after
+        `forget_replicas` removed it (it was silent that long, yet lives)."""
         ...
 
     async def live_replicas(self, seen_since: int) -> list[ReplicaRecord]:
@@ -468,6 +470,12 @@ class Queries(Protocol):
 
     async def remove_replica(self, replica_id: str) -> None:
         """Forget the replica and the agent channels it held (it stopped)."""
+        ...
+
+    async def forget_replicas(self, seen_before: int) -> list[str]:
+        """Forget the replicas last seen before `seen_before` and the agent channels they were
+        recorded holding (gone: killed, cut off); their ids, sorted. Nothing else of theirs:
+        the streams they logged stay (closed by `close_dangling_tunnels`)."""
         ...
 
     async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:

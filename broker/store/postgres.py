@@ -1002,12 +1002,21 @@ class _Queries:
 
     # -- replicas -----------------------------------------------------------------------------
 
-    async def beat_replica(self, replica: ReplicaRecord) -> None:
-        await self._run(
-            "INSERT INTO replicas (id, address, started_at, seen_at) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_at = excluded.seen_at",
-            (replica.id, replica.address, replica.started_at, replica.seen_at),
-        )
+    async def beat_replica(self, replica: ReplicaRecord) -> bool:
+        async with self._connection() as db:
+            moved = (
+                await db.execute(
+                    "UPDATE replicas SET address = %s, seen_at = %s WHERE id = %s",
+                    (replica.address, replica.seen_at, replica.id),
+                )
+            ).rowcount
+            if not moved:
+                await db.execute(
+                    "INSERT INTO replicas (id, address, started_at, seen_at) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_at = excluded.seen_at",
+                    (replica.id, replica.address, replica.started_at, replica.seen_at),
+                )
+        return bool(moved)
 
     async def live_replicas(self, seen_since: int) -> list[ReplicaRecord]:
         rows = await self._all(f"SELECT {_REPLICA_COLUMNS} FROM replicas WHERE seen_at >= %s ORDER BY id", seen_since)
@@ -1017,6 +1026,16 @@ class _Queries:
         async with self._connection() as db:
             await db.execute("DELETE FROM agent_channels WHERE replica_id = %s", (replica_id,))
             await db.execute("DELETE FROM replicas WHERE id = %s", (replica_id,))
+
+    async def forget_replicas(self, seen_before: int) -> list[str]:
+        async with self._connection() as db:
+            rows = await (
+                await db.execute("DELETE FROM replicas WHERE seen_at < %s RETURNING id", (seen_before,))
+            ).fetchall()
+            gone = sorted(r[0] for r in rows)
+            if gone:
+                await db.execute("DELETE FROM agent_channels WHERE replica_id = ANY(%s)", (gone,))
+        return gone
 
     async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
         await self._run(

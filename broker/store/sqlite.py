@@ -997,12 +997,18 @@ class _Queries:
 
     # -- replicas -----------------------------------------------------------------------------
 
-    async def beat_replica(self, replica: ReplicaRecord) -> None:
-        self._run(
-            "INSERT INTO replicas (id, address, started_at, seen_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET address = excluded.address, seen_at = excluded.seen_at",
-            (replica.id, replica.address, replica.started_at, replica.seen_at),
-        )
+    async def beat_replica(self, replica: ReplicaRecord) -> bool:
+        with self._write() as db:
+            moved = db.execute(
+                "UPDATE replicas SET address = ?, seen_at = ? WHERE id = ?",
+                (replica.address, replica.seen_at, replica.id),
+            ).rowcount
+            if not moved:
+                db.execute(
+                    "INSERT INTO replicas (id, address, started_at, seen_at) VALUES (?, ?, ?, ?)",
+                    (replica.id, replica.address, replica.started_at, replica.seen_at),
+                )
+        return bool(moved)
 
     async def live_replicas(self, seen_since: int) -> list[ReplicaRecord]:
         rows = self._all(f"SELECT {_REPLICA_COLUMNS} FROM replicas WHERE seen_at >= ? ORDER BY id", seen_since)
@@ -1012,6 +1018,13 @@ class _Queries:
         with self._write() as db:
             db.execute("DELETE FROM agent_channels WHERE replica_id = ?", (replica_id,))
             db.execute("DELETE FROM replicas WHERE id = ?", (replica_id,))
+
+    async def forget_replicas(self, seen_before: int) -> list[str]:
+        with self._write() as db:
+            gone = [r[0] for r in db.execute("SELECT id FROM replicas WHERE seen_at < ? ORDER BY id", (seen_before,))]
+            db.executemany("DELETE FROM agent_channels WHERE replica_id = ?", [(g,) for g in gone])
+            db.executemany("DELETE FROM replicas WHERE id = ?", [(g,) for g in gone])
+        return gone
 
     async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
         self._run(

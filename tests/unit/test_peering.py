@@ -1,10 +1,11 @@
 """What replicas prove and tell each other (broker.replicas, broker.peering): the shared secret
 every replica derives from the encryption key, its constant-time check, the internal URL built
 from a registered address, the leg header, refused unless it holds exactly a leg, and the app
-credentials' key, derived the same way."""
+credentials' key, derived the same way; the registry forgetting replicas gone long."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,10 +18,12 @@ from hypothesis import strategies as st
 from broker import peering, ports, replicas
 from broker.apps.auth import CredentialRejected
 from broker.context import Context
-from broker.hub import Leg
+from broker.hub import AgentLink, Hub, Leg
+from broker.links import Link
 from broker.replicas import Replica
 from broker.settings import Settings
 from broker.store import ReplicaRecord
+from broker.store.sqlite import SqliteStore
 
 KEY = bytes(range(32))
 
@@ -100,3 +103,44 @@ def test_an_app_cookie_one_replica_issues_another_accepts(tmp_path: Path) -> Non
     single = cast(Context, SimpleNamespace(replica=None, settings=Settings(data_dir=tmp_path / "single")))
     with pytest.raises(CredentialRejected):  # a single broker's own key, in its data dir
         ports.credentials(single).open_cookie(value, host=host, now=110)
+
+
+# -- the registry: forgetting replicas gone long, and being forgotten while alive -------------------
+
+
+def test_a_beat_forgets_replicas_gone_long_and_a_replica_forgotten_alive_records_its_channels_again(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "broker.db")
+        clock = [1_000]
+        hub = Hub()
+        ctx = cast(Context, SimpleNamespace(store=store, hub=hub, now=lambda: clock[0]))
+        me = Replica("rep_me", "http://a:8000", "secret", 1_000)
+        try:
+            await store.beat_replica(me.record(1_000))  # as peering.start registers it
+            await store.beat_replica(ReplicaRecord("rep_dead", "http://b:8000", 900, 1_000))
+            await store.hold_agent_channel("sp_2", "rep_dead", 1_000)
+            agent = AgentLink("sp_1", cast(Link, None), "digest", listening=(8080,))
+            hub.attach(agent)
+            await store.hold_agent_channel("sp_1", "rep_me", 1_000)
+
+            clock[0] += replicas.LIVE_FOR + 1  # rep_dead is gone, not yet forgotten
+            assert await peering.beat(ctx, me, {"rep_me", "rep_dead"}) == {"rep_me"}
+            assert await store.forget_replicas(0) == []
+            clock[0] += replicas.FORGET_AFTER
+            await peering.beat(ctx, me, {"rep_me"})
+            assert [r.id for r in await store.live_replicas(0)] == ["rep_me"]  # rep_dead forgotten
+            assert await store.agent_channel("sp_2") is None
+
+            # Another replica forgot this one while it stalled: its next beat records its channels again.
+            assert await store.forget_replicas(clock[0] + 1) == ["rep_me"]
+            assert await store.agent_channel("sp_1") is None
+            clock[0] += 1
+            await peering.beat(ctx, me, {"rep_me"})
+            held = await store.agent_channel("sp_1")
+            assert held is not None and held.replica.id == "rep_me" and held.listening == "[8080]"
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -767,6 +767,28 @@ async def test_replicas_beat_and_the_live_ones_are_those_seen_lately(store: Stor
     assert [r.id for r in await store.live_replicas(NOW + 1)] == ["rep_a"]
 
 
+async def test_replicas_gone_long_are_forgotten_with_their_agent_channels(store: Store) -> None:
+    live = ReplicaRecord("rep_live", "http://a:8000", NOW, NOW + 60)
+    gone = ReplicaRecord("rep_gone", "http://b:8000", NOW, NOW)
+    assert await store.beat_replica(live) is False  # a first beat registers it
+    assert await store.beat_replica(gone) is False
+    assert await store.beat_replica(live) is True
+    await store.hold_agent_channel("sp_1", "rep_gone", NOW)
+    await store.hold_agent_channel("sp_2", "rep_live", NOW)
+
+    assert await store.forget_replicas(NOW) == []  # seen at NOW is not before NOW
+    assert await store.forget_replicas(NOW + 1) == ["rep_gone"]
+    assert await store.forget_replicas(NOW + 1) == []
+    assert await store.live_replicas(0) == [live]
+    held = await store.agent_channel("sp_2")
+    assert held is not None and held.replica == live
+    # A replica forgotten while it lives (a process stalled that long) hears so from its next beat,
+    # and its old channels are not back: it records the ones it holds again.
+    assert await store.beat_replica(dataclasses.replace(gone, seen_at=NOW + 61)) is False
+    assert [r.id for r in await store.live_replicas(NOW + 60)] == ["rep_gone", "rep_live"]
+    assert await store.agent_channel("sp_1") is None
+
+
 async def test_an_agent_channel_is_held_by_one_replica_and_released_only_by_it(store: Store) -> None:
     a = ReplicaRecord("rep_a", "http://a:8000", NOW, NOW)
     b = ReplicaRecord("rep_b", "http://b:8000", NOW, NOW + 1)
