@@ -83,9 +83,20 @@ class Context:
 
     async def agent_connected(self, space_id: str) -> bool:
         """Whether the Space's agent control channel is open on this process or, among
-        replicas, on another one that is alive (broker.replicas). StoreUnavailable when the
-        registry cannot be read."""
-        return self.hub.connected(space_id) or await self._held_elsewhere(space_id) is not None
+        replicas, on another one that is alive (broker.replicas), and hears what is asked of it
+        on the bus. StoreUnavailable when the registry cannot be read."""
+        return await self.agent_channel(space_id) is not None
+
+    async def agent_channel(self, space_id: str) -> object | None:
+        """Which of the Space's agent channels is open (as `agent_connected` counts it), or None:
+        only to compare with an earlier answer. A different one means the agent reconnected
+        meanwhile, so what was asked of the old one (a stream) may be lost and must be asked
+        again. StoreUnavailable when the registry cannot be read."""
+        here = self.hub.hearing(space_id)
+        if here is not None:
+            return here
+        held = await self._held_elsewhere(space_id)
+        return None if held is None else (held.replica.id, held.attached_at)
 
     async def agent_report(self, space_id: str) -> AgentReport:
         """What the Space's agent last reported (its terminals, the ports listening in the

@@ -38,6 +38,9 @@ class AgentLink:
     terminals: list[TerminalInfo] = field(default_factory=list)  # as its latest heartbeat listed them
     introduced: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first heartbeat
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Its bus subscription is made (broker.relay): a command published now reaches it. Until
+    # then it is attached but deaf, and counts as connected nowhere (Context.agent_channel).
+    hears_commands: bool = False
 
     def report(self) -> tuple[str, str]:
         """What the agent last reported besides its state, as the replicas' registry keeps it
@@ -165,6 +168,11 @@ class Hub:
 
     def connected(self, space_id: str) -> bool:
         return space_id in self.agents
+
+    def hearing(self, space_id: str) -> AgentLink | None:
+        """The Space's agent channel here, once it hears its commands on the bus."""
+        agent = self.agents.get(space_id)
+        return agent if agent is not None and agent.hears_commands else None
 
     def streams_of(
         self,

@@ -59,6 +59,7 @@ async def agent_connect(ws: WebSocket) -> None:
     if replaced is not None:
         await replaced.link.close(CloseCode.REPLACED, "replaced by a newer connection")
     unsubscribe = await ctx.bus.subscribe(bus.agent_channel(space.id), functools.partial(_command, ctx, link))
+    link.hears_commands = True  # a stream asked for from now on reaches it
     try:
         if ctx.replica is not None:  # the other replicas send its commands here and count it connected
             await ctx.store.hold_agent_channel(space.id, ctx.replica.id, ctx.now())

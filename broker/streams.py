@@ -138,18 +138,24 @@ async def open_stream(
     `terminal.join`, then `terminal.leave`); one the agent answers `closed` is not, nor a
     control-only one (the agent's `hello` says `control`: it sees nothing of the terminal).
 
+    An agent that reconnects while the stream waits (its replica died, its connection dropped)
+    is asked again on its new channel: what was asked of the old one may be lost.
+
     Raises Problem before yielding: the agent refused (its sentence), did not answer within
-    AGENT_ANSWER_TIMEOUT (504), the Space stopped taking streams meanwhile (409), the person's
-    access ended meanwhile (403/404); StoreUnavailable when the stream cannot be logged (every
-    stream is logged: one that cannot be is refused). `look` as for `ready`; `app` names the
+    AGENT_ANSWER_TIMEOUT (504; 503 `agent_reconnecting` when its channel is gone by then), the
+    Space stopped taking streams meanwhile (409), the person's access ended meanwhile
+    (403/404); StoreUnavailable when the stream cannot be logged (every stream is logged: one
+    that cannot be is refused). `look` as for `ready`; `app` names the
     shared port's address of an app proxy stream (for `events.end_streams(apps=…)`)."""
     kind = kind_of(target)
     stream = Stream(credentials.new_id(_ID_PREFIXES[kind]), space.id, person.id, person.email, kind, app)
     ctx.hub.streams[stream.id] = stream
     logged = False
     try:
+        channel = await ctx.agent_channel(space.id)  # asked of it; of its successor if it reconnects meanwhile
         await events.ask_for_stream(ctx, space.id, stream.id, target)
-        agent = await _agent_answer(ctx, person, stream, look or (lambda: access.get_visible(ctx, person, space.id)))
+        look = look or (lambda: access.get_visible(ctx, person, space.id))
+        agent = await _agent_answer(ctx, person, stream, target, channel, look)
         control_only = False  # the agent said the attachment sees nothing: no join, no leave
         if kind == "terminal":
             hello = await _terminal_answer(space, stream, agent)
@@ -227,9 +233,13 @@ async def _terminal_answer(space: SpaceRecord, stream: Stream, agent: Link) -> t
     return None
 
 
-async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: Look) -> Link:
-    """The agent's end of the stream. If the Space's health changes meanwhile (the agent could
-    not reach sshd, and says why), the person hears that at once rather than after the timeout."""
+async def _agent_answer(
+    ctx: Context, person: UserRecord, stream: Stream, target: m.StreamTarget, channel: object | None, look: Look
+) -> Link:
+    """The agent's end of the stream, asked of the agent's `channel`. If the Space's health
+    changes meanwhile (the agent could not reach sshd, and says why), the person hears that at
+    once rather than after the timeout; if the agent reconnects meanwhile (another channel, on
+    any replica), it is asked again there."""
     deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT
     while True:
         left = deadline - time.monotonic()
@@ -244,13 +254,30 @@ async def _agent_answer(ctx: Context, person: UserRecord, stream: Stream, look: 
         refused = refusal(spaces.to_wire(space, person, None), stream.kind)
         if refused is not None:
             raise Problem(409, *refused)
+        now = await ctx.agent_channel(stream.space_id)
+        if now is not None and now != channel:  # the agent reconnected: the old channel may never have heard
+            channel = now
+            await events.ask_for_stream(ctx, stream.space_id, stream.id, target)
         if time.monotonic() >= deadline:
-            raise Problem(
-                504,
-                f'The container of "{space.name}" did not answer.',
-                "Its agent may be restarting; try again in a few seconds.",
-                "agent_timeout",
-            )
+            raise _no_answer(space, reconnecting=now is None)
+
+
+def _no_answer(space: SpaceRecord, *, reconnecting: bool) -> Problem:
+    """Why a stream's agent did not answer in time: its channel went (it reconnects by itself,
+    e.g. after its replica died), or it is there and said nothing."""
+    if reconnecting:
+        return Problem(
+            503,
+            f'The container of "{space.name}" is reconnecting to the broker.',
+            "Try again in a few seconds.",
+            "agent_reconnecting",
+        )
+    return Problem(
+        504,
+        f'The container of "{space.name}" did not answer.',
+        "Its agent may be restarting; try again in a few seconds.",
+        "agent_timeout",
+    )
 
 
 def waits_here(ctx: Context, space_id: str, stream_id: str) -> bool:

@@ -215,11 +215,12 @@ class ReplicaRecord:
 
 @dataclass(frozen=True, slots=True)
 class AgentChannelRecord:
-    """Where a Space's agent control channel is held, and what the agent last reported there
-    (JSON: its terminals, `list[TerminalInfo]`, and listening ports, `list[int]`; None before
-    its first heartbeat)."""
+    """Where a Space's agent control channel is held (since `attached_at`), and what the agent
+    last reported there (JSON: its terminals, `list[TerminalInfo]`, and listening ports,
+    `list[int]`; None before its first heartbeat)."""
 
     space_id: str
     replica: ReplicaRecord
     terminals: str | None = None
     listening: str | None = None
+    attached_at: int = 0

@@ -1045,11 +1045,11 @@ class _Queries:
 
     async def agent_channel(self, space_id: str) -> AgentChannelRecord | None:
         row = self._one(
-            "SELECT r.id, r.address, r.started_at, r.seen_at, c.terminals, c.listening FROM agent_channels c"
-            " JOIN replicas r ON r.id = c.replica_id WHERE c.space_id = ?",
+            "SELECT r.id, r.address, r.started_at, r.seen_at, c.terminals, c.listening, c.attached_at"
+            " FROM agent_channels c JOIN replicas r ON r.id = c.replica_id WHERE c.space_id = ?",
             space_id,
         )
-        return AgentChannelRecord(space_id, ReplicaRecord(*row[:4]), row[4], row[5]) if row else None
+        return AgentChannelRecord(space_id, ReplicaRecord(*row[:4]), row[4], row[5], int(row[6])) if row else None
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -796,13 +796,13 @@ async def test_an_agent_channel_is_held_by_one_replica_and_released_only_by_it(s
     await store.beat_replica(b)
     assert await store.agent_channel("sp_1") is None
     await store.hold_agent_channel("sp_1", "rep_a", NOW)
-    assert await store.agent_channel("sp_1") == AgentChannelRecord("sp_1", a)
+    assert await store.agent_channel("sp_1") == AgentChannelRecord("sp_1", a, attached_at=NOW)
     await store.report_agent("sp_1", "rep_a", '[{"id":"t1"}]', "[8080]")
-    assert await store.agent_channel("sp_1") == AgentChannelRecord("sp_1", a, '[{"id":"t1"}]', "[8080]")
+    assert await store.agent_channel("sp_1") == AgentChannelRecord("sp_1", a, '[{"id":"t1"}]', "[8080]", NOW)
     await store.hold_agent_channel("sp_1", "rep_b", NOW + 1)  # the agent reconnected elsewhere: nothing reported yet
     await store.release_agent_channel("sp_1", "rep_a")  # the old channel's late goodbye changes nothing
     await store.report_agent("sp_1", "rep_a", "[]", "[1]")  # nor does its late report
-    assert await store.agent_channel("sp_1") == AgentChannelRecord("sp_1", b)
+    assert await store.agent_channel("sp_1") == AgentChannelRecord("sp_1", b, attached_at=NOW + 1)
     await store.hold_agent_channel("sp_2", "rep_b", NOW)
     await store.remove_replica("rep_b")  # it stopped: its channels go with it
     assert await store.agent_channel("sp_1") is None

@@ -1,7 +1,8 @@
 """The stream primitive's decisions, each in its one place: the agent's TCP allow-list, ending
 streams of every kind (broker.events.end_streams → broker.streams.on_event), the bus messages
 that carry it within NOTIFY's limit, and how the broker asks an agent for a stream in the words
-that agent knows (an agent of the release before streams gets `tunnel` for SSH, nothing else)."""
+that agent knows (an agent of the release before streams gets `tunnel` for SSH, nothing else),
+and asking again when the agent reconnects while a stream waits for it."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from broker import bus, events, relay, streams
 from broker.context import Context
+from broker.errors import Problem
 from broker.hub import AgentLink, Hub, Stream
 from broker.links import Closed, Frame
-from broker.store import SpaceRecord, UserRecord
+from broker.replicas import Replica
+from broker.settings import Settings
+from broker.store import AgentChannelRecord, ReplicaRecord, SpaceRecord, TunnelRecord, UserRecord
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.closecodes import CREDENTIAL_ENDED, CloseCode, for_status
@@ -380,3 +385,102 @@ def test_an_ended_stream_tells_its_person_why_however_slowly_its_container_side_
         assert container.closed == Closed(CloseCode.REVOKED, "alice@example.com stopped sharing.")
 
     run(scenario())
+
+
+# -- the agent reconnecting while a stream waits for it -------------------------------------------
+
+
+class Registry:
+    """The store calls a stream makes among replicas: where the agent's channel is recorded
+    (`held`, changed by the test), and the connection log (kept, not checked)."""
+
+    def __init__(self, held: AgentChannelRecord | None) -> None:
+        self.held = held
+
+    async def agent_channel(self, space_id: str) -> AgentChannelRecord | None:
+        return self.held
+
+    async def open_tunnel(self, tunnel: TunnelRecord) -> None:
+        pass
+
+    async def close_tunnel(self, *args: object) -> None:
+        pass
+
+    async def audit(self, *args: object) -> None:
+        pass
+
+
+DEMO = SpaceRecord("sp_demo", ALICE.id, "", "demo", "running", 0, 0, None, None, None, None)
+NOW = 1_800_000_000
+
+
+def among_replicas(held: AgentChannelRecord | None) -> tuple[Context, Registry]:
+    """A replica's context whose registry records the agent's channel on another replica."""
+    registry = Registry(held)
+    ctx = Context(settings=Settings(), database=cast(Any, registry), keyring=cast(Any, None), clock=lambda: NOW)
+    ctx.replica = Replica("rep_here", "http://127.0.0.1:8001", "secret", NOW)
+    return ctx, registry
+
+
+DEAD = ReplicaRecord("rep_dead", "http://127.0.0.1:8002", NOW - 60, NOW)  # killed just now: not yet silent long
+
+
+def test_a_stream_asked_of_a_channel_that_died_is_asked_again_when_the_agent_reconnects() -> None:
+    """The agent's replica was killed: its channel is still recorded (for LIVE_FOR s), so the
+    stream is asked of it and nobody hears. The agent reconnects (here); the stream is asked
+    again there and opens, instead of answering 504 after AGENT_ANSWER_TIMEOUT."""
+
+    async def scenario() -> None:
+        ctx, _ = among_replicas(AgentChannelRecord("sp_demo", DEAD, attached_at=NOW - 30))
+        commands = Collector(bus.agent_channel("sp_demo"))
+
+        async def reconnect() -> None:
+            await asyncio.sleep(0.2)  # the first ask is published meanwhile, to nobody
+            link = AgentLink("sp_demo", FakeLink(), "digest")
+            ctx.hub.attach(link)
+            await ctx.bus.subscribe(commands.channel, commands)
+            link.hears_commands = True
+            await events.space_changed(ctx, "sp_demo")
+            while not commands.got:
+                await asyncio.sleep(0.01)
+            [asked] = [events.agent_commands.decode(c) for c in commands.got]
+            assert isinstance(asked, events.OpenStream)
+            streams.agent_dialed(ctx, "sp_demo", asked.stream_id, FakeLink())
+
+        async def opened() -> bool:
+            async with streams.open_stream(ctx, DEMO, BOB, m.TcpTarget(port=8080), client_address="", look=_demo) as s:
+                return s.agent.done()
+
+        reconnecting = asyncio.create_task(reconnect())
+        assert await asyncio.wait_for(opened(), 3)  # well within AGENT_ANSWER_TIMEOUT
+        await reconnecting
+
+    run(scenario())
+
+
+async def _demo() -> SpaceRecord:
+    return DEMO
+
+
+def test_a_stream_whose_agent_does_not_come_back_says_it_is_reconnecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streams, "AGENT_ANSWER_TIMEOUT", 0.3)
+
+    async def scenario() -> Problem:
+        ctx, registry = among_replicas(AgentChannelRecord("sp_demo", DEAD, attached_at=NOW - 30))
+
+        async def dead_for_good() -> None:
+            await asyncio.sleep(0.1)
+            registry.held = None  # as the dead replica's records count for nothing once it is silent
+            ctx.hub.changed("sp_demo")
+
+        going = asyncio.create_task(dead_for_good())
+        with pytest.raises(Problem) as refused:
+            async with streams.open_stream(ctx, DEMO, BOB, m.SshTarget(), client_address="", look=_demo):
+                pass
+        await going
+        return refused.value
+
+    problem = run(scenario())
+    assert (problem.status, problem.code) == (503, "agent_reconnecting")
+    assert problem.message == 'The container of "demo" is reconnecting to the broker.'
+    assert problem.detail == "Try again in a few seconds."
