@@ -19,7 +19,7 @@ from tests.support.broker import RealBroker, real_broker
 from tests.support.container import free_port
 from tests.support.people import Person
 from tests.support.processes import executable
-from tests.support.tls import INTERNAL, LOCATION, TestCA, test_ca, tls_proxy
+from tests.support.tls import HEALTHZ, INTERNAL, LOCATION, PASSIVE_CHECK, UPGRADE_MAP, TestCA, test_ca, tls_proxy
 from tests.support.tools import need_tool
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_the_documented_nginx_location_is_the_tested_one() -> None:
     doc = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
     shown = re.search(r"```nginx\n(.*?)```", doc, re.DOTALL)
     assert shown, "docs/operations.md shows no nginx configuration"
-    for line in [*LOCATION.splitlines(), INTERNAL]:
+    for line in [*LOCATION.splitlines(), INTERNAL, HEALTHZ, UPGRADE_MAP, PASSIVE_CHECK]:
         assert line.strip() in shown.group(1), f"docs/operations.md's nginx block lacks {line.strip()!r}"
 
 

@@ -24,7 +24,8 @@ from tests.support.container import free_port
 from tests.support.processes import Output, stop
 from tests.support.tools import need_tool
 
-# What the docs show operators, directive for directive (tests/integration/test_tls.py checks).
+# What the docs show operators, directive for directive (tests/integration/test_tls.py checks this
+# block and the lines below).
 LOCATION = """\
     location / {
         proxy_pass http://pair_broker;
@@ -45,6 +46,9 @@ LOCATION = """\
 
 # Replicas reach each other at /internal/ on their own addresses; the public side never passes it.
 INTERNAL = "location /internal/ { return 404; }"
+HEALTHZ = "location = /healthz { proxy_pass http://pair_broker; }"  # for outside health checks
+UPGRADE_MAP = "map $http_upgrade $connection_upgrade { default upgrade; '' close; }"
+PASSIVE_CHECK = "max_fails=1 fail_timeout=2s;"  # each upstream `server` line's: a replica that refuses is skipped
 
 
 @dataclass
@@ -76,7 +80,7 @@ test_ca.__test__ = False  # type: ignore[attr-defined]  # a fixture helper, not 
 
 
 def nginx_conf(work: Path, port: int, upstreams: list[str], cert: Path, key: Path) -> str:
-    servers = "".join(f"        server {u} max_fails=1 fail_timeout=2s;\n" for u in upstreams)
+    servers = "".join(f"        server {u} {PASSIVE_CHECK}\n" for u in upstreams)
     kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     temp = "".join(f"    {kind}_temp_path {work}/{kind};\n" for kind in kinds)
     return (
@@ -86,13 +90,13 @@ def nginx_conf(work: Path, port: int, upstreams: list[str], cert: Path, key: Pat
         "http {\n"
         "    access_log off;\n"
         f"{temp}"
-        "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
+        f"    {UPGRADE_MAP}\n"
         f"    upstream pair_broker {{\n{servers}    }}\n"
         "    server {\n"
         f"        listen 127.0.0.1:{port} ssl;\n"
         f"        ssl_certificate {cert};\n"
         f"        ssl_certificate_key {key};\n"
-        "        location = /healthz { proxy_pass http://pair_broker; }\n"
+        f"        {HEALTHZ}\n"
         f"        {INTERNAL}\n" + "".join(f"    {line}\n" for line in LOCATION.splitlines()) + "    }\n"
         "}\n"
     )
