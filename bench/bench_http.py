@@ -35,9 +35,12 @@ def wrk(
     body: str = "",
     tokens: list[str] | None = None,
     rate: float = 0,
+    threads: int = THREADS,
+    connections: int = CONNECTIONS,
 ) -> WrkRun:
-    """`wrk -t2 -c64` against `url`: as fast as the server answers, or, with `rate`, about `rate`
-    requests a second in all (each connection pauses between its requests)."""
+    """`wrk -t2 -c64` (or `threads`, `connections`) against `url`: as fast as the server answers,
+    or, with `rate`, about `rate` requests a second in all (each connection pauses between its
+    requests)."""
     program = shutil.which("wrk")
     if program is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk; `make bench` does it as root)")
@@ -47,10 +50,10 @@ def wrk(
         "BENCH_BODY": body,
         "BENCH_TOKENS": ",".join(tokens or []),
         "BENCH_RATE": f"{rate:g}",
-        "BENCH_CONNECTIONS": str(CONNECTIONS),
+        "BENCH_CONNECTIONS": str(connections),
     }
     out = subprocess.run(
-        [program, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url],
+        [program, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(LUA), url],
         env=env,
         capture_output=True,
         text=True,

@@ -29,10 +29,26 @@ from typing import Any
 from bench import harness
 from bench.harness import Figure, Progress
 
-MODULES = ("startup", "http", "tokens", "relay", "ssh", "ports", "terminal", "agents")
+MODULES = ("startup", "http", "tokens", "relay", "ssh", "ports", "terminal", "agents", "replicas")
 RESULTS = harness.BENCH_DIR / "results.json"
 DOC = harness.ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+NOFILE = 32768  # 10,000 agents are 10,000 sockets in one broker (a service manager sets LimitNOFILE)
+
+
+def raise_open_files(want: int) -> int:
+    """Raise this process's open-files limit (which the servers and helpers it starts inherit) to
+    `want`, past the hard limit when allowed (root); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return want
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want) if hard != resource.RLIM_INFINITY else hard))
+    except (ValueError, OSError):  # not root: as far as the hard limit goes
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -84,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in MODULES if n in args.only] if args.only else list(MODULES)
     # tests/support/broker.py imports Starlette's TestClient, which warns about httpx; not ours.
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
-    # 1,000 agents are 1,000 sockets in the broker (a service manager would set LimitNOFILE).
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < 8192:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))
+    raise_open_files(NOFILE)
     modules: list[ModuleType] = [importlib.import_module(f"bench.bench_{n}") for n in names]
     # Time `pair` as an install has it: pip compiles a wheel's modules when it installs them. A
     # checkout run with PYTHONDONTWRITEBYTECODE=1 (set on these machines) would otherwise compile

@@ -68,7 +68,9 @@ def container_facts(i: int) -> m.ContainerFacts:
     )
 
 
-async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
+async def _seed(
+    data_dir: Path, url: str, rng: random.Random, database: str, encryption_key: str, n_agents: int
+) -> Seeded:
     import msgspec
 
     from broker import accounts, snapshots, spaces
@@ -77,7 +79,8 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
     from broker.settings import Settings
     from pair.api import models as m
 
-    ctx = await open_context(Settings(data_dir=data_dir, public_url=url), create=True)
+    settings = Settings(data_dir=data_dir, public_url=url, database=database, encryption_key=encryption_key)
+    ctx = await open_context(settings, create=True)
     try:
         users = []
         keys: dict[str, str] = {}
@@ -110,9 +113,14 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
                 issued = await spaces.authorize(ctx, owner, m.AuthorizeRequest(share_with=share_with))
                 if j < 2 and not with_alice:
                     tokens.append((issued.space.id, issued.token, owner.email))
+        # More agents than the plan's two per owner: further Spaces, owned in turn by everyone but alice.
+        for k in range(max(0, n_agents + 1 - len(tokens))):
+            owner = others[k % len(others)]
+            issued = await spaces.authorize(ctx, owner, m.AuthorizeRequest(share_with=shares({owner.email})))
+            tokens.append((issued.space.id, issued.token, owner.email))
         agents = []
         facts_json = ""
-        for i, (space_id, token, owner_email) in enumerate(tokens[: N_AGENTS + 1]):
+        for i, (space_id, token, owner_email) in enumerate(tokens[: n_agents + 1]):
             facts = container_facts(i)
             instance_id = "inst_" + secrets.token_hex(16)
             reg = await bootstrap(ctx, m.BootstrapRequest(token=token, instance_id=instance_id, facts=facts))
@@ -130,7 +138,7 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
         issuers = [(await accounts.login(ctx, u.email, keys[u.email], kind="bench"))[0] for u in others[:N_ISSUERS]]
         assert len(await ctx.store.visible_spaces(alice.id)) == ALICE_OWNS + ALICE_SHARED
     finally:
-        await ctx.database.close()
+        await ctx.close()
     key_file = data_dir.parent / "alice.key"
     key_file.write_text(keys[ALICE] + "\n")
     key_file.chmod(0o600)
@@ -139,12 +147,23 @@ async def _seed(data_dir: Path, url: str, rng: random.Random) -> Seeded:
     )
 
 
-def seed(data_dir: Path, url: str = "http://127.0.0.1:8000", rng_seed: int = 1) -> Seeded:
+def seed(
+    data_dir: Path,
+    url: str = "http://127.0.0.1:8000",
+    rng_seed: int = 1,
+    *,
+    database: str = "",
+    encryption_key: str = "",
+    agents: int = N_AGENTS,
+) -> Seeded:
+    """Seed the SQLite database in `data_dir`, or the PostgreSQL `database` (a postgresql:// URL,
+    migrated or empty; its signing keys sealed with `encryption_key`, base64 of 32 bytes), with
+    `agents` agent credentials (more than the plan's 1,000: Spaces added beyond the 10,000)."""
     import time
 
     start = time.monotonic()
     rng = random.Random(rng_seed)  # noqa: S311 - reproducible test data, not secrets
-    result = asyncio.run(_seed(data_dir, url, rng))
+    result = asyncio.run(_seed(data_dir, url, rng, database, encryption_key, agents))
     result.seconds = time.monotonic() - start
     return result
 

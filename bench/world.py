@@ -16,11 +16,15 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.harness import VENV_BIN, Progress
 from bench.seed import ALICE, Seeded, seed
 from tests.support.broker import RealBroker, real_broker
 from tests.support.processes import Output, clean_env, executable, stop
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
 
 BENCH = Path(__file__).resolve().parent
 
@@ -34,6 +38,7 @@ class World:
         self._seeded: Seeded | None = None
         self._broker: RealBroker | None = None
         self._alice_env: dict[str, str] | None = None
+        self._postgres: PostgresServer | None = None
 
     @property
     def seeded(self) -> Seeded:
@@ -54,6 +59,18 @@ class World:
                 real_broker(data_dir, env={"PAIR_BROKER_APPS_DOMAIN": "*.localhost"})
             )
         return self._broker
+
+    @property
+    def postgres(self) -> PostgresServer:
+        """A PostgreSQL server of the suite's own (tests/support/postgres.py: Debian's initdb and
+        pg_ctl, its own directory, a free port on 127.0.0.1; fsync on, commits answered before
+        their WAL is flushed, like the SQLite store's `synchronous=NORMAL`)."""
+        if self._postgres is None:
+            from tests.support.postgres import postgres_server  # psycopg: only for the benchmarks that need it
+
+            self.progress.note("starting PostgreSQL")
+            self._postgres = self.stack.enter_context(postgres_server(durable=True))
+        return self._postgres
 
     @property
     def url(self) -> str:
@@ -142,6 +159,17 @@ def cpu_window(pid: int) -> Iterator[list[float]]:
     c0, t0 = cpu_seconds(pid), time.monotonic()
     yield out
     out.append((cpu_seconds(pid) - c0) / (time.monotonic() - t0))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of a process and its children now (PostgreSQL's postmaster and its backends)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def settle(pid: int, timeout: float = 15.0) -> float:

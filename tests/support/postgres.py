@@ -151,7 +151,11 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A server for the tests: fsync and full-page writes off, as nothing survives a crash. With
+    `durable` (the benchmarks) fsync and full-page writes stay on as in production, and only
+    `synchronous_commit` is off: a commit is answered before its WAL reaches the disk, as pair's
+    SQLite store does (WAL, `synchronous=NORMAL`), so the two compare like for like."""
     bin_dir = _binaries()
     run_as: dict[str, Any] = {}
     root = Path(tempfile.mkdtemp(prefix="pair-postgres-"))
@@ -174,9 +178,10 @@ def postgres_server() -> Iterator[PostgresServer]:
         server = None
         for _ in range(5):  # another process may take the free port between choosing and binding it
             port = _free_port()
+            unsafe = "" if durable else " -c fsync=off -c full_page_writes=off"
             options = (
-                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-                " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1{unsafe}"
+                " -c synchronous_commit=off -c max_connections=200"
             )
             started = subprocess.run(
                 [bin_dir / "pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "60", "start"],
