@@ -5,5 +5,5 @@ test:  ## Install what the tests need and run ruff, mypy and the whole pytest su
 	scripts/test.sh
 lint:
 	.venv/bin/ruff check . && .venv/bin/mypy
-bench:  ## Run the benchmark suite (~6 min, as root): one table, bench/results.json, docs/performance.md
+bench:  ## Run the benchmark suite (~15 min, as root): one table, bench/results.json, docs/performance.md
 	bench/run.sh
