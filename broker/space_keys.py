@@ -43,6 +43,7 @@ def _wire(key: SpaceKeyRecord, shares: list[str], spaces: list[str], now: int) -
         uses=key.uses,
         last_used_at=timestamp(key.last_used_at) if key.last_used_at is not None else None,
         spaces=spaces,
+        template=key.template,
     )
 
 
@@ -60,14 +61,26 @@ async def listed(ctx: Context, user: UserRecord) -> list[m.SpaceKey]:
 
 
 async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m.NewSpaceKey:
-    """A new key of `user`'s; its secret is in the answer and nowhere else."""
+    """A new key of `user`'s; its secret is in the answer and nowhere else. Its template is
+    checked as `pair spaces authorize` checks one (templates.resolve: Problem 404 for a name the
+    broker lacks, 409 when it has templates but no default and none is named) and kept by name;
+    none named keeps None, the default at each registration."""
     if not is_space_name(req.name):
         raise invalid(f"{req.name!r} is not a valid Space key name.", f"Use {NAME_RULE}.")
+    template = await templates.resolve(ctx, req.template)
     people = await teammates_by_email(ctx, user, req.share_with, of="key")
     now = ctx.now()
     secret = space_key(ctx.settings.url, credentials.new_secret(""))
     expires_at = now + req.expires_in_seconds if req.expires_in_seconds is not None else None
-    key = SpaceKeyRecord(credentials.new_id("sk_"), user.id, req.name, credentials.digest(secret), now, expires_at)
+    key = SpaceKeyRecord(
+        credentials.new_id("sk_"),
+        user.id,
+        req.name,
+        credentials.digest(secret),
+        now,
+        expires_at,
+        template=template.name if template is not None and req.template is not None else None,
+    )
     try:
         await ctx.store.create_space_key(key, [p.id for p in people])
     except Conflict as exc:
@@ -127,9 +140,11 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
     else a new one named `container_name` (with
     `-2`, `-3` … when the owner has another Space of that name). Either way it is shared with
     the key's people (on top of any sharing its owner did since) and gets a new agent
-    credential, which the container keeps instead of the key. A new Space gets the default
-    template; the owner's quota holds as for `pair spaces authorize` and a bootstrap (a new
-    Space, then its compute units), and a refusal leaves nothing made and the key unused."""
+    credential, which the container keeps instead of the key. A new Space is made from the key's
+    template, or the default one when the key names none (`_template`: refused, 409, when that
+    template was removed, or when there is no default); the owner's quota holds as for
+    `pair spaces authorize` and a bootstrap (a new Space, then its compute units), and a refusal
+    leaves nothing made and the key unused. A rebuilt container's Space keeps what it was made of."""
     facts = agents.checked_facts(req.facts)
     try:
         pasted = normalize(req.space_key, SPACE_KEY)
@@ -158,8 +173,8 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
         people = await tx.store.space_key_user_ids(key.id)
         container = container_identity(req.container_name, req.container_digest)  # the raw name's
         space = await tx.store.space_for_container(key.id, container)
-        if space is None:  # a new Space, of the default template, within the owner's quota
-            template = await templates.resolve(tx, None)
+        if space is None:  # a new Space, of the key's template (or the default), within the owner's quota
+            template = await _template(tx, key, owner)
             storage = template.storage_units if template else 0
             await quotas.check(tx, owner.id, quotas.new_space(template.name if template else None, storage))
             space = await _create(tx, key, owner, req.container_name, container, people, now, template)
@@ -175,6 +190,43 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
     return m.AgentRegistration(
         space_id=space.id, space_name=space.name, owner=owner.email, state="starting", agent_credential=credential
     )
+
+
+async def _template(ctx: Context, key: SpaceKeyRecord, owner: UserRecord) -> TemplateRecord | None:
+    """What a new Space of `key` is made from: the template the key names, else the broker's
+    default (None: the broker has no templates). A template removed since the key was made is
+    not replaced by another (its owner chose what its Spaces cost): Problem 409
+    `unknown_template` naming it, as for a broker with templates but no default, in words for
+    the person whose container it is."""
+    ask = f"Ask the key's owner ({owner.email}) for a key"
+    if key.template is None:
+        try:
+            return await templates.resolve(ctx, None)
+        except Problem as exc:  # templates, but no default
+            have = templates.listing(await ctx.store.templates())
+            raise Problem(
+                409,
+                f'This broker has no default template, and the Space key "{key.name}" names none.',
+                f"{ask} that names one (`pair spaces keys create --template NAME`; this broker has {have}), "
+                "or an admin to set a default.",
+                "unknown_template",
+            ) from exc
+    found = await ctx.store.template(key.template)
+    if found is None:
+        available = templates.listing(await ctx.store.templates())
+        other = (
+            f"that names another (`pair spaces keys create --template NAME`; this broker has {available})"
+            if available
+            else "without --template (this broker has no templates now)"
+        )
+        raise Problem(
+            409,
+            f'The Space key "{key.name}" makes Spaces from the template {key.template!r}, '
+            "which this broker no longer has.",
+            f"{ask} {other}, or an admin to add {key.template!r} again.",
+            "unknown_template",
+        )
+    return found
 
 
 async def _create(

@@ -29,7 +29,8 @@ def to_wire(template: TemplateRecord) -> m.Template:
     )
 
 
-def _listing(templates: list[TemplateRecord]) -> str:
+def listing(templates: list[TemplateRecord]) -> str:
+    """`a (default), b`: the templates a hint names."""
     return ", ".join(f"{t.name} (default)" if t.is_default else t.name for t in templates)
 
 
@@ -44,7 +45,7 @@ async def resolve(ctx: Context, name: str | None) -> TemplateRecord | None:
             raise Problem(
                 404,
                 f"There is no template named {name!r} on this broker.",
-                f"Its templates: {_listing(available)}." if available else "It has none; leave out --template.",
+                f"Its templates: {listing(available)}." if available else "It has none; leave out --template.",
                 "unknown_template",
             )
         return found
@@ -56,7 +57,7 @@ async def resolve(ctx: Context, name: str | None) -> TemplateRecord | None:
         raise Problem(
             409,
             "This broker has no default template, so a new Space must name one.",
-            f"Pass --template NAME; its templates: {_listing(available)}.",
+            f"Pass --template NAME; its templates: {listing(available)}.",
             "unknown_template",
         )
     return None

@@ -210,11 +210,13 @@ class Queries(Protocol):
 
     # reusable Space keys
     async def create_space_key(self, key: SpaceKeyRecord, share_user_ids: list[str]) -> None:
-        """Conflict (`space_keys.name`) when the owner has a key of that name not revoked."""
+        """Conflict (`space_keys.name`) when the owner has a key of that name not revoked. The
+        key's `template` is kept by name (None: the default template at each registration), and
+        stays when that template is removed."""
         ...
 
     async def space_keys(self, owner_id: str) -> list[SpaceKeyRecord]:
-        """The owner's keys, revoked ones included, oldest first."""
+        """The owner's keys, revoked ones included, oldest first (those of one second by name)."""
         ...
 
     async def space_key_by_hash(self, key_hash: str) -> SpaceKeyRecord | None: ...
@@ -231,7 +233,7 @@ class Queries(Protocol):
         ...
 
     async def spaces_of_key(self, key_id: str) -> list[SpaceRecord]:
-        """The live Spaces the key made, oldest first."""
+        """The live Spaces the key made, oldest first (those of one second by name)."""
         ...
 
     async def space_for_container(self, key_id: str, container_name: str) -> SpaceRecord | None:
@@ -402,7 +404,9 @@ class Queries(Protocol):
     # access requests
     async def add_access_request(self, request: AccessRequestRecord, device_code_hash: str) -> None: ...
     async def access_requests(self, state: str | None = None) -> list[AccessRequestRecord]:
-        """Requests (in `state`, or all), oldest first."""
+        """Requests (in `state`, or all), oldest first; those of one second by email (a person
+        has one pending request at a time), never by their random ids, so every backend and
+        every reload lists them alike."""
         ...
 
     async def access_request(self, request_id: str) -> AccessRequestRecord | None: ...

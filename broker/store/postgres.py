@@ -68,7 +68,7 @@ _SPACE_COLUMNS = """s.id, s.owner_id, u.email, s.name, s.state, s.created_at, s.
     s.template, s.compute_units, s.storage_units"""
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 _USER_COLUMNS = "id, email, is_admin, created_at"
-_KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at"
+_KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at, template"
 _REQUEST_COLUMNS = """id, email, message, client_address, state, created_at, expires_at, decided_at, decided_by,
     user_id, space_id, last_polled_at"""
 _TEMPLATE_COLUMNS = "name, description, compute_units, storage_units, is_default, created_at"
@@ -431,9 +431,9 @@ class _Queries:
     async def create_space_key(self, key: SpaceKeyRecord, share_user_ids: list[str]) -> None:
         async with self._connection(conflict=("space_keys.name", f"Space key name {key.name} taken")) as db:
             await db.execute(
-                "INSERT INTO space_keys (id, owner_id, name, key_hash, created_at, expires_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (key.id, key.owner_id, key.name, key.key_hash, key.created_at, key.expires_at),
+                "INSERT INTO space_keys (id, owner_id, name, key_hash, created_at, expires_at, template)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (key.id, key.owner_id, key.name, key.key_hash, key.created_at, key.expires_at, key.template),
             )
             if share_user_ids:
                 await db.execute(
@@ -443,7 +443,7 @@ class _Queries:
 
     async def space_keys(self, owner_id: str) -> list[SpaceKeyRecord]:
         rows = await self._all(
-            f"SELECT {_KEY_COLUMNS} FROM space_keys WHERE owner_id = %s ORDER BY created_at, id", owner_id
+            f"SELECT {_KEY_COLUMNS} FROM space_keys WHERE owner_id = %s ORDER BY created_at, name, id", owner_id
         )
         return [SpaceKeyRecord(*r) for r in rows]
 
@@ -473,7 +473,7 @@ class _Queries:
     async def spaces_of_key(self, key_id: str) -> list[SpaceRecord]:
         rows = await self._all(
             f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.space_key_id = %s AND s.deleted_at IS NULL"
-            " ORDER BY s.created_at, s.id",
+            " ORDER BY s.created_at, s.name, s.id",
             key_id,
         )
         return [SpaceRecord(*r) for r in rows]
@@ -927,7 +927,7 @@ class _Queries:
     async def access_requests(self, state: str | None = None) -> list[AccessRequestRecord]:
         rows = await self._all(
             f"SELECT {_REQUEST_COLUMNS} FROM access_requests WHERE %s::text IS NULL OR state = %s"
-            " ORDER BY created_at, id",
+            " ORDER BY created_at, email, id",
             state,
             state,
         )

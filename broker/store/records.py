@@ -97,6 +97,7 @@ class SpaceKeyRecord:
     revoked_at: int | None = None
     uses: int = 0
     last_used_at: int | None = None
+    template: str | None = None  # the template its Spaces are made from; None: the default then
 
 
 @dataclass(frozen=True, slots=True)

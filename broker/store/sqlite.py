@@ -65,7 +65,7 @@ _COMPUTE_STATES = "('starting', 'running')"  # the states that use compute units
 _SPACE_FROM = "spaces s JOIN users u ON u.id = s.owner_id"
 _REPLICA_COLUMNS = "id, address, started_at, seen_at"
 _PORT_COLUMNS = "p.space_id, p.port, p.level, p.label, p.address, p.created_at, p.updated_at"
-_KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at"
+_KEY_COLUMNS = "id, owner_id, name, key_hash, created_at, expires_at, revoked_at, uses, last_used_at, template"
 _MEMO_LIMIT = 20_000  # entries; past it the memo starts over rather than grow without bound
 # Extended result codes of a uniqueness failure (https://www.sqlite.org/rescode.html).
 _UNIQUE_CODES = {2067, 1555}  # SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
@@ -426,9 +426,9 @@ class _Queries:
         try:
             with self._write() as db:
                 db.execute(
-                    "INSERT INTO space_keys (id, owner_id, name, key_hash, created_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.id, key.owner_id, key.name, key.key_hash, key.created_at, key.expires_at),
+                    "INSERT INTO space_keys (id, owner_id, name, key_hash, created_at, expires_at, template)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key.id, key.owner_id, key.name, key.key_hash, key.created_at, key.expires_at, key.template),
                 )
                 db.executemany(
                     "INSERT INTO space_key_shares (key_id, user_id) VALUES (?, ?)",
@@ -438,7 +438,9 @@ class _Queries:
             raise _conflict(exc, "space_keys.name", f"Space key name {key.name} taken") from exc
 
     async def space_keys(self, owner_id: str) -> list[SpaceKeyRecord]:
-        rows = self._all(f"SELECT {_KEY_COLUMNS} FROM space_keys WHERE owner_id = ? ORDER BY created_at, id", owner_id)
+        rows = self._all(
+            f"SELECT {_KEY_COLUMNS} FROM space_keys WHERE owner_id = ? ORDER BY created_at, name, id", owner_id
+        )
         return [SpaceKeyRecord(*r) for r in rows]
 
     async def space_key_by_hash(self, key_hash: str) -> SpaceKeyRecord | None:
@@ -468,7 +470,7 @@ class _Queries:
     async def spaces_of_key(self, key_id: str) -> list[SpaceRecord]:
         rows = self._all(
             f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.space_key_id = ? AND s.deleted_at IS NULL"
-            " ORDER BY s.created_at, s.id",
+            " ORDER BY s.created_at, s.name, s.id",
             key_id,
         )
         return [SpaceRecord(*r) for r in rows]
@@ -914,10 +916,10 @@ class _Queries:
 
     async def access_requests(self, state: str | None = None) -> list[AccessRequestRecord]:
         if state is None:
-            rows = self._all(f"SELECT {_REQUEST_COLUMNS} FROM access_requests ORDER BY created_at, id")
+            rows = self._all(f"SELECT {_REQUEST_COLUMNS} FROM access_requests ORDER BY created_at, email, id")
         else:
             rows = self._all(
-                f"SELECT {_REQUEST_COLUMNS} FROM access_requests WHERE state = ? ORDER BY created_at, id", state
+                f"SELECT {_REQUEST_COLUMNS} FROM access_requests WHERE state = ? ORDER BY created_at, email, id", state
             )
         return [AccessRequestRecord(*r) for r in rows]
 

@@ -291,8 +291,12 @@ class Client:
     def space_keys(self) -> list[m.SpaceKey]:
         return self.call(ep.SPACE_KEYS)
 
-    def create_space_key(self, name: str, *, share_with: list[str], expires_in_seconds: int | None) -> m.NewSpaceKey:
-        body = m.NewSpaceKeyRequest(name=name, share_with=share_with, expires_in_seconds=expires_in_seconds)
+    def create_space_key(
+        self, name: str, *, share_with: list[str], expires_in_seconds: int | None, template: str | None = None
+    ) -> m.NewSpaceKey:
+        body = m.NewSpaceKeyRequest(
+            name=name, share_with=share_with, expires_in_seconds=expires_in_seconds, template=template
+        )
         return self.call(ep.CREATE_SPACE_KEY, body)
 
     def revoke_space_key(self, key_id: str, *, delete_spaces: bool) -> m.RevokedSpaceKey:

@@ -348,6 +348,8 @@ class NewSpaceKeyRequest(Struct):
     share_with: list[Email] = msgspec.field(default_factory=list)
     # None: never expires
     expires_in_seconds: Annotated[int, msgspec.Meta(ge=SPACE_KEY_MIN_SECONDS, le=SPACE_KEY_MAX_SECONDS)] | None = None
+    # The template every Space it registers is made from; None: the broker's default at each registration
+    template: SpaceName | None = None
 
 
 class SpaceKey(Struct):
@@ -363,6 +365,7 @@ class SpaceKey(Struct):
     uses: int = 0  # containers registered with it
     last_used_at: datetime | None = None
     spaces: list[str] = msgspec.field(default_factory=list)  # names of the live Spaces it made
+    template: str | None = None  # what its Spaces are made from; None: the broker's default then
 
 
 class NewSpaceKey(Struct):

@@ -180,6 +180,7 @@ class NewKey:
 
     share_with: list[str]
     expires_in: int | None
+    template: str | None = None  # None: the broker's default template when a container registers
 
 
 def _github(project: Path, repo: str | None) -> tuple[str | None, bool, str | None]:
@@ -215,7 +216,9 @@ def _make_key(gh: str, repo: str, new: NewKey) -> None:
                 f'Your Space key "{name}" (made by an earlier --new-key) has expired.',
                 f"Revoke it with `pair spaces keys revoke {name}`, then run `pair spaces init --new-key` again.",
             )
-        made = client.create_space_key(name, share_with=new.share_with, expires_in_seconds=new.expires_in)
+        made = client.create_space_key(
+            name, share_with=new.share_with, expires_in_seconds=new.expires_in, template=new.template
+        )
         try:
             codespaces.set_secret(gh, repo, made.space_key)
         except PairError:
@@ -285,7 +288,9 @@ def _secret(
     print(f"Set the Codespaces secret {codespaces.SECRET} of {repo} (gh secret set, the key on standard input).")
 
 
-def _new_key_request(project: Path, repo: str | None, user: list[str] | None, expires: str) -> NewKey:
+def _new_key_request(
+    project: Path, repo: str | None, user: list[str] | None, expires: str, template: str | None
+) -> NewKey:
     """`--new-key`, checked before anything is written: gh signed in, the repository known, and a
     pair session to make the key with."""
     from pair import config
@@ -310,7 +315,7 @@ def _new_key_request(project: Path, repo: str | None, user: list[str] | None, ex
         from pair.api.errors import login_hint
 
         raise PairError("--new-key makes the key on your broker, and you are not logged in.", login_hint())
-    return NewKey(share_with=list(user or []), expires_in=seconds)
+    return NewKey(share_with=list(user or []), expires_in=seconds, template=template)
 
 
 def init(
@@ -345,6 +350,14 @@ def init(
     expires: Annotated[
         str, typer.Option("--expires", help="With --new-key: how long it registers containers.")
     ] = "90d",
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            help="With --new-key: make its Spaces from this template. [default: the broker's default template]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Add pair to the project here: the Feature and lifecycle commands in devcontainer.json, or
     commands and postStart events in a Devfile (comments kept); safe to run again."""
@@ -359,7 +372,9 @@ def init(
         raise PairError("--new-key makes a key; --key-file stores one you have.", "Pass one of them.")
     if user and not new_key:
         raise PairError("--user names who a new key's Spaces are shared with.", "Add --new-key, or drop --user.")
-    wanted = _new_key_request(directory, repo, user, expires) if new_key else None
+    if template and not new_key:
+        raise PairError("--template names what a new key's Spaces are made from.", "Add --new-key, or drop --template.")
+    wanted = _new_key_request(directory, repo, user, expires, template) if new_key else None
     if not directory.is_dir():
         raise PairError(f"{directory} is not a folder.", "Pass the project's folder with --dir.")
     key = codespaces.read_key(key_file) if key_file else None

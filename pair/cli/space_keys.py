@@ -31,7 +31,8 @@ app = typer.Typer(
 )
 
 NEVER = ("never", "none", "0")
-COLUMNS = ("name", "state", "uses", "last_used", "expires", "shared_with", "spaces")
+COLUMNS = ("name", "template", "state", "uses", "last_used", "expires", "shared_with", "spaces")
+DEFAULT_TEMPLATE = "(default)"  # a key naming no template: the broker's default when a container registers
 
 
 def _when(value: object) -> str:
@@ -95,6 +96,15 @@ def create(
             show_default=False,
         ),
     ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            help="Make every Space it registers from this template. "
+            "[default: the broker's default template when each container registers]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create a Space key; it is shown once (or written 0600 with --output)."""
     expires_in = expiry(expires)
@@ -103,11 +113,16 @@ def create(
     files.check_new_file(target, replace=False, what="the Space key", hint=OUTPUT_HINT)
     client, _ = signed_in()
     with client:
-        made = client.create_space_key(name, share_with=list(user or []), expires_in_seconds=expires_in)
+        made = client.create_space_key(
+            name, share_with=list(user or []), expires_in_seconds=expires_in, template=template
+        )
         key = made.key
         until = f"until {_when(key.expires_at)} UTC" if key.expires_at else "with no expiry"
         shared = f"shared with {', '.join(key.share_with)}" if key.share_with else "shared with nobody"
-        created = printable(f'Created the Space key "{key.name}", valid {until}; its Spaces are {shared}.')
+        made_of = f"template {key.template}" if key.template else "the default template"
+        created = printable(
+            f'Created the Space key "{key.name}", valid {until}; its Spaces are made from {made_of}, {shared}.'
+        )
         if files.is_stdout(target):  # the key alone on standard output (`> FILE`, a pipe); the rest on stderr
             print(created, file=sys.stderr)
             print("It is shown this once; store it as a secret (Codespaces: PAIR_SPACE_KEY):", file=sys.stderr)
@@ -121,6 +136,7 @@ def _row(key: SpaceKey) -> dict[str, object]:
     return {
         "id": key.id,
         "name": key.name,
+        "template": key.template,
         "state": key.state,
         "uses": key.uses,
         "last_used_at": key.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.last_used_at else None,
@@ -147,6 +163,7 @@ def list_keys(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON
     cells = [
         [
             k.name,
+            k.template or DEFAULT_TEMPLATE,
             k.state,
             str(k.uses),
             _when(k.last_used_at),

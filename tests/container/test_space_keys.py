@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pair.api.grammar import container_digest, container_identity, is_space_name, space_name_from
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key, space_key_broker
-from tests.cli.helpers import NOT_A_REGULAR_FILE, assert_error
+from tests.cli.helpers import NOT_A_REGULAR_FILE, admin, assert_error, client_as
 from tests.support import fake_gh
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person, Result
@@ -347,3 +347,128 @@ def test_init_new_key_without_gh_writes_nothing_and_a_key_gh_refused_is_revoked(
     assert refused.code == 1  # after the configuration was written, as with --key-file
     assert "error: gh could not set the Codespaces secret PAIR_SPACE_KEY of octo/shop: HTTP 403" in refused.err
     assert keys_of(alice)["octo-shop"]["state"] == "revoked"  # not left usable and unstored
+
+
+# -- a key's template (issue 16: "`pair spaces authorize --template NAME` (and Space keys) pick one") --
+
+
+def templates_of(broker: InProcessBroker, person: Person) -> dict[str, tuple[str | None, int, int]]:
+    """Each Space's template and the units it costs, as the broker's API answers them."""
+    with client_as(broker, person) as api:
+        return {s.name: (s.template, s.compute_units, s.storage_units) for s in api.spaces()}
+
+
+@pytest.fixture
+def seed(broker: InProcessBroker) -> None:
+    """Seed 001's templates: a (3 compute units, the default) and b (2); each 1 storage unit."""
+    for args in (("a", "--compute", "3", "--storage", "1", "--default"), ("b", "--compute", "2", "--storage", "1")):
+        assert admin(broker, "templates", "add", *args).ok
+
+
+def test_a_key_makes_its_spaces_from_the_template_it_names_or_the_default_at_registration(
+    people, broker: InProcessBroker, tmp_path, seed
+):
+    alice = people["alice"]
+    made = alice.pair("spaces", "keys", "create", "--name", "small", "--template", "b", "--output", "small.key")
+    assert made.ok, made.err
+    assert "its Spaces are made from template b, shared with nobody." in made.out
+    small = (alice.cwd / "small.key").read_text().strip()
+    default = create_key(alice, "--name", "plain")
+    assert keys_of(alice)["small"]["template"] == "b" and keys_of(alice)["plain"]["template"] is None
+    listed = alice.pair("spaces", "keys", "list")
+    assert [line.split()[:2] for line in listed.out.splitlines()] == [
+        ["name", "template"],
+        ["plain", "(default)"],  # the broker's default when a container registers
+        ["small", "b"],
+    ]
+
+    assert boot(alice, tmp_path / "c1", "box-1", small).ok
+    assert boot(alice, tmp_path / "c2", "box-2", default).ok
+    assert admin(broker, "templates", "set-default", "b").ok  # the default when a container registers
+    assert boot(alice, tmp_path / "c3", "box-3", default).ok
+    assert templates_of(broker, alice) == {"box-1": ("b", 2, 1), "box-2": ("a", 3, 1), "box-3": ("b", 2, 1)}
+
+
+def test_an_unknown_template_is_refused_when_the_key_is_made_naming_the_templates(people, seed):
+    alice = people["alice"]
+    refused = alice.pair("spaces", "keys", "create", "--name", "ci", "--template", "huge")
+    assert_error(refused, "There is no template named 'huge' on this broker.", hint="Its templates: a (default), b.")
+    assert keys_of(alice) == {}  # nothing made
+
+
+def test_a_key_naming_none_is_refused_on_a_broker_with_templates_but_no_default(people, broker: InProcessBroker):
+    alice = people["alice"]
+    assert admin(broker, "templates", "add", "b", "--compute", "2", "--storage", "1").ok  # no default
+    refused = alice.pair("spaces", "keys", "create", "--name", "ci")
+    assert_error(refused, "This broker has no default template", hint="Pass --template NAME; its templates: b.")
+    assert keys_of(alice) == {}
+    assert create_key(alice, "--name", "ci", "--template", "b")
+
+
+def test_the_quota_holds_for_the_keys_template_and_a_refusal_names_it(people, broker: InProcessBroker, tmp_path, seed):
+    alice = people["alice"]
+    assert admin(broker, "quota", "set", alice.email, "--compute", "5").ok
+    key = create_key(alice, "--name", "ci", "--template", "b")
+    assert boot(alice, tmp_path / "c1", "box-1", key).ok
+    assert boot(alice, tmp_path / "c2", "box-2", key).ok  # 4 of 5 compute units
+    refused = boot(alice, tmp_path / "c3", "box-3", key)
+    assert_error(refused, "You are using 4 of 5 compute units; template b needs 2.", hint="pair quota")
+    assert sorted(spaces_of(alice)) == ["box-1", "box-2"]  # nothing half-made
+    assert keys_of(alice)["ci"]["uses"] == 2
+
+
+def test_a_template_removed_later_refuses_new_spaces_by_name_and_never_falls_back(
+    people, broker: InProcessBroker, tmp_path, seed
+):
+    """Coder refuses to delete a template workspaces use; here removing one never changes what a
+    key's owner chose: a new Space of that key is refused, naming the template (the default is
+    not used in its place), until a template of that name is back. Spaces the key made are kept,
+    and their containers, rebuilt, still register (a Space keeps what it was made of)."""
+    alice = people["alice"]
+    key = create_key(alice, "--name", "ci", "--template", "b")
+    assert boot(alice, tmp_path / "c1", "box-1", key).ok
+    assert admin(broker, "templates", "remove", "b").ok
+
+    refused = boot(alice, tmp_path / "c2", "box-2", key)
+    _, hint = assert_error(
+        refused, "The Space key \"ci\" makes Spaces from the template 'b', which this broker no longer has."
+    )
+    assert hint == (
+        f"Ask the key's owner ({alice.email}) for a key that names another (`pair spaces keys create --template "
+        "NAME`; this broker has a (default)), or an admin to add 'b' again."
+    )
+    assert sorted(spaces_of(alice)) == ["box-1"] and keys_of(alice)["ci"]["uses"] == 1  # nothing made, not used
+    rebuilt = boot(alice, tmp_path / "c1-rebuilt", "box-1", key)  # the Space it made already: no template needed
+    assert rebuilt.ok, rebuilt.err
+    assert keys_of(alice)["ci"]["template"] == "b"  # the key still says what it was made for
+
+    assert admin(broker, "templates", "add", "b", "--compute", "1", "--storage", "1").ok
+    assert boot(alice, tmp_path / "c2", "box-2", key).ok
+    assert templates_of(broker, alice) == {"box-1": ("b", 2, 1), "box-2": ("b", 1, 1)}
+
+
+def test_a_key_naming_no_template_is_refused_once_the_broker_has_no_default(
+    people, broker: InProcessBroker, tmp_path, seed
+):
+    alice = people["alice"]
+    key = create_key(alice, "--name", "ci")
+    assert admin(broker, "templates", "remove", "a").ok  # the default
+    refused = boot(alice, tmp_path / "c1", "box-1", key)
+    _, hint = assert_error(refused, 'This broker has no default template, and the Space key "ci" names none.')
+    assert "`pair spaces keys create --template NAME`; this broker has b)" in hint
+    assert spaces_of(alice) == {}
+    assert admin(broker, "templates", "remove", "b").ok  # no templates at all: Spaces cost nothing
+    assert boot(alice, tmp_path / "c1", "box-1", key).ok
+    assert templates_of(broker, alice) == {"box-1": (None, 0, 0)}
+
+
+def test_init_new_key_makes_a_key_of_the_template_it_names(people, tmp_path, seed):
+    alice = people["alice"]
+    gh = fake_gh.install(tmp_path / "bin", repo="octo/shop")
+    (alice.cwd / "shop").mkdir()
+    args = ("spaces", "init", "devcontainer", "--dir", "shop", "--new-key", "--template", "b")
+    result = alice.pair(*args, env={"PATH": gh.path()})
+    assert result.ok, result.err
+    assert keys_of(alice)["octo-shop"]["template"] == "b"
+    without = alice.pair("spaces", "init", "devcontainer", "--dir", "shop", "--template", "b", "--no-secret")
+    assert_error(without, "--template names what a new key's Spaces are made from.", hint="Add --new-key")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from broker.store import (
+    AccessRequestRecord,
     AgentChannelRecord,
     Conflict,
     GroupRecord,
@@ -589,6 +590,21 @@ async def test_a_space_key_name_is_unique_per_owner_among_keys_not_revoked(peopl
     assert await people.space_key_user_ids("sk_1") == ["u_bob"]
 
 
+async def test_a_space_key_keeps_the_template_it_names_and_none_means_the_default(people: Store) -> None:
+    """Migration 0012: the template a key makes its Spaces from, kept by name (not a reference:
+    removing the template leaves the name, so registration can say which one is gone)."""
+    await people.add_template(TemplateRecord("large", "", 3, 5, False, NOW))
+    await people.create_space_key(SpaceKeyRecord("sk_1", "u_alice", "ci", "kh_1", NOW, None, template="large"), [])
+    await people.create_space_key(SpaceKeyRecord("sk_2", "u_alice", "docs", "kh_2", NOW + 1, None), [])
+    keys = await people.space_keys("u_alice")
+    assert [(k.id, k.template) for k in keys] == [("sk_1", "large"), ("sk_2", None)]
+    assert await people.remove_template("large")
+    found = await people.space_key_by_hash("kh_1")
+    assert found is not None and found.template == "large"  # the name stays
+    await people.revoke_space_key("sk_1", NOW + 2)
+    assert [k.template for k in await people.space_keys("u_alice")] == ["large", None]
+
+
 async def test_a_keyed_space_is_found_by_its_container_name_and_one_per_key(people: Store) -> None:
     await people.create_space_key(SpaceKeyRecord("sk_1", "u_alice", "ci", "kh_1", NOW, None), [])
     keyed = dataclasses.replace(space("sp_1", "u_alice", "box"), space_key_id="sk_1", container_name="box")
@@ -808,3 +824,31 @@ async def test_an_agent_channel_is_held_by_one_replica_and_released_only_by_it(s
     assert await store.agent_channel("sp_1") is None
     assert await store.agent_channel("sp_2") is None
     assert await store.live_replicas(0) == [a]
+
+
+# -- the order of lists whose rows share a time -----------------------------------------------------
+
+
+async def test_access_requests_of_one_second_are_listed_by_email_never_by_their_random_ids(store: Store) -> None:
+    """Ids are random (req_…): with them as the tie-break, two requests filed in one second came
+    out in an order that differed between runs (and could between backends)."""
+    filed = [("req_c", "zoe@example.com"), ("req_a", "mia@example.com"), ("req_b", "ada@example.com")]
+    for n, (rid, email) in enumerate(filed):
+        request = AccessRequestRecord(rid, email, "", "192.0.2.1", "pending", NOW, NOW + 86400)
+        await store.add_access_request(request, f"dc_{n}")
+    await store.add_access_request(
+        AccessRequestRecord("req_0", "bob@example.com", "", "192.0.2.1", "pending", NOW - 1, NOW + 86400), "dc_early"
+    )
+    expected = ["bob@example.com", "ada@example.com", "mia@example.com", "zoe@example.com"]
+    assert [r.email for r in await store.access_requests()] == expected
+    assert [r.email for r in await store.access_requests("pending")] == expected
+
+
+async def test_space_keys_and_their_spaces_of_one_second_are_listed_by_name(people: Store) -> None:
+    for kid, name in (("sk_c", "web"), ("sk_a", "docs"), ("sk_b", "ci")):
+        await people.create_space_key(SpaceKeyRecord(kid, "u_alice", name, f"kh_{kid}", NOW, None), [])
+    assert [k.name for k in await people.space_keys("u_alice")] == ["ci", "docs", "web"]
+    for sid, name in (("sp_z", "box-a"), ("sp_a", "box-c"), ("sp_m", "box-b")):
+        keyed = dataclasses.replace(space(sid, "u_alice", name), space_key_id="sk_a", container_name=name)
+        await people.create_space(keyed, [])
+    assert [s.name for s in await people.spaces_of_key("sk_a")] == ["box-a", "box-b", "box-c"]
