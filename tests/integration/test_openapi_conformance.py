@@ -33,8 +33,8 @@ DOOMED = "doomed@example.com"
 # Shared with as a group: one that exists (sharing with a group that does not is a 404, a fact
 # about the database again).
 GROUPS = ("eng",)
-# A new Space's template: one that exists, the default (a name the broker has none of is a 404
-# again).
+# A new Space's (or Space key's) template: one that exists, the default (a name the broker has
+# none of is a 404 again).
 TEMPLATES = ("standard",)
 
 
@@ -87,7 +87,8 @@ parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }}, \
 
 [[operations]]
 include-operation-id = "post_api_v1_space_keys"
-parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }} }}
+parameters = {{ "body.share_with[*]" = {{ dictionary = "teammates" }}, \
+"body.template" = {{ dictionary = "templates" }} }}
 
 [[operations]]
 include-path = "/api/v1/spaces/{{space_id}}/shares"
