@@ -97,5 +97,9 @@ async def group_by_name(ctx: Context, name: str) -> GroupRecord:
     name a group to share with (as they may name any teammate)."""
     group = await ctx.store.group(name)
     if group is None:
-        raise not_found(f"The group {name!r}", "Ask an admin for the group's name (`pair-broker groups list`).")
+        raise not_found(
+            f"The group {name!r}",
+            "Check its spelling, or ask an admin for the group's name.",
+            admin_detail="List the groups with `pair-broker groups list`, or make it with `pair-broker groups add`.",
+        )
     return group

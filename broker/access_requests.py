@@ -141,7 +141,11 @@ async def poll(ctx: Context, device_code: str) -> m.DeviceToken:
 async def _pending(ctx: Context, request_id: str) -> AccessRequestRecord:
     request = await ctx.store.access_request(request_id)
     if request is None:
-        raise not_found(f"The access request {request_id}", "List them with `pair-broker requests list`.")
+        raise not_found(
+            f"The access request {request_id}",
+            "Check its id.",
+            admin_detail="List them with `pair-broker requests list`.",
+        )
     if request.state != "pending" or request.expires_at <= ctx.now():
         state = "expired" if request.state == "pending" else request.state
         raise Problem(409, f"The access request {request_id} is {state}, not pending.", "", "not_pending")
@@ -179,7 +183,11 @@ async def resolve_id(ctx: Context, ref: str) -> str:
     email = normalize_email(ref)
     pending = [r for r in await ctx.store.access_requests("pending") if r.email == email]
     if not pending:
-        raise not_found(f"A pending access request for {email}", "List them with `pair-broker requests list`.")
+        raise not_found(
+            f"A pending access request for {email}",
+            "Check the email.",
+            admin_detail="List them with `pair-broker requests list`.",
+        )
     return pending[-1].id
 
 

@@ -24,7 +24,9 @@ def user_wire(user: UserRecord) -> m.User:
 async def user_by_email(ctx: Context, email: str) -> UserRecord:
     user = await ctx.store.user_by_email(normalize_email(email))
     if user is None:
-        raise not_found(f"The user {email}", "List users with `pair-broker users list`.")
+        raise not_found(
+            f"The user {email}", "Check the spelling.", admin_detail="List users with `pair-broker users list`."
+        )
     return user
 
 
@@ -39,8 +41,9 @@ async def create_user(
         raise Problem(
             409,
             f"A user with the email {user.email} already exists.",
-            "Give them a new key with `pair-broker users reset-key EMAIL`.",
+            "They sign in with the auth key they have.",
             "exists",
+            admin_detail="Give them a new key with `pair-broker users reset-key EMAIL`.",
         ) from exc
     await ctx.store.audit(ctx.now(), actor, "user.create", user.email, "admin" if is_admin else "")
     return user, auth_key

@@ -51,8 +51,9 @@ async def _members(ctx: Context, emails: list[str]) -> list[UserRecord]:
         raise Problem(
             422,
             f"No account on this broker for {', '.join(unknown)}.",
-            "Create it first (`pair-broker users add EMAIL`), or check the spelling.",
+            "Check the spelling, or ask an admin to create the account.",
             "unknown_user",
+            admin_detail="Create it first (`pair-broker users add EMAIL`), or check the spelling.",
         )
     return found
 

@@ -68,10 +68,12 @@ def json_response(status: int, data: bytes, headers: dict[str, str] | None = Non
     return Response(data, status_code=status, media_type="application/json", headers=headers)
 
 
-def problem_body(problem: Problem) -> bytes:
+def problem_body(problem: Problem, *, admin: bool = False) -> bytes:
     """The one error body every broker answer carries (pair.api.models.ErrorBody), for the JSON
-    endpoints, the relay's refusals and the web page's scripts alike."""
-    return msgspec.json.encode(m.ErrorBody(message=problem.message, detail=problem.detail, code=problem.code))
+    endpoints, the relay's refusals and the web page's scripts alike; `admin`: the asker is an
+    admin, who gets the hint naming `pair-broker` verbs (Problem.detail_for)."""
+    detail = problem.detail_for(admin)
+    return msgspec.json.encode(m.ErrorBody(message=problem.message, detail=detail, code=problem.code))
 
 
 def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response:
@@ -153,12 +155,16 @@ class JsonEndpoint:
         self.decode = msgspec.json.Decoder(endpoint.request).decode if endpoint.request is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: Context = scope["app"].state.ctx
+        peer = scope.get("client")
+        call: Call[Any] = Call(ctx, None, scope.get("path_params") or {}, client_address=str(peer[0]) if peer else "")
         try:
-            body = await self._answer(scope, receive)
+            body = await self._answer(call, scope, receive)
         except (Problem, StoreUnavailable) as exc:
             problem = as_problem(exc)
             extra = [(k.lower().encode(), v.encode()) for k, v in _problem_headers(problem).items()]
-            await _send_json(send, problem.status, problem_body(problem), extra)
+            admin = call.user is not None and call.user.is_admin  # known once authenticated
+            await _send_json(send, problem.status, problem_body(problem, admin=admin), extra)
             return
         except Exception:
             log.exception("%s %s failed", self.endpoint.method, self.endpoint.path)
@@ -170,10 +176,8 @@ class JsonEndpoint:
         else:
             await _send_json(send, 200, body)
 
-    async def _answer(self, scope: Scope, receive: Receive) -> bytes | None:
-        ctx: Context = scope["app"].state.ctx
-        peer = scope.get("client")
-        call: Call[Any] = Call(ctx, None, scope.get("path_params") or {}, client_address=str(peer[0]) if peer else "")
+    async def _answer(self, call: Call[Any], scope: Scope, receive: Receive) -> bytes | None:
+        ctx = call.ctx
         auth = self.endpoint.auth
         if auth == "session" or auth == "admin":
             call.session, call.user = await accounts.authenticate(ctx, _authorization(scope))

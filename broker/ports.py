@@ -33,7 +33,8 @@ SIGNIN_PATH = "/apps/signin"  # on the broker's origin: auth's step 2
 SECRET_FILE = "app-credentials.key"  # noqa: S105 - a file name, not a secret
 OFF = (
     "Port sharing is off on this broker: it has no apps domain for shared ports' addresses.",
-    "Its operator starts it with `pair-broker serve --apps-domain '*.apps.example.com'` "
+    'Ask its operator to give it one (docs/operations.md, "Shared ports: the apps domain").',
+    "Start it with `pair-broker serve --apps-domain '*.apps.example.com'` "
     "(or PAIR_BROKER_APPS_DOMAIN), with a wildcard DNS record and certificate (docs/operations.md).",
 )
 LEVEL_WORDS: dict[str, str] = {
@@ -143,7 +144,7 @@ def to_wire(ctx: Context, domain: AppsDomain, record: PortRecord) -> m.SharedPor
 def _require_domain(ctx: Context) -> AppsDomain:
     domain = apps_domain(ctx)
     if domain is None:
-        raise Problem(409, OFF[0], OFF[1], "ports_off")
+        raise Problem(409, OFF[0], OFF[1], "ports_off", admin_detail=OFF[2])
     return domain
 
 

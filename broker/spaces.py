@@ -102,8 +102,9 @@ async def teammates_by_email(
         raise Problem(
             422,
             f"No account on this broker for {', '.join(unknown)}.",
-            "Ask your admin to create it (`pair-broker users add EMAIL`), or check the spelling.",
+            "Check the spelling, or ask an admin to create the account.",
             "unknown_user",
+            admin_detail="Create it with `pair-broker users add EMAIL`, or check the spelling.",
         )
     return users
 

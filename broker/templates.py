@@ -63,6 +63,12 @@ async def resolve(ctx: Context, name: str | None) -> TemplateRecord | None:
     return None
 
 
+def _unknown(name: str) -> Problem:
+    return not_found(
+        f"The template {name!r}", "Check its spelling.", admin_detail="List them with `pair-broker templates list`."
+    )
+
+
 def _units(value: int, what: str) -> int:
     if not 0 <= value <= MAX_UNITS:
         raise invalid(f"{what} must be a whole number from 0 to {MAX_UNITS}.", f"Pass {what.split()[0]} N.")
@@ -97,11 +103,11 @@ async def add(
 async def remove(ctx: Context, name: str, *, actor: str) -> None:
     """Problem 404 when there is no such template; Spaces made from it keep its name and units."""
     if not await ctx.store.remove_template(name):
-        raise not_found(f"The template {name!r}", "List them with `pair-broker templates list`.")
+        raise _unknown(name)
     await ctx.store.audit(ctx.now(), actor, "template.remove", name)
 
 
 async def set_default(ctx: Context, name: str, *, actor: str) -> None:
     if not await ctx.store.set_default_template(name):
-        raise not_found(f"The template {name!r}", "List them with `pair-broker templates list`.")
+        raise _unknown(name)
     await ctx.store.audit(ctx.now(), actor, "template.default", name)

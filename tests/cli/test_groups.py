@@ -59,3 +59,25 @@ def test_group_admin_api_is_for_admins(broker: InProcessBroker, people: dict[str
         with pytest.raises(ApiError) as taken:
             client.add_group("eng")
         assert (taken.value.status, taken.value.code) == (409, "exists")
+
+
+def test_an_unknown_group_is_named_with_what_the_asker_can_do(
+    broker: InProcessBroker, people: dict[str, Person]
+) -> None:
+    """A non-admin was told to run `pair-broker groups list`, a command of the server's: now they
+    are told to ask an admin, and an admin (alice) gets the admin command."""
+    alice, bob = people["alice"], people["bob"]  # alice is an admin, bob is not
+    authorize(bob, "--no-share", "--name", "bobs")
+    _, hint = assert_error(
+        bob.pair("spaces", "share", "bobs", "--group", "nosuch"), "The group 'nosuch' was not found."
+    )
+    assert hint == "Check its spelling, or ask an admin for the group's name."
+    authorize(alice, "--no-share", "--name", "alices")
+    _, hint = assert_error(
+        alice.pair("spaces", "share", "alices", "--group", "nosuch"), "The group 'nosuch' was not found."
+    )
+    assert "`pair-broker groups list`" in hint
+    _, hint = assert_error(bob.pair("spaces", "share", "bobs", "nobody@example.com"), "No account on this broker")
+    assert hint == "Check the spelling, or ask an admin to create the account."
+    _, hint = assert_error(alice.pair("spaces", "share", "alices", "nobody@example.com"), "No account on this broker")
+    assert "`pair-broker users add EMAIL`" in hint

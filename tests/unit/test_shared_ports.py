@@ -139,7 +139,9 @@ def test_without_an_apps_domain_sharing_is_off(tmp_path: Path) -> None:
         assert not listing.enabled and listing.reason.startswith("Port sharing is off on this broker")
         with pytest.raises(Problem) as off:
             broker.run(ports.share(broker.ctx, alice, sid, "8080", m.PortShare()))
-        assert (off.value.status, off.value.code) == (409, "ports_off") and "--apps-domain" in off.value.detail
+        assert (off.value.status, off.value.code) == (409, "ports_off")
+        assert "--apps-domain" in off.value.detail_for(True)  # the operator's command, for admins
+        assert off.value.detail_for(False).startswith("Ask its operator")
 
 
 def test_narrowing_a_level_or_unsharing_ends_the_apps_streams(broker: InProcessBroker) -> None:
