@@ -135,7 +135,7 @@ def _with_context(
     try:
         return asyncio.run(run())
     except Problem as exc:
-        raise PairError(exc.message, exc.detail) from exc
+        raise PairError(exc.message, exc.detail_for(True)) from exc  # the server's operator: an admin
     except StoreUnavailable as exc:
         raise DataDirError(str(exc), exc.hint) from exc
 
@@ -697,9 +697,7 @@ def quota_show(
 
     found = _with_context(data_dir, report, database, encryption_key_file)
     for line in found.lines:
-        limit = "unlimited" if line.limit is None else str(line.limit)
-        sources = " + ".join(f"{s.limit} ({s.kind} {s.name})" for s in line.sources) or "nobody sets it"
-        print(f"{quotas.UNITS[line.resource]}: {line.used} of {limit}  ({printable(sources)})")
+        print(printable(line.summary(own="own")))
 
 
 # -- access requests --------------------------------------------------------------------------

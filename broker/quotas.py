@@ -28,7 +28,7 @@ from broker.store import Limits, SpaceRecord, Usage, UserRecord
 from pair.api import models as m
 
 RESOURCES: tuple[m.QuotaResource, ...] = ("spaces", "compute", "storage")
-UNITS = {"spaces": "Spaces", "compute": "compute units", "storage": "storage units"}
+UNITS = m.QUOTA_RESOURCE_NAMES
 COMPUTE_STATES = ("starting", "running")  # the lifecycle states that use compute units (seed 001)
 HINTS = {
     "compute": "Stop a running Space (`pair spaces down`) or delete one, or ask an admin for more; "

@@ -38,7 +38,10 @@ def _limit(value: int | None) -> str:
 
 
 def _cell(line: m.QuotaLine) -> str:
-    return f"{line.used} of {'unlimited' if line.limit is None else line.limit}"
+    """`0 of 10 = 4 (own) + 6 (group eng)`: the one wording of a quota, without the resource's
+    name (the column says it)."""
+    where = f" = {line.origin('own')}" if line.sources else ""
+    return f"{line.used} of {line.limit_text()}{where}"
 
 
 async def _signed_in_admin(request: Request) -> WebSession:

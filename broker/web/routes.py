@@ -82,10 +82,22 @@ def redirect(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-def problem_page(request: Request, problem: Problem, as_json: bool) -> Response:
+def problem_page(request: Request, problem: Problem, as_json: bool, *, admin: bool = False) -> Response:
     if as_json:
-        return http.json_response(problem.status, http.problem_body(problem))
-    return render(request, "message.html", problem.status, title=problem.message, detail=problem.detail)
+        return http.json_response(problem.status, http.problem_body(problem, admin=admin))
+    return render(request, "message.html", problem.status, title=problem.message, detail=problem.detail_for(admin))
+
+
+async def _asked_by_admin(request: Request, problem: Problem) -> bool:
+    """Whether the person the page answers is an admin, looked up only for a Problem with a hint
+    for admins (Problem.detail_for)."""
+    if not problem.admin_detail:
+        return False
+    try:
+        web = await auth.current(request)
+    except (Problem, StoreUnavailable):
+        return False
+    return web is not None and web.user.is_admin
 
 
 def page(handler: Handler, *, json: bool = False) -> Handler:
@@ -95,7 +107,9 @@ def page(handler: Handler, *, json: bool = False) -> Handler:
         try:
             response = await handler(request)
         except (Problem, StoreUnavailable) as exc:
-            response = problem_page(request, http.as_problem(exc), json or wants_json(request))
+            problem = http.as_problem(exc)
+            admin = await _asked_by_admin(request, problem)
+            response = problem_page(request, problem, json or wants_json(request), admin=admin)
         return security.harden(request, response)
 
     return endpoint
@@ -284,7 +298,6 @@ async def index(request: Request) -> Response:
         flash=security.decode_flash(web.token, raw_flash) if raw_flash else None,
         poll_ms=POLL_MS,
         quota=await quotas.report(_ctx(request), web.user),
-        quota_names={"spaces": "Spaces", "compute": "compute units", "storage": "storage units"},
     )
     if raw_flash:
         security.clear_cookie(request, response, security.FLASH_COOKIE)
@@ -541,17 +554,21 @@ async def admin_change(request: Request) -> Response:
     except Problem as exc:
         if exc.status in (401, 403):
             raise
-        flash = {"kind": "error", "text": f"{exc.message} {exc.detail}".strip()}
+        flash = {"kind": "error", "text": f"{exc.message} {exc.detail_for(True)}".strip()}
         return render(request, "admin.html", exc.status, **await admin.values(ctx, web, request, flash=flash))
-    if key is not None and await auth.current(request) is None:
-        # The admin reset their own key: their session ended with it, so no next page can open
-        # a sealed key; this answer is the only place left to show it.
-        values = await admin.values(ctx, web, request, flash={"kind": "ok", "text": message}, new_key=key)
-        return render(request, "admin.html", **values)
     response = redirect("/admin")
-    security.set_cookie(request, response, security.FLASH_COOKIE, security.encode_flash(web.token, "ok", message), 60)
+    token = web.token
+    if key is not None and await auth.current(request) is None:
+        # The admin reset their own key, which ended every session of theirs, this one too. This
+        # browser gets a new one (it just proved who it is, as a password change keeps you
+        # signed in), so the key is shown as every other reset's is: sealed for the page the
+        # redirect leads to, once; a reload is a GET that shows it no more.
+        token, _ = await accounts.start_session(ctx, web.user, kind=auth.KIND, client=auth.client_label(request))
+        _start(request, response, token)
+        message = "You have a new auth key (shown below, once); your other sessions ended."
+    security.set_cookie(request, response, security.FLASH_COOKIE, security.encode_flash(token, "ok", message), 60)
     if key is not None:
-        sealed = security.seal_secret(web.token, key)
+        sealed = security.seal_secret(token, key)
         security.set_cookie(request, response, security.ONCE_COOKIE, sealed, security.ONCE_MAX_AGE)
     return response
 

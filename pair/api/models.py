@@ -439,11 +439,38 @@ class QuotaSource(Struct):
     limit: int
 
 
+# How people read each resource, in refusals ("You are using 9 of 10 compute units") and quotas.
+QUOTA_RESOURCE_NAMES: dict[QuotaResource, str] = {
+    "spaces": "Spaces",
+    "compute": "compute units",
+    "storage": "storage units",
+}
+
+
 class QuotaLine(Struct):
+    """One limit of a person's, its usage, and the limits it adds up from. Its methods are the
+    one wording of a quota, shared by `pair quota`, `pair-broker quota show` and the web pages."""
+
     resource: QuotaResource
     limit: int | None  # None: unlimited (nobody sets it)
     used: int
     sources: list[QuotaSource] = msgspec.field(default_factory=list)
+
+    def limit_text(self) -> str:
+        """`10`, or `unlimited`."""
+        return "unlimited" if self.limit is None else str(self.limit)
+
+    def origin(self, own: str = "you") -> str:
+        """Where the limit comes from (seed 001: the person's own plus each group's):
+        `4 (you) + 6 (group eng)`, or `nobody sets it`; `own` names the person's own limit."""
+        if not self.sources:
+            return "nobody sets it"
+        return " + ".join(f"{s.limit} ({own if s.kind == 'user' else 'group ' + s.name})" for s in self.sources)
+
+    def summary(self, own: str = "you") -> str:
+        """`compute units 2 of 10 = 4 (you) + 6 (group eng)`; `Spaces 1 of unlimited (nobody sets it)`."""
+        used = f"{QUOTA_RESOURCE_NAMES[self.resource]} {self.used} of {self.limit_text()}"
+        return f"{used} = {self.origin(own)}" if self.sources else f"{used} ({self.origin(own)})"
 
 
 class Quota(Struct):

@@ -11,26 +11,15 @@ from pair.cli.output import table
 from pair.cli.session import signed_in
 
 if TYPE_CHECKING:
-    from pair.api.models import Quota, QuotaLine
-
-RESOURCE_NAMES = {"spaces": "Spaces", "compute": "compute units", "storage": "storage units"}
-
-
-def _source(line: QuotaLine) -> str:
-    if not line.sources:
-        return "nobody sets it"
-    return " + ".join(f"{s.limit} ({'you' if s.kind == 'user' else 'group ' + s.name})" for s in line.sources)
+    from pair.api.models import Quota
 
 
 def rows(quota: Quota) -> list[list[str]]:
+    """The table's cells, in the one wording of a quota (pair.api.models.QuotaLine)."""
+    from pair.api.models import QUOTA_RESOURCE_NAMES  # loaded when the command runs, not with the tree
+
     return [
-        [
-            RESOURCE_NAMES[line.resource],
-            str(line.used),
-            "unlimited" if line.limit is None else str(line.limit),
-            _source(line),
-        ]
-        for line in quota.lines
+        [QUOTA_RESOURCE_NAMES[line.resource], str(line.used), line.limit_text(), line.origin()] for line in quota.lines
     ]
 
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker import quotas
-from broker.store import GroupRecord, Limits, Store, Usage
+from broker.store import GroupRecord, Limits, Store, Usage, UserRecord
+from pair.cli.quota import rows
 from tests.support import stores
 from tests.support.stores import NOW, space
 
@@ -140,3 +141,39 @@ def test_the_store_counts_usage_and_limits_as_the_rules_say(
 
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(check(Path(directory)))
+
+
+group_names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
+
+
+@given(
+    own=st.none() | st.integers(0, 50),
+    groups=st.dictionaries(group_names, st.none() | st.integers(0, 50), max_size=4),
+    used=st.integers(0, 60),
+)
+def test_a_quota_line_says_where_its_limit_comes_from_in_one_wording(
+    own: int | None, groups: dict[str, int | None], used: int
+) -> None:
+    """quotas.report's lines, in the words `pair quota`, `pair-broker quota show` and the web pages
+    share (pair.api.models.QuotaLine): the limit is the sum of the parts named, in order."""
+
+    class Reader:  # the two store reads quotas.report makes
+        async def quotas_of(self, user_id: str) -> tuple[Limits, list[tuple[str, Limits]]]:
+            return Limits(compute=own), [(name, Limits(compute=limit)) for name, limit in groups.items()]
+
+        async def usage(self, user_id: str) -> Usage:
+            return Usage(spaces=0, compute=used, storage=0)
+
+    ctx = type("Ctx", (), {"store": Reader()})()
+    me = UserRecord("u_me", "me@example.com", False, NOW)
+    report = asyncio.run(quotas.report(ctx, me))
+    line = next(line for line in report.lines if line.resource == "compute")
+    parts = [(f"{own} (you)", own)] if own is not None else []
+    parts += [(f"{limit} (group {name})", limit) for name, limit in groups.items() if limit is not None]
+    if parts:
+        assert line.limit == sum(limit for _, limit in parts)
+        assert line.summary() == f"compute units {used} of {line.limit} = {' + '.join(p for p, _ in parts)}"
+    else:
+        assert line.limit is None
+        assert line.summary() == f"compute units {used} of unlimited (nobody sets it)"
+    assert rows(report)[1] == ["compute units", str(used), line.limit_text(), line.origin()]

@@ -78,7 +78,7 @@ def test_an_admin_manages_the_broker_and_approves_a_waiting_request(
         expect(page.locator('[data-template="small"]')).to_be_visible()
         page.get_by_label(f"Compute limit of {bob.email}").fill("4")
         page.get_by_role("button", name=f"Set the quota of {bob.email}").click()
-        expect(page.locator(f'[data-user="{bob.email}"]')).to_contain_text("0 of 10")  # own 4 + group 6
+        expect(page.locator(f'[data-user="{bob.email}"]')).to_contain_text("0 of 10 = 4 (own) + 6 (group eng)")
         assert "compute units  0     10" in bob.ok("quota")
 
         # the access request: approve it here, and the waiting CLI is signed in
@@ -128,6 +128,41 @@ def test_an_admin_manages_the_broker_and_approves_a_waiting_request(
         waiting.stdout.close()
 
 
+def test_an_admin_resetting_their_own_key_sees_it_once_and_a_reload_sends_nothing(
+    page: Page, live_broker: RealBroker, tmp_path: Path
+) -> None:
+    """Resetting your own key ends your sessions, this one too: the answer was the page itself,
+    with the key, so a reload POSTed again (the browser's "resubmit the form?") and made another
+    key. Now it is the same POST-redirect-GET as every reset: this browser gets a new session,
+    the redirect's page shows the key once, and a reload is a GET."""
+    me = Admin(f"selfreset{id(page) % 100000}@example.com", tmp_path / "me.key")
+    added = live_broker.admin("users", "add", me.email, "--admin", "--key-file", str(me.key_file))
+    assert added.returncode == 0, added.stderr
+    cli = Person(live_broker, f"selfcli{id(page) % 100000}", tmp_path, ssh_key=False)
+    cli.ok("login", me.email, "--key-file", str(me.key_file))  # the same admin's CLI session, which must end
+    sign_in(page, me)  # type: ignore[arg-type]
+    page.goto("/admin")
+    with page.expect_response(lambda r: r.url.endswith("/admin/user-reset")) as posted:
+        page.get_by_role("button", name=f"Reset key of {me.email}").click()
+    assert posted.value.status == 303 and posted.value.headers["location"] == "/admin"
+    key = page.locator("#new-key").inner_text()
+    assert key.startswith("pair_ak_") and key not in page.url
+    expect(page.locator("#flash")).to_have_text(
+        "You have a new auth key (shown below, once); your other sessions ended."
+    )
+    with page.expect_response(lambda r: r.url.endswith("/admin")) as reloaded:
+        page.reload()
+    assert reloaded.value.request.method == "GET" and reloaded.value.status == 200
+    expect(page.get_by_role("heading", name="Admin", exact=True)).to_be_visible()  # still signed in
+    expect(page.locator("#new-key")).to_have_count(0)
+    assert key not in page.content()
+    resets = json.loads(live_broker.admin("audit", "--action", "user.reset_key", "--json").stdout)
+    assert [row["target"] for row in resets].count(me.email) == 1  # the reload reset nothing
+    assert cli.pair("whoami").returncode != 0  # the CLI's session ended with the old key
+    me.key_file.write_text(key + "\n")
+    cli.ok("login", me.email, "--key-file", str(me.key_file))  # the key shown is the one that works
+
+
 def test_every_change_needs_the_token_and_non_admins_get_403(
     page: Page, live_broker: RealBroker, team: dict[str, Person]
 ) -> None:
@@ -174,12 +209,23 @@ def test_an_owner_shares_with_a_group_from_the_page_and_sees_template_and_quota(
 ) -> None:
     alice, bob, carol = team["alice"], team["bob"], team["carol"]
     group = f"team{alice.email.split('@')[0].removeprefix('alice')}"
-    for args in (("groups", "add", group), ("groups", "members", "add", group, bob.email, carol.email)):
+    for args in (
+        ("groups", "add", group),
+        ("groups", "members", "add", group, bob.email, carol.email, alice.email),
+        ("quota", "set", "--group", group, "--compute", "6"),
+        ("quota", "set", alice.email, "--spaces", "5", "--compute", "4"),
+    ):
         assert live_broker.admin(*args).returncode == 0
-    assert live_broker.admin("quota", "set", alice.email, "--spaces", "5").returncode == 0
     pages.authorize(alice, "demo")
     sign_in(page, alice)
-    expect(page.locator("#quota")).to_contain_text("Spaces 1 of 5")
+    # where each limit comes from, in `pair quota`'s words (pair.api.models.QuotaLine)
+    expect(page.locator('#quota [data-quota="spaces"]')).to_have_text("Spaces 1 of 5 = 5 (you)")
+    expect(page.locator('#quota [data-quota="compute"]')).to_have_text(
+        f"compute units 0 of 10 = 4 (you) + 6 (group {group})"
+    )
+    storage = re.compile(r"storage units \d of unlimited \(nobody sets it\)")  # the default template's units
+    expect(page.locator('#quota [data-quota="storage"]')).to_have_text(storage)
+    assert f"4 (you) + 6 (group {group})" in alice.ok("quota")  # the same words as the CLI's
     demo = pages.card(page, "demo")
     demo.get_by_role("button", name="Share demo…").click()
     dialog = page.get_by_role("dialog", name="Share “demo”")
