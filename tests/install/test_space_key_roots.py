@@ -187,7 +187,7 @@ def test_one_key_two_containers_a_rebuild_and_a_revoked_or_expired_key(tmp_path:
 
         listed = alice.ok("spaces", "keys", "list")
         assert "shop  (default)  revoked  3" in listed  # the default template; three registrations: c1, c2, c1 rebuilt
-        assert "late  expired  0" in listed
+        assert "late  (default)  expired  0" in listed
         for text in [*outputs, broker.output.text(), created.stderr, late.stderr, listed]:
             assert secret not in text and late_key.split(".")[1] not in text
         assert contains(image / "upper", secret) == []
