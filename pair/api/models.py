@@ -341,13 +341,18 @@ SpaceKeyState = Literal["active", "expired", "revoked"]
 # and datetimes hold). The CLI checks a typed --expires against these (pair.cli.space_keys.expiry).
 SPACE_KEY_MIN_SECONDS = 60
 SPACE_KEY_MAX_SECONDS = 10 * 366 * 86400
+# A key made without a lifetime lives 90 days, as Codespaces' and Tailscale's auth keys do: the
+# broker decodes an absent field to this, so every client (the CLI, a script calling the API) gets it.
+SPACE_KEY_DEFAULT_SECONDS = 90 * 86400
 
 
 class NewSpaceKeyRequest(Struct):
     name: SpaceKeyName
     share_with: list[Email] = msgspec.field(default_factory=list)
-    # None: never expires
-    expires_in_seconds: Annotated[int, msgspec.Meta(ge=SPACE_KEY_MIN_SECONDS, le=SPACE_KEY_MAX_SECONDS)] | None = None
+    # Absent: SPACE_KEY_DEFAULT_SECONDS (90 days); null: never expires (`--expires never`).
+    expires_in_seconds: Annotated[int, msgspec.Meta(ge=SPACE_KEY_MIN_SECONDS, le=SPACE_KEY_MAX_SECONDS)] | None = (
+        SPACE_KEY_DEFAULT_SECONDS
+    )
     # The template every Space it registers is made from; None: the broker's default at each registration
     template: SpaceName | None = None
 

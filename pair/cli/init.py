@@ -19,6 +19,8 @@ import typer
 
 from pair.api.errors import PairError
 from pair.cli.output import is_interactive
+from pair.cli.space_keys import DEFAULT_EXPIRES, expiry
+from pair.durations import humanize, parse
 
 
 class Kind(str, Enum):
@@ -238,7 +240,7 @@ def _offer_new_key(repo: str) -> bool:
         return False
     return typer.confirm(
         f"Make a new Space key and store it as the Codespaces secret {codespaces.SECRET} of {repo} "
-        "(its Spaces shared with nobody yet; valid 90 days)?",
+        f"(its Spaces shared with nobody yet; valid {humanize(parse(DEFAULT_EXPIRES))})?",
         default=True,
     )
 
@@ -267,7 +269,7 @@ def _secret(
         return
     if key is None and is_interactive():
         if _offer_new_key(repo):
-            _make_key(gh, repo, NewKey(share_with=[], expires_in=90 * 86400))
+            _make_key(gh, repo, NewKey(share_with=[], expires_in=parse(DEFAULT_EXPIRES)))
             return
         key = (
             typer.prompt(
@@ -294,7 +296,6 @@ def _new_key_request(
     """`--new-key`, checked before anything is written: gh signed in, the repository known, and a
     pair session to make the key with."""
     from pair import config
-    from pair.cli.space_keys import expiry
 
     seconds = expiry(expires)  # the one check of a key's lifetime, as `pair spaces keys create` does
     gh, signed_in, found = _github(project, repo)
@@ -349,7 +350,7 @@ def init(
     ] = None,
     expires: Annotated[
         str, typer.Option("--expires", help="With --new-key: how long it registers containers.")
-    ] = "90d",
+    ] = DEFAULT_EXPIRES,
     template: Annotated[
         str | None,
         typer.Option(

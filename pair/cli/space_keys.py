@@ -31,6 +31,9 @@ app = typer.Typer(
 )
 
 NEVER = ("never", "none", "0")
+# What the broker gives a key made without a lifetime (pair.api.models.SPACE_KEY_DEFAULT_SECONDS, held
+# to it by a test): written out, so that `--help` loads no wire models.
+DEFAULT_EXPIRES = "90d"
 COLUMNS = ("name", "template", "state", "uses", "last_used", "expires", "shared_with", "spaces")
 DEFAULT_TEMPLATE = "(default)"  # a key naming no template: the broker's default when a container registers
 
@@ -83,7 +86,7 @@ def create(
     ],
     expires: Annotated[
         str, typer.Option("--expires", help="How long it registers containers (e.g. 30d, 12h), or never.")
-    ] = "90d",
+    ] = DEFAULT_EXPIRES,
     user: Annotated[
         list[str] | None, typer.Option("--user", help="Share every Space it makes with this person (repeatable).")
     ] = None,

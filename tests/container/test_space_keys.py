@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pair import durations
 from pair.api.grammar import container_digest, container_identity, is_space_name, space_name_from
+from pair.api.models import SPACE_KEY_DEFAULT_SECONDS
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key, space_key_broker
+from pair.cli.space_keys import DEFAULT_EXPIRES
 from tests.cli.helpers import NOT_A_REGULAR_FILE, admin, assert_error, client_as
 from tests.support import fake_gh
 from tests.support.broker import InProcessBroker
@@ -160,6 +164,35 @@ def test_output_writes_the_key_0600_and_prints_no_secret(people, tmp_path):
     assert 'Created the Space key "repo", valid with no expiry' in result.out
     assert keys_of(alice)["repo"]["expires_at"] is None
     assert boot(alice, tmp_path / "c1", "from-file", written.read_text()).ok
+
+
+def test_a_key_made_without_a_lifetime_lives_90_days_whoever_makes_it(people, broker: InProcessBroker):
+    """Reproduction: a key made over the API without `expires_in_seconds` never expired
+    (`expires_at: null`) while the README says keys live 90 days by default. The broker decides
+    the default, so a script calling the API, the CLI, `keys list` and `--json` all agree;
+    `null` (`--expires never`) still asks for a key that never expires."""
+    alice = people["alice"]
+    login = broker.http.post("/api/v1/login", json={"email": alice.email, "auth_key": broker.keys[alice.email]})
+    bearer = {"Authorization": f"Bearer {login.json()['session_token']}"}
+    now = datetime.fromtimestamp(broker.clock.now, timezone.utc)
+    in_90_days = (now + timedelta(days=90)).replace(microsecond=0)
+
+    made = broker.http.post("/api/v1/space-keys", json={"name": "api"}, headers=bearer)
+    assert made.status_code == 200, made.text
+    assert made.json()["key"]["expires_at"] == in_90_days.strftime("%Y-%m-%dT%H:%M:%SZ")
+    never = broker.http.post("/api/v1/space-keys", json={"name": "forever", "expires_in_seconds": None}, headers=bearer)
+    assert never.json()["key"]["expires_at"] is None
+    create_key(alice, "--name", "cli")  # the CLI's default is the broker's
+
+    listed = keys_of(alice)
+    assert listed["api"]["expires_at"] == listed["cli"]["expires_at"] == in_90_days.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert listed["forever"]["expires_at"] is None
+    table = alice.pair("spaces", "keys", "list")
+    rows = {line.split()[0]: line for line in table.out.splitlines()[1:]}
+    assert in_90_days.strftime("%Y-%m-%d %H:%M") in rows["api"] and in_90_days.strftime("%Y-%m-%d %H:%M") in rows["cli"]
+    assert "never" in rows["forever"]
+    assert alice.pair("spaces", "keys", "create", "--help").out.count(DEFAULT_EXPIRES) >= 1
+    assert durations.parse(DEFAULT_EXPIRES) == SPACE_KEY_DEFAULT_SECONDS  # the CLI says what the broker does
 
 
 def _existing_file(path: Path) -> None:
