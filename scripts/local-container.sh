@@ -6,7 +6,8 @@
 # It installs pair with install.sh from the broker the Space key names, starts supervisord and
 # bootstraps with the key (CODESPACE_NAME=NAME), as a Codespace with pair's Feature and the
 # PAIR_SPACE_KEY secret does. Needs root, debootstrap, unshare and nsenter (util-linux), and this
-# checkout's .venv (`make run` or `make test` makes it). The root is built once with debootstrap
+# checkout's .venv (`make run` or `make test` makes it). Ctrl-C or SIGTERM, at any point, ends every
+# process in the root, unmounts and removes it. The root is built once with debootstrap
 # (~1 minute) and cached in /var/cache/pair-tests, as the tests do (tests/install/debian.py).
 set -eu
 root="$(cd -P "$(dirname "$0")/.." && pwd -P)"

@@ -133,6 +133,7 @@ class Chroot:
         for d in (self.upper, self.workdir, self.root):
             d.mkdir(parents=True)
         self.holder: subprocess.Popen[str] | None = None
+        self.namespace = ""  # the mount namespace (`mnt:[INODE]`), read once it is made
         self.output: Output | None = None
 
     # -- the namespace ------------------------------------------------------------------------
@@ -151,6 +152,9 @@ class Chroot:
             outside.mkdir(parents=True, exist_ok=True)
             mounts.append(f"mkdir -p {self.root}{inside} && mount --bind {outside} {self.root}{inside}")
         # The holder keeps the namespace alive until its stdin closes (or the test process dies).
+        # It runs in a session of its own: a terminal's Ctrl-C (SIGINT to the whole foreground
+        # process group) reaches scripts/local-container.sh, which cleans up, and not the holder,
+        # which would leave the namespace to supervisord and sshd with nothing to find them by.
         script = "set -e\n" + "\n".join(mounts) + "\necho ready\nexec cat >/dev/null\n"
         self.holder = subprocess.Popen(
             [need_tool("unshare"), "-m", "--propagation", "private", "sh", "-c", script],
@@ -158,9 +162,11 @@ class Chroot:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,
         )
         self.output = Output(self.holder)
         self.output.wait_for(r"^ready$")
+        self.namespace = os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
 
     def _seed(self) -> None:
         """Files every test needs, written into the upper layer before it is mounted."""
@@ -213,15 +219,15 @@ class Chroot:
         return result.stdout
 
     def processes(self) -> list[int]:
-        """Processes in this mount namespace other than the holder (what the tests started in it)."""
+        """Processes in this mount namespace other than the holder (what the tests started in it),
+        found by the namespace itself, so also after the holder ended."""
         assert self.holder is not None
-        ns = os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == self.holder.pid:
                 continue
             try:
-                if os.readlink(entry / "ns" / "mnt") == ns:
+                if os.readlink(entry / "ns" / "mnt") == self.namespace:
                     found.append(int(entry.name))
             except OSError:
                 continue  # gone, or not ours to read
@@ -231,15 +237,20 @@ class Chroot:
         """End what still runs inside (by pid: only processes of this namespace), then the holder."""
         if self.holder is None:
             return
-        for pid in self.processes():
-            with suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        eventually(lambda: not self.processes(), "every process in the chroot's namespace ended")
+
+        def ended() -> bool:  # killed again each round: a supervisord may have started one meanwhile
+            running = self.processes()
+            for pid in running:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            return not running
+
+        eventually(ended, "every process in the chroot's namespace ended")
         assert self.holder.stdin is not None
         self.holder.stdin.close()
         self.holder.wait(timeout=20)
-        assert self.output is not None
-        self.output.finish()
+        if self.output is not None:
+            self.output.finish()
         assert self.holder.stdout is not None
         self.holder.stdout.close()
         self.holder = None
@@ -251,8 +262,8 @@ def debian(work: Path, apt_archives: Path = CACHE / "apt-archives") -> Iterator[
     by every root at once: their apt-get runs take turns, see APT_GET)."""
     chroot = Chroot(base_root(), work)
     (apt_archives / "partial").mkdir(parents=True, exist_ok=True)
-    chroot.start(binds={"/root/.cache/pip": CACHE / "pip-cache", APT_ARCHIVES: apt_archives})
     try:
+        chroot.start(binds={"/root/.cache/pip": CACHE / "pip-cache", APT_ARCHIVES: apt_archives})
         yield chroot
     finally:
         chroot.stop()

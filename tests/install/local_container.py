@@ -6,7 +6,10 @@ It does what a Codespace does with pair's Feature and the Codespaces secret PAIR
 installs pair with install.sh (fetched from the broker the key names, as `curl BROKER/install.sh
 | sh` would), starts supervisord (postStartCommand) and bootstraps (postAttachCommand) with the
 key in the environment and CODESPACE_NAME set to `--name`, so the container becomes the Space of
-that name. Then it holds the container until Ctrl-C (or SIGTERM), and throws it away.
+that name. Then it holds the container until Ctrl-C (or SIGTERM), and throws it away: a signal at
+any point (while it waits, or still installing) ends every process in the root's mount namespace,
+which takes its mounts with it, and removes the folder; a second signal meanwhile is ignored, so
+the clean-up is never cut short.
 
 The key travels in the environment only: it is never written into the root or printed.
 """
@@ -19,7 +22,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -66,7 +68,27 @@ def _step(what: str) -> None:
     print(f"local-container: {what}", flush=True)
 
 
-def run(args: argparse.Namespace, stop: threading.Event) -> int:
+class Stopped(Exception):
+    """A SIGINT or SIGTERM: unwinds whatever runs (a command in the root is killed) into the clean-up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """The first SIGINT or SIGTERM raises Stopped; from then on both are ignored (the clean-up runs)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
+def run(args: argparse.Namespace) -> int:
     # A `make run` venv has no pytest: this support code imports none (tests/install/test_local_container.py).
     from tests.install.debian import BASE_VERSION, CACHE, debian
     from tests.support.tools import find_tool
@@ -108,19 +130,23 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             return 1
         _step(f"{READY} the container {args.name} is a Space; teammates: pair spaces connect {args.name}")
         _step("Ctrl-C stops and removes it.")
-        while not stop.wait(3600):
-            pass
-        _step("stopping")
+        try:
+            while True:
+                signal.pause()
+        except Stopped:
+            _step("stopping")
+    _step(f"stopped: {work} and everything that ran in it are gone")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    _stop_on_signals()
     try:
-        return run(args, stop)
+        return run(args)
+    except Stopped as stopped:  # before the container was ready: `debian` has cleaned up
+        print(f"local-container: stopped ({stopped}) before the container was ready; nothing is left", flush=True)
+        return 128 + stopped.signum
     except PairError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.install.conftest import REPO
+from tests.install.test_local_container import ctrl_c, holding
 from tests.support.broker import real_broker
 from tests.support.processes import Output, clean_env, stop
 from tests.support.run_venv import only_run_deps
@@ -98,9 +99,11 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
         )
         output = Output(proc)
         try:
+            work = Path(output.wait_for(r"local-container: a Debian 12 root in (\S+) ").group(1))
             output.wait_for(r"local-container: supervisord", timeout=600)  # install.sh (the package installs) done
             installed = time.monotonic()
             output.wait_for(r"ready: the container demo is a Space", timeout=120)
@@ -117,9 +120,18 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
             )
             key = (folder / "demo.key").read_text().strip()
             assert key not in output.text()
+            # "it holds its terminal until Ctrl-C": stopped as a terminal stops it, it leaves nothing
+            # (reproduction: the holder of its namespace died of the same SIGINT, and the clean-up
+            # failed with a traceback, leaving supervisord, sshd, the agent and the mounts behind).
+            assert holding(work), "the root is mounted while the container runs"
+            ctrl_c(proc)
+            assert proc.wait(timeout=120) == 0, output.text()
         finally:
             stop(proc, timeout=120)
             output.finish()
             assert proc.stdout is not None
             proc.stdout.close()
         assert "local-container: stopping" in output.text()
+        assert "Traceback" not in output.text(), output.text()
+        assert holding(work) == []
+        assert not work.exists()
