@@ -15,6 +15,29 @@ WITHOUT_SECRETS = "/usr/bin/env " + " ".join(f"-u {name}" for name in BOOTSTRAP_
 SUPERVISORD_CONF_PATH = "/etc/supervisor/supervisord.conf"
 # The lifecycle command that starts supervisord (postStartCommand, the Devfile's start-supervisord).
 START_SUPERVISORD = f"{WITHOUT_SECRETS} supervisord -c {SUPERVISORD_CONF_PATH}"
+# A command line that starts supervisord, whatever else it does: pair's command from before
+# START_SUPERVISORD (`supervisord -c /etc/supervisor/supervisord.conf`) as much as today's. `pair
+# spaces init` counts one as present, so a project never starts two supervisords at once.
+STARTS_SUPERVISORD = re.compile(r"(?:^|[\s;&|/])supervisord(?:\s|$)")
+
+# What install.sh puts on PATH as `supervisord` (/usr/local/bin, unless the image has its own):
+# pair's supervisord without the bootstrap secrets, however it is started. A lifecycle command
+# written before START_SUPERVISORD (`supervisord -c …`, kept in projects' devcontainer.json files
+# and Devfiles) hands supervisord its whole environment; this is the one place every command passes.
+SUPERVISORD_LAUNCHER = """\
+#!/bin/sh
+# pair: supervisord without {names}, whatever command starts it (an older
+# `supervisord -c ...` too): only `pair spaces bootstrap` reads them. Written by install.sh.
+unset {names}
+exec {supervisord} "$@"
+"""
+
+
+def supervisord_launcher(supervisord: str) -> str:
+    """The `supervisord` script install.sh puts on PATH: it runs the supervisord at path `supervisord`
+    (pair's virtualenv's) with BOOTSTRAP_SECRETS removed from its environment (POSIX `unset`)."""
+    return SUPERVISORD_LAUNCHER.format(names=" ".join(BOOTSTRAP_SECRETS), supervisord=supervisord)
+
 
 SSHD_CONFIG = """\
 # pair: sshd for the Space, on its own port with its own host key. Written by install.sh.

@@ -14,8 +14,10 @@ nor the agent carries them.
 An existing lifecycle command is combined with pair's, never replaced: a string or an array becomes
 the object form (the devcontainer spec runs an object's commands in parallel, keyed by name) as
 `{"project": <the existing command>, "pair": <pair's>}`, and an object gains a `"pair"` entry.
-Nothing is added that is already there, so a second run changes nothing. No secret is ever written:
-the token or key reaches the container as an environment variable (a Codespaces secret).
+Nothing is added that is already there (a postStartCommand that starts supervisord, pair's older
+`supervisord -c …` among them, counts as pair's: never a second supervisord), so a second run
+changes nothing. No secret is ever written: the token or key reaches the container as an
+environment variable (a Codespaces secret).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pair.api.errors import PairError
-from pair.container.configs import START_SUPERVISORD
+from pair.container.configs import START_SUPERVISORD, STARTS_SUPERVISORD
 from pair.project import jsonc
 
 FEATURE_ID = "ghcr.io/pairspaces/devcontainers/pairspaces"  # as published (devcontainer-feature/)
@@ -75,11 +77,13 @@ def is_pair_feature(feature: str) -> bool:
 
 
 def _mentions(command: Any, wanted: str) -> bool:
-    """Whether a lifecycle command (string, array or object form) already runs `wanted`."""
+    """Whether a lifecycle command (string, array or object form) already runs `wanted`: the very
+    command, or for START_SUPERVISORD any command that starts supervisord (pair's older
+    `supervisord -c …` among them), since two supervisords started at once make one fail."""
     if isinstance(command, str):
-        return wanted in command
+        return wanted in command or (wanted == START_SUPERVISORD and bool(STARTS_SUPERVISORD.search(command)))
     if isinstance(command, list):
-        return wanted in " ".join(str(part) for part in command)
+        return _mentions(" ".join(str(part) for part in command), wanted)
     if isinstance(command, dict):
         return any(_mentions(v, wanted) for v in command.values())
     return False

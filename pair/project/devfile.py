@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pair.api.errors import PairError
-from pair.container.configs import START_SUPERVISORD
+from pair.container.configs import START_SUPERVISORD, STARTS_SUPERVISORD
 from pair.project.devcontainer import Outcome
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ COMMANDS = (
     Command(
         "start-supervisord",
         "supervisord",
-        re.compile(r"(?:^|[\s;&|/])supervisord(?:\s|$)"),
+        STARTS_SUPERVISORD,  # pair's command from before START_SUPERVISORD too: never a second supervisord
         START_SUPERVISORD,
     ),
     Command(

@@ -246,6 +246,13 @@ def test_the_devcontainer_cli_reads_what_init_wrote(project: Path, tmp_path: Pat
         ),
         (json.dumps(f"sudo {START} && echo up"), f"sudo {START} && echo up"),  # already there
         (json.dumps({"pair": "sudo supervisord"}), {"pair": "sudo supervisord"}),  # the project's own "pair" entry
+        # pair's own before START_SUPERVISORD: kept (the supervisord install.sh puts on PATH drops
+        # the secrets itself), never joined by a second supervisord, which would fail to start
+        ('"supervisord -c /etc/supervisor/supervisord.conf"', "supervisord -c /etc/supervisor/supervisord.conf"),
+        (
+            '["supervisord", "-c", "/etc/supervisor/supervisord.conf"]',
+            ["supervisord", "-c", "/etc/supervisor/supervisord.conf"],
+        ),
     ],
 )
 def test_an_existing_post_start_command_is_combined_never_replaced(

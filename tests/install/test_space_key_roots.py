@@ -5,7 +5,9 @@ One "image" is built the way a Codespace's is: install.sh given nothing but the 
 Codespaces secret PAIR_SPACE_KEY), so pair comes from the broker the key names. Containers are
 fresh overlays on that image, as containers are of theirs; each starts supervisord and
 bootstraps with the key and its CODESPACE_NAME (and re-runs install.sh for an sshd port of its
-own: the roots share this machine's network). Then: two containers, two Spaces named after them,
+own: the roots share this machine's network; the second as an older project has it: an older
+install.sh's supervisord link, upgraded, and pair's older postStartCommand, which hands supervisord
+the secret). Then: two containers, two Spaces named after them,
 shared as the key says; a rebuild is the same Space; a revoked key, and a key past its expiry,
 turn a new container away; the keys are in no file and no log. The real broker's clock is this
 machine's, so the expired key is made as its owner makes one (`--expires 1h`) and then has its
@@ -55,18 +57,39 @@ def install(chroot: Chroot, key: str, port: int) -> subprocess.CompletedProcess[
     return chroot.run("sh", "/tmp/install.sh", "--ssh-port", str(port), env={"PAIR_SPACE_KEY": key}, timeout=600)
 
 
-def start_container(chroot: Chroot, key: str, name: str) -> subprocess.CompletedProcess[str]:
+# pair's postStartCommand before START_SUPERVISORD, still in projects' devcontainer.json files and
+# Devfiles: supervisord gets the lifecycle command's whole environment, the secret with it.
+OLDER_START_SUPERVISORD = "supervisord -c /etc/supervisor/supervisord.conf"
+
+
+def start_container(
+    chroot: Chroot, key: str, name: str, start: str = START_SUPERVISORD
+) -> subprocess.CompletedProcess[str]:
     """What a Codespace does on its own: re-run install.sh (here: an sshd port of its own), then
-    postStartCommand and postAttachCommand with the secret and CODESPACE_NAME in the environment."""
+    postStartCommand (`start`) and postAttachCommand with the secret and CODESPACE_NAME in the
+    environment."""
     installed = install(chroot, key, free_port())
     assert installed.returncode == 0, installed.stderr
     env = {"PAIR_SPACE_KEY": key, "CODESPACE_NAME": name}
-    chroot.ok("sh", "-c", START_SUPERVISORD, env=env)
+    chroot.ok("sh", "-c", start, env=env)
     booted = chroot.run("/opt/pair/pair", "spaces", "bootstrap", env=env)
     # After bootstrap nothing pair started carries the key: supervisord, sshd, the agent (any
     # process in the container can otherwise read it from /proc/PID/environ as its user can).
-    assert carrying(chroot, key) == [], "a process pair started carries PAIR_SPACE_KEY"
+    for program in ("supervisord", "sshd -D", "pair agent"):  # what the check below reads
+        eventually(lambda: running(chroot, program), f"{program} runs in the container")  # noqa: B023
+    assert carrying(chroot, key) == [], f"a process pair started carries PAIR_SPACE_KEY (started with {start!r})"
     return booted
+
+
+def running(chroot: Chroot, program: str) -> bool:
+    """Whether a process of the container runs `program` (its command line names it)."""
+    for pid in chroot.processes():
+        try:
+            if program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def carrying(chroot: Chroot, secret: str) -> list[str]:
@@ -129,9 +152,15 @@ def test_one_key_two_containers_a_rebuild_and_a_revoked_or_expired_key(tmp_path:
 
         outputs = [built.stdout + built.stderr]
         with root(tmp_path / "c1", lower) as c1, root(tmp_path / "c2", lower) as c2:
-            for chroot, name in ((c1, "shop-c1"), (c2, "shop-c2")):
+            # c2 as an older project has it: an install.sh from before the supervisord launcher
+            # linked supervisord into /usr/local/bin, and the older postStartCommand starts it.
+            # Re-running install.sh (as start_container does) is the upgrade.
+            older = c2.path("/usr/local/bin/supervisord")
+            older.unlink()
+            older.symlink_to("/opt/pair/venv/bin/supervisord")
+            for chroot, name, start in ((c1, "shop-c1", START_SUPERVISORD), (c2, "shop-c2", OLDER_START_SUPERVISORD)):
                 chroot.path("/etc/pair-container").write_text(f"{name}\n")
-                booted = start_container(chroot, key, name)
+                booted = start_container(chroot, key, name, start)
                 outputs.append(booted.stdout + booted.stderr)
                 assert booted.returncode == 0, booted.stderr
                 assert booted.stdout.startswith(f'Bootstrapped this container as the Space "{name}"')

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,7 @@ def test_the_plan_for_a_bare_system_writes_every_file_with_its_mode_and_content(
         layout.prefix / "bootstrap.txt": (TOKEN + "\n", 0o600),
         layout.prefix / "broker-url": ("http://b\n", 0o644),
         layout.prefix / "ssh-port": ("2299\n", 0o644),
+        layout.bin_dir / "supervisord": (configs.supervisord_launcher(str(layout.venv / "bin" / "supervisord")), 0o755),
     }
     assert {path: (step.content, step.mode) for path, step in files.items()} == expected
     assert files[layout.sshd_config].check == (host.sshd, "-t", "-f")  # checked before it replaces anything
@@ -118,13 +121,14 @@ def test_the_plan_for_a_bare_system_writes_every_file_with_its_mode_and_content(
         str(layout.host_key),
     )
     links = {step.path: step.target for step in plan if isinstance(step, Link)}
-    assert links == {layout.bin_dir / p: layout.venv / "bin" / p for p in ("supervisord", "supervisorctl")}
+    assert links == {layout.bin_dir / "supervisorctl": layout.venv / "bin" / "supervisorctl"}
     # What --uninstall removes: created outside PREFIX by install.sh, and nothing else.
     assert {step.record for step in plan if isinstance(step, Change) and step.record} == {
         layout.supervisor_dir,
         layout.conf_d,
         layout.log_dir,
         layout.supervisord_conf,
+        layout.bin_dir / "supervisord",
         *links,
     }
     assert [s for s in plan if isinstance(s, login.Unlock)] == [
@@ -146,7 +150,8 @@ def test_carried_out_it_installs_exactly_that_and_a_second_run_changes_nothing(t
     assert (layout.prefix / "ssh-port").read_text() == "2299\n"
     assert layout.host_key.is_file() and layout.host_key.with_name("ssh_host_ed25519_key.pub").is_file()
     assert layout.run_sshd.is_dir()
-    assert os.readlink(layout.bin_dir / "supervisord") == str(layout.venv / "bin" / "supervisord")
+    assert mode(layout.bin_dir / "supervisord") == 0o755 and not (layout.bin_dir / "supervisord").is_symlink()
+    assert os.readlink(layout.bin_dir / "supervisorctl") == str(layout.venv / "bin" / "supervisorctl")
     assert layout.shadow.read_text() == SHADOW.replace("root:!:", "root:*:", 1)  # only root's field
     assert mode(layout.shadow) == 0o640
     assert recorded(layout.created) == [
@@ -167,6 +172,72 @@ def test_carried_out_it_installs_exactly_that_and_a_second_run_changes_nothing(t
     assert diff(before, tree(tmp_path)) == []
 
 
+SECRETS = {"PAIR_SPACE_KEY": "pair_sk_aHR0cDovL2I.sss", "PAIR_SPACE_TOKEN": TOKEN}
+
+
+def started_supervisord(layout: Layout, command: str) -> dict[str, str]:
+    """The environment the venv's `supervisord` is started with when a lifecycle `command` runs
+    with the bootstrap secrets in its environment and install.sh's bin_dir first on PATH (a stand-in
+    supervisord prints its own /proc/self/environ)."""
+    real = layout.venv / "bin" / "supervisord"
+    real.parent.mkdir(parents=True, exist_ok=True)
+    real.write_text("#!/bin/sh\ncat /proc/self/environ\n")
+    real.chmod(0o755)
+    env = {"PATH": f"{layout.bin_dir}:/usr/bin:/bin", **SECRETS}
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30, check=True)
+    return dict(entry.split("=", 1) for entry in done.stdout.decode().split("\0") if "=" in entry)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        configs.START_SUPERVISORD,  # the Feature's (devcontainer.json) and the Devfile's, today
+        "supervisord -c /etc/supervisor/supervisord.conf",  # theirs before START_SUPERVISORD
+        "supervisord",
+    ],
+)
+def test_the_supervisord_on_path_never_carries_the_bootstrap_secrets(command: str, tmp_path: Path) -> None:
+    """Reproduction: supervisord started by the older lifecycle command kept PAIR_SPACE_KEY in its
+    environment (and /proc/PID/environ). The supervisord install.sh puts on PATH drops both."""
+    need_tool("ssh-keygen")
+    layout, host = system(tmp_path)
+    run(install_plan(OPTIONS, layout, host), layout)
+    environment = started_supervisord(layout, command)
+    assert environment["PATH"].startswith(str(layout.bin_dir))  # it ran, with the rest of the environment
+    assert set(SECRETS) & set(environment) == set()
+
+
+def test_an_older_install_s_supervisord_link_becomes_the_launcher(tmp_path: Path) -> None:
+    """An upgrade: install.sh before the launcher linked supervisord into bin_dir (on PATH, so the
+    plan used to say `ok: supervisord is on PATH`); running it again replaces the link."""
+    need_tool("ssh-keygen")
+    layout, host = system(tmp_path)
+    run(install_plan(OPTIONS, layout, host), layout)
+    link = layout.bin_dir / "supervisord"
+    link.unlink()
+    link.symlink_to(layout.venv / "bin" / "supervisord")  # what an older install.sh left
+    assert SECRETS.keys() <= started_supervisord(layout, "supervisord -c conf").keys()
+
+    on_path = replace(host, on_path={"supervisord": str(link), "supervisorctl": str(layout.bin_dir / "supervisorctl")})
+    changes, lines = run(install_plan(OPTIONS, layout, on_path), layout)
+    assert changes == 1 and f"pair: update the supervisord launcher {link}" in "\n".join(lines)
+    assert not link.is_symlink() and mode(link) == 0o755
+    assert set(SECRETS) & set(started_supervisord(layout, "supervisord -c conf")) == set()
+    assert recorded(layout.created).count(link) == 1  # --uninstall removes it, once
+    assert [s for s in install_plan(OPTIONS, layout, on_path) if isinstance(s, Change)] == []
+
+
+def test_an_image_s_own_supervisord_is_left_alone(tmp_path: Path) -> None:
+    layout, host = system(tmp_path)
+    theirs = replace(host, on_path={"supervisord": "/usr/bin/supervisord"})
+    plan = install_plan(OPTIONS, layout, theirs)
+    assert Ok("supervisord is on PATH (/usr/bin/supervisord)") in plan
+    assert layout.bin_dir / "supervisord" not in writes(plan)
+    someone_elses = layout.bin_dir / "supervisord"
+    someone_elses.write_text("#!/bin/sh\n")  # not install.sh's (not recorded, not a link into PREFIX)
+    assert Ok(f"{someone_elses} exists") in install_plan(OPTIONS, layout, host)
+
+
 def test_a_dry_run_prints_every_change_and_makes_none(tmp_path: Path) -> None:
     layout, host = system(tmp_path)
     before = tree(tmp_path)
@@ -183,7 +254,7 @@ def test_a_file_only_in_the_wrong_mode_gets_its_mode(tmp_path: Path) -> None:
     layout, host = system(tmp_path)
     (layout.prefix / "bootstrap.txt").write_text(TOKEN + "\n")
     (layout.prefix / "bootstrap.txt").chmod(0o644)  # readable by everyone: not for a token
-    _, lines = run([s for s in install_plan(OPTIONS, layout, host) if "bootstrap" in str(s)], layout)
+    _, lines = run([s for s in install_plan(OPTIONS, layout, host) if "bootstrap.txt" in str(s)], layout)
     assert lines == [f"pair: set {layout.prefix}/bootstrap.txt to mode 600"]
     assert mode(layout.prefix / "bootstrap.txt") == 0o600
 

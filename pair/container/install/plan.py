@@ -172,12 +172,24 @@ def install_plan(options: Options, layout: Layout, host: Host) -> list[Step]:
 
     for program in SUPERVISOR_PROGRAMS:
         link = layout.bin_dir / program
-        if program in host.on_path:
+        target = layout.venv / "bin" / program
+        ours = link in recorded(layout.created) or (link.is_symlink() and _points_into(link, layout.prefix))
+        if program in host.on_path and not (ours and Path(host.on_path[program]) == link):
             plan.add(Ok(f"{program} is on PATH ({host.on_path[program]})"))
+        elif program == "supervisord" and (ours or not os.path.lexists(link)):
+            # A script, not a link: whatever command starts it, supervisord never carries the
+            # bootstrap secrets (a link from an older install.sh is replaced).
+            plan.file(
+                link,
+                configs.supervisord_launcher(str(target)),
+                0o755,
+                what="the supervisord launcher ",
+                detail=f" (runs {target} without {' or '.join(configs.BOOTSTRAP_SECRETS)})",
+                record=True,
+            )
         elif os.path.lexists(link):
             plan.add(Ok(f"{link} exists"))
         else:
-            target = layout.venv / "bin" / program
             plan.add(Link(does=f"link {link} -> {target}", path=link, target=target, record=link))
 
     plan.file(layout.launcher, launcher.text(layout.prefix), 0o755, what="the launcher ")
