@@ -72,31 +72,7 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
     """Exchange a Space token for an agent credential. Single-use across containers; a retry
     from the same container (its first answer lost) gets a fresh credential."""
     facts = checked_facts(req.facts)  # before the token is spent on a container that gets no SSH
-    try:
-        pasted = normalize(req.token, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
-    except SecretError as err:
-        raise Problem(401, err.message, err.hint, "token_malformed") from err
-    await ctx.keyring.update()
-    try:
-        try:
-            claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
-        except TokenInvalid as err:
-            if err.code != "unknown_key":
-                raise
-            await ctx.keyring.update(force=True)  # another replica or process may have just rotated
-            claims = ctx.keyring.verify(pasted, issuer=ctx.settings.url, now=ctx.now())
-    except TokenInvalid as err:
-        sub = err.claims.get("sub")
-        raise _token_problem(err, await ctx.store.space(sub) if isinstance(sub, str) else None) from err
-    token = await ctx.store.token(claims.jti)
-    space = await ctx.store.space(claims.sub)
-    if token is None or space is None or token.space_id != space.id:
-        raise Problem(
-            401,
-            "This broker has no record of that Space token.",
-            "Its database may have been reset. Run `pair spaces authorize` for a new Space.",
-            "token_unknown",
-        )
+    claims, token, space = await _token_of(ctx, req.token)
     _refuse_spent(token, space, req.instance_id)
     credential = credentials.new_secret(credentials.AGENT)
     # The Space starts to run: its compute units are checked in the transaction that claims the
@@ -123,6 +99,47 @@ async def bootstrap(ctx: Context, req: m.BootstrapRequest) -> m.AgentRegistratio
     return m.AgentRegistration(
         space_id=space.id, space_name=space.name, owner=space.owner_email, state="starting", agent_credential=credential
     )
+
+
+async def check(ctx: Context, pasted: str, instance_id: str | None) -> m.RegistrationCheckResult:
+    """Whether the Space token `pasted` would bootstrap the container `instance_id` (None: one
+    that has bootstrapped nothing yet) now: raises the Problem bootstrap would raise, else says
+    whose Space it becomes. Nothing is used or recorded. (The owner's quota is bootstrap's to
+    judge: it may change before then.)"""
+    _, token, space = await _token_of(ctx, pasted)
+    _refuse_spent(token, space, instance_id or "")
+    return m.RegistrationCheckResult(owner=space.owner_email, space_name=space.name)
+
+
+async def _token_of(ctx: Context, pasted: str) -> tuple[m.SpaceTokenClaims, TokenRecord, SpaceRecord]:
+    """The verified claims of a Space token as pasted, its record and its Space; the Problem a
+    bootstrap answers otherwise (malformed, failing verification, or unknown to this broker)."""
+    try:
+        normalized = normalize(pasted, SPACE_TOKEN)  # the CLI's own rules: what it accepts, this accepts
+    except SecretError as err:
+        raise Problem(401, err.message, err.hint, "token_malformed") from err
+    await ctx.keyring.update()
+    try:
+        try:
+            claims = ctx.keyring.verify(normalized, issuer=ctx.settings.url, now=ctx.now())
+        except TokenInvalid as err:
+            if err.code != "unknown_key":
+                raise
+            await ctx.keyring.update(force=True)  # another replica or process may have just rotated
+            claims = ctx.keyring.verify(normalized, issuer=ctx.settings.url, now=ctx.now())
+    except TokenInvalid as err:
+        sub = err.claims.get("sub")
+        raise _token_problem(err, await ctx.store.space(sub) if isinstance(sub, str) else None) from err
+    token = await ctx.store.token(claims.jti)
+    space = await ctx.store.space(claims.sub)
+    if token is None or space is None or token.space_id != space.id:
+        raise Problem(
+            401,
+            "This broker has no record of that Space token.",
+            "Its database may have been reset. Run `pair spaces authorize` for a new Space.",
+            "token_unknown",
+        )
+    return claims, token, space
 
 
 def _refuse_spent(token: TokenRecord, space: SpaceRecord, instance_id: str) -> None:

@@ -116,6 +116,13 @@ async def key_bootstrap(call: Call[m.KeyBootstrapRequest]) -> m.AgentRegistratio
     return await space_keys.bootstrap(call.ctx, call.body)
 
 
+async def check_registration(call: Call[m.RegistrationCheck]) -> m.RegistrationCheckResult:
+    req = call.body
+    if req.kind == "space_key":
+        return await space_keys.check(call.ctx, req.secret)
+    return await agents.check(call.ctx, req.secret, req.instance_id)
+
+
 async def list_space_keys(call: Call[None]) -> list[m.SpaceKey]:
     return await space_keys.listed(call.ctx, call.me)
 
@@ -284,6 +291,7 @@ ROUTES = [
     bind(ep.REVOKE_SPACE_KEY, revoke_space_key),
     bind(ep.BOOTSTRAP, bootstrap),
     bind(ep.KEY_BOOTSTRAP, key_bootstrap),
+    bind(ep.CHECK_REGISTRATION, check_registration),
     bind(ep.CHECKIN, checkin),
     bind(ep.HEARTBEAT, heartbeat),
     bind(ep.STREAMS, list_streams),

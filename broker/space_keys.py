@@ -134,6 +134,44 @@ def _refused(key: SpaceKeyRecord, owner: str, now: int) -> Problem | None:
     return None
 
 
+def _digest(pasted: str) -> str:
+    """The stored form of a key as pasted (normalized as the CLI does); 401 space_key_malformed
+    with the cause if it is no key."""
+    try:
+        return credentials.digest(normalize(pasted, SPACE_KEY))
+    except SecretError as err:
+        raise Problem(401, err.message, err.hint, "space_key_malformed") from err
+
+
+async def _usable(ctx: Context, key_hash: str, now: int) -> tuple[SpaceKeyRecord, UserRecord]:
+    """The key with that hash and its owner, if it registers containers now; else the Problem
+    bootstrap answers (unknown, revoked, expired)."""
+    key = await ctx.store.space_key_by_hash(key_hash)
+    if key is None:
+        raise Problem(
+            401,
+            "This broker does not know that Space key.",
+            "It belongs to another broker, or its owner's account was removed. "
+            "Ask the owner for a new one (`pair spaces keys create`).",
+            "space_key_unknown",
+        )
+    owner = next((u for u in await ctx.store.users() if u.id == key.owner_id), None)
+    assert owner is not None  # a key goes with its owner's account (ON DELETE CASCADE)
+    refused = _refused(key, owner.email, now)
+    if refused is not None:
+        raise refused
+    return key, owner
+
+
+async def check(ctx: Context, pasted: str) -> m.RegistrationCheckResult:
+    """Whether the Space key `pasted` registers containers now: raises the Problem bootstrap
+    would raise (malformed, unknown, revoked, expired), else names the key and its owner. Nothing
+    is used or recorded (no use, no last use). (The owner's quota is bootstrap's to judge: it
+    depends on whether the container is new, and may change before then.)"""
+    key, owner = await _usable(ctx, _digest(pasted), ctx.now())
+    return m.RegistrationCheckResult(owner=owner.email, space_key_name=key.name)
+
+
 async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistration:
     """Register the container as its own Space with a Space key: the live Space the key made
     for this container (a rebuild of it: the same raw name, pair.api.grammar.container_identity),
@@ -146,30 +184,13 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
     `pair spaces authorize` and a bootstrap (a new Space, then its compute units), and a refusal
     leaves nothing made and the key unused. A rebuilt container's Space keeps what it was made of."""
     facts = agents.checked_facts(req.facts)
-    try:
-        pasted = normalize(req.space_key, SPACE_KEY)
-    except SecretError as err:
-        raise Problem(401, err.message, err.hint, "space_key_malformed") from err
+    key_hash = _digest(req.space_key)
     if not is_space_name(req.container_name):  # the wire type's pattern says so too
         raise invalid(f"{req.container_name!r} is not a valid Space name.", f"Use {NAME_RULE}.")
-    key_hash = credentials.digest(pasted)
     credential = credentials.new_secret(credentials.AGENT)
     now = ctx.now()
     async with ctx.transaction() as tx:
-        key = await tx.store.space_key_by_hash(key_hash)
-        if key is None:
-            raise Problem(
-                401,
-                "This broker does not know that Space key.",
-                "It belongs to another broker, or its owner's account was removed. "
-                "Ask the owner for a new one (`pair spaces keys create`).",
-                "space_key_unknown",
-            )
-        owner = next((u for u in await tx.store.users() if u.id == key.owner_id), None)
-        assert owner is not None  # a key goes with its owner's account (ON DELETE CASCADE)
-        refused = _refused(key, owner.email, now)
-        if refused is not None:
-            raise refused
+        key, owner = await _usable(tx, key_hash, now)
         people = await tx.store.space_key_user_ids(key.id)
         container = container_identity(req.container_name, req.container_digest)  # the raw name's
         space = await tx.store.space_for_container(key.id, container)

@@ -202,6 +202,15 @@ KEY_BOOTSTRAP: Endpoint[m.KeyBootstrapRequest, m.AgentRegistration] = Endpoint(
     m.AgentRegistration,
     "agent",
 )
+CHECK_REGISTRATION: Endpoint[m.RegistrationCheck, m.RegistrationCheckResult] = Endpoint(
+    "POST",
+    f"{API}/agent/registration-check",
+    "Whether a Space token or key would register a container now, without using it (install.sh asks first).",
+    "none",
+    m.RegistrationCheck,
+    m.RegistrationCheckResult,
+    "agent",
+)
 CHECKIN: Endpoint[m.AgentCheckin, m.AgentRegistration] = Endpoint(
     "POST",
     f"{API}/agent/checkin",

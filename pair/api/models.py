@@ -507,6 +507,27 @@ class KeyBootstrapRequest(Struct):
     container_digest: Annotated[str, msgspec.Meta(pattern=whole("[0-9a-f]{64}"))] | None = None
 
 
+class RegistrationCheck(Struct):
+    """Would this Space token or key register a container now? install.sh asks before it installs
+    anything (a dead secret is refused at once, not after the install). Nothing is used, made or
+    recorded: the answer is the bootstrap's own refusal (the same status, code and sentence), or
+    what the container would become."""
+
+    kind: Literal["space_token", "space_key"]
+    secret: str  # as pasted: the broker normalizes it as bootstrap does (pair.api.tokens)
+    # The container's instance id ($PAIR_HOME/instance-id), if it has one: a token it used itself
+    # still registers it (bootstrap takes a retry from the same container).
+    instance_id: InstanceId | None = None
+
+
+class RegistrationCheckResult(Struct):
+    """What a container that bootstraps with the secret would become, once it does."""
+
+    owner: str  # the email of the Space's owner (a token's Space's, or the key's)
+    space_name: str | None = None  # a token: its Space
+    space_key_name: str | None = None  # a key: its name (each container becomes a Space of its own)
+
+
 class AgentCheckin(Struct):
     instance_id: InstanceId
     facts: ContainerFacts

@@ -344,7 +344,7 @@ def shell_functions(*names: str) -> str:
     return "\n".join(found)
 
 
-TOKEN_ISSUER = shell_functions("die", "b64url_decode", "token_issuer") + 'token_issuer "$1"\n'
+TOKEN_ISSUER = shell_functions("die", "b64url_decode", "jwt_run", "token_issuer") + 'token_issuer "$1"\n'
 
 
 def issuer_by_install_sh(pasted: str) -> str:

@@ -9,9 +9,11 @@ own: the roots share this machine's network; the second as an older project has 
 install.sh's supervisord link, upgraded, and pair's older postStartCommand, which hands supervisord
 the secret). Then: two containers, two Spaces named after them,
 shared as the key says; a rebuild is the same Space; a revoked key, and a key past its expiry,
-turn a new container away; the keys are in no file and no log. The real broker's clock is this
-machine's, so the expired key is made as its owner makes one (`--expires 1h`) and then has its
-expiry moved into the past in the broker's database, as an hour passing would.
+turn a new container away (install.sh before it installs anything, also in a bare Debian that first
+needs python3 to ask with; bootstrap in an image that has pair); the keys are in no file and no
+log. The real broker's clock is this machine's, so the expired key is made as its owner makes one
+(`--expires 1h`) and then has its expiry moved into the past in the broker's database, as an hour
+passing would.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 
 from pair.container.configs import START_SUPERVISORD
 from tests.install.conftest import INSTALL_SH
-from tests.install.debian import CACHE, Chroot, base_root
+from tests.install.debian import CACHE, Chroot, base_root, diff
 from tests.support.broker import real_broker
 from tests.support.container import eventually, free_port
 from tests.support.people import Person
@@ -188,7 +190,20 @@ def test_one_key_two_containers_a_rebuild_and_a_revoked_or_expired_key(tmp_path:
             revoked = alice.pair("spaces", "keys", "revoke", "shop")
             assert revoked.returncode == 0, revoked.stderr
             with root(tmp_path / "c3", lower) as c3:
-                refused = start_container(c3, key, "shop-c3")
+                # install.sh asks the broker first: refused at once, before it changes anything.
+                before = c3.changes()
+                installed = install(c3, key, free_port())
+                outputs.append(installed.stdout + installed.stderr)
+                assert installed.returncode == 1, installed.stdout
+                assert installed.stderr.startswith('pair: error: The Space key "shop" was revoked at ')
+                assert f"pair: hint: Ask its owner ({alice.email}) for a new key" in installed.stderr
+                changed = diff(before, c3.changes())
+                assert [d for d in changed if d[2:] not in ("tmp", "tmp/install.sh")] == [], changed
+                # A container whose image has pair already (a Codespace: the Feature ran at build
+                # time) hears the same from bootstrap.
+                env = {"PAIR_SPACE_KEY": key, "CODESPACE_NAME": "shop-c3"}
+                c3.ok("sh", "-c", START_SUPERVISORD, env=env)
+                refused = c3.run("/opt/pair/pair", "spaces", "bootstrap", env=env)
                 outputs.append(refused.stdout + refused.stderr)
                 assert refused.returncode == 1
                 assert 'error: The Space key "shop" was revoked at ' in refused.stderr
@@ -204,13 +219,17 @@ def test_one_key_two_containers_a_rebuild_and_a_revoked_or_expired_key(tmp_path:
         late_key = late.stdout.strip()
         past = int(time.time()) - 60
         SqliteBackend(broker.data_dir).execute(f"UPDATE space_keys SET expires_at = {past} WHERE name = 'late'")
-        with root(tmp_path / "c4", lower) as c4:
-            refused = start_container(c4, late_key, "shop-c4")
+        # A bare Debian (no python3, no curl: nothing to ask the broker with) with the expired key:
+        # install.sh asks once the distribution's python3 is in, and stops before pair's virtualenv.
+        with root(tmp_path / "c4", str(base_root())) as c4:
+            refused = install(c4, late_key, free_port())
             outputs.append(refused.stdout + refused.stderr)
             assert refused.returncode == 1
-            assert 'error: The Space key "late" expired at ' in refused.stderr
+            assert 'pair: error: The Space key "late" expired at ' in refused.stderr  # after apt's own lines
             assert "it registers no new containers" in refused.stderr
-            assert f"hint: Ask its owner ({alice.email}) for a new key" in refused.stderr
+            assert f"pair: hint: Ask its owner ({alice.email}) for a new key" in refused.stderr
+            assert "pair: install python3 python3-venv openssh-server with apt" in refused.stdout
+            assert not c4.path("/opt/pair").exists()
             assert "shop-c4" not in space_ids(alice)
             assert contains(c4.upper, late_key.split(".")[1]) == []
 

@@ -107,8 +107,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "409", "422"]
 
 # The same for the SSH host keys a container reports (pair.api.grammar.check_facts): one that has
 # the documented `TYPE BASE64` shape but is not a key of its type is refused with 422 invalid_facts.
+# And whether a text is a Space token or key this broker would register a container with (its
+# signature, its record) is a fact about the broker: the registration check refuses others as
+# bootstrap does (401, 409, 410).
 [[operations]]
-include-path-regex = "^/api/v1/agent/(bootstrap|bootstrap-key|checkin|heartbeat)$"
+include-path-regex = "^/api/v1/agent/(bootstrap|bootstrap-key|registration-check|checkin|heartbeat)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "410", "422", "429"]
 """
 

@@ -70,6 +70,9 @@ Options (each also from the environment variable shown):
   --uninstall         remove what install.sh installed (not the OS packages) [UNINSTALL=true]
   -h, --help          this text
 
+Before it installs anything it asks the broker whether the Space token or key would register this
+container, and stops at once with bootstrap's sentence if not (revoked, expired, spent).
+
 Needs root. Then start supervisord without the bootstrap secrets
 (/usr/bin/env -u PAIR_SPACE_KEY -u PAIR_SPACE_TOKEN supervisord -c /etc/supervisor/supervisord.conf)
 and run PREFIX/pair spaces bootstrap.
@@ -255,10 +258,7 @@ find_broker() {
 # read without verifying it (the broker knows its keys only hashed). Like token_issuer, it takes the
 # first run of what pasting leaves around a key that has that shape.
 key_broker() {
-    encoded=$(printf '%s' "$SPACE_KEY" | tr -c 'A-Za-z0-9_.-' '\n' \
-        | grep -E '^pair_sk_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' | head -n 1 | sed 's/^pair_sk_//' | cut -d. -f1) || true
-    BROKER=""
-    if [ -n "$encoded" ]; then BROKER=$(b64url_decode "$encoded"); fi
+    BROKER=$(key_url "$SPACE_KEY")
     PACKAGE_WHY="the broker the Space key from $SPACE_KEY_FROM names"
     [ -n "$BROKER" ] || die "The Space key from $SPACE_KEY_FROM does not name its broker (its first part does not decode to a URL), so install.sh cannot tell where to get pair." \
         "Pass the whole key \`pair spaces keys create\` printed, or say where pair comes from with --broker-url URL or --package."
@@ -266,13 +266,28 @@ key_broker() {
     check_url "$BROKER" "The broker URL in the Space key from $SPACE_KEY_FROM"
 }
 
+# The broker URL the Space key in $1 names (its first part, decoded), or nothing.
+key_url() {
+    encoded=$(key_run "$1" | sed 's/^pair_sk_//' | cut -d. -f1)
+    if [ -n "$encoded" ]; then b64url_decode "$encoded"; fi
+}
+
+# The first run of what pasting leaves around a Space key (`pair_sk_` + base64url + `.` + secret)
+# or a JWT (header.claims.signature) in $1, or nothing. pair's own parser is not installed yet:
+# these are what install.sh reads a secret's broker from, and asks that broker about.
+key_run() {
+    printf '%s' "$1" | tr -c 'A-Za-z0-9_.-' '\n' | grep -E '^pair_sk_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' | head -n 1 || true
+}
+jwt_run() {
+    printf '%s' "$1" | tr -c 'A-Za-z0-9_.-' '\n' \
+        | grep -E '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' | head -n 1 || true
+}
+
 # The `iss` claim (RFC 7519 §4.1.1) of the Space token in $1, read without verifying it (the
-# broker verifies), or nothing. pair's own parser is not installed yet: this takes the first run
-# of what pasting leaves around a JWT that looks like header.claims.signature, and decodes its
-# claims (base64url, RFC 7515 §2) with base64 -d; msgspec writes them compact, one line.
+# broker verifies), or nothing: the claims of its JWT run (jwt_run) decoded (base64url, RFC 7515
+# §2) with base64 -d; msgspec writes them compact, one line.
 token_issuer() {
-    claims=$(printf '%s' "$1" | tr -c 'A-Za-z0-9_.-' '\n' \
-        | grep -E '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' | head -n 1 | cut -d. -f2) || true
+    claims=$(jwt_run "$1" | cut -d. -f2)
     if [ -z "$claims" ]; then return 0; fi
     b64url_decode "$claims" | sed -e 's#\\/#/#g' \
         | sed -n 's/.*"iss"[[:space:]]*:[[:space:]]*"\([^"\\]*\)".*/\1/p' | head -n 1
@@ -308,6 +323,126 @@ normalize_token() {
     if [ -n "$SPACE_KEY" ] && ! SPACE_KEY=$(printf '%s' "$SPACE_KEY" | "$VPY" -I -m pair.api.tokens --kind=space-key --source="$SPACE_KEY_FROM"); then
         exit 1
     fi
+}
+
+# -- the secret, asked of its broker before anything is installed ---------------------------------
+
+REGISTRATION_CHECK=/api/v1/agent/registration-check # pair.api.endpoints.CHECK_REGISTRATION
+CHECK_LATER=false
+
+# Whether the broker would register this container with the Space token or key: asked first, so
+# a revoked or expired one is refused in seconds with bootstrap's own sentence and hint, not after
+# the install. The check uses nothing up (docs/install.md). Only the broker's refusal stops the
+# install: a broker that cannot be reached now, or one older than the check, is bootstrap's to
+# judge. Not asked: a container that is registered already (PREFIX/agent.json: bootstrap checks in
+# with its credential instead), a secret with no broker or shape install.sh can read (pair's
+# parser names what is wrong with it later). With neither python3 nor curl on the system yet, it
+# is asked once the distribution's python3 is installed.
+check_secrets() {
+    if [ -z "$TOKEN$SPACE_KEY" ] || [ -f "$PAIR_PREFIX/agent.json" ]; then return 0; fi
+    if [ -z "$(http_client)" ]; then
+        CHECK_LATER=true
+        return 0
+    fi
+    CHECK_LATER=false
+    if [ -n "$TOKEN" ]; then
+        check_secret space_token "$(jwt_run "$TOKEN")" "Space token from $TOKEN_FROM" "${BROKERURL:-$(token_issuer "$TOKEN")}"
+    fi
+    if [ -n "$SPACE_KEY" ]; then
+        check_secret space_key "$(key_run "$SPACE_KEY")" "Space key from $SPACE_KEY_FROM" "${BROKERURL:-$(key_url "$SPACE_KEY")}"
+    fi
+}
+
+# check_secret KIND SECRET WHAT URL: ask the broker at URL about SECRET (`space_token` or
+# `space_key`; only the characters of its grammar, so the JSON needs no escaping), on standard input.
+check_secret() {
+    url=${4%/}
+    if [ -z "$2" ] || ! is_url "$url"; then return 0; fi
+    make_work_dir
+    instance=$(instance_id)
+    status=$(printf '{"kind":"%s","secret":"%s"%s}' "$1" "$2" "${instance:+,\"instance_id\":\"$instance\"}" \
+        | post_json "$url$REGISTRATION_CHECK" "$WORK_DIR/answer") || status=000
+    case $status in
+        200)
+            name=$(json_field space_key_name <"$WORK_DIR/answer")
+            name=${name:-$(json_field space_name <"$WORK_DIR/answer")}
+            ok "$url accepts the $3 (\"$(printable "$name")\" of $(printable "$(json_field owner <"$WORK_DIR/answer")"))"
+            return 0 ;;
+        401 | 409 | 410)
+            case $(json_field code <"$WORK_DIR/answer") in
+                token_* | space_key_* | space_deleted)
+                    die "$(printable "$(json_field message <"$WORK_DIR/answer")")" \
+                        "$(printable "$(json_field detail <"$WORK_DIR/answer")")" ;;
+            esac ;;
+    esac
+    why="HTTP $status"
+    if [ "$status" = 000 ]; then why=$(head -c 200 "$WORK_DIR/answer" | tr '\n' ' '); fi
+    warn "could not ask $url whether it accepts the $3 ($(printable "${why% }")); bootstrap will tell"
+}
+
+# This container's instance id (PREFIX/instance-id, from an earlier bootstrap), if it has one of
+# pair's shape: a token it used itself still registers it.
+instance_id() {
+    id=$(head -n 1 "$PAIR_PREFIX/instance-id" 2>/dev/null || true)
+    case $id in
+        "" | *[!A-Za-z0-9_-]*) ;;
+        *) if [ "${#id}" -le 128 ]; then printf '%s\n' "$id"; fi ;;
+    esac
+}
+
+is_url() {
+    case $1 in
+        http://?* | https://?*) case ${1#*://} in *[!A-Za-z0-9.:/_~%-]*) return 1 ;; esac ;;
+        *) return 1 ;;
+    esac
+}
+
+# What can make an HTTP request before pair is installed: this system's python3, else curl.
+http_client() {
+    if command -v python3 >/dev/null 2>&1; then
+        echo python3
+    elif command -v curl >/dev/null 2>&1; then
+        echo curl
+    fi
+}
+
+# post_json URL FILE: POST standard input (JSON) to URL, its answer's body into FILE; prints the
+# HTTP status, 000 for no answer (FILE then says why). Never the secret in an argument.
+post_json() {
+    case $(http_client) in
+        python3) python3 -c "$POST_JSON" "$1" "$2" ;;
+        curl)
+            curl -sS --connect-timeout 10 --max-time 30 -H 'Content-Type: application/json' --data-binary @- \
+                -o "$2" -w '%{http_code}' "$1" 2>"$2.err" || cp "$2.err" "$2" ;;
+    esac
+}
+POST_JSON='
+import ssl, sys, urllib.error, urllib.request
+url, path = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(url, sys.stdin.buffer.read(), {"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=30, context=ssl.create_default_context()) as answer:
+        status, body = answer.status, answer.read(65536)
+except urllib.error.HTTPError as exc:
+    status, body = exc.code, exc.read(65536)
+except Exception as exc:
+    status, body = 0, str(getattr(exc, "reason", exc)).encode()
+with open(path, "wb") as f:
+    f.write(body)
+print("%03d" % status)
+'
+
+# json_field NAME: the string NAME holds in the JSON object on standard input (one line, as
+# msgspec writes pair's answers), with the escapes \" \\ and \/ undone (any other, such as \n,
+# stays as written: visible, never obeyed); nothing if there is none.
+json_field() {
+    soh=$(printf '\001') # never in JSON text: a control character is always escaped there
+    sed -nE "s/.*\"$1\":\"(([^\"\\\\]|\\\\.)*)\".*/\\1/p" | head -n 1 \
+        | sed -e "s/\\\\\\\\/$soh/g" -e 's/\\"/"/g' -e 's#\\/#/#g' -e "s/$soh/\\\\/g"
+}
+
+make_work_dir() {
+    if [ -z "$WORK_DIR" ]; then WORK_DIR=$(mktemp -d); fi
 }
 
 # -- the system -----------------------------------------------------------------------------
@@ -568,7 +703,7 @@ ensure_package() {
             if dry; then
                 act "download $spec and install it into $VENV" true
             else
-                WORK_DIR=$(mktemp -d)
+                make_work_dir
                 file=$(download_wheel)
                 stamp="sha256 $(sha256_of "$file")"
             fi ;;
@@ -638,6 +773,7 @@ do_install() {
     if dry; then log "dry run: nothing will be changed"; fi
     log "pair comes from $PACKAGE_SPEC ($PACKAGE_WHY)"
     ensure_packages
+    if [ "$CHECK_LATER" = true ]; then check_secrets; fi # python3 is there now
     ensure_prefix
     ensure_venv
     ensure_package
@@ -680,6 +816,7 @@ main() {
     if [ "$UNINSTALL" = true ]; then
         do_uninstall
     else
+        check_secrets
         do_install
     fi
 }
