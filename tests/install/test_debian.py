@@ -240,8 +240,11 @@ def test_given_only_a_token_it_installs_pair_from_the_broker_the_token_names(tmp
 def check_installed(chroot: Chroot, port: int, token: str) -> None:
     for path in INSTALLED:
         assert os.path.lexists(chroot.path(path)), path
-    for program in ("supervisord", "supervisorctl"):  # links resolve inside the root, not through /proc
-        assert os.readlink(chroot.path(f"/usr/local/bin/{program}")) == f"/opt/pair/venv/bin/{program}"
+    # A link resolves inside the root, not through /proc; supervisord is the launcher that drops the secrets.
+    assert os.readlink(chroot.path("/usr/local/bin/supervisorctl")) == "/opt/pair/venv/bin/supervisorctl"
+    supervisord = chroot.path("/usr/local/bin/supervisord")
+    assert supervisord.read_text() == configs.supervisord_launcher("/opt/pair/venv/bin/supervisord")
+    assert stat.S_IMODE(supervisord.stat().st_mode) == 0o755
     prefix = chroot.path("/opt/pair").stat()
     assert (prefix.st_uid, stat.S_IMODE(prefix.st_mode)) == (0, 0o755)
     launcher = chroot.path("/opt/pair/pair").stat()
