@@ -358,25 +358,28 @@ check_secrets() {
 check_secret() {
     url=${4%/}
     if [ -z "$2" ] || ! is_url "$url"; then return 0; fi
-    make_work_dir
     instance=$(instance_id)
-    status=$(printf '{"kind":"%s","secret":"%s"%s}' "$1" "$2" "${instance:+,\"instance_id\":\"$instance\"}" \
-        | post_json "$url$REGISTRATION_CHECK" "$WORK_DIR/answer") || status=000
+    # Nothing written to disk (a second run changes no file, not even /tmp's time): the answer is
+    # its body, then its status on the last line.
+    answer=$(printf '{"kind":"%s","secret":"%s"%s}' "$1" "$2" "${instance:+,\"instance_id\":\"$instance\"}" \
+        | post_json "$url$REGISTRATION_CHECK") || answer=000
+    status=$(printf '%s\n' "$answer" | sed -n '$p')
+    body=$(printf '%s\n' "$answer" | sed '$d')
     case $status in
         200)
-            name=$(json_field space_key_name <"$WORK_DIR/answer")
-            name=${name:-$(json_field space_name <"$WORK_DIR/answer")}
-            ok "$url accepts the $3 (\"$(printable "$name")\" of $(printable "$(json_field owner <"$WORK_DIR/answer")"))"
+            name=$(printf '%s\n' "$body" | json_field space_key_name)
+            name=${name:-$(printf '%s\n' "$body" | json_field space_name)}
+            ok "$url accepts the $3 (\"$(printable "$name")\" of $(printable "$(printf '%s\n' "$body" | json_field owner)"))"
             return 0 ;;
         401 | 409 | 410)
-            case $(json_field code <"$WORK_DIR/answer") in
+            case $(printf '%s\n' "$body" | json_field code) in
                 token_* | space_key_* | space_deleted)
-                    die "$(printable "$(json_field message <"$WORK_DIR/answer")")" \
-                        "$(printable "$(json_field detail <"$WORK_DIR/answer")")" ;;
+                    die "$(printable "$(printf '%s\n' "$body" | json_field message)")" \
+                        "$(printable "$(printf '%s\n' "$body" | json_field detail)")" ;;
             esac ;;
     esac
     why="HTTP $status"
-    if [ "$status" = 000 ]; then why=$(head -c 200 "$WORK_DIR/answer" | tr '\n' ' '); fi
+    if [ "$status" = 000 ]; then why=$(printf '%s' "$body" | head -c 200 | tr '\n' ' '); fi
     warn "could not ask $url whether it accepts the $3 ($(printable "${why% }")); bootstrap will tell"
 }
 
@@ -406,20 +409,19 @@ http_client() {
     fi
 }
 
-# post_json URL FILE: POST standard input (JSON) to URL, its answer's body into FILE; prints the
-# HTTP status, 000 for no answer (FILE then says why). Never the secret in an argument.
+# post_json URL: POST standard input (JSON) to URL; prints the answer's body, then its HTTP status
+# on a line of its own (000 for no answer: the body then says why). Never the secret in an argument.
 post_json() {
     case $(http_client) in
-        python3) python3 -c "$POST_JSON" "$1" "$2" ;;
+        python3) python3 -c "$POST_JSON" "$1" ;;
         curl)
             curl -sS --connect-timeout 10 --max-time 30 -H 'Content-Type: application/json' --data-binary @- \
-                -o "$2" -w '%{http_code}' "$1" 2>"$2.err" || cp "$2.err" "$2" ;;
+                -w '\n%{http_code}\n' "$1" 2>&1 || true ;;
     esac
 }
 POST_JSON='
 import ssl, sys, urllib.error, urllib.request
-url, path = sys.argv[1], sys.argv[2]
-request = urllib.request.Request(url, sys.stdin.buffer.read(), {"Content-Type": "application/json"})
+request = urllib.request.Request(sys.argv[1], sys.stdin.buffer.read(), {"Content-Type": "application/json"})
 try:
     with urllib.request.urlopen(request, timeout=30, context=ssl.create_default_context()) as answer:
         status, body = answer.status, answer.read(65536)
@@ -427,9 +429,7 @@ except urllib.error.HTTPError as exc:
     status, body = exc.code, exc.read(65536)
 except Exception as exc:
     status, body = 0, str(getattr(exc, "reason", exc)).encode()
-with open(path, "wb") as f:
-    f.write(body)
-print("%03d" % status)
+sys.stdout.write(body.decode("utf-8", "replace") + "\n%03d\n" % status)
 '
 
 # json_field NAME: the string NAME holds in the JSON object on standard input (one line, as
