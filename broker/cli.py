@@ -245,7 +245,7 @@ def serve(
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Before uvicorn drops the connections (with a bare 1012): people hear why their
-            # sessions end, and agents that the broker will be back (they retry within a second).
+            # streams end, and agents that the broker will be back (they retry within a second).
             await streams.close_all(app.state.ctx)
             await super().shutdown(sockets)
 

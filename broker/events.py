@@ -45,7 +45,7 @@ class EndTerminals(msgspec.Struct, tag="end_terminals", tag_field="type"):
 
     emails: list[str] | None
     reason: str
-    kicked: bool = False  # the owner ended their sessions; their access goes on
+    kicked: bool = False  # the owner ended their streams (`pair spaces kick`); their access goes on
 
 
 class Recheck(msgspec.Struct, tag="recheck", tag_field="type"):

@@ -3,7 +3,7 @@
 Admins create and remove groups and manage their members; an owner shares a Space with a group
 (`broker.spaces.update_shares`). A membership change reaches live access at once: every Space
 shared with the group gets a fresh snapshot pushed to its agent, and a removed member who can
-no longer see a Space loses their open sessions there (`spaces.revoke_lost`, as unshare does).
+no longer see a Space loses their open streams there (`spaces.revoke_lost`, as unshare does).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ async def add_members(ctx: Context, name: str, emails: list[str], *, actor: str)
 
 async def remove_members(ctx: Context, name: str, emails: list[str], *, actor: str) -> GroupRecord:
     """Take people out of the group: the group's Spaces they can no longer see drop their keys
-    and end their open sessions at once."""
+    and end their open streams at once."""
     group = await access.group_by_name(ctx, name)
     people = await _members(ctx, emails)
     shared = await ctx.store.spaces_shared_with_group(group.id)

@@ -281,7 +281,7 @@ def _host_keys_header(space: SpaceRecord) -> list[tuple[bytes, bytes]]:
     return [(ep.HOST_KEYS_HEADER.encode(), ", ".join(facts.host_keys).encode())]
 
 
-async def space_tunnel(ws: WebSocket) -> None:
+async def space_ssh(ws: WebSocket) -> None:
     """A person's SSH stream (`pair spaces proxy`, ssh's ProxyCommand); its acceptance carries
     the Space's host keys (ep.HOST_KEYS_HEADER)."""
     await _person(ws, "ssh", lambda _ws, _user: m.SshTarget(), _host_keys_header)
@@ -339,7 +339,7 @@ ROUTES = [
     WebSocketRoute(ep.AGENT_CONNECT, agent_connect),
     WebSocketRoute(ep.AGENT_STREAM, agent_stream),
     WebSocketRoute(ep.AGENT_TUNNEL, agent_stream),
-    WebSocketRoute(ep.SPACE_TUNNEL, space_tunnel),
+    WebSocketRoute(ep.SPACE_TUNNEL, space_ssh),
     WebSocketRoute(ep.SPACE_TERMINAL, space_terminal),
     WebSocketRoute(ep.SPACE_PORT, space_port),
     WebSocketRoute(ep.WEB_TERMINAL, web_terminal),

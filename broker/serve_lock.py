@@ -1,6 +1,6 @@
 """One `pair-broker serve` per data directory.
 
-Connected agents, open tunnels and the heartbeat memo live in the serving process (broker.hub,
+Connected agents, open streams and the heartbeat memo live in the serving process (broker.hub,
 Context.seen), so a second broker on the same SQLite file would split the containers and
 teammates between two processes that cannot reach each other's. `serve` therefore holds an
 exclusive flock(2) on `DATA_DIR/serve.lock` for as long as it runs; the kernel releases it when

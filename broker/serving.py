@@ -83,7 +83,7 @@ class RedactSecrets(logging.Filter):
 
 def config(app: ASGIApp, *, log_level: str = "info", access_log: bool = False) -> uvicorn.Config:
     """One process, uvloop + httptools where installed, no access log by default (it costs ~1/3
-    of throughput), and WebSockets without compression (tunnels carry encrypted bytes). The
+    of throughput), and WebSockets without compression (SSH streams carry encrypted bytes). The
     broker's own log (`pair.broker`) is written like uvicorn's, and every line is redacted."""
     import uvicorn
 

@@ -264,7 +264,7 @@ async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.Sh
 async def revoke_lost(ctx: Context, space: SpaceRecord, emails: set[str], reason: str) -> None:
     """After a change of who may reach `space` (a share, a group's share or membership): its
     agent gets the new keys now, and those of `emails` who can no longer see it lose their
-    open sessions at once (each with `reason`). Someone still reaching it another way (shared
+    open streams at once (each with `reason`). Someone still reaching it another way (shared
     directly, or through another group) keeps theirs."""
     await snapshots.push(ctx, space)  # the agent updates its snapshot now, not at its next heartbeat
     lost = []
@@ -287,7 +287,7 @@ async def delete(ctx: Context, user: UserRecord, space_id: str, *, actor: str | 
 
 
 async def set_service(ctx: Context, user: UserRecord, space_id: str, *, up: bool) -> m.Space:
-    """`up`/`down`: ask the agent to start or stop sshd. Down ends open sessions at once."""
+    """`up`/`down`: ask the agent to start or stop sshd. Down ends open streams at once."""
     space = await access.get_owned(ctx, user, space_id, "start or stop")
     if not await ctx.agent_connected(space.id):
         if up:

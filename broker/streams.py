@@ -1,6 +1,6 @@
 """Streams: a person reaches a target in a Space's container — its sshd, a terminal, a port — over
 a connection the Space's agent dials out to the broker (Codespaces and Devfile workspaces take no
-inbound connections). SSH tunnels, terminals and ports are one mechanism (Coder's agent shares
+inbound connections). SSH, terminals and ports are one mechanism (Coder's agent shares
 one dial for SSH, its reconnecting PTY and ports):
 
 - `ready`: the Space can take a stream of this kind now (or soon: it waits a few seconds for an
@@ -12,7 +12,7 @@ one dial for SSH, its reconnecting PTY and ports):
 - `broker.events.end_streams`: the one way to end streams (unshare, kick, delete, down), which
   `on_event` carries out for the streams this process holds.
 
-Sessions (`pair spaces sessions`) and kick are here too: they list and end streams.
+The listing of open streams (`pair spaces sessions`) and kick are here too.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ READY_WAIT = 5.0  # seconds a stream waits for a Space on its way up (agent reco
 AGENT_ANSWER_TIMEOUT = 8.0
 
 KINDS: dict[type[m.StreamTarget], m.StreamKind] = {m.SshTarget: "ssh", m.PtyTarget: "terminal", m.TcpTarget: "port"}
+# Ids go on the wire (an old agent dials AGENT_TUNNEL with an SSH one): `tun_` stays SSH's.
 _ID_PREFIXES: dict[m.StreamKind, str] = {"ssh": "tun_", "terminal": "pty_", "port": "tcp_"}
-# A terminal's is `terminal.open` or `terminal.join`, once the agent's `hello` names it.
+# A terminal's is `terminal.open` or `terminal.join`, once the agent's `hello` names it. SSH's
+# keeps `tunnel.open`: `pair-broker audit --action` filters on it and the log's older rows say it.
 _AUDIT: dict[m.StreamKind, str] = {"ssh": "tunnel.open", "port": "port.open"}
 CONTAINER_LOST = SENTENCES[CloseCode.CONTAINER_LOST]
 
@@ -475,7 +477,7 @@ async def close_all(ctx: Context, timeout: float = 2.0) -> None:
         )
 
 
-# -- sessions and kick ------------------------------------------------------------------------
+# -- the listing and kick ----------------------------------------------------------------------
 
 
 async def _open_streams(ctx: Context, space_id: str, *, full: bool) -> list[m.StreamInfo]:

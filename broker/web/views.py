@@ -56,15 +56,15 @@ class Way:
 
 @dataclass(frozen=True)
 class Visitor:
-    """One person connected to a Space, however many sessions they have open."""
+    """One person connected to a Space, however many streams they have open (SSH, terminals, ports)."""
 
     email: str
     since_text: str  # "5 minutes ago", after "connected"
     since_iso: str
     since_title: str
-    sessions: int
+    streams: int
     addresses: list[str]  # the hosts they came from; empty unless the viewer owns the Space
-    more: str  # the rest of the line: ", 2 sessions, from 10.0.0.7"
+    more: str  # the rest of the line: ", 2 sessions, from 10.0.0.7" (the word `pair spaces sessions` has)
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,7 @@ ADMIN_REMOVE_GROUP: Endpoint[None, None] = Endpoint(
 ADMIN_GROUP_MEMBERS: Endpoint[m.GroupMembersUpdate, m.Group] = Endpoint(
     "PATCH",
     f"{API}/admin/groups/{{name}}/members",
-    "Add people to a group or take them out; those who lose a Space lose its sessions at once (admin).",
+    "Add people to a group or take them out; those who lose a Space lose their streams there at once (admin).",
     "admin",
     m.GroupMembersUpdate,
     m.Group,
@@ -411,8 +411,10 @@ ADMIN_DENY_REQUEST: Endpoint[None, m.AccessRequest] = Endpoint(
 AGENT_CONNECT = f"{API}/agent/connect"  # the agent's control channel (agent credential)
 AGENT_STREAM = f"{API}/agent/streams/{{stream_id}}"  # the agent's side of one stream (agent credential)
 AGENT_TUNNEL = f"{API}/agent/tunnels/{{tunnel_id}}"  # the same, as agents that predate streams dial it
-SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"  # a person's SSH stream (session)
-# In the answer that accepts a person's tunnel: the Space's host keys as the broker recorded them
+# A person's SSH stream (session). "tunnel" here and in AGENT_TUNNEL is the published path: older
+# CLIs' `pair spaces proxy` and older agents dial it, so it keeps the name; everything else says stream.
+SPACE_TUNNEL = f"{API}/spaces/{{space_id}}/tunnel"
+# In the answer that accepts a person's SSH stream: the Space's host keys as the broker recorded them
 # (`TYPE BASE64`, comma-separated), so the proxy can re-pin them before ssh checks the server's key.
 HOST_KEYS_HEADER = "x-pair-host-keys"
 # A person's terminal stream (session): `?cols=C&rows=R` opens a new terminal, `?join=TERMINAL_ID`

@@ -621,7 +621,8 @@ class ReplyMessage(Struct, tag="reply", tag_field="type"):
 
 class TunnelRequest(Struct, tag="tunnel", tag_field="type"):
     """broker → agent, to agents that predate streams (their heartbeats name no `streams`): dial
-    the local sshd and connect it to the broker's stream `tunnel_id` (at AGENT_TUNNEL)."""
+    the local sshd and connect it to the broker's stream `tunnel_id` (at AGENT_TUNNEL). The tag and the
+    field keep the word "tunnel": they are what those agents decode."""
 
     tunnel_id: str
 
@@ -668,7 +669,7 @@ class EndTerminals(Struct, tag="end_terminals", tag_field="type"):
     """broker → agent: these people's access ended (unshare, kick), or everyone's (`emails` null:
     down, delete). Their attachments close with `reason` (`revoked`), their grants go, and the
     terminals they started end. Sent only to agents that listed `pty`. `kicked`: the owner ended
-    their sessions (`pair spaces kick`), their access goes on: the others are told so."""
+    their streams (`pair spaces kick`), their access goes on: the others are told so."""
 
     emails: list[str] | None
     reason: str

@@ -71,9 +71,9 @@ def terminal(
         headers = client.bearer()
     import asyncio
 
-    from pair.cli import terminal_session
+    from pair.cli import terminal_stream
 
-    status = asyncio.run(terminal_session.run(url, headers, target.name))
+    status = asyncio.run(terminal_stream.run(url, headers, target.name))
     raise typer.Exit(status)
 
 
@@ -149,11 +149,11 @@ def terminal_role(
         url = client.terminal_url(target.id, join=terminal_id, control=True)  # not a join: no output
         import asyncio
 
-        from pair.cli import terminal_session
+        from pair.cli import terminal_stream
 
         wanted: tp.Role = "driver" if role == "driver" else "viewer"
         shows = functools.partial(_shows_role, client, target.id, terminal_id, email, role)
-        if not asyncio.run(terminal_session.grant(url, client.bearer(), email, wanted, shows, ROLE_WAIT)):
+        if not asyncio.run(terminal_stream.grant(url, client.bearer(), email, wanted, shows, ROLE_WAIT)):
             raise PairError(
                 f"The container did not confirm that {email} is now a {role}.",
                 "Check with `pair spaces terminals`; the terminal may have ended.",

@@ -111,7 +111,7 @@ class Agent:
         self.tasks: set[asyncio.Task[None]] = set()  # streams and sshd starts, each collected when done
         self._control: ClientConnection | None = None  # the channel refusals go back on
         self._news = asyncio.Event()  # set when the broker should hear a heartbeat now
-        self._recheck = asyncio.Event()  # set when sshd's health must be probed now (a tunnel failed)
+        self._recheck = asyncio.Event()  # set when sshd's health must be probed now (an SSH stream failed)
         self._registration_stamp: float | None = None
         self.listening: list[int] = []  # ports listening in the container (not sshd's): candidates to share
         self._ports_read = 0.0  # when they were last read (monotonic)

@@ -116,13 +116,13 @@ class SshWatch:
         self.health: SshHealth | None = None
         self._state: str | None = None
         self._checked_at = 0.0
-        self._lock = asyncio.Lock()  # one look at a time (the watch loop, a reply, a failed tunnel)
+        self._lock = asyncio.Lock()  # one look at a time (the watch loop, a reply, a failed SSH stream)
         self._starting = False  # the agent is starting sshd: its states in passing are not news
         self._generation = 0  # bumped by starting() and started(): a look begun before is out of date
 
     async def check(self, *, force: bool = False) -> SshHealth:
         """The health now. Cheap unless supervisord's state changed, SSH is down and the last
-        probe is old, or `force` (a tunnel could not reach sshd)."""
+        probe is old, or `force` (an SSH stream could not reach sshd)."""
         async with self._lock:
             generation = self._generation
             if self._starting:

@@ -876,7 +876,7 @@ class TerminalManager:
         self.get(terminal_id).set_role(email, role, by=by)
 
     def revoke(self, email: str, reason: str, *, kicked: bool = False) -> None:
-        """`email` lost access to the Space, or was `kicked` (the owner ended their sessions;
+        """`email` lost access to the Space, or was `kicked` (the owner ended their streams;
         their access goes on): their attachments close (`revoked`, with `reason`), their grants
         go, and the terminals they started end for everyone, who are told which it was."""
         for terminal in list(self.terminals.values()):

@@ -362,7 +362,7 @@ def test_who_is_here_shows_addresses_to_the_owner_only(
 
     [owner_view] = browser.get("/web/spaces.json").json()["spaces"]
     [visitor] = owner_view["here"]
-    assert (visitor["email"], visitor["since_text"], visitor["sessions"]) == (BOB, "5 minutes ago", 3)
+    assert (visitor["email"], visitor["since_text"], visitor["streams"]) == (BOB, "5 minutes ago", 3)
     assert (visitor["addresses"], visitor["more"]) == (
         ["10.1.2.3", "192.0.2.9"],
         ", 3 sessions, from 10.1.2.3, 192.0.2.9",
@@ -370,7 +370,7 @@ def test_who_is_here_shows_addresses_to_the_owner_only(
     assert "from 10.1.2.3, 192.0.2.9" in browser.get("/").text
 
     [shared_view] = teammate.get("/web/spaces.json").json()["spaces"]
-    assert [(v["email"], v["sessions"], v["addresses"], v["more"]) for v in shared_view["here"]] == [
+    assert [(v["email"], v["streams"], v["addresses"], v["more"]) for v in shared_view["here"]] == [
         (BOB, 3, [], ", 3 sessions")
     ]
     assert "10.1.2.3" not in teammate.get("/").text + teammate.get(f"/web/spaces/{space_id}/row").text

@@ -77,7 +77,7 @@ def _window(fd: int) -> tuple[int, int] | None:
     return (min(max(size.columns, 1), 1000), min(max(size.lines, 1), 1000))
 
 
-class Session:
+class TerminalStream:
     """The stream between this terminal (stdin, stdout) and a shell in the Space."""
 
     def __init__(self, ws: ClientConnection, space: str, stdin: int, stdout: int, raw: bool) -> None:
@@ -196,7 +196,7 @@ async def run(url: str, headers: dict[str, str], space: str) -> int:
     ws = await open_stream(url, headers)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     raw = os.isatty(stdin)
-    session = Session(ws, space, stdin, stdout, raw)
+    stream = TerminalStream(ws, space, stdin, stdout, raw)
     loop = asyncio.get_running_loop()
     saved = termios.tcgetattr(stdin) if raw else None
     watched = [signal.SIGTERM, signal.SIGHUP] + ([signal.SIGWINCH] if raw else [])
@@ -204,10 +204,10 @@ async def run(url: str, headers: dict[str, str], space: str) -> int:
         if raw:
             tty.setraw(stdin)  # no ISIG: Ctrl-C, Ctrl-Z, Ctrl-\ are bytes for the remote shell
         for signum in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(signum, session.stop, signum)
+            loop.add_signal_handler(signum, stream.stop, signum)
         if raw:
-            loop.add_signal_handler(signal.SIGWINCH, session.resized)
-        return await session.serve()
+            loop.add_signal_handler(signal.SIGWINCH, stream.resized)
+        return await stream.serve()
     finally:
         for signum in watched:
             loop.remove_signal_handler(signum)
