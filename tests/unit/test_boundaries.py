@@ -1,5 +1,6 @@
 """Package boundaries: the CLI never depends on the broker or its dependencies, and stays light to
-import; the broker takes from `pair` only what docs/architecture.md allows; no import cycles."""
+import; the broker takes from `pair` only what docs/architecture.md allows; no import cycles;
+the rooms table of docs/architecture.md says what each room imports."""
 
 from __future__ import annotations
 
@@ -262,3 +263,69 @@ def test_wire_models_do_not_import_httpx() -> None:
     loaded = modules_loaded_by("import pair.api.models")
     assert "msgspec" in loaded
     assert "httpx" not in loaded
+
+
+# The rooms table (docs/architecture.md, "The broker's rooms"): its "may call" column is what each
+# room imports, at any depth of the package and type-only imports too, besides this plumbing that
+# every room may use (the doc says the same list in words).
+PLUMBING = {"context", "store", "errors", "credentials", "names", "emails", "metrics"}
+
+
+def rooms_table(doc: str) -> tuple[dict[tuple[str, ...], set[str]], set[str]]:
+    """The rooms table of architecture.md: each row's modules (`bus`, `hub`, `links` share one)
+    and the broker modules or packages its "may call" column names (`broker.apps` as `apps`;
+    what a parenthesis adds, such as a function's name, is not a module); and the plumbing the
+    text before the table names."""
+    section = doc.split("### The broker's rooms", 1)[1].split("\n## ", 1)[0]
+    intro, _, table = section.partition("| module | holds | may call |")
+    plumbing_line = next(line for line in intro.split("\n\n") if "plumbing" in line)
+    plumbing = {name.removeprefix("broker.") for name in re.findall(r"`([a-z_.]+)`", plumbing_line)}
+    rows: dict[tuple[str, ...], set[str]] = {}
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        modules = tuple(re.findall(r"`([a-z_]+)`", cells[0]))
+        calls = re.sub(r"\([^)]*\)", "", cells[-1])
+        rows[modules] = {name.removeprefix("broker.") for name in re.findall(r"`([a-z_.]+)`", calls)}
+    return rows, plumbing
+
+
+def room_calls(modules: tuple[str, ...], root: Path = REPO) -> set[str]:
+    """The broker modules and packages (`web`, `apps`, `store`: a package as one) that the room
+    made of `modules` imports, besides the plumbing and itself."""
+    files = {module_name(p, root): p for p in (root / "broker").rglob("*.py")}
+    imported = set().union(*(module_imports(files[f"broker.{m}"], set(files), root) for m in modules))
+    tops = {name.split(".")[1] for name in imported if name.count(".") >= 1}
+    return tops - PLUMBING - set(modules)
+
+
+def test_the_rooms_table_says_what_each_room_calls() -> None:
+    rows, plumbing = rooms_table((REPO / "docs" / "architecture.md").read_text(encoding="utf-8"))
+    assert plumbing == PLUMBING
+    assert len(rows) > 15  # the parse found the table
+    broker_modules = {p.stem for p in (REPO / "broker").glob("*.py")} | {
+        p.name for p in (REPO / "broker").iterdir() if (p / "__init__.py").exists()
+    }
+    for modules, documented in rows.items():
+        assert set(modules) <= broker_modules, modules
+        assert documented <= broker_modules, (modules, documented)
+    assert {modules: room_calls(modules) for modules in rows} == rows
+
+
+def test_the_rooms_table_check_reads_a_row_and_its_imports(tmp_path: Path) -> None:
+    doc = (
+        "### The broker's rooms\n\nWords.\n\nBesides the plumbing every room may use: `context`, `store`, `errors`,"
+        " `credentials`, `names`, `emails`, `metrics`.\n\n| module | holds | may call |\n|---|---|---|\n"
+        "| `a`, `b` | things (`not_a_module`) | `c` (`to_wire`), `broker.apps` |\n| `c` | more | — |\n\n## Next\n"
+    )
+    rows, plumbing = rooms_table(doc)
+    assert rows == {("a", "b"): {"c", "apps"}, ("c",): set()} and plumbing == PLUMBING
+    broker = tmp_path / "broker"
+    (broker / "apps").mkdir(parents=True)
+    for name in ("__init__", "a", "b", "c", "context", "apps/__init__", "apps/hosts"):
+        (broker / f"{name}.py").write_text("")
+    (broker / "a.py").write_text("from broker import b, context\nfrom broker.apps import hosts\n")
+    (broker / "b.py").write_text("def later():\n    from broker.c import thing\n")
+    assert room_calls(("a", "b"), tmp_path) == {"c", "apps"}
+    assert room_calls(("c",), tmp_path) == set()
