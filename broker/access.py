@@ -8,8 +8,11 @@ exists.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from broker.context import Context
-from broker.errors import Problem, not_found
+from broker.emails import normalize_email
+from broker.errors import Problem, invalid, not_found
 from broker.store import GroupRecord, SpaceRecord, UserRecord
 
 
@@ -67,9 +70,50 @@ def require_admin(user: UserRecord) -> None:
         raise Problem(403, "This needs an admin account.", "Ask an admin of this broker.", "forbidden")
 
 
+def may_share_with(owner: UserRecord, person: UserRecord) -> bool:
+    """Whether `owner` may share a Space (or a Space key's Spaces) with `person`: any account of
+    this broker but their own. The one rule behind `teammates` (the list people choose from) and
+    `teammates_by_email` (what a share names)."""
+    return person.id != owner.id
+
+
 async def teammates(ctx: Context, user: UserRecord) -> list[UserRecord]:
-    """The people `user` may share a Space with: every other account, by email."""
-    return [u for u in await ctx.store.users() if u.id != user.id]
+    """The people `user` may share a Space with (`may_share_with`), by email."""
+    return [u for u in await ctx.store.users() if may_share_with(user, u)]
+
+
+# What an owner is told who names themselves among the people to share with: a Space, or a Space
+# key (whose Spaces are theirs already).
+OWN_EMAIL = {
+    "space": "You own this Space; share it with other people.",
+    "key": "You own this key and every Space it makes; share them with other people.",
+}
+
+
+async def teammates_by_email(
+    ctx: Context, owner: UserRecord, emails: list[str], *, of: Literal["space", "key"] = "space"
+) -> list[UserRecord]:
+    """The accounts `owner` shares with by naming `emails` (each once, normalized): Problem 422
+    `unknown_user` naming every email without an account in one sentence, or `invalid` for one
+    `may_share_with` refuses (their own, in the words for what is shared: `of`)."""
+    users, unknown = [], []
+    for email in dict.fromkeys(normalize_email(e) for e in emails):
+        user = await ctx.store.user_by_email(email)
+        if user is None:
+            unknown.append(email)
+        elif not may_share_with(owner, user):
+            raise invalid(OWN_EMAIL[of], "Drop your own email from the list.")
+        else:
+            users.append(user)
+    if unknown:
+        raise Problem(
+            422,
+            f"No account on this broker for {', '.join(unknown)}.",
+            "Check the spelling, or ask an admin to create the account.",
+            "unknown_user",
+            admin_detail="Create it with `pair-broker users add EMAIL`, or check the spelling.",
+        )
+    return users
 
 
 async def may_open_port(ctx: Context, user: UserRecord | None, space: SpaceRecord, level: str) -> bool:

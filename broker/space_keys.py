@@ -11,10 +11,10 @@ docs/tokens.md describes its format, docs/operations.md what a leaked one allows
 
 from __future__ import annotations
 
-from broker import agents, credentials, quotas, snapshots, templates
+from broker import access, agents, credentials, quotas, snapshots, templates
 from broker.context import Context, timestamp
 from broker.errors import Problem, invalid
-from broker.spaces import delete, new_space, teammates_by_email
+from broker.spaces import delete, new_space
 from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, TemplateRecord, UserRecord
 from pair.api import models as m
 from pair.api.grammar import NAME_RULE, container_identity, is_space_name
@@ -68,7 +68,7 @@ async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m
     if not is_space_name(req.name):
         raise invalid(f"{req.name!r} is not a valid Space key name.", f"Use {NAME_RULE}.")
     template = await templates.resolve(ctx, req.template)
-    people = await teammates_by_email(ctx, user, req.share_with, of="key")
+    people = await access.teammates_by_email(ctx, user, req.share_with, of="key")
     now = ctx.now()
     secret = space_key(ctx.settings.url, credentials.new_secret(""))
     expires_at = now + req.expires_in_seconds if req.expires_in_seconds is not None else None

@@ -9,7 +9,6 @@ the container's side is `broker.agents`, the keys its agent holds `broker.snapsh
 from __future__ import annotations
 
 import secrets
-from typing import Literal
 
 import msgspec
 
@@ -76,39 +75,6 @@ async def wire(ctx: Context, user: UserRecord, space: SpaceRecord) -> m.Space:
     return to_wire(space, user, await ctx.store.shares(space.id), groups[space.id])
 
 
-# What an owner is told who names themselves among the people to share with: a Space, or a Space
-# key (whose Spaces are theirs already).
-OWN_EMAIL = {
-    "space": "You own this Space; share it with other people.",
-    "key": "You own this key and every Space it makes; share them with other people.",
-}
-
-
-async def teammates_by_email(
-    ctx: Context, owner: UserRecord, emails: list[str], *, of: Literal["space", "key"] = "space"
-) -> list[UserRecord]:
-    """Resolve teammates' emails (each once), naming every unknown one in a single error; the
-    owner's own email is refused in the words for what is shared (`of`)."""
-    users, unknown = [], []
-    for email in dict.fromkeys(normalize_email(e) for e in emails):
-        if email == owner.email:
-            raise invalid(OWN_EMAIL[of], "Drop your own email from the list.")
-        user = await ctx.store.user_by_email(email)
-        if user is None:
-            unknown.append(email)
-        else:
-            users.append(user)
-    if unknown:
-        raise Problem(
-            422,
-            f"No account on this broker for {', '.join(unknown)}.",
-            "Check the spelling, or ask an admin to create the account.",
-            "unknown_user",
-            admin_detail="Create it with `pair-broker users add EMAIL`, or check the spelling.",
-        )
-    return users
-
-
 def _ttl(ctx: Context, ttl_seconds: int | None) -> int:
     ttl = ctx.settings.token_ttl if ttl_seconds is None else ttl_seconds
     if ttl < m.MIN_TOKEN_TTL:
@@ -169,7 +135,7 @@ def new_space(
 
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
     ttl = _ttl(ctx, req.ttl_seconds)
-    teammates = await teammates_by_email(ctx, user, req.share_with)
+    teammates = await access.teammates_by_email(ctx, user, req.share_with)
     if req.name is not None and not names.is_valid(req.name):
         raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     template = await templates.resolve(ctx, req.template)
@@ -240,8 +206,8 @@ async def new_token(ctx: Context, user: UserRecord, space_id: str, req: m.NewTok
 async def update_shares(ctx: Context, user: UserRecord, space_id: str, req: m.ShareUpdate) -> m.Space:
     """Share a Space with people and groups, or stop; those who lose access lose it at once."""
     space = await access.get_owned(ctx, user, space_id, "share")
-    add = [t.id for t in await teammates_by_email(ctx, user, req.add)]
-    removed = await teammates_by_email(ctx, user, req.remove)
+    add = [t.id for t in await access.teammates_by_email(ctx, user, req.add)]
+    removed = await access.teammates_by_email(ctx, user, req.remove)
     add_groups = [await access.group_by_name(ctx, name) for name in dict.fromkeys(req.add_groups)]
     remove_groups = [await access.group_by_name(ctx, name) for name in dict.fromkeys(req.remove_groups)]
     now = ctx.now()
