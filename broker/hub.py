@@ -10,7 +10,6 @@ replica's streams. `changed` (a Space's state moved, for a stream waiting on it)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from broker.links import Closed, Frame, Link
 from pair.api.closecodes import CloseCode
 from pair.api.models import BrokerMessage, StreamKind
 from pair.api.terminal import TerminalInfo
-
-INTRODUCTION_WAIT = 5.0  # seconds a command waits for a new channel's first heartbeat
 
 
 @dataclass(eq=False)
@@ -52,9 +49,13 @@ class AgentLink:
             await self.link.send_text(msgspec.json.encode(message).decode())
 
     async def wait_introduced(self) -> None:
-        """Until the channel's first heartbeat said what the agent can do (at most INTRODUCTION_WAIT s)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.introduced.wait(), INTRODUCTION_WAIT)
+        """Until the channel's first heartbeat said what the agent can do. Every agent, of any
+        release, heartbeats first, so a silent one is not yet known, not old: it is waited for
+        (it once was for 5 s, and then a slow new agent was told it was too old for terminals).
+        The wait needs no bound of its own: it runs in the channel's bus subscription, which
+        ends with the channel, and a person's stream asked of a slow agent keeps its own
+        timeout (broker.streams.AGENT_ANSWER_TIMEOUT)."""
+        await self.introduced.wait()
 
 
 @dataclass(eq=False)
