@@ -42,7 +42,7 @@ def to_wire(request: AccessRequestRecord) -> m.AccessRequest:
         id=request.id,
         email=request.email,
         message=request.message,
-        state=request.state,  # type: ignore[arg-type]
+        state=request.state,
         created_at=timestamp(request.created_at),
         expires_at=timestamp(request.expires_at),
         decided_by=request.decided_by,

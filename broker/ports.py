@@ -134,7 +134,7 @@ def to_wire(ctx: Context, domain: AppsDomain, record: PortRecord) -> m.SharedPor
     return m.SharedPort(
         space_id=record.space_id,
         port=record.port,
-        level=record.level,  # type: ignore[arg-type]
+        level=record.level,
         label=record.label,
         url=app_origin(ctx, domain, record.address) + "/",
         shared_at=timestamp(record.created_at),
@@ -186,7 +186,7 @@ async def share(ctx: Context, user: UserRecord, space_id: str, port_text: str, r
 
 
 async def _new_share(
-    ctx: Context, user: UserRecord, space: SpaceRecord, port: int, level: str, label: str, now: int
+    ctx: Context, user: UserRecord, space: SpaceRecord, port: int, level: m.PortLevel, label: str, now: int
 ) -> PortRecord:
     owner = await handle(ctx, user)
     for hashed in (False, True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from pair.api.models import Role, SpaceState, StreamKind
+from pair.api.models import AccessRequestState, PortLevel, Role, SpaceState, StreamKind
 
 DesiredState = Literal["running", "stopped"]  # what the owner asked for with up/down
 
@@ -133,7 +133,7 @@ class PortRecord:
 
     space_id: str
     port: int
-    level: str  # pair.api.models.PortLevel
+    level: PortLevel
     label: str
     address: str
     created_at: int
@@ -193,7 +193,7 @@ class AccessRequestRecord:
     email: str
     message: str
     client_address: str
-    state: str  # pending, approved, claimed, denied
+    state: AccessRequestState
     created_at: int
     expires_at: int
     decided_at: int | None = None

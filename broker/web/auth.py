@@ -8,6 +8,7 @@ not accepted, and the web cookie is never readable by page scripts.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -76,13 +77,13 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != DEFAULT_PORTS.get(scheme) else "")
 
 
-def check_origin(ws: HTTPConnection, public_url: str) -> None:
-    """Refuse a WebSocket upgrade whose `Origin` is not the broker's public origin: cookies ride
+def check_origin(headers: Mapping[str, str], public_url: str) -> None:
+    """Refuse a WebSocket upgrade (its `headers`) whose `Origin` is not the broker's public origin: cookies ride
     on cross-site WebSocket upgrades (SameSite=Lax does not stop them), so without this any site
     a signed-in person visits could open their terminals (cross-site WebSocket hijacking). A
     missing Origin (not a browser) is refused too: only the page uses this route. Raises
     Problem 403 (`bad_origin`)."""
-    sent = ws.headers.get("origin", "")
+    sent = headers.get("origin", "")
     if not sent or origin_of(sent) in ("", "://") or origin_of(sent) != origin_of(public_url):
         raise Problem(
             403,
@@ -96,7 +97,7 @@ async def websocket_person(ws: WebSocket) -> UserRecord:
     """Whom the terminal page's WebSocket is for: the broker's own origin (check_origin), then
     the web session cookie, as for every page. Raises Problem (403 bad_origin, 401)."""
     ctx: Context = ws.app.state.ctx
-    check_origin(ws, ctx.settings.url)
+    check_origin(ws.headers, ctx.settings.url)
     web = await current(ws)
     if web is None:
         raise Problem(401, "You are not signed in, or your session has expired.", "Sign in again.", "unauthenticated")

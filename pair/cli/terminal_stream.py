@@ -59,6 +59,12 @@ async def open_stream(url: str, headers: dict[str, str]) -> ClientConnection:
         ) from None
 
 
+def _wake(readable: asyncio.Future[None]) -> None:
+    """loop.add_reader's callback: stdin has bytes (a reader can fire again before the future is awaited)."""
+    if not readable.done():
+        readable.set_result(None)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -122,7 +128,7 @@ class TerminalStream:
         loop = asyncio.get_running_loop()
         while True:
             readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(self.stdin, lambda f=readable: f.done() or f.set_result(None))  # type: ignore[misc]
+            loop.add_reader(self.stdin, _wake, readable)
             try:
                 await readable
             finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pair.api.models import ContainerFacts, Space
+from pair.api.models import ContainerFacts, Role, Space
 from pair.api.refs import host_aliases
 from tests.cli.helpers import assert_error, authorize, list_json, space_id, ssh_keygen
 from tests.support.cli import Person, Result
@@ -177,13 +177,13 @@ def test_clashing_names_get_the_owner_in_them(people: dict[str, Person]) -> None
     assert ssh_g(alice, "demo.pair")["proxycommand"].endswith(f" spaces proxy {a_id}")
 
 
-def space(sid: str, name: str, owner: str, role: str = "shared") -> Space:
+def space(sid: str, name: str, owner: str, role: Role = "shared") -> Space:
     now = datetime(2027, 1, 15, tzinfo=timezone.utc)
     return Space(
         id=sid,
         name=name,
         owner=owner,
-        role=role,  # type: ignore[arg-type]
+        role=role,
         state="running",
         created_at=now,
         updated_at=now,

@@ -136,7 +136,9 @@ def test_a_port_shared_at_each_level_in_chromium(ports_world: PortsWorld, browse
         sign_in_through_broker(bob, w.bob, app_url)
         assert demo_page(bob, app_url), bob.url
         assert bob.evaluate(WS_ECHO) == "hello"
-        seen = json.loads(bob.goto(app_url + "headers").text())  # type: ignore[union-attr]
+        answer = bob.goto(app_url + "headers")
+        assert answer is not None
+        seen = json.loads(answer.text())
         names = {n.lower() for n, _ in seen["headers"]}
         cookies = " ".join(v for n, v in seen["headers"] if n.lower() == "cookie")
         assert "authorization" not in names

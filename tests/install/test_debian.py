@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import pair
@@ -95,19 +96,10 @@ def expired_token(broker: RealBroker, token: str) -> str:
     """The same Space's token as if issued two hours ago, signed by the broker's own key."""
     keyring = Keyring(broker.data_dir / "signing-keys", retain_seconds=86400)
     keyring.load()
-    claims = unverified_claims(token)
+    claims = msgspec.convert(unverified_claims(token), SpaceTokenClaims)
     past = int(time.time()) - 7200
-    return keyring.sign(
-        SpaceTokenClaims(
-            **{
-                **claims,
-                "iat": past,
-                "nbf": past,
-                "exp": past + 3600,  # type: ignore[arg-type]
-                "jti": "expired-" + str(claims["jti"]),
-            }
-        )
-    )
+    expired = msgspec.structs.replace(claims, iat=past, nbf=past, exp=past + 3600, jti=f"expired-{claims.jti}")
+    return keyring.sign(expired)
 
 
 def test_install_twice_bootstrap_ssh_in_and_uninstall(tmp_path: Path, repo_wheel: Path) -> None:

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import jwt
+import msgspec
 import pytest
 from joserfc import jwt as jose_jwt
 from joserfc.errors import SecurityWarning
@@ -54,9 +55,9 @@ def test_core_journey(live_broker: RealBroker, team: dict[str, Person], tmp_path
     token_file = alice.dir / "SPACE_ID.txt"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
-    claims = unverified_claims(token)
-    assert claims["exp"] - claims["iat"] == 3600  # type: ignore[operator]
-    assert claims["iss"] == live_broker.url
+    claims = msgspec.convert(unverified_claims(token), SpaceTokenClaims)  # every claim, of its type
+    assert claims.exp - claims.iat == 3600
+    assert claims.iss == live_broker.url
 
     first, second = tmp_path / "container-1", tmp_path / "container-2"
     done = bootstrap(alice, first, token)
@@ -80,7 +81,7 @@ def test_core_journey(live_broker: RealBroker, team: dict[str, Person], tmp_path
 
     other = Keyring(tmp_path / "other-keys", retain_seconds=3600)
     other.load()
-    foreign = other.sign(SpaceTokenClaims(**{**claims, "jti": "another"}))  # type: ignore[arg-type]
+    foreign = other.sign(msgspec.structs.replace(claims, jti="another"))
     refused = bootstrap(alice, tmp_path / "container-4", foreign)
     assert refused.returncode == 1 and "signed by a key this broker does not know" in refused.stderr
 

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pair.api import readiness
-from pair.api.models import Space, SpaceState, SshHealth
+from pair.api.models import Role, Space, SpaceState, SshHealth
 from pair.container import health
 from pair.container.supervisor import ProcessInfo, SupervisorError
 
@@ -140,12 +140,12 @@ STARTING = SshHealth(serving=False, reason="sshd is starting.", supervisor_state
 SERVING = SshHealth(serving=True, supervisor_state="RUNNING")
 
 
-def space(state: SpaceState, ssh: SshHealth | None, role: str = "shared") -> Space:
+def space(state: SpaceState, ssh: SshHealth | None, role: Role = "shared") -> Space:
     return Space(
         id="sp_1",
         name="box",
         owner="alice@example.com",
-        role=role,  # type: ignore[arg-type]
+        role=role,
         state=state,
         created_at=NOW,
         updated_at=NOW,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from broker import quotas
 from broker.store import GroupRecord, Limits, Store, Usage, UserRecord
+from pair.api.models import SpaceState
 from pair.cli.quota import rows
 from tests.support import stores
 from tests.support.stores import NOW, space
@@ -73,8 +74,9 @@ def test_a_need_is_refused_exactly_when_it_would_pass_a_set_limit(
 
 # -- what the store counts ---------------------------------------------------------------------
 
+LIVE_AND_STOPPED: list[SpaceState] = ["created", "starting", "running", "stopping", "stopped"]
 space_st = st.tuples(
-    st.sampled_from(["created", "starting", "running", "stopping", "stopped"]),
+    st.sampled_from(LIVE_AND_STOPPED),
     st.integers(0, 9),  # compute units
     st.integers(0, 9),  # storage units
     st.booleans(),  # deleted
@@ -93,7 +95,7 @@ space_st = st.tuples(
 def test_the_store_counts_usage_and_limits_as_the_rules_say(
     request: pytest.FixtureRequest,
     backend_name: str,
-    spaces: list[tuple[str, int, int, bool, bool]],
+    spaces: list[tuple[SpaceState, int, int, bool, bool]],
     own: Limits,
     group_limits: list[Limits],
     member_of: list[bool],
@@ -114,7 +116,7 @@ def test_the_store_counts_usage_and_limits_as_the_rules_say(
                     template="t",
                 )
                 await store.create_space(record, [])
-                await store.heartbeat(record.id, state, NOW, None)  # type: ignore[arg-type]
+                await store.heartbeat(record.id, state, NOW, None)
                 if deleted:
                     await store.delete_space(record.id, NOW)
             expected_groups = []
@@ -136,7 +138,7 @@ def test_the_store_counts_usage_and_limits_as_the_rules_say(
         finally:
             await store.close()
 
-    async def store_usage_outside(live: list[tuple[str, int, int, bool, bool]]) -> Usage:
+    async def store_usage_outside(live: list[tuple[SpaceState, int, int, bool, bool]]) -> Usage:
         return Usage(len(live), sum(s[1] for s in live if s[0] in quotas.COMPUTE_STATES), sum(s[2] for s in live))
 
     with tempfile.TemporaryDirectory() as directory:

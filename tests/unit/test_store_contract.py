@@ -30,7 +30,7 @@ from broker.store import (
     TransactionAborted,
     TunnelRecord,
 )
-from pair.api.models import SpaceState
+from pair.api.models import PortLevel, SpaceState
 from tests.support import stores
 from tests.support.stores import NOW, Backend, session, space, ssh_key, stream, token, user
 
@@ -412,7 +412,7 @@ async def test_a_closed_stream_leaves_the_open_list_and_closing_it_again_is_harm
 # -- shared ports -----------------------------------------------------------------------------------
 
 
-def port(space_id: str, number: int, address: str, level: str = "owner", *, at: int = NOW) -> PortRecord:
+def port(space_id: str, number: int, address: str, level: PortLevel = "owner", *, at: int = NOW) -> PortRecord:
     return PortRecord(space_id, number, level, "", address, at, at)
 
 

@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from playwright.sync_api import Locator, Page, expect
 
@@ -41,7 +41,16 @@ def names(person: Person) -> list[str]:
     return [str(s["name"]) for s in person.spaces()]
 
 
-def sign_in(page: Page, person: Person) -> None:
+class Account(Protocol):
+    """Whoever signs in: a Person, or the broker's first admin."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def key_file(self) -> Path: ...
+
+
+def sign_in(page: Page, person: Account) -> None:
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/signin$"))  # signed out: the root sends you to sign in
     page.get_by_label("Email").fill(person.email)

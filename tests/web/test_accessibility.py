@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -21,7 +22,7 @@ from tests.web.pages import authorize, bootstrap, card, sign_in
 
 pytestmark = pytest.mark.integration
 
-LOOKS = [("light", 1280), ("dark", 1280), ("light", 375), ("dark", 375)]
+LOOKS: list[tuple[Literal["light", "dark"], int]] = [("light", 1280), ("dark", 1280), ("light", 375), ("dark", 375)]
 LONG = "maximiliana.von-hohenzollern-sigmaringen.platform-engineering"
 HEIGHT = {1280: 800, 375: 812}
 CSP_WATCH = """document.addEventListener("securitypolicyviolation",
@@ -78,7 +79,7 @@ def in_every_look(
 ) -> None:
     """axe (and `check`) on the page as it is, in each colour scheme and width; a screenshot of each."""
     for scheme, width in LOOKS:
-        page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        page.emulate_media(color_scheme=scheme)
         page.set_viewport_size({"width": width, "height": HEIGHT[width]})
         what = f"{state} ({scheme}, {width} px)"
         pages.axe(page, source, what)
@@ -219,7 +220,7 @@ def test_focus_rings_and_field_borders_contrast(
             sign_in(page, team["alice"])
         page.goto({"signin": "/signin", "spaces": "/", "create": "/spaces/new"}[where])
         for scheme, width in LOOKS:
-            page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            page.emulate_media(color_scheme=scheme)
             page.set_viewport_size({"width": width, "height": HEIGHT[width]})
             rings = tab_through(page)
             assert len(rings) >= 3, rings

@@ -56,7 +56,7 @@ def test_an_admin_manages_the_broker_and_approves_a_waiting_request(
     output = Output(waiting)
     try:
         output.wait_for("waiting for an admin")
-        sign_in(page, admin_of(live_broker))  # type: ignore[arg-type]
+        sign_in(page, admin_of(live_broker))
         page.get_by_role("link", name="Admin").click()
         expect(page.get_by_role("heading", name="Admin", exact=True)).to_be_visible()
 
@@ -140,7 +140,7 @@ def test_an_admin_resetting_their_own_key_sees_it_once_and_a_reload_sends_nothin
     assert added.returncode == 0, added.stderr
     cli = Person(live_broker, f"selfcli{id(page) % 100000}", tmp_path, ssh_key=False)
     cli.ok("login", me.email, "--key-file", str(me.key_file))  # the same admin's CLI session, which must end
-    sign_in(page, me)  # type: ignore[arg-type]
+    sign_in(page, me)
     page.goto("/admin")
     with page.expect_response(lambda r: r.url.endswith("/admin/user-reset")) as posted:
         page.get_by_role("button", name=f"Reset key of {me.email}").click()
@@ -166,7 +166,7 @@ def test_an_admin_resetting_their_own_key_sees_it_once_and_a_reload_sends_nothin
 def test_every_change_needs_the_token_and_non_admins_get_403(
     page: Page, live_broker: RealBroker, team: dict[str, Person]
 ) -> None:
-    sign_in(page, admin_of(live_broker))  # type: ignore[arg-type]
+    sign_in(page, admin_of(live_broker))
     page.goto("/admin")
     token = pages.csrf(page)
     actions = sorted(set(page.locator("form[method=post]").evaluate_all("fs => fs.map(f => f.getAttribute('action'))")))
@@ -178,12 +178,15 @@ def test_every_change_needs_the_token_and_non_admins_get_403(
             assert answer.status == 403, (action, sent, answer.status)
     assert page.request.post("/admin/group-add", form={"name": "ok", "csrf_token": token}).status == 200
 
-    sign_in_other = page.context.browser.new_context(base_url=live_broker.url)  # type: ignore[union-attr]
+    browser = page.context.browser
+    assert browser is not None
+    sign_in_other = browser.new_context(base_url=live_broker.url)
     try:
         other = sign_in_other.new_page()
         sign_in(other, team["carol"])
         expect(other.get_by_role("link", name="Admin")).to_have_count(0)
-        assert other.goto("/admin").status == 403  # type: ignore[union-attr]
+        shown = other.goto("/admin")
+        assert shown is not None and shown.status == 403
         expect(other.get_by_role("heading", name="This needs an admin account.")).to_be_visible()
         other.goto("/")
         theirs = pages.csrf(other)  # carol's own valid token: still not an admin
@@ -197,7 +200,7 @@ def test_every_change_needs_the_token_and_non_admins_get_403(
 
 def test_the_admin_page_is_axe_clean(page: Page, live_broker: RealBroker, team: dict[str, Person]) -> None:
     source = pages.axe_source()
-    sign_in(page, admin_of(live_broker))  # type: ignore[arg-type]
+    sign_in(page, admin_of(live_broker))
     page.goto("/admin")
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
