@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         app.state.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
         beating = await peering.start(app.state.ctx)  # among replicas: registered, beating
         if beating is None:  # a single broker: whatever the log holds open ended with the last run
-            await app.state.ctx.store.close_dangling_tunnels(app.state.ctx.now())
+            await app.state.ctx.store.close_dangling_streams(app.state.ctx.now())
         sweeper = asyncio.create_task(_sweep(app.state.ctx))
         listening = await _listen(app.state.ctx)
         relaying = None  # what the admin verbs announce, through the database; a shared bus carries it itself

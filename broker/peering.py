@@ -71,7 +71,7 @@ async def start(ctx: Context) -> asyncio.Task[None] | None:
     )
     await ctx.store.beat_replica(ctx.replica.record(now))
     live = {r.id for r in await ctx.store.live_replicas(now - replicas.LIVE_FOR)}
-    await ctx.store.close_dangling_tunnels(now, keep=live)
+    await ctx.store.close_dangling_streams(now, keep=live)
     log.info("replica %s reachable at %s (%d live)", ctx.replica.id, ctx.replica.address, len(live))
     return asyncio.create_task(_beat(ctx, ctx.replica, live))
 
@@ -99,7 +99,7 @@ async def beat(ctx: Context, replica: Replica, live: set[str]) -> set[str]:
     now_live = {r.id for r in await ctx.store.live_replicas(now - replicas.LIVE_FOR)}
     if live - now_live:
         log.warning("replica gone: %s", ", ".join(sorted(live - now_live)))
-        await ctx.store.close_dangling_tunnels(now, keep=now_live)
+        await ctx.store.close_dangling_streams(now, keep=now_live)
     forgotten = await ctx.store.forget_replicas(now - replicas.FORGET_AFTER)
     if forgotten:
         log.info("forgot replicas gone for over %d s: %s", replicas.FORGET_AFTER, ", ".join(forgotten))

@@ -32,7 +32,7 @@ from broker.context import Context, timestamp
 from broker.errors import Problem, not_found
 from broker.hub import Claim, Stream
 from broker.links import Closed, Frame, Link
-from broker.store import SpaceRecord, TunnelRecord, UserRecord
+from broker.store import SpaceRecord, StreamRecord, UserRecord
 from pair.api import models as m
 from pair.api import readiness
 from pair.api import terminal as tp
@@ -162,8 +162,8 @@ async def open_stream(
         if kind == "terminal":
             hello = await _terminal_answer(space, stream, agent)
             control_only = hello is not None and hello.control
-        await ctx.store.open_tunnel(
-            TunnelRecord(
+        await ctx.store.open_stream(
+            StreamRecord(
                 stream.id,
                 space.id,
                 person.id,
@@ -197,7 +197,7 @@ async def open_stream(
             await stream.agent.result().close(CloseCode.NORMAL, stream.close_reason)
         if logged:
             with contextlib.suppress(Exception):  # StoreUnavailable: the store told the operator
-                await ctx.store.close_tunnel(
+                await ctx.store.close_stream(
                     stream.id, ctx.now(), stream.bytes_in, stream.bytes_out, stream.close_reason or "closed"
                 )
                 if stream.terminal_id and not control_only:  # who left which terminal, how much flowed
@@ -484,7 +484,7 @@ async def _open_streams(ctx: Context, space_id: str, *, full: bool) -> list[m.St
     """The open streams of a Space, oldest first; without `full`, no address and no bytes."""
     live = {s.id: s for s in ctx.hub.streams_of(space_id)} if full else {}
     out = []
-    for rec in await ctx.store.open_tunnels(space_id):
+    for rec in await ctx.store.open_streams(space_id):
         s = live.get(rec.id)
         out.append(
             m.StreamInfo(
@@ -522,7 +522,7 @@ async def kick(ctx: Context, user: UserRecord, space_id: str, email: str) -> int
     target = await ctx.store.user_by_email(emails.normalize_email(email))
     if target is None:
         raise not_found(f"The user {email}")
-    ended = sum(1 for rec in await ctx.store.open_tunnels(space.id) if rec.user_id == target.id)
+    ended = sum(1 for rec in await ctx.store.open_streams(space.id) if rec.user_id == target.id)
     reason = f'{user.email} ended your session in "{space.name}".'
     await events.end_streams(ctx, space.id, reason, people=[target], kicked=True)
     await ctx.store.audit(ctx.now(), user.email, "space.kick", space.id, f"{target.email}: {ended}")

@@ -49,9 +49,9 @@ from broker.store.records import (
     SpaceKeyRecord,
     SpaceRecord,
     SshKeyRecord,
+    StreamRecord,
     TemplateRecord,
     TokenRecord,
-    TunnelRecord,
     Usage,
     UserRecord,
 )
@@ -77,11 +77,11 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "StreamRecord",
     "TemplateRecord",
     "TokenRecord",
     "Transaction",
     "TransactionAborted",
-    "TunnelRecord",
     "Usage",
     "UserRecord",
 ]
@@ -287,15 +287,15 @@ class Queries(Protocol):
         ...
 
     # the connection log: every stream (SSH, terminal, port), open and closed
-    async def open_tunnel(self, tunnel: TunnelRecord) -> None: ...
-    async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
-    async def open_tunnels(self, space_id: str) -> list[TunnelRecord]: ...
+    async def open_stream(self, stream: StreamRecord) -> None: ...
+    async def close_stream(self, stream_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
+    async def open_streams(self, space_id: str) -> list[StreamRecord]: ...
     async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
         """Bytes both ways of each Space's relayed connections that closed at or after `since`
         (the connection log); every one of `space_ids` a key."""
         ...
 
-    async def close_dangling_tunnels(self, now: int, keep: Collection[str] = ()) -> None:
+    async def close_dangling_streams(self, now: int, keep: Collection[str] = ()) -> None:
         """Close every connection the log still holds open but those logged by the replicas in
         `keep` (the live ones): a broker that stopped took its streams with it."""
         ...
@@ -479,7 +479,7 @@ class Queries(Protocol):
     async def forget_replicas(self, seen_before: int) -> list[str]:
         """Forget the replicas last seen before `seen_before` and the agent channels they were
         recorded holding (gone: killed, cut off); their ids, sorted. Nothing else of theirs:
-        the streams they logged stay (closed by `close_dangling_tunnels`)."""
+        the streams they logged stay (closed by `close_dangling_streams`)."""
         ...
 
     async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:

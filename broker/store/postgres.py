@@ -44,10 +44,10 @@ from broker.store import (
     SshKeyRecord,
     StoreError,
     StoreUnavailable,
+    StreamRecord,
     TemplateRecord,
     TokenRecord,
     TransactionAborted,
-    TunnelRecord,
     Usage,
     UserRecord,
     migrations,
@@ -610,43 +610,43 @@ class _Queries:
 
     # -- the connection log (every stream) ---------------------------------------------------
 
-    async def open_tunnel(self, tunnel: TunnelRecord) -> None:
+    async def open_stream(self, stream: StreamRecord) -> None:
         await self._run(
-            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind, replica_id)"
+            "INSERT INTO streams (id, space_id, user_id, email, client_address, opened_at, kind, replica_id)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (
-                tunnel.id,
-                tunnel.space_id,
-                tunnel.user_id,
-                tunnel.email,
-                tunnel.client_address,
-                tunnel.opened_at,
-                tunnel.kind,
-                tunnel.replica_id,
+                stream.id,
+                stream.space_id,
+                stream.user_id,
+                stream.email,
+                stream.client_address,
+                stream.opened_at,
+                stream.kind,
+                stream.replica_id,
             ),
         )
 
-    async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
+    async def close_stream(self, stream_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
         await self._run(
-            "UPDATE tunnels SET closed_at = %s, bytes_in = %s, bytes_out = %s, close_reason = %s"
+            "UPDATE streams SET closed_at = %s, bytes_in = %s, bytes_out = %s, close_reason = %s"
             " WHERE id = %s AND closed_at IS NULL",
-            (now, bytes_in, bytes_out, reason, tunnel_id),
+            (now, bytes_in, bytes_out, reason, stream_id),
         )
 
-    async def open_tunnels(self, space_id: str) -> list[TunnelRecord]:
+    async def open_streams(self, space_id: str) -> list[StreamRecord]:
         rows = await self._all(
             "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
-            " close_reason, kind, replica_id FROM tunnels"
+            " close_reason, kind, replica_id FROM streams"
             " WHERE space_id = %s AND closed_at IS NULL ORDER BY opened_at, id",
             space_id,
         )
-        return [TunnelRecord(*r) for r in rows]
+        return [StreamRecord(*r) for r in rows]
 
     async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
         out = dict.fromkeys(space_ids, 0)
         if space_ids:
             for space_id, total in await self._all(
-                "SELECT space_id, SUM(bytes_in + bytes_out) FROM tunnels"
+                "SELECT space_id, SUM(bytes_in + bytes_out) FROM streams"
                 " WHERE space_id = ANY(%s) AND closed_at >= %s GROUP BY space_id",
                 list(space_ids),
                 since,
@@ -654,10 +654,10 @@ class _Queries:
                 out[space_id] = int(total)
         return out
 
-    async def close_dangling_tunnels(self, now: int, keep: Collection[str] = ()) -> None:
-        # A broker that stopped mid-session never logged the end; its sessions ended with it.
+    async def close_dangling_streams(self, now: int, keep: Collection[str] = ()) -> None:
+        # A broker that stopped with streams open never logged their end; they ended with it.
         await self._run(
-            "UPDATE tunnels SET closed_at = %s, close_reason = 'broker restarted'"
+            "UPDATE streams SET closed_at = %s, close_reason = 'broker restarted'"
             " WHERE closed_at IS NULL AND NOT (replica_id = ANY(%s))",
             (now, list(keep)),
         )

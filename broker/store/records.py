@@ -101,7 +101,7 @@ class SpaceKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class TunnelRecord:
+class StreamRecord:
     id: str
     space_id: str
     user_id: str

@@ -42,10 +42,10 @@ from broker.store import (
     SshKeyRecord,
     StoreError,
     StoreUnavailable,
+    StreamRecord,
     TemplateRecord,
     TokenRecord,
     TransactionAborted,
-    TunnelRecord,
     Usage,
     UserRecord,
     migrations,
@@ -608,44 +608,44 @@ class _Queries:
 
     # -- the connection log (every stream) ---------------------------------------------------
 
-    async def open_tunnel(self, tunnel: TunnelRecord) -> None:
+    async def open_stream(self, stream: StreamRecord) -> None:
         self._run(
-            "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind, replica_id)"
+            "INSERT INTO streams (id, space_id, user_id, email, client_address, opened_at, kind, replica_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                tunnel.id,
-                tunnel.space_id,
-                tunnel.user_id,
-                tunnel.email,
-                tunnel.client_address,
-                tunnel.opened_at,
-                tunnel.kind,
-                tunnel.replica_id,
+                stream.id,
+                stream.space_id,
+                stream.user_id,
+                stream.email,
+                stream.client_address,
+                stream.opened_at,
+                stream.kind,
+                stream.replica_id,
             ),
         )
 
-    async def close_tunnel(self, tunnel_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
+    async def close_stream(self, stream_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None:
         self._run(
-            "UPDATE tunnels SET closed_at = ?, bytes_in = ?, bytes_out = ?, close_reason = ?"
+            "UPDATE streams SET closed_at = ?, bytes_in = ?, bytes_out = ?, close_reason = ?"
             " WHERE id = ? AND closed_at IS NULL",
-            (now, bytes_in, bytes_out, reason, tunnel_id),
+            (now, bytes_in, bytes_out, reason, stream_id),
         )
 
-    async def open_tunnels(self, space_id: str) -> list[TunnelRecord]:
+    async def open_streams(self, space_id: str) -> list[StreamRecord]:
         rows = self._all(
             "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
-            " close_reason, kind, replica_id FROM tunnels"
+            " close_reason, kind, replica_id FROM streams"
             " WHERE space_id = ? AND closed_at IS NULL ORDER BY opened_at, id",
             space_id,
         )
-        return [TunnelRecord(*r) for r in rows]
+        return [StreamRecord(*r) for r in rows]
 
     async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
         out = dict.fromkeys(space_ids, 0)
         if space_ids:
             marks = ", ".join("?" for _ in space_ids)
             for space_id, total in self._all(
-                "SELECT space_id, SUM(bytes_in + bytes_out) FROM tunnels"
+                "SELECT space_id, SUM(bytes_in + bytes_out) FROM streams"
                 f" WHERE space_id IN ({marks}) AND closed_at >= ? GROUP BY space_id",
                 *space_ids,
                 since,
@@ -653,11 +653,11 @@ class _Queries:
                 out[space_id] = int(total)
         return out
 
-    async def close_dangling_tunnels(self, now: int, keep: Collection[str] = ()) -> None:
-        # A broker that stopped mid-session never logged the end; its sessions ended with it.
+    async def close_dangling_streams(self, now: int, keep: Collection[str] = ()) -> None:
+        # A broker that stopped with streams open never logged their end; they ended with it.
         marks = ", ".join("?" * len(keep))
         self._run(
-            "UPDATE tunnels SET closed_at = ?, close_reason = 'broker restarted'"
+            "UPDATE streams SET closed_at = ?, close_reason = 'broker restarted'"
             f" WHERE closed_at IS NULL AND replica_id NOT IN ({marks})",
             (now, *keep),
         )

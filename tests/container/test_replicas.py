@@ -169,7 +169,7 @@ def test_a_persons_streams_on_one_replica_reach_the_agent_on_the_other_and_unsha
     # Both streams were logged by replica 2 and closed there.
     rows = world.replicas.postgres.rows(
         world.replicas.database,
-        "SELECT t.kind, r.address, t.closed_at IS NOT NULL FROM tunnels t JOIN replicas r ON r.id = t.replica_id"
+        "SELECT t.kind, r.address, t.closed_at IS NOT NULL FROM streams t JOIN replicas r ON r.id = t.replica_id"
         " ORDER BY t.opened_at, t.kind",
     )
     logged_by = world.replicas.addresses[1]

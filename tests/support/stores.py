@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from broker.store import SessionRecord, SpaceRecord, SshKeyRecord, Store, TokenRecord, TunnelRecord, UserRecord
+from broker.store import SessionRecord, SpaceRecord, SshKeyRecord, Store, StreamRecord, TokenRecord, UserRecord
 from broker.store.backends import open_store
 from pair.api.models import StreamKind
 from tests.support.postgres import PostgresServer
@@ -109,9 +109,9 @@ def user(uid: str, email: str = "", *, admin: bool = False) -> UserRecord:
     return UserRecord(id=uid, email=email or f"{uid}@example.com", is_admin=admin, created_at=NOW)
 
 
-def stream(sid: str, space_id: str, uid: str, kind: StreamKind = "ssh", *, at: int = NOW) -> TunnelRecord:
+def stream(sid: str, space_id: str, uid: str, kind: StreamKind = "ssh", *, at: int = NOW) -> StreamRecord:
     """A row of the connection log: `uid`'s stream of `kind` into `space_id`, opened `at`."""
-    return TunnelRecord(sid, space_id, uid, f"{uid.removeprefix('u_')}@example.com", "192.0.2.1", at, kind=kind)
+    return StreamRecord(sid, space_id, uid, f"{uid.removeprefix('u_')}@example.com", "192.0.2.1", at, kind=kind)
 
 
 def space(sid: str, owner: str, name: str, *, at: int = NOW) -> SpaceRecord:

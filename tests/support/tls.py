@@ -6,7 +6,7 @@ WebSocket upgrades to one or more `pair-broker serve` (docs/operations.md shows 
 The replica tests reuse `tls_proxy` with several upstreams: nginx sends each request to one of
 them (round robin), takes a replica that refuses connections or answers 502/503 out of the
 rotation for `fail_timeout`, passes /healthz through for outside checks, and keeps idle
-WebSockets (tunnels, agents' channels) open for an hour.
+WebSockets (streams, agents' channels) open for an hour.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from broker.store import (
     Limits,
     SealedKeyRecord,
     SpaceKeyRecord,
+    StreamRecord,
     TemplateRecord,
-    TunnelRecord,
 )
 from broker.store.sqlite import SqliteStore
 from tests.support.postgres import PostgresServer
@@ -45,7 +45,7 @@ def broker_data(draw: st.DrawFn) -> dict[str, Any]:
     names = draw(st.lists(TEXT.filter(bool), min_size=n_users, max_size=n_users, unique=True))
     spaces = draw(st.lists(st.tuples(st.integers(0, n_users - 1), TEXT, st.booleans()), max_size=5))
     audit = draw(st.lists(st.tuples(BIG, TEXT, TEXT, TEXT, TEXT), max_size=6))
-    tunnels = draw(st.lists(st.tuples(BIG, BIG, TEXT), max_size=3))
+    streams = draw(st.lists(st.tuples(BIG, BIG, TEXT), max_size=3))
     admins = draw(st.lists(st.booleans(), min_size=n_users, max_size=n_users))
     keys = draw(st.lists(st.tuples(TEXT, st.none() | BIG, st.booleans()), max_size=3))
     templates = draw(st.lists(st.tuples(TEXT, st.integers(0, 99), st.booleans()), max_size=3))
@@ -55,7 +55,7 @@ def broker_data(draw: st.DrawFn) -> dict[str, Any]:
         "users": list(zip(names, admins, strict=True)),
         "spaces": spaces,
         "audit": audit,
-        "tunnels": tunnels,
+        "streams": streams,
         "keys": keys,
         "templates": templates,
         "limits": limits,
@@ -94,10 +94,10 @@ async def _fill(store: SqliteStore, data: dict[str, Any]) -> None:
         await store.heartbeat(sid, "running", NOW + j, f'{{"note": "{j}"}}')
         if deleted:
             await store.delete_space(sid, NOW + 100)
-    for k, (bytes_in, bytes_out, reason) in enumerate(data["tunnels"]):
+    for k, (bytes_in, bytes_out, reason) in enumerate(data["streams"]):
         if data["spaces"]:
-            await store.open_tunnel(TunnelRecord(f"t_{k}", "sp_0", "u_0", "a@example.com", "127.0.0.1", NOW))
-            await store.close_tunnel(f"t_{k}", NOW + 1, bytes_in, bytes_out, reason)
+            await store.open_stream(StreamRecord(f"t_{k}", "sp_0", "u_0", "a@example.com", "127.0.0.1", NOW))
+            await store.close_stream(f"t_{k}", NOW + 1, bytes_in, bytes_out, reason)
     for at, actor, action, target, detail in data["audit"]:
         await store.audit(at, actor, action, target, detail)
     await store.add_web_link("wl_1", "u_0", NOW, NOW + 600)

@@ -26,9 +26,10 @@ from broker.store import (
     SpaceKeyRecord,
     Store,
     StoreError,
+    StreamRecord,
     TemplateRecord,
     TransactionAborted,
-    TunnelRecord,
+    migrations,
 )
 from pair.api.models import PortLevel, SpaceState
 from tests.support import stores
@@ -382,12 +383,12 @@ async def test_audit_log_gives_the_newest_entries_oldest_first_and_filters(store
 async def test_the_connection_log_lists_open_streams_of_every_kind_oldest_first(people: Store) -> None:
     await people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"])
     await people.create_space(space("sp_2", "u_alice", "other"), [])
-    await people.open_tunnel(stream("ssh_2", "sp_1", "u_bob", "terminal", at=NOW + 2))
-    await people.open_tunnel(stream("ssh_1", "sp_1", "u_alice", "ssh", at=NOW + 1))
-    await people.open_tunnel(stream("tcp_1", "sp_1", "u_bob", "port", at=NOW + 3))
-    await people.open_tunnel(stream("ssh_9", "sp_2", "u_alice"))
+    await people.open_stream(stream("ssh_2", "sp_1", "u_bob", "terminal", at=NOW + 2))
+    await people.open_stream(stream("ssh_1", "sp_1", "u_alice", "ssh", at=NOW + 1))
+    await people.open_stream(stream("tcp_1", "sp_1", "u_bob", "port", at=NOW + 3))
+    await people.open_stream(stream("ssh_9", "sp_2", "u_alice"))
 
-    listed = await people.open_tunnels("sp_1")
+    listed = await people.open_streams("sp_1")
     assert [(t.id, t.kind, t.email, t.opened_at) for t in listed] == [
         ("ssh_1", "ssh", "alice@example.com", NOW + 1),
         ("ssh_2", "terminal", "bob@example.com", NOW + 2),
@@ -398,15 +399,52 @@ async def test_the_connection_log_lists_open_streams_of_every_kind_oldest_first(
 
 async def test_a_closed_stream_leaves_the_open_list_and_closing_it_again_is_harmless(people: Store) -> None:
     await people.create_space(space("sp_1", "u_alice", "demo"), [])
-    await people.open_tunnel(stream("ssh_1", "sp_1", "u_alice"))
-    await people.open_tunnel(stream("ssh_2", "sp_1", "u_alice", "terminal"))
+    await people.open_stream(stream("ssh_1", "sp_1", "u_alice"))
+    await people.open_stream(stream("ssh_2", "sp_1", "u_alice", "terminal"))
 
-    await people.close_tunnel("ssh_1", NOW + 5, 100, 2000, "ssh ended")
-    await people.close_tunnel("ssh_1", NOW + 9, 1, 1, "again")
+    await people.close_stream("ssh_1", NOW + 5, 100, 2000, "ssh ended")
+    await people.close_stream("ssh_1", NOW + 9, 1, 1, "again")
 
-    assert [t.id for t in await people.open_tunnels("sp_1")] == ["ssh_2"]
-    await people.close_dangling_tunnels(NOW + 10)  # a broker restarted: what it held open ended
-    assert await people.open_tunnels("sp_1") == []
+    assert [t.id for t in await people.open_streams("sp_1")] == ["ssh_2"]
+    await people.close_dangling_streams(NOW + 10)  # a broker restarted: what it held open ended
+    assert await people.open_streams("sp_1") == []
+
+
+async def test_a_log_kept_before_streams_were_named_so_is_read_as_streams(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration streams_rename: a database whose connection log is still the table `tunnels`
+    (every migration before it applied) keeps its rows, now `streams`, with the open-stream index
+    under its new name."""
+    shipped = migrations.available(backend.name)
+    rename = next(m for m in shipped if m.name.startswith(f"{m.version:04d}_streams_rename."))
+    if isinstance(backend, stores.PostgresBackend):  # an empty database, not the migrated template
+        backend.drop()
+        backend.url = backend.server.create_database(migrated=False)
+    monkeypatch.setattr(migrations, "available", lambda dialect: [m for m in shipped if m.version < rename.version])
+    old = await backend.open()
+    await stores.add_people(old)
+    await old.create_space(space("sp_1", "u_alice", "demo"), [])
+    await old.close()
+    backend.execute(
+        "INSERT INTO tunnels (id, space_id, user_id, email, client_address, opened_at, kind)"
+        f" VALUES ('tun_1', 'sp_1', 'u_alice', 'alice@example.com', '192.0.2.1', {NOW}, 'ssh')"
+    )
+    monkeypatch.undo()
+
+    renamed = await backend.open()
+    try:
+        assert await renamed.open_streams("sp_1") == [stream("tun_1", "sp_1", "u_alice")]
+    finally:
+        await renamed.close()
+    if backend.name == "sqlite":
+        indexes = backend.rows("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'streams'")
+        tables = backend.rows("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        indexes = backend.rows("SELECT indexname FROM pg_indexes WHERE tablename = 'streams'")
+        tables = backend.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+    assert ("streams_space_open",) in indexes
+    assert not any("tunnel" in name for (name,) in indexes + tables)
 
 
 # -- shared ports -----------------------------------------------------------------------------------
@@ -697,9 +735,9 @@ async def test_quotas_are_set_per_user_and_group(people: Store) -> None:
 async def test_net_bytes_counts_connections_that_ended_in_the_window(people: Store) -> None:
     await people.create_space(space("sp_1", "u_alice", "demo"), [])
     for tid, closed in (("t_old", NOW - 10), ("t_new", NOW + 10), ("t_open", None)):
-        await people.open_tunnel(TunnelRecord(tid, "sp_1", "u_alice", "alice@example.com", "", NOW - 20))
+        await people.open_stream(StreamRecord(tid, "sp_1", "u_alice", "alice@example.com", "", NOW - 20))
         if closed is not None:
-            await people.close_tunnel(tid, closed, 100, 1000 if tid == "t_new" else 7, "done")
+            await people.close_stream(tid, closed, 100, 1000 if tid == "t_new" else 7, "done")
     assert await people.net_bytes(["sp_1", "sp_2"], NOW) == {"sp_1": 1100, "sp_2": 0}
 
 
@@ -763,13 +801,13 @@ async def test_signing_keys_are_kept_oldest_first_and_unique_by_id(store: Store)
 
 async def test_a_starting_replica_closes_only_the_streams_of_replicas_that_are_gone(people: Store) -> None:
     await people.create_space(space("sp_1", "u_alice", "demo"), [])
-    await people.open_tunnel(dataclasses.replace(stream("ssh_1", "sp_1", "u_alice"), replica_id="rep_live"))
-    await people.open_tunnel(dataclasses.replace(stream("ssh_2", "sp_1", "u_alice"), replica_id="rep_dead"))
-    await people.open_tunnel(stream("ssh_3", "sp_1", "u_alice"))  # a single broker's (no replica)
-    assert [t.replica_id for t in await people.open_tunnels("sp_1")] == ["rep_live", "rep_dead", ""]
+    await people.open_stream(dataclasses.replace(stream("ssh_1", "sp_1", "u_alice"), replica_id="rep_live"))
+    await people.open_stream(dataclasses.replace(stream("ssh_2", "sp_1", "u_alice"), replica_id="rep_dead"))
+    await people.open_stream(stream("ssh_3", "sp_1", "u_alice"))  # a single broker's (no replica)
+    assert [t.replica_id for t in await people.open_streams("sp_1")] == ["rep_live", "rep_dead", ""]
 
-    await people.close_dangling_tunnels(NOW + 10, keep=["rep_live", "rep_other"])
-    assert [t.id for t in await people.open_tunnels("sp_1")] == ["ssh_1"]
+    await people.close_dangling_streams(NOW + 10, keep=["rep_live", "rep_other"])
+    assert [t.id for t in await people.open_streams("sp_1")] == ["ssh_1"]
 
 
 async def test_replicas_beat_and_the_live_ones_are_those_seen_lately(store: Store) -> None:

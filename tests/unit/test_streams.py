@@ -24,7 +24,7 @@ from broker.hub import AgentLink, Hub, Stream
 from broker.links import Closed, Frame
 from broker.replicas import Replica
 from broker.settings import Settings
-from broker.store import AgentChannelRecord, ReplicaRecord, SpaceRecord, TunnelRecord, UserRecord
+from broker.store import AgentChannelRecord, ReplicaRecord, SpaceRecord, StreamRecord, UserRecord
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.closecodes import CREDENTIAL_ENDED, CloseCode, for_status
@@ -173,7 +173,7 @@ class KickStore:
     async def user_by_email(self, email: str) -> UserRecord | None:
         return {BOB.email: BOB, ALICE.email: ALICE}.get(email)
 
-    async def open_tunnels(self, space_id: str) -> list[Any]:
+    async def open_streams(self, space_id: str) -> list[Any]:
         return []
 
     async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
@@ -400,10 +400,10 @@ class Registry:
     async def agent_channel(self, space_id: str) -> AgentChannelRecord | None:
         return self.held
 
-    async def open_tunnel(self, tunnel: TunnelRecord) -> None:
+    async def open_stream(self, tunnel: StreamRecord) -> None:
         pass
 
-    async def close_tunnel(self, *args: object) -> None:
+    async def close_stream(self, *args: object) -> None:
         pass
 
     async def audit(self, *args: object) -> None:

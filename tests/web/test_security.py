@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from broker import accounts, credentials, spaces
-from broker.store import TunnelRecord, UserRecord
+from broker.store import StreamRecord, UserRecord
 from broker.web import auth
 from pair.api import models as m
 from tests.support.broker import TEST_URL, InProcessBroker
@@ -357,8 +357,8 @@ def test_who_is_here_shows_addresses_to_the_owner_only(
     bob = broker.run(accounts.user_by_email(broker.ctx, BOB))
     now = broker.ctx.now()
     for n, address in enumerate(("10.1.2.3:50000", "10.1.2.3:50001", "192.0.2.9:40000")):
-        record = TunnelRecord(f"tun_{n}", space_id, bob.id, BOB, address, now - 300 + n)
-        broker.run(broker.ctx.store.open_tunnel(record))
+        record = StreamRecord(f"tun_{n}", space_id, bob.id, BOB, address, now - 300 + n)
+        broker.run(broker.ctx.store.open_stream(record))
 
     [owner_view] = browser.get("/web/spaces.json").json()["spaces"]
     [visitor] = owner_view["here"]
