@@ -7,7 +7,15 @@
 - Publishing is `SELECT pg_notify(channel, payload)` on a pooled connection, autocommitted, so
   a message is delivered when `publish` returns from the database; notifications go out in
   commit order, so one publisher's messages arrive in the order it sent them
-  (https://www.postgresql.org/docs/current/sql-notify.html).
+  (https://www.postgresql.org/docs/current/sql-notify.html). The pool checks a connection before
+  lending it (a server restart leaves every pooled connection dead), and a publish that still
+  meets a lost connection tries once more on a new one.
+- A message that cannot be sent even so is not an error of the caller's: what it announces was
+  committed already (an unshare, a key added), so it waits in a backlog, in order, and goes out
+  when PostgreSQL answers again (every later message queues behind it, keeping the order). The
+  log says so once, and once when the backlog is sent; a backlog older than `BACKLOG_SECONDS`
+  is dropped, saying how many messages were lost (receivers re-check on their own: the bus's
+  rules allow losing messages).
 - The listening connection lost (the server restarted, the backend was terminated): the reader
   says so in the log, connects again with a growing pause (0.1 s to 2 s), LISTENs to every
   channel that has subscribers and says so again. NOTIFY keeps nothing for a session that was
@@ -23,8 +31,10 @@ wait in psycopg's backlog, which the next `notifies()` yields first) and starts 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,7 +49,11 @@ from broker.store.postgres import describe
 log = logging.getLogger("pair.broker.bus")
 
 PUBLISH_POOL_MAX = 4  # connections for pg_notify; each publish holds one for one statement
-RECONNECT_FIRST, RECONNECT_MAX = 0.1, 2.0  # seconds between attempts to listen again
+PUBLISH_WAIT = 2.0  # seconds a publish waits for a pooled connection before its message queues
+RECONNECT_FIRST, RECONNECT_MAX = 0.1, 2.0  # seconds between attempts to listen again (and to send)
+BACKLOG_SECONDS = 60.0  # a message that could not be sent for this long is dropped
+BACKLOG_MAX = 10_000  # messages kept while PostgreSQL cannot be reached; the oldest go first
+CLOSE_FLUSH = 5.0  # seconds `close` tries to send what waits
 
 
 class PostgresBus:
@@ -59,13 +73,23 @@ class PostgresBus:
         self.reconnects = 0  # how often the listening connection was made again (for tests)
         self._gap_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._gap_tasks: set[asyncio.Task[None]] = set()
+        self._backlog: collections.deque[tuple[float, str, str]] = collections.deque()  # (queued at, channel, text)
+        self._sender: asyncio.Task[None] | None = None
+        self._dropped = 0
 
     @classmethod
     async def open(cls, url: str) -> PostgresBus:
         """Connect the publishing pool and the listening connection. StoreUnavailable when the
         server cannot be reached."""
         pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url, min_size=1, max_size=PUBLISH_POOL_MAX, kwargs={"autocommit": True}, open=False
+            url,
+            min_size=1,
+            max_size=PUBLISH_POOL_MAX,
+            kwargs={"autocommit": True},
+            timeout=PUBLISH_WAIT,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            open=False,
+            name="pair-broker-bus",
         )
         try:
             await pool.open(wait=True, timeout=10.0)
@@ -82,6 +106,7 @@ class PostgresBus:
         return bus
 
     async def close(self) -> None:
+        await self._stop_sender()
         await self._stop_reader()
         for subscriptions in list(self._channels.values()):
             for subscription in list(subscriptions):
@@ -94,15 +119,82 @@ class PostgresBus:
     # -- the Bus protocol ---------------------------------------------------------------------
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        """As Bus.publish; StoreUnavailable when the database cannot be reached."""
+        """As Bus.publish. Never fails for want of the database: a message that cannot be sent
+        (after one more try on a new connection) waits in the backlog and goes out, in order,
+        when PostgreSQL answers (see the module's docstring)."""
         text = check_payload(payload)
+        if not self._backlog:
+            failure = await self._send(channel, text)
+            if failure is None:
+                return
+            log.warning(
+                "the bus cannot send messages to the other replicas (%s); they wait and go out when %s answers",
+                failure,
+                describe(self._url),
+            )
+        self._queue(channel, text)
+
+    @property
+    def waiting(self) -> int:
+        """How many messages wait in the backlog (for tests and metrics)."""
+        return len(self._backlog)
+
+    async def _send(self, channel: str, text: str) -> str | None:
+        """`pg_notify` on a pooled connection, tried twice (a lost connection is discarded by
+        the pool, so the second try gets a new one); None when sent, else why not."""
+        why = ""
+        for _ in range(2):
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute("SELECT pg_notify(%s, %s)", (channel, text))
+                return None
+            except psycopg_pool.PoolTimeout:
+                return "no connection to the database"
+            except psycopg.OperationalError as exc:
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return why
+
+    def _queue(self, channel: str, text: str) -> None:
+        if len(self._backlog) >= BACKLOG_MAX:
+            self._backlog.popleft()
+            self._dropped += 1
+        self._backlog.append((time.monotonic(), channel, text))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_backlog())
+
+    async def _send_backlog(self) -> None:
+        """Send what waits, oldest first, pausing between failed tries; drop what waited longer
+        than BACKLOG_SECONDS."""
+        pause = RECONNECT_FIRST
+        while self._backlog:
+            queued, channel, text = self._backlog[0]
+            if time.monotonic() - queued > BACKLOG_SECONDS:
+                self._backlog.popleft()
+                self._dropped += 1
+                continue
+            if await self._send(channel, text) is not None:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECONNECT_MAX)
+                continue
+            self._backlog.popleft()
+            pause = RECONNECT_FIRST
+        dropped, self._dropped = self._dropped, 0
+        if dropped:
+            log.warning("the bus sends to the other replicas again; %d messages waited too long and were lost", dropped)
+        else:
+            log.warning("the bus sends to the other replicas again; every waiting message went out")
+
+    async def _stop_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is None:
+            return
         try:
-            async with self._pool.connection() as conn:
-                await conn.execute("SELECT pg_notify(%s, %s)", (channel, text))
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            raise StoreUnavailable(
-                describe(self._url), "a message could not be sent to the other replicas", "Is PostgreSQL running?"
-            ) from exc
+            await asyncio.wait_for(asyncio.shield(sender), CLOSE_FLUSH)
+        except TimeoutError:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            log.error("the bus closed with %d messages it could not send to the other replicas", len(self._backlog))
 
     async def subscribe(self, channel: str, listener: Listener) -> Unsubscribe:
         subscription = Subscription(channel, listener)

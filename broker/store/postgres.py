@@ -1228,6 +1228,7 @@ class PostgresStore(_Queries):
             max_size=pool_max,
             kwargs={"autocommit": True},
             timeout=CONNECT_TIMEOUT,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,  # a server restart kills every pooled one
             open=False,
             name="pair-broker",
         )

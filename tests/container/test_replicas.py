@@ -116,6 +116,12 @@ class World:
 
 @pytest.fixture
 def world(replicas: Replicas, tmp_path: Path) -> Iterator[World]:
+    with world_on(replicas, tmp_path) as made:
+        yield made
+
+
+@contextmanager
+def world_on(replicas: Replicas, tmp_path: Path) -> Iterator[World]:
     """alice (on replica 1) bootstraps "demo", shared with bob (on replica 2), in a real container
     whose agent connects to replica 1 (bootstrapped with PAIR_URL naming it)."""
     bob = Person(replicas.two, "bob", tmp_path)
@@ -322,3 +328,41 @@ def test_replicas_recover_when_postgresql_restarts(tmp_path: Path) -> None:
         for replica in (plain.one, plain.two):
             assert replica.proc.poll() is None
             assert "Traceback" not in replica.output.text()
+
+
+def test_unshare_after_postgresql_restarted_answers_2xx_and_ends_the_session_on_the_other_replica(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL restarts under two replicas while bob's terminal (through replica 2) reaches
+    the agent on replica 1: every pooled connection is dead, yet alice's unshare answers 2xx
+    (the pools check a connection before lending it) and bob's terminal ends within 2 s (the bus
+    sends the message on a new connection instead of failing a committed change)."""
+    port = free_port()
+    with (
+        postgres_server() as own,
+        replicas_on(own, tmp_path, f"http://127.0.0.1:{port}", port) as plain,
+        world_on(plain, tmp_path) as world,
+    ):
+
+        async def scenario() -> None:
+            terminal_url = ep.websocket_url(plain.two.url, ep.SPACE_TERMINAL.format(space_id=world.space_id))
+            async with opening(world.bob, terminal_url) as ws:
+                terminal = Terminal(ws)
+                await ws.send(b"echo before-$((40+2))\r")
+                await terminal.until(b"before-42\r\n")
+                await asyncio.to_thread(own.restart)
+                for replica in (plain.one, plain.two):
+                    await asyncio.to_thread(replica.output.wait_for, r"the bus listens on PostgreSQL again")
+                unshared = await asyncio.to_thread(
+                    world.alice.pair, "spaces", "unshare", "--space", "demo", world.bob.email
+                )
+                assert unshared.returncode == 0, unshared.stderr
+                await asyncio.wait_for(ws.wait_closed(), 2)
+                assert ws.close_code == CloseCode.REVOKED
+
+        run(scenario())
+        assert "demo" not in [s["name"] for s in world.bob.spaces()]  # the unshare was committed, once
+        for replica in (plain.one, plain.two):
+            assert replica.proc.poll() is None
+            said = replica.output.text()
+            assert "Traceback" not in said and "never retrieved" not in said, said

@@ -239,3 +239,48 @@ def test_postgres_bus_listens_again_after_losing_its_connection(
     said = [r.getMessage() for r in caplog.records]
     assert any(s.startswith("the bus lost its PostgreSQL connection") for s in said), said
     assert "the bus listens on PostgreSQL again (1 channels)" in said
+
+
+def test_postgres_bus_keeps_what_it_cannot_send_and_sends_it_in_order(
+    postgres: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The publisher's connections die and no new one is let in (as while PostgreSQL restarts):
+    a publish does not fail (what it announces was committed already), its messages wait, and go
+    out in order once the database answers again."""
+    from psycopg import conninfo
+
+    from broker.postgres_bus import PostgresBus
+
+    url = postgres.create_database(migrated=False)
+    name = conninfo.conninfo_to_dict(url)["dbname"]
+    channel = "pair_agent_sp_aaaaaaaaaaaa"
+
+    async def scenario() -> None:
+        listener, publisher = await PostgresBus.open(url), await PostgresBus.open(url)
+        try:
+            inbox = Inbox()
+            await listener.subscribe(channel, inbox)
+            await publisher.publish(channel, b"one")
+            await inbox.wait(1)
+            postgres.execute(postgres.admin_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            postgres.execute(
+                postgres.admin_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{name}' AND query NOT LIKE 'LISTEN%'",
+            )
+            await publisher.publish(channel, b"two")
+            await publisher.publish(channel, b"three")
+            assert publisher.waiting == 2
+            postgres.execute(postgres.admin_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            assert await inbox.wait(3) == [b"one", b"two", b"three"]
+            assert publisher.waiting == 0
+        finally:
+            await listener.close()
+            await publisher.close()
+
+    with caplog.at_level(logging.WARNING, logger="pair.broker.bus"):
+        run(scenario())
+    postgres.drop_database(url)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(s.startswith("the bus cannot send messages to the other replicas") for s in said), said
+    assert "the bus sends to the other replicas again; every waiting message went out" in said
