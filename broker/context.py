@@ -250,7 +250,8 @@ async def _keyring(settings: Settings, store: Store, sealer: Sealer | None, disc
     if discard_unreadable:
         await sealed.discard_unreadable()
     try:
-        await sealed.load(import_from=own_files)
+        # Discarding is for `keys rotate`, which adds the one new key itself.
+        await sealed.load(import_from=own_files, make_first=not discard_unreadable)
     except UnreadableKeys as exc:
         raise DataDirError(
             f"The signing keys in the database ({', '.join(exc.kids)}) do not open with this encryption key.",

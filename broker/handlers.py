@@ -30,6 +30,7 @@ from pair.api import terminal as tp
 async def health(call: Call[None]) -> m.Health:
     if call.ctx.database.unavailable is not None:
         await call.ctx.database.check_writable()  # 503 until the database takes a write again
+    await call.ctx.keyring.update()  # 503 while the signing keys do not open (broker.sealed_keys)
     return m.Health(status="ok", version=__version__)
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from broker.errors import Problem
 from broker.sealing import Sealer, SealError
 from broker.signing import KeySet, SigningKey, from_pem, generate, private_pem, retired
 from broker.store import Conflict, Queries, SealedKeyRecord
@@ -22,11 +23,20 @@ log = logging.getLogger("pair.broker")
 REFRESH_SECONDS = 5.0
 
 
-class UnreadableKeys(Exception):
-    """Keys in the database that this encryption key does not open (`kids`)."""
+class UnreadableKeys(Problem):
+    """Keys in the database that this encryption key does not open (`kids`): at start-up the
+    broker refuses to serve (broker.context); a serving replica answers 503 to what needs the
+    keys (another process sealed keys with another encryption key: `keys rotate
+    --discard-unreadable` with a new key while this replica runs with the old one)."""
 
     def __init__(self, kids: list[str]) -> None:
-        super().__init__(", ".join(kids))
+        super().__init__(
+            503,
+            "This broker replica cannot open the token signing keys in its database:"
+            " its encryption key is not the one that sealed them.",
+            "Try again later; the broker's operator can see why in its log.",
+            "unavailable",
+        )
         self.kids = kids
 
 
@@ -45,22 +55,28 @@ class SealedKeyring(KeySet):
         self._sealer = sealer
         self._seen: list[tuple[str, int]] | None = None  # the rows the keys were last read from
         self._read_at = -REFRESH_SECONDS
+        self._unreadable: list[str] = []  # keys the last read could not open (logged once)
 
-    async def load(self, *, import_from: Path | None = None) -> list[str]:
+    async def load(self, *, import_from: Path | None = None, make_first: bool = True) -> list[str]:
         """Read the keys. On a database without any: import the key files in `import_from` (a
-        data dir's signing-keys), else make the first key. The ids imported. UnreadableKeys when
-        a key in the database does not open with this encryption key."""
+        data dir's signing-keys), else make the first key (unless not `make_first`: the caller
+        adds one itself). The ids imported. UnreadableKeys when a key in the database does not
+        open with this encryption key."""
         imported: list[str] = []
         if not await self._store.signing_keys():
             imported = await import_files(self._store, self._sealer, import_from) if import_from else []
-            if not imported:
+            if not imported and make_first:
                 await self._store.add_signing_key(seal(self._sealer, generate()))
         await self.update(force=True)
         return imported
 
     async def update(self, *, force: bool = False) -> None:
+        """As KeySet.update; UnreadableKeys (a 503) while the database holds keys this
+        encryption key does not open, said in the log once per set of such keys."""
         now = time.monotonic()
         if not force and now - self._read_at < REFRESH_SECONDS:
+            if self._unreadable:
+                raise UnreadableKeys(self._unreadable)
             return
         rows = await self._store.signing_keys()
         self._read_at = now
@@ -74,7 +90,17 @@ class SealedKeyring(KeySet):
             except SealError:
                 unreadable.append(row.kid)
         if unreadable:
+            if unreadable != self._unreadable and self._seen is not None:  # serving: start-up says it itself
+                log.error(
+                    "the signing keys %s in the database do not open with this replica's encryption key;"
+                    " requests that sign or verify tokens get 503 until it runs with the key that sealed them",
+                    ", ".join(unreadable),
+                )
+            self._unreadable = unreadable
             raise UnreadableKeys(unreadable)
+        if self._unreadable:
+            log.warning("the signing keys in the database open with this replica's encryption key again")
+        self._unreadable = []
         self._install(keys)
         self._seen = seen
 

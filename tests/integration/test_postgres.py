@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from broker import accounts
 from broker.context import open_context
+from broker.sealed_keys import REFRESH_SECONDS
 from broker.settings import Settings
 from pair.api.models import SpaceTokenClaims
 from pair.api.tokens import AUDIENCE
@@ -110,6 +112,42 @@ def test_a_broker_with_another_encryption_key_is_refused_until_told_to_discard(d
     assert now.returncode == 0, now.stderr
     assert lost not in now.stdout
     assert fresh.stdout.split()[3].rstrip(";") == now.stdout.split()[0]  # the new key signs
+
+
+def test_discarding_makes_one_key_and_a_replica_with_the_old_encryption_key_answers_503(
+    database: str, tmp_path: Path
+) -> None:
+    """`keys rotate --discard-unreadable` with another encryption key while a replica runs with
+    the first: the rotate makes one key (as the docs say); the replica says so in one log line,
+    answers what needs the keys (the JWKS, /healthz) 503 with a clear message and code, and
+    never a traceback."""
+    with real_broker(tmp_path / "replica", database=database, env={"PAIR_BROKER_ENCRYPTION_KEY": KEY}) as broker:
+        fresh = broker_cmd(
+            "keys",
+            "rotate",
+            "--discard-unreadable",
+            "--database",
+            database,
+            "--data-dir",
+            str(tmp_path / "other"),
+            key=OTHER_KEY,
+        )
+        assert fresh.returncode == 0, fresh.stderr
+        assert fresh.stdout.strip().endswith("; 1 key(s) published in the JWKS."), fresh.stdout
+        with httpx.Client(base_url=broker.url, timeout=10) as client:
+            for _ in range(3):  # past the keyring's refresh: it reads the table again
+                jwks = client.get("/.well-known/jwks.json", headers={"Cache-Control": "no-cache"})
+                if jwks.status_code == 503:
+                    break
+                time.sleep(REFRESH_SECONDS)
+            for answer in (jwks, client.get("/healthz"), client.get("/.well-known/jwks.json")):
+                assert answer.status_code == 503, answer.text
+                body = answer.json()
+                assert body["code"] == "unavailable"
+                assert "cannot open the token signing keys" in body["message"]
+        said = broker.output.text()
+        assert said.count("do not open with this replica's encryption key") == 1, said
+        assert "Traceback" not in said
 
 
 def test_migrate_applies_the_migrations_once_and_says_so(database: str, tmp_path: Path) -> None:
