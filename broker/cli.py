@@ -32,7 +32,7 @@ from broker.errors import Problem
 from broker.outbox import OutboxBus
 from broker.settings import Settings, SettingsError, split_address
 from broker.signing import SigningKey
-from broker.store import StoreError, StoreUnavailable
+from broker.store import SchemaTooNew, StoreError, StoreUnavailable
 from broker.store.backends import shown
 from pair import durations, runner
 from pair.api import models as m
@@ -883,7 +883,7 @@ def _move(source: str, target: str, replace: bool, settings: Settings) -> None:
             " nothing was moved.",
             "Give the encryption key that SQLite broker uses (PAIR_BROKER_ENCRYPTION_KEY).",
         ) from exc
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, SchemaTooNew) as exc:
         raise DataDirError(str(exc), exc.hint) from exc
     except StoreError as exc:
         raise PairError(str(exc), "Nothing was moved; see docs/operations.md.") from exc
@@ -906,7 +906,7 @@ def _database_call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """`work()` in an event loop of its own; a database that cannot be used said in one sentence."""
     try:
         return asyncio.run(work())
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, SchemaTooNew) as exc:
         raise DataDirError(str(exc), exc.hint) from exc
     except StoreError as exc:
         raise PairError(str(exc), "Nothing was changed; see docs/operations.md.") from exc

@@ -20,7 +20,7 @@ from broker.hub import Hub
 from broker.sealing import EncryptionKeyError, Sealer, parse_key, read_key_file
 from broker.settings import Settings
 from broker.signing import Keyring, KeySet
-from broker.store import AgentChannelRecord, Queries, Store, StoreError, StoreUnavailable
+from broker.store import AgentChannelRecord, Queries, SchemaTooNew, Store, StoreError, StoreUnavailable
 from broker.store.backends import is_postgres, open_store, shown
 from pair.api.errors import PairError
 from pair.api.models import AuthorizedKeys
@@ -190,6 +190,8 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
         raise data_dir_error(settings.data_dir, exc) from exc
     except StoreUnavailable as exc:
         raise DatabaseUnavailable(exc) from exc
+    except SchemaTooNew as exc:
+        raise DataDirError(str(exc), exc.hint) from exc
     except StoreError as exc:
         raise DataDirError(str(exc), f"Check the database {shown(database)}.") from exc
     try:

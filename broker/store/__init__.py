@@ -69,6 +69,7 @@ __all__ = [
     "PortRecord",
     "Queries",
     "ReplicaRecord",
+    "SchemaTooNew",
     "SealedKeyRecord",
     "SessionRecord",
     "SpaceKeyRecord",
@@ -89,6 +90,18 @@ __all__ = [
 
 class StoreError(Exception):
     pass
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer release than this one (`version` > `newest`)."""
+
+    def __init__(self, version: int, newest: int) -> None:
+        super().__init__(f"The database is at schema version {version}, newer than this broker knows ({newest}).")
+        self.version, self.newest = version, newest
+        self.hint = (
+            "A newer pair-broker migrated it: run that release (every replica), or restore the database from"
+            " a backup taken before the upgrade to run this one."
+        )
 
 
 class StoreUnavailable(StoreError):

@@ -161,6 +161,20 @@ def test_migrate_applies_the_migrations_once_and_says_so(database: str, tmp_path
     assert again.stdout.strip().endswith("is up to date.")
 
 
+def test_a_database_from_a_newer_release_is_refused_with_what_to_run(
+    database: str, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """An older replica against a schema a newer release migrated (a rolling upgrade that ran
+    `migrate` first): refused, saying to run the newer release or restore the database."""
+    assert broker_cmd("migrate", "--database", database, key=None).returncode == 0
+    postgres.execute(
+        database, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_future.sql', 0)"
+    )
+    for args in (("users", "list"), ("serve", "--port", "0", "--data-dir", str(tmp_path / "data"))):
+        result = broker_cmd(*args, "--database", database)
+        refused(result, "schema version 9999, newer than this broker knows", "run that release", "restore")
+
+
 def test_migrate_on_a_data_dir_without_a_database_is_refused(tmp_path: Path) -> None:
     refused(broker_cmd("migrate", "--data-dir", str(tmp_path / "nothing"), key=None), "No broker database")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 
-from broker.store import StoreError
+from broker.store import SchemaTooNew
 
 DIALECTS = ("sqlite", "postgresql")  # every backend's dialect
 
@@ -46,9 +46,9 @@ def available(dialect: str, directory: Traversable | None = None) -> list[Migrat
 
 def pending(version: int, dialect: str) -> list[Migration]:
     """The migrations a database at schema `version` still needs, in order. StoreError for a
-    database from a newer release than this one."""
+    database from a newer release than this one (SchemaTooNew)."""
     shipped = available(dialect)
     newest = shipped[-1].version if shipped else 0
     if version > newest:
-        raise StoreError(f"The database is at schema version {version}, newer than this broker knows ({newest}).")
+        raise SchemaTooNew(version, newest)
     return [m for m in shipped if m.version > version]
