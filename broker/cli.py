@@ -194,6 +194,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Believe X-Forwarded-For/-Proto from these addresses (the load balancer's; comma-separated; '*': any)."
+            " [env: PAIR_BROKER_FORWARDED_ALLOW_IPS; default: uvicorn's, 127.0.0.1]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the broker (SQLite in the data dir, or --database; a signing key and first admin are made on first start)."""
     import uvicorn
@@ -211,6 +220,7 @@ def serve(
         database=database,
         encryption_key_file=encryption_key_file,
         replica_address=replica_address,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     lock = _lock_data_dir(settings.data_dir)  # held until this process ends
     # Bound at once (a taken port says so now), listening only once the database is open: until
@@ -220,7 +230,9 @@ def serve(
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
     lock.record(settings.url)
     app = create_app(settings)  # opens its own store in uvicorn's event loop
-    config = serving.config(app, log_level=settings.log_level, access_log=access_log)  # and the log
+    config = serving.config(  # and the log
+        app, log_level=settings.log_level, access_log=access_log, forwarded_allow_ips=settings.forwarded_allow_ips
+    )
     try:
         asyncio.run(_prepare(settings))
         _listen(sock, settings)

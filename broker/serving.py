@@ -81,10 +81,14 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def config(app: ASGIApp, *, log_level: str = "info", access_log: bool = False) -> uvicorn.Config:
+def config(
+    app: ASGIApp, *, log_level: str = "info", access_log: bool = False, forwarded_allow_ips: str = ""
+) -> uvicorn.Config:
     """One process, uvloop + httptools where installed, no access log by default (it costs ~1/3
     of throughput), and WebSockets without compression (SSH streams carry encrypted bytes). The
-    broker's own log (`pair.broker`) is written like uvicorn's, and every line is redacted."""
+    broker's own log (`pair.broker`) is written like uvicorn's, and every line is redacted.
+    `forwarded_allow_ips`: the proxies whose X-Forwarded-For/-Proto are believed (uvicorn's
+    ProxyHeadersMiddleware; empty: uvicorn's default, FORWARDED_ALLOW_IPS or 127.0.0.1)."""
     import uvicorn
 
     cfg = uvicorn.Config(
@@ -98,6 +102,8 @@ def config(app: ASGIApp, *, log_level: str = "info", access_log: bool = False) -
         ws_per_message_deflate=False,
         server_header=False,
         timeout_graceful_shutdown=5,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips or None,
     )
     # uvicorn.Config configured logging just now: its handlers write every uvicorn line.
     handlers = logging.getLogger("uvicorn").handlers + logging.getLogger("uvicorn.access").handlers

@@ -59,6 +59,10 @@ class Settings:
     # On PostgreSQL, the address the other replicas reach this one at (an http(s) URL on the
     # internal network, e.g. http://10.0.0.5:8000); empty: http://HOST:PORT as it listens.
     replica_address: str = field(default="", metadata={"env": "PAIR_BROKER_REPLICA_ADDRESS"})
+    # The addresses (comma-separated IPs or networks, `*` for any) whose X-Forwarded-For and
+    # X-Forwarded-Proto the broker believes: its load balancer's. Passed to uvicorn as
+    # `forwarded_allow_ips`; empty: uvicorn's default (FORWARDED_ALLOW_IPS, else 127.0.0.1).
+    forwarded_allow_ips: str = field(default="", metadata={"env": "PAIR_BROKER_FORWARDED_ALLOW_IPS"})
 
     @property
     def database_path(self) -> Path:

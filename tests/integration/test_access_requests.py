@@ -112,6 +112,29 @@ def test_flooding_requests_is_bounded(live_broker: RealBroker) -> None:
         assert http.post(ep.ACCESS_REQUEST_TOKEN.path, json={"device_code": device}).json()["status"] == "slow_down"
 
 
+@pytest.mark.parametrize("trusted", [True, False], ids=["proxy-trusted", "proxy-not-trusted"])
+def test_the_per_address_bound_counts_forwarded_addresses_only_from_a_trusted_proxy(
+    tmp_path: Path, trusted: bool
+) -> None:
+    """Behind a load balancer every request comes from its address: with it trusted
+    (--forwarded-allow-ips) the bound counts each X-Forwarded-For client apart; from an address
+    not trusted the header is ignored and the peer's address counts."""
+    proxy = "127.0.0.1" if trusted else "192.0.2.1"  # the tests' requests come from 127.0.0.1
+    with (
+        real_broker(tmp_path / "data", "--forwarded-allow-ips", proxy) as broker,
+        httpx.Client(base_url=broker.url) as http,
+    ):
+        path = ep.ACCESS_REQUEST.path
+
+        def ask(email: str, client: str) -> int:
+            return http.post(path, json={"email": email}, headers={"X-Forwarded-For": client}).status_code
+
+        for i in range(10):
+            assert ask(f"a{i}@example.com", "203.0.113.1") == 200
+        assert ask("one-more@example.com", "203.0.113.1") == 429
+        assert ask("elsewhere@example.com", "203.0.113.2") == (200 if trusted else 429)
+
+
 class Hook(BaseHTTPRequestHandler):
     received: ClassVar[list[dict[str, Any]]] = []
 
