@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     ]
     routes += relay.ROUTES  # WebSockets: the agent's control channel and streams
     routes += relay.INTERNAL_ROUTES  # a replica claiming its stream's agent end (broker.peering)
+    routes += relay.INTERNAL_HTTP_ROUTES  # a replica checking its own address
     routes += downloads.ROUTES  # /install.sh and /download/pair.whl, for self-hosted teams
     routes += web.routes()  # the web page (/, /signin, /web/…) and POST /api/v1/web-links
     app = Starlette(

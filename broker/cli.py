@@ -207,7 +207,7 @@ def serve(
     """Run the broker (SQLite in the data dir, or --database; a signing key and first admin are made on first start)."""
     import uvicorn
 
-    from broker import streams
+    from broker import peering, streams
     from broker.app import create_app
 
     settings = _settings(
@@ -254,6 +254,8 @@ def serve(
                     f" (public URL {settings.url}, {where})",
                     flush=True,
                 )
+                # Once it serves: does its --replica-address reach itself? (held until the server ends)
+                self.address_check = asyncio.create_task(peering.check_address(app.state.ctx))
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Before uvicorn drops the connections (with a bare 1012): people hear why their

@@ -26,22 +26,26 @@ import contextlib
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from broker import credentials, events, replicas
 from broker.context import Context, encryption_key
+from broker.errors import Problem
 from broker.hub import Claim, Leg, Stream
 from broker.links import CLOSE_WAIT, MAX_REASON, Closed, Frame
 from broker.replicas import Replica
 from broker.store import StoreError
 from broker.store.backends import is_postgres
+from pair import tls
 from pair.api.closecodes import CloseCode
 
 log = logging.getLogger("pair.broker")
 
 PEER_STREAM = "/internal/v1/streams/{stream_id}"  # the agent's end of a stream, for another replica
+WHOAMI = "/internal/v1/replica"  # which replica answers at an address: {"id": …}
 LEG_HEADER = "x-pair-leg"  # who the stream is for: base64url of the Leg's JSON
 CLAIM_WAIT = 5.0  # seconds an agent's connection waits for the replica holding its stream
 CONNECT_TIMEOUT = 5.0  # seconds to open the internal WebSocket
@@ -211,12 +215,55 @@ async def claim(ctx: Context, stream: Stream, replica_id: str) -> None:
         )
     except (OSError, TimeoutError, WebSocketException) as exc:
         log.warning("could not reach replica %s at %s for stream %s: %s", replica_id, holder.address, stream.id, exc)
+        if not stream.agent.done():  # the person hears it is the broker's fault, not the container's
+            stream.agent.set_exception(unreachable_replica())
         return
     link = PeerLink(ws)
     if stream.agent.done():  # ended, refused or answered meanwhile
         await link.close()
         return
     stream.agent.set_result(link)
+
+
+def unreachable_replica() -> Problem:
+    """What a person reads when their stream's agent end is at a replica this one cannot reach
+    (its --replica-address is wrong, or the internal network is cut): the broker's fault."""
+    return Problem(
+        502,
+        "Another broker replica could not be reached to carry this stream.",
+        "This is the broker's fault, not the container's: try again, and tell the broker's operator"
+        " (its log names the replica and its --replica-address).",
+        "unavailable",
+    )
+
+
+async def check_address(ctx: Context) -> bool:
+    """Once serving: ask this replica's own --replica-address which replica answers there
+    (WHOAMI, with the replicas' secret). Logs one clear error when nothing answers or another
+    broker does (the other replicas could not reach this one's streams), one info line when it
+    is itself. True when it is itself, or for a single broker."""
+    replica = ctx.replica
+    if replica is None:
+        return True
+    url = replica.address.rstrip("/") + WHOAMI
+    try:
+        async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT, verify=tls.verifying(url)) as client:
+            answer = await client.get(url, headers={"Authorization": replica.authorization()})
+        found = answer.json().get("id") if answer.status_code == 200 else f"HTTP {answer.status_code}"
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        found = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if found == replica.id:
+        log.info("replica %s answers at its --replica-address %s", replica.id, replica.address)
+        return True
+    said = "another broker answers there" if isinstance(found, str) and found.startswith("rep_") else found
+    log.error(
+        "replica %s cannot be reached at its --replica-address %s (%s): the other replicas cannot carry"
+        " streams through it; set --replica-address (PAIR_BROKER_REPLICA_ADDRESS) to the URL they reach it at",
+        replica.id,
+        replica.address,
+        said,
+    )
+    return False
 
 
 def peer_url(address: str, stream_id: str) -> str:

@@ -11,13 +11,15 @@ import functools
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from starlette.routing import WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from broker import accounts, agents, bus, credentials, events, metrics, peering, snapshots, streams, terminals
 from broker.context import Context
 from broker.errors import Problem
-from broker.http import as_problem, bearer, problem_response
+from broker.http import as_problem, bearer, json_response, problem_response
 from broker.hub import AgentLink, Claim
 from broker.links import Closed, WebSocketLink
 from broker.store import SpaceRecord, StoreError, StoreUnavailable, UserRecord
@@ -345,6 +347,20 @@ ROUTES = [
     WebSocketRoute(ep.WEB_TERMINAL, web_terminal),
 ]
 
+
+async def whoami(request: Request) -> Response:
+    """Which replica answers here (its id), to a replica proving the replicas' secret: a starting
+    replica checks that its own --replica-address reaches itself (broker.peering.check_address)."""
+    ctx: Context = request.app.state.ctx
+    replica = ctx.replica
+    if replica is None:
+        return problem_response(Problem(404, "Not found.", "", "not_found"))
+    if not replica.admits(request.headers.get("authorization")):
+        return problem_response(Problem(403, "Only another replica of this broker may do that.", "", "forbidden"))
+    return json_response(200, msgspec.json.encode({"id": replica.id}))
+
+
 # Between replicas only (broker.peering): not part of the API, so not in pair.api.endpoints nor
 # /openapi.json; a load balancer need not (and should not) pass /internal/ from outside.
 INTERNAL_ROUTES = [WebSocketRoute(peering.PEER_STREAM, peer_stream)]
+INTERNAL_HTTP_ROUTES = [Route(peering.WHOAMI, whoami, methods=["GET"])]

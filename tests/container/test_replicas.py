@@ -60,13 +60,15 @@ class Replicas:
 
 
 @contextmanager
-def replicas_on(postgres: PostgresServer, root: Path, public_url: str, port: int = 0) -> Iterator[Replicas]:
-    """Two replicas on a fresh database, both with `public_url`; the first on `port`."""
+def replicas_on(
+    postgres: PostgresServer, root: Path, public_url: str, port: int = 0, one_args: tuple[str, ...] = ()
+) -> Iterator[Replicas]:
+    """Two replicas on a fresh database, both with `public_url`; the first on `port`, with `one_args`."""
     database = postgres.create_database(migrated=False)
     public = ("--public-url", public_url)
     try:
         with (
-            real_broker(root / "replica-1", *public, port=port, database=database, env=ENV) as one,
+            real_broker(root / "replica-1", *public, *one_args, port=port, database=database, env=ENV) as one,
             real_broker(root / "replica-2", *public, database=database, env=ENV, fresh=False) as two,
         ):
             yield Replicas(one, two, public_url, (one.url, two.url), database, postgres)
@@ -366,3 +368,35 @@ def test_unshare_after_postgresql_restarted_answers_2xx_and_ends_the_session_on_
             assert replica.proc.poll() is None
             said = replica.output.text()
             assert "Traceback" not in said and "never retrieved" not in said, said
+
+
+def test_a_replica_with_a_wrong_address_says_so_and_people_read_it_is_the_brokers_fault(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Replica 1 advertises an address where nothing answers: it says so in its log once it
+    serves (replica 2, rightly addressed, says it answers), and bob's terminal through replica 2,
+    whose agent end dials replica 1, is refused at once as the broker's fault, not the container's."""
+    port = free_port()
+    wrong = ("--replica-address", f"http://127.0.0.1:{free_port()}")
+    with (
+        replicas_on(postgres, tmp_path, f"http://127.0.0.1:{port}", port, one_args=wrong) as plain,
+        world_on(plain, tmp_path) as world,
+    ):
+        plain.one.output.wait_for(r"cannot be reached at its --replica-address http://127\.0\.0\.1:\d+ \(")
+        plain.two.output.wait_for(r"answers at its --replica-address")
+        terminal_url = ep.websocket_url(plain.two.url, ep.SPACE_TERMINAL.format(space_id=world.space_id))
+
+        async def refused() -> tuple[int, dict[str, str], float]:
+            started = asyncio.get_running_loop().time()
+            try:
+                async with opening(world.bob, terminal_url):
+                    raise AssertionError("the terminal opened")
+            except InvalidStatus as exc:
+                body = json.loads(exc.response.body or b"{}")
+                return exc.response.status_code, body, asyncio.get_running_loop().time() - started
+
+        status, body, took = run(refused())
+        assert (status, body["code"]) == (502, "unavailable"), body
+        assert body["message"] == "Another broker replica could not be reached to carry this stream."
+        assert "container" not in body["message"]
+        assert took < 5, took  # at once, not after the agent's answer timeout
