@@ -1,4 +1,5 @@
-"""`pair-broker`: Ctrl-C while Python is still importing exits 130 quietly, as `pair` does."""
+"""`pair-broker`: Ctrl-C while Python is still importing exits 130 quietly, and output to a
+closed pipe ends it quietly, as `pair` does (pair.__main__.closed_pipe)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("\nCancelled.\n")
         sys.exit(130)
-    cli()
+    from pair.__main__ import closed_pipe
+
+    try:
+        try:
+            cli()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        closed_pipe()
 
 
 if __name__ == "__main__":

@@ -9,12 +9,29 @@ import sys
 
 def main() -> None:
     """The console script. Ctrl-C before a command's own handling is in place (while Python is
-    still importing, ~0.3 s on a loaded machine) exits 130 quietly instead of a traceback."""
+    still importing, ~0.3 s on a loaded machine) exits 130 quietly instead of a traceback, and
+    output to a closed pipe (`pair spaces list | head`) ends it quietly (`closed_pipe`)."""
     try:
-        _dispatch()
+        try:
+            _dispatch()
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in Python's own flush at exit
     except KeyboardInterrupt:
         sys.stderr.write("\nCancelled.\n")
         sys.exit(130)
+    except BrokenPipeError:
+        closed_pipe()
+
+
+def closed_pipe() -> None:
+    """Exit 1 without a word when the reader of stdout went away (as Click and gh do): stdout is
+    pointed at /dev/null so that Python's own flush at exit does not complain either (the
+    recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
 
 
 def _dispatch() -> None:
