@@ -903,8 +903,9 @@ def _move(source: str, target: str, replace: bool, settings: Settings) -> None:
         raise PairError(str(exc), "Nothing was moved; see docs/operations.md.") from exc
     if moved.emptied:
         print(f"Emptied {shown(dst)} first ({sum(moved.emptied.values())} rows).")
+    width = max((len(table) for table in moved.counts), default=0)
     for table, count in moved.counts.items():
-        print(f"{table:<16} {count:>8} rows")
+        print(f"{table:<{width}} {count:>8} rows")
     if moved.sealed_files:
         print(f"Sealed {len(moved.sealed_files)} signing key(s) from {src.parent / 'signing-keys'} into the database.")
     print(

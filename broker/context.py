@@ -180,7 +180,8 @@ async def open_context(settings: Settings, *, create: bool, discard_unreadable_k
     if isinstance(database, Path) and not create and not database.is_file():
         raise DataDirError(
             f"No broker database in {database.parent}.",
-            f"{DATA_DIR_HINT} `pair-broker serve` creates one on its first start.",
+            f"{DATA_DIR_HINT} `pair-broker serve` creates one on its first start. A broker on PostgreSQL"
+            " keeps none there: pass --database (or set PAIR_BROKER_DATABASE_URL) and the encryption key.",
         )
     try:
         if create:

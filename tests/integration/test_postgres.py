@@ -179,6 +179,13 @@ def test_migrate_on_a_data_dir_without_a_database_is_refused(tmp_path: Path) -> 
     refused(broker_cmd("migrate", "--data-dir", str(tmp_path / "nothing"), key=None), "No broker database")
 
 
+def test_an_admin_verb_given_a_replicas_data_dir_is_told_of_database(tmp_path: Path) -> None:
+    """A PostgreSQL replica's data dir holds no database: the hint names --database."""
+    (tmp_path / "replica").mkdir()
+    result = broker_cmd("users", "add", "carol@example.com", "--data-dir", str(tmp_path / "replica"), key=None)
+    refused(result, "No broker database in", "--database", "PAIR_BROKER_DATABASE_URL")
+
+
 def test_a_database_url_that_names_no_backend_is_refused(tmp_path: Path) -> None:
     result = broker_cmd("users", "list", "--database", "mysql://pair:s3cret@db/pair", key=None)
     refused(result, "--database is not a usable database URL")
@@ -210,7 +217,10 @@ def test_moving_a_sqlite_broker_to_postgresql(database: str, tmp_path: Path) -> 
     refused(broker_cmd("migrate", "--from", source, "--to", database, key=None), "encryption key")
     moved = broker_cmd("migrate", "--from", source, "--to", database)
     assert moved.returncode == 0, moved.stderr
-    counts = dict(line.split()[:2] for line in moved.stdout.splitlines() if line.endswith(" rows"))
+    lines = [line for line in moved.stdout.splitlines() if line.endswith(" rows")]
+    counts = dict(line.split()[:2] for line in lines)
+    assert len({len(line) for line in lines}) == 1, lines  # one column of counts, space_group_shares too
+    assert "space_group_shares" in counts
     assert counts["users"] == "2"
     assert int(counts["audit_log"]) >= 2
     assert "Sealed 1 signing key(s)" in moved.stdout
