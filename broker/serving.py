@@ -3,13 +3,18 @@ benchmark baseline (bench/hello_server.py) is served exactly as `pair-broker ser
 
 Two corrections to uvicorn live here too: its log lines pass through `RedactSecrets` (a one-time
 sign-in link's secret is in its URL), and `websocket_protocol()` stops a refused WebSocket (our
-JSON denial response: 401, 404, 409) from being logged as an ERROR."""
+JSON denial response: 401, 404, 409) from being logged as an ERROR. And psycopg's own lines
+(its pool's "error connecting", "discarding closed connection") go to the broker's log, each at
+most once a minute (`OncePerMinute`): an outage of PostgreSQL otherwise repeats them for every
+connection attempt."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import socket
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from broker import credentials
@@ -81,6 +86,32 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class OncePerMinute(logging.Filter):
+    """Let one record through per logger and message template every `seconds`; the next one
+    let through says how many were held back meanwhile. `clock`: monotonic seconds."""
+
+    def __init__(self, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # (logger, template) -> (let through at, held)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.seconds:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (and {seen[1]} more like it in the last minute)"
+        return True
+
+
+PSYCOPG_LOGGERS = ("psycopg", "psycopg.pool")  # the driver's and its pool's
+
+
 def config(
     app: ASGIApp, *, log_level: str = "info", access_log: bool = False, forwarded_allow_ips: str = ""
 ) -> uvicorn.Config:
@@ -114,4 +145,12 @@ def config(
     ours.handlers = list(logging.getLogger("uvicorn").handlers)
     ours.setLevel(logging.getLogger("uvicorn.error").level)
     ours.propagate = False
+    driver = logging.getLogger(PSYCOPG_LOGGERS[0])  # its children's records reach its handlers
+    driver.handlers = list(ours.handlers)
+    driver.propagate = False
+    once = OncePerMinute()
+    for name in PSYCOPG_LOGGERS:  # a logger's filters see only its own records, not its children's
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OncePerMinute) for f in logger.filters):
+            logger.addFilter(once)
     return cfg
