@@ -7,9 +7,10 @@
 - Publishing is `SELECT pg_notify(channel, payload)` on a pooled connection, autocommitted, so
   a message is delivered when `publish` returns from the database; notifications go out in
   commit order, so one publisher's messages arrive in the order it sent them
-  (https://www.postgresql.org/docs/current/sql-notify.html). The pool checks a connection before
-  lending it (a server restart leaves every pooled connection dead), and a publish that still
-  meets a lost connection tries once more on a new one.
+  (https://www.postgresql.org/docs/current/sql-notify.html). The pool checks a connection that
+  heard from the server while idle before lending it (a server restart leaves every pooled
+  connection dead: broker.store.postgres.check_idle), and a publish that still meets a lost
+  connection tries once more on a new one.
 - A message that cannot be sent even so is not an error of the caller's: what it announces was
   committed already (an unshare, a key added), so it waits in a backlog, in order, and goes out
   when PostgreSQL answers again (every later message queues behind it, keeping the order). The
@@ -44,7 +45,7 @@ from psycopg import sql
 
 from broker.bus import Listener, Subscription, Unsubscribe, check_payload
 from broker.store import StoreUnavailable
-from broker.store.postgres import describe
+from broker.store.postgres import check_idle, describe
 
 log = logging.getLogger("pair.broker.bus")
 
@@ -87,7 +88,7 @@ class PostgresBus:
             max_size=PUBLISH_POOL_MAX,
             kwargs={"autocommit": True},
             timeout=PUBLISH_WAIT,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            check=check_idle,
             open=False,
             name="pair-broker-bus",
         )

@@ -16,6 +16,7 @@ its pool (psycopg_pool), opened in the event loop that uses it.
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -116,6 +117,23 @@ async def server_answers(url: str) -> bool:
     params.setdefault("connect_timeout", str(int(CONNECT_TIMEOUT)))
     target = conninfo.make_conninfo("", **params).encode()
     return await asyncio.to_thread(pq.PGconn.ping, target) == pq.Ping.OK
+
+
+async def check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The `check` of the broker's psycopg pools, run before a connection is lent: a connection
+    whose socket became readable while it sat idle heard from the server, which after a restart
+    or a terminated backend is its goodbye and end of file, so it gets a round trip
+    (psycopg_pool's check_connection) and is discarded if dead; any other is lent at the cost of
+    one poll(2), without the round trip check_connection alone would add to every query.
+    Raises what the round trip raises (the pool then makes a new connection)."""
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        heard = bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):  # no socket left: the round trip says why
+        heard = True
+    if heard:
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
 
 def translate(exc: psycopg.Error, where: str, health: Health | None, conflict: Conflicts | None = None) -> StoreError:
@@ -1228,7 +1246,7 @@ class PostgresStore(_Queries):
             max_size=pool_max,
             kwargs={"autocommit": True},
             timeout=CONNECT_TIMEOUT,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,  # a server restart kills every pooled one
+            check=check_idle,  # a server restart kills every pooled connection
             open=False,
             name="pair-broker",
         )

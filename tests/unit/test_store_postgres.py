@@ -234,3 +234,27 @@ def test_outbox_ids_become_visible_in_order_whatever_commits_first(postgres: Pos
         asyncio.run(race())
     finally:
         postgres.drop_database(url)
+
+
+def test_connections_the_server_ended_while_idle_are_not_lent(postgres: PostgresServer) -> None:
+    """Every pooled connection ended by the server (as a restart ends them): the next queries
+    get new connections instead of failing (broker.store.postgres.check_idle)."""
+    url = postgres.create_database()
+
+    async def scenario() -> None:
+        store = await PostgresStore.open(url, pool_max=3)
+        try:
+            await asyncio.gather(*(store.users() for _ in range(6)))  # more than one connection pooled
+            postgres.execute(
+                url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            for _ in range(6):
+                await store.users()
+            assert store.unavailable is None
+        finally:
+            await store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    postgres.drop_database(url)
