@@ -24,6 +24,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import ssl
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -39,7 +40,6 @@ from broker.links import CLOSE_WAIT, MAX_REASON, Closed, Frame
 from broker.replicas import Replica
 from broker.store import StoreError
 from broker.store.backends import is_postgres
-from pair import tls
 from pair.api.closecodes import CloseCode
 
 log = logging.getLogger("pair.broker")
@@ -247,7 +247,7 @@ async def check_address(ctx: Context) -> bool:
         return True
     url = replica.address.rstrip("/") + WHOAMI
     try:
-        async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT, verify=tls.verifying(url)) as client:
+        async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT, verify=ssl.create_default_context()) as client:
             answer = await client.get(url, headers={"Authorization": replica.authorization()})
         found = answer.json().get("id") if answer.status_code == 200 else f"HTTP {answer.status_code}"
     except (httpx.HTTPError, ValueError, AttributeError) as exc:

@@ -4,6 +4,7 @@ OncePerMinute): an outage otherwise repeats "error connecting" for every attempt
 from __future__ import annotations
 
 import logging
+import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -56,7 +57,8 @@ def test_serving_routes_psycopg_through_the_broker_log_once_a_minute() -> None:
         driver = logging.getLogger("psycopg")
         assert driver.handlers == logging.getLogger("pair.broker").handlers and not driver.propagate
         pool = logging.getLogger("psycopg.pool")
-        passed = [pool.filter(record("psycopg.pool", "error connecting in %r: %s")) for _ in range(36)]
+        fresh = f"error connecting in %r: %s ({uuid.uuid4()})"  # no earlier test's record counts
+        passed = [pool.filter(record("psycopg.pool", fresh)) for _ in range(36)]
         assert passed.count(True) == 1
     finally:
         for lg, (handlers, filters, propagate, level) in zip(loggers, before, strict=True):
