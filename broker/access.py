@@ -90,21 +90,17 @@ OWN_EMAIL = {
 }
 
 
-async def teammates_by_email(
-    ctx: Context, owner: UserRecord, emails: list[str], *, of: Literal["space", "key"] = "space"
-) -> list[UserRecord]:
-    """The accounts `owner` shares with by naming `emails` (each once, normalized): Problem 422
-    `unknown_user` naming every email without an account in one sentence, or `invalid` for one
-    `may_share_with` refuses (their own, in the words for what is shared: `of`)."""
-    users, unknown = [], []
+async def accounts_by_email(ctx: Context, emails: list[str]) -> list[UserRecord]:
+    """The accounts named by `emails` (each once, normalized, in the order named): Problem 422
+    `unknown_user` naming every email without an account in one sentence. The one lookup behind a
+    share and a group's members."""
+    found, unknown = [], []
     for email in dict.fromkeys(normalize_email(e) for e in emails):
         user = await ctx.store.user_by_email(email)
         if user is None:
             unknown.append(email)
-        elif not may_share_with(owner, user):
-            raise invalid(OWN_EMAIL[of], "Drop your own email from the list.")
         else:
-            users.append(user)
+            found.append(user)
     if unknown:
         raise Problem(
             422,
@@ -113,6 +109,17 @@ async def teammates_by_email(
             "unknown_user",
             admin_detail="Create it with `pair-broker users add EMAIL`, or check the spelling.",
         )
+    return found
+
+
+async def teammates_by_email(
+    ctx: Context, owner: UserRecord, emails: list[str], *, of: Literal["space", "key"] = "space"
+) -> list[UserRecord]:
+    """The accounts `owner` shares with by naming `emails` (`accounts_by_email`), or Problem 422
+    `invalid` for one `may_share_with` refuses (their own, in the words for what is shared: `of`)."""
+    users = await accounts_by_email(ctx, emails)
+    if not all(may_share_with(owner, user) for user in users):
+        raise invalid(OWN_EMAIL[of], "Drop your own email from the list.")
     return users
 
 

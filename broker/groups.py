@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from broker import access, credentials, names, spaces
 from broker.context import Context, timestamp
-from broker.emails import normalize_email
 from broker.errors import Problem, invalid
-from broker.store import Conflict, GroupRecord, Limits, UserRecord
+from broker.store import Conflict, GroupRecord, Limits
 from pair.api import models as m
 
 
@@ -39,29 +38,10 @@ async def add(ctx: Context, name: str, *, actor: str) -> GroupRecord:
     return group
 
 
-async def _members(ctx: Context, emails: list[str]) -> list[UserRecord]:
-    found, unknown = [], []
-    for email in dict.fromkeys(normalize_email(e) for e in emails):
-        user = await ctx.store.user_by_email(email)
-        if user is None:
-            unknown.append(email)
-        else:
-            found.append(user)
-    if unknown:
-        raise Problem(
-            422,
-            f"No account on this broker for {', '.join(unknown)}.",
-            "Check the spelling, or ask an admin to create the account.",
-            "unknown_user",
-            admin_detail="Create it first (`pair-broker users add EMAIL`), or check the spelling.",
-        )
-    return found
-
-
 async def add_members(ctx: Context, name: str, emails: list[str], *, actor: str) -> GroupRecord:
     """Add people to the group (those in it stay); the group's Spaces let them in at once."""
     group = await access.group_by_name(ctx, name)
-    people = await _members(ctx, emails)
+    people = await access.accounts_by_email(ctx, emails)
     async with ctx.transaction() as tx:
         await tx.store.add_group_members(group.id, [p.id for p in people], ctx.now())
         for person in people:
@@ -75,7 +55,7 @@ async def remove_members(ctx: Context, name: str, emails: list[str], *, actor: s
     """Take people out of the group: the group's Spaces they can no longer see drop their keys
     and end their open streams at once."""
     group = await access.group_by_name(ctx, name)
-    people = await _members(ctx, emails)
+    people = await access.accounts_by_email(ctx, emails)
     shared = await ctx.store.spaces_shared_with_group(group.id)
     async with ctx.transaction() as tx:
         await tx.store.remove_group_members(group.id, [p.id for p in people])
