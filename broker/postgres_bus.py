@@ -45,7 +45,7 @@ from psycopg import sql
 
 from broker.bus import Listener, Subscription, Unsubscribe, check_payload
 from broker.store import StoreUnavailable
-from broker.store.postgres import check_idle, describe
+from broker.store.postgres import describe, new_pool
 
 log = logging.getLogger("pair.broker.bus")
 
@@ -82,16 +82,7 @@ class PostgresBus:
     async def open(cls, url: str) -> PostgresBus:
         """Connect the publishing pool and the listening connection. StoreUnavailable when the
         server cannot be reached."""
-        pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=PUBLISH_POOL_MAX,
-            kwargs={"autocommit": True},
-            timeout=PUBLISH_WAIT,
-            check=check_idle,
-            open=False,
-            name="pair-broker-bus",
-        )
+        pool = new_pool(url, name="pair-broker-bus", max_size=PUBLISH_POOL_MAX, timeout=PUBLISH_WAIT)
         try:
             await pool.open(wait=True, timeout=10.0)
         except psycopg_pool.PoolTimeout as exc:

@@ -119,6 +119,22 @@ async def server_answers(url: str) -> bool:
     return await asyncio.to_thread(pq.PGconn.ping, target) == pq.Ping.OK
 
 
+def new_pool(url: str, *, name: str, max_size: int, timeout: float) -> psycopg_pool.AsyncConnectionPool[Any]:
+    """An unopened pool of autocommit connections to `url` (1 to `max_size`; `timeout` s to lend
+    one), checked by `check_idle` before each lending, since a server restart kills every pooled
+    connection. The one pool policy of the store and the bus (broker.postgres_bus)."""
+    return psycopg_pool.AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        timeout=timeout,
+        check=check_idle,
+        open=False,
+        name=name,
+    )
+
+
 async def check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
     """The `check` of the broker's psycopg pools, run before a connection is lent: a connection
     whose socket became readable while it sat idle heard from the server, which after a restart
@@ -1240,16 +1256,7 @@ class PostgresStore(_Queries):
                 applied = await migrate(db)
         except psycopg.Error as exc:
             raise _unavailable_or(exc, where) from exc
-        pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=pool_max,
-            kwargs={"autocommit": True},
-            timeout=CONNECT_TIMEOUT,
-            check=check_idle,  # a server restart kills every pooled connection
-            open=False,
-            name="pair-broker",
-        )
+        pool = new_pool(url, name="pair-broker", max_size=pool_max, timeout=CONNECT_TIMEOUT)
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except psycopg.Error as exc:

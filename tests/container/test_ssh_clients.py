@@ -71,7 +71,8 @@ def banner(port: int) -> bytes:
         return b""
 
 
-def children(pid: int) -> list[int]:
+def _processes_where(field: int, value: int) -> list[int]:
+    """Processes whose /proc/PID/stat field `field` (counted after the command, 0 = state) is `value`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -79,9 +80,13 @@ def children(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            if int(stat.rsplit(")", 1)[1].split()[field]) == value:
                 found.append(int(entry.name))
     return found
+
+
+def children(pid: int) -> list[int]:
+    return _processes_where(1, pid)
 
 
 @contextmanager
@@ -302,16 +307,7 @@ def test_a_broker_restart_ends_open_sessions_with_a_sentence(world: World) -> No
 
 def group_members(pgid: int) -> list[int]:
     """Processes still in process group `pgid` (zombies included)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[3]) == pgid:
-                found.append(int(entry.name))
-    return found
+    return _processes_where(3, pgid)
 
 
 def proxy_words(ssh_pid: int) -> list[str]:
