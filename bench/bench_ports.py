@@ -91,7 +91,7 @@ def run(world: World) -> list[Figure]:
     p = world.progress
     figures = []
     repeats = 3 if world.quick else 7
-    with space(world) as (_box, env, key, relay), served("app") as app:
+    with space(world, "ports-user") as (_box, env, key, relay), served("app") as app:
         subprocess.run(
             [executable("pair"), "spaces", "ports", "share", str(app.port), "box", "--level", "public"],
             env=env,

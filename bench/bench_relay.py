@@ -16,6 +16,7 @@ from functools import partial
 import httpx
 
 from bench.harness import Figure, Stats, Target, interleave
+from bench.sink import GREETING
 from bench.world import World
 from pair.api.endpoints import SPACE_TUNNEL, websocket_url
 from tests.support.processes import Output, clean_env, stop
@@ -74,6 +75,10 @@ async def _through_tunnel(url: str, session: str, mode: bytes, size: int) -> flo
     async with connect(
         url, additional_headers={"Authorization": f"Bearer {session}"}, compression=None, max_size=None, open_timeout=15
     ) as ws:
+        greeting = b""
+        while len(greeting) < len(GREETING):
+            greeting += await ws.recv()
+        assert greeting == GREETING, greeting
         start = time.perf_counter()
         await ws.send(mode + size.to_bytes(8, "big"))
         if mode == b"U":
@@ -91,6 +96,7 @@ async def _direct(port: int, mode: bytes, size: int) -> float:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     payload = bytes(CHUNK)
     try:
+        assert await reader.readexactly(len(GREETING)) == GREETING
         start = time.perf_counter()
         writer.write(mode + size.to_bytes(8, "big"))
         if mode == b"U":

@@ -1,5 +1,6 @@
-"""A TCP server standing in for sshd behind the relay: per connection, a 9-byte header
-(b"U" or b"D", then the byte count, big-endian); "U": read that many bytes, answer b"k";
+"""A TCP server standing in for sshd behind the relay: per connection, first an SSH greeting
+line (GREETING: the agent checks that what it serves greets as sshd does, RFC 4253 4.2), then a
+9-byte header from the peer (b"U" or b"D", then the byte count, big-endian); "U": read that many bytes, answer b"k";
 "D": send that many bytes. Then wait for the peer to close."""
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ import os
 
 CHUNK = 64 * 1024
 PAYLOAD = os.urandom(CHUNK)  # random bytes: what SSH traffic looks like
+GREETING = b"SSH-2.0-pair-bench-sink\r\n"
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
+        writer.write(GREETING)
         header = await reader.readexactly(9)
         mode, n = header[:1], int.from_bytes(header[1:], "big")
         if mode == b"U":

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -310,6 +312,34 @@ def group_members(pgid: int) -> list[int]:
     return _processes_where(3, pgid)
 
 
+def left_in_group(pgid: int, timeout: float = 10.0) -> list[str]:
+    """What is still running in process group `pgid` once each member has had `timeout` seconds
+    in all to exit, as "PID STATE COMMAND" lines; [] when none is. A grandchild (ssh's
+    ProxyCommand) got the same signal as connect but may exit after it, being nobody's to wait
+    for: each member's exit is awaited through a pidfd (pidfd_open(2), readable once it ends)."""
+    deadline = time.monotonic() + timeout
+    left = []
+    for pid in group_members(pgid):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                continue
+        finally:
+            os.close(pidfd)
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        left.append(f"{pid} {state} {command.strip()}")
+    return left
+
+
 def proxy_words(ssh_pid: int) -> list[str]:
     """The ProxyCommand ssh was given, as words."""
     argv = Path(f"/proc/{ssh_pid}/cmdline").read_bytes().decode().split("\0")
@@ -344,7 +374,7 @@ def test_ssh_stopping_before_it_takes_the_stream_closes_it_and_leaves_nothing(wo
     argv = [executable("pair"), "spaces", "connect", "demo", "--", "-o", "NoSuchOption=yes", "true"]
     with started(argv, bob) as (connect, output):
         assert connect.wait(timeout=30) == 255  # ssh's own refusal of the option, passed on
-        assert group_members(connect.pid) == []  # neither ssh nor fdpass.py is left behind
+        assert left_in_group(connect.pid) == []  # neither ssh nor fdpass.py is left behind
     assert "Bad configuration option" in output.text(), output.text()
     assert "Traceback" not in output.text()
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -360,7 +390,7 @@ def test_ctrl_c_while_connect_sets_up_leaves_no_process_and_no_stream(world: Wor
         eventually(lambda: children(connect.pid), "connect started ssh")
         os.killpg(connect.pid, signal.SIGINT)  # Ctrl-C at once: ssh, fdpass.py and connect all get it
         assert connect.wait(timeout=15) in (130, 255)
-        assert group_members(connect.pid) == []
+        assert left_in_group(connect.pid) == []
     assert "Traceback" not in output.text(), output.text()
     assert list((tmp_path / "tmp").iterdir()) == []
     eventually(lambda: "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo"), "no stream is left")
