@@ -641,6 +641,9 @@ class _Queries:
         return [StreamRecord(*r) for r in rows]
 
     async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
+        return dict(self._memoized(("net", str(since), *space_ids), lambda: self._net_bytes(space_ids, since)))
+
+    def _net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
         out = dict.fromkeys(space_ids, 0)
         if space_ids:
             marks = ", ".join("?" for _ in space_ids)
@@ -877,6 +880,10 @@ class _Queries:
             db.execute("UPDATE spaces SET updated_at = ? WHERE id = ?", (now, space_id))
 
     async def group_shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
+        found = self._memoized(("group_shares", *space_ids), lambda: self._group_shares_of(space_ids))
+        return {space_id: list(names) for space_id, names in found.items()}
+
+    def _group_shares_of(self, space_ids: list[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {sid: [] for sid in space_ids}
         if space_ids:
             marks = ", ".join("?" for _ in space_ids)

@@ -247,19 +247,35 @@ def statements(store: SqliteStore) -> list[str]:
 
 
 def test_repeated_reads_cost_one_pragma_while_nothing_changed(people: SqliteStore) -> None:
+    # Every read a Space list makes (GET /api/v1/spaces: broker.spaces.visible) is among them.
     run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"]))
     run(people.create_session(session("se_1", "u_alice"), "st_1"))
     run(people.visible_spaces("u_alice"))
     run(people.shares_of(["sp_1"]))
+    run(people.group_shares_of(["sp_1"]))
+    run(people.net_bytes(["sp_1"], NOW - 86400))
     run(people.session_by_token("st_1", NOW))
 
     seen = statements(people)
     for _ in range(3):
         assert [s.id for s in run(people.visible_spaces("u_alice"))] == ["sp_1"]
         assert run(people.shares_of(["sp_1"])) == {"sp_1": ["bob@example.com"]}
+        assert run(people.group_shares_of(["sp_1"])) == {"sp_1": []}
+        assert run(people.net_bytes(["sp_1"], NOW - 86400)) == {"sp_1": 0}
         assert run(people.session_by_token("st_1", NOW)) is not None
 
     assert seen and all(s == "PRAGMA data_version" for s in seen)
+
+
+def test_the_recent_bytes_of_a_list_read_only_recent_streams(people: SqliteStore) -> None:
+    # `net` sums the streams closed in the last 24 h; without an index on (space_id, closed_at)
+    # SQLite read every stream each Space ever had, on every Space list.
+    run(people.create_space(space("sp_1", "u_alice", "demo"), ["u_bob"]))
+    seen = statements(people)
+    run(people.net_bytes(["sp_1"], NOW - 86400))
+    (query,) = [s for s in seen if "FROM streams" in s]
+    plan = " ".join(str(row[-1]) for row in people._db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "USING INDEX streams_space_closed" in plan, plan
 
 
 # -- checkpoints off the event loop ------------------------------------------------------------------
