@@ -9,7 +9,8 @@ the unset ones add nothing (`combine`). So a user with no own limit in a group o
 with own 4 in that group, 10.
 
 Usage only grows in three places, each of which checks here inside the transaction that makes
-the change (`check`, which asks the store's `usage` first: the store contract's quota lock):
+the change (`check`, which asks the store's `usage`, the store contract's quota lock, whenever a
+limit bounds the change):
 a new Space (`broker.spaces.authorize`: one more Space and its storage units), and a Space
 starting to run (bootstrap, `up`, and an agent reporting a stopped Space running again: its
 compute units). Shrinking needs no check, and a lowered limit refuses growth only.
@@ -95,9 +96,14 @@ async def check(ctx: Context, owner_id: str, need: Need) -> None:
     """Problem 403 (`quota_exceeded`) unless `need` fits the owner's limits. Call it inside the
     transaction that makes the change, before the change: the store's `usage` holds the owner's
     quota until that transaction ends. Each refusal counts in /metrics
-    (`pair_broker_quota_refusals_total`, by the resource refused)."""
+    (`pair_broker_quota_refusals_total`, by the resource refused). When no limit bounds what
+    `need` adds (the usual case: no quotas set), usage is not counted: nothing can be exceeded,
+    and counting scans every Space of the owner's on each new one."""
+    limits = await limits_of(ctx, owner_id)
+    if all(getattr(limits, r) is None or getattr(need, r) <= 0 for r in RESOURCES):
+        return
     usage = await ctx.store.usage(owner_id)
-    over = excess(await limits_of(ctx, owner_id), usage, need)
+    over = excess(limits, usage, need)
     if over is not None:
         metrics.QUOTA_REFUSALS.labels(quota=over[0]).inc()  # the one place a quota refuses
         raise refusal(*over, "a new Space" if over[0] == "spaces" else need.what)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker import quotas
+from broker.errors import Problem
 from broker.store import GroupRecord, Limits, Store, Usage, UserRecord
 from pair.api.models import SpaceState
 from pair.cli.quota import rows
@@ -70,6 +71,34 @@ def test_a_need_is_refused_exactly_when_it_would_pass_a_set_limit(
         and getattr(usage, r) + getattr(need, r) > getattr(limits, r)
     ]
     assert (over[0] if over else None) == (passes[0] if passes else None)
+
+
+@given(limits=limits_st, usage=usage_st, need=st.builds(quotas.Need, st.just("x"), *[st.integers(0, 10)] * 3))
+def test_a_check_counts_usage_only_when_a_limit_bounds_the_need(
+    limits: Limits, usage: Usage, need: quotas.Need
+) -> None:
+    """quotas.check asks the store's usage (a scan of the owner's Spaces, and PostgreSQL's row
+    lock) only when some set limit bounds what the change adds; its answer is excess's either way."""
+    counted: list[str] = []
+
+    class Reader:  # the two store reads quotas.check makes
+        async def quotas_of(self, user_id: str) -> tuple[Limits, list[tuple[str, Limits]]]:
+            return limits, []
+
+        async def usage(self, user_id: str) -> Usage:
+            counted.append(user_id)
+            return usage
+
+    ctx = type("Ctx", (), {"store": Reader()})()
+    bounded = any(getattr(limits, r) is not None and getattr(need, r) > 0 for r in quotas.RESOURCES)
+    try:
+        asyncio.run(quotas.check(ctx, "u_me", need))
+        refused = None
+    except Problem as exc:
+        refused = exc
+    assert counted == (["u_me"] if bounded else [])
+    over = quotas.excess(limits, usage, need)
+    assert (refused is not None) == (over is not None)
 
 
 # -- what the store counts ---------------------------------------------------------------------
