@@ -215,17 +215,23 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _make_template(server: PostgresServer) -> None:
-    """A database with every migration applied, which each test's database copies."""
+def _make_template(server: PostgresServer, name: str = TEMPLATE) -> None:
+    """A database with every migration applied, which each test's database copies.
+
+    The store migrates in an event loop of its own, on a thread of its own: the server starts on
+    first use, and that may be from inside a test's running loop (a coroutine asking for the
+    `postgres` fixture), where `asyncio.run` refuses to start another."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from broker.store.postgres import PostgresStore
 
     with psycopg.connect(server.admin_url, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{TEMPLATE}"')
+        db.execute(f'CREATE DATABASE "{name}"')
 
     async def migrate() -> None:
-        store = await PostgresStore.open(server.url(TEMPLATE), pool_max=1)
+        store = await PostgresStore.open(server.url(name), pool_max=1)
         await store.close()
 
-    asyncio.run(migrate())
+    with ThreadPoolExecutor(1, thread_name_prefix="postgres-template") as pool:
+        pool.submit(asyncio.run, migrate()).result()

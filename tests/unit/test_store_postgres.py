@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.store import Conflict, Store, StoreError, StoreUnavailable, Usage, sqlstates
+from broker.store import Conflict, Store, StoreError, StoreUnavailable, Usage, migrations, sqlstates
 from broker.store.backends import DatabaseUrlError, locate, open_store
 from broker.store.failures import Health
 from broker.store.postgres import PostgresStore, describe, translate
 from tests.support import stores
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, _make_template
 from tests.support.stores import NOW, space
 
 SQLSTATE = st.text(alphabet=string.digits + string.ascii_uppercase, min_size=5, max_size=5)
@@ -132,6 +132,23 @@ def test_replicas_starting_together_migrate_once(postgres: PostgresServer) -> No
         assert [v for (v,) in versions] == list(range(1, len(versions) + 1))
     finally:
         postgres.drop_database(url)
+
+
+def test_the_test_template_is_made_from_inside_a_running_event_loop(postgres: PostgresServer) -> None:
+    """Reproduction: the session's server starts on first use, and in tests/unit/test_quotas.py run
+    alone that use is a coroutine's (`stores.backend` asking for the fixture): making the migrated
+    template called `asyncio.run` inside the running loop, which refuses."""
+    name = "pair_template_made_in_a_loop"
+
+    async def first_use() -> None:
+        _make_template(postgres, name)
+
+    try:
+        asyncio.run(first_use())
+        versions = postgres.rows(postgres.url(name), "SELECT version FROM schema_migrations ORDER BY version")
+        assert [v for (v,) in versions] == [m.version for m in migrations.available("postgresql")]
+    finally:
+        postgres.drop_database(postgres.url(name))
 
 
 def test_a_database_from_a_newer_release_is_refused(postgres: PostgresServer) -> None:
