@@ -21,6 +21,9 @@ suite (tests/unit/test_store_contract.py) runs against every backend.
   it**: a transaction holds its connection (SQLite: the one connection and its write lock) until
   its block ends. The SQLite store refuses a call on the store itself while a transaction is open
   (StoreError), since that call would silently join it.
+- **Lists come in one order, whatever ties**: times are whole seconds, so rows often share one;
+  a list ordered by a time breaks ties by a name or email and then the id, never by where the
+  rows happen to lie (ids are random).
 - **Open a store in the event loop that uses it**: async drivers bind their pools to one loop.
   `broker.store.backends.open_store` opens one; the app does it in its lifespan, each admin
   command in its own `asyncio.run`. The SQLite store answers inline (an indexed lookup takes
@@ -154,7 +157,7 @@ class Queries(Protocol):
 
     async def remove_user(self, user_id: str, now: int) -> list[str]:
         """Remove the user with their sessions, keys, shares and Spaces; the ids of the live
-        Spaces they owned."""
+        Spaces they owned (oldest first, then by name)."""
         ...
 
     # sessions (a person's logins)
@@ -179,7 +182,10 @@ class Queries(Protocol):
         """Conflict (`ssh_keys.fingerprint`) when any account has the key."""
         ...
 
-    async def ssh_keys(self, user_id: str) -> list[SshKeyRecord]: ...
+    async def ssh_keys(self, user_id: str) -> list[SshKeyRecord]:
+        """The user's keys, oldest first, then by comment and fingerprint."""
+        ...
+
     async def remove_ssh_key(self, user_id: str, key_id: str) -> bool:
         """False when the user has no such key."""
         ...
@@ -195,7 +201,7 @@ class Queries(Protocol):
 
     async def visible_spaces(self, user_id: str) -> list[SpaceRecord]:
         """The live Spaces the user owns or that are shared with them (directly or with a group
-        of theirs), each once, oldest first."""
+        of theirs), each once, oldest first, then by name and owner's email."""
         ...
 
     async def is_shared_with(self, space_id: str, user_id: str) -> bool:
@@ -302,7 +308,10 @@ class Queries(Protocol):
     # the connection log: every stream (SSH, terminal, port), open and closed
     async def open_stream(self, stream: StreamRecord) -> None: ...
     async def close_stream(self, stream_id: str, now: int, bytes_in: int, bytes_out: int, reason: str) -> None: ...
-    async def open_streams(self, space_id: str) -> list[StreamRecord]: ...
+    async def open_streams(self, space_id: str) -> list[StreamRecord]:
+        """The Space's streams still open, oldest first, then by the person's email."""
+        ...
+
     async def net_bytes(self, space_ids: list[str], since: int) -> dict[str, int]:
         """Bytes both ways of each Space's relayed connections that closed at or after `since`
         (the connection log); every one of `space_ids` a key."""
@@ -411,7 +420,7 @@ class Queries(Protocol):
         ...
 
     async def spaces_shared_with_group(self, group_id: str) -> list[SpaceRecord]:
-        """The live Spaces shared with the group, oldest first."""
+        """The live Spaces shared with the group, oldest first, then by name and owner's email."""
         ...
 
     # access requests

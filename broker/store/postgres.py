@@ -255,7 +255,8 @@ class _Queries:
     async def remove_user(self, user_id: str, now: int) -> list[str]:
         async with self._connection() as db:
             cur = await db.execute(
-                "SELECT id FROM spaces WHERE owner_id = %s AND deleted_at IS NULL ORDER BY created_at, id", (user_id,)
+                "SELECT id FROM spaces WHERE owner_id = %s AND deleted_at IS NULL ORDER BY created_at, name, id",
+                (user_id,),
             )
             owned = [r[0] for r in await cur.fetchall()]
             await db.execute("DELETE FROM users WHERE id = %s", (user_id,))
@@ -343,7 +344,7 @@ class _Queries:
     async def ssh_keys(self, user_id: str) -> list[SshKeyRecord]:
         rows = await self._all(
             "SELECT id, user_id, fingerprint, key_type, bits, public_key, comment, created_at"
-            " FROM ssh_keys WHERE user_id = %s ORDER BY created_at, id",
+            " FROM ssh_keys WHERE user_id = %s ORDER BY created_at, comment, fingerprint",
             user_id,
         )
         return [SshKeyRecord(*r) for r in rows]
@@ -396,7 +397,7 @@ class _Queries:
             f" UNION SELECT {_SPACE_COLUMNS} FROM group_members gm"
             " JOIN space_group_shares gs ON gs.group_id = gm.group_id JOIN spaces s ON s.id = gs.space_id"
             " JOIN users u ON u.id = s.owner_id WHERE gm.user_id = %s AND s.deleted_at IS NULL"
-            " ORDER BY 6, 1",
+            " ORDER BY 6, 4, 3, 1",
             user_id,
             user_id,
             user_id,
@@ -671,7 +672,7 @@ class _Queries:
         rows = await self._all(
             "SELECT id, space_id, user_id, email, client_address, opened_at, closed_at, bytes_in, bytes_out,"
             " close_reason, kind, replica_id FROM streams"
-            " WHERE space_id = %s AND closed_at IS NULL ORDER BY opened_at, id",
+            " WHERE space_id = %s AND closed_at IS NULL ORDER BY opened_at, email, id",
             space_id,
         )
         return [StreamRecord(*r) for r in rows]
@@ -935,7 +936,7 @@ class _Queries:
     async def spaces_shared_with_group(self, group_id: str) -> list[SpaceRecord]:
         rows = await self._all(
             f"SELECT {_SPACE_COLUMNS} FROM space_group_shares gs JOIN spaces s ON s.id = gs.space_id"
-            " JOIN users u ON u.id = s.owner_id WHERE gs.group_id = %s AND s.deleted_at IS NULL ORDER BY 6, 1",
+            " JOIN users u ON u.id = s.owner_id WHERE gs.group_id = %s AND s.deleted_at IS NULL ORDER BY 6, 4, 3, 1",
             group_id,
         )
         return [SpaceRecord(*r) for r in rows]

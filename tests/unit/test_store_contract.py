@@ -129,6 +129,45 @@ async def test_remove_user_cascades(people: Store, backend: Backend) -> None:
     assert [s.id for s in (await people.visible_spaces("u_alice"))] == ["sp_alice"]
 
 
+async def test_rows_made_in_the_same_second_come_in_one_order(people: Store, backend: Backend) -> None:
+    """Times are whole seconds, so lists tie often: the tie goes to the name (or email), then the
+    id, in every list ordered by a time. Reproduction: these lists broke ties by the random id
+    alone, so two Spaces made together listed in whatever order their ids fell (here the ids sort
+    against the names, so only the tiebreak puts them in order)."""
+    for sid, owner, name in (
+        ("sp_5", "u_alice", "alpha"),
+        ("sp_4", "u_alice", "gamma"),
+        ("sp_3", "u_alice", "beta"),
+        ("sp_2", "u_bob", "alpha"),  # the same name as alice's: her email first
+        ("sp_1", "u_bob", "zeta"),
+    ):
+        await people.create_space(space(sid, owner, name), ["u_alice"] if owner == "u_bob" else [])
+    await people.create_group(GroupRecord("grp_1", "eng", NOW, Limits()))
+    for sid in ("sp_1", "sp_2", "sp_3", "sp_4", "sp_5"):
+        await people.update_group_shares(sid, ["grp_1"], [], NOW)
+    for kid, comment in (("k_3", "laptop"), ("k_2", "work"), ("k_1", "desktop")):
+        await people.add_ssh_key(dataclasses.replace(ssh_key(kid, "u_alice"), comment=comment))
+    for sid, uid in (("st_3", "u_carol"), ("st_2", "u_alice"), ("st_1", "u_bob")):
+        await people.open_stream(stream(sid, "sp_5", uid))
+
+    spaces_in_order = [("alpha", "u_alice"), ("alpha", "u_bob"), ("beta", "u_alice"), ("gamma", "u_alice")]
+    spaces_in_order.append(("zeta", "u_bob"))
+    second = await backend.open()  # read twice: here, and through another connection (no memo)
+    try:
+        for store in (people, second):
+            assert [(s.name, s.owner_id) for s in await store.visible_spaces("u_alice")] == spaces_in_order
+            assert [(s.name, s.owner_id) for s in await store.spaces_shared_with_group("grp_1")] == spaces_in_order
+            assert [k.comment for k in await store.ssh_keys("u_alice")] == ["desktop", "laptop", "work"]
+            assert [t.email for t in await store.open_streams("sp_5")] == [
+                "alice@example.com",
+                "bob@example.com",
+                "carol@example.com",
+            ]
+    finally:
+        await second.close()
+    assert await people.remove_user("u_alice", NOW + 1) == ["sp_5", "sp_3", "sp_4"]  # alpha, beta, gamma
+
+
 async def test_ssh_key_fingerprint_is_unique(people: Store) -> None:
     await people.add_ssh_key(ssh_key("k1", "u_alice"))
     same_key = dataclasses.replace(ssh_key("k2", "u_bob"), fingerprint="SHA256:k1")
@@ -567,7 +606,7 @@ async def test_a_savepoint_undoes_only_itself_after_a_conflict(people: Store) ->
         async with tx.transaction() as attempt:  # the next attempt, in a savepoint of its own
             await attempt.create_space(space("sp_4", "u_alice", "demo_2"), ["u_bob"])
         await tx.audit(NOW, "alice@example.com", "space.create", "sp_4", "demo_2")
-    assert [s.id for s in await people.visible_spaces("u_alice")] == ["sp_1", "sp_2", "sp_4"]
+    assert [s.id for s in await people.visible_spaces("u_alice")] == ["sp_1", "sp_4", "sp_2"]  # demo, demo_2, other
     assert [s.id for s in await people.visible_spaces("u_bob")] == ["sp_4"]
     assert [e.target for e in await people.audit_log(limit=5)] == ["sp_4"]
 
