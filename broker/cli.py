@@ -711,7 +711,7 @@ def quota_show(
 
     found = _with_context(data_dir, report, database, encryption_key_file)
     for line in found.lines:
-        print(printable(line.summary(own="own")))
+        print(printable(line.summary()))
 
 
 # -- access requests --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ of the broker, which puts the two together for each request, is `broker.app_gate
   one is another Space's.
 - Narrowing a level or unsharing ends the app proxy's open streams to that port at once
   (`events.end_streams(apps=…)`); unshare, kick, delete and down end them as every stream.
-- Without an apps domain, port sharing is off and says so (`OFF`).
+- Without an apps domain, port sharing is off and says so (`off`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,22 @@ from pair.api import models as m
 ANONYMOUS = UserRecord("", "anonymous", False, 0)  # a public port's visitor who has not signed in
 SIGNIN_PATH = "/apps/signin"  # on the broker's origin: auth's step 2
 SECRET_FILE = "app-credentials.key"  # noqa: S105 - a file name, not a secret
-OFF = (
-    "Port sharing is off on this broker: it has no apps domain for shared ports' addresses.",
-    'Ask its operator to give it one (docs/operations.md, "Shared ports: the apps domain").',
-    "Start it with `pair-broker serve --apps-domain '*.apps.example.com'` "
-    "(or PAIR_BROKER_APPS_DOMAIN), with a wildcard DNS record and certificate (docs/operations.md).",
-)
+
+
+def off() -> Problem:
+    """Why port sharing is off on this broker (it has no apps domain): 409 ports_off, refusing a
+    share, and the reason a listing gives (`detail_for` the asker: admins are told the command
+    that turns it on, everyone else to ask the operator)."""
+    return Problem(
+        409,
+        "Port sharing is off on this broker: it has no apps domain for shared ports' addresses.",
+        'Ask its operator to give it one (docs/operations.md, "Shared ports: the apps domain").',
+        "ports_off",
+        admin_detail="Start it with `pair-broker serve --apps-domain '*.apps.example.com'` "
+        "(or PAIR_BROKER_APPS_DOMAIN), with a wildcard DNS record and certificate (docs/operations.md).",
+    )
+
+
 LEVEL_WORDS: dict[str, str] = {
     "owner": "its owner only",
     "shared": "the people the Space is shared with",
@@ -144,7 +154,7 @@ def to_wire(ctx: Context, domain: AppsDomain, record: PortRecord) -> m.SharedPor
 def _require_domain(ctx: Context) -> AppsDomain:
     domain = apps_domain(ctx)
     if domain is None:
-        raise Problem(409, OFF[0], OFF[1], "ports_off", admin_detail=OFF[2])
+        raise off()
     return domain
 
 
@@ -223,7 +233,8 @@ async def listing(ctx: Context, user: UserRecord, space_id: str) -> m.SpacePorts
     space = await access.get_visible(ctx, user, space_id)
     domain = apps_domain(ctx)
     if domain is None:
-        return m.SpacePorts(space_id=space.id, enabled=False, reason=f"{OFF[0]} {OFF[1]}")
+        why = off()
+        return m.SpacePorts(space_id=space.id, enabled=False, reason=f"{why.message} {why.detail_for(user.is_admin)}")
     owner = space.owner_id == user.id
     records = [r for r in await ctx.store.shared_ports(space.id) if owner or r.level != "owner"]
     shared = {r.port for r in records}

@@ -31,7 +31,8 @@ def _state(key: SpaceKeyRecord, now: int) -> m.SpaceKeyState:
     return "active"
 
 
-def _wire(key: SpaceKeyRecord, shares: list[str], spaces: list[str], now: int) -> m.SpaceKey:
+def _wire(key: SpaceKeyRecord, shares: list[str], spaces: list[str], now: int, templates: set[str]) -> m.SpaceKey:
+    """The key as its owner sees it; `templates`: the names of the templates the broker has."""
     return m.SpaceKey(
         id=key.id,
         name=key.name,
@@ -44,20 +45,25 @@ def _wire(key: SpaceKeyRecord, shares: list[str], spaces: list[str], now: int) -
         last_used_at=timestamp(key.last_used_at) if key.last_used_at is not None else None,
         spaces=spaces,
         template=key.template,
+        template_removed=key.template is not None and key.template not in templates,
     )
+
+
+async def _template_names(ctx: Context) -> set[str]:
+    return {t.name for t in await ctx.store.templates()}
 
 
 async def _wired(ctx: Context, key: SpaceKeyRecord) -> m.SpaceKey:
     shares = await ctx.store.space_key_shares([key.id])
     made = [s.name for s in await ctx.store.spaces_of_key(key.id)]
-    return _wire(key, shares[key.id], made, ctx.now())
+    return _wire(key, shares[key.id], made, ctx.now(), await _template_names(ctx))
 
 
 async def listed(ctx: Context, user: UserRecord) -> list[m.SpaceKey]:
     keys = await ctx.store.space_keys(user.id)
     shares = await ctx.store.space_key_shares([k.id for k in keys])
-    now = ctx.now()
-    return [_wire(k, shares[k.id], [s.name for s in await ctx.store.spaces_of_key(k.id)], now) for k in keys]
+    now, names = ctx.now(), await _template_names(ctx)
+    return [_wire(k, shares[k.id], [s.name for s in await ctx.store.spaces_of_key(k.id)], now, names) for k in keys]
 
 
 async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m.NewSpaceKey:
@@ -90,8 +96,10 @@ async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m
             f"Pick another --name, or revoke it first with `pair spaces keys revoke {req.name}`.",
             "exists",
         ) from exc
-    await ctx.store.audit(now, user.email, "space_key.create", key.id, key.name)
-    return m.NewSpaceKey(key=_wire(key, sorted(p.email for p in people), [], now), space_key=secret)
+    made_of = f"template {key.template}" if key.template is not None else "the default template"  # at each registration
+    await ctx.store.audit(now, user.email, "space_key.create", key.id, f"{key.name}, {made_of}")
+    made = {template.name} if template is not None else set()  # just resolved: it exists
+    return m.NewSpaceKey(key=_wire(key, sorted(p.email for p in people), [], now, made), space_key=secret)
 
 
 async def revoke(ctx: Context, user: UserRecord, key_id: str, req: m.RevokeSpaceKeyRequest) -> m.RevokedSpaceKey:

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from broker import access, access_requests, accounts, admin, groups, quotas, templates
+from broker import access, access_requests, accounts, admin, credentials, groups, quotas, templates
 from broker.context import Context, timestamp
 from broker.errors import Problem, invalid
 from broker.store import AuditRecord, UserRecord
@@ -37,13 +37,6 @@ def _limit(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _cell(line: m.QuotaLine) -> str:
-    """`0 of 10 = 4 (own) + 6 (group eng)`: the one wording of a quota, without the resource's
-    name (the column says it)."""
-    where = f" = {line.origin('own')}" if line.sources else ""
-    return f"{line.used} of {line.limit_text()}{where}"
-
-
 async def _signed_in_admin(request: Request) -> WebSession:
     web = await auth.current(request)
     if web is None:
@@ -52,8 +45,13 @@ async def _signed_in_admin(request: Request) -> WebSession:
     return web
 
 
-async def values(ctx: Context, web: WebSession, request: Request, **extra: Any) -> dict[str, Any]:
-    """What the page shows, read afresh."""
+async def values(
+    ctx: Context, web: WebSession, request: Request, *, new_key: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """What the page shows, read afresh; with `new_key` (an auth key to show once), whose key it
+    is, read from the key itself: the admin's own (a reset of their own key) is theirs to keep,
+    anyone else's is to hand over."""
+    key_owner = await ctx.store.user_by_auth_key(credentials.digest(new_key)) if new_key else None
     users = []
     for user in await ctx.store.users():
         own, _ = await ctx.store.quotas_of(user.id)
@@ -74,10 +72,11 @@ async def values(ctx: Context, web: WebSession, request: Request, **extra: Any) 
         "decided": [r for r in found if r.state != "pending"][-20:],
         "audit": list(reversed(log)),
         "filters": filters,
-        "cell": _cell,
         "describe": quotas.describe,
         "when": lambda at: f"{timestamp(at):%Y-%m-%d %H:%M:%S}",
-        "new_key": None,
+        "new_key": new_key,
+        "key_owner": key_owner.email if key_owner is not None else "",
+        "own_key": key_owner is not None and key_owner.id == web.user.id,
         **extra,
     }
 

@@ -371,6 +371,9 @@ class SpaceKey(Struct):
     last_used_at: datetime | None = None
     spaces: list[str] = msgspec.field(default_factory=list)  # names of the live Spaces it made
     template: str | None = None  # what its Spaces are made from; None: the broker's default then
+    # The broker no longer has `template`: a container registering a new Space with the key is
+    # refused (409 unknown_template) until a template of that name is added again.
+    template_removed: bool = False
 
 
 class NewSpaceKey(Struct):
@@ -465,17 +468,23 @@ class QuotaLine(Struct):
         """`10`, or `unlimited`."""
         return "unlimited" if self.limit is None else str(self.limit)
 
-    def origin(self, own: str = "you") -> str:
+    def origin(self) -> str:
         """Where the limit comes from (seed 001: the person's own plus each group's):
-        `4 (you) + 6 (group eng)`, or `nobody sets it`; `own` names the person's own limit."""
+        `4 (own) + 6 (group eng)`, or `nobody sets it`. The same words whoever reads them: the
+        person (`pair quota`, the Spaces page) and an admin (`pair-broker quota show`, the admin page)."""
         if not self.sources:
             return "nobody sets it"
-        return " + ".join(f"{s.limit} ({own if s.kind == 'user' else 'group ' + s.name})" for s in self.sources)
+        return " + ".join(f"{s.limit} ({'own' if s.kind == 'user' else 'group ' + s.name})" for s in self.sources)
 
-    def summary(self, own: str = "you") -> str:
-        """`compute units 2 of 10 = 4 (you) + 6 (group eng)`; `Spaces 1 of unlimited (nobody sets it)`."""
-        used = f"{QUOTA_RESOURCE_NAMES[self.resource]} {self.used} of {self.limit_text()}"
-        return f"{used} = {self.origin(own)}" if self.sources else f"{used} ({self.origin(own)})"
+    def usage(self) -> str:
+        """`2 of 10 = 4 (own) + 6 (group eng)`; `1 of unlimited (nobody sets it)`: the line
+        without the resource's name, for where a column or a heading says it."""
+        used = f"{self.used} of {self.limit_text()}"
+        return f"{used} = {self.origin()}" if self.sources else f"{used} ({self.origin()})"
+
+    def summary(self) -> str:
+        """`compute units 2 of 10 = 4 (own) + 6 (group eng)`; `Spaces 1 of unlimited (nobody sets it)`."""
+        return f"{QUOTA_RESOURCE_NAMES[self.resource]} {self.usage()}"
 
 
 class Quota(Struct):

@@ -36,6 +36,7 @@ NEVER = ("never", "none", "0")
 DEFAULT_EXPIRES = "90d"
 COLUMNS = ("name", "template", "state", "uses", "last_used", "expires", "shared_with", "spaces")
 DEFAULT_TEMPLATE = "(default)"  # a key naming no template: the broker's default when a container registers
+REMOVED = " (removed)"  # after a template the broker no longer has: the key registers no new Space
 
 
 def _when(value: object) -> str:
@@ -135,11 +136,19 @@ def create(
         print(f"It is in {target} (0600); store it as a secret, e.g. `pair spaces init --key-file {target}`.")
 
 
+def template_cell(key: SpaceKey) -> str:
+    """`large`, `large (removed)` when the broker no longer has it, or `(default)`."""
+    if key.template is None:
+        return DEFAULT_TEMPLATE
+    return key.template + (REMOVED if key.template_removed else "")
+
+
 def _row(key: SpaceKey) -> dict[str, object]:
     return {
         "id": key.id,
         "name": key.name,
         "template": key.template,
+        "template_removed": key.template_removed,
         "state": key.state,
         "uses": key.uses,
         "last_used_at": key.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") if key.last_used_at else None,
@@ -166,7 +175,7 @@ def list_keys(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON
     cells = [
         [
             k.name,
-            k.template or DEFAULT_TEMPLATE,
+            template_cell(k),
             k.state,
             str(k.uses),
             _when(k.last_used_at),

@@ -82,7 +82,7 @@ def test_the_seeds_example_three_a_run_and_a_fourth_waits_for_room(
     assert [line.split() for line in quota.out.splitlines()] == [
         ["resource", "used", "limit", "from"],
         ["Spaces", "4", "unlimited", "nobody", "sets", "it"],
-        ["compute", "units", "9", "10", "10", "(you)"],
+        ["compute", "units", "9", "10", "10", "(own)"],
         ["storage", "units", "4", "unlimited", "nobody", "sets", "it"],
     ]
     assert [row["template"] for row in list_json(alice)] == ["a", "a", "a", "a"]

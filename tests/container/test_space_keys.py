@@ -408,6 +408,10 @@ def test_a_key_makes_its_spaces_from_the_template_it_names_or_the_default_at_reg
     small = (alice.cwd / "small.key").read_text().strip()
     default = create_key(alice, "--name", "plain")
     assert keys_of(alice)["small"]["template"] == "b" and keys_of(alice)["plain"]["template"] is None
+    assert not keys_of(alice)["small"]["template_removed"] and not keys_of(alice)["plain"]["template_removed"]
+    # The audit log says what each key's Spaces are made from (reproduction: only the key's name).
+    made_rows = json.loads(admin(broker, "audit", "--action", "space_key.create", "--json").out)
+    assert sorted(row["detail"] for row in made_rows) == ["plain, the default template", "small, template b"]
     listed = alice.pair("spaces", "keys", "list")
     assert [line.split()[:2] for line in listed.out.splitlines()] == [
         ["name", "template"],
@@ -474,8 +478,14 @@ def test_a_template_removed_later_refuses_new_spaces_by_name_and_never_falls_bac
     rebuilt = boot(alice, tmp_path / "c1-rebuilt", "box-1", key)  # the Space it made already: no template needed
     assert rebuilt.ok, rebuilt.err
     assert keys_of(alice)["ci"]["template"] == "b"  # the key still says what it was made for
+    # ... and that the broker no longer has it (reproduction: the list showed `b` as if all were well)
+    assert keys_of(alice)["ci"]["template_removed"] is True
+    listed = alice.pair("spaces", "keys", "list")
+    assert [line.split()[:3] for line in listed.out.splitlines()][1] == ["ci", "b", "(removed)"]
 
     assert admin(broker, "templates", "add", "b", "--compute", "1", "--storage", "1").ok
+    assert keys_of(alice)["ci"]["template_removed"] is False
+    assert alice.pair("spaces", "keys", "list").out.splitlines()[1].split()[:3] == ["ci", "b", "active"]
     assert boot(alice, tmp_path / "c2", "box-2", key).ok
     assert templates_of(broker, alice) == {"box-1": ("b", 2, 1), "box-2": ("b", 1, 1)}
 

@@ -42,8 +42,7 @@ def everyone_hints(path: Path) -> list[tuple[int, str]]:
 
 
 def test_no_hint_for_everyone_in_the_broker_names_an_admin_verb() -> None:
-    """Such a hint belongs in `admin_detail`. The module-level hint tuples are checked too
-    (ports.OFF: its [1] is for everyone, its [2] for admins)."""
+    """Such a hint belongs in `admin_detail`. The module-level hints are checked too."""
     seen = 0
     for path in sorted((REPO / "broker").rglob("*.py")):
         for line, text in everyone_hints(path):
@@ -52,7 +51,7 @@ def test_no_hint_for_everyone_in_the_broker_names_an_admin_verb() -> None:
     assert seen > 50  # the walk really sees the broker's hints
     from broker import ports, quotas
 
-    assert ADMIN_VERB not in ports.OFF[1] and ADMIN_VERB in ports.OFF[2]
+    assert ADMIN_VERB not in ports.off().detail and ADMIN_VERB in ports.off().admin_detail
     assert not any(ADMIN_VERB in hint for hint in quotas.HINTS.values())
 
 

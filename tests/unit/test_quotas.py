@@ -199,7 +199,7 @@ def test_a_quota_line_says_where_its_limit_comes_from_in_one_wording(
     me = UserRecord("u_me", "me@example.com", False, NOW)
     report = asyncio.run(quotas.report(ctx, me))
     line = next(line for line in report.lines if line.resource == "compute")
-    parts = [(f"{own} (you)", own)] if own is not None else []
+    parts = [(f"{own} (own)", own)] if own is not None else []
     parts += [(f"{limit} (group {name})", limit) for name, limit in groups.items() if limit is not None]
     if parts:
         assert line.limit == sum(limit for _, limit in parts)
@@ -208,3 +208,4 @@ def test_a_quota_line_says_where_its_limit_comes_from_in_one_wording(
         assert line.limit is None
         assert line.summary() == f"compute units {used} of unlimited (nobody sets it)"
     assert rows(report)[1] == ["compute units", str(used), line.limit_text(), line.origin()]
+    assert line.summary() == f"compute units {line.usage()}"  # the admin page's cell: the line without its name

@@ -137,6 +137,13 @@ def test_without_an_apps_domain_sharing_is_off(tmp_path: Path) -> None:
         sid = space(broker, alice, "demo")
         listing = broker.run(ports.listing(broker.ctx, alice, sid))
         assert not listing.enabled and listing.reason.startswith("Port sharing is off on this broker")
+        assert "Ask its operator" in listing.reason and "pair-broker" not in listing.reason
+        # An admin's listing says what an admin does (reproduction: admins were told to ask the operator).
+        root, _ = broker.run(accounts.create_user(broker.ctx, "root@example.com", is_admin=True))
+        mine = space(broker, root, "own")
+        admins = broker.run(ports.listing(broker.ctx, root, mine)).reason
+        assert admins.startswith("Port sharing is off on this broker") and "Ask its operator" not in admins
+        assert "`pair-broker serve --apps-domain" in admins
         with pytest.raises(Problem) as off:
             broker.run(ports.share(broker.ctx, alice, sid, "8080", m.PortShare()))
         assert (off.value.status, off.value.code) == (409, "ports_off")

@@ -103,6 +103,7 @@ def test_an_admin_manages_the_broker_and_approves_a_waiting_request(
         assert key.startswith("pair_ak_")
         assert page.url == f"{live_broker.url}/admin" and key not in page.url
         expect(page.locator("#flash")).to_contain_text(f"Gave {bob.email} a new auth key")
+        expect(page.locator("#new-key-note")).to_contain_text(f"Shown this once: give it to {bob.email} now")
         assert not [c for c in page.context.cookies() if key in c["value"]]  # sealed, not carried readable
         # A reload is a GET: it sends no reset again (one audit row) and shows the key no more.
         with page.expect_response(lambda r: r.url.endswith("/admin")) as reloaded:
@@ -149,6 +150,12 @@ def test_an_admin_resetting_their_own_key_sees_it_once_and_a_reload_sends_nothin
     assert key.startswith("pair_ak_") and key not in page.url
     expect(page.locator("#flash")).to_have_text(
         "You have a new auth key (shown below, once); your other sessions ended."
+    )
+    # Reproduction: the note said "give it to its owner now", as for anyone else's key.
+    expect(page.get_by_role("heading", name="Your new auth key")).to_be_visible()
+    expect(page.locator("#new-key-note")).to_have_text(
+        "Shown this once: save it now, your old key no longer works"
+        f" (you log in with pair login {me.email} --key-file FILE)."
     )
     with page.expect_response(lambda r: r.url.endswith("/admin")) as reloaded:
         page.reload()
@@ -222,13 +229,13 @@ def test_an_owner_shares_with_a_group_from_the_page_and_sees_template_and_quota(
     pages.authorize(alice, "demo")
     sign_in(page, alice)
     # where each limit comes from, in `pair quota`'s words (pair.api.models.QuotaLine)
-    expect(page.locator('#quota [data-quota="spaces"]')).to_have_text("Spaces 1 of 5 = 5 (you)")
+    expect(page.locator('#quota [data-quota="spaces"]')).to_have_text("Spaces 1 of 5 = 5 (own)")
     expect(page.locator('#quota [data-quota="compute"]')).to_have_text(
-        f"compute units 0 of 10 = 4 (you) + 6 (group {group})"
+        f"compute units 0 of 10 = 4 (own) + 6 (group {group})"
     )
     storage = re.compile(r"storage units \d of unlimited \(nobody sets it\)")  # the default template's units
     expect(page.locator('#quota [data-quota="storage"]')).to_have_text(storage)
-    assert f"4 (you) + 6 (group {group})" in alice.ok("quota")  # the same words as the CLI's
+    assert f"4 (own) + 6 (group {group})" in alice.ok("quota")  # the same words as the CLI's
     demo = pages.card(page, "demo")
     demo.get_by_role("button", name="Share demo…").click()
     dialog = page.get_by_role("dialog", name="Share “demo”")
