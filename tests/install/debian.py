@@ -32,6 +32,10 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_IN_ROOT = "/etc/pair-test-ca.pem"  # this machine's CA bundle, for pip behind a TLS-inspecting egress
 POLICY_RC_D = "#!/bin/sh\n# Nothing starts services in a chroot.\nexit 101\n"
+# What a container engine writes into every container (debootstrap writes no /etc/hosts): without
+# it `localhost` resolves nowhere, and a broker at https://localhost:PORT (a certificate for
+# localhost) is out of reach from the root.
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 APT_ARCHIVES = "/var/cache/apt/archives"  # bound to one host folder shared by every root (debian())
 # Every root's apt-get runs holding a flock on the shared archives folder itself (a file in it
 # would go with `apt-get clean`): apt's own lock there (archives/lock) is taken without waiting, so
@@ -174,6 +178,7 @@ class Chroot:
             ("usr/sbin/policy-rc.d", POLICY_RC_D, 0o755),
             ("usr/local/sbin/apt-get", APT_GET, 0o755),
             ("etc/resolv.conf", Path("/etc/resolv.conf").read_text(), 0o644),
+            ("etc/hosts", HOSTS, 0o644),
             (CA_IN_ROOT.lstrip("/"), HOST_CA.read_text() if HOST_CA.exists() else "", 0o644),
         ):
             path = self.upper / rel

@@ -12,25 +12,40 @@ which takes its mounts with it, and removes the folder; a second signal meanwhil
 the clean-up is never cut short.
 
 The key travels in the environment only: it is never written into the root or printed.
+
+A broker whose certificate comes from a CA of your own is trusted the usual way
+(docs/operations.md, "Certificate trust on clients and containers"): `SSL_CERT_FILE` (a PEM
+file) or `SSL_CERT_DIR` (a hashed directory) given to the script is copied into the root and set,
+pointing at the copy, for install.sh, supervisord (so the agent) and `pair spaces bootstrap` there,
+as a container's environment would carry it; the script itself fetches install.sh with the same
+trust (pair.tls).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pair import tls
 from pair.api.errors import PairError
 from pair.api.grammar import NAME_RULE, is_space_name
 from pair.api.tokens import SPACE_KEY, normalize, space_key_broker
 from pair.container.configs import START_SUPERVISORD
 
+if TYPE_CHECKING:
+    from tests.install.debian import Chroot
+
 READY = "ready:"  # the line that says the Space is up (tests wait for it)
+# Where a CA given through SSL_CERT_FILE / SSL_CERT_DIR goes in the root (read-only for the container).
+TRUST_IN_ROOT = {"SSL_CERT_FILE": "/etc/pair-local-container/ca.pem", "SSL_CERT_DIR": "/etc/pair-local-container/certs"}
 
 
 def _free_port() -> int:
@@ -62,6 +77,60 @@ def _key(args: argparse.Namespace) -> str:
         "No Space key: pass --key-file FILE or set PAIR_SPACE_KEY.",
         "Create one on the owner's side: `pair spaces keys create --name NAME --output FILE`.",
     )
+
+
+def _trust() -> dict[str, Path]:
+    """The CA this script's environment names (OpenSSL's SSL_CERT_FILE and SSL_CERT_DIR, as every
+    pair client reads them), checked before anything is built: PairError when one names nothing
+    readable of its kind."""
+    found = {}
+    for variable, kind in (("SSL_CERT_FILE", "file"), ("SSL_CERT_DIR", "directory")):
+        value = os.environ.get(variable, "")
+        if not value:
+            continue
+        path = Path(value)
+        if not (path.is_file() if kind == "file" else path.is_dir()) or not os.access(path, os.R_OK):
+            raise PairError(
+                f"{variable} names {value}, which is not a {kind} this script can read.",
+                f"Point {variable} at the broker's CA certificate"
+                + (" (a PEM file)." if kind == "file" else " directory (prepared with `openssl rehash`)."),
+            )
+        found[variable] = path
+    return found
+
+
+def _copy_trust(root: Chroot, trust: dict[str, Path]) -> dict[str, str]:
+    """Copy the CA into the root (Chroot.path: the host's view of it); the variables that point the
+    container's programs at the copies."""
+    env = {}
+    for variable, source in trust.items():
+        inside = TRUST_IN_ROOT[variable]
+        target = root.path(inside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=False)  # a hashed link's certificate, not a dangling link
+        else:
+            shutil.copyfile(source, target)
+        env[variable] = inside
+    return env
+
+
+def _install_sh(broker: str) -> str:
+    """install.sh as `curl BROKER/install.sh` gets it, with pair's TLS trust (pair.tls): an untrusted
+    certificate or a broker that does not answer is a PairError, not a traceback."""
+    url = f"{broker}/install.sh"
+    try:
+        with urllib.request.urlopen(url, timeout=30, context=tls.verifying(url)) as response:
+            return str(response.read().decode())
+    except (OSError, ValueError) as exc:
+        refused = tls.refusal(exc, broker)
+        if refused is not None:
+            raise refused from exc
+        why = getattr(exc, "reason", None) or exc
+        raise PairError(
+            f"Cannot fetch install.sh from {broker}: {why}.",
+            "Check that the broker the Space key names runs and that this machine reaches it.",
+        ) from exc
 
 
 def _step(what: str) -> None:
@@ -106,13 +175,13 @@ def run(args: argparse.Namespace) -> int:
         )
     key = _key(args)
     broker = space_key_broker(key)
+    trust = _trust()
     port = args.ssh_port or _free_port()
     work = args.work or Path(tempfile.mkdtemp(prefix=f"pair-{args.name}-", dir="/var/tmp"))
     _step(f"a Debian 12 root in {work} (debootstrap once, cached in /var/cache/pair-tests)")
     with debian(work) as root:
-        with urllib.request.urlopen(f"{broker}/install.sh", timeout=30) as response:  # as `curl … | sh`
-            script = response.read().decode()
-        env = {"PAIR_SPACE_KEY": key, "CODESPACE_NAME": args.name}
+        script = _install_sh(broker)  # as `curl … | sh`
+        env = {"PAIR_SPACE_KEY": key, "CODESPACE_NAME": args.name, **_copy_trust(root, trust)}
         _step(f"install.sh from {broker} (sshd on port {port})")
         options = ["--ssh-port", str(port), *(["--package", args.package] if args.package else [])]
         installed = root.run("sh", "-s", "--", *options, input=script, env=env, timeout=900)
