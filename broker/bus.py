@@ -5,14 +5,18 @@ Callers publish to a channel and subscribe to channels; they never know which im
 runs. `MemoryBus` serves one broker process; `broker.postgres_bus.PostgresBus` (LISTEN/NOTIFY)
 serves several replicas sharing one PostgreSQL database, so the rules are NOTIFY's:
 
+- a channel is 1 to `MAX_CHANNEL` bytes of UTF-8 text without NUL or line feed (a PostgreSQL
+  identifier's length; PostgresBus carries most channels' names inside NOTIFY's payload, after
+  which a line feed ends the name);
 - a payload is UTF-8 text without NUL (NOTIFY's payload is a string) of at most `MAX_PAYLOAD`
-  bytes (NOTIFY refuses 8000 and more): ids and small sentences, never a snapshot — the
-  receiver reads the rest from the store;
+  bytes (NOTIFY refuses 8000 and more, and the channel's name with its line feed rides in the
+  same payload): ids and small sentences, never a snapshot — the receiver reads the rest from
+  the store;
 - delivery is asynchronous: when `publish` returns, listeners may not have run yet;
 - each subscription sees its channel's messages in the order they were published, and a
   listener never runs concurrently with itself; nothing is kept for subscribers that come later.
 
-Channels (a PostgreSQL channel is an identifier of at most 63 bytes):
+Channels:
 
 - `agent_channel(space_id)`: commands for the replica holding that Space's agent control
   channel (broker.events.AgentCommand); it subscribes while it holds the channel.
@@ -34,7 +38,10 @@ from typing import Protocol
 Listener = Callable[[bytes], Awaitable[None]]
 Unsubscribe = Callable[[], Awaitable[None]]
 
-MAX_PAYLOAD = 7999  # bytes; PostgreSQL's NOTIFY takes payloads shorter than 8000 bytes
+MAX_CHANNEL = 63  # bytes; a PostgreSQL identifier (NAMEDATALEN - 1)
+# bytes; PostgreSQL's NOTIFY takes payloads shorter than 8000 bytes, and PostgresBus puts the
+# channel's name and a line feed before the payload
+MAX_PAYLOAD = 7999 - (MAX_CHANNEL + 1)
 
 STREAMS = "pair_streams"
 SNAPSHOTS = "pair_snapshots"
@@ -54,6 +61,22 @@ class PayloadTooLarge(ValueError):
 
 class PayloadNotText(ValueError):
     pass
+
+
+class InvalidChannel(ValueError):
+    pass
+
+
+def check_channel(channel: str) -> str:
+    """`channel` if it is a channel's name: 1 to MAX_CHANNEL bytes of printable UTF-8 text (no
+    NUL nor line feed: the line feed ends the name where PostgresBus carries it in a payload).
+    InvalidChannel otherwise."""
+    size = len(channel.encode(errors="replace"))
+    if not 0 < size <= MAX_CHANNEL:
+        raise InvalidChannel(f"a bus channel's name is 1 to {MAX_CHANNEL} bytes, not {size}")
+    if not channel.isprintable():  # no NUL, no line feed, no other control character
+        raise InvalidChannel(f"a bus channel's name is printable text: {channel!r}")
+    return channel
 
 
 def check_payload(payload: bytes) -> str:
@@ -77,13 +100,15 @@ class Bus(Protocol):
 
     async def publish(self, channel: str, payload: bytes) -> None:
         """Send `payload` (`check_payload`'s rules, else its errors) to every current
-        subscriber of `channel`, in any process sharing this bus."""
+        subscriber of `channel` (`check_channel`'s rules, else InvalidChannel), in any process
+        sharing this bus."""
         ...
 
     async def subscribe(self, channel: str, listener: Listener) -> Unsubscribe:
         """Call `listener(payload)` for each message published to `channel` from now on, until
         the returned function is awaited. A listener's exception is logged and the next message
-        still delivered."""
+        still delivered. InvalidChannel for a name outside `check_channel`'s rules. Costs no
+        round trip to another process, however many channels a process subscribes to."""
         ...
 
     def on_gap(self, callback: Callable[[], Awaitable[None]]) -> None:
@@ -108,12 +133,13 @@ class MemoryBus:
         self._subscriptions: dict[str, set[Subscription]] = {}
 
     async def publish(self, channel: str, payload: bytes) -> None:
+        check_channel(channel)
         check_payload(payload)
         for subscription in list(self._subscriptions.get(channel, ())):
             subscription.queue.put_nowait(payload)
 
     async def subscribe(self, channel: str, listener: Listener) -> Unsubscribe:
-        subscription = Subscription(channel, listener)
+        subscription = Subscription(check_channel(channel), listener)
         self._subscriptions.setdefault(channel, set()).add(subscription)
 
         async def unsubscribe() -> None:

@@ -13,8 +13,19 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from broker.bus import MAX_PAYLOAD, Bus, MemoryBus, PayloadNotText, PayloadTooLarge
+from broker.bus import (
+    MAX_CHANNEL,
+    MAX_PAYLOAD,
+    Bus,
+    InvalidChannel,
+    MemoryBus,
+    PayloadNotText,
+    PayloadTooLarge,
+    check_channel,
+)
 
 T = TypeVar("T")
 
@@ -285,3 +296,89 @@ def test_postgres_bus_keeps_what_it_cannot_send_and_sends_it_in_order(
     said = [r.getMessage() for r in caplog.records]
     assert any(s.startswith("the bus cannot send messages to the other replicas") for s in said), said
     assert "the bus sends to the other replicas again; every waiting message went out" in said
+
+
+def test_channel_names_are_held_to_their_rules(buses: Buses) -> None:
+    """Both buses refuse what PostgresBus could not carry: an empty name, one past MAX_CHANNEL
+    bytes, one with a line feed (which would end the name inside a carried payload) or a NUL."""
+
+    async def scenario() -> None:
+        async with buses() as (bus, _peer):
+            for bad in ("", "x" * (MAX_CHANNEL + 1), "é" * 32, "a\nb", "a\x00b"):
+                with pytest.raises(InvalidChannel):
+                    await bus.publish(bad, b"x")
+                with pytest.raises(InvalidChannel):
+                    await bus.subscribe(bad, Inbox())
+            inbox = Inbox()
+            longest = "x" * MAX_CHANNEL
+            await bus.subscribe(longest, inbox)
+            await bus.publish(longest, b"y" * MAX_PAYLOAD)  # the largest message there is still goes
+            assert [len(p) for p in await inbox.wait(1)] == [MAX_PAYLOAD]
+
+    run(scenario())
+
+
+channels = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1).filter(
+    lambda c: len(c.encode()) <= MAX_CHANNEL and c.isprintable()
+)
+
+
+@given(channel=channels, text=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"])))
+def test_postgres_bus_carries_any_channel_and_payload_within_notifys_limit(channel: str, text: str) -> None:
+    """The one place that decides what NOTIFY carries (postgres_bus.notifications) and how it is
+    read back (postgres_bus.received): every channel and payload within the bus's rules comes
+    back as it was sent, from every notification that carries it to a listener of this release,
+    and each fits NOTIFY's payload (shorter than 8000 bytes) even at the largest payload."""
+    from broker.postgres_bus import CARRIERS, notifications, received
+
+    check_channel(channel)
+    largest = text.encode()[:MAX_PAYLOAD].decode(errors="ignore")
+    for payload in (text, largest, largest + "x" * (MAX_PAYLOAD - len(largest.encode()))):
+        if len(payload.encode()) > MAX_PAYLOAD:
+            continue
+        sent = notifications(channel, payload)
+        heard = [received(carrier, wire) for carrier, wire in sent if carrier in CARRIERS]
+        assert heard == [(channel, payload)]
+        assert all(len(wire.encode()) < 8000 and len(carrier.encode()) <= MAX_CHANNEL for carrier, wire in sent)
+
+
+def test_postgres_bus_subscribes_without_a_statement(postgres: Any) -> None:
+    """10,000 agent channels subscribed on one bus (one replica's 10,000 agents) run no
+    statement on any of its connections (PostgreSQL's own pg_stat_activity says when each
+    backend last started one) and open none; a message to the last of them still arrives, and
+    unsubscribing them all runs none either."""
+    from broker.postgres_bus import PostgresBus
+
+    url = postgres.create_database(migrated=False)
+    name = url.rsplit("/", 1)[1]
+    activity = (
+        "SELECT pid, query_start, query FROM pg_stat_activity"
+        f" WHERE datname = '{name}' AND pid != pg_backend_pid() ORDER BY pid"
+    )
+
+    async def scenario() -> None:
+        bus, peer = await PostgresBus.open(url), await PostgresBus.open(url)
+        try:
+            await bus.publish("pair_warm", b"")  # the publishing connection has run its statement
+            before = postgres.rows(url, activity)
+            assert len(before) == 4  # two buses, each one listening and one publishing connection
+            statements = bus.statements
+            inbox = Inbox()
+            unsubscribes = [
+                await bus.subscribe(f"pair_agent_sp_{n:012d}", inbox if n == 9999 else Inbox()) for n in range(10_000)
+            ]
+            assert postgres.rows(url, activity) == before
+            assert bus.statements == statements
+            await peer.publish("pair_agent_sp_000000009999", b"to the last one")
+            assert await inbox.wait(1) == [b"to the last one"]
+            after_publish = postgres.rows(url, activity)
+            for unsubscribe in unsubscribes:
+                await unsubscribe()
+            assert postgres.rows(url, activity) == after_publish
+            assert bus.statements == statements
+        finally:
+            await bus.close()
+            await peer.close()
+
+    run(scenario())
+    postgres.drop_database(url)
