@@ -54,6 +54,7 @@ from broker.store import (
     migrations,
     sqlstates,
 )
+from broker.store.batching import Batched, Grouped
 from broker.store.failures import Health
 from pair.api.models import SpaceState
 
@@ -61,6 +62,7 @@ DIALECT = "postgresql"
 SCHEMES = ("postgresql", "postgres")  # what libpq accepts as a URL's scheme
 POOL_MAX = 10  # connections per broker process; PostgreSQL's default max_connections is 100
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a connection, at start-up and from the pool
+BUSY_TIMEOUT = 60.0  # seconds to wait for a pooled connection while all of them are busy
 MIGRATION_LOCK = 0x70616972  # pg_advisory_lock key ("pair"): one replica migrates at a time
 OUTBOX_LOCK = 0x70616973  # pg_advisory_xact_lock key: the outbox's writers take turns
 
@@ -385,8 +387,12 @@ class _Queries:
                 )
 
     async def space(self, space_id: str) -> SpaceRecord | None:
-        row = await self._one(f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.id = %s", space_id)
-        return SpaceRecord(*row) if row else None
+        return (await self._spaces([space_id])).get(space_id)
+
+    async def _spaces(self, space_ids: list[str]) -> dict[str, SpaceRecord]:
+        """`space` of each of `space_ids` in one statement (those not found left out)."""
+        rows = await self._all(f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.id = ANY(%s)", space_ids)
+        return {row[0]: SpaceRecord(*row) for row in rows}
 
     async def visible_spaces(self, user_id: str) -> list[SpaceRecord]:
         # UNION (not ALL) keeps a Space once when it reaches the user several ways (owner, share, groups).
@@ -575,35 +581,47 @@ class _Queries:
         return True
 
     async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None:
-        row = await self._one(
-            f"SELECT {_SPACE_COLUMNS} FROM {_SPACE_FROM} WHERE s.agent_credential_hash = %s AND s.deleted_at IS NULL",
-            credential_hash,
+        return (await self._spaces_by_credential([credential_hash])).get(credential_hash)
+
+    async def _spaces_by_credential(self, credential_hashes: list[str]) -> dict[str, SpaceRecord]:
+        """`space_by_credential` of each of `credential_hashes` in one statement."""
+        rows = await self._all(
+            f"SELECT s.agent_credential_hash, {_SPACE_COLUMNS} FROM {_SPACE_FROM}"
+            " WHERE s.agent_credential_hash = ANY(%s) AND s.deleted_at IS NULL",
+            credential_hashes,
         )
-        return SpaceRecord(*row) if row else None
+        return {row[0]: SpaceRecord(*row[1:]) for row in rows}
 
     async def update_facts(self, space_id: str, facts: str, now: int) -> None:
         await self._run("UPDATE spaces SET facts = %s, last_seen_at = %s WHERE id = %s", (facts, now, space_id))
 
     async def authorized_keys(self, space_id: str) -> list[AuthorizedKeyRow]:
+        return (await self._authorized_keys_of([space_id])).get(space_id, [])
+
+    async def _authorized_keys_of(self, space_ids: list[str]) -> dict[str, list[AuthorizedKeyRow]]:
+        """`authorized_keys` of each of `space_ids` in one statement (those with none left out)."""
         rows = await self._all(
-            "SELECT u.email, 'owner' AS role, k.public_key, k.fingerprint FROM spaces s"
+            "SELECT s.id, u.email, 'owner' AS role, k.public_key, k.fingerprint FROM spaces s"
             " JOIN users u ON u.id = s.owner_id JOIN ssh_keys k ON k.user_id = u.id"
-            " WHERE s.id = %s AND s.deleted_at IS NULL"
+            " WHERE s.id = ANY(%s) AND s.deleted_at IS NULL"
             " UNION"
-            " SELECT u.email, 'shared', k.public_key, k.fingerprint FROM space_shares sh"
+            " SELECT sh.space_id, u.email, 'shared', k.public_key, k.fingerprint FROM space_shares sh"
             " JOIN users u ON u.id = sh.user_id JOIN ssh_keys k ON k.user_id = u.id"
-            " WHERE sh.space_id = %s"
+            " WHERE sh.space_id = ANY(%s)"
             " UNION"
-            " SELECT u.email, 'shared', k.public_key, k.fingerprint FROM space_group_shares gs"
+            " SELECT gs.space_id, u.email, 'shared', k.public_key, k.fingerprint FROM space_group_shares gs"
             " JOIN spaces s ON s.id = gs.space_id JOIN group_members gm ON gm.group_id = gs.group_id"
             " JOIN users u ON u.id = gm.user_id JOIN ssh_keys k ON k.user_id = u.id"
-            " WHERE gs.space_id = %s AND gm.user_id <> s.owner_id"
-            " ORDER BY 2, 1, 4",
-            space_id,
-            space_id,
-            space_id,
+            " WHERE gs.space_id = ANY(%s) AND gm.user_id <> s.owner_id"
+            " ORDER BY 1, 3, 2, 5",
+            space_ids,
+            space_ids,
+            space_ids,
         )
-        return [AuthorizedKeyRow(*r) for r in rows]
+        found: dict[str, list[AuthorizedKeyRow]] = {}
+        for space_id, *row in rows:
+            found.setdefault(space_id, []).append(AuthorizedKeyRow(*row))
+        return found
 
     async def heartbeat(
         self, space_id: str, state: SpaceState, now: int, facts: str | None, ssh: str | None = None
@@ -831,18 +849,17 @@ class _Queries:
         )
 
     async def quotas_of(self, user_id: str) -> tuple[Limits, list[tuple[str, Limits]]]:
-        async with self._connection() as db:
-            cur = await db.execute(
-                "SELECT quota_spaces, quota_compute, quota_storage FROM users WHERE id = %s", (user_id,)
-            )
-            own = await cur.fetchone()
-            cur = await db.execute(
-                "SELECT g.name, g.quota_spaces, g.quota_compute, g.quota_storage FROM group_members gm"
-                " JOIN user_groups g ON g.id = gm.group_id WHERE gm.user_id = %s ORDER BY g.name",
-                (user_id,),
-            )
-            groups = await cur.fetchall()
-        return (Limits(*own) if own else Limits()), [(r[0], Limits(*r[1:])) for r in groups]
+        # One statement (a round trip less in every quota check): the user's own row first, then
+        # their groups' by name.
+        rows = await self._all(
+            "SELECT 0, '', quota_spaces, quota_compute, quota_storage FROM users WHERE id = %s"
+            " UNION ALL SELECT 1, g.name, g.quota_spaces, g.quota_compute, g.quota_storage FROM group_members gm"
+            " JOIN user_groups g ON g.id = gm.group_id WHERE gm.user_id = %s ORDER BY 1, 2",
+            user_id,
+            user_id,
+        )
+        own = next((Limits(*r[2:]) for r in rows if r[0] == 0), Limits())
+        return own, [(r[1], Limits(*r[2:])) for r in rows if r[0] == 1]
 
     async def usage(self, user_id: str) -> Usage:
         # The user's row locked first (held to the end of a transaction): another transaction's
@@ -1243,6 +1260,14 @@ class PostgresStore(_Queries):
         self.where = describe(url)
         self.health = Health()
         self._pool = pool
+        # The agents' hot path (every channel's connect and heartbeat): lookups that arrive
+        # together share one statement (broker.store.batching); a transaction's stay its own.
+        self._batched_spaces = Batched(self._spaces)
+        self._batched_credentials = Batched(self._spaces_by_credential)
+        self._batched_keys = Batched(self._authorized_keys_of)
+        self._grouped_holds: Grouped[tuple[str, str, int]] = Grouped(self._hold_agent_channels)
+        self._grouped_beats: Grouped[tuple[str, str, int, str | None, str | None]] = Grouped(self._heartbeats)
+        self._grouped_audit: Grouped[tuple[int, str, str, str, str]] = Grouped(self._audits)
 
     @classmethod
     async def open(cls, url: str, *, pool_max: int = POOL_MAX) -> PostgresStore:
@@ -1269,9 +1294,84 @@ class PostgresStore(_Queries):
         return translate(exc, self.where, self.health, conflict)
 
     @asynccontextmanager
+    async def _lend(self) -> AsyncIterator[Any]:
+        """A pooled connection. Waiting for one is bounded by CONNECT_TIMEOUT while the pool
+        cannot fill (the server unreachable: PoolTimeout, which `translate` makes
+        StoreUnavailable), by BUSY_TIMEOUT while every connection it has made is lent out
+        (the server answers, the broker is merely busy: a storm of agents connecting must
+        not be refused for a queue that moves)."""
+        started = time.monotonic()
+        while True:
+            try:
+                conn = await self._pool.getconn(timeout=CONNECT_TIMEOUT)
+                break
+            except psycopg_pool.PoolTimeout:
+                stats = self._pool.get_stats()
+                busy = stats.get("pool_size", 0) >= (self._pool.max_size or 0) and not stats.get("pool_available")
+                if not busy or time.monotonic() - started > BUSY_TIMEOUT:
+                    raise
+        try:
+            yield conn
+        finally:
+            await self._pool.putconn(conn)
+
+    async def space(self, space_id: str) -> SpaceRecord | None:
+        return await self._batched_spaces.get(space_id)
+
+    async def space_by_credential(self, credential_hash: str) -> SpaceRecord | None:
+        return await self._batched_credentials.get(credential_hash)
+
+    async def authorized_keys(self, space_id: str) -> list[AuthorizedKeyRow]:
+        return list(await self._batched_keys.get(space_id) or ())
+
+    async def hold_agent_channel(self, space_id: str, replica_id: str, now: int) -> None:
+        await self._grouped_holds.run((space_id, replica_id, now))
+
+    async def heartbeat(
+        self, space_id: str, state: SpaceState, now: int, facts: str | None, ssh: str | None = None
+    ) -> None:
+        await self._grouped_beats.run((space_id, state, now, facts, ssh))
+
+    async def audit(self, now: int, actor: str, action: str, target: str, detail: str = "") -> None:
+        await self._grouped_audit.run((now, actor, action, target, detail))
+
+    async def _hold_agent_channels(self, holds: list[tuple[str, str, int]]) -> None:
+        """`hold_agent_channel` for each of `holds` in one statement; of two for one Space, the
+        later (an upsert may change a row once per statement)."""
+        latest = {space_id: (replica_id, now) for space_id, replica_id, now in holds}
+        await self._run(
+            "INSERT INTO agent_channels (space_id, replica_id, attached_at)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])"
+            " ON CONFLICT (space_id) DO UPDATE SET replica_id = excluded.replica_id,"
+            " attached_at = excluded.attached_at, terminals = NULL, listening = NULL",
+            (list(latest), [r for r, _ in latest.values()], [n for _, n in latest.values()]),
+        )
+
+    async def _heartbeats(self, beats: list[tuple[str, str, int, str | None, str | None]]) -> None:
+        """`heartbeat` for each of `beats` in one statement; of two for one Space, the later."""
+        latest = {beat[0]: beat for beat in beats}
+        columns = list(zip(*latest.values(), strict=True))
+        await self._run(
+            "UPDATE spaces s SET state = v.state, last_seen_at = v.now, facts = COALESCE(v.facts, s.facts),"
+            " ssh = COALESCE(v.ssh, s.ssh), updated_at = CASE WHEN s.state = v.state THEN s.updated_at ELSE v.now END"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[])"
+            " AS v(id, state, now, facts, ssh)"
+            " WHERE s.id = v.id AND s.deleted_at IS NULL",
+            [list(c) for c in columns],
+        )
+
+    async def _audits(self, rows: list[tuple[int, str, str, str, str]]) -> None:
+        """`audit` for each of `rows` in one statement, in their order (ids ascending)."""
+        await self._run(
+            "INSERT INTO audit_log (at, actor, action, target, detail)"
+            " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])",
+            [list(c) for c in zip(*rows, strict=True)],
+        )
+
+    @asynccontextmanager
     async def _connection(self, conflict: Conflicts | None = None) -> AsyncIterator[Any]:
         try:
-            async with self._pool.connection() as db, db.transaction():
+            async with self._lend() as db, db.transaction():
                 yield db
         except psycopg.Error as exc:
             raise self.translate(exc, conflict) from exc
@@ -1281,7 +1381,7 @@ class PostgresStore(_Queries):
     async def _run(self, query: Query, args: Sequence[Any] = (), conflict: Conflicts | None = None) -> int:
         # One statement commits on its own: no BEGIN/COMMIT round trips around it.
         try:
-            async with self._pool.connection() as db:
+            async with self._lend() as db:
                 changed = int((await db.execute(query, args)).rowcount)
         except psycopg.Error as exc:
             raise self.translate(exc, conflict) from exc
@@ -1291,7 +1391,7 @@ class PostgresStore(_Queries):
 
     async def _all(self, query: Query, *args: Any) -> Rows:
         try:
-            async with self._pool.connection() as db:
+            async with self._lend() as db:
                 rows = list(await (await db.execute(query, args)).fetchall())
         except psycopg.Error as exc:
             raise self.translate(exc) from exc
@@ -1302,7 +1402,7 @@ class PostgresStore(_Queries):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         try:
-            async with self._pool.connection() as db:
+            async with self._lend() as db:
                 tx = PostgresTransaction(db, self)
                 try:
                     async with db.transaction():  # BEGIN; COMMIT, or ROLLBACK if the block raises

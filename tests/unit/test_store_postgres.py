@@ -274,3 +274,39 @@ def test_connections_the_server_ended_while_idle_are_not_lent(postgres: Postgres
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     postgres.drop_database(url)
+
+
+def test_a_busy_pool_makes_a_call_wait_not_fail(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pooled connection lent out for longer than a connection may be waited for (a storm
+    of agents connecting): the next call waits its turn and is answered, and nothing says the
+    database is unavailable."""
+    from broker.store import postgres as pg
+
+    url = postgres.create_database()
+    monkeypatch.setattr(pg, "CONNECT_TIMEOUT", 0.2)
+
+    async def scenario() -> None:
+        store = await PostgresStore.open(url, pool_max=1)
+        try:
+            release = asyncio.Event()
+
+            async def hold() -> None:
+                async with store.transaction() as tx:
+                    await tx.users()
+                    await release.wait()
+
+            holder = asyncio.create_task(hold())
+            while store._pool.get_stats().get("pool_available"):  # the one connection lent out
+                await asyncio.sleep(0.01)
+            waiting = asyncio.create_task(store.users())
+            await asyncio.sleep(0.5)  # past CONNECT_TIMEOUT, still waiting: the only sleep that can show it
+            assert not waiting.done()
+            release.set()
+            assert await waiting == []
+            await holder
+            assert store.unavailable is None
+        finally:
+            await store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    postgres.drop_database(url)
