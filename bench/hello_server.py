@@ -27,6 +27,7 @@ def main() -> None:
     sock = serving.listen("127.0.0.1", 0)
     config = serving.config(Starlette(routes=[Route("/hello", hello), Route("/echo", echo, methods=["POST"])]))
     print(f"hello listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    serving.collect_garbage_less()  # as `pair-broker serve`
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -268,6 +268,7 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     server = Server(config)
+    serving.collect_garbage_less()
     server.run(sockets=[sock])
     if not server.started:  # its lifespan failed: uvicorn logged why
         raise PairError("The broker did not start.", "The lines above say why.")
