@@ -105,6 +105,11 @@ class _Outgoing:
         if not self.outcome.done():
             self.outcome.set_result(sent)
 
+    def refuse(self, exc: BaseException) -> None:
+        if not self.outcome.done():
+            self.outcome.set_exception(exc)  # raised to its publisher if it still waits
+            self.outcome.exception()  # and not reported as never retrieved if it went on
+
 
 class PostgresBus:
     """A Bus over one PostgreSQL database; open with `PostgresBus.open(url)`, in the event loop
@@ -224,7 +229,15 @@ class PostgresBus:
                 self._dropped += 1
                 continue
             batch = self._batch()
-            failure = await self._send([pair for message in batch for pair in message.pairs])
+            try:
+                failure = await self._send([pair for message in batch for pair in message.pairs])
+            except Exception as exc:  # refused, not unreachable (text the database cannot encode, say):
+                # its publishers hear why, as from a statement of their own, and nothing waits for it
+                log.error("%d bus messages could not be sent and are dropped: %r", len(batch), exc)
+                for message in batch:
+                    self._outgoing.remove(message)
+                    message.refuse(exc)
+                continue
             if failure is not None:
                 if not self._failing:
                     log.warning(
@@ -301,7 +314,11 @@ class PostgresBus:
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, connect_timeout=10)
         listen = sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(c)) for c in CARRIERS)
         self.statements += 1
-        await conn.execute(listen, prepare=False)  # no parameters: the simple protocol runs them in turn
+        try:
+            await conn.execute(listen, prepare=False)  # no parameters: the simple protocol runs them in turn
+        except BaseException:  # lost again, or the bus closing meanwhile: the connection goes with it
+            await conn.close()
+            raise
         return conn
 
     async def _drop_connection(self) -> None:
