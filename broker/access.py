@@ -14,6 +14,7 @@ from broker.context import Context
 from broker.emails import normalize_email
 from broker.errors import Problem, invalid, not_found
 from broker.store import GroupRecord, SpaceRecord, UserRecord
+from pair.api.grammar import is_space_id, shown
 
 
 async def visible_spaces(ctx: Context, user_id: str) -> list[SpaceRecord]:
@@ -32,7 +33,8 @@ async def get_visible(ctx: Context, user: UserRecord, space_id: str) -> SpaceRec
     theirs); Problem 404 otherwise."""
     space = await ctx.store.space(space_id)
     if space is None or not await can_see(ctx, user, space):
-        raise not_found(f"The Space {space_id}", "List the Spaces you can see with `pair spaces list`.")
+        named = space_id if is_space_id(space_id) else shown(space_id)  # a web or WebSocket path: anything
+        raise not_found(f"The Space {named}", "List the Spaces you can see with `pair spaces list`.")
     return space
 
 

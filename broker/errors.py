@@ -13,9 +13,11 @@ tests/unit/test_error_answers.py holds every hint in broker/ to that.
 
 from __future__ import annotations
 
-from typing import overload
+from typing import Any, TypeVar, overload
 
 from pair.api.models import ErrorCode
+
+T = TypeVar("T")
 
 
 class Problem(Exception):
@@ -48,3 +50,18 @@ def not_found(what: str, detail: str = "", *, admin_detail: str = "") -> Problem
 
 def invalid(message: str, detail: str = "") -> Problem:
     return Problem(422, message, detail, "invalid")
+
+
+def checked(kind: Any, value: T) -> T:
+    """`value` if it fits the wire type `kind` (pair.api.models: a name, an email, a request
+    built by a web form), as the broker's JSON endpoints decode it; Problem 422 `invalid` with the
+    type's sentence otherwise (pair.api.fields). For the entries that do not decode JSON: the
+    web forms and `pair-broker`."""
+    from pair.api.fields import check
+    from pair.api.grammar import Invalid
+
+    try:
+        check(kind, value)
+    except Invalid as exc:
+        raise invalid(exc.message, exc.hint) from exc
+    return value

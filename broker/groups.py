@@ -8,9 +8,9 @@ no longer see a Space loses their open streams there (`spaces.revoke_lost`, as u
 
 from __future__ import annotations
 
-from broker import access, credentials, names, spaces
+from broker import access, credentials, spaces
 from broker.context import Context, timestamp
-from broker.errors import Problem, invalid
+from broker.errors import Problem, checked
 from broker.store import Conflict, GroupRecord, Limits
 from pair.api import models as m
 
@@ -27,8 +27,7 @@ def to_wire(group: GroupRecord) -> m.Group:
 
 async def add(ctx: Context, name: str, *, actor: str) -> GroupRecord:
     """A new, empty group without a quota; 422 for a bad name, 409 (`exists`) for a taken one."""
-    if not names.is_valid(name):
-        raise invalid(f"{name!r} is not a valid group name.", f"Use {names.NAME_RULE}.")
+    checked(m.GroupName, name)
     group = GroupRecord(credentials.new_id("grp_"), name, ctx.now(), Limits())
     try:
         await ctx.store.create_group(group)

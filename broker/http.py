@@ -24,8 +24,11 @@ from broker import access, accounts, agents
 from broker.context import Context
 from broker.errors import Problem
 from broker.store import SessionRecord, SpaceRecord, StoreUnavailable, UserRecord
+from pair.api import fields
 from pair.api import models as m
 from pair.api.endpoints import Endpoint
+from pair.api.grammar import Invalid, shown
+from pair.printable import printable
 
 MAX_BODY = 64 * 1024
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -153,6 +156,7 @@ class JsonEndpoint:
         self.handler = handler
         self.encode = msgspec.json.Encoder().encode
         self.decode = msgspec.json.Decoder(endpoint.request).decode if endpoint.request is not None else None
+        self.path_types = {k: v for k, v in endpoint.path_types().items() if v is not str}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: Context = scope["app"].state.ctx
@@ -185,6 +189,11 @@ class JsonEndpoint:
                 access.require_admin(call.user)
         elif auth == "agent":
             call.space = await agents.authenticate_agent(ctx, _authorization(scope))
+        if self.path_types:
+            try:
+                fields.check_path(self.path_types, call.params)
+            except Invalid as exc:
+                raise Problem(422, exc.message, exc.hint, "invalid") from exc
         if self.decode is not None:
             raw = await _read_body(receive)
             try:
@@ -200,11 +209,18 @@ class JsonEndpoint:
         """The body again, with numbers such as 3600.0 read as the integers they are (JSON Schema
         2020-12 6.1.1: a number with no fractional part is an integer; /openapi.json says
         "integer"). Only a body the typed decoder refused comes here, so valid requests stay on
-        the fast path. 422 with the first refusal's reason if it still does not fit."""
+        the fast path. 422 if it still does not fit: the refused field's sentence (pair.api.fields)
+        when its type declares one, else msgspec's reason."""
+        plain: Any = None
         try:
-            return msgspec.convert(_whole_numbers(msgspec.json.decode(raw)), self.endpoint.request, strict=True)
+            plain = _whole_numbers(msgspec.json.decode(raw))
+            return msgspec.convert(plain, self.endpoint.request, strict=True)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            raise Problem(422, "The request body is not valid.", str(first), "invalid") from first
+            pass
+        said = fields.refusal(self.endpoint.request, first, plain)
+        if said is not None:
+            raise Problem(422, said.message, said.hint, "invalid") from first
+        raise Problem(422, "The request body is not valid.", printable(str(first))[:300], "invalid") from first
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -270,7 +286,7 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
         return problem_response(
             Problem(
                 404,
-                f"There is no {request.url.path} on this broker.",
+                f"There is no {path_text(request.url.path)} on this broker.",
                 "Check the broker URL, and that pair and the broker versions match.",
                 "not_found",
             )
@@ -280,13 +296,19 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
         return problem_response(
             Problem(
                 405,
-                f"{request.method} is not allowed on {request.url.path}.",
+                f"{request.method} is not allowed on {path_text(request.url.path)}.",
                 f"It answers {allowed}.",
                 "method_not_allowed",
             ),
             {"Allow": allowed},  # RFC 9110 15.5.6: a 405 names the methods the resource has
         )
     return problem_response(Problem(exc.status_code, str(exc.detail), code="http_error"), exc.headers)
+
+
+def path_text(path: str) -> str:
+    """A request's path as an answer names it: as it is when it is short and printable, else
+    escaped and cut (pair.api.grammar.shown), so a path parameter is never echoed unbounded."""
+    return path if len(path) <= 120 and path.isprintable() else shown(path, 120)
 
 
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:

@@ -14,11 +14,6 @@ from pair.api import models as m
 REF = "#/components/schemas/{name}"
 
 
-# The schema of each path parameter: what the broker accepts there (anything else is 404, or 422
-# for an email or a port that is not one).
-PATH_PARAMETERS: dict[str, Any] = {"email": m.Email, "port": m.Port}
-
-
 def document(*, max_token_ttl: int) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every JSON endpoint (and, as `x-websockets`, every WebSocket
     one); `max_token_ttl` is this broker's
@@ -48,16 +43,12 @@ def document(*, max_token_ttl: int) -> dict[str, Any]:
             }
         if e.request is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": by_type[e.request]}}}
-        params = re.findall(r"{(\w+)}", e.path)
+        # What the broker accepts in each path parameter (anything else is 422 with its sentence).
+        params = e.path_types()
         if params:
             op["parameters"] = [
-                {
-                    "name": p,
-                    "in": "path",
-                    "required": True,
-                    "schema": msgspec.json.schema(PATH_PARAMETERS.get(p, str)),
-                }
-                for p in params
+                {"name": p, "in": "path", "required": True, "schema": msgspec.json.schema(kind)}
+                for p, kind in params.items()
             ]
         if e.auth != "none":
             op["security"] = [{"agent" if e.auth == "agent" else "session": []}]

@@ -25,9 +25,11 @@ from broker.links import Closed, WebSocketLink
 from broker.store import SpaceRecord, StoreError, StoreUnavailable, UserRecord
 from broker.web import auth
 from pair.api import endpoints as ep
+from pair.api import fields as wire_fields
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.closecodes import CloseCode, for_status
+from pair.printable import printable
 
 _agent_messages = msgspec.json.Decoder(m.AgentMessage)
 
@@ -300,12 +302,16 @@ def _terminal(ws: WebSocket, user: UserRecord) -> m.PtyTarget:
         kind = tp.JoinTerminal
         fields.update(terminal_id=query["join"], read_only=query.get("read_only", "false"))
         fields.update(control=query.get("control", "false"))
+    asked = {**fields, "email": user.email}
     try:
-        terminal = msgspec.convert({**fields, "email": user.email}, kind, strict=False)
+        terminal = msgspec.convert(asked, kind, strict=False)
     except msgspec.ValidationError as exc:
+        said = wire_fields.refusal(kind, exc, asked)  # a query parameter's grammar, in its words
+        if said is not None:
+            raise Problem(422, said.message, said.hint, "invalid") from exc
         raise Problem(
             422,
-            f"That is not a terminal request: {exc}.",
+            f"That is not a terminal request: {printable(str(exc))}.",
             "Open one with ?cols=C&rows=R, or join one with ?join=TERMINAL_ID (and read_only=true).",
             "invalid",
         ) from exc

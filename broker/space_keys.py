@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from broker import access, agents, credentials, quotas, snapshots, templates
 from broker.context import Context, timestamp
-from broker.errors import Problem, invalid
+from broker.errors import Problem
 from broker.spaces import delete, new_space
 from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, TemplateRecord, UserRecord
 from pair.api import models as m
-from pair.api.grammar import NAME_RULE, container_identity, is_space_name
+from pair.api.grammar import container_identity
 from pair.api.tokens import SPACE_KEY, SecretError, normalize, space_key
 
 NAME_ATTEMPTS = 20  # `name`, then `name-2` … when the owner has other Spaces of that name
@@ -71,8 +71,6 @@ async def create(ctx: Context, user: UserRecord, req: m.NewSpaceKeyRequest) -> m
     checked as `pair spaces authorize` checks one (templates.resolve: Problem 404 for a name the
     broker lacks, 409 when it has templates but no default and none is named) and kept by name;
     none named keeps None, the default at each registration."""
-    if not is_space_name(req.name):
-        raise invalid(f"{req.name!r} is not a valid Space key name.", f"Use {NAME_RULE}.")
     template = await templates.resolve(ctx, req.template)
     people = await access.teammates_by_email(ctx, user, req.share_with, of="key")
     now = ctx.now()
@@ -193,8 +191,6 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
     leaves nothing made and the key unused. A rebuilt container's Space keeps what it was made of."""
     facts = agents.checked_facts(req.facts)
     key_hash = _digest(req.space_key)
-    if not is_space_name(req.container_name):  # the wire type's pattern says so too
-        raise invalid(f"{req.container_name!r} is not a valid Space name.", f"Use {NAME_RULE}.")
     credential = credentials.new_secret(credentials.AGENT)
     now = ctx.now()
     async with ctx.transaction() as tx:

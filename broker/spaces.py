@@ -136,8 +136,6 @@ def new_space(
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
     ttl = _ttl(ctx, req.ttl_seconds)
     teammates = await access.teammates_by_email(ctx, user, req.share_with)
-    if req.name is not None and not names.is_valid(req.name):
-        raise invalid(f"{req.name!r} is not a valid Space name.", f"Use {names.NAME_RULE}.")
     template = await templates.resolve(ctx, req.template)
     await ctx.keyring.update()  # it may read the database: before the transaction, not inside it
     now = ctx.now()

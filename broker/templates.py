@@ -8,9 +8,8 @@ their number); once it has templates, every new Space names one or gets the defa
 
 from __future__ import annotations
 
-from broker import names
 from broker.context import Context
-from broker.errors import Problem, invalid, not_found
+from broker.errors import Problem, checked, invalid, not_found
 from broker.store import Conflict, TemplateRecord
 from pair.api import models as m
 from pair.printable import printable
@@ -80,8 +79,7 @@ async def add(
 ) -> TemplateRecord:
     """A new template; Problem 422 for a bad name, units or description, 409 (`exists`) for a
     name taken. `default` makes it the default (the previous default stays, as an ordinary one)."""
-    if not names.is_valid(name):
-        raise invalid(f"{name!r} is not a valid template name.", f"Use {names.NAME_RULE}.")
+    checked(m.TemplateName, name)
     if len(description) > MAX_DESCRIPTION or printable(description) != description:
         raise invalid(
             f"A template's description is one line of at most {MAX_DESCRIPTION} printable characters.",

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from broker import names, spaces
 from broker.context import Context
-from broker.errors import Problem
+from broker.errors import Problem, checked
 from broker.store import TemplateRecord, UserRecord
 from pair.api import models as m
 from pair.durations import humanize
@@ -115,5 +115,6 @@ async def create(ctx: Context, user: UserRecord, form: Draft) -> Created:
     does (default TTL; the same template rule, `broker.templates.resolve`). Raises Problem as
     `broker.spaces.authorize` does."""
     request = m.AuthorizeRequest(name=form.name or None, share_with=form.share_with, template=form.template or None)
+    checked(m.AuthorizeRequest, request)  # as the JSON endpoint decodes it: the same sentences
     issued = await spaces.authorize(ctx, user, request)
     return Created(issued.space.id, issued.space.name, issued.token, issued.ttl_seconds)

@@ -27,7 +27,7 @@ from broker import access, accounts, http, ports, quotas, spaces, streams
 from broker.apps import auth as app_auth
 from broker.context import Context
 from broker.emails import normalize_email
-from broker.errors import Problem
+from broker.errors import Problem, checked
 from broker.store import StoreUnavailable, UserRecord
 from broker.web import admin, auth, create, security, text, views
 from broker.web.auth import WebSession
@@ -360,7 +360,10 @@ async def share(request: Request) -> Response:
         return ([], [value.removeprefix(views.GROUP)]) if value.startswith(views.GROUP) else ([value], [])
 
     (add_people, add_groups), (remove_people, remove_groups) = split(add), split(remove)
-    update = m.ShareUpdate(add=add_people, remove=remove_people, add_groups=add_groups, remove_groups=remove_groups)
+    update = checked(
+        m.ShareUpdate,
+        m.ShareUpdate(add=add_people, remove=remove_people, add_groups=add_groups, remove_groups=remove_groups),
+    )
     space = await spaces.update_shares(ctx, web.user, request.path_params["space_id"], update)
     shown = views.who(add if add.startswith(views.GROUP) else normalize_email(add)) if add else ""
     if add:
@@ -419,7 +422,7 @@ async def port_share(request: Request) -> Response:
     if level is not None and level not in m.PORT_LEVELS:
         raise Problem(422, f"{level[:20]!r} is not an access level.", "Choose one from the list.", "invalid")
     label = form.get("label")
-    body = m.PortShare(level=level, label=label)
+    body = checked(m.PortShare, m.PortShare(level=level, label=label))
     ctx = _ctx(request)
     shared = await ports.share(ctx, web.user, request.path_params["space_id"], form.get("port", ""), body)
     message = f"Port {shared.port} is shared at {shared.url} with {ports.LEVEL_WORDS[shared.level]}."

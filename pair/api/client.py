@@ -20,6 +20,7 @@ import msgspec
 
 from pair import __version__, tls
 from pair.api import endpoints as ep
+from pair.api import fields
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.errors import ApiError, BrokerUnreachable, PairError, answered
@@ -85,7 +86,18 @@ class Client:
         """Send `body` to `endpoint` (its path parameters from `path`) and decode the answer as
         the endpoint's response type (or `decode_as`, e.g. a list of msgspec.Raw to decode each
         item on its own); None for 204. Raises BrokerUnreachable, AuthError (401) or ApiError
-        (any other error, with the broker's message, detail and code)."""
+        (any other error, with the broker's message, detail and code). Raises PairError first,
+        sending nothing, for a path parameter or a body field that breaks its type's grammar
+        (pair.api.fields: the sentence the broker would answer with)."""
+        if path:
+            try:
+                fields.check_path(endpoint.path_types(), dict(path))
+            except Invalid as exc:
+                raise PairError(exc.message, exc.hint) from exc
+        if body is not None and endpoint.request is not None:
+            breaks = fields.grammar_refusal(endpoint.request, body)
+            if breaks is not None:
+                raise PairError(breaks.message, breaks.hint)
         url = self.url + endpoint.path.format(**{k: quote(v, safe="") for k, v in (path or {}).items()})
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self._token:

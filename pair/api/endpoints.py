@@ -6,6 +6,7 @@ them, so the three cannot disagree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -29,10 +30,30 @@ class Endpoint(Generic[Req, Resp]):
     request: type[Req] | None = None  # a msgspec type, or None for no body
     response: type[Resp] | None = None  # a msgspec type, or None for 204 No Content
     tag: str = ""
+    # Path parameters whose type is not PATH_PARAMETERS' for their name (`name`: a template's or
+    # a group's; `key_id`: an SSH key's or a Space key's).
+    params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def status(self) -> int:
         return 204 if self.response is None else 200
+
+    def path_types(self) -> dict[str, Any]:
+        """Each path parameter's wire type (pair.api.models): what the broker accepts there,
+        checked before the handler runs (pair.api.fields.check_path), stated in /openapi.json."""
+        own = dict(self.params)
+        return {p: own.get(p, PATH_PARAMETERS.get(p, str)) for p in re.findall(r"{(\w+)}", self.path)}
+
+
+# The type of a path parameter, by its name (an endpoint's `params` may say otherwise).
+PATH_PARAMETERS: dict[str, Any] = {
+    "email": m.Email,
+    "port": m.Port,
+    "space_id": m.SpaceId,
+    "request_id": m.AccessRequestId,
+}
+TEMPLATE_PARAMS = (("name", m.TemplateName),)
+GROUP_PARAMS = (("name", m.GroupName),)
 
 
 API = "/api/v1"
@@ -108,7 +129,12 @@ ADD_KEY: Endpoint[m.NewSshKeyRequest, m.SshKey] = Endpoint(
     "POST", f"{API}/keys", "Add an SSH public key.", "session", m.NewSshKeyRequest, m.SshKey, "keys"
 )
 REMOVE_KEY: Endpoint[None, None] = Endpoint(
-    "DELETE", f"{API}/keys/{{key_id}}", "Remove an SSH public key.", "session", tag="keys"
+    "DELETE",
+    f"{API}/keys/{{key_id}}",
+    "Remove an SSH public key.",
+    "session",
+    tag="keys",
+    params=(("key_id", m.SshKeyId),),
 )
 
 SPACES: Endpoint[None, list[m.Space]] = Endpoint(
@@ -182,6 +208,7 @@ REVOKE_SPACE_KEY: Endpoint[m.RevokeSpaceKeyRequest, m.RevokedSpaceKey] = Endpoin
     m.RevokeSpaceKeyRequest,
     m.RevokedSpaceKey,
     "space-keys",
+    params=(("key_id", m.SpaceKeyId),),
 )
 
 BOOTSTRAP: Endpoint[m.BootstrapRequest, m.AgentRegistration] = Endpoint(
@@ -318,10 +345,20 @@ ADMIN_TEMPLATES: Endpoint[m.Template, m.Template] = Endpoint(
     "POST", f"{API}/admin/templates", "Add a Space template (admin).", "admin", m.Template, m.Template, "admin"
 )
 ADMIN_REMOVE_TEMPLATE: Endpoint[None, None] = Endpoint(
-    "DELETE", f"{API}/admin/templates/{{name}}", "Remove a Space template (admin).", "admin", tag="admin"
+    "DELETE",
+    f"{API}/admin/templates/{{name}}",
+    "Remove a Space template (admin).",
+    "admin",
+    tag="admin",
+    params=TEMPLATE_PARAMS,
 )
 ADMIN_DEFAULT_TEMPLATE: Endpoint[None, None] = Endpoint(
-    "POST", f"{API}/admin/templates/{{name}}/default", "Make a template the default (admin).", "admin", tag="admin"
+    "POST",
+    f"{API}/admin/templates/{{name}}/default",
+    "Make a template the default (admin).",
+    "admin",
+    tag="admin",
+    params=TEMPLATE_PARAMS,
 )
 ADMIN_GROUPS: Endpoint[None, list[m.Group]] = Endpoint(
     "GET", f"{API}/admin/groups", "All groups (admin).", "admin", response=list[m.Group], tag="admin"
@@ -335,6 +372,7 @@ ADMIN_REMOVE_GROUP: Endpoint[None, None] = Endpoint(
     "Remove a group: its members lose what it gave them at once (admin).",
     "admin",
     tag="admin",
+    params=GROUP_PARAMS,
 )
 ADMIN_GROUP_MEMBERS: Endpoint[m.GroupMembersUpdate, m.Group] = Endpoint(
     "PATCH",
@@ -344,6 +382,7 @@ ADMIN_GROUP_MEMBERS: Endpoint[m.GroupMembersUpdate, m.Group] = Endpoint(
     m.GroupMembersUpdate,
     m.Group,
     "admin",
+    params=GROUP_PARAMS,
 )
 ADMIN_USER_QUOTA: Endpoint[m.Limits, m.Quota] = Endpoint(
     "PUT",
@@ -362,6 +401,7 @@ ADMIN_GROUP_QUOTA: Endpoint[m.Limits, m.Group] = Endpoint(
     m.Limits,
     m.Group,
     "admin",
+    params=GROUP_PARAMS,
 )
 
 ACCESS_REQUEST: Endpoint[m.NewAccessRequest, m.DeviceAuthorization] = Endpoint(

@@ -52,12 +52,10 @@ __all__ = [
 # The name and email rules are the wire contract's (pair.api.models), so /openapi.json states
 # exactly what the broker accepts; they are compiled here for both sides.
 NAME_RE = re.compile(m.SPACE_NAME_PATTERN)
-NAME_RULE = "1–63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+NAME_RULE = m.NAME_RULE
 EMAIL_RE = re.compile(m.EMAIL_PATTERN)
 MAX_EMAIL = m.EMAIL_MAX_LENGTH
-# broker.credentials.new_id makes `sp_` + 12 base32 letters; any lowercase alphanumerics are
-# accepted so that ids stay opaque, and none of them needs quoting in a shell or an ssh config.
-SPACE_ID_RE = re.compile(r"sp_[a-z0-9]{1,32}")
+SPACE_ID_RE = re.compile(m.SPACE_ID_BODY)  # broker.credentials.new_id's ids, opaque (pair.api.models)
 LOGIN_USER_RE = re.compile(m.whole(m.LOGIN_USER_BODY))
 HOSTNAME_RE = re.compile(m.whole(m.HOSTNAME_BODY))
 VERSION_RE = re.compile(m.whole(m.VERSION_BODY))

@@ -12,7 +12,7 @@ import msgspec
 
 from pair.api.terminal import RoleChange as TerminalRoleChange
 from pair.api.terminal import TerminalInfo, TerminalTarget
-from pair.api.wire import Struct
+from pair.api.wire import Struct, grammar_meta
 
 
 def whole(body: str) -> str:
@@ -22,9 +22,8 @@ def whole(body: str) -> str:
     return f"^(?:{body})$(?!\\n)"
 
 
-# The rules the broker enforces on these fields (with a sentence and a hint, in broker.accounts
-# and broker.spaces), stated once: /openapi.json carries them, so the document is exactly as
-# strict as the server.
+# The rules of names and emails, stated once: msgspec enforces them where a request is decoded
+# (the types below), /openapi.json carries them, so the document is exactly as strict as the server.
 SPACE_NAME_BODY = r"[a-z0-9][a-z0-9_-]{0,62}"  # an SSH host alias, a URL segment: no quoting
 SPACE_NAME_PATTERN = whole(SPACE_NAME_BODY)
 # An addr-spec in its dot-atom form (RFC 5322 3.4.1), letters of any script allowed (RFC 6531).
@@ -59,14 +58,53 @@ EMAIL_PATTERN = whole(EMAIL_BODY)
 EMAIL_MAX_LENGTH = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets, with its angle brackets
 MIN_TOKEN_TTL = 60  # seconds; the most is a broker setting (PAIR_BROKER_MAX_TOKEN_TTL)
 
+
+# The fields with a grammar, and the one sentence each is refused with: msgspec enforces them when
+# the broker decodes a request (and when the CLI checks one before sending it, pair.api.fields),
+# and /openapi.json states them. A refusal reads "'VALUE' is not WHAT." with RULE as its hint.
+NAME_RULE = "1–63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+_NAME = {"pattern": SPACE_NAME_PATTERN, "max_length": 63}
+SpaceName = Annotated[str, grammar_meta("a valid Space name", f"A Space name is {NAME_RULE}.", **_NAME)]
+TemplateName = Annotated[str, grammar_meta("a valid template name", f"A template name is {NAME_RULE}.", **_NAME)]
+GroupName = Annotated[str, grammar_meta("a valid group name", f"A group name is {NAME_RULE}.", **_NAME)]
+SpaceKeyName = Annotated[str, grammar_meta("a valid Space key name", f"A Space key name is {NAME_RULE}.", **_NAME)]
 Email = Annotated[
     str,
-    msgspec.Meta(
-        extra_json_schema={"pattern": EMAIL_PATTERN, "maxLength": EMAIL_MAX_LENGTH},
-        description="An email address (name@example.com).",
+    grammar_meta(
+        "an email address",
+        "An email address has the form name@example.com, at most 254 characters.",
+        pattern=EMAIL_PATTERN,
+        max_length=EMAIL_MAX_LENGTH,
     ),
 ]
-SpaceName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SPACE_NAME_PATTERN})]
+# Ids the broker made (broker.credentials.new_id: a prefix and 12 base32 letters): any lowercase
+# alphanumerics are accepted so that ids stay opaque; none needs quoting in a URL, a shell or an
+# ssh config.
+SPACE_ID_BODY = r"sp_[a-z0-9]{1,32}"
+SpaceId = Annotated[
+    str, grammar_meta("a Space id", "A Space id is sp_ and up to 32 letters and digits.", pattern=whole(SPACE_ID_BODY))
+]
+SpaceKeyId = Annotated[
+    str,
+    grammar_meta(
+        "a Space key id", "A Space key id is sk_ and up to 32 letters and digits.", pattern=whole("sk_[a-z0-9]{1,32}")
+    ),
+]
+SshKeyId = Annotated[
+    str,
+    grammar_meta(
+        "an SSH key id", "An SSH key id is key_ and up to 32 letters and digits.", pattern=whole("key_[a-z0-9]{1,32}")
+    ),
+]
+AccessRequestId = Annotated[
+    str,
+    grammar_meta(
+        "an access request id",
+        "An access request id is req_ and up to 32 letters and digits.",
+        pattern=whole("req_[a-z0-9]{1,32}"),
+    ),
+]
+
 TokenTtl = Annotated[
     int,
     msgspec.Meta(
@@ -75,10 +113,17 @@ TokenTtl = Annotated[
         description="Seconds the token stays valid.",
     ),
 ]
-InstanceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]  # a container's random id
+InstanceId = Annotated[
+    str,
+    grammar_meta(
+        "a container instance id", "A container's instance id is 1–128 characters.", min_length=1, max_length=128
+    ),
+]  # a container's random id
 
 Role = Literal["owner", "shared"]
-Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]  # a TCP port (RFC 793: 16 bits; 0 is no port)
+Port = Annotated[
+    int, grammar_meta("a TCP port", "A port is a number from 1 to 65535.", ge=1, le=65535)
+]  # RFC 793: 16 bits; 0 is no port
 SpaceState = Literal["created", "starting", "running", "stopping", "stopped", "deleted"]
 Platform = Literal["codespaces", "devfile", "devcontainer", "generic"]
 
@@ -268,7 +313,13 @@ class ContainerFacts(Struct):
 # before a final newline in Python's).
 END = r"(?![\s\S])"
 ShortText = Annotated[
-    str, msgspec.Meta(max_length=300, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*" + END)
+    str,
+    grammar_meta(
+        "a short line of text",
+        "Such text is one line of at most 300 characters, without control characters or bidirectional overrides.",
+        max_length=300,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*" + END,
+    ),
 ]
 
 
@@ -283,7 +334,12 @@ class SshHealth(Struct):
     reason: ShortText = ""  # one sentence when not serving, e.g. "sshd could not start: …"
     # supervisord's name for the sshd program's state (STARTING, RUNNING, BACKOFF, STOPPED,
     # EXITED, FATAL, …); "" when sshd does not run under supervisord.
-    supervisor_state: Annotated[str, msgspec.Meta(pattern="^[A-Z]{0,16}" + END)] = ""
+    supervisor_state: Annotated[
+        str,
+        grammar_meta(
+            "a supervisord state", "A supervisord state is up to 16 capital letters.", pattern="^[A-Z]{0,16}" + END
+        ),
+    ] = ""
 
     @property
     def settling(self) -> bool:
@@ -317,7 +373,7 @@ class Space(Struct):
 
 class AuthorizeRequest(Struct):
     name: SpaceName | None = None
-    template: SpaceName | None = None  # None: the broker's default template (if it has templates)
+    template: TemplateName | None = None  # None: the broker's default template (if it has templates)
     share_with: list[Email] = msgspec.field(default_factory=list)
     ttl_seconds: TokenTtl | None = None
 
@@ -333,7 +389,6 @@ class SpaceToken(Struct):
     ttl_seconds: int
 
 
-SpaceKeyName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": SPACE_NAME_PATTERN})]
 SpaceKeyState = Literal["active", "expired", "revoked"]
 
 
@@ -354,7 +409,7 @@ class NewSpaceKeyRequest(Struct):
         SPACE_KEY_DEFAULT_SECONDS
     )
     # The template every Space it registers is made from; None: the broker's default at each registration
-    template: SpaceName | None = None
+    template: TemplateName | None = None
 
 
 class SpaceKey(Struct):
@@ -393,8 +448,8 @@ class RevokedSpaceKey(Struct):
 class ShareUpdate(Struct):
     add: list[Email] = msgspec.field(default_factory=list)
     remove: list[Email] = msgspec.field(default_factory=list)
-    add_groups: list[SpaceName] = msgspec.field(default_factory=list)  # group names
-    remove_groups: list[SpaceName] = msgspec.field(default_factory=list)
+    add_groups: list[GroupName] = msgspec.field(default_factory=list)
+    remove_groups: list[GroupName] = msgspec.field(default_factory=list)
 
 
 Units = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
@@ -405,7 +460,7 @@ class Template(Struct):
     """What a Space made from it costs (seed 001: compute units while it runs, storage units
     while it exists)."""
 
-    name: SpaceName
+    name: TemplateName
     compute_units: Units
     storage_units: Units
     description: str = ""
@@ -424,14 +479,14 @@ class Limits(Struct):
 
 
 class Group(Struct):
-    name: SpaceName
+    name: GroupName
     members: list[str]  # emails, sorted
     quota: Limits
     created_at: datetime
 
 
 class NewGroupRequest(Struct):
-    name: SpaceName
+    name: GroupName
 
 
 class GroupMembersUpdate(Struct):
@@ -513,7 +568,15 @@ class KeyBootstrapRequest(Struct):
     # SHA-256 (hex) of the raw name container_name was made from (pair.api.grammar.container_digest):
     # what tells two containers apart whose names clean to one Space name. Absent from pair
     # before 2026-11-30: the Space name is then the identity.
-    container_digest: Annotated[str, msgspec.Meta(pattern=whole("[0-9a-f]{64}"))] | None = None
+    container_digest: ContainerDigest | None = None
+
+
+ContainerDigest = Annotated[
+    str,
+    grammar_meta(
+        "a container digest", "A container digest is 64 lowercase hex digits (SHA-256).", pattern=whole("[0-9a-f]{64}")
+    ),
+]
 
 
 class RegistrationCheck(Struct):
@@ -663,7 +726,12 @@ StreamTarget = SshTarget | PtyTarget | TcpTarget
 STREAM_TARGETS = ("ssh", "pty", "tcp")  # every target kind, as an agent lists them in `Heartbeat.streams`
 
 StreamKind = Literal["ssh", "terminal", "port"]  # how the connection log and `sessions` name a stream
-StreamId = Annotated[str, msgspec.Meta(pattern="^[a-z]{3}_[a-z2-7]{12}$")]
+StreamId = Annotated[
+    str,
+    grammar_meta(
+        "a stream id", "A stream id is 3 letters, _ and 12 base32 letters.", pattern=whole("[a-z]{3}_[a-z2-7]{12}")
+    ),
+]
 
 
 class StreamRequest(Struct, tag="stream", tag_field="type"):
@@ -727,7 +795,16 @@ class StreamInfo(Struct):
 PortLevel = Literal["owner", "shared", "authenticated", "public"]
 PORT_LEVELS: tuple[PortLevel, ...] = ("owner", "shared", "authenticated", "public")  # narrowest first
 PORT_LABEL_PATTERN = whole(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,80}")  # one line of printable text
-PortLabel = Annotated[str, msgspec.Meta(max_length=80, extra_json_schema={"pattern": PORT_LABEL_PATTERN})]
+PortLabel = Annotated[
+    str,
+    grammar_meta(
+        "a port label",
+        "A port's label is one line of at most 80 characters of visible text: no control, bidirectional"
+        " or invisible formatting characters.",
+        max_length=80,
+        pattern=PORT_LABEL_PATTERN,
+    ),
+]
 
 
 class PortShare(Struct):
@@ -780,7 +857,14 @@ class SpaceTokenClaims(Struct):
 
 AccessRequestState = Literal["pending", "approved", "claimed", "denied"]
 RequestMessage = Annotated[
-    str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*" + END)
+    str,
+    grammar_meta(
+        "a valid message",
+        "A message is at most 500 characters, without control characters (tab and newline are fine)"
+        " or bidirectional overrides, which make text read other than it shows.",
+        max_length=500,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*" + END,
+    ),
 ]
 
 

@@ -53,12 +53,19 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from pair.api.wire import Struct
+from pair.api.wire import Struct, grammar_meta
 
 Role = Literal["driver", "viewer"]
-Dimension = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-TERMINAL_ID_PATTERN: Final = r"^term_[a-z2-7]{12}$"  # the agent's ids: `term_` and 60 random bits in base32
-TerminalId = Annotated[str, msgspec.Meta(pattern=TERMINAL_ID_PATTERN)]
+Dimension = Annotated[
+    int, grammar_meta("a terminal size", "A terminal's columns and rows are each from 1 to 1000.", ge=1, le=1000)
+]
+# The agent's ids: `term_` and 60 random bits in base32. `(?!\n)`: Python's `$` also matches before
+# a final newline (pair.api.models.whole).
+TERMINAL_ID_PATTERN: Final = r"^term_[a-z2-7]{12}$(?!\n)"
+TerminalId = Annotated[
+    str,
+    grammar_meta("a terminal id", "A terminal id is term_ and 12 letters and digits.", pattern=TERMINAL_ID_PATTERN),
+]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 
 MAX_CONTROL_BYTES: Final = 4 * 1024

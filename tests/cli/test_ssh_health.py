@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from starlette.testclient import TestClient
 
 from pair.api.client import Client
-from pair.api.errors import ApiError
+from pair.api.errors import ApiError, PairError
 from pair.api.models import ContainerFacts, Heartbeat, SshHealth
 from tests.cli.helpers import assert_error, authorize, list_json
 from tests.support.broker import InProcessBroker
@@ -93,10 +94,18 @@ def test_an_agent_that_does_not_report_ssh_health_still_reads_as_running(
     ],
 )
 def test_a_reason_that_is_not_one_line_of_text_is_refused_on_entry(
-    agent: Client, people: dict[str, Person], reason: str
+    broker: InProcessBroker, agent: Client, people: dict[str, Person], reason: str
 ) -> None:
-    with pytest.raises(ApiError) as refused:
-        beat(agent, SshHealth(serving=False, reason=reason, supervisor_state="FATAL"))
-    assert refused.value.status == 422
+    health = SshHealth(serving=False, reason=reason, supervisor_state="FATAL")
+    with pytest.raises(PairError) as refused:  # the agent's client: nothing is sent
+        beat(agent, health)
+    assert not isinstance(refused.value, ApiError) and "is not a short line of text" in refused.value.message
+    sent = broker.http.post(  # the broker, sent it anyway
+        "/api/v1/agent/heartbeat",
+        content=msgspec.json.encode(Heartbeat(instance_id="instance-1", state="running", ssh=health)),
+        headers=agent.bearer(),
+    )
+    assert sent.status_code == 422, sent.text
+    assert sent.json()["message"] == refused.value.message
     (data,) = list_json(people["alice"])
     assert data["ssh"] is None  # nothing of it was kept
