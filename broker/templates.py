@@ -12,10 +12,8 @@ from broker.context import Context
 from broker.errors import Problem, checked, invalid, not_found
 from broker.store import Conflict, TemplateRecord
 from pair.api import models as m
-from pair.printable import printable
 
 MAX_UNITS = 1_000_000
-MAX_DESCRIPTION = 200
 
 
 def to_wire(template: TemplateRecord) -> m.Template:
@@ -80,11 +78,7 @@ async def add(
     """A new template; Problem 422 for a bad name, units or description, 409 (`exists`) for a
     name taken. `default` makes it the default (the previous default stays, as an ordinary one)."""
     checked(m.TemplateName, name)
-    if len(description) > MAX_DESCRIPTION or printable(description) != description:
-        raise invalid(
-            f"A template's description is one line of at most {MAX_DESCRIPTION} printable characters.",
-            "Shorten it, without control characters.",
-        )
+    checked(m.TemplateDescription, description)
     template = TemplateRecord(
         name, description, _units(compute, "--compute"), _units(storage, "--storage"), default, ctx.now()
     )

@@ -452,6 +452,18 @@ class ShareUpdate(Struct):
     remove_groups: list[GroupName] = msgspec.field(default_factory=list)
 
 
+# One line a terminal prints as it is: none of the characters pair.printable escapes (C0, DEL, C1,
+# bidi and invisible format characters, line and paragraph separators).
+TEMPLATE_DESCRIPTION_BODY = r"[^\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]{0,200}"
+TemplateDescription = Annotated[
+    str,
+    grammar_meta(
+        "a valid template description",
+        "A template's description is one line of at most 200 printable characters.",
+        max_length=200,
+        pattern=whole(TEMPLATE_DESCRIPTION_BODY),
+    ),
+]
 Units = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 QuotaResource = Literal["spaces", "compute", "storage"]
 
@@ -463,7 +475,7 @@ class Template(Struct):
     name: TemplateName
     compute_units: Units
     storage_units: Units
-    description: str = ""
+    description: TemplateDescription = ""
     is_default: bool = False
 
 

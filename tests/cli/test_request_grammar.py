@@ -30,6 +30,7 @@ from pair.api import endpoints as ep
 from pair.api import fields
 from pair.api import models as m
 from pair.api import terminal as tp
+from pair.printable import printable
 from tests.cli.helpers import assert_error, session_token
 from tests.support.broker import InProcessBroker
 from tests.support.cli import Person
@@ -401,3 +402,9 @@ def test_a_terminal_query_that_breaks_its_grammar_is_refused_in_words(query: dic
     assert "regex" not in text and "(?" not in text and "[^" not in text, text
     assert text.isprintable() and len(text) < 400, text
     assert problem.message.endswith((" is not a terminal id.", " is not a terminal size.")), text
+
+
+@given(st.text(max_size=200))
+def test_a_template_description_is_exactly_what_prints_as_it_is(text: str) -> None:
+    """models.TemplateDescription's pattern is pair.printable's table: refused iff printing would escape."""
+    assert refuses(m.TemplateDescription, text) == (printable(text) != text)
