@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
             to_ssh.detach()
     except OSError:
         return 1
-    except KeyboardInterrupt:  # Ctrl-C reaches this process too: ssh decides what it means
+    except KeyboardInterrupt:  # Ctrl-C, where setsid(1) could not keep it away: ssh decides what it means
         return 1
     return 0
 

@@ -86,8 +86,13 @@ class Handoff:
         self._thread = threading.Thread(target=self._run, name="pair-stream", daemon=True)
 
     def proxy_command(self) -> tuple[str, ...]:
-        """ssh's ProxyCommand (with ProxyUseFdpass): fdpass.py by this interpreter, isolated."""
-        return (sys.executable, "-I", "-S", str(FDPASS), str(self.path))
+        """ssh's ProxyCommand (with ProxyUseFdpass): fdpass.py by this interpreter, isolated, in
+        a session of its own where setsid(1) is at hand. Ctrl-C is ssh's to handle; in the
+        terminal's process group fdpass.py would get it too, and a Python still starting up
+        prints a traceback for it. Outside it, fdpass.py ends when this process closes the
+        rendezvous (ssh gone: `close`), as it does for every other way a connection ends."""
+        setsid = shutil.which("setsid")
+        return (*([setsid] if setsid else []), sys.executable, "-I", "-S", str(FDPASS), str(self.path))
 
     def start(self, ssh_pid: int) -> None:
         """Open the stream (on a thread) for the ssh running as `ssh_pid`, and hand it over."""

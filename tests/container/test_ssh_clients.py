@@ -312,14 +312,29 @@ def group_members(pgid: int) -> list[int]:
     return _processes_where(3, pgid)
 
 
-def left_in_group(pgid: int, timeout: float = 10.0) -> list[str]:
-    """What is still running in process group `pgid` once each member has had `timeout` seconds
-    in all to exit, as "PID STATE COMMAND" lines; [] when none is. A grandchild (ssh's
-    ProxyCommand) got the same signal as connect but may exit after it, being nobody's to wait
-    for: each member's exit is awaited through a pidfd (pidfd_open(2), readable once it ends)."""
+def _with_argument_under(directory: Path) -> list[int]:
+    """Processes with an argument naming a path under `directory` (fdpass.py's rendezvous)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.startswith(os.fsencode(directory) + b"/") for a in argv):
+                found.append(int(entry.name))
+    return found
+
+
+def left_behind(pgid: int, rendezvous_dir: Path, timeout: float = 10.0) -> list[str]:
+    """What still runs of a connect once each process has had `timeout` seconds in all to exit,
+    as "PID STATE COMMAND" lines; [] when nothing does. Looked for: process group `pgid` (connect,
+    ssh) and whatever names a path under `rendezvous_dir` (fdpass.py, in a session of its own).
+    Such a process is nobody's to wait for and may end after connect: each exit is awaited
+    through a pidfd (pidfd_open(2), readable once the process ends)."""
     deadline = time.monotonic() + timeout
     left = []
-    for pid in group_members(pgid):
+    for pid in sorted(set(group_members(pgid)) | set(_with_argument_under(rendezvous_dir))):
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -356,9 +371,10 @@ def test_connect_holds_the_stream_and_ssh_starts_no_second_pair(world: World, tm
         (ssh,) = children(connect.pid)
         assert "ProxyUseFdpass=yes" in Path(f"/proc/{ssh}/cmdline").read_bytes().decode().split("\0")
         words = proxy_words(ssh)
-        assert words[1:3] == ["-I", "-S"] and words[3].endswith("/pair/fdpass.py")
+        assert Path(words[0]).name == "setsid"  # out of the terminal's process group: Ctrl-C is ssh's
+        assert words[2:4] == ["-I", "-S"] and words[4].endswith("/pair/fdpass.py")
         assert children(ssh) == []  # fdpass.py handed ssh the socket and left: no process copies but connect
-        assert not Path(words[4]).exists()  # the rendezvous is gone once used
+        assert not Path(words[5]).exists()  # the rendezvous is gone once used
         assert list((tmp_path / "tmp").iterdir()) == []
         listing = world.alice.ok("spaces", "sessions", "demo")
         assert bob.email in listing
@@ -374,7 +390,7 @@ def test_ssh_stopping_before_it_takes_the_stream_closes_it_and_leaves_nothing(wo
     argv = [executable("pair"), "spaces", "connect", "demo", "--", "-o", "NoSuchOption=yes", "true"]
     with started(argv, bob) as (connect, output):
         assert connect.wait(timeout=30) == 255  # ssh's own refusal of the option, passed on
-        assert left_in_group(connect.pid) == []  # neither ssh nor fdpass.py is left behind
+        assert left_behind(connect.pid, tmp_path / "tmp") == []  # neither ssh nor fdpass.py is left behind
     assert "Bad configuration option" in output.text(), output.text()
     assert "Traceback" not in output.text()
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -388,9 +404,9 @@ def test_ctrl_c_while_connect_sets_up_leaves_no_process_and_no_stream(world: Wor
     (tmp_path / "tmp").mkdir()
     with started(bob.connect("sleep", "30"), bob) as (connect, output):
         eventually(lambda: children(connect.pid), "connect started ssh")
-        os.killpg(connect.pid, signal.SIGINT)  # Ctrl-C at once: ssh, fdpass.py and connect all get it
+        os.killpg(connect.pid, signal.SIGINT)  # Ctrl-C at once: ssh and connect get it (fdpass.py is not in the group)
         assert connect.wait(timeout=15) in (130, 255)
-        assert left_in_group(connect.pid) == []
+        assert left_behind(connect.pid, tmp_path / "tmp") == []
     assert "Traceback" not in output.text(), output.text()
     assert list((tmp_path / "tmp").iterdir()) == []
     eventually(lambda: "Nobody is connected" in world.alice.ok("spaces", "sessions", "demo"), "no stream is left")
