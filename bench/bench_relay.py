@@ -77,7 +77,7 @@ async def _through_tunnel(url: str, session: str, mode: bytes, size: int) -> flo
     ) as ws:
         greeting = b""
         while len(greeting) < len(GREETING):
-            greeting += await ws.recv()
+            greeting += await ws.recv(decode=False)
         assert greeting == GREETING, greeting
         start = time.perf_counter()
         await ws.send(mode + size.to_bytes(8, "big"))
