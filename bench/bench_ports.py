@@ -23,6 +23,7 @@ from bench.world import World
 from tests.support.apps import served
 from tests.support.processes import Output, executable, stop
 
+EMAIL = "user0502@example.com"  # a seeded user of its own: the ssh rows' user has a Space "box" already
 NAME = "Shared ports: 100 MiB and small GETs through the app URL vs straight; forward vs ssh -L"
 MIB = 1 << 20
 SIZE = 100 * MIB
@@ -91,7 +92,7 @@ def run(world: World) -> list[Figure]:
     p = world.progress
     figures = []
     repeats = 3 if world.quick else 7
-    with space(world, "ports-user") as (_box, env, key, relay), served("app") as app:
+    with space(world, "ports-user", EMAIL) as (_box, env, key, relay), served("app") as app:
         subprocess.run(
             [executable("pair"), "spaces", "ports", "share", str(app.port), "box", "--level", "public"],
             env=env,
