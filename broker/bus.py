@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -46,6 +47,7 @@ MAX_PAYLOAD = 7999 - (MAX_CHANNEL + 1)
 STREAMS = "pair_streams"
 SNAPSHOTS = "pair_snapshots"
 SPACES = "pair_spaces"
+FAILURE_LOG_SECONDS = 60.0  # a subscription logs its listener's failures at most this often
 
 log = logging.getLogger("pair.broker.bus")
 
@@ -174,6 +176,8 @@ class Subscription:
         self.channel = channel
         self.listener = listener
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._failure_logged_at: float | None = None  # monotonic seconds
+        self._failures_held = 0
         self.task = asyncio.create_task(self._deliver())
 
     async def _deliver(self) -> None:
@@ -182,7 +186,20 @@ class Subscription:
             try:
                 await self.listener(payload)
             except Exception:  # one bad message must not end the subscription
-                log.exception("a listener on %s failed", self.channel)
+                self._log_failure()
+
+    def _log_failure(self) -> None:
+        """Log the failure being handled, with its traceback, at most once per
+        FAILURE_LOG_SECONDS; the next line says how many were held back. A flood of malformed
+        messages (a replica of another release, a hand-made NOTIFY) logged a traceback each."""
+        now = time.monotonic()
+        if self._failure_logged_at is not None and now - self._failure_logged_at < FAILURE_LOG_SECONDS:
+            self._failures_held += 1
+            return
+        held, self._failures_held = self._failures_held, 0
+        self._failure_logged_at = now
+        more = f" (and {held} more since the last such line)" if held else ""
+        log.exception("a listener on %s failed%s", self.channel, more)
 
     async def stop(self) -> None:
         if self.task is asyncio.current_task():  # a listener unsubscribing itself: let it return

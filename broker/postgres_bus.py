@@ -75,6 +75,12 @@ BACKLOG_MAX = 10_000  # messages kept while PostgreSQL cannot be reached; the ol
 CLOSE_FLUSH = 5.0  # seconds `close` tries to send what waits
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line for a log line (libpq's messages run over several), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def notifications(channel: str, text: str) -> list[tuple[str, str]]:
     """The (PostgreSQL channel, payload) pairs that carry `text` published on `channel`."""
     if channel in OWN_CHANNELS:
@@ -204,7 +210,7 @@ class PostgresBus:
             except psycopg_pool.PoolTimeout:
                 return "no connection to the database"
             except psycopg.OperationalError as exc:
-                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                why = first_line(exc)
         return why
 
     def _batch(self) -> list[_Outgoing]:
@@ -351,7 +357,7 @@ class PostgresBus:
                     continue
                 self.reconnects += 1
                 pause = RECONNECT_FIRST
-                log.warning("the bus listens on PostgreSQL again (%d channels)", len(self._channels))
+                log.warning("the bus listens on PostgreSQL again (%d channels)", len(CARRIERS))
                 gap = asyncio.create_task(self._after_gap())  # not awaited here: the reader goes on
                 self._gap_tasks.add(gap)
                 gap.add_done_callback(self._gap_tasks.discard)
@@ -359,5 +365,5 @@ class PostgresBus:
                 async for notify in self._conn.notifies():
                     self._deliver(notify.channel, notify.payload)
             except psycopg.OperationalError as exc:
-                log.warning("the bus lost its PostgreSQL connection (%s); connecting again", str(exc).strip())
+                log.warning("the bus lost its PostgreSQL connection (%s); connecting again", first_line(exc))
                 await self._drop_connection()

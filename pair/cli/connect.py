@@ -73,7 +73,7 @@ def _set_service(ref: str | None, *, up: bool) -> None:
         result = _wait_for(client, changed, ("running",) if up else ("stopped",))
     if up and (why := readiness.ssh_failure(result)):
         raise PairError(f'SSH did not start in "{result.name}": {why}', readiness.ssh_down(result).hint)
-    print(f"space {result.id} is {result.state}")
+    print(f'Space "{result.name}" ({result.id}) is {result.state}')
 
 
 SPACE_HELP = "The Space: its sp_… id or a name unique among those you can see. [default: the only one you own]"

@@ -69,7 +69,8 @@ def test_the_seeds_example_three_a_run_and_a_fourth_waits_for_room(
     assert states(alice) == {"a0": "starting", "a1": "starting", "a2": "starting", "a3": "created", "a4": "created"}
 
     # Stopping one makes room: the fourth runs with the same token (the refusal did not spend it).
-    assert ok(alice.pair("spaces", "down", "--space", "a0")).endswith("is stopped\n")
+    said = ok(alice.pair("spaces", "down", "--space", "a0"))
+    assert said.startswith('Space "a0" (sp_') and said.endswith(") is stopped\n"), said  # named as typed
     bootstrap(broker, tokens[3], "box-3")
     assert states(alice)["a3"] == "starting"
     assert refused_bootstrap(broker, tokens[4], "box-4").message.startswith("You are using 9 of 10 compute units")
