@@ -10,6 +10,7 @@ regex; `refusal` turns them into the sentence the field's type declares (models.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -148,12 +149,19 @@ def check_path(kinds: dict[str, Any], params: dict[str, str]) -> None:
         kind = kinds.get(name)
         if kind is None:
             continue
-        info = msgspec.inspect.type_info(kind)
-        target = info.type if isinstance(info, msgspec.inspect.Metadata) else info
         value: Any = text
-        if isinstance(target, msgspec.inspect.IntType):
+        if _is_int(kind):
             value = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else text
         try:
             msgspec.convert(value, kind)
         except msgspec.ValidationError as exc:
             raise refusal(kind, exc, text) or Invalid(f"{shown(text)} is not a valid {name}.") from exc
+
+
+@functools.cache
+def _is_int(kind: Any) -> bool:
+    """Whether the wire type `kind` is an integer (msgspec.inspect, once per type: it runs on
+    every request with path parameters)."""
+    info = msgspec.inspect.type_info(kind)
+    target = info.type if isinstance(info, msgspec.inspect.Metadata) else info
+    return isinstance(target, msgspec.inspect.IntType)

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,18 +73,22 @@ def banner(port: int) -> bytes:
         return b""
 
 
-def _processes_where(field: int, value: int) -> list[int]:
-    """Processes whose /proc/PID/stat field `field` (counted after the command, 0 = state) is `value`."""
+def _processes(matches: Callable[[Path], bool]) -> list[int]:
+    """Processes whose /proc/PID entry `matches` (one that ends while being read is skipped)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                if matches(entry):
+                    found.append(int(entry.name))
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[field]) == value:
-                found.append(int(entry.name))
     return found
+
+
+def _processes_where(field: int, value: int) -> list[int]:
+    """Processes whose /proc/PID/stat field `field` (counted after the command, 0 = state) is `value`."""
+    return _processes(lambda entry: int((entry / "stat").read_text().rsplit(")", 1)[1].split()[field]) == value)
 
 
 def children(pid: int) -> list[int]:
@@ -314,16 +318,8 @@ def group_members(pgid: int) -> list[int]:
 
 def _with_argument_under(directory: Path) -> list[int]:
     """Processes with an argument naming a path under `directory` (fdpass.py's rendezvous)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(a.startswith(os.fsencode(directory) + b"/") for a in argv):
-                found.append(int(entry.name))
-    return found
+    under = os.fsencode(directory) + b"/"
+    return _processes(lambda entry: any(a.startswith(under) for a in (entry / "cmdline").read_bytes().split(b"\0")))
 
 
 def left_behind(pgid: int, rendezvous_dir: Path, timeout: float = 10.0) -> list[str]:
