@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from broker import access, metrics, ports, streams
@@ -61,15 +62,28 @@ class AppsGate:
         if scope["type"] in ("http", "websocket"):
             ctx: Context = scope["app"].state.ctx
             domain = ports.apps_domain(ctx)
-            host = public_host(scope).decode("latin-1")
-            if host_name(host) is None:  # decided on the parsed name, or not at all
+            side = host_side(domain, public_host(scope))
+            if side is None:  # decided on the parsed name, or not at all
                 await _refuse(scope, receive, send, 400, "Bad request", "The request's Host header is malformed.")
                 return
-            if domain is not None and domain.covers(host):
+            if side == "apps":
+                assert domain is not None
                 scope["route"] = metrics.APPS  # counted as the app proxy's, not as unmatched
                 await serve(ctx, domain, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+@functools.lru_cache(maxsize=4096)
+def host_side(domain: AppsDomain | None, host: bytes) -> Literal["apps", "broker"] | None:
+    """Which side answers a request with this Host header value: the app proxy (`apps`, a host
+    under `domain`), the broker, or neither (None: malformed, answered 400). Cached: every request
+    asks, nearly always with the same few values, and parsing costs microseconds (a scanner's
+    random hosts only cycle the cache)."""
+    text = host.decode("latin-1")
+    if host_name(text) is None:
+        return None
+    return "apps" if domain is not None and domain.covers(text) else "broker"
 
 
 async def serve(ctx: Context, domain: AppsDomain, scope: Scope, receive: Any, send: Any) -> None:

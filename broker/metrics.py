@@ -14,12 +14,14 @@ docs/operations.md lists every metric; a test keeps the two in step.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -43,19 +45,6 @@ ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_reside
 PlatformCollector(registry=REGISTRY)  # python_info
 GCCollector(registry=REGISTRY)  # python_gc_*
 
-HTTP_REQUESTS = Counter(
-    "pair_broker_http_requests",
-    "HTTP requests answered and WebSocket handshakes (status 101 when accepted), by route template, method and status.",
-    ["route", "method", "status"],
-    registry=REGISTRY,
-)
-HTTP_DURATION = Histogram(
-    "pair_broker_http_request_duration_seconds",
-    "Time from a plain HTTP request's arrival to its last response byte, by route template.",
-    ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
-    registry=REGISTRY,
-)
 CONNECTED_AGENTS = Gauge(
     "pair_broker_connected_agents",
     "Agents holding a control channel to this broker process.",
@@ -143,6 +132,60 @@ RELAYED_BYTES = RelayedBytes()
 REGISTRY.register(RELAYED_BYTES)
 
 
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)  # seconds
+_BUCKET_LABELS = [repr(le) for le in DURATION_BUCKETS]  # as prometheus_client writes `le`: 0.001, 1.0, 10.0
+REQUESTS_HELP = (
+    "HTTP requests answered and WebSocket handshakes (status 101 when accepted), by route template, method and status."
+)
+DURATION_HELP = "Time from a plain HTTP request's arrival to its last response byte, by route template."
+
+
+class HttpRequests(Collector):
+    """`pair_broker_http_requests_total` by route template, method and status, and
+    `pair_broker_http_request_duration_seconds` by route template: kept as plain counts that the
+    event loop bumps (well under a microsecond a request) and turned into metric families when
+    scraped, from the metrics listener's thread. prometheus_client's own Counter and Histogram
+    take a lock and check their labels on every call: several microseconds a request, a tenth
+    of a whole `/api/v1/me`."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = {}
+        # route -> count per bucket (the last one: above every bucket), then the sum of seconds
+        self.durations: dict[str, list[float]] = {}
+
+    def count(self, route: str, method: str, status: int) -> None:
+        """One request or WebSocket handshake answered with `status`."""
+        key = (route, method, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def time(self, route: str, seconds: float) -> None:
+        """One plain HTTP request's time, from arrival to its last byte."""
+        counts = self.durations.get(route)
+        if counts is None:
+            counts = self.durations[route] = [0.0] * (len(DURATION_BUCKETS) + 2)
+        counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1  # the first bucket with le >= seconds
+        counts[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        # dict() and list() copy in one step under the GIL: the loop may add a key meanwhile.
+        requests = CounterMetricFamily("pair_broker_http_requests", REQUESTS_HELP, labels=["route", "method", "status"])
+        for (route, method, status), value in sorted(dict(self.requests).items()):
+            requests.add_metric([route, method, str(status)], value)
+        yield requests
+        durations = HistogramMetricFamily("pair_broker_http_request_duration_seconds", DURATION_HELP, labels=["route"])
+        for route, counts in sorted(dict(self.durations).items()):
+            counts = list(counts)
+            cumulative = list(itertools.accumulate(counts[:-1]))
+            buckets = [(label, cumulative[i]) for i, label in enumerate(_BUCKET_LABELS)]
+            buckets.append(("+Inf", cumulative[-1]))
+            durations.add_metric([route], buckets, counts[-1])
+        yield durations
+
+
+HTTP_REQUESTS = HttpRequests()
+REGISTRY.register(HTTP_REQUESTS)
+
+
 @dataclass(frozen=True)
 class RouteName:
     """What goes in `scope["route"]` for requests no Starlette route answers, so they are counted
@@ -163,19 +206,10 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-# (route, method, status) -> its counter and histogram children: `labels()` checks and converts
-# its arguments on every call, which was most of the per-request cost. Bounded like the labels.
-_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-
-def _http_children(route: str, method: str, status: int) -> tuple[Any, Any]:
-    return HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route)
-
-
 class RequestMetrics:
     """ASGI middleware counting every request by route template, method and status, and timing
-    plain HTTP ones: ~5 µs a request on the development machine (one wrapped `send`, two clock
-    reads, a counter and a histogram child found in a dict)."""
+    plain HTTP ones (HttpRequests): about 1 µs a request (one wrapped `send`, two clock reads,
+    two dict lookups)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -200,13 +234,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, watched)
         finally:
-            method = scope["method"] if scope["method"] in METHODS else "other"
-            key = (route_template(scope), method, status)
-            children = _children.get(key)
-            if children is None:
-                children = _children[key] = _http_children(*key)
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+            route = route_template(scope)
+            HTTP_REQUESTS.count(route, scope["method"] if scope["method"] in METHODS else "other", status)
+            HTTP_REQUESTS.time(route, time.perf_counter() - started)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Counted once, at the handshake's answer: 101 when accepted, the denial response's
@@ -218,7 +248,7 @@ class RequestMetrics:
             nonlocal counted
             if not counted:
                 counted = True
-                HTTP_REQUESTS.labels(route_template(scope), "GET", str(status)).inc()
+                HTTP_REQUESTS.count(route_template(scope), "GET", status)
 
         async def watched(message: Message) -> None:
             kind = message["type"]

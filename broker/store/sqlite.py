@@ -11,11 +11,14 @@ The reads every request repeats (an agent's credential, a session, a user's Spac
 shares) are answered from memory until the database changes, and only then: this connection's
 writes move `total_changes`, other processes' commits (`pair-broker users …`) move
 `PRAGMA data_version`. So a memo is never stale, and a steady heartbeat or a polling web page
-costs one PRAGMA instead of its queries (docs/performance.md).
+costs one PRAGMA instead of its queries (docs/performance.md). Within one step of the event loop
+(the requests it runs between two waits for I/O) data_version is read once: another process's
+commit is seen from the next step on, as if it had landed a few microseconds later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -1172,6 +1175,8 @@ class SqliteStore(_Queries):
         self._checkpointer = Checkpointer(path, self.health)
         self._memo: dict[tuple[str, ...], Any] = {}
         self._generation: tuple[int, int] = (-1, -1)
+        # The event loop in whose current step data_version was read (see _check_once_this_step).
+        self._checked_in: asyncio.AbstractEventLoop | None = None
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         if self._db.in_transaction:
@@ -1194,15 +1199,35 @@ class SqliteStore(_Queries):
         """`load()`, or what it returned last time if the database has not changed since."""
         if self._db.in_transaction:
             raise StoreError(OUTSIDE)
-        generation = (self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0])
-        if generation != self._generation or len(self._memo) >= _MEMO_LIMIT:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or loop is not self._checked_in or self._db.total_changes != self._generation[0]:
+            generation = (self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0])
+            if generation != self._generation:
+                self._memo.clear()
+                self._generation = generation
+            self._check_once_this_step(loop)
+        if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
-            self._generation = generation
         try:
             return cast(T, self._memo[key])
         except KeyError:
             value = self._memo[key] = load()
             return value
+
+    def _check_once_this_step(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Skip the data_version read until `loop`'s next step: every request it runs in one step
+        shares one read. Outside a running loop it is read every time; a loop closed before its
+        next step (asyncio.run in tests) is never the running one again."""
+        if loop is not None and self._checked_in is not loop:
+            self._checked_in = loop
+            loop.call_soon(self._uncheck, loop)
+
+    def _uncheck(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._checked_in is loop:
+            self._checked_in = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prometheus_client import generate_latest
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker import metrics
@@ -41,7 +44,14 @@ def test_operations_doc_lists_every_metric() -> None:
 
 
 def count(route: str, method: str, status: str) -> float:
-    return float(metrics.HTTP_REQUESTS.labels(route, method, status)._value.get())
+    """The exposed `pair_broker_http_requests_total` sample with these labels (0 when absent)."""
+    wanted = {"route": route, "method": method, "status": status}
+    text = generate_latest(metrics.REGISTRY).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pair_broker_http_requests_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0
 
 
 def test_requests_are_counted_by_route_template_never_by_raw_path(broker: InProcessBroker) -> None:
@@ -72,3 +82,40 @@ def test_requests_for_app_addresses_are_counted_as_the_app_proxys(tmp_path: Path
         assert (count("apps", "GET", "404"), count("unmatched", "GET", "404")) == (before[0] + 2, before[1])
     text = generate_latest(metrics.REGISTRY).decode()
     assert "8080--demo" not in text and "/anything" not in text
+
+
+def samples(registry: CollectorRegistry, family: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for found in text_string_to_metric_families(text)
+        if found.name == family
+        for sample in found.samples
+    }
+
+
+# Edges themselves (a bucket's `le` is inclusive), values between and beyond them, and zero.
+DURATIONS = st.one_of(st.sampled_from(metrics.DURATION_BUCKETS), st.floats(0, 20, allow_nan=False))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["/a", "/b/{id}"]), DURATIONS), max_size=40))
+def test_request_durations_expose_what_prometheus_clients_histogram_would(timed: list[tuple[str, float]]) -> None:
+    # The oracle: prometheus_client's own Histogram, fed the same observations.
+    ours, oracle_registry = metrics.HttpRequests(), CollectorRegistry()
+    oracle = Histogram(
+        "pair_broker_http_request_duration_seconds",
+        "oracle",
+        ["route"],
+        buckets=metrics.DURATION_BUCKETS,
+        registry=oracle_registry,
+    )
+    for route, seconds in timed:
+        ours.time(route, seconds)
+        oracle.labels(route).observe(seconds)
+    registry = CollectorRegistry()
+    registry.register(ours)
+    got = samples(registry, "pair_broker_http_request_duration_seconds")
+    want = samples(oracle_registry, "pair_broker_http_request_duration_seconds")
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == (pytest.approx(value) if key[0].endswith("_sum") else value), key
