@@ -54,39 +54,47 @@ async def _listen(ctx: Context) -> list[Unsubscribe]:
     ]
 
 
-def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> Starlette:
+class BrokerApp(Starlette):
+    """Starlette holding the broker's Context as a typed attribute, `app.ctx` (handlers reach it
+    as `request.app.ctx`, middleware as `scope["app"].ctx`): every request reads it, and
+    Starlette's `app.state` is an untyped attribute bag costing a method call per read."""
+
+    ctx: Context
+
+
+def create_app(settings: Settings | None = None, *, ctx: Context | None = None) -> BrokerApp:
     """An app serving `ctx`, or one that opens its own context from `settings` on start-up, in
     the server's event loop (the store's contract: broker/store/__init__.py), and closes it on
     shutdown."""
     openapi_doc: list[bytes] = []  # built on first request: it states this broker's settings
 
     async def jwks(request: Request) -> Response:
-        keyring = request.app.state.ctx.keyring
+        keyring = request.app.ctx.keyring
         await keyring.update()
         return http.json_response(200, keyring.jwks(), {"Cache-Control": "public, max-age=300"})
 
     async def openapi_json(request: Request) -> Response:
         if not openapi_doc:
-            document = openapi.document(max_token_ttl=request.app.state.ctx.settings.max_token_ttl)
+            document = openapi.document(max_token_ttl=request.app.ctx.settings.max_token_ttl)
             openapi_doc.append(json.dumps(document, separators=(",", ":")).encode())
         return http.json_response(200, openapi_doc[0])
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: BrokerApp) -> AsyncIterator[None]:
         own = ctx is None
-        app.state.ctx = await open_context(settings or Settings.load(), create=True) if own else ctx
-        app.state.ctx.started_at = app.state.ctx.now()
-        app.state.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
-        beating = await peering.start(app.state.ctx)  # among replicas: registered, beating
+        app.ctx = await open_context(settings or Settings.load(), create=True) if ctx is None else ctx
+        app.ctx.started_at = app.ctx.now()
+        app.ctx.listen_keys_changed(snapshots.keys_changed)  # agents hear of new keys at once
+        beating = await peering.start(app.ctx)  # among replicas: registered, beating
         if beating is None:  # a single broker: whatever the log holds open ended with the last run
-            await app.state.ctx.store.close_dangling_streams(app.state.ctx.now())
-        sweeper = asyncio.create_task(_sweep(app.state.ctx))
-        listening = await _listen(app.state.ctx)
+            await app.ctx.store.close_dangling_streams(app.ctx.now())
+        sweeper = asyncio.create_task(_sweep(app.ctx))
+        listening = await _listen(app.ctx)
         relaying = None  # what the admin verbs announce, through the database; a shared bus carries it itself
-        if not app.state.ctx.bus.shared:
-            newest = await app.state.ctx.store.outbox_newest()  # what came before this broker is moot
-            relaying = asyncio.create_task(outbox.relay(app.state.ctx, newest))
-        app.state.ctx.bus.on_gap(functools.partial(streams.recheck, app.state.ctx))
+        if not app.ctx.bus.shared:
+            newest = await app.ctx.store.outbox_newest()  # what came before this broker is moot
+            relaying = asyncio.create_task(outbox.relay(app.ctx, newest))
+        app.ctx.bus.on_gap(functools.partial(streams.recheck, app.ctx))
         try:
             yield
         finally:
@@ -95,10 +103,10 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
                 relaying.cancel()
             for unsubscribe in listening:
                 await unsubscribe()
-            await peering.stop(app.state.ctx, beating)
-            await agents.flush_seen(app.state.ctx)  # so the next start knows when agents were last seen
+            await peering.stop(app.ctx, beating)
+            await agents.flush_seen(app.ctx)  # so the next start knows when agents were last seen
             if own:
-                await app.state.ctx.close()
+                await app.ctx.close()
 
     routes: list[BaseRoute] = list(ROUTES)
     routes += [
@@ -110,7 +118,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     routes += relay.INTERNAL_HTTP_ROUTES  # a replica checking its own address
     routes += downloads.ROUTES  # /install.sh and /download/pair.whl, for self-hosted teams
     routes += web.routes()  # the web page (/, /signin, /web/…) and POST /api/v1/web-links
-    app = Starlette(
+    app = BrokerApp(
         routes=routes,
         lifespan=lifespan,
         # Hosts under the apps domain are shared ports' (broker.app_gate), before any broker route;
@@ -128,5 +136,5 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
         },
     )
     if ctx is not None:
-        app.state.ctx = ctx
+        app.ctx = ctx
     return app

@@ -60,7 +60,7 @@ class AppsGate:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            ctx: Context = scope["app"].state.ctx
+            ctx: Context = scope["app"].ctx
             domain = ports.apps_domain(ctx)
             side = host_side(domain, public_host(scope))
             if side is None:  # decided on the parsed name, or not at all

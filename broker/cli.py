@@ -255,12 +255,12 @@ def serve(
                     flush=True,
                 )
                 # Once it serves: does its --replica-address reach itself? (held until the server ends)
-                self.address_check = asyncio.create_task(peering.check_address(app.state.ctx))
+                self.address_check = asyncio.create_task(peering.check_address(app.ctx))
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Before uvicorn drops the connections (with a bare 1012): people hear why their
             # streams end, and agents that the broker will be back (they retry within a second).
-            await streams.close_all(app.state.ctx)
+            await streams.close_all(app.ctx)
             await super().shutdown(sockets)
 
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever

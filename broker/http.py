@@ -159,7 +159,7 @@ class JsonEndpoint:
         self.path_types = {k: v for k, v in endpoint.path_types().items() if v is not str}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx: Context = scope["app"].state.ctx
+        ctx: Context = scope["app"].ctx
         peer = scope.get("client")
         call: Call[Any] = Call(ctx, None, scope.get("path_params") or {}, client_address=str(peer[0]) if peer else "")
         try:

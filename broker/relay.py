@@ -49,7 +49,7 @@ async def agent_connect(ws: WebSocket) -> None:
     """The agent's control channel: authenticated once, here; afterwards the bus tells it when
     the credential dies (`events.credential_changed`). Heartbeats come in and are answered;
     commands for this agent (bus.agent_channel) go out while this process holds the channel."""
-    ctx: Context = ws.app.state.ctx
+    ctx: Context = ws.app.ctx
     credential = bearer(ws)
     try:
         space = await agents.authenticate_agent(ctx, credential)
@@ -176,7 +176,7 @@ async def agent_stream(ws: WebSocket) -> None:
     """The agent's end of a stream: hand the socket to the waiting person's side, which splices;
     among replicas, when the person is on another one, carry it there once that one claims it
     (broker.peering). Served at AGENT_STREAM and, for agents that predate streams, AGENT_TUNNEL."""
-    ctx: Context = ws.app.state.ctx
+    ctx: Context = ws.app.ctx
     stream_id = ws.path_params.get("stream_id") or ws.path_params["tunnel_id"]
     link = WebSocketLink(ws)
     claim: Claim | None = None
@@ -207,7 +207,7 @@ async def peer_stream(ws: WebSocket) -> None:
     """Another replica claims the agent's end of one of its streams that dialed this one
     (broker.peering): only a replica proving the replicas' secret, only for an agent connection
     parked here for that stream and Space; everything else is refused."""
-    ctx: Context = ws.app.state.ctx
+    ctx: Context = ws.app.ctx
     replica = ctx.replica
     if replica is None:
         await deny(ws, Problem(404, "Not found.", "", "not_found"))
@@ -243,7 +243,7 @@ Authenticate = Callable[[WebSocket], Awaitable[UserRecord]]
 async def bearer_person(ws: WebSocket) -> UserRecord:
     """The person a CLI's stream is for: its session as a bearer token (a browser cannot send
     one on a WebSocket, so no other site can open these for a signed-in browser)."""
-    _, user = await accounts.authenticate(ws.app.state.ctx, bearer(ws))
+    _, user = await accounts.authenticate(ws.app.ctx, bearer(ws))
     return user
 
 
@@ -259,7 +259,7 @@ async def _person(
     an HTTP answer with our JSON error body; after it, a close code and a sentence. Terminal
     streams are bounded by their protocol's message sizes, and a grant is checked as it passes
     (broker.terminals.refusal)."""
-    ctx: Context = ws.app.state.ctx
+    ctx: Context = ws.app.ctx
     accepted = False
     try:
         user = await authenticate(ws)
@@ -357,7 +357,7 @@ ROUTES = [
 async def whoami(request: Request) -> Response:
     """Which replica answers here (its id), to a replica proving the replicas' secret: a starting
     replica checks that its own --replica-address reaches itself (broker.peering.check_address)."""
-    ctx: Context = request.app.state.ctx
+    ctx: Context = request.app.ctx
     replica = ctx.replica
     if replica is None:
         return problem_response(Problem(404, "Not found.", "", "not_found"))

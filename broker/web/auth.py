@@ -41,7 +41,7 @@ class WebSession:
 
 
 async def current(request: HTTPConnection) -> WebSession | None:
-    ctx: Context = request.app.state.ctx
+    ctx: Context = request.app.ctx
     token = security.read_cookie(request, security.SESSION_COOKIE)
     if not token:
         return None
@@ -96,7 +96,7 @@ def check_origin(headers: Mapping[str, str], public_url: str) -> None:
 async def websocket_person(ws: WebSocket) -> UserRecord:
     """Whom the terminal page's WebSocket is for: the broker's own origin (check_origin), then
     the web session cookie, as for every page. Raises Problem (403 bad_origin, 401)."""
-    ctx: Context = ws.app.state.ctx
+    ctx: Context = ws.app.ctx
     check_origin(ws.headers, ctx.settings.url)
     web = await current(ws)
     if web is None:

@@ -63,7 +63,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _ctx(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
+    ctx: Context = request.app.ctx
     return ctx
 
 

@@ -79,7 +79,7 @@ HEADERS = {
 
 
 def is_secure(request: HTTPConnection) -> bool:
-    return request.url.scheme == "https" or request.app.state.ctx.settings.url.startswith("https://")
+    return request.url.scheme == "https" or request.app.ctx.settings.url.startswith("https://")
 
 
 def harden(request: Request, response: Response, *, page: bool = True, style_nonce: str = "") -> Response:
@@ -230,7 +230,7 @@ def check_origin(request: Request) -> None:
 def own_origins(request: Request) -> set[str]:
     """The broker's own origins as `scheme://host[:port]`, lowercase: its public URL's, and the
     scheme and Host of this request (the same server to the browser, e.g. 127.0.0.1 for localhost)."""
-    public = urlsplit(request.app.state.ctx.settings.url)
+    public = urlsplit(request.app.ctx.settings.url)
     own = {f"{public.scheme}://{public.netloc}".lower()}
     host = request.headers.get("host")
     if host:
