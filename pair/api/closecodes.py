@@ -44,6 +44,21 @@ CREDENTIAL_ENDED = frozenset({CloseCode.CREDENTIAL_DEAD, CloseCode.WRONG_CONTAIN
 # Codes that say the broker is coming back: agents retry every second for a while.
 BROKER_RESTARTING = frozenset({CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART})
 
+# Codes that end a stream without ending what it reached: the network, a proxy or the broker
+# failed or restarted (RFC 6455's 1001, 1005, 1006, 1011-1014). With pair's 45xx (a 5xx HTTP
+# status: the server's trouble, not the request's), a client may reconnect after them.
+TRANSIENT = frozenset(
+    {
+        CloseCode.GOING_AWAY,
+        CloseCode.NO_STATUS,
+        CloseCode.ABNORMAL,
+        CloseCode.INTERNAL_ERROR,
+        CloseCode.SERVICE_RESTART,
+        CloseCode.TRY_AGAIN_LATER,
+        CloseCode.BAD_GATEWAY,
+    }
+)
+
 # What a person reads when the broker's end of their stream closed with a code and no reason.
 SENTENCES: dict[int, str] = {
     CloseCode.GOING_AWAY: "The broker is going away (shutting down or redeploying); connect again once it is back.",
@@ -55,6 +70,14 @@ SENTENCES: dict[int, str] = {
     CloseCode.REVOKED: "Your access to the Space ended.",
     CloseCode.CONTAINER_LOST: "The connection to the container was lost (its agent or sshd stopped).",
 }
+
+
+def transient(code: int) -> bool:
+    """Whether a stream closed with `code` may be opened again (the one rule a reconnecting client
+    asks): the `TRANSIENT` codes and pair's 4500-4599 (an HTTP 5xx: CONTAINER_LOST, UNAVAILABLE).
+    Every other code is final: a normal end (1000), a refusal or revocation (1008, 44xx), a
+    protocol fault (1002, 1003, 1007, 1009, 1010), REPLACED, and codes this module does not know."""
+    return code in TRANSIENT or 4500 <= code <= 4599
 
 
 def for_status(status: int) -> CloseCode:

@@ -84,6 +84,9 @@ CLOSE_CODES: Final = {
     "bad_message": "a text frame was not a message of this protocol",
     "agent_stopping": "the container's agent is stopping",
 }
+# `closed.code`s after which the terminal goes on and the person may join it again at once (and
+# catch up from its scrollback); every other one is final.
+REJOINABLE: Final = frozenset({"too_slow"})
 
 
 # -- person → agent -------------------------------------------------------------------------

@@ -69,12 +69,24 @@ def terminal(
             query.update(cols=window[0], rows=window[1])
         url = client.terminal_url(target.id, **query)
         headers = client.bearer()
+        # After a dropped connection: the same terminal, joined as it was (a starter is a driver
+        # again by the agent's rules; --read-only stays), at the window's size then.
+        rejoin_url = functools.partial(_rejoin_url, client, target.id, read_only)
     import asyncio
 
     from pair.cli import terminal_stream
 
-    status = asyncio.run(terminal_stream.run(url, headers, target.name))
+    status = asyncio.run(terminal_stream.run(url, headers, target.name, rejoin_url))
     raise typer.Exit(status)
+
+
+def _rejoin_url(
+    client: Client, space_id: str, read_only: bool, terminal_id: str, window: tuple[int, int] | None
+) -> str:
+    query: dict[str, str | int | bool] = {"join": terminal_id, "read_only": read_only}
+    if window is not None:
+        query.update(cols=window[0], rows=window[1])
+    return client.terminal_url(space_id, **query)
 
 
 def _check_terminal_id(text: str) -> None:

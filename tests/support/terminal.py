@@ -26,7 +26,8 @@ _TEXT = re.compile(r"[^\x00-\x1f\x1b\x7f]+")
 
 
 class Screen:
-    """A minimal VT100 screen: enough of xterm for prompt_toolkit's output."""
+    """A minimal VT100 screen: enough of xterm for prompt_toolkit's output (and a full reset, which
+    `pair spaces terminal` sends before a reconnect's scrollback)."""
 
     def __init__(self, rows: int, cols: int) -> None:
         self.rows, self.cols = rows, cols
@@ -47,7 +48,11 @@ class Screen:
                 if m is None:
                     if i + 1 >= len(data) or data[i + 1] in "[]":
                         break  # an escape sequence cut in two by the read: wait for the rest
-                    i += 2  # a two-character escape (ESC = ESC > ESC 7 ...): nothing to draw
+                    if data[i + 1] == "c":  # RIS, a full reset: a clean screen, the cursor home
+                        self.cells = [[" "] * self.cols for _ in range(self.rows)]
+                        self.row = self.col = 0
+                        self.autowrap = True
+                    i += 2  # another two-character escape (ESC = ESC > ESC 7 ...): nothing to draw
                     continue
                 if m.re is _CSI:
                     replies.extend(self._csi(m.group(1), m.group(2), m.group(3), m.group(4)))
