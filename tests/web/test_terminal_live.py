@@ -216,3 +216,29 @@ def test_a_terminal_shared_live_between_the_browser_and_the_cli(
     assert f"terminal {terminal_id}: opened by {alice.email}" in agent_log
     assert "6*7" not in agent_log and "bob-was-here" not in agent_log  # nothing typed is logged
     eventually(lambda: "Traceback" not in "".join(broker.output.lines), "no traceback")
+
+
+def test_the_page_joins_its_terminal_again_after_a_broker_restart(
+    browser: Browser, broker: RealBroker, box: tuple[Container, dict[str, Person]]
+) -> None:
+    """A broker restart (every deploy) drops the page's stream with 1012; the page reconnects by
+    itself to the same shell, which kept its state."""
+    _, people = box
+    context = browser.new_context(base_url=broker.url, viewport={"width": 1100, "height": 700})
+    try:
+        page = context.new_page()
+        sign_in(page, people["alice"])
+        card(page, "demo").get_by_role("link", name="Terminal: open a new one in demo").click()
+        expect(page.locator("#term-status")).to_have_text("Connected")
+        type_line(page, "export X=web-$((40+2))")
+        port = broker.url.rsplit(":", 1)[1]
+        broker.proc.terminate()
+        assert broker.proc.wait(15) == 0
+        expect(page.locator("#term-banner")).to_contain_text("The connection dropped", timeout=10_000)
+        with real_broker(broker.data_dir, "--port", port, env=BROKER_ENV):
+            expect(page.locator("#term-status")).to_have_text("Connected", timeout=40_000)
+            expect(page.locator("#term-banner")).to_be_hidden()
+            type_line(page, 'echo "x=$X"')
+            wait_screen(page, r"^x=web-42\s*$")
+    finally:
+        context.close()
