@@ -229,13 +229,14 @@ class TerminalStream:
                 return
 
     def _hello(self, message: tp.Hello) -> None:
-        self.role = message.role
+        was, self.role = self.role, message.role
         self.terminal_id = message.terminal_id
         if self.rejoining:
             self.rejoining = False
             if self.raw:
                 _write_all(self.stdout, RESET)  # the scrollback follows: redraw rather than repeat
-            self.note("Reconnected.", lead=not self.raw)
+            changed = "" if was == self.role else " You may type now." if self.role == "driver" else " You watch now."
+            self.note(f"Reconnected.{changed}", lead=not self.raw)
             self.resized()  # the window may have changed while we were away
             return
         how = "may type" if message.role == "driver" else "watch (read-only)"
@@ -297,9 +298,9 @@ class TerminalStream:
         return self._stopped()
 
     def _stopped(self) -> int:
-        rejoin = f"`pair spaces terminal {self.space} --join {self.terminal_id}`"
         by = "Ctrl-C" if self.stopped == signal.SIGINT else signal.Signals(self.stopped).name
-        self.note(f"stopped by {by}; the shell goes on in the Space (rejoin it with {rejoin}).")
+        rejoin = f" (rejoin it with `pair spaces terminal {self.space} --join {self.terminal_id}`)"
+        self.note(f"stopped by {by}; the shell goes on in the Space{rejoin if self.terminal_id else ''}.")
         return 128 + self.stopped
 
     async def _interrupted(self) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -222,3 +223,37 @@ def test_ctrl_c_while_disconnected_stops_without_typing_into_the_shell(
         "\r\npair: stopped by Ctrl-C; the shell goes on in the Space "
         "(rejoin it with `pair spaces terminal demo --join term_abcdefghijkl`).\r\n"
     )
+
+
+def hello(role: tp.Role) -> tp.Hello:
+    return tp.Hello(
+        terminal_id="term_abcdefghijkl",
+        email="bob@example.com",
+        role=role,
+        started_by="alice@example.com",
+        started_at=datetime(2026, 11, 30, tzinfo=timezone.utc),
+        cols=80,
+        rows=24,
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "said"),
+    [
+        ("viewer", "viewer", "pair: Reconnected.\n"),
+        ("driver", "viewer", "pair: Reconnected. You watch now.\n"),
+        ("viewer", "driver", "pair: Reconnected. You may type now.\n"),
+    ],
+)
+def test_a_reconnect_says_so_and_whether_the_role_changed_meanwhile(
+    pipes: tuple[int, int], capsys: pytest.CaptureFixture[str], before: tp.Role, after: tp.Role, said: str
+) -> None:
+    async def scenario() -> ts.TerminalStream:
+        made = stream(pipes[0], raw=False)
+        made.role, made.rejoining = before, True
+        made._hello(hello(after))
+        return made
+
+    made = asyncio.run(scenario())
+    assert (made.role, made.rejoining) == (after, False)
+    assert capsys.readouterr().err == said
