@@ -171,6 +171,10 @@ class TerminalStream:
         self._stop = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._status_shown = False
+        # While disconnected: when to give up, and the attempts made. Kept until a `hello`, so a
+        # stream that opens and drops again before the agent answers is no successful reconnect.
+        self._deadline: float | None = None
+        self._attempts = 0
 
     def note(self, text: str, *, lead: bool = True) -> None:
         """A line for the person on stderr (between the shell's output, so CR LF in raw mode,
@@ -231,6 +235,7 @@ class TerminalStream:
     def _hello(self, message: tp.Hello) -> None:
         was, self.role = self.role, message.role
         self.terminal_id = message.terminal_id
+        self._deadline, self._attempts = None, 0
         if self.rejoining:
             self.rejoining = False
             if self.raw:
@@ -331,22 +336,22 @@ class TerminalStream:
     async def rejoin(self, url: RejoinUrl, headers: dict[str, str], clock: Callable[[], float]) -> int | None:
         """Join the terminal again after the stream dropped: attempts after `backoff`, the status
         line on stderr, until one opens (None: `ws` is the new stream), one is refused for good
-        (1, the broker's sentence said), GIVE_UP seconds pass (1), or Ctrl-C or a signal stops
-        us (128+N)."""
-        deadline = clock() + GIVE_UP
+        (1, the broker's sentence said), GIVE_UP seconds pass without the agent's `hello` on a
+        new stream (1), or Ctrl-C or a signal stops us (128+N)."""
+        if self._deadline is None:
+            self._deadline = clock() + GIVE_UP
         interrupted = asyncio.create_task(self._interrupted())
-        attempt = 0
         try:
             while True:
-                attempt += 1
-                left = deadline - clock()
+                self._attempts += 1
+                left = self._deadline - clock()
                 if left <= 0:
                     self.note(
                         f"Could not reconnect for {GIVE_UP / 60:g} minutes; the shell may still run in the Space "
                         f"(rejoin it with `pair spaces terminal {self.space} --join {self.terminal_id}`)."
                     )
                     return 1
-                delay = min(backoff(attempt, random.random()), left)  # noqa: S311 (jitter, not a secret)
+                delay = min(backoff(self._attempts, random.random()), left)  # noqa: S311 (jitter, not a secret)
                 self.status(f"Disconnected; reconnecting in {math.ceil(delay)} s\u2026 (Ctrl-C to stop)")
                 waited = asyncio.create_task(asyncio.sleep(delay))
                 await asyncio.wait((waited, interrupted), return_when=asyncio.FIRST_COMPLETED)

@@ -257,3 +257,21 @@ def test_a_reconnect_says_so_and_whether_the_role_changed_meanwhile(
     made = asyncio.run(scenario())
     assert (made.role, made.rejoining) == (after, False)
     assert capsys.readouterr().err == said
+
+
+def test_a_stream_that_opens_and_drops_before_the_agent_answers_is_no_reconnect(
+    monkeypatch: pytest.MonkeyPatch, pipes: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bound and the backoff run on until a `hello`: a broker that accepts and drops every
+    stream (its container lost) is given up on after GIVE_UP too."""
+    opener(monkeypatch, *[Closed()] * 10)
+    ticks = itertools.count(0.0, 50.0)
+
+    async def scenario() -> list[int | None]:
+        made = stream(pipes[0], raw=False)
+        # the deadline at 0 + 120 s; opened at 50 s and at 100 s, each dropped before any hello;
+        # at 150 s it is past the bound, counted from the first drop
+        return [await made.rejoin(lambda tid, _size: tid, {}, lambda: next(ticks)) for _ in range(3)]
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [None, None, 1]
+    assert "pair: Could not reconnect for 2 minutes" in capsys.readouterr().err
