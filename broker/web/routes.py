@@ -10,6 +10,7 @@ fetch (`Accept: application/json`, the token in `X-CSRF-Token`) and updates the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from pair.api import terminal as tp
 
 STATIC = Path(__file__).resolve().parent / "static"
 POLL_MS = 3000  # how often the page asks for fresh states
+# When terminal.js joins its terminal again after a drop: the CLI's rule (pair.api.terminal).
+RECONNECT_RULE = json.dumps(tp.reconnect_rule(), separators=(",", ":"))
 
 
 def _asset_version() -> str:
@@ -471,6 +474,7 @@ async def terminal_page(request: Request) -> Response:
             ws_url=ep.WEB_TERMINAL.format(space_id=space.id),
             terminal_id=join,
             read_only=request.query_params.get("read_only", "") in ("1", "true"),
+            reconnect=RECONNECT_RULE,
             style_nonce=nonce,
         )
     except (Problem, StoreUnavailable) as exc:

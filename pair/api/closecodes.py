@@ -72,12 +72,16 @@ SENTENCES: dict[int, str] = {
 }
 
 
+TRANSIENT_RANGE = (4500, 4599)  # pair's codes for an HTTP 5xx, inclusive: transient too
+
+
 def transient(code: int) -> bool:
     """Whether a stream closed with `code` may be opened again (the one rule a reconnecting client
-    asks): the `TRANSIENT` codes and pair's 4500-4599 (an HTTP 5xx: CONTAINER_LOST, UNAVAILABLE).
-    Every other code is final: a normal end (1000), a refusal or revocation (1008, 44xx), a
-    protocol fault (1002, 1003, 1007, 1009, 1010), REPLACED, and codes this module does not know."""
-    return code in TRANSIENT or 4500 <= code <= 4599
+    asks, the web page's terminal.js included: pair.api.terminal.reconnect_rule): the `TRANSIENT`
+    codes and pair's 4500-4599 (an HTTP 5xx: CONTAINER_LOST, UNAVAILABLE). Every other code is
+    final: a normal end (1000), a refusal or revocation (1008, 44xx), a protocol fault (1002,
+    1003, 1007, 1009, 1010), REPLACED, and codes this module does not know."""
+    return code in TRANSIENT or TRANSIENT_RANGE[0] <= code <= TRANSIENT_RANGE[1]
 
 
 def for_status(status: int) -> CloseCode:

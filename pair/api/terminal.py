@@ -53,6 +53,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
+from pair.api.closecodes import TRANSIENT, TRANSIENT_RANGE
 from pair.api.wire import Struct, grammar_meta
 
 Role = Literal["driver", "viewer"]
@@ -87,6 +88,25 @@ CLOSE_CODES: Final = {
 # `closed.code`s after which the terminal goes on and the person may join it again at once (and
 # catch up from its scrollback); every other one is final.
 REJOINABLE: Final = frozenset({"too_slow"})
+
+# A client joining its terminal again after a drop waits BACKOFF_FIRST seconds, doubling up to
+# BACKOFF_MAX, each wait times a random 0.5-1 ("equal jitter"): the CLI and the web page alike.
+BACKOFF_FIRST: Final = 0.5
+BACKOFF_MAX: Final = 10.0
+
+
+def reconnect_rule() -> dict[str, object]:
+    """The reconnect rule as JSON-ready data, for the web page (the terminal page renders it in a
+    data attribute and terminal.js follows it), so the page and the CLI decide alike:
+    `{"transient": [close codes], "transient_range": [4500, 4599], "rejoinable": [closed codes],
+    "backoff_first_ms": 500, "backoff_max_ms": 10000}` (pair.api.closecodes.transient)."""
+    return {
+        "transient": sorted(int(code) for code in TRANSIENT),
+        "transient_range": list(TRANSIENT_RANGE),
+        "rejoinable": sorted(REJOINABLE),
+        "backoff_first_ms": int(BACKOFF_FIRST * 1000),
+        "backoff_max_ms": int(BACKOFF_MAX * 1000),
+    }
 
 
 # -- person → agent -------------------------------------------------------------------------

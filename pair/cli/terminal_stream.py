@@ -40,8 +40,6 @@ from pair.printable import printable
 READ_CHUNK = 16 * 1024  # bytes of stdin per frame, well below the protocol's MAX_INPUT_BYTES
 LOST = "The connection to the broker was lost."
 CONFIRM_POLL = 0.2  # seconds between looks at the Space's listing while a grant is confirmed
-BACKOFF_FIRST = 0.5  # seconds before the first reconnect attempt (before jitter)
-BACKOFF_MAX = 10.0  # seconds between attempts at most
 GIVE_UP = 120.0  # seconds without a successful reconnect after which pair gives up
 CTRL_C = 0x03  # in raw mode Ctrl-C is this byte, not SIGINT: while disconnected it stops pair
 RESET = b"\x1bc"  # RIS (ECMA-48 8.3.105): a clean screen for the scrollback to redraw on
@@ -95,7 +93,7 @@ def backoff(attempt: int, jitter: float) -> float:
     BACKOFF_MAX, times 0.5 + `jitter`/2 for `jitter` in [0, 1) (random.random()): "equal jitter",
     so the many clients a broker restart dropped at once do not all come back at once (the
     web page's terminal.js waits the same way)."""
-    base: float = min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** min(max(attempt, 1) - 1, 16))
+    base: float = min(tp.BACKOFF_MAX, tp.BACKOFF_FIRST * 2.0 ** min(max(attempt, 1) - 1, 16))
     return base * (0.5 + jitter / 2)
 
 

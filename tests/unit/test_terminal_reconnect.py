@@ -99,7 +99,7 @@ def test_the_backoff_doubles_from_half_a_second_to_ten() -> None:
 
 @given(st.integers(min_value=1, max_value=10_000), st.floats(min_value=0.0, max_value=1.0, exclude_max=True))
 def test_the_jitter_keeps_each_wait_within_half_and_all_of_its_step(attempt: int, jitter: float) -> None:
-    step = min(ts.BACKOFF_MAX, ts.BACKOFF_FIRST * 2.0 ** min(attempt - 1, 64))
+    step = min(tp.BACKOFF_MAX, tp.BACKOFF_FIRST * 2.0 ** min(attempt - 1, 64))
     assert step / 2 <= ts.backoff(attempt, jitter) <= step
     assert ts.backoff(attempt, jitter) <= ts.backoff(attempt + 1, jitter)
 

@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from broker.web import security
-from broker.web.routes import ASSET_VERSION, STATIC, TEMPLATES
+from broker.web.routes import ASSET_VERSION, RECONNECT_RULE, STATIC, TEMPLATES
 from pair.api import terminal as tp
 from pair.container.terminals import TerminalError, TerminalManager, pump
 from tests.support.tools import need_tool
@@ -85,6 +85,7 @@ class PageServer:
             ws_url="/ws?as=" + request.query_params["as"],
             terminal_id=request.query_params.get("join", ""),
             read_only=False,
+            reconnect=RECONNECT_RULE,
             style_nonce=nonce,
         )
         return security.harden(request, HTMLResponse(html), style_nonce=nonce)

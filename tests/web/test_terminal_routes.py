@@ -4,6 +4,9 @@ listing, and the Spaces page's ways in. The real thing end to end is test_termin
 
 from __future__ import annotations
 
+import html
+import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -20,6 +23,7 @@ from broker.web import auth, views
 from pair.api import endpoints as ep
 from pair.api import models as m
 from pair.api import terminal as tp
+from pair.api.closecodes import transient
 from tests.support.broker import TEST_URL, InProcessBroker
 from tests.web.test_security import ALICE, BOB, CAROL, create_space, sign_in
 
@@ -117,6 +121,13 @@ def test_the_page_is_for_signed_in_people_who_can_reach_a_running_space(
     assert f'nonce="{nonce}"' in page.text and "script-src 'self';" in policy
     assert f'data-ws-url="{ep.WEB_TERMINAL.format(space_id=space_id)}"' in page.text
     assert 'data-terminal-id="term_abcdefghijkl"' in page.text and 'data-read-only="true"' in page.text
+    # terminal.js reconnects by the CLI's rule, which the page carries (nothing of it in the script).
+    attribute = re.search(r'data-reconnect="([^"]*)"', page.text)
+    assert attribute is not None
+    rule = json.loads(html.unescape(attribute.group(1)))
+    assert rule == tp.reconnect_rule()
+    assert all(transient(code) for code in rule["transient"]) and transient(rule["transient_range"][0])
+    assert not any(transient(code) for code in (1000, 1008, 4403, 4404, 4422)) and "too_slow" in rule["rejoinable"]
     assert browser.get(path + "?join=term_<script>").status_code == 404
 
 

@@ -59,6 +59,13 @@
   var attempt = 0; // failed connections in a row, for the backoff
   var retryTimer = null;
   var finished = false; // the terminal exited or was closed for good: no reconnecting
+  // Which closes are worth joining again after, and how long to wait: the CLI's rule, from the
+  // page (pair.api.terminal.reconnect_rule), so both decide alike.
+  var rule = JSON.parse(document.body.dataset.reconnect);
+  function transient(code) {
+    return rule.transient.indexOf(code) !== -1 ||
+      (code >= rule.transient_range[0] && code <= rule.transient_range[1]);
+  }
   var me = "";
   var startedBy = "";
   var role = "viewer";
@@ -185,7 +192,7 @@
         setStatus("Ended");
         break;
       case "closed":
-        if (message.code === "too_slow") {
+        if (rule.rejoinable.indexOf(message.code) !== -1) {
           setStatus(message.reason); // catch up from the scrollback
           break;
         }
@@ -223,15 +230,16 @@
     ws.onclose = function (event) {
       if (socket === ws) socket = null;
       if (finished) return;
-      if (event.code === 1008 || event.code === 4403 || event.code === 4404 || event.code === 4422) {
-        finished = true; // refused (not allowed, no such terminal, a message refused): retrying would not help
+      if (!transient(event.code)) {
+        finished = true; // ended for good (refused, revoked, no such terminal): retrying would not help
         showBanner(event.reason || "The broker refused this terminal.", "", true);
         setStatus("Ended");
         return;
       }
       attempt += 1;
-      // Exponential backoff with jitter: 0.5 s, 1 s, 2 s… up to 30 s.
-      var delay = Math.min(30000, 500 * Math.pow(2, attempt - 1)) * (0.5 + Math.random() / 2);
+      // Exponential backoff with equal jitter: 0.5 s, 1 s, 2 s… up to 10 s, each times 0.5-1.
+      var delay = Math.min(rule.backoff_max_ms, rule.backoff_first_ms * Math.pow(2, Math.min(attempt - 1, 16))) *
+        (0.5 + Math.random() / 2);
       setStatus("Disconnected; reconnecting in " + Math.ceil(delay / 1000) + " s…");
       showBanner("The connection dropped. The shell keeps running in the Space.", "info", false);
       retryTimer = window.setTimeout(connect, delay);
