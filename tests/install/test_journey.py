@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.install.conftest import REPO
-from tests.install.test_local_container import ctrl_c, holding
 from tests.support.broker import real_broker
-from tests.support.processes import Output, clean_env, stop
+from tests.support.processes import Output, clean_env, ended_by_ctrl_c, holding
 from tests.support.run_venv import only_run_deps
 from tests.support.tools import need_root, need_tool
 
@@ -102,7 +101,7 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
             start_new_session=True,  # its own process group, as a terminal's foreground job
         )
         output = Output(proc)
-        try:
+        with ended_by_ctrl_c(proc, output):
             work = Path(output.wait_for(r"local-container: a Debian 12 root in (\S+) ").group(1))
             output.wait_for(r"local-container: supervisord", timeout=600)  # install.sh (the package installs) done
             installed = time.monotonic()
@@ -124,13 +123,6 @@ def test_the_readme_journey_gets_a_teammate_a_shell_in_the_container(tmp_path: P
             # (reproduction: the holder of its namespace died of the same SIGINT, and the clean-up
             # failed with a traceback, leaving supervisord, sshd, the agent and the mounts behind).
             assert holding(work), "the root is mounted while the container runs"
-            ctrl_c(proc)
-            assert proc.wait(timeout=120) == 0, output.text()
-        finally:
-            stop(proc, timeout=120)
-            output.finish()
-            assert proc.stdout is not None
-            proc.stdout.close()
         assert "local-container: stopping" in output.text()
         assert "Traceback" not in output.text(), output.text()
         assert holding(work) == []

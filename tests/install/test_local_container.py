@@ -5,7 +5,6 @@ way a person stops it, with Ctrl-C (test_journey.py stops it once it holds a Spa
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from tests.install.conftest import REPO
 from tests.support.broker import real_broker
 from tests.support.container import eventually, free_port
 from tests.support.people import Person
-from tests.support.processes import Output, clean_env, stop
+from tests.support.processes import Output, clean_env, ctrl_c, ended_by_ctrl_c, holding, stop
 from tests.support.run_venv import only_run_deps
 from tests.support.tls import test_ca, tls_proxy
 from tests.support.tools import need_root
@@ -54,25 +53,6 @@ def test_the_blocker_blocks_what_make_run_does_not_install() -> None:
         timeout=60,
     )
     assert result.returncode == 1 and "not in a `make run` venv" in result.stderr, result
-
-
-def holding(work: Path) -> list[int]:
-    """The processes (of any mount namespace) that have a mount under `work`: the root's."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if f" {work}/" in (entry / "mountinfo").read_text():
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # ended meanwhile
-    return found
-
-
-def ctrl_c(proc: subprocess.Popen[str]) -> None:
-    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group (the script's
-    and every child's in it), which the script was started as (a session of its own)."""
-    os.killpg(proc.pid, signal.SIGINT)
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
@@ -185,16 +165,9 @@ def test_a_broker_behind_tls_with_a_private_ca_is_trusted_through_ssl_cert_file(
         work = tmp_path / "trusted"
         proc = run_script(*args, "--work", str(work), env=clean_env(SSL_CERT_FILE=str(ca.ca_file)))
         output = Output(proc)
-        try:
+        with ended_by_ctrl_c(proc, output):
             output.wait_for(r"ready: the container demo is a Space", timeout=840)
             eventually(lambda: alice.state("demo") == "running", "the agent heartbeats over wss", timeout=60)
-            ctrl_c(proc)
-            assert proc.wait(timeout=120) == 0, output.text()
-        finally:
-            stop(proc, timeout=120)
-            output.finish()
-            assert proc.stdout is not None
-            proc.stdout.close()
     assert "Traceback" not in output.text(), output.text()
     assert holding(work) == [] and not work.exists()
 

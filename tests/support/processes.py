@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -70,6 +72,42 @@ def stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
             proc.wait()
             raise
     return proc.returncode
+
+
+def ctrl_c(proc: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group (the process's
+    and every child's in it), which `proc` was started as (a session of its own)."""
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def ended_by_ctrl_c(proc: subprocess.Popen[str], output: Output, timeout: float = 120.0) -> Iterator[None]:
+    """Run the block while `proc` (started in a session of its own, stdout piped into `output`)
+    runs, then stop it as a person does, with Ctrl-C, and check that it exits 0 within `timeout`
+    seconds. Whatever happens in the block, `proc` is then ended (SIGTERM, stop), its output
+    read to the end and its pipe closed."""
+    try:
+        yield
+        ctrl_c(proc)
+        assert proc.wait(timeout=timeout) == 0, output.text()
+    finally:
+        stop(proc, timeout=timeout)
+        output.finish()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def holding(work: Path) -> list[int]:
+    """The processes (of any mount namespace) that have a mount under `work`: a root's."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f" {work}/" in (entry / "mountinfo").read_text():
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # ended meanwhile
+    return found
 
 
 def clean_env(**extra: str) -> dict[str, str]:
