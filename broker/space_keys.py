@@ -14,7 +14,7 @@ from __future__ import annotations
 from broker import access, agents, credentials, quotas, snapshots, templates
 from broker.context import Context, timestamp
 from broker.errors import Problem
-from broker.spaces import delete, new_space
+from broker.spaces import created_detail, delete, new_space
 from broker.store import Conflict, SpaceKeyRecord, SpaceRecord, TemplateRecord, UserRecord
 from pair.api import models as m
 from pair.api.grammar import container_identity
@@ -203,7 +203,7 @@ async def bootstrap(ctx: Context, req: m.KeyBootstrapRequest) -> m.AgentRegistra
             storage = template.storage_units if template else 0
             await quotas.check(tx, owner.id, quotas.new_space(template.name if template else None, storage))
             space = await _create(tx, key, owner, req.container_name, container, people, now, template)
-            await tx.store.audit(now, f"key:{key.id}", "space.create", space.id, space.name)
+            await tx.store.audit(now, f"key:{key.id}", "space.create", space.id, created_detail(space))
         elif people:
             await tx.store.update_shares(space.id, people, [], now)
         await quotas.check(tx, owner.id, quotas.starting(space))  # it starts to run, as a bootstrap does

@@ -133,6 +133,15 @@ def new_space(
     )
 
 
+def created_detail(space: SpaceRecord) -> str:
+    """The detail of a Space's `space.create` audit row: its name, then the template it was made
+    from (`demo, template small`; `demo, no template` on a broker without templates), as the
+    `space_key.create` row names a key's. Up to the first ", " it is the name, as all of a row
+    written before 2026-11-30 is (a Space name holds no comma)."""
+    made_of = f"template {space.template}" if space.template is not None else "no template"
+    return f"{space.name}, {made_of}"
+
+
 async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> m.SpaceToken:
     ttl = _ttl(ctx, req.ttl_seconds)
     teammates = await access.teammates_by_email(ctx, user, req.share_with)
@@ -143,7 +152,7 @@ async def authorize(ctx: Context, user: UserRecord, req: m.AuthorizeRequest) -> 
         storage = template.storage_units if template else 0
         await quotas.check(tx, user.id, quotas.new_space(template.name if template else None, storage))
         space = await _create(tx, user, req.name, [t.id for t in teammates], now, template)
-        await tx.store.audit(now, user.email, "space.create", space.id, space.name)
+        await tx.store.audit(now, user.email, "space.create", space.id, created_detail(space))
         shared_with = sorted(t.email for t in teammates)
         for email in shared_with:
             await tx.store.audit(now, user.email, "space.share", space.id, email)
@@ -158,7 +167,7 @@ async def create_in(tx: Context, user: UserRecord, *, actor: str, now: int) -> S
     storage = template.storage_units if template else 0
     await quotas.check(tx, user.id, quotas.new_space(template.name if template else None, storage))
     space = await _create(tx, user, None, [], now, template)
-    await tx.store.audit(now, actor, "space.create", space.id, space.name)
+    await tx.store.audit(now, actor, "space.create", space.id, created_detail(space))
     return space
 
 

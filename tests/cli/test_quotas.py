@@ -304,3 +304,33 @@ def test_templates_are_named_checked_and_listed(broker: InProcessBroker, people:
         "This broker has no default template",
         hint="--template",
     )
+
+
+def test_the_audit_log_names_the_template_each_space_is_made_from(
+    broker: InProcessBroker, people: dict[str, Person], seed: None
+) -> None:
+    """Reproduction: `space.create` rows named only the Space, so an operator could not tell what
+    it costs; now its template follows the name, as in `space_key.create` rows (authorize, the web
+    page's form through it, an approved access request, a Space key's registration)."""
+    alice = people["alice"]
+    authorize(alice, "--no-share", "--name", "small", "--template", "b")
+    authorize(alice, "--no-share", "--name", "plain")  # the default template, a
+    asked = broker.http.post("/api/v1/access-requests", json={"email": "new@example.com", "message": "hi"})
+    assert asked.status_code < 300, asked.text
+    ok(admin(broker, "requests", "approve", "new@example.com"))
+    rows = json.loads(ok(admin(broker, "audit", "--action", "space.create", "--json")))
+    details = sorted(row["detail"] for row in rows)
+    (approved,) = [d for d in details if not d.startswith(("small", "plain"))]
+    assert details == sorted(["small, template b", "plain, template a", approved])
+    assert approved.endswith(", template a")  # an approved request's Space: the default template
+    shown = ok(admin(broker, "audit", "--action", "space.create"))
+    assert "small, template b" in shown and "plain, template a" in shown
+
+
+def test_a_space_on_a_broker_without_templates_is_audited_as_such(
+    broker: InProcessBroker, people: dict[str, Person]
+) -> None:
+    authorize(people["alice"], "--no-share", "--name", "demo")
+    (row,) = json.loads(ok(admin(broker, "audit", "--action", "space.create", "--json")))
+    assert row["detail"] == "demo, no template"
+    assert row["detail"].partition(", ")[0] == "demo"  # the name first, as in rows before the template

@@ -35,7 +35,7 @@ def test_audit_shows_who_did_what_to_which_space(live_broker: RealBroker, tmp_pa
     assert demo.startswith("sp_")
     assert all(e["actor"] == "alice@example.com" and e["target"] == demo for e in entries)
     assert [e["detail"] for e in entries if e["action"] != "space.token"] == [
-        "demo",
+        "demo, no template",  # this broker has none
         "carol@example.com",
         "bob@example.com",
         "demo",

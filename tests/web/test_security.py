@@ -410,7 +410,7 @@ def test_creating_a_space_needs_the_token_and_writes_what_the_cli_writes(
     assert live_names(broker, BOB) == ["demo"] and live_names(broker, CAROL) == ["demo"]
     rows = broker.run(broker.ctx.store.audit_log(limit=10, action="space"))
     assert [(r.actor, r.action, r.detail) for r in rows if r.action != "space.token"] == [
-        (ALICE, "space.create", "demo"),
+        (ALICE, "space.create", "demo, no template"),
         (ALICE, "space.share", BOB),
         (ALICE, "space.share", CAROL),
     ]
