@@ -63,8 +63,14 @@ async def reset_key(ctx: Context, email: str, *, actor: str = "admin") -> tuple[
 async def login(
     ctx: Context, email: str, auth_key: str, *, kind: str = "cli", client: str = ""
 ) -> tuple[str, SessionRecord, UserRecord]:
+    """A session for the account `email` (as typed, surrounding white space ignored) whose auth key
+    is `auth_key`: (its token, its row, the user). Problem 422 `invalid` for an email that is not
+    an address (pair.api.models.Email's sentence: it can name no account); 401 `bad_credentials`
+    for a key that is not that account's, in the same words whether or not the email has an
+    account, so that an answer never tells who has one."""
+    email = normalize_email(email.strip())
     user = await ctx.store.user_by_auth_key(credentials.digest(auth_key.strip()))
-    if user is None or user.email != email.strip().lower():
+    if user is None or user.email != email:
         raise Problem(
             401,
             "That email and auth key do not match an account on this broker.",

@@ -223,7 +223,7 @@ class Teammate(Struct):
 
 
 class LoginRequest(Struct):
-    email: str
+    email: Email  # a malformed one names no account: refused as bad input (422), not a bad key (401)
     auth_key: str
     client: str = ""
 

@@ -52,7 +52,7 @@ def login(
     from pair.api.client import Client  # httpx loads only when a command talks to the broker
 
     with Client(broker) as client:
-        answer = client.login(email, key, client=f"pair {__version__} on {socket.gethostname()}")
+        answer = client.login(email.strip(), key, client=f"pair {__version__} on {socket.gethostname()}")
     if previous and previous.url == broker:
         _revoke_quietly(previous)
     config.save_session(

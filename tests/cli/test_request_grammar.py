@@ -101,6 +101,7 @@ def grammar_fields() -> list[Field]:
 
 
 FIELDS = grammar_fields()
+FIELDS_BY_NAME = {str(f): f for f in FIELDS}
 
 # A value for each required body field, and for each path parameter, that fits its grammar: the
 # other fields of a request, so that only the one under test can be refused.
@@ -227,6 +228,7 @@ def test_every_field_with_a_grammar_is_found() -> None:
         "a port label",
         "a container instance id",
     } <= named, named
+    assert "POST /api/v1/login body email" in FIELDS_BY_NAME  # a malformed one is no bad key (session 8)
     assert len(FIELDS) >= 40, [str(f) for f in FIELDS]
 
 
@@ -378,6 +380,47 @@ def test_a_bidi_character_in_an_access_request_message_is_refused_in_words(
     newcomer = Person(broker, "new@example.com", tmp_path / "new")
     said = newcomer.pair("login", "new@example.com", "--request", "--url", broker.url, "--message", message)
     assert assert_error(said) == (body["message"], body["detail"])
+
+
+# -- a malformed email at login (session 8) -------------------------------------------------------
+
+EMAIL_SENTENCE = ("is not an email address.", "An email address has the form name@example.com, at most 254 characters.")
+MALFORMED_EMAILS = ["not an email", "alice@example.com\nHost *", "alice@\u202eexample.com", "a" * 300 + "@example.com"]
+
+
+@pytest.mark.parametrize("email", MALFORMED_EMAILS, ids=["words", "newline", "bidi", "long"])
+def test_a_malformed_login_email_is_bad_input_not_bad_credentials(
+    broker: InProcessBroker, people: dict[str, Person], tmp_path: Path, email: str
+) -> None:
+    """Reproduction: `POST /api/v1/login` with an email that is no address was answered 401
+    `bad_credentials`; it names no account, so it is refused as every other email field is."""
+    key = broker.keys[people["alice"].email]
+    response = broker.http.post("/api/v1/login", json={"email": email, "auth_key": key})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert body["message"] == f"{fields.value_text(email)} {EMAIL_SENTENCE[0]}"
+    assert body["detail"] == EMAIL_SENTENCE[1]
+    assert_bounded_refusal(response, FIELDS_BY_NAME["POST /api/v1/login body email"], email)
+    newcomer = Person(broker, "alice@example.com", tmp_path / "alice-elsewhere")
+    key_file = tmp_path / "auth.key"
+    key_file.write_text(key)
+    said = newcomer.pair("login", email, "--key-file", str(key_file), "--url", broker.url)
+    assert assert_error(said) == (body["message"], body["detail"])
+
+
+def test_a_well_formed_unknown_email_is_answered_as_a_wrong_key_is(
+    broker: InProcessBroker, people: dict[str, Person]
+) -> None:
+    """No account enumeration: an address without an account, and an account with another's key,
+    get one answer (401 `bad_credentials`, the same words)."""
+    alice, bob = people["alice"].email, people["bob"].email
+    unknown = broker.http.post("/api/v1/login", json={"email": "nobody@example.com", "auth_key": broker.keys[alice]})
+    wrong_key = broker.http.post("/api/v1/login", json={"email": alice, "auth_key": broker.keys[bob]})
+    padded = broker.http.post("/api/v1/login", json={"email": "nobody@example.com", "auth_key": "pak_nothing"})
+    assert unknown.status_code == wrong_key.status_code == padded.status_code == 401
+    assert unknown.json() == wrong_key.json() == padded.json()
+    assert unknown.json()["code"] == "bad_credentials"
 
 
 # -- the terminal stream's query parameters (`?cols=C&rows=R`, `?join=TERMINAL_ID`) ---------------

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 
 import httpx
+import markupsafe
 import pytest
 from starlette.testclient import TestClient
 
@@ -17,6 +18,7 @@ from broker import accounts, credentials, spaces
 from broker.store import StreamRecord, UserRecord
 from broker.web import auth
 from pair.api import models as m
+from pair.api.fields import value_text
 from tests.support.broker import TEST_URL, InProcessBroker
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
@@ -168,6 +170,28 @@ def test_sign_in_refuses_bad_keys_and_forms_without_their_token(
     assert "That email and auth key do not match an account on this broker." in wrong.text
     assert f'value="{ALICE}"' in wrong.text  # the email stays filled in
     assert "pair_session" not in browser.cookies
+
+    # A malformed email names no account: the grammar's sentence, as the API and `pair login` say,
+    # not "do not match" (reproduction: it was 401 bad_credentials).
+    for email in ("not an email", "alice@\u202eexample.com"):
+        refused = browser.post(
+            "/signin",
+            data={"email": email, "auth_key": team[ALICE], "csrf_token": hidden_token(browser.get("/signin").text)},
+        )
+        assert refused.status_code == 422
+        said = f"{value_text(email)} is not an email address. An email address has the form name@example.com"
+        assert str(markupsafe.escape(said)) in refused.text, refused.text
+        assert "do not match an account" not in refused.text
+        assert "pair_session" not in browser.cookies
+    unknown = browser.post(
+        "/signin",
+        data={
+            "email": "nobody@example.com",
+            "auth_key": team[ALICE],
+            "csrf_token": hidden_token(browser.get("/signin").text),
+        },
+    )
+    assert unknown.status_code == 401 and "That email and auth key do not match an account" in unknown.text
 
     with TestClient(broker.http.app, base_url=TEST_URL) as forged:  # no sign-in cookie: a cross-site form
         response = forged.post("/signin", data={"email": ALICE, "auth_key": team[ALICE], "csrf_token": nonce})
@@ -327,7 +351,7 @@ def test_user_text_is_escaped(broker: InProcessBroker, browser: TestClient, team
         echoed = other.post(
             "/signin", data={"email": '"><script>alert(1)</script>', "auth_key": "x", "csrf_token": nonce}
         )
-        assert echoed.status_code == 401
+        assert echoed.status_code == 422  # no address: the Email type's sentence, which quotes it
         assert "<script>alert(1)" not in echoed.text and "&lt;script&gt;alert(1)" in echoed.text
 
 
