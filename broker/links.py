@@ -16,7 +16,18 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from pair.api.closecodes import CloseCode
 
-MAX_REASON = 120  # characters of a close reason (RFC 6455 §5.5: 123 bytes in all; ours are ASCII-ish)
+MAX_REASON = 123  # bytes of a close reason in UTF-8 (RFC 6455 §5.5: a control frame's 125, less the code's 2)
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to fit a close frame: at most MAX_REASON bytes of UTF-8, cut between characters
+    and ended with "…" when cut."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= MAX_REASON:
+        return text
+    return data[: MAX_REASON - 3].decode("utf-8", "ignore") + "…"
+
+
 # Seconds a close may take. Sending the close frame waits while the other end is not reading
 # (flow control); a person who stops reading must not hold up whoever ends their stream.
 CLOSE_WAIT = 2.0
@@ -47,7 +58,7 @@ class Link(Protocol):
         ...
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Close with `code` and `reason` (cut to MAX_REASON); does nothing if already closed.
+        """Close with `code` and `reason` (cut by close_reason); does nothing if already closed.
         Returns within CLOSE_WAIT seconds even when the other end reads nothing (the close frame
         may then never reach it; the link counts as closed all the same)."""
         ...
@@ -81,4 +92,4 @@ class WebSocketLink:
         # CLOSE_WAIT): closed all the same. Starlette counts it closed from the first attempt, and
         # the server drops the connection when the handler returns.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=int(code), reason=reason[:MAX_REASON]), CLOSE_WAIT)
+            await asyncio.wait_for(self.ws.close(code=int(code), reason=close_reason(reason)), CLOSE_WAIT)

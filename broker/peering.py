@@ -36,7 +36,7 @@ from broker import credentials, events, replicas
 from broker.context import Context, encryption_key
 from broker.errors import Problem
 from broker.hub import Claim, Leg, Stream
-from broker.links import CLOSE_WAIT, MAX_REASON, Closed, Frame
+from broker.links import CLOSE_WAIT, Closed, Frame, close_reason
 from broker.replicas import Replica
 from broker.store import StoreError
 from broker.store.backends import is_postgres
@@ -298,4 +298,4 @@ class PeerLink:
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         with contextlib.suppress(Exception):  # gone already, or a code no frame may carry
-            await self.ws.close(int(code), reason[:MAX_REASON])
+            await self.ws.close(int(code), close_reason(reason))

@@ -72,7 +72,11 @@ async def agent_connect(ws: WebSocket) -> None:
             frame = await link.link.receive()
             if isinstance(frame, Closed):
                 return
-            message = _agent_messages.decode(frame)
+            try:
+                message = _agent_messages.decode(frame)
+            except msgspec.DecodeError as exc:  # a ValidationError too: words of ours, not the container's text
+                await link.link.close(CloseCode.BAD_DATA, f"bad message: {_why(exc, frame)}")
+                return
             if isinstance(message, m.StreamRefused):
                 await events.stream_refused(ctx, message.stream_id, _refusal(message))
                 continue
@@ -96,8 +100,6 @@ async def agent_connect(ws: WebSocket) -> None:
                 return
             reply = await agents.heartbeat(ctx, current, beat)
             await link.send(m.ReplyMessage(reply=reply))
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        await link.link.close(CloseCode.BAD_DATA, f"bad message: {exc}")
     except WebSocketDisconnect:  # the agent went while it was being answered (it stopped, say): closed all the same
         pass
     except (Problem, StoreUnavailable) as exc:  # the agent reconnects after UNAVAILABLE
@@ -161,6 +163,12 @@ REFUSALS: dict[m.RefusalCode, tuple[int, str, m.ErrorCode]] = {
     ),
     "unreachable": (502, "Start it in the container, or check the port.", "target_unreachable"),
 }
+
+
+def _why(exc: msgspec.DecodeError, frame: str | bytes) -> str:
+    """Why the agent's message `frame` was refused, in one sentence: the field's grammar, the
+    value escaped and cut (pair.api.fields.message_refusal); the close frame cuts it to 123 bytes."""
+    return wire_fields.message_refusal(m.AgentMessage, exc, frame)
 
 
 def _refusal(message: m.StreamRefused) -> Problem:

@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 
 from pair.api.grammar import Invalid, label_problem, shown
+from pair.printable import printable
 
-__all__ = ["check", "check_path", "grammar_refusal", "refusal", "value_text"]
+__all__ = ["check", "check_path", "grammar_refusal", "message_refusal", "refusal", "value_text"]
 
 # msgspec ends a refusal inside a document with where: " - at `$.share_with[0]`".
 _WHERE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
@@ -116,6 +117,35 @@ def refusal(kind: Any, exc: msgspec.ValidationError, value: Any) -> Invalid | No
     explain = EXPLAINED.get(rule["what"])
     why = explain(refused) if explain is not None and isinstance(refused, str) else None
     return Invalid(why or f"{value_text(refused)} is not {rule['what']}.", rule["rule"])
+
+
+# msgspec quotes a refused value it names (an enum's, a tag's) in single quotes, some unescaped.
+_QUOTED = re.compile(r"'.*'", re.DOTALL)
+
+
+def message_refusal(kind: Any, exc: msgspec.DecodeError, frame: str | bytes) -> str:
+    """Why the message `frame` (JSON) does not decode as the type `kind`, in one sentence of
+    printable text: the field's grammar (`refusal`: "'VALUE' is not WHAT.") when it declares
+    one; else msgspec's words, any value they quote replaced by the value escaped and cut
+    (value_text), then where (`at $.heartbeat.state`). For text a peer sent that ends up in a
+    close frame or a log line: raw msgspec text would carry whatever the peer put in a tag or an
+    enum's value (newlines, bidi controls, kilobytes)."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return f"{printable(str(exc))}."  # malformed JSON: msgspec names a byte offset, no text
+    try:
+        document: Any = msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        document = None
+    said = refusal(kind, exc, document)
+    if said is not None:
+        return said.message
+    words, _, where = str(exc).partition(" - at `")
+    steps = _steps(str(exc)) or []
+    refused = _value_at(document, steps)
+    shown_value = value_text(refused) if isinstance(refused, (str, int, float)) else "'…'"
+    words = _QUOTED.sub(lambda _: shown_value, words)
+    at = f" (at {shown(where.removesuffix('`'), 40)[1:-1]})" if where else ""
+    return f"{printable(words)}{at}."
 
 
 def grammar_refusal(kind: Any, value: Any) -> Invalid | None:

@@ -10,6 +10,7 @@ before it sends anything."""
 from __future__ import annotations
 
 import functools
+import json
 import re
 import types
 import typing
@@ -26,10 +27,12 @@ from hypothesis import strategies as st
 
 from broker import relay
 from broker.errors import Problem
+from broker.links import close_reason
 from pair.api import endpoints as ep
 from pair.api import fields
 from pair.api import models as m
 from pair.api import terminal as tp
+from pair.api.closecodes import CloseCode
 from pair.printable import printable
 from tests.cli.helpers import assert_error, session_token
 from tests.support.broker import InProcessBroker
@@ -177,6 +180,9 @@ def bad_values(field: Field) -> st.SearchStrategy[Any]:
     return st.one_of(st.just(""), grown, too_long, spaced).map(lambda v: v if refuses(field.kind, v) else longest)
 
 
+BEAT = {"instance_id": "inst_grammar"}
+
+
 @dataclass
 class Setup:
     session: dict[str, str]
@@ -310,6 +316,22 @@ EXAMPLES = settings(
 )
 
 
+def on_the_control_channel(broker: InProcessBroker, setup: Setup, heartbeat: dict[str, Any] | str) -> tuple[int, str]:
+    """The close code and reason of an agent's control channel on which `heartbeat` (its fields
+    over a valid instance id) is sent, or the frame as it is when `heartbeat` is a string."""
+    if isinstance(heartbeat, str):
+        frame = heartbeat
+    else:
+        frame = json.dumps({"type": "heartbeat", "heartbeat": {**BEAT, **heartbeat}})
+    with broker.http.websocket_connect(ep.AGENT_CONNECT, headers=setup.agent) as ws:
+        ws.send_text(frame)
+        closed = ws.receive()
+    assert closed["type"] == "websocket.close", closed
+    reason = closed.get("reason") or ""
+    assert reason.isprintable() and len(reason.encode()) <= 123, reason  # RFC 6455 §5.5
+    return closed["code"], reason
+
+
 @EXAMPLES
 @given(data=st.data())
 def test_a_value_that_breaks_its_grammar_is_refused_in_one_bounded_sentence(
@@ -328,6 +350,9 @@ def test_a_value_that_breaks_its_grammar_is_refused_in_one_bounded_sentence(
         said = explain(value) if explain else None
         assert body["message"] == said if said else body["message"].endswith(f" is not {field.what}."), body
         assert body["detail"] == field.meta.description, body
+        if field.endpoint is ep.HEARTBEAT:  # the same heartbeat on the control channel: the same sentence
+            code, reason = on_the_control_channel(broker, setup, {field.name: [value] if field.listed else value})
+            assert (code, reason) == (CloseCode.BAD_DATA, close_reason(f"bad message: {body['message']}")), field
 
 
 @EXAMPLES
@@ -421,6 +446,41 @@ def test_a_well_formed_unknown_email_is_answered_as_a_wrong_key_is(
     assert unknown.status_code == wrong_key.status_code == padded.status_code == 401
     assert unknown.json() == wrong_key.json() == padded.json()
     assert unknown.json()["code"] == "bad_credentials"
+
+
+# -- the agent's control channel (session 8) ------------------------------------------------------
+
+HOSTILE = "\u202e\n\x1b[31m" + "x" * 300
+CONTROL_FRAMES = {
+    # msgspec quoted these values unescaped or whole: the container's text in the close frame
+    "tag": ({"type": "heartbeat" + HOSTILE}, "Invalid value 'heartbeat\\u202e\\n\\x1b[31mxxxx"),
+    "enum": ({"type": "heartbeat", "heartbeat": {**BEAT, "state": "up" + HOSTILE}}, "Invalid enum value 'up\\u202e"),
+    "grammar": ({"type": "heartbeat", "heartbeat": {"instance_id": "é" * 200}}, "'éééé"),
+    "nested": (
+        {"type": "heartbeat", "heartbeat": {**BEAT, "ssh": {"serving": False, "reason": HOSTILE}}},
+        "'\\u202e\\n\\x1b[31mxxx",
+    ),
+    "missing": (
+        {"type": "heartbeat", "heartbeat": {}},
+        "Object missing required field `instance_id` (at $.heartbeat).",
+    ),
+    "not json": ("{" + HOSTILE, "JSON is malformed: "),
+}
+
+
+@pytest.mark.parametrize(("frame", "start"), CONTROL_FRAMES.values(), ids=CONTROL_FRAMES.keys())
+def test_a_bad_control_message_is_closed_with_one_escaped_bounded_sentence(
+    broker: InProcessBroker, setup: Setup, frame: Any, start: str
+) -> None:
+    """Reproduction: the channel closed with `bad message: ` and msgspec's raw text, in which a
+    container's tag or enum value came whole (a newline, a bidi control, kilobytes) into the close
+    frame and the logs; a reason over 123 bytes of UTF-8 was not cut to fit."""
+    sent = frame if isinstance(frame, str) else json.dumps(frame)
+    code, reason = on_the_control_channel(broker, setup, sent)
+    assert code == CloseCode.BAD_DATA
+    assert reason.startswith(f"bad message: {start}"), reason
+    assert "x" * 70 not in reason and "regex" not in reason, reason
+    assert reason.endswith((".", "…")), reason
 
 
 # -- the terminal stream's query parameters (`?cols=C&rows=R`, `?join=TERMINAL_ID`) ---------------
