@@ -18,7 +18,8 @@ from broker.errors import Problem
 from broker.signing import TokenFault, TokenInvalid
 from broker.store import DesiredState, SpaceRecord, TokenRecord
 from pair.api import models as m
-from pair.api.grammar import Invalid, check_facts
+from pair.api.fields import check_facts
+from pair.api.grammar import Invalid
 from pair.api.tokens import SPACE_TOKEN, SecretError, normalize
 
 REAUTHORIZE = "Run `pair spaces authorize --space {name}` on your laptop for a fresh token."
@@ -40,7 +41,8 @@ TOKEN_ERRORS: dict[TokenFault, tuple[str, m.ErrorCode]] = {
 
 
 def checked_facts(facts: m.ContainerFacts) -> str:
-    """The facts as stored, once they fit pair.api.grammar; 422 otherwise. Every fact is refused
+    """The facts as stored, once they fit their types' grammar (pair.api.fields.check_facts); 422
+    `invalid_facts` with the type's sentence otherwise. Every fact is refused
     rather than dropped: the login user and host keys end up in teammates' ssh configs and
     known_hosts files, so a container that reports them wrong gets no SSH at all (fail closed)."""
     try:

@@ -24,7 +24,8 @@ from pair.api import fields
 from pair.api import models as m
 from pair.api import terminal as tp
 from pair.api.errors import ApiError, BrokerUnreachable, PairError, answered
-from pair.api.grammar import Invalid, shown, space_from_json, space_problem
+from pair.api.fields import space_from_json, space_problem
+from pair.api.grammar import Invalid, shown
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -172,7 +173,7 @@ class Client:
     # it, write it into an ssh config or known_hosts, or build an ssh argument from it.
 
     def spaces(self) -> list[m.Space]:
-        """The Spaces you can see. Each is decoded and checked on its own (grammar.space_from_json):
+        """The Spaces you can see. Each is decoded and checked on its own (fields.space_from_json):
         one that does not fit (a hostile or broken broker, someone in between, a newer broker's
         field) is left out with a warning; it never breaks the others."""
         out = []

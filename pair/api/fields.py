@@ -17,10 +17,32 @@ from typing import Any
 
 import msgspec
 
-from pair.api.grammar import Invalid, label_problem, shown
+from pair.api import models as m
+from pair.api.grammar import (
+    KNOWN_STATES,
+    NAME_RULE,
+    STATE_RE,
+    Invalid,
+    host_key_problem,
+    is_email,
+    is_space_id,
+    is_space_name,
+    label_problem,
+    shown,
+)
 from pair.printable import printable
 
-__all__ = ["check", "check_path", "grammar_refusal", "message_refusal", "refusal", "value_text"]
+__all__ = [
+    "check",
+    "check_facts",
+    "check_path",
+    "grammar_refusal",
+    "message_refusal",
+    "refusal",
+    "space_from_json",
+    "space_problem",
+    "value_text",
+]
 
 # msgspec ends a refusal inside a document with where: " - at `$.share_with[0]`".
 _WHERE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
@@ -171,6 +193,23 @@ def check(kind: Any, value: Any) -> Any:
         raise refusal(kind, exc, plain) or Invalid(f"The request is not valid: {exc}.") from exc
 
 
+def check_facts(facts: m.ContainerFacts) -> None:
+    """Raise Invalid for the first of a container's facts that does not fit its type's grammar
+    (pair.api.models.FACT_GRAMMAR: the login user, the host keys, the host name, the pair version,
+    the workspace folder, CPUs and bytes), in the type's sentence ("'VALUE' is not WHAT." and its
+    rule, as `check` says), then for a host key that is not a key of its type (pair.sshkeys, which
+    no pattern can say: grammar.host_key_problem). Empty text means "not reported" and passes."""
+    for name, kind in m.FACT_GRAMMAR.items():
+        check(kind, getattr(facts, name))
+    for entry in facts.host_keys:
+        problem = host_key_problem(entry)
+        if problem:
+            raise Invalid(
+                f"The container reported a bad SSH host key: {problem}.",
+                "Report the first two fields of sshd's host key .pub file, one key per entry.",
+            )
+
+
 def check_path(kinds: dict[str, Any], params: dict[str, str]) -> None:
     """Each path parameter in `params` checked against its type in `kinds` (an endpoint's
     `path_types()`): strings as they are, integers only as plain decimal digits. Raises Invalid
@@ -195,3 +234,47 @@ def _is_int(kind: Any) -> bool:
     info = msgspec.inspect.type_info(kind)
     target = info.type if isinstance(info, msgspec.inspect.Metadata) else info
     return isinstance(target, msgspec.inspect.IntType)
+
+
+def space_problem(space: m.Space) -> str | None:
+    """Why the CLI must not use a Space the broker sent (it would reach an ssh config, known_hosts
+    or an ssh argument), or None: its id, name, owner and container facts are all checked."""
+    if not is_space_id(space.id):
+        return f"its id {shown(space.id)} is not an sp_… id"
+    if not is_space_name(space.name):
+        return f"its name {shown(space.name)} breaks the Space name rule ({NAME_RULE})"
+    if not is_email(space.owner):
+        return f"its owner {shown(space.owner)} is not an email address"
+    if space.container is not None:
+        try:
+            check_facts(space.container)
+        except Invalid as exc:
+            return f"its container's facts: {exc.message.rstrip('.')}"
+    return None
+
+
+def space_from_json(item: bytes) -> m.Space:
+    """One Space of the broker's list (its JSON `item`), decoded and checked on its own so that
+    one bad Space never breaks the others (issue 17). A `state` this version does not know but
+    that fits STATE_RE (a newer broker's) is kept as it is; readiness treats it as not running.
+
+    Raises Invalid naming the Space (id and name escaped, as far as they could be read) and why:
+    not an object, a field of the wrong type or shape (msgspec's words), or space_problem."""
+    try:
+        fields: Any = msgspec.json.decode(item)
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"Left out a Space the broker sent: it is not JSON ({printable(str(exc))}).") from exc
+    if not isinstance(fields, dict):
+        raise Invalid(f"Left out a Space the broker sent: it is a JSON {type(fields).__name__}, not an object.")
+    ident = f"({shown(str(fields.get('id', '?')))}, {shown(str(fields.get('name', '?')))})"
+    state = fields.get("state")
+    newer = isinstance(state, str) and state not in KNOWN_STATES and STATE_RE.fullmatch(state) is not None
+    try:
+        space = msgspec.convert({**fields, "state": "created"} if newer else fields, type=m.Space)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"Left out a Space the broker sent {ident}: {printable(str(exc))}.") from exc
+    if newer:  # Structs do not check on replace: the unknown state is carried as it is
+        space = msgspec.structs.replace(space, state=state)
+    if problem := space_problem(space):
+        raise Invalid(f"Left out a Space the broker sent {ident}: {problem}.")
+    return space

@@ -3,9 +3,10 @@
 One grammar, checked where the text enters: the broker checks a container's facts at bootstrap,
 check-in and heartbeat, and emails whenever a person names one; the CLI checks every Space the
 broker sends before its name, id, login user or host keys reach an ssh config, a known_hosts
-file or an ssh argument. Values that pass need no quoting in any of those places, which is what
-the rules below are for (escaping where text leaves is the second line: pair.printable,
-pair.cli.ssh).
+file or an ssh argument (pair.api.fields.check_facts, space_problem and space_from_json ask the
+rules here and the wire types' grammar). Values that pass need no quoting in any of those
+places, which is what the rules below are for (escaping where text leaves is the second line:
+pair.printable, pair.cli.ssh).
 
 Only the wire contract's patterns at import (pair.sshkeys, and so OpenSSL, loads when a host key
 is checked).
@@ -13,25 +14,17 @@ is checked).
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Any, get_args
-
-import msgspec
+from typing import get_args
 
 from pair.api import models as m
 from pair.api import terminal as tp
-from pair.printable import printable
-
-if TYPE_CHECKING:
-    from pair.api.models import ContainerFacts, Space
 
 __all__ = [
     "HOST_KEY_TYPES",
     "NAME_RULE",
     "Invalid",
-    "check_facts",
     "container_digest",
     "container_identity",
     "email_address",
@@ -43,9 +36,7 @@ __all__ = [
     "is_workspace_folder",
     "label_problem",
     "shown",
-    "space_from_json",
     "space_name_from",
-    "space_problem",
     "terminal_id",
 ]
 
@@ -66,8 +57,6 @@ MAX_HOST_KEYS = m.MAX_HOST_KEYS
 # must need no escaping anywhere a state goes (a table, an ssh config comment).
 STATE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 KNOWN_STATES = frozenset(get_args(m.SpaceState))
-MAX_CPUS = 1 << 16
-MAX_BYTES = (1 << 63) - 1
 
 
 class Invalid(ValueError):
@@ -210,79 +199,3 @@ def label_problem(label: str) -> str | None:
     if len(label) > LABEL_MAX:
         return f"A port's label is at most {LABEL_MAX} characters; this one has {len(label)}."
     return None
-
-
-def check_facts(facts: ContainerFacts) -> None:
-    """Raise Invalid for the first of a container's facts that does not fit its grammar: the
-    login user (POSIX), every host key (host_key_problem), the host name (RFC 1123), the pair
-    version (PEP 440), the workspace folder (an absolute path on one line), and numbers that are
-    negative, not finite or absurdly large. Empty text means "not reported" and passes."""
-    if facts.login_user and not is_login_user(facts.login_user):
-        raise Invalid(
-            f"The container's login user {shown(facts.login_user)} is not a user name.",
-            "Set PAIR_SSH_USER (or install.sh --ssh-user) to a POSIX user name such as vscode.",
-        )
-    if len(facts.host_keys) > MAX_HOST_KEYS:
-        raise Invalid(f"The container reported {len(facts.host_keys)} host keys; at most {MAX_HOST_KEYS} are taken.")
-    for entry in facts.host_keys:
-        problem = host_key_problem(entry)
-        if problem:
-            raise Invalid(
-                f"The container reported a bad SSH host key: {problem}.",
-                "Report the first two fields of sshd's host key .pub file, one key per entry.",
-            )
-    if facts.hostname and not HOSTNAME_RE.match(facts.hostname):
-        raise Invalid(f"The container's host name {shown(facts.hostname)} is not a host name (RFC 1123).")
-    if facts.pair_version and not VERSION_RE.match(facts.pair_version):
-        raise Invalid(f"The container's pair version {shown(facts.pair_version)} is not a version.")
-    if facts.workspace_folder and not is_workspace_folder(facts.workspace_folder):
-        raise Invalid(f"The container's workspace folder {shown(facts.workspace_folder)} is not an absolute path.")
-    if not (math.isfinite(facts.cpus) and 0 <= facts.cpus <= MAX_CPUS):
-        raise Invalid(f"The container reported {facts.cpus!r} CPUs.")
-    for what, amount in (("memory", facts.memory_bytes), ("disk", facts.disk_bytes)):
-        if not 0 <= amount <= MAX_BYTES:
-            raise Invalid(f"The container reported {amount!r} bytes of {what}.")
-
-
-def space_problem(space: Space) -> str | None:
-    """Why the CLI must not use a Space the broker sent (it would reach an ssh config, known_hosts
-    or an ssh argument), or None: its id, name, owner and container facts are all checked."""
-    if not is_space_id(space.id):
-        return f"its id {shown(space.id)} is not an sp_… id"
-    if not is_space_name(space.name):
-        return f"its name {shown(space.name)} breaks the Space name rule ({NAME_RULE})"
-    if not is_email(space.owner):
-        return f"its owner {shown(space.owner)} is not an email address"
-    if space.container is not None:
-        try:
-            check_facts(space.container)
-        except Invalid as exc:
-            return exc.message[0].lower() + exc.message[1:].rstrip(".")
-    return None
-
-
-def space_from_json(item: bytes) -> Space:
-    """One Space of the broker's list (its JSON `item`), decoded and checked on its own so that
-    one bad Space never breaks the others (issue 17). A `state` this version does not know but
-    that fits STATE_RE (a newer broker's) is kept as it is; readiness treats it as not running.
-
-    Raises Invalid naming the Space (id and name escaped, as far as they could be read) and why:
-    not an object, a field of the wrong type or shape (msgspec's words), or space_problem."""
-    try:
-        fields: Any = msgspec.json.decode(item)
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"Left out a Space the broker sent: it is not JSON ({printable(str(exc))}).") from exc
-    if not isinstance(fields, dict):
-        raise Invalid(f"Left out a Space the broker sent: it is a JSON {type(fields).__name__}, not an object.")
-    ident = f"({shown(str(fields.get('id', '?')))}, {shown(str(fields.get('name', '?')))})"
-    state = fields.get("state")
-    newer = isinstance(state, str) and state not in KNOWN_STATES and STATE_RE.fullmatch(state) is not None
-    try:
-        space = msgspec.convert({**fields, "state": "created"} if newer else fields, type=m.Space)
-    except msgspec.ValidationError as exc:
-        raise Invalid(f"Left out a Space the broker sent {ident}: {printable(str(exc))}.") from exc
-    if newer:  # Structs do not check on replace: the unknown state is carried as it is
-        space = msgspec.structs.replace(space, state=state)
-    if problem := space_problem(space):
-        raise Invalid(f"Left out a Space the broker sent {ident}: {problem}.")
-    return space

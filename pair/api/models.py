@@ -6,7 +6,7 @@ The broker imports these types; `pair` never imports the broker. Field names are
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -265,13 +265,14 @@ class NewSshKeyRequest(Struct):
     public_key: Annotated[str, msgspec.Meta(extra_json_schema={"minLength": 1})]  # one OpenSSH public key line
 
 
-Bytes = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
-
-
-# What a container may say about itself (pair.api.grammar.check_facts enforces it, with a sentence
-# per fact; here it is stated for /openapi.json). Each value ends up in teammates' ssh configs,
-# known_hosts files or terminals, so none needs quoting. Only documented, not enforced when a
-# message is decoded: the CLI leaves out one Space that breaks them rather than the whole list.
+# What a container may say about itself: each fact's grammar is its type below, made by
+# grammar_meta like every request field's, and pair.api.fields.check_facts checks a container's
+# facts against them (refused with the type's sentence, 422 `invalid_facts`), at bootstrap,
+# check-in and heartbeat; the agent leaves out a workspace folder that does not fit. Each value
+# ends up in teammates' ssh configs, known_hosts files or terminals, so none needs quoting. In
+# ContainerFacts they are stated for /openapi.json, not enforced when a message is decoded: the
+# CLI leaves out one Space that breaks them rather than the whole list. Empty text is "not
+# reported".
 LOGIN_USER_BODY = r"[A-Za-z_][A-Za-z0-9._-]{0,31}"  # POSIX portable user names, Linux's 32 bytes
 HOSTNAME_BODY = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"  # RFC 1123, leniently (underscores, a final dot)
 VERSION_BODY = r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}"  # PEP 440, local versions included
@@ -284,27 +285,103 @@ MAX_HOST_KEYS = 16
 # /projects), where terminals start: an absolute path on one line, without control, bidi or
 # invisible format characters (pair.printable's list), at most 1024 characters.
 WORKSPACE_FOLDER_BODY = r"/[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]{0,1023}"
+MAX_CPUS = 1 << 16
+MAX_BYTES = (1 << 63) - 1
+
+LoginUser = Annotated[
+    str,
+    grammar_meta(
+        "a POSIX user name",
+        "The login user is a letter or '_', then up to 31 letters, digits, '.', '_' or '-'; set PAIR_SSH_USER "
+        "(or install.sh --ssh-user) to one such as vscode.",
+        pattern=whole(f"(?:{LOGIN_USER_BODY})?"),
+    ),
+]
+HostName = Annotated[
+    str,
+    grammar_meta(
+        "a host name",
+        "A container's host name is up to 253 letters, digits, '.', '_' or '-', starting with a letter, digit or '_' "
+        "(RFC 1123).",
+        pattern=whole(f"(?:{HOSTNAME_BODY})?"),
+    ),
+]
+PairVersion = Annotated[
+    str,
+    grammar_meta(
+        "a version",
+        "A pair version is up to 64 letters, digits, '.', '+', '!', '_' or '-', starting with a letter or digit "
+        "(PEP 440).",
+        pattern=whole(f"(?:{VERSION_BODY})?"),
+    ),
+]
+WorkspaceFolder = Annotated[
+    str,
+    grammar_meta(
+        "an absolute path",
+        "A workspace folder is an absolute path on one line of at most 1024 characters, without control, "
+        "bidirectional or invisible formatting characters.",
+        pattern=whole(f"(?:{WORKSPACE_FOLDER_BODY})?"),
+    ),
+]
+HostKey = Annotated[
+    str,
+    grammar_meta(
+        "an SSH host key",
+        f"A host key is `TYPE BASE64` as sshd's .pub file starts, TYPE one of {', '.join(HOST_KEY_TYPES)}; "
+        "one key per entry, without a comment.",
+        pattern=whole(HOST_KEY_BODY),
+    ),
+]
+HostKeys = Annotated[
+    list[HostKey],
+    grammar_meta(
+        "a list of host keys", f"A container reports at most {MAX_HOST_KEYS} host keys.", max_length=MAX_HOST_KEYS
+    ),
+]
+CpuCount = Annotated[
+    float,
+    grammar_meta("a CPU count", f"A CPU count is a number from 0 to {MAX_CPUS}.", ge=0, le=MAX_CPUS),
+]
+Bytes = Annotated[
+    int,
+    grammar_meta("a number of bytes", f"A size in bytes is a whole number from 0 to {MAX_BYTES}.", ge=0, le=MAX_BYTES),
+]
+# The fact types checked as they are (check_facts), by field; the rest are enforced when decoded.
+FACT_GRAMMAR: dict[str, object] = {
+    "login_user": LoginUser,
+    "host_keys": HostKeys,
+    "hostname": HostName,
+    "pair_version": PairVersion,
+    "workspace_folder": WorkspaceFolder,
+    "cpus": CpuCount,
+    "memory_bytes": Bytes,
+    "disk_bytes": Bytes,
+}
 
 
-def _optional(body: str, description: str) -> msgspec.Meta:
-    return msgspec.Meta(extra_json_schema={"pattern": whole(f"(?:{body})?")}, description=description)
+def _stated(kind: object, *, items: object = None) -> msgspec.Meta:
+    """A fact type's grammar (`kind`: LoginUser…, and for a list its `items`' pattern) as
+    /openapi.json states it for ContainerFacts, not enforced when decoded."""
+    meta = get_args(kind)[1]
+    schema: dict[str, object] = {"pattern": meta.pattern} if meta.pattern else {}
+    if meta.max_length is not None:
+        schema["maxItems"] = meta.max_length
+    return msgspec.Meta(extra_json_schema=schema, description=meta.description)
 
 
 class ContainerFacts(Struct):
-    hostname: Annotated[str, _optional(HOSTNAME_BODY, "The container's host name.")] = ""
+    hostname: Annotated[str, _stated(HostName)] = ""
     platform: Platform = "generic"
-    cpus: Annotated[float, msgspec.Meta(ge=0, le=1 << 16)] = 0
+    cpus: CpuCount = 0
     memory_bytes: Bytes = 0
     disk_bytes: Bytes = 0
-    login_user: Annotated[str, _optional(LOGIN_USER_BODY, "Who teammates log in as.")] = ""
-    host_keys: Annotated[
-        list[Annotated[str, msgspec.Meta(extra_json_schema={"pattern": whole(HOST_KEY_BODY)})]],
-        msgspec.Meta(extra_json_schema={"maxItems": MAX_HOST_KEYS}, description="sshd's host keys."),
-    ] = msgspec.field(default_factory=list)
-    pair_version: Annotated[str, _optional(VERSION_BODY, "The container's pair version.")] = ""
-    workspace_folder: Annotated[
-        str, _optional(WORKSPACE_FOLDER_BODY, "Where terminals start (the project's folder); empty for home.")
-    ] = ""
+    login_user: Annotated[str, _stated(LoginUser)] = ""
+    host_keys: Annotated[list[Annotated[str, _stated(HostKey)]], _stated(HostKeys)] = msgspec.field(
+        default_factory=list
+    )
+    pair_version: Annotated[str, _stated(PairVersion)] = ""
+    workspace_folder: Annotated[str, _stated(WorkspaceFolder)] = ""
 
 
 # Text a container reports for people to read: one line, no control or bidi-override characters

@@ -61,7 +61,7 @@ def render(
     """The managed file: a `Host` block per Space. Only Spaces that pass pair.api.grammar are
     written (the caller already left the others out with a warning): their names, ids, owners and
     login users need no quoting, and every option value goes through ssh.ssh_value."""
-    from pair.api.grammar import space_problem
+    from pair.api.fields import space_problem
 
     parts = [HEADER]
     if created_marker:

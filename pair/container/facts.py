@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pair import __version__
-from pair.api.grammar import is_workspace_folder
-from pair.api.models import ContainerFacts, Platform
+from pair.api import fields
+from pair.api.models import ContainerFacts, Platform, WorkspaceFolder
 
 
 def detect_platform(env: Mapping[str, str]) -> Platform:
@@ -133,7 +133,7 @@ def collect(
 
 
 def reported_folder(folder: str | None) -> str:
-    """The workspace folder as the facts carry it: only one that fits the grammar
-    (pair.api.grammar.is_workspace_folder), which the broker checks: an odd path must not cost
-    the container its bootstrap or heartbeats."""
-    return folder if folder and is_workspace_folder(folder) else ""
+    """The workspace folder as the facts carry it: only one that fits its type's grammar
+    (pair.api.models.WorkspaceFolder, as the broker checks it: pair.api.fields.check_facts), so an
+    odd path does not cost the container its bootstrap or heartbeats."""
+    return folder if folder and fields.grammar_refusal(WorkspaceFolder, folder) is None else ""

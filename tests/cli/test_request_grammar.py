@@ -104,6 +104,14 @@ def grammar_fields() -> list[Field]:
 
 
 FIELDS = grammar_fields()
+# A container's facts: stated in ContainerFacts, checked by pair.api.fields.check_facts against
+# their types (models.FACT_GRAMMAR) at bootstrap, check-in and heartbeat (here a check-in),
+# refused 422 `invalid_facts` in the same words. The numbers are enforced where they are decoded.
+FACTS = [
+    Field(ep.CHECKIN, name, m.HostKey if name == "host_keys" else kind, in_path=False, listed=name == "host_keys")
+    for name, kind in m.FACT_GRAMMAR.items()
+    if name not in ("cpus", "memory_bytes", "disk_bytes")
+]
 FIELDS_BY_NAME = {str(f): f for f in FIELDS}
 
 # A value for each required body field, and for each path parameter, that fits its grammar: the
@@ -353,6 +361,19 @@ def test_a_value_that_breaks_its_grammar_is_refused_in_one_bounded_sentence(
         if field.endpoint is ep.HEARTBEAT:  # the same heartbeat on the control channel: the same sentence
             code, reason = on_the_control_channel(broker, setup, {field.name: [value] if field.listed else value})
             assert (code, reason) == (CloseCode.BAD_DATA, close_reason(f"bad message: {body['message']}")), field
+    for fact in FACTS:
+        value = data.draw(bad_values(fact), label=f"fact {fact.name}")
+        response = checked_in(broker, setup, fact, value)
+        assert_bounded_refusal(response, fact, value)
+        body = response.json()
+        assert (response.status_code, body["code"]) == (422, "invalid_facts"), (fact.name, body)
+        assert body["message"].endswith(f" is not {fact.what}."), body
+        assert body["detail"] == fact.meta.description, body
+
+
+def checked_in(broker: InProcessBroker, setup: Setup, fact: Field, value: Any) -> Any:
+    facts = {fact.name: [value] if fact.listed else value}
+    return broker.http.post("/api/v1/agent/checkin", json={**BEAT, "facts": facts}, headers=setup.agent)
 
 
 @EXAMPLES
@@ -366,6 +387,12 @@ def test_a_value_that_fits_its_grammar_is_never_refused_for_it(
         assert response.status_code < 500, (str(field), response.text)
         if response.status_code >= 400:
             assert f" is not {field.what}." not in response.json()["message"], (str(field), response.text)
+    for fact in FACTS:
+        if fact.name == "host_keys":  # its pattern is the shape; a key must also parse (tests/unit/test_grammar.py)
+            continue
+        value = data.draw(good_values(fact), label=f"fact {fact.name}")
+        response = checked_in(broker, setup, fact, value)
+        assert response.status_code == 200, (fact.name, value, response.text)
 
 
 # -- the two defects the tester found (session 7) ------------------------------------------------

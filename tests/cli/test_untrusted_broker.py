@@ -104,7 +104,7 @@ def test_host_keys_with_a_revoked_marker_never_reach_known_hosts(
 
     result = alice.pair("spaces", "ssh-config")
     assert result.ok, result.err
-    assert "warning: Left out a Space the broker sent" in result.err and "bad SSH host key" in result.err
+    assert "warning: Left out a Space the broker sent" in result.err and "is not an SSH host key" in result.err
     known = (alice.config_dir / "known_hosts").read_text()
     assert known == f"{good}.pair {good_key}\n"
     found = subprocess.run(
@@ -125,7 +125,7 @@ def test_a_login_user_with_a_newline_breaks_only_its_own_space(
     tamper(broker, evil, facts={"login_user": "dev\n    ProxyCommand sh -c id", "host_keys": [good_key]})
     result = alice.pair("spaces", "ssh-config")
     assert result.ok, result.err
-    assert "login user 'dev\\n    ProxyCommand sh -c id' is not a user name" in result.err
+    assert "its container's facts: 'dev\\n    ProxyCommand sh -c id' is not a POSIX user name" in result.err
     assert result.out.startswith(f"good.pair -> {good} ")
     assert "Wrote 1 host to" in result.out
     assert ssh_g(alice, "good.pair").returncode == 0

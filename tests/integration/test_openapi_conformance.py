@@ -105,7 +105,7 @@ parameters = {{ "body.add[*]" = {{ dictionary = "teammates" }}, "body.remove[*]"
 include-operation-id = "post_api_v1_keys"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "409", "422"]
 
-# The same for the SSH host keys a container reports (pair.api.grammar.check_facts): one that has
+# The same for the SSH host keys a container reports (pair.api.fields.check_facts): one that has
 # the documented `TYPE BASE64` shape but is not a key of its type is refused with 422 invalid_facts.
 # And whether a text is a Space token or key this broker would register a container with (its
 # signature, its record) is a fact about the broker: the registration check refuses others as

@@ -13,17 +13,16 @@ from hypothesis import strategies as st
 from broker.emails import normalize_email
 from broker.errors import Problem
 from pair.api import models as m
+from pair.api.fields import check_facts, space_problem
 from pair.api.grammar import (
     HOSTNAME_RE,
     LOGIN_USER_RE,
     SPACE_ID_RE,
     VERSION_RE,
     Invalid,
-    check_facts,
     host_key_problem,
     is_email,
     is_login_user,
-    space_problem,
 )
 from pair.api.models import ContainerFacts, Space
 
@@ -190,14 +189,18 @@ def test_honest_facts_pass() -> None:
 @pytest.mark.parametrize(
     ("facts", "fragment"),
     [
-        (ContainerFacts(login_user="dev\nHost *"), "login user 'dev\\nHost *' is not a user name"),
-        (ContainerFacts(host_keys=[f"{ED25519}\n@revoked * {OTHER}"]), "bad SSH host key"),
-        (ContainerFacts(host_keys=[ED25519] * 17), "at most 16"),
-        (ContainerFacts(hostname="h\x1b]0;TITLE\x07\x1b[31mRED"), "host name 'h\\x1b]0;TITLE"),
-        (ContainerFacts(pair_version="1.0\x1b[2J"), "pair version"),
-        (ContainerFacts(cpus=-1), "-1 CPUs"),
-        (ContainerFacts(cpus=float("inf")), "inf CPUs"),
-        (ContainerFacts(memory_bytes=-5), "-5 bytes of memory"),
+        (ContainerFacts(login_user="dev\nHost *"), "'dev\\nHost *' is not a POSIX user name."),
+        (ContainerFacts(host_keys=[f"{ED25519}\n@revoked * {OTHER}"]), "is not an SSH host key."),
+        (ContainerFacts(host_keys=["ssh-ed25519 AAAA"]), "bad SSH host key"),
+        (ContainerFacts(host_keys=[ED25519] * 17), "is not a list of host keys."),
+        (
+            ContainerFacts(hostname="h\x1b]0;TITLE\x07\x1b[31mRED"),
+            "'h\\x1b]0;TITLE\\x07\\x1b[31mRED' is not a host name.",
+        ),
+        (ContainerFacts(pair_version="1.0\x1b[2J"), "'1.0\\x1b[2J' is not a version."),
+        (ContainerFacts(cpus=-1), "-1 is not a CPU count."),
+        (ContainerFacts(cpus=float("nan")), "is not a CPU count."),
+        (ContainerFacts(memory_bytes=-5), "-5 is not a number of bytes."),
     ],
 )
 def test_facts_that_do_not_fit_are_refused_naming_the_fact(facts: ContainerFacts, fragment: str) -> None:
@@ -205,6 +208,7 @@ def test_facts_that_do_not_fit_are_refused_naming_the_fact(facts: ContainerFacts
         check_facts(facts)
     assert fragment in caught.value.message
     assert "\x1b" not in caught.value.message and "\n" not in caught.value.message
+    assert caught.value.hint and "regex" not in caught.value.hint  # the fact type's rule, in words
 
 
 def space(**fields: object) -> Space:
@@ -226,5 +230,7 @@ def test_a_space_from_the_broker_is_checked_whole() -> None:
     assert "name" in (space_problem(space(name='x\nMatch exec "touch /tmp/PWNED"\nHost y')) or "")
     assert "id" in (space_problem(space(id="sp_x; touch /tmp/p")) or "")
     assert "owner" in (space_problem(space(owner="a@b.example\nHost *")) or "")
-    assert "login user" in (space_problem(space(container=ContainerFacts(login_user="a\nb"))) or "")
+    assert "facts: 'a\\nb' is not a POSIX user name" in (
+        space_problem(space(container=ContainerFacts(login_user="a\nb"))) or ""
+    )
     assert "host key" in (space_problem(space(container=ContainerFacts(host_keys=[f"{ED25519}\n@revoked"]))) or "")

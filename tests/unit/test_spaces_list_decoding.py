@@ -1,4 +1,4 @@
-"""The broker's Spaces list is decoded one Space at a time (pair.api.grammar.space_from_json,
+"""The broker's Spaces list is decoded one Space at a time (pair.api.fields.space_from_json,
 used by Client.spaces): a Space that does not fit is left out with a warning and never breaks the
 others (issue 17, kind 1), and a state a newer broker adds is shown as it is."""
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from pair import known_hosts
 from pair.api.errors import PairError
-from pair.api.grammar import LOGIN_USER_RE, NAME_RE, SPACE_ID_RE, Invalid, host_key_problem, space_problem
+from pair.api.fields import space_problem
+from pair.api.grammar import LOGIN_USER_RE, NAME_RE, SPACE_ID_RE, Invalid, host_key_problem
 from pair.api.models import ContainerFacts, Space
 from pair.api.refs import host_aliases
 from pair.cli import ssh

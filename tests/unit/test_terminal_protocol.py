@@ -11,7 +11,8 @@ import pytest
 
 from pair.api import models as m
 from pair.api import terminal as tp
-from pair.api.grammar import Invalid, check_facts
+from pair.api.fields import check_facts
+from pair.api.grammar import Invalid
 from pair.container.facts import reported_folder, workspace_folder
 from pair.container.terminals import new_terminal_id, utf8_locale
 
@@ -87,8 +88,9 @@ def test_the_facts_carry_only_a_workspace_folder_that_fits_the_grammar() -> None
     assert reported_folder(None) == reported_folder("") == ""
     for odd in ("/work\nspaces", "/a\x1b[31m", "/a\u202eb", "/" + "a" * 2000):
         assert reported_folder(odd) == ""
-        with pytest.raises(Invalid, match="workspace folder"):
+        with pytest.raises(Invalid, match="is not an absolute path") as refused:
             check_facts(m.ContainerFacts(workspace_folder=odd))
+        assert refused.value.hint.startswith("A workspace folder is an absolute path on one line")
 
 
 def test_the_locale_is_utf8() -> None:
