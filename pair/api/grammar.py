@@ -33,7 +33,6 @@ __all__ = [
     "is_login_user",
     "is_space_id",
     "is_space_name",
-    "is_workspace_folder",
     "label_problem",
     "shown",
     "space_name_from",
@@ -50,9 +49,7 @@ SPACE_ID_RE = re.compile(m.SPACE_ID_BODY)  # broker.credentials.new_id's ids, op
 LOGIN_USER_RE = re.compile(m.whole(m.LOGIN_USER_BODY))
 HOSTNAME_RE = re.compile(m.whole(m.HOSTNAME_BODY))
 VERSION_RE = re.compile(m.whole(m.VERSION_BODY))
-WORKSPACE_FOLDER_RE = re.compile(m.whole(m.WORKSPACE_FOLDER_BODY))
 HOST_KEY_TYPES = m.HOST_KEY_TYPES  # what sshd offers as host keys (ssh-keygen -A); sk-* are user keys
-MAX_HOST_KEYS = m.MAX_HOST_KEYS
 # A state a newer broker may add (the wire's SpaceState lists today's): shown as it is, so it
 # must need no escaping anywhere a state goes (a table, an ssh config comment).
 STATE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -149,11 +146,6 @@ def terminal_id(text: str) -> str:
 
 def is_login_user(text: str) -> bool:
     return LOGIN_USER_RE.match(text) is not None
-
-
-def is_workspace_folder(text: str) -> bool:
-    """Whether `text` may be a container's workspace folder (pair.api.models.WORKSPACE_FOLDER_BODY)."""
-    return WORKSPACE_FOLDER_RE.match(text) is not None
 
 
 def host_key_problem(entry: str) -> str | None:
