@@ -360,8 +360,8 @@ FACT_GRAMMAR: dict[str, object] = {
 }
 
 
-def _stated(kind: object, *, items: object = None) -> msgspec.Meta:
-    """A fact type's grammar (`kind`: LoginUser…, and for a list its `items`' pattern) as
+def _stated(kind: object) -> msgspec.Meta:
+    """A fact type's grammar (`kind`: LoginUser…; a list's HostKeys gives its maxItems) as
     /openapi.json states it for ContainerFacts, not enforced when decoded."""
     meta = get_args(kind)[1]
     schema: dict[str, object] = {"pattern": meta.pattern} if meta.pattern else {}

@@ -109,8 +109,12 @@ def closing(code: int, reason: str) -> Dropped | str:
     """How a stream that closed with `code` and `reason` (without a `closed` or `exit` message
     first) ended: DROPPED if it may be joined again (pair.api.closecodes.transient), else the
     one sentence that says why it ended (the broker's reason, or the code's SENTENCES)."""
-    if transient(code):
-        return DROPPED
+    return DROPPED if transient(code) else why_closed(code, reason)
+
+
+def why_closed(code: int, reason: str) -> str:
+    """The one sentence a close with `code` and `reason` says: the broker's reason, or the code's
+    SENTENCES, or LOST; printable."""
     return printable(reason or SENTENCES.get(code, "") or LOST)
 
 
@@ -278,12 +282,12 @@ class TerminalStream:
                     return 1
         except ConnectionClosed:
             pass
-        code = self.ws.close_code or CloseCode.ABNORMAL
-        ended = closing(code, self.ws.close_reason or "")
+        code, reason = self.ws.close_code or CloseCode.ABNORMAL, self.ws.close_reason or ""
+        ended = closing(code, reason)
         if isinstance(ended, Dropped):
             if self.terminal_id:
                 return ended
-            ended = printable(self.ws.close_reason or SENTENCES.get(code, "") or LOST)  # nothing to join
+            ended = why_closed(code, reason)  # nothing to join yet
         self.note(ended)
         return 1
 
