@@ -52,6 +52,8 @@ def test_the_cli_joins_its_terminal_again_after_a_broker_restart(world: World, b
         with real_broker(world.broker.data_dir, "--port", port, env=broker_env):
             alice.expect_screen("pair: Reconnected.")
             # redrawn from the scrollback on a clean screen: the earlier output once, not twice
+            # (the scrollback follows the agent's hello, which the line above answers: await it)
+            alice.expect_screen(re.compile(r"^marker-2\s*$", re.MULTILINE))
             shown = alice.display().splitlines()
             assert [line.strip() for line in shown].count("marker-2") == 1, alice.display()
             # the same shell: its variables, its PID; and the starter types again (a driver)
